@@ -1,0 +1,64 @@
+"""streamtopo — watch a neural network train and say, step by step, whether its internal
+structure is healthy.
+
+Public names are re-exported here lazily (PEP 562): ``import streamtopo`` loads neither numba
+nor polars, and never torch, ripser, scipy or matplotlib; each name imports its module on
+first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "StreamtopoError": "streamtopo.errors",
+    "InputError": "streamtopo.errors",
+    "InputTypeError": "streamtopo.errors",
+    "RecoveryError": "streamtopo.errors",
+    # H0 core
+    "MergeEdges": "streamtopo.topology",
+    "betti0_at": "streamtopo.topology",
+    "h0_diagram": "streamtopo.topology",
+    "h0_total": "streamtopo.topology",
+    "h1_diagram": "streamtopo.topology",
+    "linkage": "streamtopo.topology",
+    "merge_order": "streamtopo.topology",
+    "persistence_entropy": "streamtopo.topology",
+    # data
+    "load_digits": "streamtopo.data",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamtopo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .data import load_digits
+    from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .topology import (
+        MergeEdges,
+        betti0_at,
+        h0_diagram,
+        h0_total,
+        h1_diagram,
+        linkage,
+        merge_order,
+        persistence_entropy,
+    )

@@ -1,0 +1,3 @@
+from streamtopo.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Argument checks shared by the public API. Every message names the argument, what was
+expected and what was received."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, InputTypeError
+
+__all__ = ["as_float_matrix", "check_choice", "check_positive_int", "describe"]
+
+
+def describe(x: Any) -> str:
+    """Short description of a received value for error messages."""
+    if isinstance(x, np.ndarray):
+        return f"array of shape {x.shape} and dtype {x.dtype}"
+    if isinstance(x, (list, tuple)):
+        return f"{type(x).__name__} of length {len(x)}"
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def as_float_matrix(x: Any, name: str, *, min_rows: int = 1) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 (n, d) array, or raise naming ``name``."""
+    if isinstance(x, (str, bytes)):
+        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(x)}")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name} must be a 2-D array of numbers, got {describe(x)}") from exc
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(arr)}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputTypeError(f"{name} must be real, got {describe(arr)}")
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be 2-D (n_points, n_features), got {describe(arr)}")
+    if arr.shape[0] < min_rows:
+        raise InputError(f"{name} must have at least {min_rows} row(s), got {describe(arr)}")
+    if arr.shape[1] < 1:
+        raise InputError(f"{name} must have at least 1 column, got {describe(arr)}")
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(out).all():
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise InputError(f"{name} must be finite, got {bad} NaN/inf value(s) in {describe(arr)}")
+    return out
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``; raise naming ``name`` otherwise."""
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"{name} must be one of {choices}, got {describe(value)}")
+    return value
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as int if it is an integer >= ``minimum``; raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name} must be an integer >= {minimum}, got {describe(value)}")
+    if value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)

@@ -1,0 +1,109 @@
+"""Command line: ``streamtopo <command>`` or ``python -m streamtopo <command>``.
+
+Each command lives in a small function that imports what it needs when it runs, so
+``streamtopo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def command(name: str, help: str):
+    """Register ``fn(args) -> int`` as a subcommand; ``fn.configure(parser)`` adds options."""
+
+    def deco(fn):
+        _COMMANDS[name] = (help, fn)
+        return fn
+
+    return deco
+
+
+@command("h0", "print the H0 diagram of the bundled digits class centroids (or of a .npy/.csv)")
+def _cmd_h0(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import load_digits
+    from .topology import h0_diagram, merge_order
+
+    if args.points is None:
+        X, y = load_digits()
+        points = np.stack([X[y == c].mean(axis=0) for c in range(10)])
+        names = [str(c) for c in range(10)]
+        print(f"H0 of the 10 digit-class centroids (64 pixels, metric={args.metric})")
+    else:
+        points = _load_points(args.points)
+        names = [str(i) for i in range(points.shape[0])]
+        print(f"H0 of {points.shape[0]} points in {points.shape[1]} dims from {args.points}")
+    dgm = h0_diagram(points, metric=args.metric)
+    edges = merge_order(points, metric=args.metric)
+    print(f"{'birth':>8} {'death':>12}   merges")
+    for k in range(dgm.shape[0]):
+        b, d = dgm[k]
+        merge = f"[{names[edges.i[k]]}, {names[edges.j[k]]}]" if k < len(edges.i) else "(essential)"
+        print(f"{b:8.4f} {d:12.6f}   {merge}")
+    print(f"total persistence (h0) = {float(edges.death.sum()):.6f}")
+    return 0
+
+
+def _configure_h0(p: argparse.ArgumentParser) -> None:
+    p.add_argument("points", nargs="?", help="a .npy (no pickle) or .csv file of shape (n, d)")
+    p.add_argument("--metric", default="cosine", choices=("euclidean", "cosine", "precomputed"))
+
+
+_cmd_h0.configure = _configure_h0
+
+
+def _load_points(path: str):
+    import numpy as np
+
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    return np.loadtxt(path, delimiter=",", ndmin=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamtopo", description="Topological health monitor for neural-network training."
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"streamtopo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, fn) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        configure = getattr(fn, "configure", None)
+        if configure is not None:
+            configure(p)
+        p.set_defaults(_fn=fn)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fn = getattr(args, "_fn", None)
+    if fn is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(fn(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from .errors import StreamtopoError
+
+        if isinstance(exc, (StreamtopoError, OSError)):
+            print(f"streamtopo {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
