@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "linkage": "streamtopo.topology",
     "merge_order": "streamtopo.topology",
     "persistence_entropy": "streamtopo.topology",
+    # status
+    "State": "streamtopo.status",
     # data
     "load_digits": "streamtopo.data",
 }
@@ -52,6 +54,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .status import State
     from .topology import (
         MergeEdges,
         betti0_at,
