@@ -1,17 +1,17 @@
 """Status vocabulary shared by every monitor.
 
-``State`` is a ``str`` enum so statuses compare equal to the plain strings users print and log
+``State`` is a ``StrEnum`` so statuses compare equal to the plain strings users print and log
 (``status.state == "COLLAPSE"``).
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["State"]
 
 
-class State(str, Enum):
+class State(StrEnum):
     """Health of the monitored structure, ordered by severity."""
 
     HEALTHY = "HEALTHY"
@@ -22,9 +22,6 @@ class State(str, Enum):
     def severity(self) -> int:
         """0 for HEALTHY, 1 for WATCH, 2 for COLLAPSE."""
         return _SEVERITY[self]
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _SEVERITY = {State.HEALTHY: 0, State.WATCH: 1, State.COLLAPSE: 2}
