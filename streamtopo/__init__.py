@@ -31,6 +31,11 @@ _EXPORTS: dict[str, str] = {
     "persistence_entropy": "streamtopo.topology",
     # status
     "State": "streamtopo.status",
+    # collapse index
+    "collapse_components": "streamtopo.collapse",
+    "collapse_index": "streamtopo.collapse",
+    "CollapseMonitor": "streamtopo.monitors.collapse",
+    "CollapseStatus": "streamtopo.monitors.collapse",
     # data
     "load_digits": "streamtopo.data",
 }
@@ -52,8 +57,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .collapse import collapse_components, collapse_index
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .monitors.collapse import CollapseMonitor, CollapseStatus
     from .status import State
     from .topology import (
         MergeEdges,
