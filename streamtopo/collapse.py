@@ -42,6 +42,7 @@ Absent components are NaN and a flag in ``flags`` says why.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -150,11 +151,28 @@ def _prepare(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
     return arr, lab, dropped
 
 
+#: Largest condition number of the covariance for which its Gram eigenvalues are used instead
+#: of an SVD: their absolute error is about sqrt(n) · eps · λ_max, so below κ = 1e6 every
+#: eigenvalue keeps ~1e-8 relative accuracy (anisotropy within ~1e-8), at a fraction of the cost.
+_GRAM_MAX_COND = 1e6
+
+
+def _singular_values(Xc: np.ndarray) -> np.ndarray:
+    """Singular values (descending) of the centred ``Xc``: Gram eigenvalues for a tall,
+    well-conditioned matrix (about 30× faster at 10000 × 512), an SVD otherwise."""
+    n, d = Xc.shape
+    if n > 2 * d:
+        lam = np.linalg.eigvalsh(Xc.T @ Xc)[::-1]
+        if lam[0] > 0.0 and lam[-1] > lam[0] / _GRAM_MAX_COND:
+            return np.sqrt(lam)
+    return np.linalg.svd(Xc, compute_uv=False)
+
+
 def _spectrum(X: np.ndarray) -> dict[str, Any]:
     n, d = X.shape
     dprime = min(d, n - 1)
     Xc = X - X.mean(axis=0)
-    s = np.linalg.svd(Xc, compute_uv=False)
+    s = _singular_values(Xc)
     amax = math.log1p(1.0 / (max(n, d) * _EPS) ** 2)
     out: dict[str, Any] = {"anisotropy_max": amax}
     if s.size == 0 or s[0] == 0.0:
@@ -295,7 +313,10 @@ def collapse_components(
                 ) from None
             if not (eps_ >= 0.0 and math.isfinite(eps_)):
                 raise InputError(f"scale must be a non-negative finite number, got {scale!r}")
-        h1 = h1_diagram(sub, max_points=None)
+        with warnings.catch_warnings():
+            # ripser warns when d > n ("did you mean to transpose?"): here that shape is meant
+            warnings.filterwarnings("ignore", message="The input point cloud has more columns")
+            h1 = h1_diagram(sub, max_points=None)
         e32 = np.float32(eps_)
         b, dth = h1[:, 0].astype(np.float32), h1[:, 1].astype(np.float32)
         finite = np.isfinite(h1[:, 1]) & (h1[:, 1] > h1[:, 0])
@@ -352,7 +373,9 @@ def _seed000(X: np.ndarray, labels: np.ndarray | None) -> tuple[float, dict[str,
     comp["anisotropy"] = float(np.log1p(ev[-1] / (ev[0] + 1e-10)))
     evn = ev / ev.sum()
     comp["dim_ratio"] = float(1.0 - (1.0 / (evn**2).sum()) / len(ev))
-    dgm1 = h1_diagram(X[: min(500, len(X))], max_points=None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The input point cloud has more columns")
+        dgm1 = h1_diagram(X[: min(500, len(X))], max_points=None)
     if len(dgm1) > 0:
         finite = np.isfinite(dgm1[:, 1])
         life = dgm1[finite, 1] - dgm1[finite, 0]

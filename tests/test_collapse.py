@@ -144,6 +144,7 @@ def test_fisher_edge_cases():
         (80, 6, False, "lowrank"),  # eigenvalues at rounding level survive the > 0 filter
         (60, 4, True, "scaled"),
         (40, 3, True, "zero_col"),
+        (30, 64, True, "gauss"),  # d > n
     ],
 )
 def test_seed000_equals_the_literal_transcription(n, d, labelled, kind):
@@ -221,19 +222,29 @@ def test_components_are_invariant(transform):
     assert collapse_index(Y, y)[0] == pytest.approx(collapse_index(X, y)[0], rel=1e-5)
 
 
-def test_rankme_and_participation_ratio_match_direct_computations():
+@pytest.mark.parametrize(
+    "n,d,spread",
+    [
+        (90, 12, 3.0),  # tall, kappa = 900: Gram eigenvalue path
+        (90, 12, 1e5),  # tall, kappa = 1e10: SVD path
+        (20, 40, 3.0),  # more features than points: d' = n - 1
+    ],
+)
+def test_rankme_and_participation_ratio_match_direct_computations(n, d, spread):
     import scipy.linalg
 
-    X = RNG(13).normal(size=(90, 12)) * np.linspace(0.1, 3, 12) + 7.0
-    c = collapse_components(X, topology=False)
+    X = RNG(13).normal(size=(n, d)) * np.geomspace(1.0, spread, d) + 7.0
+    c = collapse_components(X)  # d > n must not warn (ripser's "transpose?" warning)
     s = scipy.linalg.svdvals(X - X.mean(axis=0))
     p = s / s.sum()
-    assert c["effective_rank"] == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=1e-12)
-    lam = np.linalg.eigvalsh(np.cov(X.T))
+    assert c["effective_rank"] == pytest.approx(math.exp(-np.sum(p * np.log(p))), rel=1e-10)
+    lam = s**2 / (n - 1)
     assert c["participation_ratio"] == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-10)
-    assert c["lambda_max"] == pytest.approx(lam[-1], rel=1e-10)
-    assert c["anisotropy"] == pytest.approx(math.log1p(lam[-1] / lam[0]), rel=1e-8)
-    assert c["dim_ratio"] == pytest.approx(1 - c["participation_ratio"] / 12, rel=1e-12)
+    assert c["lambda_max"] == pytest.approx(np.linalg.eigvalsh(np.cov(X.T))[-1], rel=1e-10)
+    dprime = min(n - 1, d)
+    assert c["rank"] == dprime and not c["rank_deficient"]
+    assert c["anisotropy"] == pytest.approx(math.log1p(lam[0] / lam[dprime - 1]), rel=1e-7)
+    assert c["dim_ratio"] == pytest.approx(1 - c["participation_ratio"] / dprime, rel=1e-12)
 
 
 def test_subsample_is_seeded_and_reported():
