@@ -472,3 +472,23 @@ def test_reports(monkeypatch):
     assert "<img" not in plain and plain.count("<tr") == 5
     with pytest.raises(InputError, match="format"):
         mon.report(format="pdf")
+
+
+def test_nonfinite_embeddings_are_recorded_not_raised():
+    rows = []
+    mon = CollapseMonitor(check_every=1, baseline_checks=1, writer=rows.append)
+    X = RNG(25).normal(size=(200, 4))
+    mon.check(X)
+    Xn = X.copy()
+    Xn[:5] = np.nan
+    s = mon.check(Xn)
+    assert s.state != State.COLLAPSE and "5 row(s) with NaN/inf dropped" in s.reason
+    assert mon.history["n_dropped"].to_list() == [0.0, 5.0]
+    s = mon.check(np.full((40, 4), np.nan))
+    assert s.state == State.COLLAPSE and s.dominant == "nonfinite" and math.isnan(s.ci)
+    assert s.reason.startswith("40 of 40 embedding rows have NaN/inf")
+    assert rows[-1]["state"] == "COLLAPSE" and rows[-1]["n_dropped"] == 40.0
+    assert mon.collapse_step_ == 2
+    assert mon.check(X).state == State.HEALTHY  # recovers; the baseline ignores the NaN CI
+    with pytest.raises(InputError, match="at least 3 rows"):
+        mon.check(np.full((2, 4), np.nan))

@@ -13,15 +13,21 @@ WATCH when the CI is above ``threshold`` without that.
 ``mode="baseline"`` (default): the first ``baseline_checks`` checks are the baseline (HEALTHY,
 reason ``"baseline k/K"``). Afterwards each tracked quantity (the CI and every raw component of
 the variant) gets ``z = (value − median) / σ`` against the baseline checks, with
-``σ = max(sample std, rel_floor · |median|, abs_floor)``. Three checks give a poor std (it is 0
-when the three values agree), so the floor decides in practice: ``rel_floor = 0.05`` is 2.5–5×
+``σ = max(sample std, rel_floor · |median| · max(1, sqrt(500 / n)))`` (``ci_floor`` in place of
+the relative term for the CI). Three checks give a poor std (it is 0 when the three values
+agree), so the floor decides in practice: ``rel_floor = 0.05`` is 2.5–5×
 the spread of every component across resamples of 500 of the 1,797 digits (measured relative std:
-effective rank 0.9%, participation ratio 1.9%, H1 entropy 1.1%, Fisher term 1.4%) and
+effective rank 0.9%, participation ratio 1.9%, H1 entropy 1.1%, Fisher term 1.4%; spectral
+sampling noise grows like 1/sqrt(n), hence the factor for fewer than 500 points) and
 ``ci_floor = 0.02`` is 20× the CI's measured spread (0.001). COLLAPSE when any quantity is more
 than ``z`` σ away in an allowed direction: ``"up"`` = towards collapse (CI, anisotropy, Fisher
 term rise; rank, participation ratio, entropy fall), ``"down"`` = away from it (a sudden rise in
 rank or entropy can also mean trouble), ``"both"``. WATCH when the CI is above ``threshold``
 without such an excursion. The baseline never moves after it is set.
+
+Non-finite embeddings are data: rows with NaN/inf are dropped, counted (``n_dropped``) and
+named in the reason; when fewer than 3 finite rows remain out of ≥ 3 the check is recorded as
+COLLAPSE with CI = NaN and ``dominant = "nonfinite"`` (the features diverged) instead of raising.
 
 The default variant's CI is itself relative to the baseline: during the baseline checks it is
 measured against the median of the checks so far, afterwards against the median of all of them.
@@ -44,6 +50,7 @@ from .._validation import check_choice, check_positive_int, describe
 from ..collapse import (
     VARIANTS,
     _as_embeddings,
+    _as_labels,
     _combine,
     _prepare,
     _seed000,
@@ -80,6 +87,7 @@ _COLUMNS: dict[str, dict[str, int]] = {
         "dim_ratio": +1,
         "persistence_entropy": -1,
         "fisher_ratio": +1,
+        "n_points": 0,
         "n_dropped": 0,
     },
 }
@@ -356,7 +364,16 @@ class CollapseMonitor:
         s = self._take_step(step)
         if s % self.check_every != 0:
             return self._skip(s)
-        ci, comp, scores, weights = self._compute(embeddings, labels)
+        arr = _as_embeddings(embeddings, "embeddings")
+        if labels is not None:
+            _as_labels(labels, arr.shape[0])
+        n_finite = int(np.count_nonzero(np.isfinite(arr).all(axis=1)))
+        if arr.shape[0] >= 3 and n_finite < 3:  # diverged: a finding, not an input error
+            bad = arr.shape[0] - n_finite
+            why = f"{bad} of {arr.shape[0]} embedding rows have NaN/inf: the features diverged"
+            comp = {"n_points": n_finite, "n_dropped": bad}
+            return self._commit(s, math.nan, comp, {}, {}, (State.COLLAPSE, why, "nonfinite"))
+        ci, comp, scores, weights = self._compute(arr, labels)
         return self._commit(s, ci, comp, scores, weights)
 
     def update(
@@ -413,10 +430,9 @@ class CollapseMonitor:
                 raise InputError("embeddings have zero variance; seed000's formula is undefined")
             ci, comp = _seed000(arr, lab)
             comp["n_dropped"] = dropped
+            comp["n_points"] = arr.shape[0]
             scores = {k[6:]: v for k, v in comp.items() if k.startswith("score_")}
             return ci, comp, scores, {}
-        if hasattr(embeddings, "detach"):
-            embeddings = _as_embeddings(embeddings, "embeddings")
         comp = collapse_components(embeddings, labels, max_points=self.max_points, seed=self.seed)
         base = None
         if self.variant == "default":
@@ -429,16 +445,22 @@ class CollapseMonitor:
         ci, scores, weights = _combine(comp, self.variant, base, None)
         return ci, comp, scores, weights
 
-    def _commit(self, s, ci, comp, scores, weights) -> CollapseStatus:
+    def _commit(self, s, ci, comp, scores, weights, forced=None) -> CollapseStatus:
         values = {c: _scalar(comp.get(c, math.nan)) for c in self._columns}
         n_prev = len(self._hist["step"])
-        if self.mode == "seed":
+        if forced is not None:
+            state, reason, dominant = forced
+            zval = math.nan
+        elif self.mode == "seed":
             state, reason, dominant, zval = self._seed_rule(ci, scores, weights)
         elif n_prev < self.baseline_checks:
             state, reason = State.HEALTHY, f"baseline {n_prev + 1}/{self.baseline_checks}"
             dominant, zval = "", math.nan
         else:
             state, reason, dominant, zval = self._baseline_rule(ci, values, scores, weights)
+        dropped = comp.get("n_dropped", 0)
+        if forced is None and dropped:
+            reason += f"; {dropped} row(s) with NaN/inf dropped"
         status = CollapseStatus(s, True, state, float(ci), reason, dominant, float(zval))
         h = self._hist
         for k, v in (("step", s), ("ci", float(ci)), ("state", state), ("reason", reason),
@@ -490,6 +512,9 @@ class CollapseMonitor:
         for c, sign in self._columns.items():
             if sign:
                 tracked[c] = (sign, values[c], self._hist[c][:k])
+        n_pts = values.get("n_points", math.nan)
+        # the floors were measured at n = 500; spectral noise grows like 1/sqrt(n) below that
+        small_n = math.sqrt(500.0 / n_pts) if 0 < n_pts < 500 else 1.0
         worst: tuple[float, str, float, float, int] | None = None
         fired = []
         for name, (sign, v, base) in tracked.items():
@@ -499,7 +524,7 @@ class CollapseMonitor:
                 continue
             center = float(np.median(b))
             sd = float(np.std(b, ddof=1)) if b.size > 1 else 0.0
-            floor = self.ci_floor if name == "ci" else self.rel_floor * abs(center)
+            floor = self.ci_floor if name == "ci" else self.rel_floor * abs(center) * small_n
             sigma = max(sd, floor, 1e-12)
             zv = (v - center) / sigma
             toward = sign * zv  # > 0: towards collapse
