@@ -480,13 +480,15 @@ def collapse_index(
     max_points: int | None = 500,
     seed: int | np.random.Generator = 0,
     scale: float | None = None,
+    topology: bool = True,
 ) -> tuple[float, dict[str, Any]]:
     """Collapse Index of embeddings ``X`` (larger = more collapsed) and its components.
 
     Parameters
     ----------
-    X, labels, max_points, seed, scale
-        As in :func:`collapse_components`.
+    X, labels, max_points, seed, scale, topology
+        As in :func:`collapse_components`; ``topology=False`` gives the eigenvalue-only CI (the
+        seed's "quick check"), not available for seed000.
     variant : {"default", "seed000", "seed002"}
         ``"default"``: weighted mean of per-component scores in [0, 1], each measured against
         ``baseline`` (see below), over the components present (weights renormalised).
@@ -544,6 +546,10 @@ def collapse_index(
     0.14
     """
     check_choice(variant, "variant", VARIANTS)
+    if variant == "seed000" and not topology:
+        raise InputError(
+            "topology=False is not available for variant='seed000' (its formula has H1)"
+        )
     if variant == "seed000":
         arr, lab, dropped = _prepare(X, labels)
         if not np.any(arr != arr[0]):
@@ -557,7 +563,9 @@ def collapse_index(
         comp.update(variant=variant, weights=w, n_dropped=dropped)
         return ci, comp
 
-    comp = collapse_components(X, labels, max_points=max_points, seed=seed, scale=scale)
+    comp = collapse_components(
+        X, labels, max_points=max_points, seed=seed, scale=scale, topology=topology
+    )
     ci, scores, w = _combine(comp, variant, baseline, weights)
     comp.update(scores=scores, weights=w, variant=variant)
     return ci, comp

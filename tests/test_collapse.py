@@ -506,3 +506,24 @@ def test_cli_collapse(tmp_path, capsys):
     ci = collapse_index(X, np.repeat([0, 1, 2], 20), max_points=40)[0]
     assert f"default  CI = {ci:.4f}" in out and "seed000  CI" in out and "fisher_term" in out
     assert main(["collapse", str(tmp_path / "x.npy"), "--max-points", "2"]) == 1
+
+
+def test_eigenvalue_only_checks():
+    X = RNG(27).normal(size=(100, 6)) * [1, 1, 1, 1, 0.5, 0.2]
+    ci, c = collapse_index(X, topology=False)
+    full = collapse_index(X)[1]["scores"]
+    assert set(c["scores"]) == {"effective_rank", "participation_ratio", "anisotropy"}
+    w = {"effective_rank": 0.3, "participation_ratio": 0.3, "anisotropy": 0.1}
+    assert ci == pytest.approx(sum(w[k] * full[k] for k in w) / 0.7, rel=1e-12)
+    mon = CollapseMonitor(check_every=1, topology=False)
+    mon.check(X)
+    assert math.isnan(mon.history["persistence_entropy"][0])
+    with pytest.raises(InputError, match="seed000"):
+        CollapseMonitor(variant="seed000", topology=False)
+    with pytest.raises(InputError, match="seed000"):
+        collapse_index(X, variant="seed000", topology=False)
+    sd = mon.state_dict()
+    sd["history"] = {**sd["history"], "state": ["FOO"]}
+    with pytest.raises(InputError, match="invalid value"):
+        mon.load_state_dict(sd)
+    assert mon.history["state"].to_list() == ["HEALTHY"]

@@ -160,6 +160,8 @@ class CollapseMonitor:
         H1 subsample size and seed (same rows at every check when n does not change).
     rel_floor, ci_floor
         σ floors of baseline mode (module docstring).
+    topology : bool
+        ``False``: eigenvalue-only checks (no ripser; H1 entropy and Betti numbers absent).
 
     Examples
     --------
@@ -193,6 +195,7 @@ class CollapseMonitor:
         seed: int = 0,
         rel_floor: float = 0.05,
         ci_floor: float = 0.02,
+        topology: bool = True,
     ) -> None:
         self.check_every = check_positive_int(check_every, "check_every")
         self.threshold = _nonneg(threshold, "threshold")
@@ -210,6 +213,11 @@ class CollapseMonitor:
         self.seed = int(seed)
         self.rel_floor = _nonneg(rel_floor, "rel_floor")
         self.ci_floor = _nonneg(ci_floor, "ci_floor")
+        if not isinstance(topology, bool):
+            raise InputTypeError(f"topology must be True or False, got {describe(topology)}")
+        if self.variant == "seed000" and not topology:
+            raise InputError("topology=False is not available for variant='seed000'")
+        self.topology = topology
         self._columns = _COLUMNS[self.variant]
         self.reset()
 
@@ -239,6 +247,7 @@ class CollapseMonitor:
             "seed": self.seed,
             "rel_floor": self.rel_floor,
             "ci_floor": self.ci_floor,
+            "topology": self.topology,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -318,6 +327,10 @@ class CollapseMonitor:
             cstep = None if cstep is None else int(cstep)
         except KeyError as exc:
             raise InputError(f"state is missing key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"state has an invalid value: {exc}") from None
         self._hist, self._last = hist, last_status
         self._next_step, self._collapse_step = next_step, cstep
 
@@ -436,7 +449,9 @@ class CollapseMonitor:
             comp["n_points"] = arr.shape[0]
             scores = {k[6:]: v for k, v in comp.items() if k.startswith("score_")}
             return ci, comp, scores, {}
-        comp = collapse_components(embeddings, labels, max_points=self.max_points, seed=self.seed)
+        comp = collapse_components(
+            embeddings, labels, max_points=self.max_points, seed=self.seed, topology=self.topology
+        )
         base = None
         if self.variant == "default":
             k = min(len(self._hist["step"]), self.baseline_checks)
