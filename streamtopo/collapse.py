@@ -35,7 +35,8 @@ fisher_ratio, fisher_term
     ``fisher_term = 1 / (1 + S_B/S_W)`` (larger = classes less separated; 0 when every class is a
     single point, i.e. S_W = 0 < S_B).
 
-Every component is invariant to rotations, translations and a global scale factor of X.
+Every component is invariant to rotations, translations and a global scale factor of X (they
+are computed on the centred X divided by a power of two, so a power-of-two scale changes no bit).
 Absent components are NaN and a flag in ``flags`` says why.
 """
 
@@ -50,7 +51,7 @@ import numpy as np
 
 from ._validation import check_choice, check_positive_int, describe
 from .errors import InputError, InputTypeError
-from .topology import betti0_at, h1_diagram, persistence_entropy
+from .topology import _pow2_scale, betti0_at, h1_diagram, persistence_entropy
 
 __all__ = [
     "COMPONENTS",
@@ -288,7 +289,16 @@ def collapse_components(
     if dropped:
         flags.append("nonfinite_rows_dropped")
     out: dict[str, Any] = {"n_points": n, "n_features": d, "n_dropped": dropped}
+    # Centre, then divide by a power of two near max |x| (exact): every component is
+    # translation- and scale-free, and float32 ripser and squared norms stay in range for
+    # embeddings near 1e±150. Only lambda_* and scale carry units; they are scaled back.
+    arr = arr - arr.mean(axis=0)
+    unit = _pow2_scale(arr)
+    if unit != 1.0:
+        arr = arr / unit
     spec = _spectrum(arr)
+    spec["lambda_max"] = spec["lambda_max"] * unit * unit
+    spec["lambda_min_pos"] = spec["lambda_min_pos"] * unit * unit
     if spec.pop("zero_variance"):
         flags.append("zero_variance")
     elif spec["rank_deficient"]:
@@ -313,6 +323,7 @@ def collapse_components(
                 ) from None
             if not (eps_ >= 0.0 and math.isfinite(eps_)):
                 raise InputError(f"scale must be a non-negative finite number, got {scale!r}")
+            eps_ = eps_ / unit
         with warnings.catch_warnings():
             # ripser warns when d > n ("did you mean to transpose?"): here that shape is meant
             warnings.filterwarnings("ignore", message="The input point cloud has more columns")
@@ -321,7 +332,7 @@ def collapse_components(
         b, dth = h1[:, 0].astype(np.float32), h1[:, 1].astype(np.float32)
         finite = np.isfinite(h1[:, 1]) & (h1[:, 1] > h1[:, 0])
         out.update(
-            scale=eps_,
+            scale=eps_ * unit,
             beta0=betti0_at(sub, eps_),
             beta1=int(np.count_nonzero((b <= e32) & (e32 < dth))),
             n_h1_bars=int(np.count_nonzero(finite)),
