@@ -234,6 +234,15 @@ def _subsample(n: int, max_points: int | None, seed: Any) -> np.ndarray:
     return np.sort(rng.choice(n, size=max_points, replace=False))
 
 
+def _h1(points: np.ndarray) -> np.ndarray:
+    """H1 diagram of all ``points``; ripser's shape warnings (d >= n: "did you mean to
+    transpose?" / "is this a distance matrix?") do not apply to embeddings and are silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The input point cloud has more columns")
+        warnings.filterwarnings("ignore", message="The input matrix is square")
+        return h1_diagram(points, max_points=None)
+
+
 def collapse_components(
     X: Any,
     labels: Any = None,
@@ -324,10 +333,7 @@ def collapse_components(
             if not (eps_ >= 0.0 and math.isfinite(eps_)):
                 raise InputError(f"scale must be a non-negative finite number, got {scale!r}")
             eps_ = eps_ / unit
-        with warnings.catch_warnings():
-            # ripser warns when d > n ("did you mean to transpose?"): here that shape is meant
-            warnings.filterwarnings("ignore", message="The input point cloud has more columns")
-            h1 = h1_diagram(sub, max_points=None)
+        h1 = _h1(sub)
         e32 = np.float32(eps_)
         b, dth = h1[:, 0].astype(np.float32), h1[:, 1].astype(np.float32)
         finite = np.isfinite(h1[:, 1]) & (h1[:, 1] > h1[:, 0])
@@ -384,9 +390,7 @@ def _seed000(X: np.ndarray, labels: np.ndarray | None) -> tuple[float, dict[str,
     comp["anisotropy"] = float(np.log1p(ev[-1] / (ev[0] + 1e-10)))
     evn = ev / ev.sum()
     comp["dim_ratio"] = float(1.0 - (1.0 / (evn**2).sum()) / len(ev))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The input point cloud has more columns")
-        dgm1 = h1_diagram(X[: min(500, len(X))], max_points=None)
+    dgm1 = _h1(X[: min(500, len(X))])
     if len(dgm1) > 0:
         finite = np.isfinite(dgm1[:, 1])
         life = dgm1[finite, 1] - dgm1[finite, 0]

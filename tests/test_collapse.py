@@ -9,6 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from streamtopo import CollapseMonitor, State, collapse_components, collapse_index
 from streamtopo.errors import InputError, InputTypeError
@@ -543,3 +546,24 @@ def test_eigenvalue_only_checks():
     with pytest.raises(InputError, match="invalid value"):
         mon.load_state_dict(sd)
     assert mon.history["state"].to_list() == ["HEALTHY"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    X=arrays(
+        np.float64,
+        st.tuples(st.integers(3, 25), st.integers(2, 4)),
+        elements=st.floats(-50, 50, allow_nan=False, width=32),
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_components_do_not_depend_on_row_order(X, seed):
+    """Ties, duplicates and zero variance included: Hypothesis draws them readily."""
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    y = np.arange(X.shape[0]) % 2
+    a = collapse_components(X, y, max_points=None)
+    b = collapse_components(X[perm], y[perm], max_points=None)
+    for k in (*_SCALE_FREE, "beta0", "beta1", "rank", "n_h1_bars", "scale"):
+        va, vb = float(a[k]), float(b[k])
+        assert (math.isnan(va) and math.isnan(vb)) or vb == pytest.approx(va, rel=1e-6, abs=1e-9), k
+    assert a["flags"] == b["flags"]
