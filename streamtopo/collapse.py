@@ -43,15 +43,15 @@ Absent components are NaN and a flag in ``flags`` says why.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from ._collapse_seed import SEED000_WEIGHTS, _h1, _seed000
 from ._validation import check_choice, check_positive_int, describe
 from .errors import InputError, InputTypeError
-from .topology import _pow2_scale, betti0_at, h1_diagram, persistence_entropy
+from .topology import _pow2_scale, betti0_at, persistence_entropy
 
 __all__ = [
     "COMPONENTS",
@@ -83,14 +83,6 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "anisotropy": 0.1,
     "persistence_entropy": 0.1,
     "fisher_term": 0.2,
-}
-
-#: Seed 000's weights, keyed by the seed's component names.
-SEED000_WEIGHTS: dict[str, float] = {
-    "anisotropy": 0.3,
-    "dim_ratio": 0.3,
-    "persistence_entropy": 0.2,
-    "fisher_ratio": 0.2,
 }
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -234,15 +226,6 @@ def _subsample(n: int, max_points: int | None, seed: Any) -> np.ndarray:
     return np.sort(rng.choice(n, size=max_points, replace=False))
 
 
-def _h1(points: np.ndarray) -> np.ndarray:
-    """H1 diagram of all ``points``; ripser's shape warnings (d >= n: "did you mean to
-    transpose?" / "is this a distance matrix?") do not apply to embeddings and are silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The input point cloud has more columns")
-        warnings.filterwarnings("ignore", message="The input matrix is square")
-        return h1_diagram(points, max_points=None)
-
-
 def collapse_components(
     X: Any,
     labels: Any = None,
@@ -370,55 +353,6 @@ def collapse_components(
             flags.append("fisher_undefined")
     out["flags"] = tuple(flags)
     return out
-
-
-# --- seed 000, transcribed -------------------------------------------------------------------
-
-
-def _seed000(X: np.ndarray, labels: np.ndarray | None) -> tuple[float, dict[str, Any]]:
-    """Seed 000's ``compute_collapse_index``, operation for operation.
-
-    Differences from the skill file: ripser's result key is ``"dgms"`` (the seed asks for
-    ``"diagrams"`` and raises KeyError), ripser gets the points of the first ≤ 500 rows instead of
-    their distance matrix (same diagram), and inputs the seed would crash on (d = 1, zero
-    variance) are rejected or reported before this point.
-    """
-    cov = np.cov(X.T)
-    ev = np.linalg.eigvalsh(cov)
-    ev = ev[ev > 0]
-    comp: dict[str, Any] = {}
-    comp["anisotropy"] = float(np.log1p(ev[-1] / (ev[0] + 1e-10)))
-    evn = ev / ev.sum()
-    comp["dim_ratio"] = float(1.0 - (1.0 / (evn**2).sum()) / len(ev))
-    dgm1 = _h1(X[: min(500, len(X))])
-    if len(dgm1) > 0:
-        finite = np.isfinite(dgm1[:, 1])
-        life = dgm1[finite, 1] - dgm1[finite, 0]
-        if len(life) > 0:
-            total = life.sum()
-            if total > 0:
-                p = life / total
-                comp["persistence_entropy"] = float(-(p * np.log(p + 1e-10)).sum())
-    if labels is not None:
-        classes = np.unique(labels)
-        if len(classes) > 1:
-            mu = X.mean(axis=0)
-            sw = 0.0
-            sb = 0.0
-            for c in classes:
-                m = labels == c
-                cm = X[m].mean(axis=0)
-                sw += np.sum((X[m] - cm) ** 2)
-                sb += m.sum() * np.sum((cm - mu) ** 2)
-            if sw > 0:
-                comp["fisher_ratio"] = float(1.0 / (1.0 + sb / sw))
-    ci = 0.0
-    for key, w in SEED000_WEIGHTS.items():
-        if key in comp:
-            v = comp[key]
-            comp["score_" + key] = float(np.clip((v - 0.0) / (10.0 - 0.0 + 1e-10), 0, 1))
-            ci += w * comp["score_" + key]
-    return float(ci), comp
 
 
 # --- score mappings (each in [0, 1], larger = more collapsed) --------------------------------

@@ -38,9 +38,6 @@ measured against the median of the checks so far, afterwards against the median 
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +58,7 @@ from ..collapse import (
 )
 from ..errors import InputError, InputTypeError
 from ..status import State
+from ._collapse_report import render_report
 
 __all__ = ["CollapseMonitor", "CollapseStatus"]
 
@@ -580,56 +578,7 @@ class CollapseMonitor:
         matplotlib is installed (a plain table otherwise).
         """
         check_choice(format, "format", ("markdown", "html"))
-        h = self._hist
-        if not h["step"]:
-            return "No monitoring data yet."
-        cols = [c for c in self._columns if any(math.isfinite(v) for v in h[c])]
-        label = {State.HEALTHY: "✅ OK", State.WATCH: "👀 WATCH", State.COLLAPSE: "⚠️ COLLAPSE"}
-        rows = [
-            [str(h["step"][i]), f"{h['ci'][i]:.4f}", label[h["state"][i]]]
-            + [f"{h[c][i]:.4g}" for c in cols]
-            for i in range(len(h["step"]))
-        ]
-        head = ["Epoch", "Collapse Index", "Status", *cols]
-        if format == "markdown":
-            out = "## Collapse Monitor Report\n\n| " + " | ".join(head) + " |\n"
-            out += "|" + "|".join("---" for _ in head) + "|\n"
-            return out + "".join("| " + " | ".join(r) + " |\n" for r in rows)
-        esc = html.escape
-        table = "<table>\n<tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>\n"
-        for i, r in enumerate(rows):
-            table += (
-                f'<tr title="{esc(h["reason"][i])}">'
-                + "".join(f"<td>{esc(v)}</td>" for v in r)
-                + "</tr>\n"
-            )
-        table += "</table>\n"
-        png = self._plot_png()
-        img = (
-            "" if png is None else f'<img alt="Collapse Index" src="data:image/png;base64,{png}">\n'
-        )
-        return f"<h2>Collapse Monitor Report</h2>\n{img}{table}"
-
-    def _plot_png(self) -> str | None:
-        try:
-            from matplotlib.figure import Figure
-        except ImportError:
-            return None
-        h = self._hist
-        fig = Figure(figsize=(6, 3), dpi=80)
-        ax = fig.add_subplot()
-        ax.plot(h["step"], h["ci"], marker="o", label="CI")
-        ax.axhline(self.threshold, color="grey", linestyle="--", label="threshold")
-        bad = [i for i, s in enumerate(h["state"]) if s is State.COLLAPSE]
-        if bad:
-            ax.plot([h["step"][i] for i in bad], [h["ci"][i] for i in bad], "rx", label="COLLAPSE")
-        ax.set_xlabel("step")
-        ax.set_ylabel("Collapse Index")
-        ax.legend(loc="best")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return base64.b64encode(buf.getvalue()).decode("ascii")
+        return render_report(self._hist, list(self._columns), self.threshold, format)
 
 
 def _nonneg(x: Any, name: str, *, positive: bool = False) -> float:
