@@ -1,0 +1,110 @@
+"""Turn what a training loop hands a monitor into one float32 row, or raise before any state
+changes.
+
+Accepted per signal: a 1-D numpy array, a sequence of Python floats / numpy scalars / 0-d
+tensors, or a 1-D tensor. Tensors are recognised by duck typing (``detach``/``cpu``/``numpy``),
+so torch is never imported here: a 1-D tensor is moved with one ``.detach().cpu().numpy()``; a
+list of 0-d tensors is first stacked on its device with the tensor's own library
+(``torch.stack``), so a call costs one host transfer, not one per layer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .._validation import describe
+from ..errors import InputError, InputTypeError
+
+
+def _is_tensor(x: Any) -> bool:
+    return hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy")
+
+
+def _tensor_to_numpy(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _stack_tensors(items: Any) -> np.ndarray:
+    """One host transfer for a sequence of 0-d (or 1-element) tensors."""
+    lib = sys.modules[type(items[0]).__module__.split(".")[0]]
+    stacked = lib.stack([t.detach().reshape(()) for t in items])
+    return _tensor_to_numpy(stacked)
+
+
+def as_vector(x: Any, name: str, n: int) -> np.ndarray:
+    """Return ``x`` as a 1-D real array of length ``n`` (not copied if possible)."""
+    if isinstance(x, (str, bytes)):
+        raise InputTypeError(f"{name} must be {n} numbers (one per layer), got {describe(x)}")
+    if isinstance(x, Mapping):
+        raise InputTypeError(f"{name} must be {n} numbers (one per layer), got a dict")
+    if _is_tensor(x):
+        arr = _tensor_to_numpy(x)
+    elif isinstance(x, (list, tuple)) and x and _is_tensor(x[0]):
+        if not all(_is_tensor(t) for t in x):
+            raise InputTypeError(f"{name} mixes tensors and other values")
+        try:
+            arr = _stack_tensors(x)
+        except Exception as exc:
+            raise InputError(
+                f"{name} must be 0-d tensors (one per layer), got {describe(x)}: {exc}"
+            ) from exc
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged nesting and the like
+            raise InputError(
+                f"{name} must be {n} numbers (one per layer), got {describe(x)}"
+            ) from exc
+    kind = arr.dtype.kind
+    if kind not in "fiub":
+        raise InputTypeError(
+            f"{name} must be real numbers (one per layer), got {describe(x)} "
+            f"converted to dtype {arr.dtype}"
+        )
+    if arr.ndim != 1:
+        raise InputError(
+            f"{name} must be 1-D with {n} values (one per layer), got shape {arr.shape}"
+        )
+    if arr.shape[0] != n:
+        raise InputError(f"{name} has {arr.shape[0]} values, expected n_layers={n}")
+    return arr
+
+
+def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> None:
+    """Write one step into ``out`` (S, n) float32; raises before writing on bad input.
+
+    ``values`` is a vector (one signal), a mapping signal -> vector, or an (S, n) numpy array
+    in the order of ``signals``.
+    """
+    S = len(signals)
+    if isinstance(values, Mapping):
+        keys = set(values)
+        if keys != set(signals):
+            missing = sorted(set(signals) - keys, key=str)
+            extra = sorted(keys - set(signals), key=str)
+            raise InputError(
+                f"values must have exactly the keys {list(signals)}, got {sorted(keys, key=str)}"
+                f" (missing {missing}, unexpected {extra})"
+            )
+        rows = [as_vector(values[s], f"values[{s!r}]", n) for s in signals]
+    elif S == 1 and not (isinstance(values, np.ndarray) and values.shape == (1, n)):
+        rows = [as_vector(values, "values", n)]
+    else:
+        if _is_tensor(values):
+            values = _tensor_to_numpy(values)
+        arr = np.asarray(values) if not isinstance(values, (str, bytes)) else values
+        if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+            raise InputError(
+                f"values must be a dict {{signal: vector}} or an array of shape ({S}, {n}) for "
+                f"signals {list(signals)}, got {describe(values)}"
+            )
+        if arr.shape != (S, n):
+            raise InputError(f"values must have shape ({S}, {n}), got shape {arr.shape}")
+        rows = [as_vector(arr[s], f"values[{s}]", n) for s in range(S)]
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 range -> inf (data)
+        for s in range(S):
+            out[s] = rows[s]
