@@ -16,7 +16,7 @@ from .naive_monitor import NaiveLayerMonitor
 
 pytestmark = pytest.mark.kernel
 
-SMALL = {"baseline": 20, "raise_after": 3, "escalate_after": 15, "clear_after": 3}
+SMALL = {"baseline": 20, "raise_after": 3, "escalate_after": 15, "clear_after": 3, "layer_z": 3.0}
 
 
 def lognormal_stream(rng, steps, n_layers, n_signals=1, sigma=0.05, levels=None):
@@ -450,3 +450,14 @@ def test_load_state_dict_mismatch_changes_nothing():
     with pytest.raises(ValueError, match=r"config in \['window'\]"):
         b.load_state_dict(a.state_dict())
     assert_state_equal(before, b.state_dict())
+
+
+def test_default_layer_threshold_is_sidak_corrected():
+    from scipy.stats import norm
+
+    p = 2 * norm.sf(3.0)
+    for L, S in [(2, 1), (16, 1), (64, 3)]:
+        mon = LayerMonitor(L, [f"s{k}" for k in range(S)])
+        assert mon.layer_z_ == pytest.approx(norm.isf((1 - (1 - p) ** (1 / (L * S))) / 2))
+    assert LayerMonitor(2, layer_z=3.0).layer_z_ == 3.0
+    assert LayerMonitor(2, ("a",)).layer_z_ > 3.0  # two z-scores, corrected

@@ -24,41 +24,41 @@ from ._jit import jit
 
 
 @jit
-def first_negative(raw):
+def first_negative(row):
     """Flat index ``s * L + i`` of the first finite negative value, or -1."""
-    S, L = raw.shape
+    S, L = row.shape
     for s in range(S):
         for i in range(L):
-            v = raw[s, i]
+            v = row[s, i]
             if v < 0.0 and math.isfinite(v):
                 return s * L + i
     return -1
 
 
 @jit
-def transform_row(raw, log_mode, floor_rel, y, bad, med, scratch):
-    """Transform one step and return the number of non-finite values.
+def transform_row(row, log_mode, floor_rel, y, bad, med, scratch):
+    """Transform one recorded (float32) step and return the number of non-finite values.
 
     Log mode: ``y = log(max(v, floor_rel * max_i v))`` per signal (a step whose finite values are
     all 0 maps to 0); otherwise ``y = v``. ``med[s]`` receives the median of the signal's finite
     transformed values (0 if none); non-finite entries of ``y`` are set to it.
     """
-    S, L = raw.shape
+    S, L = row.shape
     nbad_total = 0
     for i in range(L):
-        bad[i] = False
+        bad[i] = 0
     for s in range(S):
         top = 0.0
         for i in range(L):
-            v = raw[s, i]
+            v = np.float64(row[s, i])
             if math.isfinite(v) and v > top:
                 top = v
-        floor = floor_rel * np.float64(top)
+        floor = floor_rel * top
         m = 0
         for i in range(L):
-            v = np.float64(raw[s, i])
+            v = np.float64(row[s, i])
             if not math.isfinite(v):
-                bad[i] = True
+                bad[i] = 1
                 nbad_total += 1
                 continue
             if log_mode:
@@ -80,7 +80,7 @@ def transform_row(raw, log_mode, floor_rel, y, bad, med, scratch):
             c = part[h] if m % 2 == 1 else 0.5 * (part[h - 1] + part[h])
         med[s] = c
         for i in range(L):
-            if not math.isfinite(raw[s, i]):
+            if not math.isfinite(row[s, i]):
                 y[s, i] = c
     return nbad_total
 
@@ -89,26 +89,28 @@ def transform_row(raw, log_mode, floor_rel, y, bad, med, scratch):
 def window_push(y, bad, T, Tbad, nbad, D, pos, full):
     """Add row ``y`` to the window (and drop slot ``pos`` first if the window is ``full``).
 
+    Both triangles are updated (``(a - b)^2 == (b - a)^2`` exactly, so ``D`` stays exactly
+    symmetric): the inner loop then runs over contiguous memory and vectorises.
     Returns True when a layer's window became free of non-finite values (the caller then
     refreshes ``D``, so substituted values leave no trace).
     """
     S, L = y.shape
     for i in range(L):
+        Di = D[i]
         for s in range(S):
             a = y[s, i]
+            ys = y[s]
             if full:
                 b = T[pos, s, i]
-                for j in range(i + 1, L):
-                    d = a - y[s, j]
-                    e = b - T[pos, s, j]
-                    D[i, j] += d * d - e * e
+                Ts = T[pos, s]
+                for j in range(L):
+                    d = a - ys[j]
+                    e = b - Ts[j]
+                    Di[j] += d * d - e * e
             else:
-                for j in range(i + 1, L):
-                    d = a - y[s, j]
-                    D[i, j] += d * d
-    for i in range(L):
-        for j in range(i + 1, L):
-            D[j, i] = D[i, j]
+                for j in range(L):
+                    d = a - ys[j]
+                    Di[j] += d * d
     cleared = False
     for i in range(L):
         if full and Tbad[pos, i]:
@@ -131,64 +133,65 @@ def window_refresh(T, rows, newest, D):
     for k in range(rows):
         r = (newest - rows + 1 + k) % W
         for i in range(L):
+            Di = D[i]
             for s in range(S):
                 a = T[r, s, i]
-                for j in range(i + 1, L):
-                    d = a - T[r, s, j]
-                    D[i, j] += d * d
-    for i in range(L):
-        for j in range(i + 1, L):
-            D[j, i] = D[i, j]
+                Ts = T[r, s]
+                for j in range(L):
+                    d = a - Ts[j]
+                    Di[j] += d * d
 
 
 @jit
-def h0_dense(D, nbad, T, rows, newest, scale, best, near, done):
+def h0_dense(D, nbad, T, rows, scale, best, near, rem):
     """Total H0 persistence of the layers with ``nbad == 0``.
 
-    Prim on the running squared distances ``D`` picks the tree; every chosen edge is then
-    re-evaluated directly from the window (``rows`` slots of ``T`` ending at ``newest``) in
-    float64, so deaths carry no drift from the incremental updates (DESIGN.md "Precision").
-    Each edge contributes ``sqrt(d2) * scale``.
+    Prim on the running squared distances ``D`` picks the tree (``rem`` holds the layers not yet
+    in it, ``best``/``near`` their nearest tree layer, aligned with ``rem``); every chosen edge is
+    then re-evaluated directly from the ``rows`` filled slots of ``T`` in float64, so deaths
+    carry no drift from the incremental updates (DESIGN.md "Precision"). Each edge contributes
+    ``sqrt(d2) * scale``.
     """
     L = D.shape[0]
-    W, S = T.shape[0], T.shape[1]
-    start = -1
-    valid = 0
+    S = T.shape[1]
+    m = 0
+    cur = -1
     for j in range(L):
-        done[j] = nbad[j] > 0
-        best[j] = np.inf
-        if not done[j]:
-            valid += 1
-            if start < 0:
-                start = j
-    if valid < 2:
+        if nbad[j] == 0:
+            if cur < 0:
+                cur = j
+            else:
+                rem[m] = j
+                best[m] = np.inf
+                m += 1
+    if m == 0:
         return 0.0
-    done[start] = True
-    cur = start
     total = 0.0
-    for _ in range(valid - 1):
-        bi = -1
+    while m > 0:
+        Dc = D[cur]
+        bk = 0
         bv = np.inf
-        for j in range(L):
-            if done[j]:
-                continue
-            s = D[cur, j]
-            if s < best[j]:
-                best[j] = s
-                near[j] = cur
-            if bi < 0 or best[j] < bv:
-                bv = best[j]
-                bi = j
-        done[bi] = True
-        a = near[bi]
+        for k in range(m):
+            s = Dc[rem[k]]
+            if s < best[k]:
+                best[k] = s
+                near[k] = cur
+            if best[k] < bv:
+                bv = best[k]
+                bk = k
+        a = near[bk]
+        b = rem[bk]
         d2 = 0.0
-        for k in range(rows):
-            r = (newest - k) % W
+        for r in range(rows):
             for s in range(S):
-                d = T[r, s, a] - T[r, s, bi]
+                d = T[r, s, a] - T[r, s, b]
                 d2 += d * d
         total += math.sqrt(d2)
-        cur = bi
+        m -= 1
+        rem[bk] = rem[m]
+        best[bk] = best[m]
+        near[bk] = near[m]
+        cur = b
     return total * scale
 
 
@@ -271,3 +274,67 @@ def baseline_refresh(B, n, ref, s1, s2):
             ref[s, i] = m
             s1[s, i] = a
             s2[s, i] = b
+
+
+# -- the fused per-step call --------------------------------------------------------------------
+# Work arrays are grouped so one call unboxes few arrays (numba charges ~0.1 us per array):
+#   work  (5, S, L) float64: y (transformed step), u (median-relative), ref, s1, s2 (baseline)
+#   lvec  (3, L) float64:    sort scratch, Prim best, per-layer z
+#   livec (4, L) int64:      nbad (non-finite rows in window), Prim near, Prim rem, bad (now)
+#   out   (5,) float64:      code (0 ok, 1 negative value, 2 non-finite with raise), n_bad or
+#                            the negative's flat index, h0, index of the largest |layer z|,
+#                            1.0 if some layer is left out of H0 (non-finite in its window)
+OK, NEGATIVE, NONFINITE = 0, 1, 2
+
+
+@jit
+def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, ring, ring_steps, ring_pos,
+               step, work, med, lvec, livec, T, Tbad, D, pos, full, refresh_due, evaluate,
+               scale, bn, min_std, out):  # fmt: skip
+    """Validate, record and evaluate one step. ``raw`` (S, L) float64 is rounded to the recorded
+    float32 ``row``; on a negative (log mode) or non-finite (``raise_nonfinite``) value nothing
+    but scratch is written and ``out[0]`` says why. Otherwise the row goes into the ring (slots
+    ``ring_pos`` and ``ring_pos + capacity``) and the window, and, if ``evaluate``, h0 and the
+    per-layer z-scores (baseline of ``bn`` values; NaN while ``bn == 0``) are computed."""
+    S, L = row.shape
+    for s in range(S):
+        for i in range(L):
+            row[s, i] = raw[s, i]
+    y = work[0]
+    bad = livec[3]
+    if log_mode:
+        k = first_negative(row)
+        if k >= 0:
+            out[0] = NEGATIVE
+            out[1] = k
+            return
+    n_bad = transform_row(row, log_mode, floor_rel, y, bad, med, lvec[0])
+    out[1] = n_bad
+    if n_bad > 0 and raise_nonfinite:
+        out[0] = NONFINITE
+        return
+    out[0] = OK
+    cap = ring.shape[1] // 2
+    for s in range(S):
+        for i in range(L):
+            ring[s, ring_pos, i] = row[s, i]
+            ring[s, ring_pos + cap, i] = row[s, i]
+    ring_steps[ring_pos] = step
+    ring_steps[ring_pos + cap] = step
+    nbad = livec[0]
+    cleared = window_push(y, bad, T, Tbad, nbad, D, pos, full)
+    rows = T.shape[0] if full else pos + 1
+    if cleared or refresh_due:
+        window_refresh(T, rows, pos, D)
+    out[4] = 0.0
+    for i in range(L):
+        if nbad[i] > 0:
+            out[4] = 1.0
+            break
+    if not evaluate:
+        return
+    if rows * S == 1:
+        out[2] = range_1d(y, bad)
+    else:
+        out[2] = h0_dense(D, nbad, T, rows, scale, lvec[1], livec[1], livec[2])
+    out[3] = layer_scores(y, med, bad, work[2], work[3], work[4], bn, min_std, work[1], lvec[2])

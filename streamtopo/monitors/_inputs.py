@@ -37,6 +37,8 @@ def _stack_tensors(items: Any) -> np.ndarray:
 
 def as_vector(x: Any, name: str, n: int) -> np.ndarray:
     """Return ``x`` as a 1-D real array of length ``n`` (not copied if possible)."""
+    if type(x) is np.ndarray and x.ndim == 1 and x.shape[0] == n and x.dtype.kind == "f":
+        return x  # the common case, checked first
     if isinstance(x, (str, bytes)):
         raise InputTypeError(f"{name} must be {n} numbers (one per layer), got {describe(x)}")
     if isinstance(x, Mapping):
@@ -75,7 +77,7 @@ def as_vector(x: Any, name: str, n: int) -> np.ndarray:
 
 
 def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> None:
-    """Write one step into ``out`` (S, n) float32; raises before writing on bad input.
+    """Write one step into ``out`` (S, n) float64; raises before writing on bad input.
 
     ``values`` is a vector (one signal), a mapping signal -> vector, or an (S, n) numpy array
     in the order of ``signals``.
@@ -105,6 +107,5 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
         if arr.shape != (S, n):
             raise InputError(f"values must have shape ({S}, {n}), got shape {arr.shape}")
         rows = [as_vector(arr[s], f"values[{s}]", n) for s in range(S)]
-    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 range -> inf (data)
-        for s in range(S):
-            out[s] = rows[s]
+    for s in range(S):
+        out[s] = rows[s]

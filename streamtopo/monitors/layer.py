@@ -23,17 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels.layer import (
-    baseline_push,
-    baseline_refresh,
-    first_negative,
-    h0_dense,
-    layer_scores,
-    range_1d,
-    transform_row,
-    window_push,
-    window_refresh,
-)
+from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, baseline_refresh, layer_step
 from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
@@ -81,8 +71,13 @@ class LayerMonitor:
     layer_rule : bool or None, default None
         Let the per-layer rule raise WATCH on its own (largest |z| > ``layer_z`` for
         ``raise_after`` steps). None: on for ``rule="zscore"``, off for ``rule="peak"``.
-    layer_z : float, default 3.0
-        Threshold of the per-layer rule; layers beyond it are named as culprits.
+    layer_z : float or None, default None
+        Threshold of the per-layer rule; layers beyond it are named as culprits. None: 3.0
+        corrected for the number n = n_layers x n_signals of z-scores whose largest is taken
+        (Šidák: the largest of n independent normal z-scores exceeds it as often as one z-score
+        exceeds 3, i.e. 0.27 % of steps). It is 3.0 for n = 1, 3.76 for 16, 4.34 for 192. Without
+        the correction 64 layers x 3 signals of i.i.d. healthy noise kept the rule in WATCH on
+        45 % of steps (benchmarks/RESULTS.md); with it, none. Read the value from ``layer_z_``.
     watch_ratio, collapse_ratio : float, default 0.6, 0.3
         Thresholds of ``rule="peak"`` (ratio of h0 to its peak).
     warmup : int, default 10
@@ -137,7 +132,7 @@ class LayerMonitor:
         escalate_after: int = 50,
         clear_after: int = 5,
         layer_rule: bool | None = None,
-        layer_z: float = 3.0,
+        layer_z: float | None = None,
         watch_ratio: float = 0.6,
         collapse_ratio: float = 0.3,
         warmup: int = 10,
@@ -180,7 +175,10 @@ class LayerMonitor:
                 f"layer_rule must be True, False or None, got {describe(layer_rule)}"
             )
         self.layer_rule = (self.rule == "zscore") if layer_rule is None else layer_rule
-        self.layer_z = _positive(layer_z, "layer_z")
+        self.layer_z = None if layer_z is None else _positive(layer_z, "layer_z")
+        self.layer_z_ = (
+            sidak_z(3.0, self.n_layers * len(self.signals)) if layer_z is None else self.layer_z
+        )
         self.watch_ratio, self.collapse_ratio = float(watch_ratio), float(collapse_ratio)
         if not 0.0 <= self.collapse_ratio < self.watch_ratio <= 1.0:
             raise InputError(
@@ -257,20 +255,27 @@ class LayerMonitor:
         # window of transformed rows and the summed squared distances between layers
         self._T = np.zeros((W, S, L))
         self._Tbad = np.zeros((W, L), dtype=np.bool_)
-        self._nbad = np.zeros(L, dtype=np.int64)
         self._D = np.zeros((L, L))
-        # per-layer baseline of median-relative values
+        # grouped work arrays of the fused kernel (see streamtopo._kernels.layer)
+        self._work = np.zeros((5, S, L))
+        self._y, self._u, self._ref, self._s1, self._s2 = self._work
+        self._lvec = np.zeros((3, L))
+        self._lz = self._lvec[2]
+        self._livec = np.zeros((4, L), dtype=np.int64)
+        self._nbad, self._bad = self._livec[0], self._livec[3]
+        self._med = np.zeros(S)
+        self._raw = np.zeros((S, L))
+        self._row = np.zeros((S, L), dtype=np.float32)
+        self._out = np.zeros(5)
+        # per-layer baseline ring of median-relative values (sums live in self._work)
         self._B = np.zeros((K, S, L))
-        self._ref = np.zeros((S, L))
-        self._s1 = np.zeros((S, L))
-        self._s2 = np.zeros((S, L))
         self._bn = self._bpos = self._bpushes = 0
         self._step = 0
         self._rows = 0
         self._h0_base = RollingBaseline(K, min_std=self.min_std)
         self._alarm = ZScoreAlarm(
             ("topology", "layer"),
-            watch_z=(self.watch_z, self.layer_z),
+            watch_z=(self.watch_z, self.layer_z_),
             collapse_z=(self.collapse_z, math.inf),
             raise_after=self.raise_after,
             escalate_after=self.escalate_after,
@@ -282,18 +287,6 @@ class LayerMonitor:
         self._patience = Patience(self.patience)
         self._last: Status | None = None
         self._summary = _new_summary()
-        # scratch (contents never outlive a call)
-        self._row = np.zeros((S, L), dtype=np.float32)
-        self._y = np.zeros((S, L))
-        self._u = np.zeros((S, L))
-        self._bad = np.zeros(L, dtype=np.bool_)
-        self._med = np.zeros(S)
-        self._sort = np.zeros(L)
-        self._lz = np.zeros(L)
-        self._best = np.zeros(L)
-        self._near = np.zeros(L, dtype=np.int64)
-        self._done = np.zeros(L, dtype=np.bool_)
-        self._scale = 1.0
 
     @property
     def step(self) -> int:
@@ -333,37 +326,42 @@ class LayerMonitor:
             single signal; a dict ``{signal: vector}`` or an ``(n_signals, n_layers)`` array for
             several. Bad input raises ``ValueError``/``TypeError`` and changes nothing.
         """
-        row, y, bad = self._row, self._y, self._bad
-        fill_row(values, self.signals, self.n_layers, row)
-        log_mode = self.transform == "log"
-        if log_mode:
-            k = first_negative(row)
-            if k >= 0:
-                s, i = divmod(k, self.n_layers)
-                raise InputError(
-                    f"values[{self.signals[s]!r}] has a negative value {float(row[s, i])!r} at "
-                    f"layer {self.layer_names[i]!r}; transform='log' needs values >= 0 (norms, "
-                    "entropies), use transform='none' for signed signals"
-                )
-        n_bad = transform_row(row, log_mode, _FLOOR_REL, y, bad, self._med, self._sort)
-        if n_bad and self.nonfinite == "raise":
+        fill_row(values, self.signals, self.n_layers, self._raw)
+        step = self._step
+        W = self.window
+        pos = step % W
+        full = self._rows == W
+        evaluate = step % self.check_every == 0
+        scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
+        ring = self.ring_
+        out = self._out
+        layer_step(
+            self._raw, self._row, self.transform == "log", _FLOOR_REL, self.nonfinite == "raise",
+            ring._buf, ring._steps, ring.count_ % ring.capacity, step, self._work, self._med,
+            self._lvec, self._livec, self._T, self._Tbad, self._D, pos, full,
+            (step + 1) % self.refresh_every == 0, evaluate, scale,
+            self._bn if self._bn == self.baseline else 0, self.min_std, out,
+        )  # fmt: skip
+        code = out[0]
+        if code == NEGATIVE:
+            s, i = divmod(int(out[1]), self.n_layers)
+            raise InputError(
+                f"values[{self.signals[s]!r}] has a negative value {float(self._row[s, i])!r} at "
+                f"layer {self.layer_names[i]!r}; transform='log' needs values >= 0 (norms, "
+                "entropies), use transform='none' for signed signals"
+            )
+        n_bad = int(out[1])
+        if code == NONFINITE:
             raise InputError(
                 f"values has {n_bad} NaN/inf value(s) in layers {self._bad_names()} "
                 "(nonfinite='raise')"
             )
-        # -- from here on the step is committed --
-        step = self._step
+        # the kernel has recorded the step
+        ring.count_ += 1
         self._step = step + 1
-        self.ring_.append(row, step)
-        W = self.window
-        pos = step % W
-        full = self._rows == W
-        cleared = window_push(y, bad, self._T, self._Tbad, self._nbad, self._D, pos, full)
         if not full:
             self._rows += 1
-            self._scale = 1.0 / math.sqrt(self._rows * len(self.signals))
-        if cleared or (step + 1) % self.refresh_every == 0:
-            window_refresh(self._T, self._rows, pos, self._D)
+        row, bad = self._row, self._bad
         nonfinite = tuple(np.flatnonzero(bad).tolist()) if n_bad else ()
         if step % self.check_every:
             status = self._skipped(step, nonfinite)
@@ -407,20 +405,10 @@ class LayerMonitor:
         return f"non-finite value in layers [{names}] (nonfinite={self.nonfinite!r})"
 
     def _evaluate(self, step: int, nonfinite: tuple[int, ...]) -> Status:
-        y, bad = self._y, self._bad
-        if self._rows * len(self.signals) == 1:
-            h0 = range_1d(y, bad)
-        else:
-            h0 = h0_dense(
-                self._D, self._nbad, self._T, self._rows, (step % self.window),
-                self._scale, self._best, self._near, self._done,
-            )  # fmt: skip
-        excluded = bool(nonfinite) or bool(self._nbad.any())
+        h0 = float(self._out[2])
+        top = int(self._out[3])
+        excluded = bool(nonfinite) or self._out[4] > 0.0
         K = self.baseline
-        top = layer_scores(
-            y, self._med, bad, self._ref, self._s1, self._s2,
-            self._bn if self._bn == K else 0, self.min_std, self._u, self._lz,
-        )  # fmt: skip
         lzt = float(self._lz[top]) if top >= 0 else math.nan
         logh = math.log(h0) if h0 > 0.0 else -math.inf
         z = math.nan if excluded else self._h0_base.zscore(logh)
@@ -443,7 +431,7 @@ class LayerMonitor:
         elif self.rule == "peak" and ratio_state is not State.HEALTHY:
             direction = "falling"
         culprits: tuple[str, ...] = ()
-        if top >= 0 and (abs(lzt) > self.layer_z or state is not State.HEALTHY):
+        if top >= 0 and (abs(lzt) > self.layer_z_ or state is not State.HEALTHY):
             culprits = self._culprits()
         reason = self._reason(state, z, lzt, top, nonfinite, excluded)
         # values seen while an alarm is active (or with layers left out) never enter a baseline
@@ -468,7 +456,7 @@ class LayerMonitor:
         a = np.abs(self._lz)
         a[np.isnan(a)] = -1.0
         order = np.argsort(-a, kind="stable")[: self.max_culprits]
-        over = [i for i in order if a[i] > self.layer_z]
+        over = [i for i in order if a[i] > self.layer_z_]
         chosen = over if over else [i for i in order if a[i] >= 0.0]
         return tuple(self.layer_names[i] for i in chosen)
 
@@ -614,8 +602,6 @@ class LayerMonitor:
             getattr(self, "_" + k)[...] = new[k]
         self._step, self._rows = int(state["step"]), int(state["rows"])
         self._bn, self._bpos, self._bpushes = (int(state[k]) for k in ("bn", "bpos", "bpushes"))
-        if self._rows:
-            self._scale = 1.0 / math.sqrt(self._rows * len(self.signals))
         self._h0_base.load_state_dict(state["h0_baseline"])
         self._alarm.load_state_dict(state["alarm"])
         self._peak.load_state_dict(state["peak"])
@@ -625,6 +611,26 @@ class LayerMonitor:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def sidak_z(z: float, n: int) -> float:
+    """Threshold the largest |z| of ``n`` independent standard normals exceeds as often as a
+    single |z| exceeds ``z``: solves ``1 - (1 - erfc(t / sqrt 2))**n = erfc(z / sqrt 2)``.
+
+    >>> sidak_z(3.0, 1), round(sidak_z(3.0, 192), 2)
+    (3.0, 4.34)
+    """
+    if n == 1:
+        return float(z)
+    p_single = -math.expm1(math.log1p(-math.erfc(z / math.sqrt(2.0))) / n)
+    lo, hi = float(z), 40.0
+    for _ in range(200):  # bisection on the monotone two-sided tail
+        mid = 0.5 * (lo + hi)
+        if math.erfc(mid / math.sqrt(2.0)) > p_single:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def _positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise InputTypeError(f"{name} must be a positive number, got {describe(value)}")
