@@ -461,3 +461,19 @@ def test_default_layer_threshold_is_sidak_corrected():
         assert mon.layer_z_ == pytest.approx(norm.isf((1 - (1 - p) ** (1 / (L * S))) / 2))
     assert LayerMonitor(2, layer_z=3.0).layer_z_ == 3.0
     assert LayerMonitor(2, ("a",)).layer_z_ > 3.0  # two z-scores, corrected
+
+
+def test_median_quickselect_matches_numpy():
+    from streamtopo._kernels.layer import median_inplace
+
+    rng = np.random.default_rng(12)
+    for m in [*range(1, 20), 63, 64, 128]:
+        for _ in range(20):
+            a = (
+                rng.integers(0, 4, size=m).astype(float)
+                if rng.random() < 0.5
+                else rng.normal(size=m)
+            )
+            work = np.concatenate([a, rng.normal(size=3)])  # only the first m count
+            assert median_inplace(work, m) == np.median(a)
+    assert median_inplace(np.zeros(3), 0) == 0.0

@@ -36,6 +36,41 @@ def first_negative(row):
 
 
 @jit
+def median_inplace(a, m):
+    """Median of ``a[:m]`` (0 if ``m == 0``) by quickselect; reorders ``a[:m]``."""
+    if m == 0:
+        return 0.0
+    h = m // 2
+    lo, hi = 0, m - 1
+    while lo < hi:  # Hoare selection of the h-th smallest into a[h]
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if h <= j:
+            hi = j
+        elif h >= i:
+            lo = i
+        else:
+            break
+    upper = a[h]
+    if m % 2 == 1:
+        return upper
+    lower = a[0]
+    for k in range(1, h):  # largest of the lower half
+        if a[k] > lower:
+            lower = a[k]
+    return 0.5 * (lower + upper)
+
+
+@jit
 def transform_row(row, log_mode, floor_rel, y, bad, med, scratch):
     """Transform one recorded (float32) step and return the number of non-finite values.
 
@@ -71,13 +106,7 @@ def transform_row(row, log_mode, floor_rel, y, bad, med, scratch):
             y[s, i] = t
             scratch[m] = t
             m += 1
-        if m == 0:
-            c = 0.0
-        else:
-            part = scratch[:m]
-            part.sort()
-            h = m // 2
-            c = part[h] if m % 2 == 1 else 0.5 * (part[h - 1] + part[h])
+        c = median_inplace(scratch, m)
         med[s] = c
         for i in range(L):
             if not math.isfinite(row[s, i]):
@@ -86,8 +115,11 @@ def transform_row(row, log_mode, floor_rel, y, bad, med, scratch):
 
 
 @jit
-def window_push(y, bad, T, Tbad, nbad, D, pos, full):
+def window_push(y, bad, T, P, Tbad, nbad, D, pos, full):
     """Add row ``y`` to the window (and drop slot ``pos`` first if the window is ``full``).
+
+    ``T`` (W, S, L) holds the window by step; ``P`` (L, W*S) the same values by layer (the
+    points: slot r, signal s at column ``r * S + s``), for contiguous edge re-evaluation.
 
     Both triangles are updated (``(a - b)^2 == (b - a)^2`` exactly, so ``D`` stays exactly
     symmetric): the inner loop then runs over contiguous memory and vectorises.
@@ -122,6 +154,7 @@ def window_push(y, bad, T, Tbad, nbad, D, pos, full):
         Tbad[pos, i] = bad[i]
         for s in range(S):
             T[pos, s, i] = y[s, i]
+            P[i, pos * S + s] = y[s, i]
     return cleared
 
 
@@ -143,17 +176,16 @@ def window_refresh(T, rows, newest, D):
 
 
 @jit
-def h0_dense(D, nbad, T, rows, scale, best, near, rem):
+def h0_dense(D, nbad, P, width, scale, best, near, rem):
     """Total H0 persistence of the layers with ``nbad == 0``.
 
     Prim on the running squared distances ``D`` picks the tree (``rem`` holds the layers not yet
     in it, ``best``/``near`` their nearest tree layer, aligned with ``rem``); every chosen edge is
-    then re-evaluated directly from the ``rows`` filled slots of ``T`` in float64, so deaths
-    carry no drift from the incremental updates (DESIGN.md "Precision"). Each edge contributes
-    ``sqrt(d2) * scale``.
+    then re-evaluated directly from the first ``width`` coordinates of the points ``P`` in
+    float64, so deaths carry no drift from the incremental updates (DESIGN.md "Precision").
+    Each edge contributes ``sqrt(d2) * scale``.
     """
     L = D.shape[0]
-    S = T.shape[1]
     m = 0
     cur = -1
     for j in range(L):
@@ -182,10 +214,11 @@ def h0_dense(D, nbad, T, rows, scale, best, near, rem):
         a = near[bk]
         b = rem[bk]
         d2 = 0.0
-        for r in range(rows):
-            for s in range(S):
-                d = T[r, s, a] - T[r, s, b]
-                d2 += d * d
+        Pa = P[a]
+        Pb = P[b]
+        for c in range(width):
+            d = Pa[c] - Pb[c]
+            d2 += d * d
         total += math.sqrt(d2)
         m -= 1
         rem[bk] = rem[m]
@@ -281,15 +314,16 @@ def baseline_refresh(B, n, ref, s1, s2):
 #   work  (5, S, L) float64: y (transformed step), u (median-relative), ref, s1, s2 (baseline)
 #   lvec  (3, L) float64:    sort scratch, Prim best, per-layer z
 #   livec (4, L) int64:      nbad (non-finite rows in window), Prim near, Prim rem, bad (now)
-#   out   (5,) float64:      code (0 ok, 1 negative value, 2 non-finite with raise), n_bad or
+#   out   (6,) float64:      code (0 ok, 1 negative value, 2 non-finite with raise), n_bad or
 #                            the negative's flat index, h0, index of the largest |layer z|,
-#                            1.0 if some layer is left out of H0 (non-finite in its window)
+#                            1.0 if some layer is left out of H0 (non-finite in its window),
+#                            that largest layer z (signed)
 OK, NEGATIVE, NONFINITE = 0, 1, 2
 
 
 @jit
 def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, ring, ring_steps, ring_pos,
-               step, work, med, lvec, livec, T, Tbad, D, pos, full, refresh_due, evaluate,
+               step, work, med, lvec, livec, T, P, Tbad, D, pos, full, refresh_due, evaluate,
                scale, bn, min_std, out):  # fmt: skip
     """Validate, record and evaluate one step. ``raw`` (S, L) float64 is rounded to the recorded
     float32 ``row``; on a negative (log mode) or non-finite (``raise_nonfinite``) value nothing
@@ -322,7 +356,7 @@ def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, ring, ring_steps,
     ring_steps[ring_pos] = step
     ring_steps[ring_pos + cap] = step
     nbad = livec[0]
-    cleared = window_push(y, bad, T, Tbad, nbad, D, pos, full)
+    cleared = window_push(y, bad, T, P, Tbad, nbad, D, pos, full)
     rows = T.shape[0] if full else pos + 1
     if cleared or refresh_due:
         window_refresh(T, rows, pos, D)
@@ -336,5 +370,7 @@ def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, ring, ring_steps,
     if rows * S == 1:
         out[2] = range_1d(y, bad)
     else:
-        out[2] = h0_dense(D, nbad, T, rows, scale, lvec[1], livec[1], livec[2])
-    out[3] = layer_scores(y, med, bad, work[2], work[3], work[4], bn, min_std, work[1], lvec[2])
+        out[2] = h0_dense(D, nbad, P, rows * S, scale, lvec[1], livec[1], livec[2])
+    top = layer_scores(y, med, bad, work[2], work[3], work[4], bn, min_std, work[1], lvec[2])
+    out[3] = top
+    out[5] = lvec[2, top] if top >= 0 else np.nan

@@ -83,6 +83,16 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
     in the order of ``signals``.
     """
     S = len(signals)
+    if type(values) is np.ndarray and values.dtype.kind == "f":  # fast path, checked in full below
+        if values.shape == out.shape or (S == 1 and values.shape == (n,)):
+            out[...] = values
+            return
+    elif type(values) is dict and len(values) == S:
+        vecs = [values.get(s) for s in signals]
+        if all(type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind == "f" for v in vecs):
+            for s in range(S):
+                out[s] = vecs[s]
+            return
     if isinstance(values, Mapping):
         keys = set(values)
         if keys != set(signals):

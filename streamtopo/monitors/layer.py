@@ -39,7 +39,7 @@ _NONFINITE = ("collapse", "flag", "raise")
 # the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
 # largest one (float32 resolution is 6e-8, so smaller values are noise anyway).
 _FLOOR_REL = 1e-8
-_ARRAYS = ("T", "Tbad", "nbad", "D", "B", "ref", "s1", "s2", "ring_values", "ring_steps")
+_ARRAYS = ("T", "P", "Tbad", "nbad", "D", "B", "ref", "s1", "s2", "ring_values", "ring_steps")
 
 
 class LayerMonitor:
@@ -254,6 +254,7 @@ class LayerMonitor:
         self.ring_ = ArrowRing(self.signals, L, self.capacity)
         # window of transformed rows and the summed squared distances between layers
         self._T = np.zeros((W, S, L))
+        self._P = np.zeros((L, W * S))  # the same window by layer: the points
         self._Tbad = np.zeros((W, L), dtype=np.bool_)
         self._D = np.zeros((L, L))
         # grouped work arrays of the fused kernel (see streamtopo._kernels.layer)
@@ -266,7 +267,7 @@ class LayerMonitor:
         self._med = np.zeros(S)
         self._raw = np.zeros((S, L))
         self._row = np.zeros((S, L), dtype=np.float32)
-        self._out = np.zeros(5)
+        self._out = np.zeros(6)
         # per-layer baseline ring of median-relative values (sums live in self._work)
         self._B = np.zeros((K, S, L))
         self._bn = self._bpos = self._bpushes = 0
@@ -286,12 +287,22 @@ class LayerMonitor:
         )
         self._patience = Patience(self.patience)
         self._last: Status | None = None
-        self._summary = _new_summary()
+        self._summary = _RunSummary()
+        self._log_mode = self.transform == "log"
+        self._raise_nonfinite = self.nonfinite == "raise"
+        self._peak_rule = self.rule == "peak"
 
     @property
     def step(self) -> int:
         """Number of steps checked so far (the next status's ``step``)."""
         return self._step
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in numpy buffers (ring, window, distances, baselines, scratch)."""
+        return self.ring_.nbytes + sum(
+            v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray) and v.base is None
+        )
 
     @property
     def should_stop(self) -> bool:
@@ -334,26 +345,24 @@ class LayerMonitor:
         evaluate = step % self.check_every == 0
         scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
         ring = self.ring_
-        out = self._out
         layer_step(
-            self._raw, self._row, self.transform == "log", _FLOOR_REL, self.nonfinite == "raise",
+            self._raw, self._row, self._log_mode, _FLOOR_REL, self._raise_nonfinite,
             ring._buf, ring._steps, ring.count_ % ring.capacity, step, self._work, self._med,
-            self._lvec, self._livec, self._T, self._Tbad, self._D, pos, full,
+            self._lvec, self._livec, self._T, self._P, self._Tbad, self._D, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
-            self._bn if self._bn == self.baseline else 0, self.min_std, out,
+            self._bn if self._bn == self.baseline else 0, self.min_std, self._out,
         )  # fmt: skip
-        code = out[0]
+        code, n_bad, h0, top, excluded, lzt = self._out.tolist()
         if code == NEGATIVE:
-            s, i = divmod(int(out[1]), self.n_layers)
+            s, i = divmod(int(n_bad), self.n_layers)
             raise InputError(
                 f"values[{self.signals[s]!r}] has a negative value {float(self._row[s, i])!r} at "
                 f"layer {self.layer_names[i]!r}; transform='log' needs values >= 0 (norms, "
                 "entropies), use transform='none' for signed signals"
             )
-        n_bad = int(out[1])
         if code == NONFINITE:
             raise InputError(
-                f"values has {n_bad} NaN/inf value(s) in layers {self._bad_names()} "
+                f"values has {int(n_bad)} NaN/inf value(s) in layers {self._bad_names()} "
                 "(nonfinite='raise')"
             )
         # the kernel has recorded the step
@@ -361,12 +370,11 @@ class LayerMonitor:
         self._step = step + 1
         if not full:
             self._rows += 1
-        row, bad = self._row, self._bad
-        nonfinite = tuple(np.flatnonzero(bad).tolist()) if n_bad else ()
-        if step % self.check_every:
-            status = self._skipped(step, nonfinite)
+        nonfinite = tuple(np.flatnonzero(self._bad).tolist()) if n_bad else ()
+        if evaluate:
+            status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0)
         else:
-            status = self._evaluate(step, nonfinite)
+            status = self._skipped(step, nonfinite)
         self._last = status
         if self.writer is not None:
             self.writer(
@@ -376,7 +384,7 @@ class LayerMonitor:
                     "wall_time": time.time(),
                     "signals": self.signals,
                     "layer_names": self.layer_names,
-                    "values": row.copy(),
+                    "values": self._row.copy(),
                     "h0": status.h0,
                     "state": str(status.state),
                     "reason": status.reason,
@@ -404,22 +412,23 @@ class LayerMonitor:
         names = ", ".join(self.layer_names[i] for i in nonfinite)
         return f"non-finite value in layers [{names}] (nonfinite={self.nonfinite!r})"
 
-    def _evaluate(self, step: int, nonfinite: tuple[int, ...]) -> Status:
-        h0 = float(self._out[2])
-        top = int(self._out[3])
-        excluded = bool(nonfinite) or self._out[4] > 0.0
+    def _evaluate(
+        self, step: int, nonfinite: tuple[int, ...], h0: float, top: int, lzt: float, excluded: bool
+    ) -> Status:
+        """Rules, baselines and the Status of an evaluated step (``top``: layer with the
+        largest |z|, ``lzt`` its z; ``excluded``: some layer is left out of H0)."""
+        excluded = excluded or bool(nonfinite)
         K = self.baseline
-        lzt = float(self._lz[top]) if top >= 0 else math.nan
         logh = math.log(h0) if h0 > 0.0 else -math.inf
         z = math.nan if excluded else self._h0_base.zscore(logh)
         ratio_state = self._peak.update(math.nan if excluded else h0)
         alarm_state = self._alarm.update(
             (
-                z if self.rule == "zscore" else math.nan,
+                math.nan if self._peak_rule else z,
                 lzt if (self.layer_rule and not excluded) else math.nan,
             )
         )
-        if self.rule == "peak" and ratio_state.severity > alarm_state.severity:
+        if self._peak_rule and ratio_state.severity > alarm_state.severity:
             state = ratio_state
         else:
             state = alarm_state
@@ -449,7 +458,7 @@ class LayerMonitor:
             step, h0, z, self._peak.ratio, self._peak.peak, state, direction, culprits, reason,
             nonfinite, lzt, True,
         )  # fmt: skip
-        _record(self._summary, status)
+        self._summary.record(status)
         return status
 
     def _culprits(self) -> tuple[str, ...]:
@@ -528,16 +537,16 @@ class LayerMonitor:
         s = self._summary
         last = self._last
         return {
-            "h0_trend": _trend(s),
-            "collapse_events": s["collapse_events"],
+            "h0_trend": s.trend(),
+            "collapse_events": s.collapse_events,
             "final_status": str(last.state) if last else str(State.HEALTHY),
             "steps": self._step,
             "peak_h0": self._peak.peak,
             "last_h0": last.h0 if last else math.nan,
-            "watch_steps": s["watch_steps"],
-            "collapse_steps": s["collapse_steps"],
-            "first_collapse_step": s["first_collapse_step"],
-            "nonfinite_steps": s["nonfinite_steps"],
+            "watch_steps": s.watch_steps,
+            "collapse_steps": s.collapse_steps,
+            "first_collapse_step": s.first_collapse_step,
+            "nonfinite_steps": s.nonfinite_steps,
             "should_stop": self.should_stop,
         }
 
@@ -558,15 +567,8 @@ class LayerMonitor:
             "peak": self._peak.state_dict(),
             "patience": self._patience.count,
             "last": None if self._last is None else _status_to_json(self._last),
-            "summary": dict(self._summary),
-            "T": self._T.copy(),
-            "Tbad": self._Tbad.copy(),
-            "nbad": self._nbad.copy(),
-            "D": self._D.copy(),
-            "B": self._B.copy(),
-            "ref": self._ref.copy(),
-            "s1": self._s1.copy(),
-            "s2": self._s2.copy(),
+            "summary": self._summary.state_dict(),
+            **{k: getattr(self, "_" + k).copy() for k in _ARRAYS[:9]},
             "ring_values": ring["values"],
             "ring_steps": ring["steps"],
         }
@@ -579,7 +581,7 @@ class LayerMonitor:
             diff = sorted(k for k in self.config if not cfg or cfg.get(k) != self.config[k])
             raise InputError(f"state['config'] differs from this monitor's config in {diff}")
         new = {k: np.asarray(state[k]) for k in _ARRAYS}
-        for k in _ARRAYS[:8]:
+        for k in _ARRAYS[:9]:
             mine = getattr(self, "_" + k)
             if new[k].shape != mine.shape:
                 raise InputError(
@@ -598,7 +600,7 @@ class LayerMonitor:
         )
         self.reset()
         self.ring_ = ring
-        for k in _ARRAYS[:8]:
+        for k in _ARRAYS[:9]:
             getattr(self, "_" + k)[...] = new[k]
         self._step, self._rows = int(state["step"]), int(state["rows"])
         self._bn, self._bpos, self._bpushes = (int(state[k]) for k in ("bn", "bpos", "bpushes"))
@@ -607,7 +609,7 @@ class LayerMonitor:
         self._peak.load_state_dict(state["peak"])
         self._patience.count = int(state["patience"])
         self._last = None if state["last"] is None else _status_from_json(state["last"])
-        self._summary.update(state["summary"])
+        self._summary.load_state_dict(state["summary"])
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -639,70 +641,74 @@ def _positive(value: Any, name: str) -> float:
     return float(value)
 
 
-def _new_summary() -> dict[str, Any]:
-    return {
-        "evaluated": 0,
-        "watch_steps": 0,
-        "collapse_steps": 0,
-        "collapse_events": 0,
-        "first_collapse_step": None,
-        "nonfinite_steps": 0,
-        "prev_state": "HEALTHY",
+class _RunSummary:
+    """Counters behind :meth:`LayerMonitor.summary`, updated once per evaluated step."""
+
+    __slots__ = (
+        "collapse_events", "collapse_steps", "first_collapse_step", "first_step", "last_step",
+        "n", "nonfinite_steps", "prev_collapse", "sh", "st", "sth", "stt", "watch_steps",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.watch_steps = self.collapse_steps = self.collapse_events = self.nonfinite_steps = 0
+        self.first_collapse_step: int | None = None
+        self.prev_collapse = False
         # least-squares sums of (step, h0) for the trend
-        "n": 0,
-        "st": 0.0,
-        "sh": 0.0,
-        "stt": 0.0,
-        "sth": 0.0,
-        "first_step": None,
-        "last_step": None,
-    }
+        self.n = 0
+        self.st = self.sh = self.stt = self.sth = 0.0
+        self.first_step: int | None = None
+        self.last_step: int | None = None
 
+    def record(self, status: Status) -> None:
+        state = status.state
+        collapse = state is State.COLLAPSE
+        if state is State.WATCH:
+            self.watch_steps += 1
+        elif collapse:
+            self.collapse_steps += 1
+            if not self.prev_collapse:
+                self.collapse_events += 1
+            if self.first_collapse_step is None:
+                self.first_collapse_step = status.step
+        self.prev_collapse = collapse
+        if status.nonfinite:
+            self.nonfinite_steps += 1
+        h = status.h0
+        if math.isfinite(h):
+            t = float(status.step)
+            self.n += 1
+            self.st += t
+            self.sh += h
+            self.stt += t * t
+            self.sth += t * h
+            if self.first_step is None:
+                self.first_step = status.step
+            self.last_step = status.step
 
-def _record(s: dict[str, Any], status: Status) -> None:
-    s["evaluated"] += 1
-    state = status.state
-    if state is State.WATCH:
-        s["watch_steps"] += 1
-    elif state is State.COLLAPSE:
-        s["collapse_steps"] += 1
-        if s["prev_state"] != "COLLAPSE":
-            s["collapse_events"] += 1
-        if s["first_collapse_step"] is None:
-            s["first_collapse_step"] = status.step
-    s["prev_state"] = str(state)
-    if status.nonfinite:
-        s["nonfinite_steps"] += 1
-    h = status.h0
-    if math.isfinite(h):
-        t = float(status.step)
-        s["n"] += 1
-        s["st"] += t
-        s["sh"] += h
-        s["stt"] += t * t
-        s["sth"] += t * h
-        if s["first_step"] is None:
-            s["first_step"] = status.step
-        s["last_step"] = status.step
-
-
-def _trend(s: dict[str, Any]) -> str:
-    """Least-squares slope of h0 over the run: 'increasing'/'decreasing' when the fitted
-    change over the run exceeds 5 % of the mean h0, else 'flat'."""
-    n = s["n"]
-    if n < 2:
+    def trend(self) -> str:
+        """Least-squares slope of h0 over the run: 'increasing'/'decreasing' when the fitted
+        change over the run exceeds 5 % of the mean h0, else 'flat'."""
+        n = self.n
+        if n < 2 or self.first_step is None or self.last_step is None:
+            return "flat"
+        var = self.stt - self.st * self.st / n
+        mean_h = self.sh / n
+        if var <= 0.0 or mean_h == 0.0:
+            return "flat"
+        slope = (self.sth - self.st * self.sh / n) / var
+        change = slope * (self.last_step - self.first_step) / abs(mean_h)
+        if change > 0.05:
+            return "increasing"
+        if change < -0.05:
+            return "decreasing"
         return "flat"
-    var = s["stt"] - s["st"] * s["st"] / n
-    mean_h = s["sh"] / n
-    if var <= 0.0 or mean_h == 0.0:
-        return "flat"
-    slope = (s["sth"] - s["st"] * s["sh"] / n) / var
-    change = slope * (s["last_step"] - s["first_step"]) / abs(mean_h)
-    if change > 0.05:
-        return "increasing"
-    if change < -0.05:
-        return "decreasing"
-    return "flat"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k in self.__slots__:
+            setattr(self, k, state[k])
 
 
 def _status_to_json(st: Status) -> dict[str, Any]:
