@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from streamtopo import LayerMonitor, State
 from streamtopo.monitors.layer import status_frame
@@ -332,9 +334,11 @@ def test_inputs_all_forms_agree():
     t = torch.tensor(v, requires_grad=True) * 1.0
     assert LayerMonitor(5).check(t).h0 in h
     assert LayerMonitor(5).check([a for a in t]).h0 in h  # list of 0-d tensors: one transfer
-    assert LayerMonitor(5, ("g", "a")).check({"g": t, "a": v}).h0 == pytest.approx(
-        LayerMonitor(5, ("g", "a")).check(np.stack([v, v])).h0
-    )
+    two = LayerMonitor(5, ("g", "a")).check(np.stack([v, v / 3])).h0
+    assert LayerMonitor(5, ("g", "a")).check({"g": t, "a": v / 3}).h0 == pytest.approx(two)
+    assert LayerMonitor(5, ("g", "a")).check({"g": t, "a": t / 3}).h0 == pytest.approx(two)
+    with pytest.raises(ValueError, match=r"values\['a'\] has 4 values, expected n_layers=5"):
+        LayerMonitor(5, ("g", "a")).check({"g": t, "a": t[:4]})
 
 
 def test_acknowledge_rebaselines():
@@ -477,3 +481,26 @@ def test_median_quickselect_matches_numpy():
             work = np.concatenate([a, rng.normal(size=3)])  # only the first m count
             assert median_inplace(work, m) == np.median(a)
     assert median_inplace(np.zeros(3), 0) == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=hst.data(),
+    L=hst.integers(2, 9),
+    S=hst.integers(1, 2),
+    W=hst.integers(1, 4),
+    T=hst.integers(1, 12),
+)
+def test_property_h0_naive_and_layer_permutation(data, L, S, W, T):
+    elems = hst.sampled_from([0.0, 1e-30, 1e-3, 0.5, 1.0, 1.0, 2.0, 3.5, 1e6, 1e30])
+    x = np.array(data.draw(hst.lists(elems, min_size=T * S * L, max_size=T * S * L)))
+    x = x.reshape(T, S, L)
+    perm = np.array(data.draw(hst.permutations(range(L))))
+    names = [f"s{k}" for k in range(S)]
+    a, b = LayerMonitor(L, names, window=W), LayerMonitor(L, names, window=W)
+    twin = NaiveLayerMonitor(L, S, window=W)
+    for t in range(T):
+        ha, hb = a.check(x[t]).h0, b.check(x[t][:, perm]).h0
+        href = twin.check(x[t])["h0"]
+        assert ha == pytehst.approx(href, rel=1e-9, abs=1e-12)
+        assert hb == pytehst.approx(ha, rel=1e-9, abs=1e-12)

@@ -4,8 +4,9 @@ changes.
 Accepted per signal: a 1-D numpy array, a sequence of Python floats / numpy scalars / 0-d
 tensors, or a 1-D tensor. Tensors are recognised by duck typing (``detach``/``cpu``/``numpy``),
 so torch is never imported here: a 1-D tensor is moved with one ``.detach().cpu().numpy()``; a
-list of 0-d tensors is first stacked on its device with the tensor's own library
-(``torch.stack``), so a call costs one host transfer, not one per layer.
+list of 0-d tensors, or a dict of 1-D tensors (one per signal), is first stacked on its device
+with the tensor's own library (``torch.stack``), so a call costs one host transfer, not one per
+layer or per signal.
 """
 
 from __future__ import annotations
@@ -102,7 +103,14 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
                 f"values must have exactly the keys {list(signals)}, got {sorted(keys, key=str)}"
                 f" (missing {missing}, unexpected {extra})"
             )
-        rows = [as_vector(values[s], f"values[{s!r}]", n) for s in signals]
+        vecs = [values[s] for s in signals]
+        if S > 1 and all(_is_tensor(v) for v in vecs):
+            try:  # one host transfer for every signal
+                lib = sys.modules[type(vecs[0]).__module__.split(".")[0]]
+                vecs = list(_tensor_to_numpy(lib.stack([v.detach() for v in vecs])))
+            except Exception:  # different shapes or devices: convert one by one (and report)
+                pass
+        rows = [as_vector(v, f"values[{s!r}]", n) for s, v in zip(signals, vecs, strict=True)]
     elif S == 1 and not (isinstance(values, np.ndarray) and values.shape == (1, n)):
         rows = [as_vector(values, "values", n)]
     else:
