@@ -502,5 +502,5 @@ def test_property_h0_naive_and_layer_permutation(data, L, S, W, T):
     for t in range(T):
         ha, hb = a.check(x[t]).h0, b.check(x[t][:, perm]).h0
         href = twin.check(x[t])["h0"]
-        assert ha == pytehst.approx(href, rel=1e-9, abs=1e-12)
-        assert hb == pytehst.approx(ha, rel=1e-9, abs=1e-12)
+        assert ha == pytest.approx(href, rel=1e-9, abs=1e-12)
+        assert hb == pytest.approx(ha, rel=1e-9, abs=1e-12)
