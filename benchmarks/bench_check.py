@@ -104,6 +104,30 @@ def monitor_bytes(L=128, S=3, capacity=1024, W=16):
     return mon.nbytes, mon.ring_.nbytes
 
 
+def false_alarms(steps):
+    """Alarm steps and episodes per 1,000 steps on healthy synthetic streams (i.i.d. 5 % noise
+    around fixed layer levels, cosine LR decay): the plain per-layer threshold 3.0 against the
+    default (Šidák-corrected for L x S z-scores)."""
+    from streamtopo import LayerMonitor
+
+    rng = np.random.default_rng(1)
+    print()
+    print("| L | S | layer_z | alarm steps / 1k | alarm episodes / 1k |")
+    print("|---|---|---|---|---|")
+    for L, S in ((8, 1), (8, 3), (64, 1), (64, 3)):
+        x = stream(rng, steps, L, S)
+        for layer_z in (3.0, None):
+            mon = LayerMonitor(L, [f"s{k}" for k in range(S)], layer_z=layer_z)
+            states = [mon.check(x[t]).state != "HEALTHY" for t in range(steps)]
+            episodes = sum(1 for t in range(1, steps) if states[t] and not states[t - 1])
+            scored = steps - mon.baseline
+            label = f"{mon.layer_z_:.2f}" + (" (default)" if layer_z is None else "")
+            print(
+                f"| {L} | {S} | {label} | {1000 * sum(states) / scored:.1f} |"
+                f" {1000 * episodes / scored:.2f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps")
@@ -127,6 +151,7 @@ def main() -> None:
                     f"| {L} | {S} | {W} | {o50:.1f} | {o99:.1f} | {1e6 / o50:,.0f} | {n50:.1f} |"
                     f" {r50:.1f} | {n50 / o50:.1f}x | {r50 / o50:.1f}x |"
                 )
+    false_alarms(1000 if args.quick else 5000)
     total, ring = monitor_bytes()
     print()
     print(

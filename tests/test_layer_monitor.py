@@ -504,3 +504,12 @@ def test_property_h0_naive_and_layer_permutation(data, L, S, W, T):
         href = twin.check(x[t])["h0"]
         assert ha == pytest.approx(href, rel=1e-9, abs=1e-12)
         assert hb == pytest.approx(ha, rel=1e-9, abs=1e-12)
+
+
+def test_config_rebuilds_an_identical_monitor():
+    mon = LayerMonitor(5, ("g", "a"), window=3, layer_names=list("abcde"), check_every=2)
+    twin = LayerMonitor(**json.loads(json.dumps(mon.config)))
+    assert twin.config == mon.config and twin.layer_z_ == mon.layer_z_
+    rng = np.random.default_rng(13)
+    x = lognormal_stream(rng, 30, 5, 2)
+    assert mon.run(x).equals(twin.run(x))

@@ -75,9 +75,10 @@ class LayerMonitor:
         Threshold of the per-layer rule; layers beyond it are named as culprits. None: 3.0
         corrected for the number n = n_layers x n_signals of z-scores whose largest is taken
         (Šidák: the largest of n independent normal z-scores exceeds it as often as one z-score
-        exceeds 3, i.e. 0.27 % of steps). It is 3.0 for n = 1, 3.76 for 16, 4.34 for 192. Without
-        the correction 64 layers x 3 signals of i.i.d. healthy noise kept the rule in WATCH on
-        45 % of steps (benchmarks/RESULTS.md); with it, none. Read the value from ``layer_z_``.
+        exceeds 3, i.e. 0.27 % of steps). It is 3.0 for n = 1, 3.76 for 16, 4.34 for 192. On a
+        healthy synthetic stream of 64 layers x 3 signals the uncorrected 3.0 kept the monitor in
+        alarm on 52 % of steps, the corrected one on 0.5 % (benchmarks/RESULTS.md, "LayerMonitor").
+        The value used is ``layer_z_``.
     watch_ratio, collapse_ratio : float, default 0.6, 0.3
         Thresholds of ``rule="peak"`` (ratio of h0 to its peak).
     warmup : int, default 10
