@@ -25,7 +25,15 @@ from typing import Any
 from ._validation import check_positive_int, describe
 from .errors import InputError
 
-__all__ = ["Patience", "PeakRule", "RollingBaseline", "State", "Status", "ZScoreAlarm"]
+__all__ = [
+    "Patience",
+    "PeakRule",
+    "RollingBaseline",
+    "State",
+    "Status",
+    "ZScoreAlarm",
+    "sidak_z",
+]
 
 
 class State(StrEnum):
@@ -430,3 +438,23 @@ class Patience:
 
     def reset(self) -> None:
         self.count = 0
+
+
+def sidak_z(z: float, n: int) -> float:
+    """Threshold the largest |z| of ``n`` independent standard normals exceeds as often as a
+    single |z| exceeds ``z``: solves ``1 - (1 - erfc(t / sqrt 2))**n = erfc(z / sqrt 2)``.
+
+    >>> sidak_z(3.0, 1), round(sidak_z(3.0, 192), 2)
+    (3.0, 4.34)
+    """
+    if n == 1:
+        return float(z)
+    p_single = -math.expm1(math.log1p(-math.erfc(z / math.sqrt(2.0))) / n)
+    lo, hi = float(z), 40.0
+    for _ in range(200):  # bisection on the monotone two-sided tail
+        mid = 0.5 * (lo + hi)
+        if math.erfc(mid / math.sqrt(2.0)) > p_single:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
