@@ -513,3 +513,20 @@ def test_config_rebuilds_an_identical_monitor():
     rng = np.random.default_rng(13)
     x = lognormal_stream(rng, 30, 5, 2)
     assert mon.run(x).equals(twin.run(x))
+
+
+def test_running_sums_stay_close_to_exact_over_a_long_stream():
+    rng = np.random.default_rng(14)
+    L, S, W, T = 12, 2, 8, 3000
+    x = np.exp(rng.normal(0, 4, size=(T, S, L)))  # values over ~10 decades
+    mon = LayerMonitor(L, ("g", "a"), window=W, refresh_every=10**9, baseline=50, layer_rule=False)
+    for t in range(T):
+        mon.check(x[t])
+    P = mon._P  # the window by layer; D must be its pairwise squared distances
+    exact = ((P[:, None, :] - P[None, :, :]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(mon._D, exact, rtol=1e-9, atol=1e-9 * exact.max())
+    B = mon._B[: mon._bn]
+    mean = mon._ref + mon._s1 / mon._bn
+    var = mon._s2 / mon._bn - (mon._s1 / mon._bn) ** 2
+    np.testing.assert_allclose(mean, B.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(var, B.var(axis=0), rtol=1e-9, atol=1e-12)

@@ -271,9 +271,12 @@ def layer_scores(y, med, bad, ref, s1, s2, n, min_std, u, z):
 
 
 @jit
-def baseline_push(u, B, ref, s1, s2, pos, n):
-    """Insert ``u`` at slot ``pos`` of the (K, S, L) baseline ring holding ``n`` values,
-    dropping the value there when the ring is full."""
+def baseline_push(u, B, ref, s1, s2, pos, n, first, count):
+    """Insert ``u`` at slot ``pos`` of the (K, S, L) baseline ring holding ``n`` values (dropping
+    the value there when the ring is full), then recompute exactly, re-centred on their mean, the
+    sums of ``count`` entries starting at flat index ``first`` (cyclically). Called with
+    ``count = ceil(S * L / K)`` and ``first`` advancing by ``count`` per push, every entry is
+    refreshed once per K pushes: drift stays bounded without a periodic O(K S L) spike."""
     K, S, L = B.shape
     for s in range(S):
         for i in range(L):
@@ -286,27 +289,23 @@ def baseline_push(u, B, ref, s1, s2, pos, n):
             d = x - ref[s, i]
             s1[s, i] += d
             s2[s, i] += d * d
-
-
-@jit
-def baseline_refresh(B, n, ref, s1, s2):
-    """Recompute the sums of the ``n`` held values exactly, re-centred on their mean."""
-    S, L = B.shape[1], B.shape[2]
-    for s in range(S):
-        for i in range(L):
-            m = 0.0
-            for k in range(n):
-                m += B[k, s, i]
-            m /= max(n, 1)
-            a = 0.0
-            b = 0.0
-            for k in range(n):
-                d = B[k, s, i] - m
-                a += d
-                b += d * d
-            ref[s, i] = m
-            s1[s, i] = a
-            s2[s, i] = b
+    held = min(n + 1, K)
+    for c in range(count):
+        f = (first + c) % (S * L)
+        s, i = f // L, f % L
+        m = 0.0
+        for k in range(held):
+            m += B[k, s, i]
+        m /= held
+        a = 0.0
+        b = 0.0
+        for k in range(held):
+            d = B[k, s, i] - m
+            a += d
+            b += d * d
+        ref[s, i] = m
+        s1[s, i] = a
+        s2[s, i] = b
 
 
 # -- the fused per-step call --------------------------------------------------------------------

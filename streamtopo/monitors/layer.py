@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, baseline_refresh, layer_step
+from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, layer_step
 from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
@@ -95,8 +95,10 @@ class LayerMonitor:
         Raw steps kept in the ring (:attr:`ring_`), at least ``window``.
     layer_names : sequence of str, optional
         Names used in culprits and logs (default ``"0"``, ``"1"``, ...).
-    refresh_every : int, default 256
-        Rebuild the windowed distance matrix from scratch every this many steps (bounds drift).
+    refresh_every : int, default 1024
+        Rebuild the windowed distance matrix from scratch every this many steps to bound the
+        drift of its running sums. Drift can only affect which of two nearly tied edges Prim
+        picks: every chosen edge is re-evaluated exactly, so deaths carry none.
     min_std : float, default 1e-3
         Floor of every baseline std, in log units: a log value steady to 0.1 % over the
         baseline counts as varying by 0.1 %, so a constant signal cannot give infinite z.
@@ -143,7 +145,7 @@ class LayerMonitor:
         nonfinite: str = "collapse",
         capacity: int = 1024,
         layer_names: Sequence[str] | None = None,
-        refresh_every: int = 256,
+        refresh_every: int = 1024,
         min_std: float = 1e-3,
         max_culprits: int = 3,
         writer: Callable[[dict[str, Any]], Any] | None = None,
@@ -449,12 +451,15 @@ class LayerMonitor:
         if state is State.HEALTHY and not excluded:
             if logh > -math.inf:
                 self._h0_base.push(logh)
-            baseline_push(self._u, self._B, self._ref, self._s1, self._s2, self._bpos, self._bn)
+            n_entries = self._u.size
+            chunk = -(-n_entries // K)
+            baseline_push(
+                self._u, self._B, self._ref, self._s1, self._s2, self._bpos, self._bn,
+                (self._bpushes * chunk) % n_entries, chunk,
+            )  # fmt: skip
             self._bpos = (self._bpos + 1) % K
             self._bn = min(self._bn + 1, K)
             self._bpushes += 1
-            if self._bpushes % K == 0:
-                baseline_refresh(self._B, self._bn, self._ref, self._s1, self._s2)
         self._patience.update(state)
         status = Status(
             step, h0, z, self._peak.ratio, self._peak.peak, state, direction, culprits, reason,
