@@ -530,3 +530,20 @@ def test_running_sums_stay_close_to_exact_over_a_long_stream():
     var = mon._s2 / mon._bn - (mon._s1 / mon._bn) ** 2
     np.testing.assert_allclose(mean, B.mean(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(var, B.var(axis=0), rtol=1e-9, atol=1e-12)
+
+
+def test_converging_layers_zscore_rule_says_falling_and_why():
+    rng = np.random.default_rng(15)
+    L, T = 10, 400
+    levels = np.linspace(-2.0, 2.0, L)
+    spread = np.concatenate([np.ones(200), np.linspace(1.0, 0.05, 100), np.full(100, 0.05)])
+    x = np.exp(spread[:, None] * levels[None] + 0.02 * rng.normal(size=(T, L)))
+    mon = LayerMonitor(L)
+    statuses = [mon.check(x[t]) for t in range(T)]
+    assert all(s.state is State.HEALTHY for s in statuses[:200])
+    alarmed = [s for s in statuses[200:] if s.state is not State.HEALTHY]
+    assert alarmed and alarmed[0].step < 240
+    first = alarmed[0]
+    assert first.direction == "falling" and first.z < -3
+    assert first.reason.startswith("topology") and "layers converging" in first.reason
+    assert mon.summary()["h0_trend"] == "decreasing"

@@ -321,9 +321,9 @@ OK, NEGATIVE, NONFINITE = 0, 1, 2
 
 
 @jit
-def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, ring, ring_steps, ring_pos,
-               step, work, med, lvec, livec, T, P, Tbad, D, pos, full, refresh_due, evaluate,
-               scale, bn, min_std, out):  # fmt: skip
+def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ring_steps, work,
+               med, lvec, livec, T, P, Tbad, D, out,
+               ring_pos, step, pos, full, refresh_due, evaluate, scale, bn):  # fmt: skip
     """Validate, record and evaluate one step. ``raw`` (S, L) float64 is rounded to the recorded
     float32 ``row``; on a negative (log mode) or non-finite (``raise_nonfinite``) value nothing
     but scratch is written and ``out[0]`` says why. Otherwise the row goes into the ring (slots

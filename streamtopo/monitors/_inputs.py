@@ -90,7 +90,10 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
             return
     elif type(values) is dict and len(values) == S:
         vecs = [values.get(s) for s in signals]
-        if all(type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind == "f" for v in vecs):
+        for v in vecs:
+            if not (type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind == "f"):
+                break
+        else:
             for s in range(S):
                 out[s] = vecs[s]
             return

@@ -292,9 +292,17 @@ class LayerMonitor:
         self._patience = Patience(self.patience)
         self._last: Status | None = None
         self._summary = RunSummary()
-        self._log_mode = self.transform == "log"
-        self._raise_nonfinite = self.nonfinite == "raise"
         self._peak_rule = self.rule == "peak"
+        self._bind_kernel_args()
+
+    def _bind_kernel_args(self) -> None:
+        """The fixed leading arguments of ``layer_step`` (buffers are reused, never replaced
+        between resets), unpacked from one tuple per call."""
+        self._kernel_args = (
+            self._raw, self._row, self.transform == "log", _FLOOR_REL, self.nonfinite == "raise",
+            self.min_std, self.ring_._buf, self.ring_._steps, self._work, self._med, self._lvec,
+            self._livec, self._T, self._P, self._Tbad, self._D, self._out,
+        )  # fmt: skip
 
     @property
     def step(self) -> int:
@@ -350,11 +358,9 @@ class LayerMonitor:
         scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
         ring = self.ring_
         layer_step(
-            self._raw, self._row, self._log_mode, _FLOOR_REL, self._raise_nonfinite,
-            ring._buf, ring._steps, ring.count_ % ring.capacity, step, self._work, self._med,
-            self._lvec, self._livec, self._T, self._P, self._Tbad, self._D, pos, full,
+            *self._kernel_args, ring.count_ % ring.capacity, step, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
-            self._bn if self._bn == self.baseline else 0, self.min_std, self._out,
+            self._bn if self._bn == self.baseline else 0,
         )  # fmt: skip
         code, n_bad, h0, top, excluded, lzt = self._out.tolist()
         if code == NEGATIVE:
@@ -607,6 +613,7 @@ class LayerMonitor:
         )
         self.reset()
         self.ring_ = ring
+        self._bind_kernel_args()
         for k in _ARRAYS[:9]:
             getattr(self, "_" + k)[...] = new[k]
         self._step, self._rows = int(state["step"]), int(state["rows"])
