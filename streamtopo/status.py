@@ -111,9 +111,9 @@ class Status:
 class RollingBaseline:
     """Mean and standard deviation (ddof=0) of the last ``size`` values pushed.
 
-    Sums are kept relative to a reference re-centred on the mean (exactly, with ``math.fsum``)
-    every ``10 * size`` pushes, which bounds cancellation and drift while staying O(1) and
-    deterministic.
+    Sums are kept relative to a reference (the first value, then the mean recomputed exactly
+    with ``math.fsum`` every ``10 * size`` pushes), which bounds cancellation and drift while
+    staying O(1) and deterministic.
 
     Examples
     --------
@@ -176,6 +176,8 @@ class RollingBaseline:
             self._s1 -= d
             self._s2 -= d * d
         else:
+            if self._n == 0:  # centre the sums on the first value: no cancellation from offsets
+                self._ref, self._s1, self._s2 = x, 0.0, 0.0
             self._n += 1
         self._buf[self._pos] = x
         d = x - self._ref
@@ -281,6 +283,11 @@ class ZScoreAlarm:
     @property
     def active(self) -> bool:
         return self.state is not State.HEALTHY
+
+    @property
+    def over_steps(self) -> int:
+        """Steps of the current alarm with some detector over its WATCH threshold."""
+        return self._over_steps
 
     def update(self, zs: Sequence[float]) -> State:
         """Feed this step's z-scores (one per detector, NaN = hold); return the new state."""

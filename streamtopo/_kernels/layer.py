@@ -284,6 +284,10 @@ def baseline_push(u, B, ref, s1, s2, pos, n, first, count):
                 d = B[pos, s, i] - ref[s, i]
                 s1[s, i] -= d
                 s2[s, i] -= d * d
+            elif n == 0:  # centre on the first value
+                ref[s, i] = u[s, i]
+                s1[s, i] = 0.0
+                s2[s, i] = 0.0
             x = u[s, i]
             B[pos, s, i] = x
             d = x - ref[s, i]

@@ -336,6 +336,8 @@ class LayerMonitor:
         self._alarm.reset()
         self._h0_base.reset()
         self._bn = self._bpos = self._bpushes = 0
+        self._s1.fill(0.0)  # sums over the (now empty) per-layer baseline
+        self._s2.fill(0.0)
         self._patience.reset()
 
     # -- the per-step call -----------------------------------------------------------------
@@ -508,7 +510,7 @@ class LayerMonitor:
             parts.append(f"layer: {self.layer_names[top]} z={lzt:+.2f}")
         label = "+".join(dict.fromkeys(p.split(":")[0] for p in parts)) or "alarm"
         text = "; ".join(p.split(": ", 1)[1] for p in parts) or "alarm held (no rule over now)"
-        if state is State.COLLAPSE and self._alarm._over_steps > self.escalate_after:
+        if state is State.COLLAPSE and self._alarm.over_steps > self.escalate_after:
             text += f"; WATCH lasted > {self.escalate_after} steps"
         return f"{label}: {text}"
 
