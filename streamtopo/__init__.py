@@ -31,6 +31,10 @@ _EXPORTS: dict[str, str] = {
     "persistence_entropy": "streamtopo.topology",
     # status
     "State": "streamtopo.status",
+    "Status": "streamtopo.status",
+    # monitors
+    "LayerMonitor": "streamtopo.monitors.layer",
+    "ArrowRing": "streamtopo.ring",
     # data
     "load_digits": "streamtopo.data",
 }
@@ -54,7 +58,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
-    from .status import State
+    from .monitors.layer import LayerMonitor
+    from .ring import ArrowRing
+    from .status import State, Status
     from .topology import (
         MergeEdges,
         betti0_at,
