@@ -519,7 +519,7 @@ class RunWriter:
             path, schema = job
             report = RecoveryReport()
             try:
-                convert_journal(path, schema, report, fsync=self.fsync != "never")
+                convert_journal(path, schema, report, fsync=self.fsync != "never", validate=False)
             except BaseException as exc:  # kept for the training thread to raise
                 self._error = exc
             else:
