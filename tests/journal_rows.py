@@ -21,9 +21,7 @@ _NAMES: dict[tuple[int, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 def expected_values(step: int, n_layers: int, n_signals: int = 2) -> np.ndarray:
     s = np.arange(n_signals, dtype=np.float32)[:, None]
-    return (np.float32(step) + 1000 * s + np.arange(n_layers, dtype=np.float32)).astype(
-        np.float32
-    )
+    return (np.float32(step) + 1000 * s + np.arange(n_layers, dtype=np.float32)).astype(np.float32)
 
 
 def layer_row(
