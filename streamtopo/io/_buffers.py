@@ -18,6 +18,7 @@ from ._layout import layer_journal_schema, scalar_journal_schema
 
 RESERVED = frozenset({"monitor", "step", "wall_time", "config"})
 NUMBERS = (int, float, np.integer, np.floating)
+_F32 = np.dtype(np.float32)
 
 
 class LayerBuffer:
@@ -31,6 +32,7 @@ class LayerBuffer:
         self.step = np.zeros(cap, np.int64)
         self.wall = np.zeros(cap, np.float64)
         self.values = np.zeros((cap, *self.shape), np.float32)
+        self.slots = list(self.values)  # one view per row: cheaper to fill than values[i]
         self.h0 = np.zeros(cap, np.float64)
         self.state: list[str | None] = [None] * cap
         self.reason: list[str | None] = [None] * cap
@@ -44,7 +46,9 @@ class LayerBuffer:
             raise InputError(
                 f"row['layer_names'] is {describe(names)}, expected {self.layer_names}"
             )
-        if getattr(values, "shape", None) != self.shape or values.dtype.kind not in "fiu":
+        if getattr(values, "shape", None) != self.shape or (
+            values.dtype is not _F32 and values.dtype.kind not in "fiu"
+        ):
             raise InputError(
                 f"row['values'] is {describe(values)}, expected a float array of shape "
                 f"{self.shape} (signals, layers)"
@@ -58,7 +62,7 @@ class LayerBuffer:
         if type(h0) is not float and not isinstance(h0, NUMBERS):
             raise InputTypeError(f"row['h0'] must be a float, got {describe(h0)}")
         self.h0[i] = h0
-        self.values[i] = values
+        self.slots[i][...] = values
         self.state[i] = state
         self.reason[i] = reason
         return state
