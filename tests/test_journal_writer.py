@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -383,3 +384,40 @@ def test_journal_is_a_plain_arrow_stream(tmp_path):
     assert [b.num_rows for b in batches] == [2, 2]
     w.close()
     assert recover(w.run_dir).clean
+
+
+# -- threads and forks ---------------------------------------------------------------------
+def test_writer_opened_in_a_worker_thread(tmp_path):
+    errors = []
+
+    def work():
+        try:
+            with RunWriter(tmp_path, run_id="thr", flush_rows=3) as w:
+                write_rows(w, range(10))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert errors == []
+    assert read_run(tmp_path / "run=thr").collect()["step"].to_list() == list(range(10))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process.*fork:DeprecationWarning")
+def test_forked_child_cannot_write_the_parents_files(tmp_path):
+    w = RunWriter(tmp_path, run_id="fork", flush_rows=4)
+    write_rows(w, range(6))  # 2 rows still buffered when the child is forked
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            w(layer_row(100))
+        except StreamtopoError:
+            os._exit(0)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    write_rows(w, range(6, 9))
+    w.close()
+    assert read_run(w.run_dir).collect()["step"].to_list() == list(range(9))

@@ -224,6 +224,11 @@ class RunWriter:
             finally:
                 self._owner = None
         if self._term_pending:
+            self._signal_if_pending()
+
+    def _signal_if_pending(self) -> None:
+        """Handle a SIGTERM that arrived while this thread was inside the writer."""
+        if self._term_pending:
             self._term_pending = False
             _on_sigterm(signal.SIGTERM, None)
 
@@ -304,6 +309,7 @@ class RunWriter:
                     self._flush_locked(roll=True)
             finally:
                 self._owner = None
+        self._signal_if_pending()
 
     def _flush_locked(self, *, roll: bool) -> None:
         """Write every table's buffered rows as one batch each. Caller holds the lock."""
@@ -411,6 +417,7 @@ class RunWriter:
             finally:
                 self._closed = True
                 self._owner = None
+        self._signal_if_pending()
         try:
             for job in jobs:
                 self._queue.put(job)
