@@ -421,3 +421,13 @@ def test_forked_child_cannot_write_the_parents_files(tmp_path):
     write_rows(w, range(6, 9))
     w.close()
     assert read_run(w.run_dir).collect()["step"].to_list() == list(range(9))
+
+
+def test_float64_values_are_stored_as_float32(tmp_path):
+    row = layer_row(0, 2)
+    row["values"] = np.array([[1e300, -1e300], [0.1, 2.0**-140]], np.float64)
+    with RunWriter(tmp_path, run_id="f64") as w:
+        w(row)
+    got = read_run(w.run_dir).collect().select(pl.col(pl.Float32)).to_numpy()[0]
+    want = np.array([np.inf, -np.inf, np.float32(0.1), np.float32(2.0**-140)], np.float32)
+    np.testing.assert_array_equal(got, want)

@@ -62,7 +62,11 @@ class LayerBuffer:
         if type(h0) is not float and not isinstance(h0, NUMBERS):
             raise InputTypeError(f"row['h0'] must be a float, got {describe(h0)}")
         self.h0[i] = h0
-        self.slots[i][...] = values
+        if values.dtype is _F32:
+            self.slots[i][...] = values
+        else:  # float64 beyond the float32 range is recorded as inf, like any overflow
+            with np.errstate(over="ignore"):
+                self.slots[i][...] = values
         self.state[i] = state
         self.reason[i] = reason
         return state

@@ -105,14 +105,16 @@ def read_run(
                     continue
                 if jschema is not None and batches:
                     tables.append((index, wide_table(jschema, batches)))
-        ordered = sorted(
-            [(i, p) for i, p in parts.items()] + [(i, t) for i, t in tables],
-            key=lambda item: item[0],
-        )
-        for _, item in ordered:
+        ordered: list[tuple[int, Any]] = sorted([*parts.items(), *tables], key=lambda item: item[0])
+        run_of_parts: list[Path] = []
+        for _, item in [*ordered, (None, None)]:
             if isinstance(item, Path):
-                pieces.append(pl.scan_parquet(item, schema=pl_schema))
-            else:
+                run_of_parts.append(item)
+                continue
+            if run_of_parts:  # consecutive parts: one scan keeps their order
+                pieces.append(pl.scan_parquet(run_of_parts, schema=pl_schema))
+                run_of_parts = []
+            if item is not None:
                 pieces.append(pl.from_arrow(item.cast(schema)).lazy())
         if pieces:
             frames.append(
