@@ -37,6 +37,12 @@ _EXPORTS: dict[str, str] = {
     "ArrowRing": "streamtopo.ring",
     # data
     "load_digits": "streamtopo.data",
+    # run logs
+    "RunWriter": "streamtopo.io.journal",
+    "RecoveryReport": "streamtopo.io.recovery",
+    "read_run": "streamtopo.io.replay",
+    "recover": "streamtopo.io.recovery",
+    "replay": "streamtopo.io.replay",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -58,6 +64,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .io.journal import RunWriter
+    from .io.recovery import RecoveryReport, recover
+    from .io.replay import read_run, replay
     from .monitors.layer import LayerMonitor
     from .ring import ArrowRing
     from .status import State, Status
