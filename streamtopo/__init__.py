@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "persistence_entropy": "streamtopo.topology",
     # status
     "State": "streamtopo.status",
+    # monitors
+    "MorseMonitor": "streamtopo.monitors.morse",
+    "MorsePairs": "streamtopo.monitors.morse",
     # data
     "load_digits": "streamtopo.data",
 }
@@ -54,6 +57,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .monitors.morse import MorseMonitor, MorsePairs
     from .status import State
     from .topology import (
         MergeEdges,
