@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     # monitors
     "LayerMonitor": "streamtopo.monitors.layer",
     "ArrowRing": "streamtopo.ring",
+    "MorseMonitor": "streamtopo.monitors.morse",
+    "MorsePairs": "streamtopo.monitors.morse",
     # data
     "load_digits": "streamtopo.data",
     # run logs
@@ -68,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .io.recovery import RecoveryReport, recover
     from .io.replay import read_run, replay
     from .monitors.layer import LayerMonitor
+    from .monitors.morse import MorseMonitor, MorsePairs
     from .ring import ArrowRing
     from .status import State, Status
     from .topology import (
