@@ -95,6 +95,8 @@ def _grid(shape: tuple[int, ...], grid_ndim: int) -> tuple[int, int, int]:
 
 def _full(connectivity: int | None, grid_ndim: int) -> bool:
     """True for the T-construction (8 / 26), False for the V-construction (4 / 6)."""
+    if grid_ndim not in CONNECTIVITY:
+        raise InputError(f"grid_ndim must be 2 or 3, got {describe(grid_ndim)}")
     v, t = CONNECTIVITY[grid_ndim]
     if connectivity is None:
         return True
