@@ -47,6 +47,32 @@ def neighbour_offsets(ndim, full):
 
 
 @jit
+def padded_layout(D, H, W, offs):
+    """Index of each pixel in a grid padded by one never-present pixel on every side, and the
+    neighbour offsets as flat steps in that padded grid (no bounds checks in the hot loop).
+
+    The z axis is padded only when D > 1 (a 2-D map has no z neighbours). Returns
+    ``(pad_index (P,), steps (K,), padded size)``.
+    """
+    pz = 1 if D > 1 else 0
+    Dp = D + 2 * pz
+    Hp = H + 2
+    Wp = W + 2
+    pad_index = np.empty(D * H * W, dtype=np.int64)
+    p = 0
+    for z in range(D):
+        for y in range(H):
+            for x in range(W):
+                pad_index[p] = ((z + pz) * Hp + y + 1) * Wp + x + 1
+                p += 1
+    K = offs.shape[0]
+    steps = np.empty(K, dtype=np.int64)
+    for k in range(K):
+        steps[k] = (offs[k, 0] * Hp + offs[k, 1]) * Wp + offs[k, 2]
+    return pad_index, steps, Dp * Hp * Wp
+
+
+@jit
 def _root(parent, x):
     while parent[x] != x:
         parent[x] = parent[parent[x]]
@@ -55,40 +81,35 @@ def _root(parent, x):
 
 
 @jit
-def h0_pairs(f, D, H, W, offs, parent, rank, out_birth, out_death):
+def h0_pairs(f, order, pad_index, steps, parent, rank, bval, out):
     """Sublevel H0 pairs of one flat map; returns the number written (essential bar last).
 
-    ``parent`` and ``rank`` are int64 scratch of length P. Roots are always the pixel that
-    started the component (its minimum), so a root's birth is ``f[root]`` and its age is
-    ``rank[root]`` (position in the processing order). Finite deaths come out ascending.
+    ``order`` sorts ``f`` ascending (any tie order: the off-diagonal diagram does not depend on
+    it). ``parent``, ``rank`` (int64) and ``bval`` (float64) are scratch over the padded grid of
+    :func:`padded_layout`; ``parent`` must be -1 on the padding and is reset here on the
+    interior. Roots are always the pixel that started the component, so a root's birth is
+    ``bval[root]`` and its age ``rank[root]``. ``out`` (P, 2) receives ``(birth, death)`` rows;
+    finite rows come out by ascending (death, birth).
     """
     P = f.shape[0]
-    HW = H * W
-    K = offs.shape[0]
-    order = np.argsort(f, kind="mergesort")
+    K = steps.shape[0]
     for i in range(P):
-        parent[i] = -1
+        parent[pad_index[i]] = -1
     n = 0
     for k in range(P):
-        p = order[k]
-        parent[p] = p
-        rank[p] = k
-        rp = p
-        v = f[p]
-        z = p // HW
-        r = p - z * HW
-        y = r // W
-        x = r - y * W
+        p = pad_index[order[k]]
+        v = f[order[k]]
+        rp = -1  # p's root; p itself stays absent (parent -1) while its neighbours are read
         for o in range(K):
-            zz = z + offs[o, 0]
-            yy = y + offs[o, 1]
-            xx = x + offs[o, 2]
-            if zz < 0 or zz >= D or yy < 0 or yy >= H or xx < 0 or xx >= W:
-                continue
-            q = (zz * H + yy) * W + xx
+            q = p + steps[o]
             if parent[q] < 0:
                 continue
             rq = _root(parent, q)
+            if rp < 0:
+                # p's own component would be the youngest and die at once (zero length):
+                # join the first neighbour's component directly
+                rp = rq
+                continue
             if rq == rp:
                 continue
             if rank[rq] < rank[rp]:
@@ -97,28 +118,43 @@ def h0_pairs(f, D, H, W, offs, parent, rank, out_birth, out_death):
             else:
                 elder = rp
                 younger = rq
-            b = f[younger]
+            b = bval[younger]
             if v > b:
-                out_birth[n] = b
-                out_death[n] = v
+                # deaths arrive ascending; keep equal deaths ordered by birth (canonical
+                # output whatever the tie order of the sort)
+                j = n
+                while j > 0 and out[j - 1, 1] == v and out[j - 1, 0] > b:
+                    out[j, 0] = out[j - 1, 0]
+                    out[j, 1] = v
+                    j -= 1
+                out[j, 0] = b
+                out[j, 1] = v
                 n += 1
             parent[younger] = elder
             rp = elder
+        if rp < 0:  # a local minimum starts a component
+            rp = p
+            rank[p] = k
+            bval[p] = v
+        parent[p] = rp
     if P > 0:
-        out_birth[n] = f[order[0]]
-        out_death[n] = np.inf
+        out[n, 0] = f[order[0]]
+        out[n, 1] = np.inf
         n += 1
     return n
 
 
 @jit
-def h0_pairs_batch(F, D, H, W, offs, out_birth, out_death, out_count):
-    """:func:`h0_pairs` for each row of F (B, P); row b's pairs fill ``out_*[b, :out_count[b]]``."""
-    B, P = F.shape
-    parent = np.empty(P, dtype=np.int64)
-    rank = np.empty(P, dtype=np.int64)
+def h0_pairs_batch(F, order, D, H, W, offs, out, out_count):
+    """:func:`h0_pairs` for each row of F (B, P) with its sort order (B, P); row b's pairs fill
+    ``out[b, :out_count[b]]`` (out is (B, P, 2))."""
+    B = F.shape[0]
+    pad_index, steps, size = padded_layout(D, H, W, offs)
+    parent = np.full(size, -1, dtype=np.int64)
+    rank = np.empty(size, dtype=np.int64)
+    bval = np.empty(size, dtype=np.float64)
     for b in range(B):
-        out_count[b] = h0_pairs(F[b], D, H, W, offs, parent, rank, out_birth[b], out_death[b])
+        out_count[b] = h0_pairs(F[b], order[b], pad_index, steps, parent, rank, bval, out[b])
 
 
 @jit
@@ -130,14 +166,14 @@ def _bump(thresholds, v, sign, diff):
 
 
 @jit
-def betti0_from_pairs(births, deaths, n, thresholds, out):
+def betti0_from_pairs(pairs, n, thresholds, out):
     """beta0(t_j) = #{pairs with birth <= t_j < death}, written into ``out`` (T,) int64."""
     T = thresholds.shape[0]
     diff = np.zeros(T + 1, dtype=np.int64)
     for i in range(n):
-        _bump(thresholds, births[i], 1, diff)
-        if deaths[i] < np.inf:
-            _bump(thresholds, deaths[i], -1, diff)
+        _bump(thresholds, pairs[i, 0], 1, diff)
+        if pairs[i, 1] < np.inf:
+            _bump(thresholds, pairs[i, 1], -1, diff)
     acc = 0
     for j in range(T):
         acc += diff[j]
@@ -152,11 +188,11 @@ def _clip_len(a, b, lo, hi):
 
 
 @jit
-def area_from_pairs(births, deaths, n, lo, hi):
+def area_from_pairs(pairs, n, lo, hi):
     """Integral of beta0 over [lo, hi]: total length of the bars clipped to the window."""
     s = 0.0
     for i in range(n):
-        s += _clip_len(births[i], deaths[i], lo, hi)
+        s += _clip_len(pairs[i, 0], pairs[i, 1], lo, hi)
     return s
 
 
@@ -233,29 +269,30 @@ def euler_2d(f, H, W, tcon, thresholds, lo, hi, out):
 
 @jit
 def summaries_batch(
-    F, D, H, W, offs, tcon, with_euler, thresholds, lo, hi, out_b0, out_chi, out_area0, out_areachi,
-    out_tp,
+    F, order, D, H, W, offs, tcon, with_euler, thresholds, lo, hi, out_b0, out_chi, out_area0,
+    out_areachi, out_tp,
 ):  # fmt: skip
     """Betti-curve summaries of B maps without keeping their diagrams.
 
-    Per row b of F (B, P): ``out_b0[b]`` = beta0 curve at the thresholds, ``out_area0[b]`` =
-    integral of beta0 over [lo, hi], ``out_tp[b]`` = total persistence of the finite H0 bars and,
-    when ``with_euler`` (2-D only), ``out_chi[b]`` = Euler curve and ``out_areachi[b]`` = its
-    integral, so beta1 = beta0 - chi.
+    Per row b of F (B, P) with sort order ``order[b]``: ``out_b0[b]`` = beta0 curve at the
+    thresholds, ``out_area0[b]`` = integral of beta0 over [lo, hi], ``out_tp[b]`` = total
+    persistence of the finite H0 bars and, when ``with_euler`` (2-D only), ``out_chi[b]`` =
+    Euler curve and ``out_areachi[b]`` = its integral, so beta1 = beta0 - chi.
     """
     B, P = F.shape
-    parent = np.empty(P, dtype=np.int64)
-    rank = np.empty(P, dtype=np.int64)
-    births = np.empty(P, dtype=np.float64)
-    deaths = np.empty(P, dtype=np.float64)
+    pad_index, steps, size = padded_layout(D, H, W, offs)
+    parent = np.full(size, -1, dtype=np.int64)
+    rank = np.empty(size, dtype=np.int64)
+    bval = np.empty(size, dtype=np.float64)
+    pairs = np.empty((P, 2), dtype=np.float64)
     for b in range(B):
         f = F[b]
-        n = h0_pairs(f, D, H, W, offs, parent, rank, births, deaths)
-        betti0_from_pairs(births, deaths, n, thresholds, out_b0[b])
-        out_area0[b] = area_from_pairs(births, deaths, n, lo, hi)
+        n = h0_pairs(f, order[b], pad_index, steps, parent, rank, bval, pairs)
+        betti0_from_pairs(pairs, n, thresholds, out_b0[b])
+        out_area0[b] = area_from_pairs(pairs, n, lo, hi)
         tp = 0.0
         for i in range(n - 1):
-            tp += deaths[i] - births[i]
+            tp += pairs[i, 1] - pairs[i, 0]
         out_tp[b] = tp
         if with_euler:
             out_areachi[b] = euler_2d(f, H, W, tcon, thresholds, lo, hi, out_chi[b])
