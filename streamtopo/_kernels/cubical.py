@@ -197,69 +197,93 @@ def area_from_pairs(pairs, n, lo, hi):
 
 
 @jit
-def euler_2d(f, H, W, tcon, thresholds, lo, hi, out):
+def threshold_index(f, order, thresholds, out):
+    """``out[p]`` = index of the first threshold >= f[p] (T if none), by one merge walk along
+    the sort order instead of a binary search per pixel."""
+    T = thresholds.shape[0]
+    j = 0
+    for k in range(order.shape[0]):
+        p = order[k]
+        v = f[p]
+        while j < T and thresholds[j] < v:
+            j += 1
+        out[p] = j
+
+
+@jit
+def _cell(f, tidx, q, sign, diff, lo, hi):
+    """Count a cell whose value is pixel q's: into the Euler curve, and its area over [lo, hi]."""
+    j = tidx[q]
+    if j < diff.shape[0] - 1:
+        diff[j] += sign
+        return sign * (hi - max(f[q], lo))
+    return 0.0
+
+
+@jit
+def _lo(f, a, b):
+    return a if f[a] <= f[b] else b
+
+
+@jit
+def _hi(f, a, b):
+    return a if f[a] >= f[b] else b
+
+
+@jit
+def euler_2d(f, tidx, H, W, tcon, lo, hi, out, gv, gt):
     """Euler characteristic curve chi(t_j) of a 2-D map (flat, H*W) into ``out`` (T,) int64;
-    returns the integral of chi over [lo, hi].
+    returns the integral of chi over [lo, hi] (``tidx`` from :func:`threshold_index`;
+    ``gv`` float64 and ``gt`` int64 are scratch of length (H + 2) * (W + 2)).
 
     Cells and their values: V-construction (``tcon`` False) -- vertices = pixels, edges = max of
     the two 4-neighbours, squares = max of each 2x2 block. T-construction (``tcon`` True) --
     squares = pixels, lattice edges and vertices = min of the one to four pixels that contain
-    them. chi counts vertices - edges + squares with value <= t.
+    them. chi counts vertices - edges + squares with value <= t. Every cell's value is one of
+    its pixels' values, so it is counted through that pixel's threshold index.
     """
-    T = thresholds.shape[0]
+    T = out.shape[0]
     diff = np.zeros(T + 1, dtype=np.int64)
     area = 0.0
     if not tcon:
         for y in range(H):
             for x in range(W):
-                v = f[y * W + x]
-                _bump(thresholds, v, 1, diff)
-                area += _clip_len(v, hi, lo, hi)
+                p = y * W + x
+                area += _cell(f, tidx, p, 1, diff, lo, hi)
                 if x + 1 < W:
-                    e = max(v, f[y * W + x + 1])
-                    _bump(thresholds, e, -1, diff)
-                    area -= _clip_len(e, hi, lo, hi)
+                    area += _cell(f, tidx, _hi(f, p, p + 1), -1, diff, lo, hi)
                 if y + 1 < H:
-                    e = max(v, f[(y + 1) * W + x])
-                    _bump(thresholds, e, -1, diff)
-                    area -= _clip_len(e, hi, lo, hi)
+                    area += _cell(f, tidx, _hi(f, p, p + W), -1, diff, lo, hi)
                 if x + 1 < W and y + 1 < H:
-                    s = max(
-                        max(v, f[y * W + x + 1]), max(f[(y + 1) * W + x], f[(y + 1) * W + x + 1])
-                    )
-                    _bump(thresholds, s, 1, diff)
-                    area += _clip_len(s, hi, lo, hi)
+                    q = _hi(f, _hi(f, p, p + 1), _hi(f, p + W, p + W + 1))
+                    area += _cell(f, tidx, q, 1, diff, lo, hi)
     else:
-        # lattice vertex (i, j), 0 <= i <= H, 0 <= j <= W, touches pixels (i-1..i, j-1..j)
+        # pad the map with never-present pixels (value inf, threshold index T) so each lattice
+        # cell reads its pixels without bounds checks; padded pixel (i, j) is pixel (i-1, j-1)
+        Wp = W + 2
+        for q in range(gv.shape[0]):
+            gv[q] = np.inf
+            gt[q] = T
+        for y in range(H):
+            for x in range(W):
+                gv[(y + 1) * Wp + x + 1] = f[y * W + x]
+                gt[(y + 1) * Wp + x + 1] = tidx[y * W + x]
+        # lattice vertex (i, j) touches pixels (i-1..i, j-1..j); horizontal edge
+        # (i, j)-(i, j+1) touches (i-1, j), (i, j); vertical edge (i, j)-(i+1, j) touches
+        # (i, j-1), (i, j)
         for i in range(H + 1):
             for j in range(W + 1):
-                m = np.inf
-                for yy in range(i - 1, i + 1):
-                    for xx in range(j - 1, j + 1):
-                        if 0 <= yy < H and 0 <= xx < W:
-                            m = min(m, f[yy * W + xx])
-                _bump(thresholds, m, 1, diff)
-                area += _clip_len(m, hi, lo, hi)
-                if j < W:  # horizontal lattice edge (i, j)-(i, j+1): pixels (i-1, j), (i, j)
-                    m = np.inf
-                    if i >= 1:
-                        m = f[(i - 1) * W + j]
-                    if i < H:
-                        m = min(m, f[i * W + j])
-                    _bump(thresholds, m, -1, diff)
-                    area -= _clip_len(m, hi, lo, hi)
-                if i < H:  # vertical lattice edge (i, j)-(i+1, j): pixels (i, j-1), (i, j)
-                    m = np.inf
-                    if j >= 1:
-                        m = f[i * W + j - 1]
-                    if j < W:
-                        m = min(m, f[i * W + j])
-                    _bump(thresholds, m, -1, diff)
-                    area -= _clip_len(m, hi, lo, hi)
+                ul = i * Wp + j
+                ur = ul + 1
+                dl = ul + Wp
+                dr = dl + 1
+                area += _cell(gv, gt, _lo(gv, _lo(gv, ul, ur), _lo(gv, dl, dr)), 1, diff, lo, hi)
+                if j < W:
+                    area += _cell(gv, gt, _lo(gv, ur, dr), -1, diff, lo, hi)
+                if i < H:
+                    area += _cell(gv, gt, _lo(gv, dl, dr), -1, diff, lo, hi)
                 if i < H and j < W:
-                    v = f[i * W + j]
-                    _bump(thresholds, v, 1, diff)
-                    area += _clip_len(v, hi, lo, hi)
+                    area += _cell(gv, gt, dr, 1, diff, lo, hi)
     acc = 0
     for j in range(T):
         acc += diff[j]
@@ -285,6 +309,9 @@ def summaries_batch(
     rank = np.empty(size, dtype=np.int64)
     bval = np.empty(size, dtype=np.float64)
     pairs = np.empty((P, 2), dtype=np.float64)
+    tidx = np.empty(P, dtype=np.int64)
+    gv = np.empty((H + 2) * (W + 2), dtype=np.float64)
+    gt = np.empty((H + 2) * (W + 2), dtype=np.int64)
     for b in range(B):
         f = F[b]
         n = h0_pairs(f, order[b], pad_index, steps, parent, rank, bval, pairs)
@@ -295,4 +322,5 @@ def summaries_batch(
             tp += pairs[i, 1] - pairs[i, 0]
         out_tp[b] = tp
         if with_euler:
-            out_areachi[b] = euler_2d(f, H, W, tcon, thresholds, lo, hi, out_chi[b])
+            threshold_index(f, order[b], thresholds, tidx)
+            out_areachi[b] = euler_2d(f, tidx, H, W, tcon, lo, hi, out_chi[b], gv, gt)
