@@ -45,6 +45,11 @@ _EXPORTS: dict[str, str] = {
     "ArrowRing": "streamtopo.ring",
     "MorseMonitor": "streamtopo.monitors.morse",
     "MorsePairs": "streamtopo.monitors.morse",
+    # collapse index
+    "collapse_components": "streamtopo.collapse",
+    "collapse_index": "streamtopo.collapse",
+    "CollapseMonitor": "streamtopo.monitors.collapse",
+    "CollapseStatus": "streamtopo.monitors.collapse",
     # data
     "load_digits": "streamtopo.data",
     # run logs
@@ -72,12 +77,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .collapse import collapse_components, collapse_index
     from .cubical import BettiCurves, betti_curves, cubical_diagram, cubical_diagrams
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover
     from .io.replay import read_run, replay
+    from .monitors.collapse import CollapseMonitor, CollapseStatus
     from .monitors.depth import DepthProfile, LayerProfile, betti_profile
     from .monitors.layer import LayerMonitor
     from .monitors.morse import MorseMonitor, MorsePairs
