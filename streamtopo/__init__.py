@@ -31,6 +31,10 @@ _EXPORTS: dict[str, str] = {
     "persistence_entropy": "streamtopo.topology",
     # status
     "State": "streamtopo.status",
+    # monitors
+    "CentroidMonitor": "streamtopo.monitors.centroid",
+    "GapStatus": "streamtopo.monitors.centroid",
+    "difficulty": "streamtopo.monitors.centroid",
     # data
     "load_digits": "streamtopo.data",
 }
@@ -54,6 +58,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .monitors.centroid import CentroidMonitor, GapStatus, difficulty
     from .status import State
     from .topology import (
         MergeEdges,
