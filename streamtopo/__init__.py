@@ -50,6 +50,9 @@ _EXPORTS: dict[str, str] = {
     "collapse_index": "streamtopo.collapse",
     "CollapseMonitor": "streamtopo.monitors.collapse",
     "CollapseStatus": "streamtopo.monitors.collapse",
+    "CentroidMonitor": "streamtopo.monitors.centroid",
+    "GapStatus": "streamtopo.monitors.centroid",
+    "difficulty": "streamtopo.monitors.centroid",
     # data
     "load_digits": "streamtopo.data",
     # run logs
@@ -84,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover
     from .io.replay import read_run, replay
+    from .monitors.centroid import CentroidMonitor, GapStatus, difficulty
     from .monitors.collapse import CollapseMonitor, CollapseStatus
     from .monitors.depth import DepthProfile, LayerProfile, betti_profile
     from .monitors.layer import LayerMonitor
