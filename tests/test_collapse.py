@@ -567,3 +567,31 @@ def test_components_do_not_depend_on_row_order(X, seed):
         va, vb = float(a[k]), float(b[k])
         assert (math.isnan(va) and math.isnan(vb)) or vb == pytest.approx(va, rel=1e-6, abs=1e-9), k
     assert a["flags"] == b["flags"]
+
+
+def test_rows_go_through_the_run_writer(tmp_path):
+    from streamtopo.io import RunWriter, read_run
+
+    rng = RNG(29)
+    with RunWriter(tmp_path, run_id="c", handle_sigterm=False) as w:
+        mon = CollapseMonitor(check_every=2, baseline_checks=2, writer=w)
+        for step in range(8):
+            scale = [1, 1, 1, 1.0 / (1 + step**2)]
+            mon.check(rng.normal(size=(60, 4)) * scale, rng.integers(0, 2, size=60))
+    back = read_run(w.run_dir, table="collapse").sort("step").collect()
+    h = mon.history
+    assert back["step"].to_list() == h["step"].to_list() == [0, 2, 4, 6]
+    assert back["state"].to_list() == h["state"].to_list()
+    assert back["reason"].to_list() == h["reason"].to_list()
+    np.testing.assert_array_equal(back["ci"].to_numpy(), h["ci"].to_numpy())
+    np.testing.assert_array_equal(back["effective_rank"].to_numpy(), h["effective_rank"].to_numpy())
+    # replay the logged rows through update(): the same states and z-scores
+    fresh = CollapseMonitor(check_every=2, baseline_checks=2)
+    cols = [c for c in back.columns if c in h.columns and c not in ("step", "ci", "state")]
+    cols = [c for c in cols if c not in ("reason", "dominant", "z")]
+    replayed = [
+        fresh.update(r["ci"], {c: r[c] for c in cols}, step=r["step"])
+        for r in back.iter_rows(named=True)
+    ]
+    assert [str(s.state) for s in replayed] == h["state"].to_list()
+    np.testing.assert_array_equal([s.z for s in replayed], h["z"].to_numpy())
