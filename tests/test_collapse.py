@@ -191,6 +191,15 @@ def test_default_moves_on_forced_low_rank_sequence_where_seed000_does_not():
     assert max(seed000) - min(seed000) < 0.03  # the seed's form stays flat ...
     assert seed000[-1] <= seed000[0]  # ... and even falls
     assert ranks[0] > 20 and ranks[-1] < 4
+    # the monitors: the default (baseline mode) fires, the seed's form and rule never do
+    seq3 = [seq[0], seq[0] + 1e-4 * G[:, :1], seq[1], *seq[2:]]  # three baseline checks
+    default_mon = CollapseMonitor(check_every=1)
+    seed_mon = CollapseMonitor(check_every=1, variant="seed000", mode="seed")
+    d_states = [str(default_mon.check(X).state) for X in seq3]
+    s_states = [str(seed_mon.check(X).state) for X in seq3]
+    assert d_states[:3] == ["HEALTHY"] * 3 and d_states[-1] == "COLLAPSE"
+    assert default_mon.collapse_step_ is not None and default_mon.collapse_step_ <= 4
+    assert s_states == ["HEALTHY"] * len(seq3)
 
 
 # --- invariances and references ---------------------------------------------------------------
