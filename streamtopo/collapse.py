@@ -479,7 +479,11 @@ def collapse_index(
       Reference f0 = 0 (perfectly separated).
 
     β0/β1 at the median scale are reported but not scored by default: at that scale β0 is 1 for
-    almost any cloud, so the ratio carries little information.
+    almost any cloud and β1 is erratic (a 2-D Gaussian plane in 16 dims has a loop alive there and
+    scores *below* an 8-D Gaussian in seed002, see the tests). Well-separated class means also
+    make the cloud anisotropic, so the spectral scores rise with class separation while the
+    Fisher score falls: the CI is not a class-separation measure, and a run baseline (not the
+    ideal reference) is what makes its level meaningful.
 
     Examples
     --------
