@@ -397,6 +397,7 @@ def test_check_schedule_and_real_embeddings():
     out = [mon.check(healthy[0]), mon.check("not read on a skipped step")]
     out += [mon.check(healthy[1]), mon.check(None, step=3), mon.check(healthy[2], step=4)]
     assert [s.checked for s in out] == [True, False, True, False, True]
+    assert not mon.due() and mon.due(6) and not mon.due(7)
     assert [s.step for s in out] == [0, 1, 2, 3, 4]
     squashed = rng.normal(size=(80, 6)) * [1, 1, 1e-3, 1e-3, 1e-3, 1e-3]
     s = mon.check(squashed, step=6)
