@@ -1,6 +1,8 @@
 """Collapse Index cost: total time, share spent in ripser (H1), and our β0 (MST) vs ripser H0.
 
-Run: ``python benchmarks/bench_collapse.py [--quick]``. Prints a markdown table.
+Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_collapse.py [--quick]``. Prints a markdown
+table. On a shared machine pin BLAS to one thread: multi-threaded OpenBLAS under contention made
+single calls vary 20× here.
 Embeddings: Gaussian with a decaying spectrum (singular values 1/sqrt(k)), float64. That
 spectrum is well conditioned, so tall inputs take the Gram-eigenvalue path ("spectrum"); the
 "SVD" column is the cost of the SVD path taken by ill-conditioned or rank-deficient embeddings.
