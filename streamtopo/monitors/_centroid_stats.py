@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import topology
+from .._kernels.centroid import edge_half_sq_dists, tree_gradient
 
 __all__ = [
     "CentroidTree",
@@ -33,11 +34,8 @@ __all__ = [
     "h0_gradient",
     "h0_variance",
     "match_coefficients",
-    "normalise_rows",
     "unit_rows",
 ]
-
-_EDGE_CHUNK = 512  # edges per vectorised distance evaluation (bounds temporaries)
 
 
 class CentroidTree(NamedTuple):
@@ -46,29 +44,6 @@ class CentroidTree(NamedTuple):
     edges: topology.MergeEdges
     h0: float
     unit: np.ndarray  # (K, d) unit centroids the tree was built on
-
-
-def normalise_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit rows of the finite, non-zero rows of ``X`` and the boolean mask of kept rows."""
-    X = np.asarray(X, dtype=np.float64)
-    finite = np.isfinite(X).all(axis=1)
-    norms = np.zeros(X.shape[0])
-    if finite.any():
-        Xf = X[finite]
-        # scale by the row's max |x| first so huge or tiny rows neither overflow nor underflow
-        m = np.max(np.abs(Xf), axis=1)
-        ok = m > 0
-        Xs = Xf[ok] / m[ok, None]
-        n = np.sqrt(np.einsum("ij,ij->i", Xs, Xs))
-        keep_idx = np.flatnonzero(finite)[ok]
-        norms[keep_idx] = 1.0
-        U = Xs / n[:, None]
-    else:
-        keep_idx = np.zeros(0, dtype=np.int64)
-        U = np.zeros((0, X.shape[1]))
-    keep = np.zeros(X.shape[0], dtype=bool)
-    keep[keep_idx] = True
-    return U, keep
 
 
 def unit_rows(C: np.ndarray) -> np.ndarray:
@@ -91,11 +66,9 @@ def _cosine_distances(U: np.ndarray, precision: str) -> np.ndarray:
 
 
 def _exact_weights(U: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """``|u_i - u_j|**2 / 2`` per edge in float64, in chunks to bound the temporaries."""
+    """``|u_i - u_j|**2 / 2`` per edge, directly in float64."""
     w = np.empty(i.shape[0])
-    for s in range(0, i.shape[0], _EDGE_CHUNK):
-        diff = U[i[s : s + _EDGE_CHUNK]] - U[j[s : s + _EDGE_CHUNK]]
-        w[s : s + _EDGE_CHUNK] = 0.5 * np.einsum("ij,ij->i", diff, diff)
+    edge_half_sq_dists(U, i, j, w)
     return w
 
 
@@ -153,34 +126,33 @@ def match_coefficients(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) 
     6.0
     """
     R, K = wsum.shape
-    phi = np.zeros((R, K))
     cumA = np.cumsum(wsum, axis=0)
     cumQ = np.cumsum(w2sum, axis=0)
     neff = effective_size(cumA, cumQ)  # n_eff of groups 0..g taken whole
-    for c in range(K):
-        t = target[c]
-        if t >= neff[-1, c] * (1 - 1e-12):  # the target is at least the total: keep everything
-            phi[:, c] = 1.0
-            continue
-        reach = np.flatnonzero(neff[:, c] >= t * (1 - 1e-12))
-        g = int(reach[0])
-        phi[:g, c] = 1.0
-        A0 = cumA[g - 1, c] if g > 0 else 0.0
-        Q0 = cumQ[g - 1, c] if g > 0 else 0.0
-        B, QB = wsum[g, c], w2sum[g, c]
-        if A0 == 0.0:  # nothing before group g: scaling one group does not change n_eff
-            phi[g, c] = 1.0
-            continue
-        # n_eff(phi) rises on [0, phi_max] (derivative sign: B*Q0 - A0*QB*phi)
-        hi = min(1.0, B * Q0 / (A0 * QB)) if QB > 0 else 1.0
-        lo = 0.0
-        for _ in range(80):
-            mid = 0.5 * (lo + hi)
-            if (A0 + mid * B) ** 2 < t * (Q0 + mid * mid * QB):
-                lo = mid
-            else:
-                hi = mid
-        phi[g, c] = 0.5 * (lo + hi)
+    t = np.asarray(target, dtype=np.float64)
+    keep_all = t >= neff[-1] * (1 - 1e-12)  # the target is at least the total
+    # g = first group whose whole prefix reaches the target; groups before it are kept whole
+    g = np.argmax(neff >= t * (1 - 1e-12), axis=0)
+    g[keep_all] = R - 1
+    cols = np.arange(K)
+    A0 = np.where(g > 0, cumA[g - 1, cols], 0.0)
+    Q0 = np.where(g > 0, cumQ[g - 1, cols], 0.0)
+    B, QB = wsum[g, cols], w2sum[g, cols]
+    # n_eff(phi) rises on [0, phi_max] (derivative sign: B*Q0 - A0*QB*phi); bisection there
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hi = np.where((A0 > 0) & (QB > 0), np.minimum(1.0, B * Q0 / (A0 * QB)), 1.0)
+    lo = np.zeros(K)
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        below = (A0 + mid * B) ** 2 < t * (Q0 + mid * mid * QB)
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    frac = 0.5 * (lo + hi)
+    # nothing before group g: scaling one group does not change n_eff, so keep it whole
+    frac[(A0 == 0.0) | keep_all] = 1.0
+    phi = (np.arange(R)[:, None] < g[None, :]).astype(np.float64)
+    phi[g, cols] = frac
+    phi[:, keep_all] = 1.0
     return phi
 
 
@@ -199,10 +171,8 @@ def h0_gradient(tree: CentroidTree, mean_norms: np.ndarray, metric: str = "cosin
         pos = w > 0
         f = np.zeros(i.shape[0])
         f[pos] = 1.0 / w[pos]
-    cos = np.einsum("ij,ij->i", U[i], U[j])
-    G = np.zeros_like(U)
-    np.add.at(G, i, -(f / mean_norms[i])[:, None] * (U[j] - cos[:, None] * U[i]))
-    np.add.at(G, j, -(f / mean_norms[j])[:, None] * (U[i] - cos[:, None] * U[j]))
+    G = np.empty_like(U)
+    tree_gradient(U, i, j, f, 1.0 / mean_norms, G)
     return G
 
 
@@ -243,13 +213,20 @@ class GapEstimate(NamedTuple):
     n_test: np.ndarray
     unmatched: np.ndarray  # bool (K,): sizes could not be equalised for this class
     train_is_full: bool  # the matched train side kept every train row (no down-weighting)
+    train_sums: np.ndarray  # (K, d) matched train centroid sums the train tree was built on
+    test_sums: np.ndarray  # (K, d) matched test centroid sums
 
 
 def _matched(S, A, Q, target):
     """Matched sums, effective sizes, 'target not reached' flags, 'all rows kept' flag."""
     phi = match_coefficients(A, Q, target)
     full = bool((phi == 1.0).all())
-    sums = S.sum(axis=0) if full else np.einsum("gk,gkd->kd", phi, S)
+    if full:
+        sums = S.sum(axis=0)
+    else:  # only the groups in use (most are unused when one side is much larger)
+        sums = np.zeros(S.shape[1:])
+        for g in np.flatnonzero(phi.any(axis=1)):
+            sums += phi[g][:, None] * S[g]
     wsum = (phi * A).sum(0)
     neff = effective_size(wsum, (phi * phi * Q).sum(0))
     return sums, wsum, neff, neff > target * (1 + 1e-9) + 1e-9, full
@@ -302,4 +279,6 @@ def gap_estimate(
         n_test=m_te,
         unmatched=u_tr | u_te,
         train_is_full=full,
+        train_sums=C_tr,
+        test_sums=C_te,
     )

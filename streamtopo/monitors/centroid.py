@@ -410,8 +410,16 @@ class CentroidMonitor:
         return int(self._kept)
 
     def _add(self, s: int, X: np.ndarray, y: np.ndarray) -> None:
-        U, keep = stats.normalise_rows(X)
-        y = y[keep]
+        from .._kernels.centroid import row_scales, scatter_unit_rows
+
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        X = np.ascontiguousarray(X)
+        m = np.empty(X.shape[0])
+        norm = np.empty(X.shape[0])
+        row_scales(X, m, norm)
+        rows = np.flatnonzero(m > 0)
+        y = y[rows]
         if self._sums is None:
             self._d = X.shape[1]
             self._sums = np.zeros((2, self.groups, self.n_classes, self._d))
@@ -422,22 +430,23 @@ class CentroidMonitor:
             self._w2sum[s] *= lam * lam
         # one double per kept row, so chunked streams draw exactly what one big batch draws
         g = np.minimum(
-            (self._rng.random(y.shape[0]) * self.groups).astype(np.int64), self.groups - 1
+            (self._rng.random(rows.shape[0]) * self.groups).astype(np.int64), self.groups - 1
         )
         key = g * self.n_classes + y
-        order = np.argsort(key, kind="stable")
-        ks = key[order]
-        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if ks.size else ks
-        if ks.size:
-            block = np.add.reduceat(U[order], starts, axis=0)
-            flat = self._sums[s].reshape(-1, self._d)
-            uk = ks[starts]
-            flat[uk] += block
-            cnt = np.diff(np.r_[starts, ks.size]).astype(np.float64)
-            self._wsum[s].reshape(-1)[uk] += cnt
-            self._w2sum[s].reshape(-1)[uk] += cnt
-        self._dropped += int(X.shape[0] - y.shape[0])
-        self._kept = y.shape[0]
+        K = self.groups * self.n_classes
+        scatter_unit_rows(
+            X,
+            rows,
+            m,
+            norm,
+            key,
+            1.0,
+            self._sums[s].reshape(K, self._d),
+            self._wsum[s].reshape(K),
+            self._w2sum[s].reshape(K),
+        )
+        self._dropped += int(X.shape[0] - rows.shape[0])
+        self._kept = rows.shape[0]
 
     # ------------------------------------------------------------------ check
     def check(
@@ -507,8 +516,9 @@ class CentroidMonitor:
         matched = False
         valid = idx.size >= 2
         if valid:
-            tr = (self._sums[0][:, idx], self._wsum[0][:, idx], self._w2sum[0][:, idx])
-            te = (self._sums[1][:, idx], self._wsum[1][:, idx], self._w2sum[1][:, idx])
+            sel = slice(None) if idx.size == self.n_classes else idx  # views, no copies
+            tr = (self._sums[0][:, sel], self._wsum[0][:, sel], self._w2sum[0][:, sel])
+            te = (self._sums[1][:, sel], self._wsum[1][:, sel], self._w2sum[1][:, sel])
             est = stats.gap_estimate(
                 tr, te, matched_size=self.matched_size, metric=self.metric, precision=self.precision
             )
@@ -520,13 +530,14 @@ class CentroidMonitor:
                 reasons.append(
                     f"sizes not matched for {bad} (split sizes differ by more than groups=R)"
                 )
-            full = tr[0].sum(axis=0)
-            self._snap = {"idx": idx.astype(np.int64), "train": full, "test": te[0].sum(axis=0)}
             if est.train_is_full:
-                h_full, train_tree = h_tr, est.train_tree
+                full, h_full, train_tree = est.train_sums, h_tr, est.train_tree
             else:
+                full = tr[0].sum(axis=0)
                 train_tree = stats.centroid_tree(full, metric=self.metric, precision=self.precision)
                 h_full = train_tree.h0
+            # the trees' own points: all train rows; the (matched) test side
+            self._snap = {"idx": idx.astype(np.int64), "train": full, "test": est.test_sums}
             self._trees = {"train": train_tree.edges, "test": est.test_tree.edges}
             if self.history is not None:
                 e = self._trees[self.history]
