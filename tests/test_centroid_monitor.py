@@ -494,3 +494,18 @@ def test_digits_confusion_pairs_are_sensible_and_deterministic():
     mean_all = conf[np.triu_indices(10, 1)].mean()
     first = [conf[int(p), int(q)] for p, q, _ in pairs[:3]]
     assert np.mean(first) > 2 * mean_all, (first, mean_all)
+
+
+def test_history_none_builds_the_all_train_tree_lazily_with_the_same_result():
+    rng = np.random.default_rng(22)
+    Xtr, ytr, M = _blobs(rng, 6, 5, 900)
+    Xte, yte, _ = _blobs(rng, 6, 5, 120, means=M)
+    a = CentroidMonitor(6)
+    b = CentroidMonitor(6, history=None)
+    sa, sb = a.check(Xtr, ytr, Xte, yte), b.check(Xtr, ytr, Xte, yte)
+    assert math.isfinite(sa.h0_train_full) and math.isnan(sb.h0_train_full)
+    assert sa.h0_gap == sb.h0_gap and sa.gap_noise == sb.gap_noise
+    c = CentroidMonitor(6, history=None)
+    c.load_state_dict(b.state_dict())  # before the lazy tree exists
+    assert b.confusion_pairs() == a.confusion_pairs() == c.confusion_pairs()
+    assert b.merge_order_history().height == 0

@@ -207,7 +207,11 @@ class CentroidMonitor:
         dtype of the Gram product that selects tree edges (chosen edges are always re-evaluated
         in float64; float32 is ~2x faster for very wide heads, ties within ~1e-6 may then differ).
     history : {"train", "test", None}
-        Which split's merge order :meth:`merge_order_history` records per check.
+        Which split's merge order :meth:`merge_order_history` records per check. With "train"
+        (default) every check also builds the tree of all train rows (``h0_train_full``); with
+        "test" or None that tree is built only when :meth:`confusion_pairs` asks for it and
+        ``h0_train_full`` is NaN whenever the train side was down-weighted (one H0 less per
+        check).
     seed : int
         Seed of the generator assigning rows to groups (deterministic, stored in state_dict).
     writer : callable, optional
@@ -530,15 +534,17 @@ class CentroidMonitor:
                 reasons.append(
                     f"sizes not matched for {bad} (split sizes differ by more than groups=R)"
                 )
+            self._trees = {"test": est.test_tree.edges}
             if est.train_is_full:
-                full, h_full, train_tree = est.train_sums, h_tr, est.train_tree
+                full, h_full = est.train_sums, h_tr
+                self._trees["train"] = est.train_tree.edges
             else:
                 full = tr[0].sum(axis=0)
-                train_tree = stats.centroid_tree(full, metric=self.metric, precision=self.precision)
-                h_full = train_tree.h0
+                if self.history == "train":  # else built on demand by confusion_pairs("train")
+                    tree = stats.centroid_tree(full, metric=self.metric, precision=self.precision)
+                    h_full, self._trees["train"] = tree.h0, tree.edges
             # the trees' own points: all train rows; the (matched) test side
             self._snap = {"idx": idx.astype(np.int64), "train": full, "test": est.test_sums}
-            self._trees = {"train": train_tree.edges, "test": est.test_tree.edges}
             if self.history is not None:
                 e = self._trees[self.history]
                 for r in range(e.i.shape[0]):
@@ -690,6 +696,11 @@ class CentroidMonitor:
         check_choice(split, "split", _SPLITS)
         if not self._snap:
             raise InputError("no valid check yet: confusion pairs need a check() with >= 2 classes")
+        if split not in self._trees:  # the all-train tree is built lazily (history != "train")
+            tree = stats.centroid_tree(
+                self._snap[split], metric=self.metric, precision=self.precision
+            )
+            self._trees[split] = tree.edges
         return self._trees[split], self._snap["idx"]
 
     def confusion_pairs(
