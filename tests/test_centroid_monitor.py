@@ -509,3 +509,13 @@ def test_history_none_builds_the_all_train_tree_lazily_with_the_same_result():
     c.load_state_dict(b.state_dict())  # before the lazy tree exists
     assert b.confusion_pairs() == a.confusion_pairs() == c.confusion_pairs()
     assert b.merge_order_history().height == 0
+
+
+def test_cli_centroid_prints_the_gap_and_the_merge_order(capsys):
+    from streamtopo.cli import main
+
+    assert main(["centroid", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "h0_gap=" in out and len([ln for ln in out.splitlines() if ln.startswith("d=")]) == 9
+    assert main(["centroid", "--train-fraction", "1.5"]) == 1
+    assert "train-fraction" in capsys.readouterr().err
