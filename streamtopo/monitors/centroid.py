@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -39,126 +38,14 @@ from ..errors import InputError, InputTypeError
 from ..status import State
 from ..topology import MergeEdges
 from . import _centroid_stats as stats
+from ._centroid_inputs import as_features, as_labels, finite_float, positive_float
+from ._centroid_status import GapStatus, difficulty, status_from_dict, status_to_dict
 
 __all__ = ["CentroidMonitor", "GapStatus", "difficulty"]
 
 _SPLITS = ("train", "test")
 _RULES = ("baseline", "seed")
 _MODES = ("epoch", "ema")
-# seed 004's difficulty labels restated per merge (mean death); see difficulty()
-_DIFFICULTY_EDGES = (0.15, 0.40)
-
-
-@dataclass(frozen=True, slots=True)
-class GapStatus:
-    """What one :meth:`CentroidMonitor.check` found (immutable).
-
-    ``h0_train`` is the size-matched train H0 used in the gap, ``h0_train_full`` the H0 of all
-    train rows. ``deviation`` is ``(gap - baseline_gap) / noise`` under ``rule="baseline"``.
-    ``valid`` is False when the gap is undefined (fewer than two classes on both splits); the
-    numbers are then NaN and ``reason`` says why.
-    """
-
-    step: int
-    h0_train: float
-    h0_test: float
-    h0_gap: float
-    gap_noise: float
-    baseline_gap: float
-    deviation: float
-    alert: bool
-    direction: str
-    alert_streak: int
-    gap_stop: bool
-    test_loss: float
-    best_test_loss: float
-    loss_checks_since_best: int
-    loss_stop: bool
-    should_stop: bool
-    state: State
-    reason: str
-    h0_train_full: float
-    n_train: float
-    n_test: float
-    size_matched: bool
-    missing_classes: tuple[str, ...]
-    dropped_rows: int
-    valid: bool
-
-    def as_row(self) -> dict[str, Any]:
-        """Scalar columns for the run writer (``missing_classes`` joined by commas)."""
-        row = asdict(self)
-        row["state"] = str(self.state)
-        row["missing_classes"] = ",".join(self.missing_classes)
-        return row
-
-
-def difficulty(h0: float, n_classes: int) -> str:
-    """A coarse label for the H0 of ``n_classes`` centroids: "easy", "medium" or "hard".
-
-    The label uses the mean merge distance ``h0 / (n_classes - 1)`` (cosine): >= 0.40 "easy",
-    >= 0.15 "medium", below "hard". These cut points only restate seed 004's own labels of its
-    three examples (MNIST 4.38 "easy", Fashion 2.35 and CIFAR-10 2.02 "medium", 10 classes) per
-    merge; no measurement here shows that they predict final accuracy. Use the label as a
-    description of how far apart the classes are, not as a forecast.
-
-    Examples
-    --------
-    >>> difficulty(4.38, 10), difficulty(2.02, 10), difficulty(0.9, 10)
-    ('easy', 'medium', 'hard')
-    """
-    n = check_positive_int(n_classes, "n_classes", minimum=2)
-    try:
-        h = float(h0)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"h0 must be a number, got {describe(h0)}") from None
-    if not (h >= 0.0 and math.isfinite(h)):
-        raise InputError(f"h0 must be a finite number >= 0, got {h0!r}")
-    mean = h / (n - 1)
-    if mean >= _DIFFICULTY_EDGES[1]:
-        return "easy"
-    return "medium" if mean >= _DIFFICULTY_EDGES[0] else "hard"
-
-
-def _as_labels(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
-    y = np.asarray(labels)
-    if y.dtype == object or not (np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_):
-        raise InputTypeError(f"labels must be integers, got {describe(y)}")
-    if y.ndim != 1 or y.shape[0] != n_rows:
-        raise InputError(f"labels must have shape ({n_rows},) to match features, got {describe(y)}")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        bad = y[(y < 0) | (y >= n_classes)]
-        raise InputError(
-            f"labels must be in [0, n_classes={n_classes}), got {bad.size} out of range "
-            f"(e.g. {int(bad[0])})"
-        )
-    return y.astype(np.int64, copy=False)
-
-
-def _as_features(features: Any, d: int | None, name: str = "features") -> np.ndarray:
-    if isinstance(features, (str, bytes)):
-        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(features)}")
-    try:
-        X = np.asarray(features)
-    except Exception as exc:
-        raise InputError(
-            f"{name} must be a 2-D array of numbers, got {describe(features)}"
-        ) from exc
-    if X.dtype == object or not (
-        np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
-    ):
-        raise InputTypeError(f"{name} must be a 2-D array of real numbers, got {describe(X)}")
-    if X.ndim != 2:
-        raise InputError(f"{name} must be 2-D (n_rows, n_features), got {describe(X)}")
-    if X.shape[0] == 0:
-        raise InputError(f"{name} is an empty batch (0 rows), expected at least 1 row")
-    if d is not None and X.shape[1] != d:
-        raise InputError(
-            f"{name} has {X.shape[1]} feature columns, expected {d} (the width seen so far)"
-        )
-    if X.shape[1] < 1:
-        raise InputError(f"{name} must have at least 1 column, got {describe(X)}")
-    return X
 
 
 class CentroidMonitor:
@@ -268,13 +155,13 @@ class CentroidMonitor:
         self.patience = check_positive_int(patience, "patience")
         self.metric = check_choice(metric, "metric", ("cosine", "euclidean"))
         self.mode = check_choice(mode, "mode", _MODES)
-        self.half_life = _positive_float(half_life, "half_life")
+        self.half_life = positive_float(half_life, "half_life")
         if not (matched_size is None or matched_size == "min"):
             matched_size = check_positive_int(matched_size, "matched_size")
         self.matched_size = matched_size
         self.groups = check_positive_int(groups, "groups", minimum=2)
-        self.k = _positive_float(k, "k")
-        self.gap_threshold = _finite_float(gap_threshold, "gap_threshold")
+        self.k = positive_float(k, "k")
+        self.gap_threshold = finite_float(gap_threshold, "gap_threshold")
         self.warmup = check_positive_int(warmup, "warmup", minimum=0)
         self.baseline_checks = check_positive_int(baseline_checks, "baseline_checks")
         self.precision = check_choice(precision, "precision", ("float64", "float32"))
@@ -330,7 +217,7 @@ class CentroidMonitor:
             "history": np.array(self._history, dtype=np.float64).reshape(-1, 5),
             "snap": {k: v.copy() for k, v in self._snap.items()},
             "trees": {k: [e.i.copy(), e.j.copy(), e.death.copy()] for k, e in self._trees.items()},
-            "last": None if self._last is None else _status_to_dict(self._last),
+            "last": None if self._last is None else status_to_dict(self._last),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -377,7 +264,7 @@ class CentroidMonitor:
             for k, (i, j, w) in state["trees"].items()
         }
         last = state["last"]
-        self._last = None if last is None else _status_from_dict(last)
+        self._last = None if last is None else status_from_dict(last)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -408,8 +295,8 @@ class CentroidMonitor:
         nothing changes.
         """
         s = _SPLITS.index(check_choice(split, "split", _SPLITS))
-        X = _as_features(features, self._d)
-        y = _as_labels(labels, X.shape[0], self.n_classes)
+        X = as_features(features, self._d)
+        y = as_labels(labels, X.shape[0], self.n_classes)
         self._add(s, X, y)
         return int(self._kept)
 
@@ -476,10 +363,10 @@ class CentroidMonitor:
                     "check() takes all four of dirs_train, labels_train, dirs_test, labels_test "
                     "or none of them"
                 )
-            Xtr = _as_features(dirs_train, self._d, "dirs_train")
-            Xte = _as_features(dirs_test, Xtr.shape[1], "dirs_test")
-            ytr = _as_labels(labels_train, Xtr.shape[0], self.n_classes)
-            yte = _as_labels(labels_test, Xte.shape[0], self.n_classes)
+            Xtr = as_features(dirs_train, self._d, "dirs_train")
+            Xte = as_features(dirs_test, Xtr.shape[1], "dirs_test")
+            ytr = as_labels(labels_train, Xtr.shape[0], self.n_classes)
+            yte = as_labels(labels_test, Xte.shape[0], self.n_classes)
         loss = None
         if test_loss is not None:
             try:
@@ -761,36 +648,3 @@ class CentroidMonitor:
         if not self._snap:
             raise InputError("no valid check yet")
         return stats.unit_rows(self._snap[split])
-
-
-def _status_to_dict(status: GapStatus) -> dict[str, Any]:
-    r = asdict(status)
-    r["state"] = str(status.state)
-    r["missing_classes"] = list(status.missing_classes)
-    return r
-
-
-def _status_from_dict(row: dict[str, Any]) -> GapStatus:
-    r = dict(row)
-    r["state"] = State(r["state"])
-    r["missing_classes"] = tuple(r["missing_classes"])
-    return GapStatus(**r)
-
-
-def _positive_float(x: Any, name: str) -> float:
-    v = _finite_float(x, name)
-    if v <= 0:
-        raise InputError(f"{name} must be > 0, got {x!r}")
-    return v
-
-
-def _finite_float(x: Any, name: str) -> float:
-    if isinstance(x, bool):
-        raise InputTypeError(f"{name} must be a number, got {describe(x)}")
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"{name} must be a number, got {describe(x)}") from None
-    if not math.isfinite(v):
-        raise InputError(f"{name} must be finite, got {x!r}")
-    return v
