@@ -519,3 +519,35 @@ def test_cli_centroid_prints_the_gap_and_the_merge_order(capsys):
     assert "h0_gap=" in out and len([ln for ln in out.splitlines() if ln.startswith("d=")]) == 9
     assert main(["centroid", "--train-fraction", "1.5"]) == 1
     assert "train-fraction" in capsys.readouterr().err
+
+
+def test_digits_random_splits_matched_gap_is_unbiased_and_noise_calibrated():
+    """Real data, one distribution: random 150-row test sets of digits against the rest."""
+    from streamtopo.data import load_digits
+
+    X, y = load_digits()
+    raw, matched, noise = [], [], []
+    for seed in range(60):
+        p = np.random.default_rng(seed).permutation(y.size)
+        te, tr = p[:150], p[150:]
+        st = CentroidMonitor(10, seed=seed).check(X[tr], y[tr], X[te], y[te])
+        assert st.size_matched
+        matched.append(st.h0_gap)
+        noise.append(st.gap_noise)
+        raw.append(CentroidMonitor(10, matched_size=None).check(X[tr], y[tr], X[te], y[te]).h0_gap)
+    raw, matched = np.array(raw), np.array(matched)
+    se = matched.std() / math.sqrt(matched.size)
+    assert raw.mean() < -6 * raw.std() / math.sqrt(raw.size)  # measured: -0.084 (200 splits)
+    assert abs(matched.mean()) < 3 * se  # measured: +0.001
+    assert 0.7 < np.median(noise) / matched.std() < 1.6  # measured: 1.18
+
+
+def test_a_class_in_one_group_borrows_the_other_sides_dispersion():
+    rng = np.random.default_rng(23)
+    Xtr, ytr, M = _blobs(rng, 4, 5, 800)
+    Xte, yte, _ = _blobs(rng, 4, 5, 200, means=M)
+    keep = (yte != 2) | (np.cumsum(yte == 2) == 1)  # a single test row of class 2
+    st = CentroidMonitor(4).check(Xtr, ytr, Xte[keep], yte[keep])
+    ref = nc.monitor_check(Xtr, ytr, Xte[keep], yte[keep])
+    assert math.isfinite(st.gap_noise)
+    assert st.gap_noise == pytest.approx(ref["gap_noise"], rel=1e-5)

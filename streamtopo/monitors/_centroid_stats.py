@@ -29,10 +29,10 @@ __all__ = [
     "CentroidTree",
     "GapEstimate",
     "centroid_tree",
+    "class_dispersion",
     "effective_size",
     "gap_estimate",
     "h0_gradient",
-    "h0_variance",
     "match_coefficients",
     "unit_rows",
 ]
@@ -176,26 +176,24 @@ def h0_gradient(tree: CentroidTree, mean_norms: np.ndarray, metric: str = "cosin
     return G
 
 
-def h0_variance(
-    G: np.ndarray, S: np.ndarray, A: np.ndarray, Q: np.ndarray, n_eff: np.ndarray
-) -> float:
-    """Delta-method sampling variance of H0 from the per-class group sums.
+def class_dispersion(G: np.ndarray, S: np.ndarray, A: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Per-class variance of a single row along its H0 gradient, ``var_c(G_c . x)``.
 
-    ``var(H0) = sum_c var_c(G_c . x) / n_eff_c``: centroids of different classes are
-    independent, and each class's row dispersion along its gradient is estimated from the R
-    group means ``t_g = G_c . S_gc / A_gc`` by the one-way-ANOVA between-group estimator
-    ``sum_g n_g (t_g - t_bar)^2 / (R_c - 1)`` (``n_g = A_g^2 / Q_g``, unbiased with equal
-    class means across the random groups). NaN if a class has fewer than two non-empty groups.
+    Estimated from the R group means ``t_g = G_c . S_gc / A_gc`` by the one-way-ANOVA
+    between-group estimator ``sum_g n_g (t_g - t_bar)^2 / (R_c - 1)`` over the R_c non-empty
+    groups (``n_g = A_g^2 / Q_g``); for normal group means it is ``sigma^2 chi2(R_c - 1) /
+    (R_c - 1)`` whatever the group sizes. NaN for a class with fewer than two non-empty groups.
     """
     ok = A > 0
-    if (ok.sum(axis=0) < 2).any():
-        return float("nan")
+    n_ok = ok.sum(axis=0)
     t = np.einsum("gkd,kd->gk", S, G)
     t = np.divide(t, A, out=np.zeros_like(t), where=ok)
     ng = effective_size(A, Q)
-    tbar = (ng * t).sum(axis=0) / ng.sum(axis=0)
-    disp = (ng * (t - tbar) ** 2).sum(axis=0) / (ok.sum(axis=0) - 1)
-    return float(np.sum(disp / n_eff))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tbar = (ng * t).sum(axis=0) / ng.sum(axis=0)
+        disp = (ng * np.where(ok, t - tbar, 0.0) ** 2).sum(axis=0) / (n_ok - 1)
+    disp[n_ok < 2] = np.nan
+    return disp
 
 
 class GapEstimate(NamedTuple):
@@ -246,8 +244,8 @@ def gap_estimate(
     classes present on both sides. With ``matched_size="min"`` each class's centroid on both
     sides is a weighted mean of the same effective size (the smaller side's); with an int ``m``
     at most ``m``; with ``None`` every row counts (the seed's form). The noise treats the two
-    sides as independent: ``noise = sqrt(var(h0_train) + var(h0_test))`` from
-    :func:`h0_variance`.
+    sides as independent: ``noise = sqrt(var(h0_train) + var(h0_test))``, each
+    ``sum_c class_dispersion_c / n_eff_c`` (see :func:`class_dispersion`).
     """
     (S_tr, A_tr, Q_tr), (S_te, A_te, Q_te) = train, test
     n_tr = effective_size(A_tr.sum(0), Q_tr.sum(0))
@@ -264,8 +262,15 @@ def gap_estimate(
     tree_te = centroid_tree(C_te, metric=metric, precision=precision)
     norms_tr = np.linalg.norm(C_tr, axis=1) / w_tr
     norms_te = np.linalg.norm(C_te, axis=1) / w_te
-    v_tr = h0_variance(h0_gradient(tree_tr, norms_tr, metric), S_tr, A_tr, Q_tr, m_tr)
-    v_te = h0_variance(h0_gradient(tree_te, norms_te, metric), S_te, A_te, Q_te, m_te)
+    # var(H0) = sum_c var_c(G_c . x) / n_eff_c: classes are independent (delta method)
+    d_tr = class_dispersion(h0_gradient(tree_tr, norms_tr, metric), S_tr, A_tr, Q_tr)
+    d_te = class_dispersion(h0_gradient(tree_te, norms_te, metric), S_te, A_te, Q_te)
+    # a class whose rows all fell in one group on one side borrows the other side's dispersion
+    # (same class, same features; NaN only if both sides are degenerate)
+    d_tr_f = np.where(np.isnan(d_tr), d_te, d_tr)
+    d_te_f = np.where(np.isnan(d_te), d_tr, d_te)
+    v_tr = float(np.sum(d_tr_f / m_tr))
+    v_te = float(np.sum(d_te_f / m_te))
     return GapEstimate(
         h0_train=tree_tr.h0,
         h0_test=tree_te.h0,

@@ -79,10 +79,11 @@ class CentroidMonitor:
         the smaller side's. An int ``m``: at most ``m`` per class on both sides. ``None``: all
         rows (the seed's form).
     groups : int
-        R random groups of rows, for the noise (class dispersion from R group means) and for
-        size matching (>= 2, default 8).
-        Matching can only shrink a side to one group, so ratios of split sizes beyond R are
-        flagged (``size_matched=False``).
+        R random groups of rows (2 <= R <= 30, default 8), for the noise (class dispersion from R
+        group means) and for size matching. Group g receives a share ``2**g / (2**R - 1)`` of
+        the rows, so matching (which takes groups smallest first, the last one fractionally)
+        can shrink a side to any fraction down to ``1 / (2**R - 1)`` (1/255 for R = 8);
+        a larger size ratio is flagged (``size_matched=False``).
     k : float
         Alert threshold in noise units for ``rule="baseline"`` (default 3).
     gap_threshold : float
@@ -160,6 +161,8 @@ class CentroidMonitor:
             matched_size = check_positive_int(matched_size, "matched_size")
         self.matched_size = matched_size
         self.groups = check_positive_int(groups, "groups", minimum=2)
+        if self.groups > 30:
+            raise InputError(f"groups must be an integer in [2, 30], got {self.groups}")
         self.k = positive_float(k, "k")
         self.gap_threshold = finite_float(gap_threshold, "gap_threshold")
         self.warmup = check_positive_int(warmup, "warmup", minimum=0)
@@ -172,6 +175,8 @@ class CentroidMonitor:
             raise InputTypeError(f"seed must be an integer, got {describe(seed)}")
         self.seed = int(seed)
         self.writer = writer
+        # cumulative group shares 2**g / (2**R - 1), exact in float64 for R <= 52
+        self._group_edges = np.cumsum(2.0 ** np.arange(self.groups)) / (2.0**self.groups - 1)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -319,10 +324,9 @@ class CentroidMonitor:
             self._sums[s] *= lam
             self._wsum[s] *= lam
             self._w2sum[s] *= lam * lam
-        # one double per kept row, so chunked streams draw exactly what one big batch draws
-        g = np.minimum(
-            (self._rng.random(rows.shape[0]) * self.groups).astype(np.int64), self.groups - 1
-        )
+        # one double per kept row, so chunked streams draw exactly what one big batch draws;
+        # group g gets a share 2**g / (2**R - 1) of the rows (see the class docstring)
+        g = np.searchsorted(self._group_edges, self._rng.random(rows.shape[0]), side="right")
         key = g * self.n_classes + y
         K = self.groups * self.n_classes
         scatter_unit_rows(
@@ -419,7 +423,7 @@ class CentroidMonitor:
             if self.matched_size is not None and est.unmatched.any():
                 bad = [self.class_names[c] for c in idx[est.unmatched]][:5]
                 reasons.append(
-                    f"sizes not matched for {bad} (split sizes differ by more than groups=R)"
+                    f"sizes not matched for {bad} (split sizes differ by more than 2**groups - 1)"
                 )
             self._trees = {"test": est.test_tree.edges}
             if est.train_is_full:
