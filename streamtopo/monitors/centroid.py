@@ -385,9 +385,10 @@ class CentroidMonitor:
         self._step += 1
         status = self._evaluate(loss)
         if self.mode == "epoch" and self._sums is not None:
-            self._sums[:] = 0.0
-            self._wsum[:] = 0.0
-            self._w2sum[:] = 0.0
+            # fresh zeros (lazily zeroed pages) rather than a memset inside check()
+            self._sums = np.zeros(self._sums.shape)
+            self._wsum = np.zeros(self._wsum.shape)
+            self._w2sum = np.zeros(self._w2sum.shape)
         self._dropped = 0
         self._last = status
         self._log.append(
