@@ -4,9 +4,11 @@ Notation: K classes, d feature dimensions, R random groups of rows, s in {0: tra
 
 Accumulators (one set per split) are per-class, per-group sums of L2-normalised rows:
 ``sums[g, c]`` (R, K, d) float64, the summed row weights ``wsum[g, c]`` and summed squared row
-weights ``w2sum[g, c]`` (R, K). Every row goes to one group drawn uniformly at random, so the R
-groups are exchangeable random sub-samples. In epoch mode every weight is 1 (``wsum = w2sum =``
-counts); in EMA mode older rows carry geometrically smaller weights. The effective sample size
+weights ``w2sum[g, c]`` (R, K). Every row goes to one group drawn at random, group g with
+probability ``2**g / (2**R - 1)``, so each group is a random sub-sample and prefixes of the
+groups (smallest first) reach any fraction of the rows down to ``1 / (2**R - 1)``. In epoch
+mode every weight is 1 (``wsum = w2sum =`` counts); in EMA mode older rows carry geometrically
+smaller weights. The effective sample size
 of a weighted mean is ``n_eff = wsum**2 / w2sum`` and its sampling variance is
 ``sigma**2 / n_eff``, which is what size matching equalises.
 
