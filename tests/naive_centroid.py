@@ -42,11 +42,12 @@ def h0_and_deaths(C: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def _phi_for(counts: np.ndarray, target: float) -> np.ndarray:
-    """Coefficients of groups in order for one class: whole groups, one fractional (closed form)."""
+    """Coefficients for one class: whole groups smallest first (ties by index), one fractional
+    (closed form)."""
     R = counts.shape[0]
     phi = np.zeros(R)
     total = 0.0
-    for g in range(R):
+    for g in np.argsort(counts, kind="stable"):
         if total + counts[g] < target * (1 - 1e-12):
             phi[g] = 1.0
             total += counts[g]

@@ -551,3 +551,19 @@ def test_a_class_in_one_group_borrows_the_other_sides_dispersion():
     ref = nc.monitor_check(Xtr, ytr, Xte[keep], yte[keep])
     assert math.isfinite(st.gap_noise)
     assert st.gap_noise == pytest.approx(ref["gap_noise"], rel=1e-5)
+
+
+def test_match_coefficients_against_the_closed_form_twin():
+    from streamtopo.monitors._centroid_stats import effective_size, match_coefficients
+
+    rng = np.random.default_rng(24)
+    counts = rng.poisson(3.0, size=(8, 300)).astype(float) * (rng.random((8, 300)) < 0.7)
+    target = rng.uniform(0.5, 1.2, 300) * counts.sum(0)
+    phi = match_coefficients(counts, counts, target)
+    ref = np.stack([nc._phi_for(counts[:, c], target[c]) for c in range(300)], axis=1)
+    np.testing.assert_allclose(phi, ref, atol=1e-7)
+    neff = effective_size((phi * counts).sum(0), (phi**2 * counts).sum(0))
+    small = np.array([counts[counts[:, c] > 0, c].min() <= target[c] for c in range(300)])
+    ok = small & (target < counts.sum(0))  # reachable: smallest non-empty group <= target
+    np.testing.assert_allclose(neff[ok], target[ok], rtol=1e-9)
+    assert ok.sum() > 100

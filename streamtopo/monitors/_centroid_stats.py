@@ -112,11 +112,12 @@ def match_coefficients(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) 
     """Per-group coefficients ``phi`` (R, K) in [0, 1] whose weighted sum of group means has
     effective size ``target`` per class (or as close as the groups allow).
 
-    Groups are taken whole in order 0, 1, ... and one group is taken with a fractional
-    coefficient, solved by bisection on ``n_eff(phi) = (A + phi B)^2 / (Q + phi^2 Q_B)``.
-    A class whose target is at least its total size keeps every group (coefficients 1); a
-    target below the size of the first non-empty group cannot be reached (that group is kept
-    whole; the caller reports the class as not matched).
+    Per class, groups are taken whole from the smallest (by summed weight; ties by index) and
+    one group is taken with a fractional coefficient, solved by bisection on
+    ``n_eff(phi) = (A + phi B)^2 / (Q + phi^2 Q_B)``. A class whose target is at least its
+    total size keeps every group (coefficients 1); a target below the size of its smallest
+    non-empty group cannot be reached (that group is kept whole; the caller reports the class
+    as not matched).
 
     Examples
     --------
@@ -127,6 +128,17 @@ def match_coefficients(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) 
     >>> round(float(effective_size((phi * w).sum(0), (phi**2 * w).sum(0))[0]), 9)
     6.0
     """
+    order = np.argsort(wsum, axis=0, kind="stable")
+    phi_sorted = _match_in_order(
+        np.take_along_axis(wsum, order, 0), np.take_along_axis(w2sum, order, 0), target
+    )
+    phi = np.empty_like(phi_sorted)
+    np.put_along_axis(phi, order, phi_sorted, 0)
+    return phi
+
+
+def _match_in_order(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """:func:`match_coefficients` for groups already in the order they are taken."""
     R, K = wsum.shape
     cumA = np.cumsum(wsum, axis=0)
     cumQ = np.cumsum(w2sum, axis=0)
