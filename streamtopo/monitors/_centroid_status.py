@@ -20,10 +20,20 @@ _DIFFICULTY_EDGES = (0.15, 0.40)
 class GapStatus:
     """What one :meth:`CentroidMonitor.check` found (immutable).
 
-    ``h0_train`` is the size-matched train H0 used in the gap, ``h0_train_full`` the H0 of all
-    train rows. ``deviation`` is ``(gap - baseline_gap) / noise`` under ``rule="baseline"``.
-    ``valid`` is False when the gap is undefined (fewer than two classes on both splits); the
-    numbers are then NaN and ``reason`` says why.
+    ``h0_train`` is the size-matched train H0 used in the gap (``h0_gap = h0_train -
+    h0_test``), ``h0_train_full`` the H0 of all train rows (NaN when not computed, see
+    ``history``). ``gap_noise`` is the gap's standard error; ``deviation`` is ``(gap -
+    baseline_gap) / sd`` under ``rule="baseline"`` (sd combines this check's and the
+    baseline's noise). ``alert`` is this check's gap rule, ``direction`` "rising"/"falling"
+    when it fired, ``alert_streak`` the consecutive alerts, ``gap_stop`` the streak reached
+    ``patience``. The ``*loss*`` fields are the early-stopping rule on ``test_loss`` (NaN when no
+    loss was given); ``should_stop = gap_stop or loss_stop``. ``state`` is COLLAPSE when
+    ``should_stop``, WATCH on an alert or a check without a new loss minimum, else HEALTHY.
+    ``n_train``/``n_test`` are the summed effective class sizes of the matched sides,
+    ``size_matched`` whether every class could be matched. ``missing_classes`` lack rows on
+    a split and are left out of both H0s; ``dropped_rows`` counts NaN/inf/zero rows since the
+    last check. ``valid`` is False when the gap is undefined (fewer than two classes on both
+    splits); the numbers are then NaN and ``reason`` says why.
     """
 
     step: int
