@@ -113,11 +113,11 @@ def match_coefficients(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) 
     effective size ``target`` per class (or as close as the groups allow).
 
     Per class, groups are taken whole from the smallest (by summed weight; ties by index) and
-    one group is taken with a fractional coefficient, solved by bisection on
-    ``n_eff(phi) = (A + phi B)^2 / (Q + phi^2 Q_B)``. A class whose target is at least its
-    total size keeps every group (coefficients 1); a target below the size of its smallest
-    non-empty group cannot be reached (that group is kept whole; the caller reports the class
-    as not matched).
+    one group is taken with a fractional coefficient, the root of
+    ``n_eff(phi) = (A + phi B)^2 / (Q + phi^2 Q_B) = target`` (a quadratic in phi). A class
+    whose target is at least its total size keeps every group (coefficients 1); a target below
+    the size of its smallest non-empty group cannot be reached (that group is kept whole; the
+    caller reports the class as not matched).
 
     Examples
     --------
@@ -152,16 +152,15 @@ def _match_in_order(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) -> 
     A0 = np.where(g > 0, cumA[g - 1, cols], 0.0)
     Q0 = np.where(g > 0, cumQ[g - 1, cols], 0.0)
     B, QB = wsum[g, cols], w2sum[g, cols]
-    # n_eff(phi) rises on [0, phi_max] (derivative sign: B*Q0 - A0*QB*phi); bisection there
+    # n_eff(phi) = t  <=>  a phi^2 + b phi + c = 0 with c = A0^2 - t Q0 < 0 (the prefix before g
+    # is below the target); the first crossing from phi = 0 is the smallest positive root,
+    # 2c / (-b - sqrt(b^2 - 4ac)) in the cancellation-free form, whatever the sign of a
+    a = B * B - t * QB
+    b = 2.0 * A0 * B
+    c = A0 * A0 - t * Q0
     with np.errstate(divide="ignore", invalid="ignore"):
-        hi = np.where((A0 > 0) & (QB > 0), np.minimum(1.0, B * Q0 / (A0 * QB)), 1.0)
-    lo = np.zeros(K)
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        below = (A0 + mid * B) ** 2 < t * (Q0 + mid * mid * QB)
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    frac = 0.5 * (lo + hi)
+        frac = 2.0 * c / (-b - np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0)))
+    frac = np.clip(np.nan_to_num(frac, nan=1.0), 0.0, 1.0)
     # nothing before group g: scaling one group does not change n_eff, so keep it whole
     frac[(A0 == 0.0) | keep_all] = 1.0
     phi = (np.arange(R)[:, None] < g[None, :]).astype(np.float64)
