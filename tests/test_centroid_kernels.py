@@ -11,10 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamtopo._kernels.centroid import (
+    combine_groups,
     edge_half_sq_dists,
     row_scales,
     scatter_unit_rows,
     tree_gradient,
+    unit_rows_into,
 )
 from streamtopo.monitors.centroid import CentroidMonitor
 from tests import naive_centroid as nc
@@ -95,3 +97,18 @@ def test_any_batching_gives_bit_identical_accumulators(cuts, seed):
     np.testing.assert_array_equal(sa["sums"], sb["sums"])
     np.testing.assert_array_equal(sa["wsum"], sb["wsum"])
     assert sa["rng"] == sb["rng"] and sa["dropped"] == sb["dropped"]
+
+
+def test_combine_groups_and_unit_rows_match_numpy():
+    rng = np.random.default_rng(2)
+    S = rng.normal(size=(4, 5, 6))
+    phi = rng.random((4, 5)) * (rng.random((4, 5)) < 0.6)
+    a, b = np.empty((5, 6)), np.empty((5, 6))
+    combine_groups(S, phi, a, b)
+    np.testing.assert_allclose(a, np.einsum("gk,gkd->kd", phi, S), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(b, S.sum(axis=0), rtol=1e-13)
+    C = S[0] * np.array([1e-300, 1.0, 1e300, 3.0, 1e-5])[:, None]
+    U = np.empty_like(C)
+    unit_rows_into(C, U)
+    ref = S[0] / np.linalg.norm(S[0], axis=1, keepdims=True)
+    np.testing.assert_allclose(U, ref, rtol=1e-14)

@@ -107,3 +107,41 @@ def tree_gradient(U, src, dst, factor, inv_norm, out):
         for t in range(d):
             out[a, t] -= fa * (U[b, t] - c * U[a, t])
             out[b, t] -= fb * (U[a, t] - c * U[b, t])
+
+
+@jit
+def combine_groups(S, phi, out_phi, out_all):
+    """One pass over the group sums ``S`` (R, K, d): ``out_phi[k] = sum_g phi[g, k] S[g, k]``
+    and ``out_all[k] = sum_g S[g, k]`` (both (K, d), overwritten; two distinct arrays)."""
+    R, K, d = S.shape
+    for k in range(K):
+        for t in range(d):
+            out_phi[k, t] = 0.0
+            out_all[k, t] = 0.0
+        for g in range(R):
+            p = phi[g, k]
+            for t in range(d):
+                v = S[g, k, t]
+                out_all[k, t] += v
+                if p != 0.0:
+                    out_phi[k, t] += p * v
+
+
+@jit
+def unit_rows_into(C, out):
+    """``out[k] = C[k] / |C[k]|`` computed as ``(c / m) / |c / m|`` with ``m = max |c|``."""
+    K, d = C.shape
+    for k in range(K):
+        m = 0.0
+        for t in range(d):
+            v = abs(C[k, t])
+            if v > m:
+                m = v
+        inv = 1.0 / m
+        s = 0.0
+        for t in range(d):
+            v = C[k, t] * inv
+            s += v * v
+        c = inv / np.sqrt(s)
+        for t in range(d):
+            out[k, t] = C[k, t] * c

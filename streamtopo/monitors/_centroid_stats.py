@@ -25,7 +25,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import topology
-from .._kernels.centroid import edge_half_sq_dists, tree_gradient
+from .._kernels.centroid import (
+    combine_groups,
+    edge_half_sq_dists,
+    tree_gradient,
+    unit_rows_into,
+)
 
 __all__ = [
     "CentroidTree",
@@ -50,9 +55,10 @@ class CentroidTree(NamedTuple):
 
 def unit_rows(C: np.ndarray) -> np.ndarray:
     """Centroid sums -> unit centroids (rows must be non-zero)."""
-    m = np.max(np.abs(C), axis=1)
-    Cs = C / m[:, None]
-    return Cs / np.sqrt(np.einsum("ij,ij->i", Cs, Cs))[:, None]
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    out = np.empty_like(C)
+    unit_rows_into(C, out)
+    return out
 
 
 def _cosine_distances(U: np.ndarray, precision: str) -> np.ndarray:
@@ -225,22 +231,20 @@ class GapEstimate(NamedTuple):
     unmatched: np.ndarray  # bool (K,): sizes could not be equalised for this class
     train_is_full: bool  # the matched train side kept every train row (no down-weighting)
     train_sums: np.ndarray  # (K, d) matched train centroid sums the train tree was built on
+    train_all_sums: np.ndarray  # (K, d) sums of all train rows
     test_sums: np.ndarray  # (K, d) matched test centroid sums
 
 
 def _matched(S, A, Q, target):
-    """Matched sums, effective sizes, 'target not reached' flags, 'all rows kept' flag."""
+    """Matched sums, all-row sums, effective sizes, 'target not reached' flags, 'all kept'."""
     phi = match_coefficients(A, Q, target)
     full = bool((phi == 1.0).all())
-    if full:
-        sums = S.sum(axis=0)
-    else:  # only the groups in use (most are unused when one side is much larger)
-        sums = np.zeros(S.shape[1:])
-        for g in np.flatnonzero(phi.any(axis=1)):
-            sums += phi[g][:, None] * S[g]
+    matched = np.empty(S.shape[1:])
+    every = np.empty(S.shape[1:])
+    combine_groups(S, phi, matched, every)
     wsum = (phi * A).sum(0)
     neff = effective_size(wsum, (phi * phi * Q).sum(0))
-    return sums, wsum, neff, neff > target * (1 + 1e-9) + 1e-9, full
+    return matched, every, wsum, neff, neff > target * (1 + 1e-9) + 1e-9, full
 
 
 def gap_estimate(
@@ -269,8 +273,8 @@ def gap_estimate(
         t_tr = t_te = np.minimum(n_tr, n_te)
         if matched_size != "min":
             t_tr = t_te = np.minimum(t_tr, float(matched_size))
-    C_tr, w_tr, m_tr, u_tr, full = _matched(S_tr, A_tr, Q_tr, t_tr)
-    C_te, w_te, m_te, u_te, _ = _matched(S_te, A_te, Q_te, t_te)
+    C_tr, all_tr, w_tr, m_tr, u_tr, full = _matched(S_tr, A_tr, Q_tr, t_tr)
+    C_te, _, w_te, m_te, u_te, _ = _matched(S_te, A_te, Q_te, t_te)
     tree_tr = centroid_tree(C_tr, metric=metric, precision=precision)
     tree_te = centroid_tree(C_te, metric=metric, precision=precision)
     norms_tr = np.linalg.norm(C_tr, axis=1) / w_tr
@@ -298,5 +302,6 @@ def gap_estimate(
         unmatched=u_tr | u_te,
         train_is_full=full,
         train_sums=C_tr,
+        train_all_sums=all_tr,
         test_sums=C_te,
     )

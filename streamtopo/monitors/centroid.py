@@ -434,7 +434,7 @@ class CentroidMonitor:
                 full, h_full = est.train_sums, h_tr
                 self._trees["train"] = est.train_tree.edges
             else:
-                full = tr[0].sum(axis=0)
+                full = est.train_all_sums
                 if self.history == "train":  # else built on demand by confusion_pairs("train")
                     tree = stats.centroid_tree(full, metric=self.metric, precision=self.precision)
                     h_full, self._trees["train"] = tree.h0, tree.edges
