@@ -189,7 +189,9 @@ def replay(
     progress : bool, default False
         Print progress to stderr.
     **overrides
-        Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...).
+        Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...). The other
+        parameters keep their recorded values, except ``layer_rule``, which follows a new
+        ``rule`` unless given too.
 
     Returns
     -------
@@ -205,6 +207,8 @@ def replay(
     if monitor is None:
         cls = _layer_monitor_class()
         config = dict(info["config"])
+        if "rule" in overrides and "layer_rule" in config and "layer_rule" not in overrides:
+            config["layer_rule"] = None  # recorded resolved from the old rule: derive it anew
         config.update(overrides)
         try:
             monitor = cls(**config)
