@@ -155,9 +155,8 @@ def latency(rows: list[dict], root: Path) -> dict[str, float]:
 
 def bench_replay(root: Path, steps: int, n_layers: int = 64) -> dict[str, float] | None:
     try:
-        from streamtopo.monitors.layer import LayerMonitor
-
         from streamtopo.io import replay
+        from streamtopo.monitors.layer import LayerMonitor
     except ImportError:
         return None
     rng = np.random.default_rng(1)

@@ -31,6 +31,10 @@ _EXPORTS: dict[str, str] = {
     "persistence_entropy": "streamtopo.topology",
     # status
     "State": "streamtopo.status",
+    "Status": "streamtopo.status",
+    # monitors
+    "LayerMonitor": "streamtopo.monitors.layer",
+    "ArrowRing": "streamtopo.ring",
     # data
     "load_digits": "streamtopo.data",
     # run logs
@@ -63,7 +67,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover
     from .io.replay import read_run, replay
-    from .status import State
+    from .monitors.layer import LayerMonitor
+    from .ring import ArrowRing
+    from .status import State, Status
     from .topology import (
         MergeEdges,
         betti0_at,

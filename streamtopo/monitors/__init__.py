@@ -1,0 +1,3 @@
+"""Monitors: stateful objects with ``check()``, ``reset()``, ``state_dict()``,
+``load_state_dict()`` and their own step counter. They never touch files; public names are
+re-exported from ``streamtopo`` (e.g. ``streamtopo.LayerMonitor``)."""
