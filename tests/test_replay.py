@@ -9,9 +9,7 @@ import pytest
 from streamtopo.cli import main
 from streamtopo.errors import InputError, InputTypeError
 from streamtopo.io import RunWriter, read_run, replay
-
-# TEMPORARY until the LayerMonitor (branch `layer`) is merged into main; then import directly
-LayerMonitor = pytest.importorskip("streamtopo.monitors.layer").LayerMonitor
+from streamtopo.monitors.layer import LayerMonitor
 
 N_LAYERS = 12
 SIGNALS = ("grad_norm", "act_norm")
