@@ -199,6 +199,20 @@ def replay(
         ``rank``, then the monitor's status columns (``step``, ``h0``, ``state``, ``reason`` ...),
         then ``live_h0`` and ``live_state``. Steps logged twice (a run resumed from an older
         checkpoint) count once, the later copy winning, as the resumed monitor saw it.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from streamtopo import LayerMonitor, RunWriter, replay
+    >>> rng = np.random.default_rng(0)
+    >>> with RunWriter(tempfile.mkdtemp(), run_id="demo") as writer:
+    ...     monitor = LayerMonitor(n_layers=6, window=4, writer=writer)
+    ...     live = [monitor.check(rng.lognormal(size=6)) for _ in range(30)]
+    >>> statuses = replay(writer.run_dir)
+    >>> statuses.height, statuses["h0"].to_list() == [s.h0 for s in live]
+    (30, True)
+    >>> (statuses["state"] == statuses["live_state"]).all()
+    True
     """
     run_dir = Path(path)
     meta = _meta_of(run_dir)
