@@ -23,6 +23,7 @@ from ..errors import RecoveryError
 from ._layout import (
     FORMAT_VERSION,
     JOURNAL_EXT,
+    META_NAME,
     file_lock,
     file_name,
     inside,
@@ -331,6 +332,11 @@ def recover(run_dir: str | os.PathLike[str], *, fsync: bool = False) -> Recovery
         raise RecoveryError(f"{run_dir} is not a run directory (no _meta.json, not run=<id>)")
     schemas = expected_schemas(meta)
     report = RecoveryReport()
+    with file_lock(run_dir / ".meta.lock", blocking=False) as acquired:
+        if acquired:  # writers write _meta.json.<pid>.tmp only under this lock: these are stale
+            for tmp in run_dir.glob(f"{META_NAME}.*.tmp"):
+                tmp.unlink()
+                report.tmp_removed.append(tmp.name)
     for rank, rank_dir in rank_dirs(run_dir):
         inside(rank_dir, run_dir)
         with file_lock(rank_dir / ".lock", blocking=False) as acquired:
