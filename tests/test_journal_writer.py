@@ -431,3 +431,12 @@ def test_float64_values_are_stored_as_float32(tmp_path):
     got = read_run(w.run_dir).collect().select(pl.col(pl.Float32)).to_numpy()[0]
     want = np.array([np.inf, -np.inf, np.float32(0.1), np.float32(2.0**-140)], np.float32)
     np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_scalars_in_rows(tmp_path):
+    row = {**layer_row(0), "step": np.int32(0), "wall_time": np.float32(2.5), "h0": np.float64(1)}
+    with RunWriter(tmp_path, run_id="npscalar") as w:
+        w(row)
+        w({**layer_row(1), "step": np.int64(1), "wall_time": 3, "h0": 0})
+    df = read_run(w.run_dir).collect()
+    assert df.select("step", "wall_time", "h0").rows() == [(0, 2.5, 1.0), (1, 3.0, 0.0)]

@@ -289,7 +289,7 @@ class RunWriter:
             t = self._tables.get(LAYER)
             last = self._last_step.get(LAYER, -1)
             if t is not None:
-                last = max(last, t.last_step, int(t.step[: t.n].max(initial=-1)))
+                last = max(last, t.last_step, *(int(x) for x in t.step[: t.n]))
             return last + 1
 
     # -- flushing --------------------------------------------------------------------------
