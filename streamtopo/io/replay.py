@@ -1,5 +1,8 @@
 """Read a run back (:func:`read_run`) and re-run a monitor over its recorded signals
 (:func:`replay`).
+
+polars is imported inside the functions, so a training process that only writes logs never
+loads it.
 """
 
 from __future__ import annotations
@@ -7,9 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from .._validation import describe
 from ..errors import InputError, InputTypeError, RecoveryError, StreamtopoError
@@ -25,6 +26,9 @@ from ._layout import (
     table_schema_from_json,
 )
 from .recovery import read_journal, wide_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
 
 __all__ = ["read_run", "replay"]
 
@@ -81,6 +85,8 @@ def read_run(
     >>> read_run(w.run_dir).select("run", "rank", "step", "g/b").collect().rows()
     [('demo', 0, 0, 0.0), ('demo', 0, 1, 1.0), ('demo', 0, 2, 2.0), ('demo', 0, 3, 3.0)]
     """
+    import polars as pl
+
     run_dir = Path(path)
     meta = _meta_of(run_dir)
     info = _table_info(meta, table, run_dir)
@@ -214,6 +220,8 @@ def replay(
     >>> (statuses["state"] == statuses["live_state"]).all()
     True
     """
+    import polars as pl
+
     run_dir = Path(path)
     meta = _meta_of(run_dir)
     info = _table_info(meta, LAYER, run_dir)
@@ -283,6 +291,8 @@ def replay(
 
 def summarize(statuses: pl.DataFrame) -> pl.DataFrame:
     """One row per rank: steps, counts per state, first alarm steps, agreement with the live run."""
+    import polars as pl
+
     aggs = [
         pl.len().alias("steps"),
         pl.col("step").min().alias("first_step"),
