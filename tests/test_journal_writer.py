@@ -440,3 +440,18 @@ def test_numpy_scalars_in_rows(tmp_path):
         w({**layer_row(1), "step": np.int64(1), "wall_time": 3, "h0": 0})
     df = read_run(w.run_dir).collect()
     assert df.select("step", "wall_time", "h0").rows() == [(0, 2.5, 1.0), (1, 3.0, 0.0)]
+
+
+def test_writing_never_imports_polars():
+    code = (
+        "import sys, tempfile, numpy as np\n"
+        "from streamtopo.io.journal import RunWriter\n"
+        "from tests.journal_rows import layer_row\n"
+        "with RunWriter(tempfile.mkdtemp(), run_id='np') as w:\n"
+        "    w(layer_row(0))\n"
+        "print('polars' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
