@@ -250,12 +250,16 @@ def replay(
     frame = read_run(run_dir, include_journal)
     if rank is not None:
         frame = frame.filter(pl.col("rank") == rank)
-    data = (
-        frame.select("rank", "step", "h0", "state", *columns)
-        .unique(subset=["rank", "step"], keep="last", maintain_order=True)
-        .sort("rank", "step")
-        .collect()
-    )
+    data = frame.select("rank", "step", "h0", "state", *columns).collect()
+    ordered = data.select(
+        ((pl.col("rank").diff() > 0) | (pl.col("step").diff() > 0) & (pl.col("rank").diff() == 0))
+        .fill_null(True)
+        .all()
+    ).item()
+    if not ordered:  # steps logged twice (resumed from an older checkpoint) or out of order
+        data = data.unique(subset=["rank", "step"], keep="last", maintain_order=True).sort(
+            "rank", "step"
+        )
     out = []
     for (r,), part in data.group_by("rank", maintain_order=True):
         monitor.reset()
