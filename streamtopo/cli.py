@@ -131,6 +131,26 @@ def _configure_replay(p: argparse.ArgumentParser) -> None:
 _cmd_replay.configure = _configure_replay
 
 
+@command("report", "write a self-contained HTML report (and a markdown summary) of a run")
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    paths = build_report(args.run, args.out, include_journal=not args.committed_only)
+    print(f"report: {paths.html} ({paths.figures} figures)\nsummary: {paths.markdown}")
+    return 0
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
+    p.add_argument("--out", help="HTML file to write (default: <run>/report.html)")
+    p.add_argument(
+        "--committed-only", action="store_true", help="ignore rows still in live journals"
+    )
+
+
+_cmd_report.configure = _configure_report
+
+
 def _load_points(path: str):
     import numpy as np
 

@@ -284,6 +284,12 @@ class ZScoreAlarm:
     def active(self) -> bool:
         return self.state is not State.HEALTHY
 
+    def pending(self, k: int) -> bool:
+        """Detector ``k`` is over its WATCH threshold now (counting toward an alarm, or holding
+        one). A monitor can keep such values out of that detector's baseline, so the first
+        outliers of an event cannot inflate the spread they are judged against."""
+        return self._over[k] > 0
+
     @property
     def over_steps(self) -> int:
         """Steps of the current alarm with some detector over its WATCH threshold."""

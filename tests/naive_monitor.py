@@ -144,7 +144,8 @@ class NaiveLayerMonitor:
         if state == "HEALTHY" and not excluded:
             if logh > -math.inf:
                 self.h_base.append(logh)
-            self.l_base.append(u)
+            if self.over["layer"] == 0:
+                self.l_base.append(u)
         self.collapse_run = self.collapse_run + 1 if state == "COLLAPSE" else 0
         return {
             "h0": h0,

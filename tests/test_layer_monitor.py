@@ -547,3 +547,20 @@ def test_converging_layers_zscore_rule_says_falling_and_why():
     assert first.direction == "falling" and first.z < -3
     assert first.reason.startswith("topology") and "layers converging" in first.reason
     assert mon.summary()["h0_trend"] == "decreasing"
+
+
+def test_jump_of_one_layer_keeps_its_z_until_the_alarm_names_it():
+    # the first outliers of an event must not enter the per-layer baselines before the alarm
+    # fires (raise_after steps), or the jumping layer's z collapses and another layer is named
+    rng = np.random.default_rng(0)
+    mon = LayerMonitor(n_layers=6, signals=("act_norm",))
+    statuses = []
+    for t in range(300):
+        v = np.exp(rng.normal(0, 0.05, 6)) * np.arange(1, 7)
+        if t >= 250:
+            v[2] *= 100.0
+        statuses.append(mon.check(v))
+    first = next(s for s in statuses if s.state is not State.HEALTHY)
+    assert 250 <= first.step <= 255
+    assert first.culprits[0] == "2" and first.layer_z > 50
+    assert "2 z=" in first.reason

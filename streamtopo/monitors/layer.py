@@ -455,19 +455,25 @@ class LayerMonitor:
         if top >= 0 and (abs(lzt) > self.layer_z_ or state is not State.HEALTHY):
             culprits = self._culprits()
         reason = self._reason(state, z, lzt, top, nonfinite, excluded)
-        # values seen while an alarm is active (or with layers left out) never enter a baseline
+        # values seen while an alarm is active (or with layers left out) never enter a baseline;
+        # per-layer values also stay out while the layer rule is over its threshold but not yet
+        # for raise_after steps, or a jump of one layer would inflate the spread it is judged
+        # against (115 -> 5 in four steps) and the wrong layer would be named. The h0 baseline
+        # keeps absorbing such values: windowed h0 is autocorrelated, and holding it out turns
+        # slow healthy wander into alarms.
         if state is State.HEALTHY and not excluded:
             if logh > -math.inf:
                 self._h0_base.push(logh)
-            n_entries = self._u.size
-            chunk = -(-n_entries // K)
-            baseline_push(
-                self._u, self._B, self._ref, self._s1, self._s2, self._bpos, self._bn,
-                (self._bpushes * chunk) % n_entries, chunk,
-            )  # fmt: skip
-            self._bpos = (self._bpos + 1) % K
-            self._bn = min(self._bn + 1, K)
-            self._bpushes += 1
+            if not self._alarm.pending(1):
+                n_entries = self._u.size
+                chunk = -(-n_entries // K)
+                baseline_push(
+                    self._u, self._B, self._ref, self._s1, self._s2, self._bpos, self._bn,
+                    (self._bpushes * chunk) % n_entries, chunk,
+                )  # fmt: skip
+                self._bpos = (self._bpos + 1) % K
+                self._bn = min(self._bn + 1, K)
+                self._bpushes += 1
         self._patience.update(state)
         status = Status(
             step, h0, z, self._peak.ratio, self._peak.peak, state, direction, culprits, reason,
