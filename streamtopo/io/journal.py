@@ -89,6 +89,30 @@ class RunWriter:
     handle_sigterm : bool, default True
         Flush on SIGTERM, then run the previous handler (installed only from the main thread).
 
+    Attributes
+    ----------
+    run_dir, rank_dir : Path
+        ``<log_dir>/run=<run_id>`` and its ``rank=<r>`` directory.
+    recovery_ : RecoveryReport
+        What the recovery of this rank did on open.
+    rows_written_ : int
+        Rows flushed to journals so far.
+    flushed_step_ : int
+        Step of the last row a completed flush wrote (-1 before the first flush).
+    parts_ : list of Path
+        Parquet parts written by the background thread.
+    next_step_ : int
+        One past the largest layer step recorded in this rank.
+
+    Notes
+    -----
+    Rows are dicts (the contract every monitor follows): ``"monitor"`` (kind), ``"step"``,
+    ``"wall_time"``, ``"config"``; for ``"layer"`` also ``"signals"``, ``"layer_names"``,
+    ``"values"`` (float array of shape (signals, layers)), ``"h0"``, ``"state"``, ``"reason"``;
+    other kinds add scalar columns (int, float, str, bool) fixed by their first row. A bad row
+    raises ``ValueError``/``TypeError`` and leaves the writer unchanged. Close the writer (or use
+    ``with``); atexit closes writers left open. A forked child never writes its parent's files.
+
     Examples
     --------
     >>> import tempfile, numpy as np, polars as pl
