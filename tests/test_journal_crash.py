@@ -83,8 +83,12 @@ class Child:
 
 def check_run(run_dir: Path, at_least: int) -> pl.DataFrame:
     """Steps 0..M contiguous, no duplicates, M >= at_least, every cell right, parts open."""
-    for part in run_dir.glob("rank=*/*.parquet"):
+    parts = list(run_dir.glob("rank=*/*.parquet"))
+    for part in parts:
         pl.read_parquet(part)  # every part opens
+    if not parts:  # killed before its first flush (only possible if nothing was reported)
+        assert at_least < 0
+        return pl.DataFrame({"step": []}, schema={"step": pl.Int64})
     assert not list(run_dir.glob("**/*.tmp")), "a temporary file survived recovery"
     assert not list(run_dir.glob("**/*.arrows")), "a journal survived recovery"
     df = pl.scan_parquet(run_dir / "**/*.parquet", hive_partitioning=True).collect()
@@ -128,8 +132,8 @@ def test_sigkill_at_random_moments_and_mid_roll_loses_nothing_flushed(tmp_path):
         assert not report.quarantined and not report.busy_ranks
         reported = child.last_flushed()
         df = check_run(run_dir, at_least=reported)
-        assert df["step"].max() >= reported
-        total_reported = int(df["step"].max())
+        total_reported = int(df["step"].max()) if df.height else -1
+        assert total_reported >= reported
         assert recover(run_dir).clean  # idempotent
     assert mid_roll_seen >= 1, "no trial hit a roll in progress"
 
