@@ -455,3 +455,35 @@ def test_writing_never_imports_polars():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_two_rank_processes_share_one_run(tmp_path):
+    code = (
+        "import sys\n"
+        "from streamtopo.io import RunWriter\n"
+        "from tests.journal_rows import layer_row, centroid_row\n"
+        "rank = int(sys.argv[1])\n"
+        "with RunWriter(sys.argv[2], run_id='ddp', rank=rank, flush_rows=50, roll_rows=400) as w:\n"
+        "    for s in range(1500 + 100 * rank):\n"
+        "        w(layer_row(s))\n"
+        "        if s % 10 == 0:\n"
+        "            w(centroid_row(s))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(r), str(tmp_path)], env=env, cwd=ROOT)
+        for r in (0, 1)
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    run_dir = tmp_path / "run=ddp"
+    df = read_run(run_dir).collect()
+    assert df.group_by("rank").len().sort("rank").rows() == [(0, 1500), (1, 1600)]
+    for r, n in ((0, 1500), (1, 1600)):
+        part = df.filter(pl.col("rank") == r)
+        assert part["step"].to_list() == list(range(n))
+        check_cells(part, 4)
+    cen = read_run(run_dir, table="centroid").collect()
+    assert cen.group_by("rank").len().sort("rank").rows() == [(0, 150), (1, 160)]
+    meta = json.loads((run_dir / "_meta.json").read_text())
+    assert sorted(meta["tables"]) == ["centroid", "layer"]
+    assert not list(run_dir.glob("**/*.arrows")) and not list(run_dir.glob("**/*.tmp"))
