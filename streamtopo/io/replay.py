@@ -72,6 +72,14 @@ def read_run(
         The columns of ``_meta.json``'s schema plus ``run`` (String) and ``rank`` (Int64).
         Within a rank, rows come in the order they were written (parts by index).
 
+    Notes
+    -----
+    ``run`` and ``rank`` are the hive partitions of the layout, added from the directory names
+    this function walks rather than by polars' ``hive_partitioning``, which parses every
+    ``key=value`` directory of the full path (a ``log_dir`` such as ``/data/lr=3e-4/`` would add
+    an ``lr`` column). Plain ``pl.scan_parquet(run_dir / "**/*.parquet",
+    hive_partitioning=True)`` works too.
+
     Examples
     --------
     >>> import tempfile, numpy as np
