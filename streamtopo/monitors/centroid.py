@@ -65,7 +65,8 @@ class CentroidMonitor:
         ``"baseline"`` (default): alert when ``|gap - baseline| > k * sd`` with
         ``sd = sqrt(noise**2 + mean(baseline noise**2) / baseline_checks)``, two-sided;
         the baseline is the mean gap of the ``baseline_checks`` checks after ``warmup``.
-        ``"seed"``: alert when ``gap > gap_threshold`` (one-sided), as in seed 004.
+        ``"seed"``: alert when ``gap > gap_threshold`` (one-sided), as in seed 004 (pass
+        ``matched_size=None`` too for the seed's unmatched gap).
     patience : int
         Consecutive alerts before ``should_stop`` (and checks without a new test-loss minimum
         before the loss rule stops), default 3 as in seed 004.
