@@ -70,7 +70,7 @@ class GapStatus:
         return row
 
 
-def difficulty(h0: float, n_classes: int) -> str:
+def difficulty(h0: float, n_classes: int = 10) -> str:
     """A coarse label for the H0 of ``n_classes`` centroids: "easy", "medium" or "hard".
 
     The label uses the mean merge distance ``h0 / (n_classes - 1)`` (cosine): >= 0.40 "easy",
@@ -81,7 +81,7 @@ def difficulty(h0: float, n_classes: int) -> str:
 
     Examples
     --------
-    >>> difficulty(4.38, 10), difficulty(2.02, 10), difficulty(0.9, 10)
+    >>> difficulty(4.38), difficulty(2.02), difficulty(0.9, n_classes=10)
     ('easy', 'medium', 'hard')
     """
     n = check_positive_int(n_classes, "n_classes", minimum=2)
