@@ -567,3 +567,24 @@ def test_match_coefficients_against_the_closed_form_twin():
     ok = small & (target < counts.sum(0))  # reachable: smallest non-empty group <= target
     np.testing.assert_allclose(neff[ok], target[ok], rtol=1e-9)
     assert ok.sum() > 100
+
+
+def test_rows_round_trip_through_the_run_writer(tmp_path):
+    from streamtopo.io import RunWriter, read_run
+
+    rng = np.random.default_rng(25)
+    M = rng.normal(size=(4, 6))
+    statuses = []
+    with RunWriter(tmp_path, run_id="c") as w:
+        mon = CentroidMonitor(4, class_names=list("abcd"), writer=w, warmup=0, baseline_checks=1)
+        for i in range(4):
+            Xtr, ytr = _shifted(rng, M, 400, 1.0)
+            Xte, yte = _shifted(rng, M, 100, 1.0, pull=float(i == 3))
+            statuses.append(mon.check(Xtr, ytr, Xte[yte != 3], yte[yte != 3], test_loss=1.0 - i))
+    df = read_run(w.run_dir, table="centroid").collect().sort("step")
+    assert df["step"].to_list() == [1, 2, 3, 4]
+    np.testing.assert_array_equal(df["h0_gap"].to_numpy(), [s.h0_gap for s in statuses])
+    assert df["state"].to_list() == [str(s.state) for s in statuses]
+    assert df["alert"].to_list() == [s.alert for s in statuses]
+    assert df["missing_classes"].to_list() == ["d"] * 4
+    assert df["reason"].to_list() == [s.reason for s in statuses]
