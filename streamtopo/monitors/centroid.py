@@ -278,6 +278,34 @@ class CentroidMonitor:
         last = state["last"]
         self._last = None if last is None else status_from_dict(last)
 
+    def merge(self, other: CentroidMonitor) -> None:
+        """Add the rows ``other`` has accumulated since its last check (another rank, another
+        data-loader worker) to this monitor's accumulators; ``other`` is unchanged.
+
+        Both monitors need the same configuration except ``seed`` (give each rank its own seed
+        so their group draws are independent) and the same feature width. Group sums add
+        exactly, so the merged centroids and effective sizes equal those of one monitor that
+        saw every row with the merged group assignment.
+        """
+        if not isinstance(other, CentroidMonitor):
+            raise InputTypeError(f"other must be a CentroidMonitor, got {describe(other)}")
+        mine = {k: v for k, v in self._config().items() if k != "seed"}
+        theirs = {k: v for k, v in other._config().items() if k != "seed"}
+        if mine != theirs:
+            diff = sorted(k for k in mine if mine[k] != theirs[k])
+            raise InputError(f"other has a different configuration ({', '.join(diff)})")
+        if other._sums is None:
+            return
+        if self._d is not None and other._d != self._d:
+            raise InputError(f"other has {other._d} feature columns, expected {self._d}")
+        if self._sums is None:
+            self._d = other._d
+            self._sums = np.zeros_like(other._sums)
+        self._sums += other._sums
+        self._wsum += other._wsum
+        self._w2sum += other._w2sum
+        self._dropped += other._dropped
+
     def _config(self) -> dict[str, Any]:
         return {
             "n_classes": self.n_classes,
