@@ -164,7 +164,12 @@ class CentroidMonitor:
         self.metric = check_choice(metric, "metric", ("cosine", "euclidean"))
         self.mode = check_choice(mode, "mode", _MODES)
         self.half_life = positive_float(half_life, "half_life")
-        if not (matched_size is None or matched_size == "min"):
+        if not (matched_size is None or (isinstance(matched_size, str) and matched_size == "min")):
+            if isinstance(matched_size, bool) or not isinstance(matched_size, (int, np.integer)):
+                raise InputTypeError(
+                    'matched_size must be "min", None or an integer >= 1, '
+                    f"got {describe(matched_size)}"
+                )
             matched_size = check_positive_int(matched_size, "matched_size")
         self.matched_size = matched_size
         self.groups = check_positive_int(groups, "groups", minimum=2)
@@ -195,6 +200,7 @@ class CentroidMonitor:
         self._w2sum = np.zeros((2, self.groups, self.n_classes))
         self._rng = np.random.default_rng(self.seed)
         self._dropped = 0
+        self._kept = 0
         self._step = 0
         self._baseline: list[tuple[float, float]] = []  # (gap, noise)
         self._streak = 0
