@@ -6,6 +6,9 @@ import cripser
 import gudhi
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from streamtopo import InputError, InputTypeError
 from streamtopo.cubical import betti_curves, cubical_diagram, cubical_diagrams
@@ -193,3 +196,22 @@ def test_bad_input():
         betti_curves(img, [0.0])
     with pytest.raises(InputError, match="at least 2 dimensions"):
         betti_curves(np.zeros(4), [0.0, 1.0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    img=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=7),
+        elements=st.sampled_from([-1e300, -2.5, 0.0, 1e-300, 3.0, 1e300]),
+    ),
+    tcon=st.booleans(),
+)
+def test_property_extreme_values_match_gudhi(img, tcon):
+    ours = _canon(cubical_diagram(img, connectivity=(4, 8)[tcon]))
+    np.testing.assert_array_equal(ours, _canon(_gudhi(img, tcon, 0)))
+    # transposing or flipping the image does not change the diagram
+    np.testing.assert_array_equal(ours, _canon(cubical_diagram(img.T[::-1], (4, 8)[tcon])))
+    t = np.array([-3.0, 0.0, 3.0])
+    c = betti_curves(img, t, (4, 8)[tcon])
+    np.testing.assert_array_equal(c.betti1[0], _curve(_gudhi(img, tcon, 1), t))

@@ -210,3 +210,44 @@ def test_plot_returns_figure():
     ax = fig.axes[0]
     assert ax.get_xlabel() == "normalised depth"
     assert len(ax.lines) == 2  # data and fit
+
+
+def test_cubical_profile_is_channel_mean_of_betti_curves():
+    from streamtopo.cubical import betti_curves
+
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 5, size=(3, 4, 6, 7)).astype(float)  # ties and a constant-free mix
+    x[1, 2] = 3.0  # one constant channel
+    t = np.linspace(0.0, 1.0, 9)
+    p = betti_profile(x, thresholds=t, connectivity=4)
+    lo = x.min(axis=(2, 3), keepdims=True)
+    span = x.max(axis=(2, 3), keepdims=True) - lo
+    norm = (x - lo) / np.where(span > 0, span, 1.0)
+    c = betti_curves(norm, t, 4)
+    np.testing.assert_allclose(p.area, (c.area0 + c.area1).reshape(3, 4).mean(axis=1))
+    np.testing.assert_allclose(p.betti0, c.betti0.reshape(3, 4, -1).mean(axis=1))
+    np.testing.assert_allclose(p.betti1, c.betti1.reshape(3, 4, -1).mean(axis=1))
+    only0 = betti_profile(x, thresholds=t, connectivity=4, dims=(0,))
+    np.testing.assert_allclose(only0.area, c.area0.reshape(3, 4).mean(axis=1))
+    assert only0.betti1 is None
+
+
+def test_rips_normalised_and_cosine():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(25, 4))
+    raw = betti_profile(X, kind="rips", thresholds=11, normalize="none")
+    norm = betti_profile(3.0 * X, kind="rips", thresholds=11)  # scale-free by construction
+    assert norm.thresholds[-1] == 1.0
+    np.testing.assert_array_equal(raw.betti0, norm.betti0)
+    assert norm.area[0] == pytest.approx(raw.area[0] / raw.thresholds[-1])
+    t = np.linspace(0.0, 1.0, 7)
+    cos = betti_profile(X, kind="rips", thresholds=t, normalize="none", metric="cosine")
+    assert cos.betti0[0].tolist() == [betti0_at(X, s, metric="cosine") for s in t]
+    sub = betti_profile(X, kind="rips", thresholds=t, max_points=10, seed=1)
+    assert sub.betti0[0, 0] == 10
+    with pytest.raises(InputError, match="metric must be one of"):
+        betti_profile(X, kind="rips", metric="precomputed")
+    with pytest.raises(InputError, match="needs metric='euclidean'"):
+        betti_profile(X, kind="rips", metric="cosine", dims=(0, 1))
+    with pytest.raises(InputError, match="for kind='rips'"):
+        betti_profile(np.zeros(5), kind="rips")

@@ -163,7 +163,10 @@ def _rips(
 ) -> LayerProfile:
     from ..topology import h0_diagram, h1_diagram
 
+    check_choice(metric, "metric", ("euclidean", "cosine"))
     use = _dims(dims, (0, 1))
+    if 1 in use and metric != "euclidean":
+        raise InputError(f"dims containing 1 needs metric='euclidean' (ripser), got {metric!r}")
     X = arr.reshape(arr.shape[0], -1).astype(np.float64)
     if max_points is not None:
         check_positive_int(max_points, "max_points", minimum=2)
@@ -171,24 +174,20 @@ def _rips(
             idx = np.random.default_rng(seed).choice(X.shape[0], size=max_points, replace=False)
             X = X[np.sort(idx)]
     h0 = h0_diagram(X, metric)
+    h1 = h1_diagram(X, max_points=None) if 1 in use else np.zeros((0, 2))
     finite = h0[:-1, 1]
-    scale = 1.0
-    if normalize != "none" and finite.size and finite.max() > 0:
-        scale = float(finite.max())
+    longest = float(finite.max()) if finite.size else 0.0
+    scale = longest if normalize != "none" and longest > 0 else 1.0
     h0 = h0 / scale
-    h1 = np.zeros((0, 2))
-    if 1 in use:
-        P = X if metric == "euclidean" else None
-        if P is None:
-            raise InputError(
-                f"dims with 1 needs metric='euclidean' for kind='rips', got {metric!r}"
-            )
-        h1 = h1_diagram(P, max_points=None) / scale
-    hi = 1.0 if normalize != "none" else max(float(finite.max() / scale) if finite.size else 0.0,
-                                             float(h1[:, 1].max()) if h1.size else 0.0)  # fmt: skip
+    h1 = h1 / scale
+    if normalize != "none":
+        hi = 1.0
+    else:
+        hi = max(longest, float(h1[:, 1].max()) if h1.size else 0.0)
     t = _levels(thresholds, 0.0, hi)
-    b0, a0 = _bars_curve(h0, t)
-    area = a0 if 0 in use else 0.0
+    b0, area = _bars_curve(h0, t)
+    if 0 not in use:
+        area = 0.0
     b1 = None
     if 1 in use:
         b1c, a1 = _bars_curve(h1, t)
