@@ -197,6 +197,12 @@ def test_state_dict_round_trip_continues_identically():
     json.dumps(rows[-1])
     with pytest.raises(InputError, match="layer_names"):
         DepthProfile(["x", "y"]).load_state_dict(state)
+    broken = dp.state_dict()
+    broken["layers"]["a"]["area"] = broken["layers"]["a"]["area"][:1]
+    before = fresh.omega()
+    with pytest.raises(InputError, match="inconsistent shapes"):
+        fresh.load_state_dict(broken)
+    assert fresh.omega().equals(before)
     dp.reset()
     assert dp.omega().height == 0 and dp.step_ == 0
 

@@ -473,15 +473,29 @@ class DepthProfile:
         for name, d in layers.items():
             if name not in self.layer_names:
                 raise InputError(f"state has unknown layer {name!r}")
-            b1 = d.get("betti1")
-            profiles[name] = LayerProfile(
-                str(d["kind"]),
-                np.asarray(d["thresholds"], dtype=np.float64).copy(),
-                np.asarray(d["betti0"], dtype=np.float64).copy(),
-                None if b1 is None else np.asarray(b1, dtype=np.float64).copy(),
-                np.asarray(d["area"], dtype=np.float64).copy(),
-                np.asarray(d["total_persistence"], dtype=np.float64).copy(),
+            try:
+                b1 = d.get("betti1")
+                prof = LayerProfile(
+                    str(d["kind"]),
+                    np.array(d["thresholds"], dtype=np.float64),
+                    np.array(d["betti0"], dtype=np.float64),
+                    None if b1 is None else np.array(b1, dtype=np.float64),
+                    np.array(d["area"], dtype=np.float64),
+                    np.array(d["total_persistence"], dtype=np.float64),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"state for layer {name!r} is malformed: {exc!r}") from None
+            n, T = prof.area.shape[0], prof.thresholds.shape[0]
+            shapes_ok = (
+                prof.kind in KINDS
+                and prof.area.ndim == 1
+                and prof.betti0.shape == (n, T)
+                and (prof.betti1 is None or prof.betti1.shape == (n, T))
+                and prof.total_persistence.shape == (n,)
             )
+            if not shapes_ok:
+                raise InputError(f"state for layer {name!r} has inconsistent shapes or kind")
+            profiles[name] = prof
         config = _check_config(dict(state.get("config", self.config)))
         self.step_ = step
         self.profiles_ = profiles
