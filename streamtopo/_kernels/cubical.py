@@ -48,28 +48,33 @@ def neighbour_offsets(ndim, full):
 
 @jit
 def padded_layout(D, H, W, offs):
-    """Index of each pixel in a grid padded by one never-present pixel on every side, and the
-    neighbour offsets as flat steps in that padded grid (no bounds checks in the hot loop).
+    """Neighbour offsets as flat steps in the grid padded by one never-present pixel on every
+    side (no bounds checks in the hot loop), and the padded size.
 
-    The z axis is padded only when D > 1 (a 2-D map has no z neighbours). Returns
-    ``(pad_index (P,), steps (K,), padded size)``.
+    The z axis is padded only when D > 1 (a 2-D map has no z neighbours); :func:`_padded`
+    maps a pixel to its padded index.
     """
     pz = 1 if D > 1 else 0
-    Dp = D + 2 * pz
     Hp = H + 2
     Wp = W + 2
-    pad_index = np.empty(D * H * W, dtype=np.int64)
-    p = 0
-    for z in range(D):
-        for y in range(H):
-            for x in range(W):
-                pad_index[p] = ((z + pz) * Hp + y + 1) * Wp + x + 1
-                p += 1
     K = offs.shape[0]
     steps = np.empty(K, dtype=np.int64)
     for k in range(K):
         steps[k] = (offs[k, 0] * Hp + offs[k, 1]) * Wp + offs[k, 2]
-    return pad_index, steps, Dp * Hp * Wp
+    return steps, (D + 2 * pz) * Hp * Wp
+
+
+@jit
+def _padded(p, D, H, W):
+    """Padded index of pixel p: ((z + pz) * Hp + y + 1) * Wp + x + 1, by arithmetic (a lookup
+    table is a cache miss per pixel on large maps)."""
+    Wp = W + 2
+    if D == 1:
+        return p + 2 * (p // W) + Wp + 1
+    HpWp = (H + 2) * Wp
+    r = p // W
+    z = r // H
+    return p + z * (HpWp - H * W) + 2 * (r - z * H) + HpWp + Wp + 1
 
 
 @jit
@@ -81,24 +86,26 @@ def _root(parent, x):
 
 
 @jit
-def h0_pairs(f, order, pad_index, steps, parent, rank, bval, out):
+def h0_pairs(f, order, D, H, W, steps, parent, rank, bval, fs, out):
     """Sublevel H0 pairs of one flat map; returns the number written (essential bar last).
 
     ``order`` sorts ``f`` ascending (any tie order: the off-diagonal diagram does not depend on
     it). ``parent``, ``rank`` (int64) and ``bval`` (float64) are scratch over the padded grid of
     :func:`padded_layout`; ``parent`` must be -1 on the padding and is reset here on the
-    interior. Roots are always the pixel that started the component, so a root's birth is
-    ``bval[root]`` and its age ``rank[root]``. ``out`` (P, 2) receives ``(birth, death)`` rows;
-    finite rows come out by ascending (death, birth).
+    interior; ``fs`` (P,) float64 scratch receives the sorted values. Roots are always the
+    pixel that started the component, so a root's birth is ``bval[root]`` and its age
+    ``rank[root]``. ``out`` (P, 2) receives ``(birth, death)`` rows; finite rows come out by
+    ascending (death, birth).
     """
     P = f.shape[0]
     K = steps.shape[0]
-    for i in range(P):
-        parent[pad_index[i]] = -1
+    for k in range(P):
+        fs[k] = f[order[k]]
+        parent[_padded(k, D, H, W)] = -1
     n = 0
     for k in range(P):
-        p = pad_index[order[k]]
-        v = f[order[k]]
+        p = _padded(order[k], D, H, W)
+        v = fs[k]
         rp = -1  # p's root; p itself stays absent (parent -1) while its neighbours are read
         for o in range(K):
             q = p + steps[o]
@@ -138,7 +145,7 @@ def h0_pairs(f, order, pad_index, steps, parent, rank, bval, out):
             bval[p] = v
         parent[p] = rp
     if P > 0:
-        out[n, 0] = f[order[0]]
+        out[n, 0] = fs[0]
         out[n, 1] = np.inf
         n += 1
     return n
@@ -149,12 +156,13 @@ def h0_pairs_batch(F, order, D, H, W, offs, out, out_count):
     """:func:`h0_pairs` for each row of F (B, P) with its sort order (B, P); row b's pairs fill
     ``out[b, :out_count[b]]`` (out is (B, P, 2))."""
     B = F.shape[0]
-    pad_index, steps, size = padded_layout(D, H, W, offs)
+    steps, size = padded_layout(D, H, W, offs)
     parent = np.full(size, -1, dtype=np.int64)
     rank = np.empty(size, dtype=np.int64)
     bval = np.empty(size, dtype=np.float64)
+    fs = np.empty(F.shape[1], dtype=np.float64)
     for b in range(B):
-        out_count[b] = h0_pairs(F[b], order[b], pad_index, steps, parent, rank, bval, out[b])
+        out_count[b] = h0_pairs(F[b], order[b], D, H, W, steps, parent, rank, bval, fs, out[b])
 
 
 @jit
@@ -304,7 +312,8 @@ def summaries_batch(
     Euler curve and ``out_areachi[b]`` = its integral, so beta1 = beta0 - chi.
     """
     B, P = F.shape
-    pad_index, steps, size = padded_layout(D, H, W, offs)
+    steps, size = padded_layout(D, H, W, offs)
+    fs = np.empty(P, dtype=np.float64)
     parent = np.full(size, -1, dtype=np.int64)
     rank = np.empty(size, dtype=np.int64)
     bval = np.empty(size, dtype=np.float64)
@@ -314,7 +323,7 @@ def summaries_batch(
     gt = np.empty((H + 2) * (W + 2), dtype=np.int64)
     for b in range(B):
         f = F[b]
-        n = h0_pairs(f, order[b], pad_index, steps, parent, rank, bval, pairs)
+        n = h0_pairs(f, order[b], D, H, W, steps, parent, rank, bval, fs, pairs)
         betti0_from_pairs(pairs, n, thresholds, out_b0[b])
         out_area0[b] = area_from_pairs(pairs, n, lo, hi)
         tp = 0.0
