@@ -15,7 +15,9 @@ connectivity   construction  complex
                              ``gudhi.CubicalComplex(vertices=)``
 =============  ===========  ==================================================================
 
-The default is the T-construction (8 / 26), gudhi's default for images. H0 comes from a
+The default is the T-construction (8 / 26), gudhi's default for images: pixels that touch at a
+corner count as connected, as the closed squares of the image plane do. Cubical Ripser's own
+default (used by seed 003) is the V-construction: pass ``connectivity=4`` (6 in 3-D) for it. H0 comes from a
 union-find over pixels sorted by value with the elder rule; in 2-D, beta1 comes from the Euler
 characteristic of the same complex, ``chi(t) = beta0(t) - beta1(t)`` (no beta2 on a planar
 grid). Both agree exactly with cripser and gudhi for the matching construction (tested).
