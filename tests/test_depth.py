@@ -72,6 +72,17 @@ def test_scale_invariance_with_map_normalisation():
     np.testing.assert_array_equal(a.betti0, b.betti0)
 
 
+def test_extreme_ranges():
+    x = np.zeros((1, 4, 4))
+    x[0, 0, 0] = -1e300
+    x[0, 3, 3] = 1e-300
+    p = betti_profile(x, thresholds=[0.0, 0.5, 1.0])  # representable: scaled exactly
+    assert p.betti0[0].tolist() == [1.0, 1.0, 1.0]
+    x[0, 0, 0], x[0, 3, 3] = -1.7e308, 1.7e308
+    with pytest.raises(InputError, match="overflows float64"):
+        betti_profile(x)
+
+
 def test_constant_maps_give_beta0_one():
     p = betti_profile(np.full((2, 3, 5, 5), 4.0), thresholds=8)
     assert np.all(p.betti0 == 1) and np.all(p.betti1 == 0)

@@ -136,6 +136,11 @@ def _cubical(
         t = _levels(thresholds, 0.0, 1.0)
     else:
         t = _levels(thresholds, float(maps.min()), float(maps.max()))
+    if not np.isfinite(maps).all():  # a value range wider than float64 (|x| near 1e308)
+        raise InputError(
+            f"activations span a range that overflows float64 when normalised "
+            f"(normalize={normalize!r}); rescale them first"
+        )
     c = betti_curves(maps, t, connectivity, grid_ndim=grid)
     ch = maps.shape[1]
     b0 = c.betti0.reshape(n, ch, -1).mean(axis=1)
