@@ -124,18 +124,19 @@ def _cubical(
     use = _dims(dims, (0, 1) if grid == 2 else (0,))
     n = arr.shape[0]
     maps = arr.reshape(n, -1, *arr.shape[-grid:]).astype(np.float64)
-    if normalize == "map":
-        axes = tuple(range(2, maps.ndim))
-        lo = maps.min(axis=axes, keepdims=True)
-        span = maps.max(axis=axes, keepdims=True) - lo
-        maps = (maps - lo) / np.where(span > 0, span, 1.0)
-        t = _levels(thresholds, 0.0, 1.0)
-    elif normalize == "layer":
-        lo, hi = float(maps.min()), float(maps.max())
-        maps = (maps - lo) / (hi - lo if hi > lo else 1.0)
-        t = _levels(thresholds, 0.0, 1.0)
-    else:
-        t = _levels(thresholds, float(maps.min()), float(maps.max()))
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        if normalize == "map":
+            axes = tuple(range(2, maps.ndim))
+            lo = maps.min(axis=axes, keepdims=True)
+            span = maps.max(axis=axes, keepdims=True) - lo
+            maps = (maps - lo) / np.where(span > 0, span, 1.0)
+            t = _levels(thresholds, 0.0, 1.0)
+        elif normalize == "layer":
+            lo, hi = float(maps.min()), float(maps.max())
+            maps = (maps - lo) / (hi - lo if hi > lo else 1.0)
+            t = _levels(thresholds, 0.0, 1.0)
+        else:
+            t = _levels(thresholds, float(maps.min()), float(maps.max()))
     if not np.isfinite(maps).all():  # a value range wider than float64 (|x| near 1e308)
         raise InputError(
             f"activations span a range that overflows float64 when normalised "
