@@ -121,6 +121,9 @@ def test_rips_h1_on_a_circle():
     ref = [np.sum((bars[:, 0] <= s) & (s < bars[:, 1])) for s in t]
     assert p.betti1[0].tolist() == ref
     assert max(ref) == 1
+    # wide embeddings (more features than samples) are the normal case: no ripser warning
+    wide = np.c_[X, np.zeros((30, 40))]
+    assert betti_profile(wide, kind="rips", thresholds=t, dims=(0, 1)).betti1.max() == 1
 
 
 def test_add_twice_unknown_layer_and_state_unchanged():

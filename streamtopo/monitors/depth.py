@@ -31,6 +31,7 @@ message says how many there are).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -180,7 +181,12 @@ def _rips(
             idx = np.random.default_rng(seed).choice(X.shape[0], size=max_points, replace=False)
             X = X[np.sort(idx)]
     h0 = h0_diagram(X, metric)
-    h1 = h1_diagram(X, max_points=None) if 1 in use else np.zeros((0, 2))
+    h1 = np.zeros((0, 2))
+    if 1 in use:
+        with warnings.catch_warnings():
+            # embeddings routinely have more features than samples; rows are the points
+            warnings.filterwarnings("ignore", message=".*more columns than rows")
+            h1 = h1_diagram(X, max_points=None)
     finite = h0[:-1, 1]
     longest = float(finite.max()) if finite.size else 0.0
     scale = longest if normalize != "none" and longest > 0 else 1.0
