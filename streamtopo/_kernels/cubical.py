@@ -16,7 +16,8 @@ Constructions (the same words as Cubical Ripser and gudhi):
 
 H0 is the same computation for both: pixels are added in ascending value and unioned with
 already-present neighbours; when two components meet, the younger one (later birth in the
-processing order) dies at the current value -- the elder rule. Zero-length pairs (birth ==
+processing order) dies at the current value -- the elder rule. Linking is younger-under-elder
+(not by size) so that a root is always its component's birth pixel; ``uf_find`` halves paths. Zero-length pairs (birth ==
 death) are not written, as in gudhi's and cripser's output.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
+from .unionfind import uf_find
 
 
 @jit
@@ -78,14 +80,6 @@ def _padded(p, D, H, W):
 
 
 @jit
-def _root(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
-
-
-@jit
 def h0_pairs(f, order, D, H, W, steps, parent, rank, bval, fs, out):
     """Sublevel H0 pairs of one flat map; returns the number written (essential bar last).
 
@@ -111,7 +105,7 @@ def h0_pairs(f, order, D, H, W, steps, parent, rank, bval, fs, out):
             q = p + steps[o]
             if parent[q] < 0:
                 continue
-            rq = _root(parent, q)
+            rq = uf_find(parent, q)
             if rp < 0:
                 # p's own component would be the youngest and die at once (zero length):
                 # join the first neighbour's component directly
