@@ -17,8 +17,8 @@ Constructions (the same words as Cubical Ripser and gudhi):
 H0 is the same computation for both: pixels are added in ascending value and unioned with
 already-present neighbours; when two components meet, the younger one (later birth in the
 processing order) dies at the current value -- the elder rule. Linking is younger-under-elder
-(not by size) so that a root is always its component's birth pixel; ``uf_find`` halves paths. Zero-length pairs (birth ==
-death) are not written, as in gudhi's and cripser's output.
+(not by size) so that a root is always its component's birth pixel; ``uf_find`` halves paths.
+Zero-length pairs (birth == death) are not written, as in gudhi's and cripser's output.
 """
 
 from __future__ import annotations
