@@ -188,11 +188,14 @@ def cubical_diagrams(
     flat = _as_maps(maps, "maps", grid_ndim)
     D, H, W = _grid(np.shape(maps), grid_ndim)
     M, P = flat.shape
-    out = np.empty((M, P, 2), dtype=np.float64)
-    count = np.empty(M, dtype=np.int64)
+    out = np.empty((M * P, 2), dtype=np.float64)
+    start = np.empty(M + 1, dtype=np.int64)
     order = np.argsort(flat, axis=1)  # numpy's vectorised sort beats a per-map sort in numba
-    h0_pairs_batch(flat, order, D, H, W, neighbour_offsets(grid_ndim, full), out, count)
-    return [out[m, : count[m]] for m in range(M)]
+    h0_pairs_batch(flat, order, D, H, W, neighbour_offsets(grid_ndim, full), out, start)
+    # the diagrams are views into one packed array; shrink it when most of it is unused
+    used = int(start[M])
+    pairs = out[:used].copy() if 2 * used < out.shape[0] else out[:used]
+    return [pairs[start[m] : start[m + 1]] for m in range(M)]
 
 
 def betti_curves(

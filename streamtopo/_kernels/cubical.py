@@ -146,17 +146,20 @@ def h0_pairs(f, order, D, H, W, steps, parent, rank, bval, fs, out):
 
 
 @jit
-def h0_pairs_batch(F, order, D, H, W, offs, out, out_count):
-    """:func:`h0_pairs` for each row of F (B, P) with its sort order (B, P); row b's pairs fill
-    ``out[b, :out_count[b]]`` (out is (B, P, 2))."""
+def h0_pairs_batch(F, order, D, H, W, offs, out, out_start):
+    """:func:`h0_pairs` for each row of F (B, P) with its sort order (B, P), packed: row b's
+    pairs are ``out[out_start[b]:out_start[b + 1]]`` (out is (B*P, 2), out_start (B + 1,))."""
     B = F.shape[0]
     steps, size = padded_layout(D, H, W, offs)
     parent = np.full(size, -1, dtype=np.int64)
     rank = np.empty(size, dtype=np.int64)
     bval = np.empty(size, dtype=np.float64)
     fs = np.empty(F.shape[1], dtype=np.float64)
+    start = 0
     for b in range(B):
-        out_count[b] = h0_pairs(F[b], order[b], D, H, W, steps, parent, rank, bval, fs, out[b])
+        out_start[b] = start
+        start += h0_pairs(F[b], order[b], D, H, W, steps, parent, rank, bval, fs, out[start:])
+    out_start[B] = start
 
 
 @jit
