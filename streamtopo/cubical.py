@@ -125,8 +125,8 @@ def _as_thresholds(thresholds: Any) -> np.ndarray:
     return np.ascontiguousarray(t)
 
 
-def cubical_diagram(image: Any, connectivity: int | None = None) -> np.ndarray:
-    """Sublevel-set H0 diagram of one 2-D image or 3-D volume.
+def cubical_diagram(image: Any, connectivity: int | None = None, dim: int = 0) -> np.ndarray:
+    """Sublevel-set persistence diagram of one 2-D image or 3-D volume.
 
     Parameters
     ----------
@@ -134,11 +134,15 @@ def cubical_diagram(image: Any, connectivity: int | None = None) -> np.ndarray:
         Finite pixel values.
     connectivity : {None, 4, 8} for 2-D, {None, 6, 26} for 3-D
         8 / 26 (default): T-construction; 4 / 6: V-construction (see the module docstring).
+    dim : int
+        0 (components), or the top dimension minus one: 1 (holes) in 2-D, 2 (voids) in 3-D,
+        computed by Alexander duality (see :func:`cubical_diagrams`).
 
     Returns
     -------
     numpy.ndarray, shape (n, 2)
-        ``(birth, death)`` rows, finite bars by ascending death, ``(min, inf)`` last.
+        ``(birth, death)`` rows by ascending (death, birth); for dim 0 the essential bar
+        ``(min, inf)`` is last (higher dimensions have none on a finite grid).
 
     Examples
     --------
@@ -150,17 +154,27 @@ def cubical_diagram(image: Any, connectivity: int | None = None) -> np.ndarray:
            [ 2.,  5.],
            [ 3.,  5.],
            [ 0., inf]])
+    >>> ring = np.ones((5, 5)); ring[1:4, 1:4] = 0.0; ring[2, 2] = 0.5
+    >>> cubical_diagram(ring, dim=1)
+    array([[0. , 0.5]])
     """
     arr = np.asarray(image) if not isinstance(image, np.ndarray) else image
     if getattr(arr, "ndim", None) not in (2, 3):
         raise InputError(f"image must be 2-D (H, W) or 3-D (D, H, W), got {describe(arr)}")
-    return cubical_diagrams(arr[None], connectivity, grid_ndim=arr.ndim)[0]
+    return cubical_diagrams(arr[None], connectivity, grid_ndim=arr.ndim, dim=dim)[0]
 
 
 def cubical_diagrams(
-    maps: Any, connectivity: int | None = None, *, grid_ndim: int = 2
+    maps: Any, connectivity: int | None = None, *, grid_ndim: int = 2, dim: int = 0
 ) -> list[np.ndarray]:
-    """H0 diagrams of many maps in one kernel call (no per-map Python overhead).
+    """Persistence diagrams of many maps in one kernel call (no per-map Python overhead).
+
+    ``dim=0`` runs the union-find directly. ``dim = grid_ndim - 1`` (H1 in 2-D, H2 in 3-D) uses
+    Alexander duality: the holes (voids) of ``{f <= t}`` are the bounded components of its
+    complement ``{f > t}``, which are connected with the dual connectivity (T-construction
+    8 / 26 <-> 4 / 6 for the complement, and the reverse). So the H0 of ``-f``, padded with an
+    always-present outside, gives every such bar ``(b, d)`` as ``(-d, -b)``; the outside's
+    essential bar is dropped. (Tested equal to cripser and gudhi.)
 
     Parameters
     ----------
@@ -169,11 +183,12 @@ def cubical_diagrams(
     connectivity : int, optional
         As in :func:`cubical_diagram`.
     grid_ndim : {2, 3}
+    dim : {0, grid_ndim - 1}
 
     Returns
     -------
     list of numpy.ndarray
-        One diagram per map, in C order of the leading dimensions.
+        One diagram per map, in C order of the leading dimensions; views into one packed array.
 
     Examples
     --------
@@ -182,20 +197,55 @@ def cubical_diagrams(
     >>> [d.tolist() for d in cubical_diagrams(maps, connectivity=4)]
     [[[0.0, 1.0], [0.0, inf]], [[0.0, inf]]]
     """
-    from ._kernels.cubical import h0_pairs_batch, neighbour_offsets
-
     full = _full(connectivity, grid_ndim)
+    if isinstance(dim, bool) or dim not in (0, grid_ndim - 1):
+        raise InputError(f"dim must be 0 or {grid_ndim - 1} for a {grid_ndim}-D grid, got {dim!r}")
     flat = _as_maps(maps, "maps", grid_ndim)
     D, H, W = _grid(np.shape(maps), grid_ndim)
+    if dim == 0:
+        pairs, start = _h0_packed(flat, D, H, W, grid_ndim, full)
+    else:
+        pairs, start = _top_packed(flat, D, H, W, grid_ndim, full)
+    return [pairs[start[m] : start[m + 1]] for m in range(flat.shape[0])]
+
+
+def _h0_packed(
+    flat: np.ndarray, D: int, H: int, W: int, grid_ndim: int, full: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """H0 pairs of every row of ``flat`` packed in one array; row m owns start[m]:start[m+1]."""
+    from ._kernels.cubical import h0_pairs_batch, neighbour_offsets
+
     M, P = flat.shape
     out = np.empty((M * P, 2), dtype=np.float64)
     start = np.empty(M + 1, dtype=np.int64)
     order = np.argsort(flat, axis=1)  # numpy's vectorised sort beats a per-map sort in numba
     h0_pairs_batch(flat, order, D, H, W, neighbour_offsets(grid_ndim, full), out, start)
-    # the diagrams are views into one packed array; shrink it when most of it is unused
     used = int(start[M])
-    pairs = out[:used].copy() if 2 * used < out.shape[0] else out[:used]
-    return [pairs[start[m] : start[m + 1]] for m in range(M)]
+    return (out[:used].copy() if 2 * used < out.shape[0] else out[:used]), start
+
+
+def _top_packed(
+    flat: np.ndarray, D: int, H: int, W: int, grid_ndim: int, full: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """H_{top-1} pairs by duality: H0 of ``-f`` on the grid padded with a -inf outside."""
+    M = flat.shape[0]
+    grid = (D, H, W) if grid_ndim == 3 else (H, W)
+    pad = [(0, 0)] + [(1, 1)] * grid_ndim
+    g = np.pad(-flat.reshape(M, *grid), pad, constant_values=-np.inf).reshape(M, -1)
+    Dp, Hp, Wp = (D + 2 if grid_ndim == 3 else 1), H + 2, W + 2
+    pairs, start = _h0_packed(g, Dp, Hp, Wp, grid_ndim, not full)
+    # every map's last pair is the outside's essential bar: drop it, flip the rest
+    keep = np.ones(pairs.shape[0], dtype=bool)
+    keep[start[1:] - 1] = False
+    owner = np.repeat(np.arange(M), np.diff(start))[keep]
+    top = np.empty((int(keep.sum()), 2), dtype=np.float64)
+    top[:, 0] = -pairs[keep, 1]
+    top[:, 1] = -pairs[keep, 0]
+    order = np.lexsort((top[:, 0], top[:, 1], owner))
+    counts = np.bincount(owner, minlength=M)
+    new_start = np.zeros(M + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_start[1:])
+    return top[order], new_start
 
 
 def betti_curves(

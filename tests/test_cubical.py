@@ -186,6 +186,8 @@ def test_bad_input():
         cubical_diagram(img, connectivity=6)
     with pytest.raises(InputError, match="connectivity must be 6 or 26"):
         cubical_diagrams(np.zeros((2, 2, 2)), 8, grid_ndim=3)
+    with pytest.raises(InputError, match="dim must be 0 or 1"):
+        cubical_diagram(img, dim=2)
     with pytest.raises(InputError, match="grid_ndim"):
         cubical_diagrams(img, grid_ndim=4)
     with pytest.raises(InputTypeError, match="real numbers"):
@@ -215,3 +217,36 @@ def test_property_extreme_values_match_gudhi(img, tcon):
     t = np.array([-3.0, 0.0, 3.0])
     c = betti_curves(img, t, (4, 8)[tcon])
     np.testing.assert_array_equal(c.betti1[0], _curve(_gudhi(img, tcon, 1), t))
+
+
+@pytest.mark.parametrize("tcon", [False, True])
+def test_top_dimension_by_duality_matches_cripser(tcon):
+    rng = np.random.default_rng(30 + tcon)
+    for ndim, n in ((2, 30), (3, 10)):
+        conn = CONN[ndim][tcon]
+        for img in _images(rng, ndim, n, hi=9 if ndim == 2 else 6):
+            ours = cubical_diagram(img, connectivity=conn, dim=ndim - 1)
+            ph = cripser.compute_ph(img, filtration="T" if tcon else "V", maxdim=ndim - 1)
+            ref = ph[ph[:, 0] == ndim - 1][:, 1:3]
+            np.testing.assert_array_equal(_canon(ours), _canon(ref[ref[:, 1] > ref[:, 0]]))
+            np.testing.assert_array_equal(ours, _canon(ours))  # sorted by (death, birth)
+            if ndim == 2:  # and the Euler-characteristic beta1 curve agrees with it
+                t = np.unique(img)
+                np.testing.assert_array_equal(betti_curves(img, t, conn).betti1[0], _curve(ours, t))
+
+
+def test_single_slice_volume_equals_image():
+    rng = np.random.default_rng(8)
+    for img in _images(rng, 2, 10):
+        for c2, c3 in ((4, 6), (8, 26)):
+            vol = img[None]
+            np.testing.assert_array_equal(cubical_diagram(vol, c3), cubical_diagram(img, c2))
+            t = np.unique(img)
+            np.testing.assert_array_equal(
+                betti_curves(vol, t, c3, grid_ndim=3).betti0, betti_curves(img, t, c2).betti0
+            )
+    # a (1, 1, W) volume is a 1-D signal: H0 equals gudhi's on the same line
+    line = rng.integers(0, 4, size=(1, 1, 9)).astype(float)
+    np.testing.assert_array_equal(
+        _canon(cubical_diagram(line, 26)), _canon(_gudhi(line[0, 0], True, 0))
+    )

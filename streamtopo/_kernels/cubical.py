@@ -53,25 +53,28 @@ def padded_layout(D, H, W, offs):
     """Neighbour offsets as flat steps in the grid padded by one never-present pixel on every
     side (no bounds checks in the hot loop), and the padded size.
 
-    The z axis is padded only when D > 1 (a 2-D map has no z neighbours); :func:`_padded`
-    maps a pixel to its padded index.
+    The z axis is padded only when some offset moves in z (a 2-D map has no z neighbours);
+    :func:`_padded` maps a pixel to its padded index. Returns ``(steps, size, pz)``.
     """
-    pz = 1 if D > 1 else 0
+    pz = 0
+    for k in range(offs.shape[0]):
+        if offs[k, 0] != 0:
+            pz = 1
     Hp = H + 2
     Wp = W + 2
     K = offs.shape[0]
     steps = np.empty(K, dtype=np.int64)
     for k in range(K):
         steps[k] = (offs[k, 0] * Hp + offs[k, 1]) * Wp + offs[k, 2]
-    return steps, (D + 2 * pz) * Hp * Wp
+    return steps, (D + 2 * pz) * Hp * Wp, pz
 
 
 @jit
-def _padded(p, D, H, W):
+def _padded(p, pz, H, W):
     """Padded index of pixel p: ((z + pz) * Hp + y + 1) * Wp + x + 1, by arithmetic (a lookup
     table is a cache miss per pixel on large maps)."""
     Wp = W + 2
-    if D == 1:
+    if pz == 0:  # one z-slice, not padded in z
         return p + 2 * (p // W) + Wp + 1
     HpWp = (H + 2) * Wp
     r = p // W
@@ -80,13 +83,14 @@ def _padded(p, D, H, W):
 
 
 @jit
-def h0_pairs(f, order, D, H, W, steps, parent, rank, bval, fs, out):
+def h0_pairs(f, order, pz, H, W, steps, parent, rank, bval, fs, out):
     """Sublevel H0 pairs of one flat map; returns the number written (essential bar last).
 
     ``order`` sorts ``f`` ascending (any tie order: the off-diagonal diagram does not depend on
-    it). ``parent``, ``rank`` (int64) and ``bval`` (float64) are scratch over the padded grid of
-    :func:`padded_layout`; ``parent`` must be -1 on the padding and is reset here on the
-    interior; ``fs`` (P,) float64 scratch receives the sorted values. Roots are always the
+    it). ``pz`` comes from :func:`padded_layout`. ``parent``, ``rank`` (int64) and ``bval``
+    (float64) are scratch over the padded grid of :func:`padded_layout`; ``parent`` must be -1
+    on the padding and is reset here on the interior; ``fs`` (P,) float64 scratch receives the
+    sorted values. Roots are always the
     pixel that started the component, so a root's birth is ``bval[root]`` and its age
     ``rank[root]``. ``out`` (P, 2) receives ``(birth, death)`` rows; finite rows come out by
     ascending (death, birth).
@@ -95,10 +99,10 @@ def h0_pairs(f, order, D, H, W, steps, parent, rank, bval, fs, out):
     K = steps.shape[0]
     for k in range(P):
         fs[k] = f[order[k]]
-        parent[_padded(k, D, H, W)] = -1
+        parent[_padded(k, pz, H, W)] = -1
     n = 0
     for k in range(P):
-        p = _padded(order[k], D, H, W)
+        p = _padded(order[k], pz, H, W)
         v = fs[k]
         rp = -1  # p's root; p itself stays absent (parent -1) while its neighbours are read
         for o in range(K):
@@ -150,7 +154,7 @@ def h0_pairs_batch(F, order, D, H, W, offs, out, out_start):
     """:func:`h0_pairs` for each row of F (B, P) with its sort order (B, P), packed: row b's
     pairs are ``out[out_start[b]:out_start[b + 1]]`` (out is (B*P, 2), out_start (B + 1,))."""
     B = F.shape[0]
-    steps, size = padded_layout(D, H, W, offs)
+    steps, size, pz = padded_layout(D, H, W, offs)
     parent = np.full(size, -1, dtype=np.int64)
     rank = np.empty(size, dtype=np.int64)
     bval = np.empty(size, dtype=np.float64)
@@ -158,7 +162,7 @@ def h0_pairs_batch(F, order, D, H, W, offs, out, out_start):
     start = 0
     for b in range(B):
         out_start[b] = start
-        start += h0_pairs(F[b], order[b], D, H, W, steps, parent, rank, bval, fs, out[start:])
+        start += h0_pairs(F[b], order[b], pz, H, W, steps, parent, rank, bval, fs, out[start:])
     out_start[B] = start
 
 
@@ -309,7 +313,7 @@ def summaries_batch(
     Euler curve and ``out_areachi[b]`` = its integral, so beta1 = beta0 - chi.
     """
     B, P = F.shape
-    steps, size = padded_layout(D, H, W, offs)
+    steps, size, pz = padded_layout(D, H, W, offs)
     fs = np.empty(P, dtype=np.float64)
     parent = np.full(size, -1, dtype=np.int64)
     rank = np.empty(size, dtype=np.int64)
@@ -320,7 +324,7 @@ def summaries_batch(
     gt = np.empty((H + 2) * (W + 2), dtype=np.int64)
     for b in range(B):
         f = F[b]
-        n = h0_pairs(f, order[b], D, H, W, steps, parent, rank, bval, fs, pairs)
+        n = h0_pairs(f, order[b], pz, H, W, steps, parent, rank, bval, fs, pairs)
         betti0_from_pairs(pairs, n, thresholds, out_b0[b])
         out_area0[b] = area_from_pairs(pairs, n, lo, hi)
         tp = 0.0
