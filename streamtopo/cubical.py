@@ -55,10 +55,12 @@ class BettiCurves(NamedTuple):
 
     thresholds: np.ndarray  #: (T,) float64, strictly ascending
     betti0: np.ndarray  #: (M, T) int64
-    betti1: np.ndarray | None  #: (M, T) int64 (2-D grids), None for 3-D
+    betti1: np.ndarray  #: (M, T) int64
     area0: np.ndarray  #: (M,) integral of beta0 over [thresholds[0], thresholds[-1]]
-    area1: np.ndarray | None  #: (M,) integral of beta1 over the same window (2-D)
+    area1: np.ndarray  #: (M,) integral of beta1 over the same window
     total_persistence: np.ndarray  #: (M,) sum of finite H0 bar lengths
+    betti2: np.ndarray | None = None  #: (M, T) int64 for 3-D grids, None in 2-D
+    area2: np.ndarray | None = None  #: (M,) integral of beta2 (3-D)
 
 
 def _as_maps(x: Any, name: str, grid_ndim: int) -> np.ndarray:
@@ -257,11 +259,13 @@ def betti_curves(
 ) -> BettiCurves:
     """Betti curves, their areas and total persistence of many maps in one kernel call.
 
-    ``betti0[m, j]`` counts the components of ``{f_m <= thresholds[j]}``; in 2-D
+    ``betti0[m, j]`` counts the components of ``{f_m <= thresholds[j]}``. In 2-D
     ``betti1 = betti0 - chi`` counts its holes (Euler characteristic of the complex chosen by
-    ``connectivity``). ``area0`` / ``area1`` are the exact integrals of the step functions
-    beta0(t), beta1(t) over ``[thresholds[0], thresholds[-1]]`` (not a Riemann sum over the
-    thresholds). ``total_persistence`` sums the finite H0 bar lengths (essential bar excluded).
+    ``connectivity``). In 3-D ``betti2`` counts its voids (bounded components of the
+    complement, by duality as in :func:`cubical_diagrams`) and ``betti1 = betti0 + betti2 -
+    chi`` its tunnels. ``area*`` are the exact integrals of the step functions over
+    ``[thresholds[0], thresholds[-1]]`` (not a Riemann sum over the thresholds).
+    ``total_persistence`` sums the finite H0 bar lengths (essential bar excluded).
 
     Parameters
     ----------
@@ -271,7 +275,6 @@ def betti_curves(
     connectivity : int, optional
         As in :func:`cubical_diagram`.
     grid_ndim : {2, 3}
-        beta1 and area1 are computed for 2-D grids only (None for 3-D).
 
     Examples
     --------
@@ -279,6 +282,9 @@ def betti_curves(
     >>> c = betti_curves(ring, [0.0, 0.5, 1.0])
     >>> c.betti0.tolist(), c.betti1.tolist(), c.area1.tolist()
     ([[1, 1, 1]], [[1, 1, 0]], [1.0])
+    >>> shell = np.zeros((3, 3, 3)); shell[1, 1, 1] = 1.0  # a hollow cube until t = 1
+    >>> betti_curves(shell, [0.0, 1.0], grid_ndim=3).betti2.tolist()
+    [[1, 0]]
     """
     from ._kernels.cubical import neighbour_offsets, summaries_batch
 
@@ -288,19 +294,34 @@ def betti_curves(
     D, H, W = _grid(np.shape(maps), grid_ndim)
     M = flat.shape[0]
     T = t.shape[0]
-    euler = grid_ndim == 2
     b0 = np.empty((M, T), dtype=np.int64)
-    chi = np.empty((M, T) if euler else (0, T), dtype=np.int64)
+    chi = np.empty((M, T), dtype=np.int64)
     area0 = np.empty(M, dtype=np.float64)
-    areachi = np.empty(M if euler else 0, dtype=np.float64)
+    areachi = np.empty(M, dtype=np.float64)
     tp = np.empty(M, dtype=np.float64)
     offs = neighbour_offsets(grid_ndim, full)
     order = np.argsort(flat, axis=1)
     summaries_batch(
-        flat, order, D, H, W, offs, full, euler, t, t[0], t[-1], b0, chi, area0, areachi, tp
+        flat, order, D, H, W, offs, full, True, t, t[0], t[-1], b0, chi, area0, areachi, tp
     )
-    if not euler:
-        return BettiCurves(t, b0, None, area0, None, tp)
-    # beta1 >= 0 exactly; the area difference may round a hair below zero
-    area1 = np.maximum(area0 - areachi, 0.0)
-    return BettiCurves(t, b0, b0 - chi, area0, area1, tp)
+    if grid_ndim == 2:
+        # beta1 >= 0 exactly; the area difference may round a hair below zero
+        return BettiCurves(t, b0, b0 - chi, area0, np.maximum(area0 - areachi, 0.0), tp)
+    pairs, start = _top_packed(flat, D, H, W, grid_ndim, full)
+    b2, area2 = _packed_curves(pairs, start, t)
+    area1 = np.maximum(area0 + area2 - areachi, 0.0)
+    return BettiCurves(t, b0, b0 + b2 - chi, area0, area1, tp, b2, area2)
+
+
+def _packed_curves(
+    pairs: np.ndarray, start: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Betti curves at t (M, T) and exact areas over [t[0], t[-1]] of packed diagrams."""
+    M, T = start.shape[0] - 1, t.shape[0]
+    owner = np.repeat(np.arange(M), np.diff(start))
+    diff = np.zeros((M, T + 1), dtype=np.int64)
+    np.add.at(diff, (owner, np.searchsorted(t, pairs[:, 0])), 1)
+    np.add.at(diff, (owner, np.searchsorted(t, pairs[:, 1])), -1)
+    curves = np.cumsum(diff[:, :T], axis=1)
+    length = np.clip(np.minimum(pairs[:, 1], t[-1]) - np.maximum(pairs[:, 0], t[0]), 0.0, None)
+    return curves, np.bincount(owner, weights=length, minlength=M).astype(np.float64)

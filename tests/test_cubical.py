@@ -110,13 +110,24 @@ def test_betti_curves_match_cripser_and_naive(tcon):
 
 
 @pytest.mark.parametrize("conn", [6, 26])
-def test_3d_betti0_matches_naive(conn):
+def test_3d_betti_curves_match_cripser_and_naive(conn):
     rng = np.random.default_rng(conn)
-    for img in _images(rng, 3, 6, hi=5):
-        t = np.linspace(img.min(), img.max(), 5)
+    tcon = conn == 26
+    for img in _images(rng, 3, 8, hi=6):
+        t = np.unique(np.r_[img.min() - 0.5, img.ravel(), img.max() + 0.5])
         c = betti_curves(img, t, conn, grid_ndim=3)
-        assert c.betti1 is None and c.area1 is None
-        assert c.betti0[0].tolist() == [naive_betti0(img, s, conn == 26) for s in t]
+        ph = cripser.compute_ph(img, filtration="T" if tcon else "V", maxdim=2)
+        lo, hi = t[0], t[-1]
+        for k, curve, area in (
+            (0, c.betti0, c.area0),
+            (1, c.betti1, c.area1),
+            (2, c.betti2, c.area2),
+        ):
+            bars = ph[ph[:, 0] == k][:, 1:3]
+            np.testing.assert_array_equal(curve[0], _curve(bars, t), err_msg=f"beta{k}")
+            ref = np.clip(np.minimum(bars[:, 1], hi) - np.maximum(bars[:, 0], lo), 0, None).sum()
+            assert area[0] == pytest.approx(ref, rel=1e-12, abs=1e-12)
+        assert c.betti0[0, ::4].tolist() == [naive_betti0(img, s, tcon) for s in t[::4]]
 
 
 def test_ring_and_blobs():
@@ -150,6 +161,13 @@ def test_constant_and_single_pixel_maps():
         assert c.betti0[0].tolist() == [0, 1, 1]
         assert c.betti1[0].tolist() == [0, 0, 0]
         assert c.total_persistence[0] == 0.0
+        assert c.betti2 is None
+    vol = betti_curves(np.full((2, 3, 4), 1.0), [0.0, 1.0], grid_ndim=3)
+    assert (vol.betti0[0].tolist(), vol.betti1[0].tolist(), vol.betti2[0].tolist()) == (
+        [0, 1],
+        [0, 0],
+        [0, 0],
+    )
 
 
 def test_batch_equals_one_by_one():

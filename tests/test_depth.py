@@ -93,7 +93,13 @@ def test_volume_mode_counts_3d_components():
     x = np.ones((1, 4, 4, 4))
     x[0, 0, 0, 0] = x[0, 3, 3, 3] = 0.0
     p = betti_profile(x, volume=True, thresholds=[0.0, 1.0], connectivity=26)
-    assert p.betti0.tolist() == [[2.0, 1.0]] and p.betti1 is None
+    assert p.betti0.tolist() == [[2.0, 1.0]]
+    assert p.betti1.tolist() == [[0.0, 0.0]] and p.betti2.tolist() == [[0.0, 0.0]]
+    shell = np.zeros((2, 3, 3, 3))
+    shell[:, 1, 1, 1] = 1.0  # a hollow cube (one void) until the centre enters
+    p = betti_profile(shell, volume=True, thresholds=[0.0, 0.5, 1.0])
+    assert p.betti2.tolist() == [[1.0, 1.0, 0.0]] * 2
+    assert p.omega == pytest.approx(2.0)  # beta0 = 1 and beta2 = 1 on [0, 1)
 
 
 def test_rips_path_agrees_with_h0_core():
@@ -155,7 +161,7 @@ def test_bad_arguments():
     with pytest.raises(InputError, match="dims must be a non-empty subset"):
         betti_profile(np.zeros((1, 3, 3)), dims=(2,))
     with pytest.raises(InputError, match="dims must be a non-empty subset"):
-        betti_profile(np.zeros((1, 3, 3, 3)), volume=True, dims=(1,))
+        betti_profile(np.zeros((1, 3, 3, 3)), volume=True, dims=(3,))
     with pytest.raises(InputError, match=r"apply to kind=.cubical. only"):
         betti_profile(np.zeros((3, 2)), kind="rips", connectivity=8)
     with pytest.raises(InputTypeError, match="activations must be an array of numbers"):

@@ -301,6 +301,76 @@ def euler_2d(f, tidx, H, W, tcon, lo, hi, out, gv, gt):
 
 
 @jit
+def euler_3d(f, tidx, D, H, W, tcon, lo, hi, out, gv, gt):
+    """Euler characteristic curve of a 3-D map (flat, D*H*W), as :func:`euler_2d` with cubes.
+
+    A cell is a lattice point plus a set of axes it extends along (bit mask e, 8 types), of
+    dimension popcount(e). V-construction: the cell at voxel (z, y, x) spans the voxels
+    (z..z+ez, y..y+ey, x..x+ex); its value is their max. T-construction: the cell at lattice
+    point (i, j, k) lies in the voxels (i-1..i or i, ...) -- one along an extended axis, two
+    otherwise -- and its value is their min (``gv``, ``gt`` are scratch of the padded size).
+    """
+    T = out.shape[0]
+    diff = np.zeros(T + 1, dtype=np.int64)
+    area = 0.0
+    if not tcon:
+        for z in range(D):
+            for y in range(H):
+                for x in range(W):
+                    for e in range(8):
+                        ez = (e >> 2) & 1
+                        ey = (e >> 1) & 1
+                        ex = e & 1
+                        if z + ez >= D or y + ey >= H or x + ex >= W:
+                            continue
+                        best = (z * H + y) * W + x
+                        for a in range(ez + 1):
+                            for b in range(ey + 1):
+                                for c in range(ex + 1):
+                                    q = ((z + a) * H + y + b) * W + x + c
+                                    if f[q] > f[best]:
+                                        best = q
+                        sign = 1 - 2 * ((ez + ey + ex) & 1)
+                        area += _cell(f, tidx, best, sign, diff, lo, hi)
+    else:
+        Hp = H + 2
+        Wp = W + 2
+        for q in range(gv.shape[0]):
+            gv[q] = np.inf
+            gt[q] = T
+        for z in range(D):
+            for y in range(H):
+                for x in range(W):
+                    pq = ((z + 1) * Hp + y + 1) * Wp + x + 1
+                    gv[pq] = f[(z * H + y) * W + x]
+                    gt[pq] = tidx[(z * H + y) * W + x]
+        for i in range(D + 1):
+            for j in range(H + 1):
+                for k in range(W + 1):
+                    for e in range(8):
+                        ez = (e >> 2) & 1
+                        ey = (e >> 1) & 1
+                        ex = e & 1
+                        if (ez and i == D) or (ey and j == H) or (ex and k == W):
+                            continue
+                        # padded voxel index of voxel (i + a - 1 + 1, ...) = (i + a, ...)
+                        best = -1
+                        for a in range(ez, 2):
+                            for b in range(ey, 2):
+                                for c in range(ex, 2):
+                                    q = ((i + a) * Hp + j + b) * Wp + k + c
+                                    if best < 0 or gv[q] < gv[best]:
+                                        best = q
+                        sign = 1 - 2 * ((ez + ey + ex) & 1)
+                        area += _cell(gv, gt, best, sign, diff, lo, hi)
+    acc = 0
+    for j in range(T):
+        acc += diff[j]
+        out[j] = acc
+    return area
+
+
+@jit
 def summaries_batch(
     F, order, D, H, W, offs, tcon, with_euler, thresholds, lo, hi, out_b0, out_chi, out_area0,
     out_areachi, out_tp,
@@ -309,8 +379,9 @@ def summaries_batch(
 
     Per row b of F (B, P) with sort order ``order[b]``: ``out_b0[b]`` = beta0 curve at the
     thresholds, ``out_area0[b]`` = integral of beta0 over [lo, hi], ``out_tp[b]`` = total
-    persistence of the finite H0 bars and, when ``with_euler`` (2-D only), ``out_chi[b]`` =
-    Euler curve and ``out_areachi[b]`` = its integral, so beta1 = beta0 - chi.
+    persistence of the finite H0 bars and, when ``with_euler``, ``out_chi[b]`` = Euler curve
+    and ``out_areachi[b]`` = its integral (2-D: beta1 = beta0 - chi; 3-D: beta1 = beta0 + beta2
+    - chi).
     """
     B, P = F.shape
     steps, size, pz = padded_layout(D, H, W, offs)
@@ -320,8 +391,8 @@ def summaries_batch(
     bval = np.empty(size, dtype=np.float64)
     pairs = np.empty((P, 2), dtype=np.float64)
     tidx = np.empty(P, dtype=np.int64)
-    gv = np.empty((H + 2) * (W + 2), dtype=np.float64)
-    gt = np.empty((H + 2) * (W + 2), dtype=np.int64)
+    gv = np.empty(size, dtype=np.float64)  # the padded grid, reused by the Euler kernels
+    gt = np.empty(size, dtype=np.int64)
     for b in range(B):
         f = F[b]
         n = h0_pairs(f, order[b], pz, H, W, steps, parent, rank, bval, fs, pairs)
@@ -333,4 +404,7 @@ def summaries_batch(
         out_tp[b] = tp
         if with_euler:
             threshold_index(f, order[b], thresholds, tidx)
-            out_areachi[b] = euler_2d(f, tidx, H, W, tcon, lo, hi, out_chi[b], gv, gt)
+            if pz == 0:
+                out_areachi[b] = euler_2d(f, tidx, H, W, tcon, lo, hi, out_chi[b], gv, gt)
+            else:
+                out_areachi[b] = euler_3d(f, tidx, D, H, W, tcon, lo, hi, out_chi[b], gv, gt)

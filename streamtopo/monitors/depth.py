@@ -56,6 +56,7 @@ class LayerProfile(NamedTuple):
     betti1: np.ndarray | None  #: (N, T) float64 or None when dim 1 was not computed
     area: np.ndarray  #: (N,) Betti-curve area per sample (sum over ``dims``)
     total_persistence: np.ndarray  #: (N,) finite H0 total persistence (mean over channels)
+    betti2: np.ndarray | None = None  #: (N, T) float64 for volumes when dim 2 was computed
 
     @property
     def omega(self) -> float:
@@ -122,7 +123,7 @@ def _cubical(
         raise InputError(
             f"activations must be (N, H, W) or (N, C, H, W) for kind='cubical', got {describe(arr)}"
         )
-    use = _dims(dims, (0, 1) if grid == 2 else (0,))
+    use = _dims(dims, (0, 1) if grid == 2 else (0, 1, 2))
     n = arr.shape[0]
     maps = arr.reshape(n, -1, *arr.shape[-grid:]).astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
@@ -149,12 +150,15 @@ def _cubical(
     area = np.zeros(n * ch)
     if 0 in use:
         area += c.area0
-    b1 = None
+    b1 = b2 = None
     if 1 in use:
         area += c.area1
         b1 = c.betti1.reshape(n, ch, -1).mean(axis=1)
+    if 2 in use:
+        area += c.area2
+        b2 = c.betti2.reshape(n, ch, -1).mean(axis=1)
     tp = c.total_persistence.reshape(n, ch).mean(axis=1)
-    return LayerProfile("cubical", t, b0, b1, area.reshape(n, ch).mean(axis=1), tp)
+    return LayerProfile("cubical", t, b0, b1, area.reshape(n, ch).mean(axis=1), tp, b2)
 
 
 def _bars_curve(dgm: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
@@ -240,8 +244,9 @@ def betti_profile(
         Cubical: rescale each map (or the whole layer) to [0, 1], or keep raw values (window =
         layer min..max). Rips: "map"/"layer" divide distances by the longest finite H0 death.
     dims : sequence of int, optional
-        Betti numbers summed into the area: default (0, 1) for 2-D cubical, (0,) for 3-D
-        cubical and for Rips (H1 of a Rips complex needs ripser and is slower).
+        Betti numbers summed into the area: default (0, 1) for 2-D cubical, (0, 1, 2) for
+        volumes (the seed's first three Betti numbers), (0,) for Rips (H1 of a Rips complex
+        needs ripser and is slower).
     volume : bool
         Cubical: treat each sample as one 3-D volume instead of C 2-D maps.
     max_points, seed, metric
@@ -363,8 +368,8 @@ class DepthProfile:
     # -- results -------------------------------------------------------------------------------
     def omega(self) -> pl.DataFrame:
         """One row per added layer, in ``layer_names`` order: layer, index, depth (normalised),
-        omega (mean area), omega_std (over samples), n_samples, betti0_mean, betti1_mean (mean
-        Betti number over samples and levels; null when beta1 was not computed)."""
+        omega (mean area), omega_std (over samples), n_samples, betti0_mean, betti1_mean,
+        betti2_mean (mean Betti number over samples and levels; null when not computed)."""
         rows = []
         for i, name in enumerate(self.layer_names):
             p = self.profiles_.get(name)
@@ -380,12 +385,13 @@ class DepthProfile:
                     "n_samples": int(p.area.shape[0]),
                     "betti0_mean": float(np.mean(p.betti0)),
                     "betti1_mean": None if p.betti1 is None else float(np.mean(p.betti1)),
+                    "betti2_mean": None if p.betti2 is None else float(np.mean(p.betti2)),
                 }
             )
         schema = {
             "layer": pl.String, "index": pl.Int64, "depth": pl.Float64, "omega": pl.Float64,
             "omega_std": pl.Float64, "n_samples": pl.Int64, "betti0_mean": pl.Float64,
-            "betti1_mean": pl.Float64,
+            "betti1_mean": pl.Float64, "betti2_mean": pl.Float64,
         }  # fmt: skip
         return pl.DataFrame(rows, schema=schema)
 
@@ -461,8 +467,9 @@ class DepthProfile:
                 "area": p.area.copy(),
                 "total_persistence": p.total_persistence.copy(),
             }
-            if p.betti1 is not None:
-                d["betti1"] = p.betti1.copy()
+            for key, curve in (("betti1", p.betti1), ("betti2", p.betti2)):
+                if curve is not None:
+                    d[key] = curve.copy()
             layers[name] = d
         return {
             "layer_names": list(self.layer_names),
@@ -487,6 +494,7 @@ class DepthProfile:
                 raise InputError(f"state has unknown layer {name!r}")
             try:
                 b1 = d.get("betti1")
+                b2 = d.get("betti2")
                 prof = LayerProfile(
                     str(d["kind"]),
                     np.array(d["thresholds"], dtype=np.float64),
@@ -494,6 +502,7 @@ class DepthProfile:
                     None if b1 is None else np.array(b1, dtype=np.float64),
                     np.array(d["area"], dtype=np.float64),
                     np.array(d["total_persistence"], dtype=np.float64),
+                    None if b2 is None else np.array(b2, dtype=np.float64),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise InputError(f"state for layer {name!r} is malformed: {exc!r}") from None
@@ -503,6 +512,7 @@ class DepthProfile:
                 and prof.area.ndim == 1
                 and prof.betti0.shape == (n, T)
                 and (prof.betti1 is None or prof.betti1.shape == (n, T))
+                and (prof.betti2 is None or prof.betti2.shape == (n, T))
                 and prof.total_persistence.shape == (n,)
             )
             if not shapes_ok:
@@ -540,7 +550,7 @@ def _check_config(kwargs: dict[str, Any]) -> dict[str, Any]:
         if cfg.get("connectivity") is not None:
             _full(cfg["connectivity"], grid)
         if cfg.get("dims") is not None:
-            cfg["dims"] = list(_dims(cfg["dims"], (0, 1) if grid == 2 else (0,)))
+            cfg["dims"] = list(_dims(cfg["dims"], (0, 1) if grid == 2 else (0, 1, 2)))
     else:
         if cfg.get("connectivity") is not None or volume:
             raise InputError("connectivity and volume apply to kind='cubical' only")
