@@ -19,9 +19,12 @@ The default is the T-construction (8 / 26), gudhi's default for images: pixels t
 corner count as connected, as the closed squares of the image plane do. Cubical Ripser's own
 default (used by seed 003) is the V-construction: pass ``connectivity=4`` (6 in 3-D) for it.
 
-H0 comes from a union-find over pixels sorted by value with the elder rule; in 2-D, beta1 comes
-from the Euler characteristic of the same complex, ``chi(t) = beta0(t) - beta1(t)`` (no beta2
-on a planar grid). Both agree exactly with cripser and gudhi for the matching construction (tested).
+H0 comes from a union-find over pixels sorted by value with the elder rule. The top homology
+minus one (H1 of an image, H2 of a volume) comes from the same union-find on ``-f`` by Alexander
+duality (holes are bounded components of the complement, connected the dual way). Betti curves
+add the Euler characteristic of the same complex: in 2-D ``chi = beta0 - beta1``, in 3-D
+``chi = beta0 - beta1 + beta2``. Diagrams and curves agree exactly with cripser and gudhi for the
+matching construction (tested).
 
 Diagrams are ``(n, 2)`` float64 arrays ``(birth, death)``, finite bars by ascending death, the
 one essential bar ``(min f, inf)`` last; zero-length bars (birth == death) are left out, as

@@ -14,7 +14,9 @@ Definitions used here (the paper leaves the exact normalisation open; these are 
   follow the activation scale of a layer; a constant map becomes all zeros (beta0 = 1, beta1 =
   0 at every level). The Betti-curve area of a map is the exact integral of
   ``beta0(t) + beta1(t)`` over the threshold window ``[thresholds[0], thresholds[-1]]``; a
-  sample's area is the mean over its channels.
+  sample's area is the mean over its channels. With ``volume=True`` each sample is one 3-D
+  volume (N, D, H, W) and the area sums beta0 + beta1 + beta2 (the seed's first three Betti
+  numbers).
 * **Rips** (``kind="rips"``, any (N, ...) array, rows flattened to (N, D)): at most
   ``max_points`` samples form one point cloud; H0 from the MST core
   (:func:`streamtopo.topology.h0_diagram`), H1 from ripser when ``dims`` contains 1. Distances are
