@@ -106,6 +106,41 @@ def _configure_collapse(p: argparse.ArgumentParser) -> None:
 _cmd_collapse.configure = _configure_collapse
 
 
+@command("centroid", "class-centroid H0 gap, confusion pairs and dendrogram on the bundled digits")
+def _cmd_centroid(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import load_digits
+    from .errors import InputError
+    from .monitors.centroid import CentroidMonitor, difficulty
+
+    if not 0.0 < args.train_fraction < 1.0:
+        raise InputError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
+    X, y = load_digits()
+    order = np.random.default_rng(args.seed).permutation(y.size)
+    n_train = round(args.train_fraction * y.size)
+    tr, te = order[:n_train], order[n_train:]
+    mon = CentroidMonitor(10, seed=args.seed, warmup=0, baseline_checks=1)
+    st = mon.check(X[tr], y[tr], X[te], y[te])
+    print(f"digits, raw pixels: {tr.size} train rows, {te.size} test rows (size-matched gap)")
+    print(
+        f"h0_train={st.h0_train:.4f} h0_test={st.h0_test:.4f} h0_gap={st.h0_gap:+.4f} "
+        f"noise={st.gap_noise:.4f} h0_train_full={st.h0_train_full:.4f} "
+        f"({difficulty(st.h0_train_full, 10)} by seed 004's labels)"
+    )
+    print("merge order (all train rows):")
+    print(mon.dendrogram_text())
+    return 0
+
+
+def _configure_centroid(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-fraction", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+
+
+_cmd_centroid.configure = _configure_centroid
+
+
 @command("recover", "make a crashed run consistent: leftover journals become Parquet parts")
 def _cmd_recover(args: argparse.Namespace) -> int:
     from .io.recovery import recover
@@ -141,8 +176,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         progress=args.progress,
         **overrides,
     )
-    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_hide_dataframe_shape=True):
-        print(summarize(statuses))
+    summary = summarize(statuses)
+    how = f"overrides {overrides}" if overrides else "the recorded configuration"
+    print(f"{args.run}: replayed {statuses.height} step(s) with {how}")
+    # one line per figure, one column per rank: readable at any terminal width
+    table = summary.drop("rank").with_columns(pl.col("max_h0").round_sig_figs(6))
+    table = table.select(pl.all().cast(pl.String).fill_null("-")).transpose(
+        include_header=True,
+        header_name="replay",
+        column_names=[f"rank={r}" for r in summary["rank"]],
+    )
+    with pl.Config(
+        tbl_rows=50, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+        tbl_formatting="ASCII_MARKDOWN",
+    ):  # fmt: skip
+        print(table)
     if args.out:
         statuses.write_parquet(args.out, compression="zstd")
         print(f"statuses written to {args.out}")
