@@ -87,10 +87,15 @@ class LayerMonitor:
     patience : int, default 3
         ``should_stop`` after this many truly consecutive COLLAPSE evaluations.
     check_every : int, default 1
-        Evaluate H0 and the rules every k-th step; signals are recorded every step.
+        Evaluate H0 and the rules every k-th step (steps 0, k, 2k, ...); signals are recorded
+        every step. Skipped steps return the last evaluation with ``evaluated=False``; counts
+        (``raise_after``, ``patience``, ``baseline``...) are in evaluations.
     nonfinite : {"collapse", "flag", "raise"}, default "collapse"
         A step with NaN/inf: COLLAPSE, keep the state but flag it, or raise (nothing recorded).
-        Either way those layers stay out of H0 while the value is in their window.
+        Either way those layers stay out of H0 while the value is in their window, and steps
+        with a layer left out neither score z nor enter a baseline. With mixed precision pass
+        unscaled norms: a single overflow step that GradScaler skips is one COLLAPSE status,
+        which ``should_stop`` ignores unless it repeats ``patience`` times in a row.
     capacity : int, default 1024
         Raw steps kept in the ring (:attr:`ring_`), at least ``window``.
     layer_names : sequence of str, optional
