@@ -334,7 +334,9 @@ def test_inputs_all_forms_agree():
     t = torch.tensor(v, requires_grad=True) * 1.0
     assert LayerMonitor(5).check(t).h0 in h
     assert LayerMonitor(5).check([a for a in t]).h0 in h  # list of 0-d tensors: one transfer
+    assert LayerMonitor(5).check(t[None, :]).h0 in h  # a (1, L) tensor for one signal
     two = LayerMonitor(5, ("g", "a")).check(np.stack([v, v / 3])).h0
+    assert LayerMonitor(5, ("g", "a")).check(torch.stack([t, t / 3])).h0 == pytest.approx(two)
     assert LayerMonitor(5, ("g", "a")).check({"g": t, "a": v / 3}).h0 == pytest.approx(two)
     assert LayerMonitor(5, ("g", "a")).check({"g": t, "a": t / 3}).h0 == pytest.approx(two)
     with pytest.raises(ValueError, match=r"values\['a'\] has 4 values, expected n_layers=5"):

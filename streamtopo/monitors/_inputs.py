@@ -97,6 +97,8 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
             for s in range(S):
                 out[s] = vecs[s]
             return
+    if _is_tensor(values):
+        values = _tensor_to_numpy(values)  # (n,) or (S, n): one transfer
     if isinstance(values, Mapping):
         keys = set(values)
         if keys != set(signals):
@@ -117,8 +119,6 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
     elif S == 1 and not (isinstance(values, np.ndarray) and values.shape == (1, n)):
         rows = [as_vector(values, "values", n)]
     else:
-        if _is_tensor(values):
-            values = _tensor_to_numpy(values)
         arr = np.asarray(values) if not isinstance(values, (str, bytes)) else values
         if not isinstance(arr, np.ndarray) or arr.ndim != 2:
             raise InputError(

@@ -224,6 +224,13 @@ class LayerMonitor:
         self.writer = writer
         self.reset()
 
+    def __repr__(self) -> str:
+        return (
+            f"LayerMonitor(n_layers={self.n_layers}, signals={self.signals!r}, "
+            f"window={self.window}, transform={self.transform!r}, rule={self.rule!r}, "
+            f"step={self._step})"
+        )
+
     # -- configuration ---------------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
