@@ -124,6 +124,21 @@ class LayerMonitor:
     8.0
     >>> mon.summary()["collapse_events"]
     1
+
+    The default: log signals over a 16-step window, z-score rules. Layer fc3 blows up at step 140:
+
+    >>> rng = np.random.default_rng(0)
+    >>> mon = LayerMonitor(8, ("grad_norm", "act_norm"), layer_names=[f"fc{i}" for i in range(8)])
+    >>> levels = rng.normal(size=(2, 8))
+    >>> for t in range(150):
+    ...     x = np.exp(levels + 0.05 * rng.normal(size=(2, 8)))
+    ...     if t >= 140:
+    ...         x[:, 3] *= 100.0
+    ...     status = mon.check({"grad_norm": x[0], "act_norm": x[1]})
+    >>> status.state.value, status.culprits[0], status.direction, mon.should_stop
+    ('COLLAPSE', 'fc3', 'rising', True)
+    >>> status.reason.split(":")[0]
+    'topology+layer'
     """
 
     def __init__(
