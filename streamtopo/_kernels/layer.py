@@ -1,13 +1,16 @@
 """Per-step kernels of the layer monitor.
 
 Notation: S signals, L layers (the points), W window (steps per point), K baseline length.
-``raw`` is one step's (S, L) float32 record; ``y`` its (S, L) float64 transform. ``T`` is the
-(W, S, L) ring of transformed rows (slot ``pos`` is overwritten next) and ``D`` the (L, L)
-matrix of squared distances summed over the window,
+``raw`` is one step's (S, L) float64 input and ``row`` its float32 record; ``y`` the (S, L)
+float64 transform of ``row``. ``T`` is the (W, S, L) ring of transformed rows (slot ``pos`` is
+overwritten next), ``P`` the same window by layer, (L, W*S): row i is layer i's point. ``D`` is
+the (L, L) matrix of squared distances summed over the window,
 ``D[i, j] = sum_{r, s} (T[r,s,i] - T[r,s,j])^2``.
 Per step ``D`` gains the newest row's contribution and loses the one leaving the window
-(:func:`window_push`); :func:`window_refresh` rebuilds it from ``T`` to bound rounding drift.
-Both are deterministic, so replaying the same rows reproduces every bit.
+(:func:`window_push`); :func:`window_refresh` rebuilds it from ``T`` now and then to bound
+rounding drift. Prim on ``D`` only *chooses* the tree: every chosen edge is re-evaluated exactly
+from ``P`` (:func:`h0_dense`). Everything is deterministic, so replaying the same rows from the
+same state reproduces every bit.
 
 Non-finite values are data: ``bad[i]`` marks layer i non-finite at this step; its transformed
 value is replaced by the signal's median so ``D`` stays finite, and the layer is left out of
