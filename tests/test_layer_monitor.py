@@ -549,3 +549,22 @@ def test_converging_layers_zscore_rule_says_falling_and_why():
     assert first.direction == "falling" and first.z < -3
     assert first.reason.startswith("topology") and "layers converging" in first.reason
     assert mon.summary()["h0_trend"] == "decreasing"
+
+
+def test_memory_does_not_grow_with_steps():
+    import tracemalloc
+
+    rng = np.random.default_rng(16)
+    x = lognormal_stream(rng, 700, 16, 2)
+    mon = LayerMonitor(16, ("g", "a"), capacity=64)
+    for t in range(300):
+        mon.check(x[t])
+    held = mon.nbytes
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for t in range(300, 700):
+        mon.check(x[t])
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 20_000  # one Status and a few temporaries, not per-step buffers
+    assert mon.nbytes == held
