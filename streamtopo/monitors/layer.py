@@ -107,6 +107,7 @@ class LayerMonitor:
     min_std : float, default 1e-3
         Floor of every baseline std, in log units: a log value steady to 0.1 % over the
         baseline counts as varying by 0.1 %, so a constant signal cannot give infinite z.
+        (With ``transform="none"`` the per-layer floor is in the signal's own units.)
     max_culprits : int, default 3
         Most layers named in ``Status.culprits``.
     writer : callable, optional
