@@ -118,31 +118,44 @@ def transform_row(row, log_mode, floor_rel, y, bad, med, scratch):
 
 
 @jit
-def window_push(y, bad, T, P, Tbad, nbad, D, pos, full):
+def window_push(y, bad, T, P, Tbad, nbad, D, pos, full, scratch):
     """Add row ``y`` to the window (and drop slot ``pos`` first if the window is ``full``).
 
     ``T`` (W, S, L) holds the window by step; ``P`` (L, W*S) the same values by layer (the
     points: slot r, signal s at column ``r * S + s``), for contiguous edge re-evaluation.
 
-    Both triangles are updated (``(a - b)^2 == (b - a)^2`` exactly, so ``D`` stays exactly
-    symmetric): the inner loop then runs over contiguous memory and vectorises.
+    With ``o`` the row leaving, each pair gains ``(y_i - y_j)^2 - (o_i - o_j)^2``, computed as
+    ``(dl_i - dl_j) * (sm_i - sm_j)`` with ``dl = y - o`` and ``sm = y + o`` (in ``scratch``,
+    (2, S, L)): one product instead of two squares. Both triangles are updated (the products
+    for (i, j) and (j, i) are equal exactly, so ``D`` stays exactly symmetric) and the inner
+    loop runs over contiguous memory, so it vectorises.
     Returns True when a layer's window became free of non-finite values (the caller then
     refreshes ``D``, so substituted values leave no trace).
     """
     S, L = y.shape
-    for i in range(L):
-        Di = D[i]
+    if full:
+        dl = scratch[0]
+        sm = scratch[1]
         for s in range(S):
-            a = y[s, i]
-            ys = y[s]
-            if full:
-                b = T[pos, s, i]
-                Ts = T[pos, s]
+            for j in range(L):
+                o = T[pos, s, j]
+                dl[s, j] = y[s, j] - o
+                sm[s, j] = y[s, j] + o
+        for i in range(L):
+            Di = D[i]
+            for s in range(S):
+                a = dl[s, i]
+                b = sm[s, i]
+                dls = dl[s]
+                sms = sm[s]
                 for j in range(L):
-                    d = a - ys[j]
-                    e = b - Ts[j]
-                    Di[j] += d * d - e * e
-            else:
+                    Di[j] += (a - dls[j]) * (b - sms[j])
+    else:
+        for i in range(L):
+            Di = D[i]
+            for s in range(S):
+                a = y[s, i]
+                ys = y[s]
                 for j in range(L):
                     d = a - ys[j]
                     Di[j] += d * d
@@ -317,7 +330,8 @@ def baseline_push(u, B, ref, s1, s2, pos, n, first, count):
 
 # -- the fused per-step call --------------------------------------------------------------------
 # Work arrays are grouped so one call unboxes few arrays (numba charges ~0.1 us per array):
-#   work  (5, S, L) float64: y (transformed step), u (median-relative), ref, s1, s2 (baseline)
+#   work  (7, S, L) float64: y (transformed step), u (median-relative), ref, s1, s2 (baseline),
+#                            2 rows of window_push scratch
 #   lvec  (3, L) float64:    sort scratch, Prim best, per-layer z
 #   livec (4, L) int64:      nbad (non-finite rows in window), Prim near, Prim rem, bad (now)
 #   out   (6,) float64:      code (0 ok, 1 negative value, 2 non-finite with raise), n_bad or
@@ -362,7 +376,7 @@ def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ri
     ring_steps[ring_pos] = step
     ring_steps[ring_pos + cap] = step
     nbad = livec[0]
-    cleared = window_push(y, bad, T, P, Tbad, nbad, D, pos, full)
+    cleared = window_push(y, bad, T, P, Tbad, nbad, D, pos, full, work[5:7])
     rows = T.shape[0] if full else pos + 1
     if cleared or refresh_due:
         window_refresh(T, rows, pos, D)

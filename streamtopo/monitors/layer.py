@@ -290,8 +290,8 @@ class LayerMonitor:
         self._Tbad = np.zeros((W, L), dtype=np.bool_)
         self._D = np.zeros((L, L))
         # grouped work arrays of the fused kernel (see streamtopo._kernels.layer)
-        self._work = np.zeros((5, S, L))
-        self._y, self._u, self._ref, self._s1, self._s2 = self._work
+        self._work = np.zeros((7, S, L))
+        self._y, self._u, self._ref, self._s1, self._s2 = self._work[:5]
         self._lvec = np.zeros((3, L))
         self._lz = self._lvec[2]
         self._livec = np.zeros((4, L), dtype=np.int64)
