@@ -524,6 +524,7 @@ def test_running_sums_stay_close_to_exact_over_a_long_stream():
     mon = LayerMonitor(L, ("g", "a"), window=W, refresh_every=10**9, baseline=50, layer_rule=False)
     for t in range(T):
         mon.check(x[t])
+    mon.state_dict()  # completes a baseline push the next check would do
     P = mon._P  # the window by layer; D must be its pairwise squared distances
     exact = ((P[:, None, :] - P[None, :, :]) ** 2).sum(axis=2)
     np.testing.assert_allclose(mon._D, exact, rtol=1e-9, atol=1e-9 * exact.max())
@@ -568,3 +569,17 @@ def test_memory_does_not_grow_with_steps():
     tracemalloc.stop()
     assert grown < 20_000  # one Status and a few temporaries, not per-step buffers
     assert mon.nbytes == held
+
+
+def test_failed_calls_mid_stream_leave_no_trace():
+    """Bad input between good steps (no state_dict in between) changes no later status."""
+    rng = np.random.default_rng(17)
+    x = with_events(rng, lognormal_stream(rng, 300, 6, 2, sigma=0.1))
+    a, b = LayerMonitor(6, ("g", "a"), **SMALL), LayerMonitor(6, ("g", "a"), **SMALL)
+    bad_inputs = [np.ones(5), {"g": np.ones(6)}, -np.ones((2, 6)), "x"]
+    for t in range(300):
+        if t % 7 == 3:
+            with pytest.raises((ValueError, TypeError)):
+                b.check(bad_inputs[t % len(bad_inputs)])
+        assert status_key(a.check(x[t])) == status_key(b.check(x[t])), t
+    assert_state_equal(a.state_dict(), b.state_dict())

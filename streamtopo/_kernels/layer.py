@@ -343,13 +343,18 @@ OK, NEGATIVE, NONFINITE = 0, 1, 2
 
 @jit
 def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ring_steps, work,
-               med, lvec, livec, T, P, Tbad, D, out,
-               ring_pos, step, pos, full, refresh_due, evaluate, scale, bn):  # fmt: skip
+               med, lvec, livec, T, P, Tbad, D, B, chunk, out,
+               ring_pos, step, pos, full, refresh_due, evaluate, scale, bn,
+               push_pos, push_n, push_first):  # fmt: skip
     """Validate, record and evaluate one step. ``raw`` (S, L) float64 is rounded to the recorded
     float32 ``row``; on a negative (log mode) or non-finite (``raise_nonfinite``) value nothing
     but scratch is written and ``out[0]`` says why. Otherwise the row goes into the ring (slots
     ``ring_pos`` and ``ring_pos + capacity``) and the window, and, if ``evaluate``, h0 and the
-    per-layer z-scores (baseline of ``bn`` values; NaN while ``bn == 0``) are computed."""
+    per-layer z-scores (baseline of ``bn`` values; NaN while ``bn == 0``) are computed.
+
+    A baseline push decided after the previous call (``push_pos >= 0``: the previous ``u`` into
+    slot ``push_pos`` of ``B``, which held ``push_n`` values) is done here, once the input is
+    valid and before any z-score reads the baseline: it saves a second call per step."""
     S, L = row.shape
     for s in range(S):
         for i in range(L):
@@ -368,6 +373,8 @@ def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ri
         out[0] = NONFINITE
         return
     out[0] = OK
+    if push_pos >= 0:
+        baseline_push(work[1], B, work[2], work[3], work[4], push_pos, push_n, push_first, chunk)
     cap = ring.shape[1] // 2
     for s in range(S):
         for i in range(L):

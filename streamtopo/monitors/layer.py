@@ -40,6 +40,7 @@ _NONFINITE = ("collapse", "flag", "raise")
 # the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
 # largest one (float32 resolution is 6e-8, so smaller values are noise anyway).
 _FLOOR_REL = 1e-8
+_NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 _ARRAYS = ("T", "P", "Tbad", "nbad", "D", "B", "ref", "s1", "s2", "ring_values", "ring_steps")
 
 
@@ -303,6 +304,8 @@ class LayerMonitor:
         # per-layer baseline ring of median-relative values (sums live in self._work)
         self._B = np.zeros((K, S, L))
         self._bn = self._bpos = self._bpushes = 0
+        self._chunk = -(-(S * L) // K)  # baseline entries refreshed exactly per push
+        self._pending = _NO_PUSH
         self._step = 0
         self._rows = 0
         self._h0_base = RollingBaseline(K, min_std=self.min_std)
@@ -329,7 +332,7 @@ class LayerMonitor:
         self._kernel_args = (
             self._raw, self._row, self.transform == "log", _FLOOR_REL, self.nonfinite == "raise",
             self.min_std, self.ring_._buf, self.ring_._steps, self._work, self._med, self._lvec,
-            self._livec, self._T, self._P, self._Tbad, self._D, self._out,
+            self._livec, self._T, self._P, self._Tbad, self._D, self._B, self._chunk, self._out,
         )  # fmt: skip
 
     @property
@@ -364,6 +367,7 @@ class LayerMonitor:
         self._alarm.reset()
         self._h0_base.reset()
         self._bn = self._bpos = self._bpushes = 0
+        self._pending = _NO_PUSH  # the accepted value is forgotten with the rest
         self._s1.fill(0.0)  # sums over the (now empty) per-layer baseline
         self._s2.fill(0.0)
         self._patience.reset()
@@ -390,7 +394,7 @@ class LayerMonitor:
         layer_step(
             *self._kernel_args, ring.count_ % ring.capacity, step, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
-            self._bn if self._bn == self.baseline else 0,
+            self._bn if self._bn == self.baseline else 0, *self._pending,
         )  # fmt: skip
         code, n_bad, h0, top, excluded, lzt = self._out.tolist()
         if code == NEGATIVE:
@@ -405,7 +409,8 @@ class LayerMonitor:
                 f"values has {int(n_bad)} NaN/inf value(s) in layers {self._bad_names()} "
                 "(nonfinite='raise')"
             )
-        # the kernel has recorded the step
+        # the kernel has recorded the step (and done the pending baseline push)
+        self._pending = _NO_PUSH
         ring.count_ += 1
         self._step = step + 1
         if not full:
@@ -487,12 +492,8 @@ class LayerMonitor:
         if state is State.HEALTHY and not excluded:
             if logh > -math.inf:
                 self._h0_base.push(logh)
-            n_entries = self._u.size
-            chunk = -(-n_entries // K)
-            baseline_push(
-                self._u, self._B, self._ref, self._s1, self._s2, self._bpos, self._bn,
-                (self._bpushes * chunk) % n_entries, chunk,
-            )  # fmt: skip
+            # pushed at the start of the next check (one kernel call per step); counts now
+            self._pending = (self._bpos, self._bn, (self._bpushes * self._chunk) % self._u.size)
             self._bpos = (self._bpos + 1) % K
             self._bn = min(self._bn + 1, K)
             self._bpushes += 1
@@ -541,6 +542,14 @@ class LayerMonitor:
         if state is State.COLLAPSE and self._alarm.over_steps > self.escalate_after:
             text += f"; WATCH lasted > {self.escalate_after} steps"
         return f"{label}: {text}"
+
+    def _flush_pending(self) -> None:
+        """Do the baseline push the next check would do (same arguments, same result)."""
+        if self._pending[0] >= 0:
+            baseline_push(
+                self._u, self._B, self._ref, self._s1, self._s2, *self._pending, self._chunk
+            )
+            self._pending = _NO_PUSH
 
     # -- batch / replay --------------------------------------------------------------------
     def run(self, values: Any) -> Any:
@@ -596,6 +605,7 @@ class LayerMonitor:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: JSON-serialisable values plus the
         numpy arrays named in ``_ARRAYS`` (save with ``json`` + ``np.savez``; no pickle)."""
+        self._flush_pending()
         ring = self.ring_.state_dict()
         return {
             "config": self.config,
