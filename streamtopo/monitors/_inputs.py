@@ -77,11 +77,18 @@ def as_vector(x: Any, name: str, n: int) -> np.ndarray:
     return arr
 
 
-def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> None:
+def fill_row(
+    values: Any,
+    signals: tuple[str, ...],
+    n: int,
+    out: np.ndarray,
+    out_rows: list[np.ndarray] | None = None,
+) -> None:
     """Write one step into ``out`` (S, n) float64; raises before writing on bad input.
 
     ``values`` is a vector (one signal), a mapping signal -> vector, or an (S, n) numpy array
-    in the order of ``signals``.
+    in the order of ``signals``. ``out_rows`` may hold the row views ``list(out)``, which makes
+    the common dict case a little cheaper.
     """
     S = len(signals)
     if type(values) is np.ndarray and values.dtype.kind == "f":  # fast path, checked in full below
@@ -94,8 +101,9 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
             if not (type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind == "f"):
                 break
         else:
+            rows_out = out_rows if out_rows is not None else list(out)
             for s in range(S):
-                out[s] = vecs[s]
+                rows_out[s][...] = vecs[s]
             return
     if _is_tensor(values):
         values = _tensor_to_numpy(values)  # (n,) or (S, n): one transfer

@@ -299,6 +299,7 @@ class LayerMonitor:
         self._nbad, self._bad = self._livec[0], self._livec[3]
         self._med = np.zeros(S)
         self._raw = np.zeros((S, L))
+        self._raw_rows = list(self._raw)  # views, for the input fast path
         self._row = np.zeros((S, L), dtype=np.float32)
         self._out = np.zeros(6)
         # per-layer baseline ring of median-relative values (sums live in self._work)
@@ -383,7 +384,7 @@ class LayerMonitor:
             single signal; a dict ``{signal: vector}`` or an ``(n_signals, n_layers)`` array for
             several. Bad input raises ``ValueError``/``TypeError`` and changes nothing.
         """
-        fill_row(values, self.signals, self.n_layers, self._raw)
+        fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
         step = self._step
         W = self.window
         pos = step % W
