@@ -583,3 +583,14 @@ def test_failed_calls_mid_stream_leave_no_trace():
                 b.check(bad_inputs[t % len(bad_inputs)])
         assert status_key(a.check(x[t])) == status_key(b.check(x[t])), t
     assert_state_equal(a.state_dict(), b.state_dict())
+
+
+def test_run_rejects_bad_streams():
+    mon = LayerMonitor(4, ("g", "a"))
+    with pytest.raises(ValueError, match=r"shape \(T, 2, 4\) \(steps, signals, layers\)"):
+        mon.run(np.ones((10, 4)))
+    with pytest.raises(ValueError, match=r"exactly the keys \['g', 'a'\]"):
+        mon.run({"g": np.ones((10, 4))})
+    df = mon.run({"g": np.ones((3, 4)), "a": np.full((3, 4), 2.0)})
+    assert df["step"].to_list() == [0, 1, 2] and mon.step == 3
+    assert LayerMonitor(4).run(np.ones((2, 4))).height == 2  # (T, L) for one signal

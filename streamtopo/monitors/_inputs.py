@@ -138,3 +138,23 @@ def fill_row(
         rows = [as_vector(arr[s], f"values[{s}]", n) for s in range(S)]
     for s in range(S):
         out[s] = rows[s]
+
+
+def as_stream(values: Any, signals: tuple[str, ...], n: int) -> np.ndarray:
+    """A recorded stream as a (T, S, n) array: from (T, S, n), (T, n) for one signal, or a dict
+    ``{signal: (T, n)}``."""
+    S = len(signals)
+    if isinstance(values, Mapping):
+        if set(values) != set(signals):
+            raise InputError(
+                f"values must have exactly the keys {list(signals)}, got {list(values)}"
+            )
+        values = np.stack([np.asarray(values[s]) for s in signals], axis=1)
+    arr = np.asarray(values)
+    if arr.ndim == 2 and S == 1:
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or arr.shape[1:] != (S, n):
+        raise InputError(
+            f"values must have shape (T, {S}, {n}) (steps, signals, layers), got {describe(arr)}"
+        )
+    return arr

@@ -28,7 +28,7 @@ from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ..status import Patience, PeakRule, RollingBaseline, State, Status, ZScoreAlarm, sidak_z
-from ._inputs import fill_row
+from ._inputs import as_stream, fill_row
 from ._records import RunSummary, status_frame, status_from_json, status_to_json
 
 __all__ = ["LayerMonitor", "status_frame"]
@@ -40,6 +40,12 @@ _NONFINITE = ("collapse", "flag", "raise")
 # the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
 # largest one (float32 resolution is 6e-8, so smaller values are noise anyway).
 _FLOOR_REL = 1e-8
+_CONFIG_KEYS = (
+    "n_layers", "signals", "window", "transform", "rule", "baseline", "watch_z", "collapse_z",
+    "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
+    "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
+    "refresh_every", "min_std", "max_culprits",
+)  # fmt: skip
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 _ARRAYS = ("T", "P", "Tbad", "nbad", "D", "B", "ref", "s1", "s2", "ring_values", "ring_steps")
 
@@ -251,33 +257,11 @@ class LayerMonitor:
     # -- configuration ---------------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable parameters (everything but ``writer``)."""
-        return {
-            "n_layers": self.n_layers,
-            "signals": list(self.signals),
-            "window": self.window,
-            "transform": self.transform,
-            "rule": self.rule,
-            "baseline": self.baseline,
-            "watch_z": self.watch_z,
-            "collapse_z": self.collapse_z,
-            "raise_after": self.raise_after,
-            "escalate_after": self.escalate_after,
-            "clear_after": self.clear_after,
-            "layer_rule": self.layer_rule,
-            "layer_z": self.layer_z,
-            "watch_ratio": self.watch_ratio,
-            "collapse_ratio": self.collapse_ratio,
-            "warmup": self.warmup,
-            "patience": self.patience,
-            "check_every": self.check_every,
-            "nonfinite": self.nonfinite,
-            "capacity": self.capacity,
-            "layer_names": list(self.layer_names),
-            "refresh_every": self.refresh_every,
-            "min_std": self.min_std,
-            "max_culprits": self.max_culprits,
-        }
+        """JSON-serialisable parameters (everything but ``writer``): ``LayerMonitor(**config)``
+        builds an identical monitor."""
+        cfg = {k: getattr(self, k) for k in _CONFIG_KEYS}
+        cfg["signals"], cfg["layer_names"] = list(self.signals), list(self.layer_names)
+        return cfg
 
     # -- state -----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -561,26 +545,8 @@ class LayerMonitor:
         is bit-identical to live calls from the same state (a fresh monitor, or one restored
         with :meth:`load_state_dict`).
         """
-        arr = self._as_stream(values)
+        arr = as_stream(values, self.signals, self.n_layers)
         return status_frame([self.check(arr[t]) for t in range(arr.shape[0])])
-
-    def _as_stream(self, values: Any) -> np.ndarray:
-        S, L = len(self.signals), self.n_layers
-        if isinstance(values, Mapping):
-            if set(values) != set(self.signals):
-                raise InputError(
-                    f"values must have exactly the keys {list(self.signals)}, got {list(values)}"
-                )
-            values = np.stack([np.asarray(values[s]) for s in self.signals], axis=1)
-        arr = np.asarray(values)
-        if arr.ndim == 2 and S == 1:
-            arr = arr[:, None, :]
-        if arr.ndim != 3 or arr.shape[1:] != (S, L):
-            raise InputError(
-                f"values must have shape (T, {S}, {L}) (steps, signals, layers), got "
-                f"{describe(arr)}"
-            )
-        return arr
 
     # -- summary and persistence -----------------------------------------------------------
     def summary(self) -> dict[str, Any]:
