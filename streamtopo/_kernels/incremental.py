@@ -14,10 +14,13 @@ new points, for the float64 keys, hence its sorted weights equal any from-scratc
 1. ``MST(G_new) = MST(MSF(G[U]) ∪ E(M))``: an edge among U that is not in the minimum spanning
    forest of G[U] is a maximum on a cycle inside G[U] (cycle property), and G[U]'s keys did not
    change.
-2. ``MSF(G[U]) ⊆ F ∪ X``: an edge inside one piece A closes a cycle with its T-path, which lies in
-   A, so in F; T was an exact MST, so the edge is a maximum on that cycle. (Edges *between*
-   pieces are not covered: their T-path runs through a moved row. This is why reconnecting the
-   pieces needs X and cannot use the surviving edges alone.)
+2. ``F`` lies in some MSF of G[U]: each f in F is a lightest old edge across the cut T - f (cycle
+   property of T), the keys inside U did not change, and no other F edge crosses that cut, so
+   the generic MST argument adds the F edges one by one. Hence
+   ``MSF(G[U]) = F ∪ MST(G[U] / F)``, and in the contracted graph only the lightest edge between
+   two pieces (their closest pair) can be used. Edges *inside* a piece are never needed; edges
+   *between* pieces are, because their old T-path runs through a moved row: reconnecting the
+   pieces cannot use the surviving edges alone.
 3. Let H = F ∪ E(M) and T' = MSF(H) (Kruskal). An X edge (a, b), a in A, b in B, can be dropped
    when its key is >= the minimax weight of a path from a to b in H (it is then a maximum on a
    cycle of H ∪ {ab}, and H is kept whole). Its key is >= ``LB = max(p_a, seg, q_b)`` (cycle
@@ -26,8 +29,10 @@ new points, for the float64 keys, hence its sorted weights equal any from-scratc
    as ``p_a`` from the entry vertex y of B). The path a -> x (in F) -> y (minimax in T') -> b (in
    F) gives ``UB = max(p_a, g, q_b)`` with ``g`` the minimax weight from x to y in T'. So the pair
    of pieces is skipped when ``g <= seg``; otherwise only rows with ``p_a < g`` and ``q_b < g`` are
-   paired, and only edges with key ``< g`` are kept. Every evaluated or kept edge is then given to a
-   final Kruskal over T' ∪ (kept X edges).
+   paired, and the lightest of those edges is kept if it is below g. A final Kruskal over
+   T' ∪ (kept edges) then holds an MST of the complete graph: the candidate set contains one,
+   and an MST of a subgraph that contains an MST of G has G's sorted weights (both are the
+   lexicographically smallest sorted weight vectors; only comparisons of keys are involved).
 
 Removing rows (``drop=True``) is the same argument with E(M) empty. The kernels never validate;
 the monitor does. ``max_work`` bounds the distance evaluations of one repair: past it the kernel
@@ -127,15 +132,6 @@ def _grow_int(a, need):
 
 
 @jit
-def _grow_float(a, need):
-    if need <= a.shape[0]:
-        return a
-    b = np.empty(max(2 * a.shape[0], need), dtype=a.dtype)
-    b[: a.shape[0]] = a
-    return b
-
-
-@jit
 def _kruskal_into(n, s, d, w, m, out_src, out_dst, out_key):
     order = np.argsort(w[:m], kind="mergesort")
     return kruskal(n, s[:m], d[:m], w[:m], order, out_src, out_dst, out_key)
@@ -153,7 +149,7 @@ def msf_update(
     Writes the new tree into ``out_*`` (length >= n - 1) and returns its edge count, or -1 when
     the repair would need more than ``max_work`` distance evaluations (the caller rebuilds).
     ``stats`` (int64, length 4) receives: distance evaluations, pieces, piece pairs paired,
-    between-piece edges kept.
+    between-piece edges kept (at most one per pair).
     """
     n = Q.shape[0]
     m_old = tsrc.shape[0]
@@ -209,8 +205,8 @@ def msf_update(
 
     # H = F ∪ E(M): every edge touching a moved row, each unordered pair once.
     ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
-    if ne > max_work:
-        return -1
+    if 4 * ne > max_work:
+        return -1  # the moved rows' own edges may use a quarter of the budget
     hs = np.empty(nf + ne, dtype=np.int64)
     hd = np.empty(nf + ne, dtype=np.int64)
     hk = np.empty(nf + ne, dtype=np.float64)
@@ -374,10 +370,10 @@ def msf_update(
         return -1
     stats[2] = npairs
 
-    # Evaluate the remaining between-piece edges; keep those lighter than the bound g.
-    xs = np.empty(nt + 16, dtype=np.int64)
-    xd = np.empty(nt + 16, dtype=np.int64)
-    xk = np.empty(nt + 16, dtype=np.float64)
+    # Evaluate the remaining between-piece edges; keep the lightest of each pair of pieces.
+    xs = np.empty(nt + npairs, dtype=np.int64)
+    xd = np.empty(nt + npairs, dtype=np.int64)
+    xk = np.empty(nt + npairs, dtype=np.float64)
     xs[:nt] = t_src[:nt]
     xd[:nt] = t_dst[:nt]
     xk[:nt] = t_key[:nt]
@@ -401,19 +397,23 @@ def msf_update(
                 lb[nb] = pmem[phead[B] + i]
                 nb += 1
         evals += na * nb
+        best = np.inf
+        bu = -1
+        bv = -1
         for i in range(na):
             u = la[i]
             for j in range(nb):
                 v = lb[j]
                 kk = edge_key(Q, u, v, absdiff)
-                if kk < g:
-                    xs = _grow_int(xs, m + 1)
-                    xd = _grow_int(xd, m + 1)
-                    xk = _grow_float(xk, m + 1)
-                    xs[m] = u
-                    xd[m] = v
-                    xk[m] = kk
-                    m += 1
+                if kk < best:
+                    best = kk
+                    bu = u
+                    bv = v
+        if best < g:
+            xs[m] = bu
+            xd[m] = bv
+            xk[m] = best
+            m += 1
     stats[0] = evals
     stats[3] = m - nt
     return _kruskal_into(n, xs, xd, xk, m, out_src, out_dst, out_key)
