@@ -122,8 +122,8 @@ class MorseMonitor:
     >>> X[3] = [3.0, 0.0]                      # one row moves between the two pairs
     >>> mon.update(X).diagram_[:, 1].tolist()
     [1.0, 2.0, 2.0, inf]
-    >>> mon.betti0_, mon.stats_["moved_rows"], mon.stats_["fell_back"]
-    (1, 1, False)
+    >>> mon.betti0_, mon.stats_["moved_rows"]
+    (1, 1)
     """
 
     def __init__(
