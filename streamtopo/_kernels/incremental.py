@@ -48,8 +48,9 @@ import numpy as np
 from ._jit import jit
 from .unionfind import kruskal, uf_find, uf_init, uf_union
 
-# Bookkeeping cap (entries of the per-exit minimax tables) before the repair gives up and the
-# caller rebuilds: 2**24 float64 = 128 MiB, reached only when many pieces meet a huge piece.
+# Memory cap (entries of the per-exit minimax tables, or candidate edges) before the repair gives
+# up and the caller rebuilds: 2**24 float64 = 128 MiB, reached only when many pieces meet a huge
+# piece (a hub of duplicates moves) or when the work budget is disabled.
 _MAX_TABLE = 1 << 24
 
 
@@ -132,6 +133,15 @@ def _grow_int(a, need):
 
 
 @jit
+def _grow_float(a, need):
+    if need <= a.shape[0]:
+        return a
+    b = np.empty(max(2 * a.shape[0], need), dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@jit
 def _kruskal_into(n, s, d, w, m, out_src, out_dst, out_key):
     order = np.argsort(w[:m], kind="mergesort")
     return kruskal(n, s[:m], d[:m], w[:m], order, out_src, out_dst, out_key)
@@ -139,7 +149,7 @@ def _kruskal_into(n, s, d, w, m, out_src, out_dst, out_key):
 
 @jit
 def msf_update(
-    Q, absdiff, drop, tsrc, tdst, tkey, moved, max_work, out_src, out_dst, out_key, stats
+    Q, absdiff, drop, tsrc, tdst, tkey, moved, max_work, step_cost, out_src, out_dst, out_key, stats
 ):
     """Repair the minimum spanning tree ``(tsrc, tdst, tkey)`` after the rows flagged in ``moved``
     changed (``drop=False``; ``Q`` holds their new coordinates) or were deleted (``drop=True``).
@@ -147,7 +157,8 @@ def msf_update(
     ``tsrc``, ``tdst``, ``tkey`` must be an exact MST of the unflagged rows' old keys plus, for
     rows not flagged, edges to flagged rows (rows added at the end may have no tree edge yet).
     Writes the new tree into ``out_*`` (length >= n - 1) and returns its edge count, or -1 when
-    the repair would need more than ``max_work`` distance evaluations (the caller rebuilds).
+    the repair would need more than ``max_work`` distance evaluations (the caller rebuilds);
+    bookkeeping steps are charged at ``step_cost`` evaluations each.
     ``stats`` (int64, length 4) receives: distance evaluations, pieces, piece pairs paired,
     between-piece edges kept (at most one per pair).
     """
@@ -203,26 +214,60 @@ def msf_update(
         comp[v] = label[r]
     stats[1] = c
 
-    # H = F ∪ E(M): every edge touching a moved row, each unordered pair once.
+    # H = F ∪ E(M), every edge touching a moved row evaluated once. An edge (m, v) with v in
+    # piece A is left out when it is no lighter than both m's closest edge into A, (m, v*),
+    # and the largest F-edge between v and v*: it is then a maximum on the cycle
+    # m - v - (F) - v* - m, whose other edges all stay.
     ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
-    if 4 * ne > max_work:
+    if 4 * ne > max_work or ne > _MAX_TABLE:
         return -1  # the moved rows' own edges may use a quarter of the budget
-    hs = np.empty(nf + ne, dtype=np.int64)
-    hd = np.empty(nf + ne, dtype=np.int64)
-    hk = np.empty(nf + ne, dtype=np.float64)
+    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
+    val = np.empty(n, dtype=np.float64)
+    stamp = np.zeros(n, dtype=np.int64)
+    stack = np.empty(n, dtype=np.int64)
+    gen = 0
+    cap = nf + 4 * k * (c + k) + 16
+    hs = np.empty(cap, dtype=np.int64)
+    hd = np.empty(cap, dtype=np.int64)
+    hk = np.empty(cap, dtype=np.float64)
     hs[:nf] = fs[:nf]
     hd[:nf] = fd[:nf]
     hk[:nf] = fk[:nf]
     p = nf
     if not drop:
+        kv = np.empty(n, dtype=np.float64)
+        near = np.full(c, -1, dtype=np.int64)
         for a in range(k):
             mv = mlist[a]
+            near[:] = -1
             for v in range(n):
-                if moved[v] and midx[v] <= a:
+                if moved[v]:
+                    if midx[v] > a:  # moved-moved edges: all kept
+                        hs = _grow_int(hs, p + 1)
+                        hd = _grow_int(hd, p + 1)
+                        hk = _grow_float(hk, p + 1)
+                        hs[p] = mv
+                        hd[p] = v
+                        hk[p] = edge_key(Q, mv, v, absdiff)
+                        p += 1
                     continue
+                kk = edge_key(Q, mv, v, absdiff)
+                kv[v] = kk
+                A = comp[v]
+                if near[A] < 0 or kk < kv[near[A]]:
+                    near[A] = v
+            for A in range(c):
+                gen += 1
+                _minimax_from(near[A], f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
+            for v in range(n):
+                if moved[v] or not (v == near[comp[v]] or kv[v] < val[v]):
+                    continue
+                hs = _grow_int(hs, p + 1)
+                hd = _grow_int(hd, p + 1)
+                hk = _grow_float(hk, p + 1)
                 hs[p] = mv
                 hd[p] = v
-                hk[p] = edge_key(Q, mv, v, absdiff)
+                hk[p] = kv[v]
                 p += 1
     evals = ne
     stats[0] = evals
@@ -281,7 +326,13 @@ def msf_update(
         base[s + 1] = base[s] + phead[a + 1] - phead[a]
     if base[nx] + nx * nx + c * c > _MAX_TABLE:
         return -1
-
+    # Bookkeeping steps (tree walks, table entries, piece scans) are charged against the
+    # evaluation budget at step_cost each: a step costs about as much as 1/8 of a distance
+    # evaluation in 64 dimensions.
+    steps = base[nx] + nx * nx + c * S + 2 * (c - 1) * (n - k)
+    charged = evals + steps * step_cost
+    if charged > max_work:
+        return -1
     # seg[A, B]: largest removed edge on the T-path between pieces A and B; exv[A, B]: the
     # vertex of A where that path leaves A.
     seg = np.empty((c, c), dtype=np.float64)
@@ -318,15 +369,8 @@ def msf_update(
                     st_exit[top] = rs[e] if sa[e] == A else rd[e]
                 top += 1
 
-    # Per exit slot: minimax in F over its piece, and minimax in T' to the other exits.
-    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
-    t_head, t_nbr, t_eid = _csr(n, t_src, t_dst, nt)
-    val = np.empty(n, dtype=np.float64)
-    stamp = np.zeros(n, dtype=np.int64)
-    stack = np.empty(n, dtype=np.int64)
+    # Per exit slot: minimax in F over its piece.
     pf = np.empty(base[nx], dtype=np.float64)
-    mm = np.empty((nx, nx), dtype=np.float64)
-    gen = 0
     for s in range(nx):
         x = ex[s]
         a = comp[x]
@@ -334,11 +378,40 @@ def msf_update(
         _minimax_from(x, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
         for i in range(phead[a], phead[a + 1]):
             pf[base[s] + i - phead[a]] = val[pmem[i]]
-        gen += 1
-        _minimax_from(x, t_head, t_nbr, t_eid, t_key, val, stamp, gen, stack)
-        for s2 in range(nx):
-            y = ex[s2]
-            mm[s, s2] = val[y] if stamp[y] == gen else np.inf
+
+    # Minimax in T' between exits: replay T' in merge order (Kruskal wrote it sorted); when
+    # two groups join at weight w, every exit of one meets every exit of the other at w.
+    mm = np.full((nx, nx), np.inf)
+    first = np.full(n, -1, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    nxt = np.full(nx, -1, dtype=np.int64)
+    for s in range(nx):
+        mm[s, s] = -np.inf
+        first[ex[s]] = s
+        last[ex[s]] = s
+    parent2, size2 = uf_init(n)
+    for e in range(nt):
+        ra = uf_find(parent2, t_src[e])
+        rb = uf_find(parent2, t_dst[e])
+        if ra == rb:
+            continue
+        s1 = first[ra]
+        while s1 >= 0:
+            s2 = first[rb]
+            while s2 >= 0:
+                mm[s1, s2] = t_key[e]
+                mm[s2, s1] = t_key[e]
+                s2 = nxt[s2]
+            s1 = nxt[s1]
+        r = uf_union(parent2, size2, ra, rb)
+        o = rb if r == ra else ra
+        if first[o] >= 0:
+            if first[r] >= 0:
+                nxt[last[r]] = first[o]
+                last[r] = last[o]
+            else:
+                first[r] = first[o]
+                last[r] = last[o]
 
     # Which piece pairs need between-piece edges, and how many evaluations they cost.
     pair_a = np.empty(16, dtype=np.int64)
@@ -366,7 +439,7 @@ def msf_update(
             pair_a[npairs] = A
             pair_b[npairs] = B
             npairs += 1
-    if evals + cost > max_work:
+    if charged + cost > max_work:
         return -1
     stats[2] = npairs
 

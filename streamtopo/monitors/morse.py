@@ -87,7 +87,9 @@ class MorseMonitor:
         :mod:`streamtopo.topology`.
     rebuild_fraction : float, default 0.5
         Fallback rule: a repair that would need more than ``rebuild_fraction * n(n-1)/2`` distance
-        evaluations (a full rebuild's count) is abandoned and the tree rebuilt from scratch. The
+        evaluations (a full rebuild's count) is abandoned and the tree rebuilt from scratch
+        (bookkeeping steps such as tree walks count as ``min(1, 8/d)`` of an evaluation: a step
+        costs about 1/8 of a 64-dimensional distance). The
         moved rows' own edges may use a quarter of that budget before anything else is done, so
         many moved rows (k > n/16 or so) rebuild at once and an abandoned repair wastes at most
         about an eighth of a rebuild. A change of the power-of-two scale the Euclidean kernel
@@ -481,12 +483,13 @@ class MorseMonitor:
             out_key = np.empty(out_src.shape[0], dtype=np.float64)
             kstats = np.zeros(4, dtype=np.int64)
             budget = self.rebuild_fraction * (n * (n - 1) / 2.0)
+            step_cost = min(1.0, 8.0 / P.shape[1])
             m = msf_update(Q, absdiff, kind == "remove", self._src, self._dst, self._key,
-                           flags, budget, out_src, out_dst, out_key, kstats)  # fmt: skip
+                           flags, budget, step_cost, out_src, out_dst, out_key, kstats)  # fmt: skip
             if m < 0:
                 self._rebuild(P_eff, pow2)
-                stats = self._stats(k, int(kstats[0]) + n * (n - 1) // 2, kstats[1], 0, True,
-                                    "work")  # fmt: skip
+                examined = int(kstats[0]) + n * (n - 1) // 2
+                stats = self._stats(k, examined, kstats[1], 0, True, "work")
             else:
                 src, dst = out_src[:m], out_dst[:m]
                 if kind == "remove":
