@@ -104,11 +104,18 @@ def _minimax_from(x, head, nbr, eid, w, val, stamp, gen, stack):
 
     Writes ``val[v]`` and sets ``stamp[v] = gen`` for each reached v (``val[x] = -inf``).
     """
-    stamp[x] = gen
-    val[x] = -np.inf
-    top = 0
     stack[0] = x
-    top = 1
+    _minimax_many(1, head, nbr, eid, w, val, stamp, gen, stack)
+
+
+@jit
+def _minimax_many(ns, head, nbr, eid, w, val, stamp, gen, stack):
+    """As :func:`_minimax_from` from the ``ns`` sources in ``stack[:ns]``, each in its own tree
+    of the forest (one call instead of one per tree: calls passing arrays cost refcounting)."""
+    for i in range(ns):
+        stamp[stack[i]] = gen
+        val[stack[i]] = -np.inf
+    top = ns
     while top > 0:
         top -= 1
         u = stack[top]
@@ -214,73 +221,6 @@ def msf_update(
         comp[v] = label[r]
     stats[1] = c
 
-    # H = F ∪ E(M), every edge touching a moved row evaluated once. An edge (m, v) with v in
-    # piece A is left out when it is no lighter than both m's closest edge into A, (m, v*),
-    # and the largest F-edge between v and v*: it is then a maximum on the cycle
-    # m - v - (F) - v* - m, whose other edges all stay.
-    ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
-    if 4 * ne > max_work or ne > _MAX_TABLE:
-        return -1  # the moved rows' own edges may use a quarter of the budget
-    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
-    val = np.empty(n, dtype=np.float64)
-    stamp = np.zeros(n, dtype=np.int64)
-    stack = np.empty(n, dtype=np.int64)
-    gen = 0
-    cap = nf + 4 * k * (c + k) + 16
-    hs = np.empty(cap, dtype=np.int64)
-    hd = np.empty(cap, dtype=np.int64)
-    hk = np.empty(cap, dtype=np.float64)
-    hs[:nf] = fs[:nf]
-    hd[:nf] = fd[:nf]
-    hk[:nf] = fk[:nf]
-    p = nf
-    if not drop:
-        kv = np.empty(n, dtype=np.float64)
-        near = np.full(c, -1, dtype=np.int64)
-        for a in range(k):
-            mv = mlist[a]
-            near[:] = -1
-            for v in range(n):
-                if moved[v]:
-                    if midx[v] > a:  # moved-moved edges: all kept
-                        hs = _grow_int(hs, p + 1)
-                        hd = _grow_int(hd, p + 1)
-                        hk = _grow_float(hk, p + 1)
-                        hs[p] = mv
-                        hd[p] = v
-                        hk[p] = edge_key(Q, mv, v, absdiff)
-                        p += 1
-                    continue
-                kk = edge_key(Q, mv, v, absdiff)
-                kv[v] = kk
-                A = comp[v]
-                if near[A] < 0 or kk < kv[near[A]]:
-                    near[A] = v
-            for A in range(c):
-                gen += 1
-                _minimax_from(near[A], f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
-            for v in range(n):
-                if moved[v] or not (v == near[comp[v]] or kv[v] < val[v]):
-                    continue
-                hs = _grow_int(hs, p + 1)
-                hd = _grow_int(hd, p + 1)
-                hk = _grow_float(hk, p + 1)
-                hs[p] = mv
-                hd[p] = v
-                hk[p] = kv[v]
-                p += 1
-    evals = ne
-    stats[0] = evals
-    t_src = np.empty(max(n - 1, 0), dtype=np.int64)
-    t_dst = np.empty(max(n - 1, 0), dtype=np.int64)
-    t_key = np.empty(max(n - 1, 0), dtype=np.float64)
-    nt = _kruskal_into(n, hs, hd, hk, p, t_src, t_dst, t_key)
-    if c <= 1:
-        out_src[:nt] = t_src[:nt]
-        out_dst[:nt] = t_dst[:nt]
-        out_key[:nt] = t_key[:nt]
-        return nt
-
     # Skeleton: T with every piece contracted (nodes: pieces 0..c-1, moved rows c..c+k-1).
     S = c + k
     sa = np.empty(nr, dtype=np.int64)
@@ -324,15 +264,88 @@ def msf_update(
     for s in range(nx):
         a = comp[ex[s]]
         base[s + 1] = base[s] + phead[a + 1] - phead[a]
-    if base[nx] + nx * nx + c * c > _MAX_TABLE:
+    if c > 1 and base[nx] + nx * nx + c * c > _MAX_TABLE:
         return -1
-    # Bookkeeping steps (tree walks, table entries, piece scans) are charged against the
-    # evaluation budget at step_cost each: a step costs about as much as 1/8 of a distance
-    # evaluation in 64 dimensions.
-    steps = base[nx] + nx * nx + c * S + 2 * (c - 1) * (n - k)
-    charged = evals + steps * step_cost
-    if charged > max_work:
+    # Work is charged in distance evaluations before it is done, in three stages, so that an
+    # abandoned repair has spent at most 3/8 of the budget: (A) the moved rows' edges and their
+    # tree walks, at most 1/4 of it; (B) the tables for the pieces, at most 1/8; (C) the
+    # between-piece pairs, the rest. A tree-walk step counts 2 * step_cost, a table entry or
+    # scan step step_cost, a pair of pieces 2 evaluations of overhead (measured at d = 64: a
+    # tree-walk step takes 0.22 of a distance evaluation).
+    # Stage (B) is costed before (A) is done: many pieces abandon the repair at no cost.
+    steps = 2 * base[nx] + nx * nx + n + c * S + 2 * (c - 1) * (n - k)
+    charged_b = steps * step_cost + 2.0 * (c * (c - 1) // 2)
+    if c > 1 and 8.0 * charged_b > max_work:
         return -1
+    # H = F ∪ E(M), every edge touching a moved row evaluated once. An edge (m, v) with v in
+    # piece A is left out when it is no lighter than both m's closest edge into A, (m, v*),
+    # and the largest F-edge between v and v*: it is then a maximum on the cycle
+    # m - v - (F) - v* - m, whose other edges all stay.
+    ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
+    charged = ne + 2.0 * step_cost * (0 if drop else k * (n - k))
+    if 4.0 * charged > max_work or ne > _MAX_TABLE:
+        return -1
+    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
+    val = np.empty(n, dtype=np.float64)
+    stamp = np.zeros(n, dtype=np.int64)
+    stack = np.empty(n, dtype=np.int64)
+    gen = 0
+    cap = nf + 4 * k * (c + k) + 16
+    hs = np.empty(cap, dtype=np.int64)
+    hd = np.empty(cap, dtype=np.int64)
+    hk = np.empty(cap, dtype=np.float64)
+    hs[:nf] = fs[:nf]
+    hd[:nf] = fd[:nf]
+    hk[:nf] = fk[:nf]
+    p = nf
+    if not drop:
+        kv = np.empty(n, dtype=np.float64)
+        near = np.full(c, -1, dtype=np.int64)
+        for a in range(k):
+            mv = mlist[a]
+            near[:] = -1
+            for v in range(n):  # tight loop first: it is the hot one
+                kv[v] = edge_key(Q, mv, v, absdiff)
+            # (Arrays grow once per moved row, not per edge: a call returning an array costs
+            # reference counting, which showed up as half the time of this stage.)
+            hs = _grow_int(hs, p + n)
+            hd = _grow_int(hd, p + n)
+            hk = _grow_float(hk, p + n)
+            for v in range(n):
+                if moved[v]:
+                    if midx[v] > a:  # moved-moved edges: all kept
+                        hs[p] = mv
+                        hd[p] = v
+                        hk[p] = kv[v]
+                        p += 1
+                    continue
+                kk = kv[v]
+                A = comp[v]
+                if near[A] < 0 or kk < kv[near[A]]:
+                    near[A] = v
+            stack[:c] = near
+            gen += 1
+            _minimax_many(c, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
+            for v in range(n):
+                if moved[v] or not (v == near[comp[v]] or kv[v] < val[v]):
+                    continue
+                hs[p] = mv
+                hd[p] = v
+                hk[p] = kv[v]
+                p += 1
+    evals = ne
+    stats[0] = evals
+    charged += charged_b
+    t_src = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_dst = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_key = np.empty(max(n - 1, 0), dtype=np.float64)
+    nt = _kruskal_into(n, hs, hd, hk, p, t_src, t_dst, t_key)
+    if c <= 1:
+        out_src[:nt] = t_src[:nt]
+        out_dst[:nt] = t_dst[:nt]
+        out_key[:nt] = t_key[:nt]
+        return nt
+
     # seg[A, B]: largest removed edge on the T-path between pieces A and B; exv[A, B]: the
     # vertex of A where that path leaves A.
     seg = np.empty((c, c), dtype=np.float64)
@@ -414,8 +427,8 @@ def msf_update(
                 last[r] = last[o]
 
     # Which piece pairs need between-piece edges, and how many evaluations they cost.
-    pair_a = np.empty(16, dtype=np.int64)
-    pair_b = np.empty(16, dtype=np.int64)
+    pair_a = np.empty(c * (c - 1) // 2, dtype=np.int64)
+    pair_b = np.empty(c * (c - 1) // 2, dtype=np.int64)
     npairs = 0
     cost = 0
     for A in range(c):
@@ -434,12 +447,10 @@ def msf_update(
                 if pf[base[sy] + i] < g:
                     nb += 1
             cost += na * nb
-            pair_a = _grow_int(pair_a, npairs + 1)
-            pair_b = _grow_int(pair_b, npairs + 1)
             pair_a[npairs] = A
             pair_b[npairs] = B
             npairs += 1
-    if charged + cost > max_work:
+    if charged + cost + 2.0 * npairs > max_work:
         return -1
     stats[2] = npairs
 

@@ -87,13 +87,15 @@ class MorseMonitor:
         :mod:`streamtopo.topology`.
     rebuild_fraction : float, default 0.5
         Fallback rule: a repair that would need more than ``rebuild_fraction * n(n-1)/2`` distance
-        evaluations (a full rebuild's count) is abandoned and the tree rebuilt from scratch
-        (bookkeeping steps such as tree walks count as ``min(1, 8/d)`` of an evaluation: a step
-        costs about 1/8 of a 64-dimensional distance). The
-        moved rows' own edges may use a quarter of that budget before anything else is done, so
-        many moved rows (k > n/16 or so) rebuild at once and an abandoned repair wastes at most
-        about an eighth of a rebuild. A change of the power-of-two scale the Euclidean kernel
-        divides by (the largest absolute coordinate crossing a power of two) also rebuilds,
+        evaluations (a full rebuild's count) is abandoned and the tree rebuilt from scratch.
+        Work is charged before it is done, in three stages (the moved rows' edges, the tables
+        for the pieces, the between-piece pairs; bookkeeping steps count as a fraction
+        ``min(1, 8/d)`` of an evaluation, measured), and the first two may use a quarter and an
+        eighth of the budget, so an abandoned repair has spent at most 3/8 of it (under a fifth
+        of a rebuild at the default) and an update is never much slower than a rebuild. More
+        than about n/10 moved rows rebuild at once. A change of the power-of-two scale
+        the Euclidean kernel divides by (the largest absolute coordinate crossing a power of
+        two) also rebuilds,
         because keys would no longer compare bitwise. ``float("inf")`` never falls back on work.
     writer : callable, optional
         Called after every ``initialize``/``update``/``add_points``/``remove_points`` with a plain
