@@ -90,7 +90,7 @@ class MorseMonitor:
         evaluations (a full rebuild's count) is abandoned and the tree rebuilt from scratch.
         Work is charged before it is done, in three stages (the moved rows' edges, the tables
         for the pieces, the between-piece pairs; bookkeeping steps count as a fraction
-        ``min(1, 8/d)`` of an evaluation, measured), and the first two may use a quarter and an
+        ``8/d`` of an evaluation, measured), and the first two may use a quarter and an
         eighth of the budget, so an abandoned repair has spent at most 3/8 of it (under a fifth
         of a rebuild at the default) and an update is never much slower than a rebuild. More
         than about n/10 moved rows rebuild at once. A change of the power-of-two scale
@@ -485,7 +485,7 @@ class MorseMonitor:
             out_key = np.empty(out_src.shape[0], dtype=np.float64)
             kstats = np.zeros(4, dtype=np.int64)
             budget = self.rebuild_fraction * (n * (n - 1) / 2.0)
-            step_cost = min(1.0, 8.0 / P.shape[1])
+            step_cost = 8.0 / P.shape[1]  # a tree-walk step ~ 1/8 of a distance in 64-D
             m = msf_update(Q, absdiff, kind == "remove", self._src, self._dst, self._key,
                            flags, budget, step_cost, out_src, out_dst, out_key, kstats)  # fmt: skip
             if m < 0:
