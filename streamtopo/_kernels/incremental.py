@@ -21,15 +21,19 @@ new points, for the float64 keys, hence its sorted weights equal any from-scratc
    two pieces (their closest pair) can be used. Edges *inside* a piece are never needed; edges
    *between* pieces are, because their old T-path runs through a moved row: reconnecting the
    pieces cannot use the surviving edges alone.
-3. Let H = F ∪ E(M) and T' = MSF(H) (Kruskal). An X edge (a, b), a in A, b in B, can be dropped
-   when its key is >= the minimax weight of a path from a to b in H (it is then a maximum on a
-   cycle of H ∪ {ab}, and H is kept whole). Its key is >= ``LB = max(p_a, seg, q_b)`` (cycle
-   property in the old T: ``p_a`` is the largest F-edge from a to the vertex x where A's T-path
-   towards B leaves A, ``seg`` the largest removed edge on the T-path between the pieces, ``q_b``
-   as ``p_a`` from the entry vertex y of B). The path a -> x (in F) -> y (minimax in T') -> b (in
-   F) gives ``UB = max(p_a, g, q_b)`` with ``g`` the minimax weight from x to y in T'. So the pair
-   of pieces is skipped when ``g <= seg``; otherwise only rows with ``p_a < g`` and ``q_b < g`` are
-   paired, and the lightest of those edges is kept if it is below g. A final Kruskal over
+3. Let H = F ∪ E(M) and T' = MSF(H), by Kruskal over H less the edges (m, v) that are a
+   maximum on a cycle m - v - (F) - v* - m, v* the closest row to m in v's piece (still an MSF
+   of H, from a few edges per moved row and piece instead of n). An X edge (a, b), a in A, b in
+   B, can be dropped when its key is >= the minimax weight of a path from a to b in H: it is
+   then a maximum on a cycle of H ∪ {ab}, and H is kept whole. Its key is
+   >= ``LB = max(p_a, seg, q_b)`` by the cycle property in the old T, where ``p_a`` is the
+   largest F-edge from a to the vertex x where A's T-path towards B leaves A, ``seg`` the
+   largest removed edge on the T-path between the pieces, and ``q_b`` is ``p_a``'s twin from
+   the entry vertex y of B. The path a -> x (in F) -> y (minimax in T') -> b (in F) gives
+   ``UB = max(p_a, g, q_b)`` with ``g`` the minimax weight from x to y in T'. So the pair of
+   pieces is skipped when ``g <= seg``; otherwise only rows with ``p_a < g`` and ``q_b < g`` are
+   paired, and the lightest of those edges is kept if it is below g (the closest pair of A and
+   B is either among them or droppable; an extra edge does no harm). A final Kruskal over
    T' ∪ (kept edges) then holds an MST of the complete graph: the candidate set contains one,
    and an MST of a subgraph that contains an MST of G has G's sorted weights (both are the
    lexicographically smallest sorted weight vectors; only comparisons of keys are involved).
