@@ -60,6 +60,19 @@ def _configure_h0(p: argparse.ArgumentParser) -> None:
 _cmd_h0.configure = _configure_h0
 
 
+@command("warmup", "compile (or load from the numba cache) every kernel, so training never waits")
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    import time
+
+    t0 = time.perf_counter()
+    from .warmup import warm_all
+
+    for name, seconds in warm_all():
+        print(f"{name:<12} {seconds * 1e3:9.1f} ms")
+    print(f"{'total':<12} {(time.perf_counter() - t0) * 1e3:9.1f} ms")
+    return 0
+
+
 def _load_points(path: str):
     import numpy as np
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._kernels.gram import gram_bound_constants, gram_prepare, prim_gram_sq
+from ._kernels.gram import gram_bound_constants, gram_matrix, gram_prepare, prim_gram_sq
 from ._kernels.mst import h0_diagram_points, h0_total_points, mst_1d, prim_dense, prim_points_sq
 from ._kernels.unionfind import single_linkage_from_sorted
 from ._validation import as_float_matrix, check_choice, describe
@@ -91,12 +91,13 @@ def prepare_points(X: Any, metric: str = "euclidean", *, name: str = "X") -> np.
     return arr
 
 
-# Path choice. The Gram path costs one float32 BLAS product (n^2 d / 2 multiply-adds at up to
-# ~200 GFLOP/s here) plus an O(n^2) screening pass at ~1 ns per pair; the direct path costs
-# n^2 d / 2 float64 multiply-adds at ~1-2 GFLOP/s effective. Measured on the 2-core development
-# machine (benchmarks/RESULTS.md, "H0 core"), the Gram path wins once n >= 256 and d >= 16.
+# Path choice. The Gram path costs a float32 BLAS product (n^2 d / 2 multiply-adds) plus an
+# O(n^2) screening pass at ~1.2 ns per pair and ~0.2 ms of fixed cost; the direct path costs
+# ~0.2 ns per multiply-add (n^2 d / 2 of them) while its points fit in cache, more beyond.
+# Measured on the shared 2-core machine (benchmarks/RESULTS.md, "H0 core"): the Gram path wins
+# from n >= 1024 at d >= 32 and from n >= 256 at d >= 128.
 GRAM_MIN_N = 256
-GRAM_MIN_D = 16
+GRAM_MIN_D = 32
 # The Gram path holds the (n, n) float32 Gram matrix: 1.6 GB at n = 20000. Above this budget the
 # O(n d)-memory direct path runs instead (slower, equally exact).
 GRAM_MAX_BYTES = 2 * 1024**3
@@ -108,7 +109,9 @@ def _choose_path(n: int, d: int, metric: str) -> str:
         return "dense"
     if metric == "euclidean" and d == 1:
         return "sort"
-    if n >= GRAM_MIN_N and d >= GRAM_MIN_D and 4 * n * n <= GRAM_MAX_BYTES:
+    if 4 * n * n > GRAM_MAX_BYTES or n < GRAM_MIN_N or d < GRAM_MIN_D:
+        return "direct"
+    if n >= 1024 or d >= 128:
         return "gram"
     return "direct"
 
@@ -140,7 +143,7 @@ def _mst_unsorted(
         return src, dst, w
     if path == "gram":
         X, scale, X32, nrm = gram_prepare(P)
-        G = X32 @ X32.T  # numpy runs this as one SYRK
+        G = gram_matrix(X32)
         del X32
         prim_gram_sq(X, G, nrm, *gram_bound_constants(d), src, dst, w)
     else:
@@ -161,7 +164,9 @@ def _fast_ok(X: Any, metric: str) -> bool:
     if metric != "euclidean" and metric != "cosine":
         return False
     n, d = X.shape
-    return n > 0 and d > 0 and (n < GRAM_MIN_N or d < GRAM_MIN_D) and X.flags.c_contiguous
+    if n == 0 or d == 0 or not X.flags.c_contiguous:
+        return False
+    return n < GRAM_MIN_N or d < GRAM_MIN_D or _choose_path(n, d, metric) != "gram"
 
 
 _F64 = np.dtype(np.float64)

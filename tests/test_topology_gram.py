@@ -97,6 +97,8 @@ def test_certified_bound_holds_random_high_d():
 
 def test_gram_path_is_chosen_for_large_inputs():
     assert topology._choose_path(5000, 256, "euclidean") == "gram"
+    assert topology._choose_path(300, 256, "cosine") == "gram"
+    assert topology._choose_path(300, 64, "euclidean") == "direct"
     assert topology._choose_path(64, 3, "euclidean") == "direct"
     assert topology._choose_path(5000, 1, "euclidean") == "sort"
     assert topology._choose_path(50, 50, "precomputed") == "dense"

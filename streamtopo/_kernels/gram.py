@@ -30,7 +30,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["gram_bound_constants", "gram_prepare", "prim_gram_sq"]
+__all__ = ["gram_bound_constants", "gram_matrix", "gram_prepare", "prim_gram_sq"]
 
 _U32 = 2.0**-24
 _U64 = 2.0**-53
@@ -74,6 +74,25 @@ def gram_prepare(P: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarr
     nrm = np.empty(P.shape[0])
     _scale_centre_norms(P, c, 1.0 / scale, X, X32, nrm)
     return X, scale, X32, nrm
+
+
+def gram_matrix(X32: np.ndarray, block: int = 512) -> np.ndarray:
+    """Full symmetric (n, n) float32 Gram matrix ``X32 @ X32.T`` by BLAS GEMM on row blocks.
+
+    Only the upper block triangle is multiplied (about half of GEMM's flops); each block row is
+    mirrored into the lower triangle while it is still in cache. numpy's own ``X @ X.T`` runs
+    SYRK and then fills the other triangle with an uncached transposed copy, which measured 2-4
+    times slower here at n = 2048.
+    """
+    n = X32.shape[0]
+    XT = np.ascontiguousarray(X32.T)
+    G = np.empty((n, n), dtype=np.float32)
+    for i0 in range(0, n, block):
+        i1 = min(i0 + block, n)
+        np.matmul(X32[i0:i1], XT[:, i0:], out=G[i0:i1, i0:])
+        if i1 < n:
+            G[i1:, i0:i1] = G[i0:i1, i1:].T
+    return G
 
 
 @jit
