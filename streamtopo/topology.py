@@ -7,6 +7,13 @@ Diagrams are ``(n, 2)`` float64 arrays with the infinite row last, as returned b
 Metrics: ``"euclidean"``; ``"cosine"`` (``1 - cos``, computed as ``|u - v|^2 / 2`` on unit
 vectors, which is exact where ``1 - u.v`` cancels); ``"precomputed"`` (a symmetric, finite,
 non-negative (n, n) matrix).
+
+Kernels (chosen by n and d, see :func:`_choose_path`): a sort for d = 1; Prim with distances
+computed on the fly (small and medium inputs; a clean float64 array goes through one numba call
+from input check to sorted deaths); Prim screened by a float32 BLAS Gram matrix for large n d
+(:mod:`._kernels.gram`); Prim on the matrix for ``"precomputed"``. Every path keys Prim on
+direct float64 distances from coordinate differences, so all return the same deaths, within a
+few ulps of a direct float64 evaluation, ties included.
 """
 
 from __future__ import annotations
@@ -91,13 +98,16 @@ def prepare_points(X: Any, metric: str = "euclidean", *, name: str = "X") -> np.
     return arr
 
 
-# Path choice. The Gram path costs a float32 BLAS product (n^2 d / 2 multiply-adds) plus an
-# O(n^2) screening pass at ~1.2 ns per pair and ~0.2 ms of fixed cost; the direct path costs
-# ~0.2 ns per multiply-add (n^2 d / 2 of them) while its points fit in cache, more beyond.
-# Measured on the shared 2-core machine (benchmarks/RESULTS.md, "H0 core"): the Gram path wins
-# from n >= 1024 at d >= 32 and from n >= 256 at d >= 128.
-GRAM_MIN_N = 256
+# Path choice. The Gram path costs a float32 BLAS product (n^2 d / 2 multiply-adds, one
+# single-threaded BLAS per core) plus an O(n^2) screening pass at ~1.2 ns per pair; the direct
+# path costs ~0.2 ns per multiply-add (n^2 d / 2 of them) while its n d coordinates fit in the
+# 2 MB L2 cache, ~0.4 ns beyond. Measured on the shared 2-core machine (CPU ms, direct vs
+# Gram): 32x4096 1.16 vs 1.04, 256x256 1.9 vs 1.8, 2000x32 13.8 vs 11.1, 1000x64 6.9 vs 3.3,
+# 500x128 4.5 vs 1.4, 1000x512 75 vs 22, 5000x256 1270 vs 150. Hence the Gram path from
+# n^2 d >= 1.6e7 with n, d >= 32.
+GRAM_MIN_N = 32
 GRAM_MIN_D = 32
+GRAM_MIN_WORK = 16_000_000
 # The Gram path holds the (n, n) float32 Gram matrix: 1.6 GB at n = 20000. Above this budget the
 # O(n d)-memory direct path runs instead (slower, equally exact).
 GRAM_MAX_BYTES = 2 * 1024**3
@@ -111,7 +121,7 @@ def _choose_path(n: int, d: int, metric: str) -> str:
         return "sort"
     if 4 * n * n > GRAM_MAX_BYTES or n < GRAM_MIN_N or d < GRAM_MIN_D:
         return "direct"
-    if n >= 1024 or d >= 128:
+    if n * n * d >= GRAM_MIN_WORK:
         return "gram"
     return "direct"
 

@@ -97,11 +97,22 @@ def test_certified_bound_holds_random_high_d():
 
 def test_gram_path_is_chosen_for_large_inputs():
     assert topology._choose_path(5000, 256, "euclidean") == "gram"
-    assert topology._choose_path(300, 256, "cosine") == "gram"
-    assert topology._choose_path(300, 64, "euclidean") == "direct"
+    assert topology._choose_path(1000, 4096, "cosine") == "gram"
+    assert topology._choose_path(10, 4096, "cosine") == "direct"
+    assert topology._choose_path(500, 16, "euclidean") == "direct"
     assert topology._choose_path(64, 3, "euclidean") == "direct"
     assert topology._choose_path(5000, 1, "euclidean") == "sort"
     assert topology._choose_path(50, 50, "precomputed") == "dense"
     # beyond the memory budget the O(n d) direct path runs instead
     big = int((topology.GRAM_MAX_BYTES / 4) ** 0.5) + 1
     assert topology._choose_path(big, 256, "euclidean") == "direct"
+
+
+def test_gram_matrix_blocks_threads_and_symmetry():
+    from streamtopo._kernels.gram import gram_matrix
+
+    X32 = np.random.default_rng(12).normal(size=(203, 40)).astype(np.float32)
+    G = gram_matrix(X32, block=32)  # 7 block rows shared by the worker threads
+    np.testing.assert_array_equal(G, G.T)
+    ref = X32.astype(np.float64) @ X32.astype(np.float64).T
+    np.testing.assert_allclose(G, ref, rtol=0, atol=40 * 2.0**-23 * np.max(np.abs(ref)))

@@ -28,13 +28,62 @@ from ._jit import jit
 
 
 @jit
+def sq_dists_rows(X, xc, idx, count, out):
+    """``out[k] = sum_t (X[idx[k], t] - xc[t])**2`` for k < count, four rows at a time.
+
+    Each sum runs over t in order, exactly as in :func:`prim_points_sq`; interleaving four
+    independent sums only hides the floating-point add latency.
+    """
+    d = X.shape[1]
+    k = 0
+    while k + 4 <= count:
+        x0 = X[idx[k]]
+        x1 = X[idx[k + 1]]
+        x2 = X[idx[k + 2]]
+        x3 = X[idx[k + 3]]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for t in range(d):
+            c = xc[t]
+            e0 = x0[t] - c
+            e1 = x1[t] - c
+            e2 = x2[t] - c
+            e3 = x3[t] - c
+            s0 += e0 * e0
+            s1 += e1 * e1
+            s2 += e2 * e2
+            s3 += e3 * e3
+        out[k] = s0
+        out[k + 1] = s1
+        out[k + 2] = s2
+        out[k + 3] = s3
+        k += 4
+    while k < count:
+        xj = X[idx[k]]
+        s = 0.0
+        for t in range(d):
+            e = xj[t] - xc[t]
+            s += e * e
+        out[k] = s
+        k += 1
+
+
+# Below this many points outside the tree, a step's distances are summed row by row (four rows
+# at a time) instead of over the transposed copy, whose d short vector loops cost more.
+_ROWWISE_BELOW = 16
+
+
+@jit
 def prim_points_sq(X, out_src, out_dst, out_w):
     """Prim's MST on points with squared Euclidean distances computed on the fly (O(n d) memory)."""
     n, d = X.shape
     if n < 2:
         return
     m = n - 1
-    A = np.empty((d, m))  # coordinates of the points outside the tree, transposed
+    wide = m > _ROWWISE_BELOW
+    A = np.empty((d, m if wide else 0))  # coordinates of the points outside the tree, transposed
     ids = np.empty(m, dtype=np.int64)
     best = np.full(m, np.inf)
     near = np.zeros(m, dtype=np.int64)
@@ -42,20 +91,24 @@ def prim_points_sq(X, out_src, out_dst, out_w):
     xc = np.empty(d)
     for k in range(m):
         ids[k] = k + 1
-        for t in range(d):
-            A[t, k] = X[k + 1, t]
+        if wide:
+            for t in range(d):
+                A[t, k] = X[k + 1, t]
     for t in range(d):
         xc[t] = X[0, t]
     cur = 0
     for step in range(n - 1):
         mm = m - step
-        for k in range(mm):
-            s[k] = 0.0
-        for t in range(d):
-            c = xc[t]
+        if mm > _ROWWISE_BELOW:
             for k in range(mm):
-                diff = A[t, k] - c
-                s[k] += diff * diff
+                s[k] = 0.0
+            for t in range(d):
+                c = xc[t]
+                for k in range(mm):
+                    diff = A[t, k] - c
+                    s[k] += diff * diff
+        else:
+            sq_dists_rows(X, X[cur], ids, mm, s)
         bk = 0
         bv = np.inf
         for k in range(mm):
@@ -72,9 +125,10 @@ def prim_points_sq(X, out_src, out_dst, out_w):
         out_dst[step] = cur
         out_w[step] = bv
         last = mm - 1
-        for t in range(d):
-            xc[t] = A[t, bk]
-            A[t, bk] = A[t, last]
+        if mm > _ROWWISE_BELOW:
+            for t in range(d):
+                xc[t] = A[t, bk]
+                A[t, bk] = A[t, last]
         ids[bk] = ids[last]
         best[bk] = best[last]
         near[bk] = near[last]
