@@ -118,6 +118,7 @@ def run_regime(title, sizes, metric, make, budget, floor=False):
         "d",
         "path",
         "ours",
+        "ours CPU",
         *REFS,
         "fastest ref / ours",
         "max rel diff (f64 refs / f32 refs)",
@@ -164,6 +165,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     # ripser warns when n < d ("did you mean to transpose?"); centroids are meant that way
     warnings.filterwarnings("ignore", message="The input point cloud has more columns")
+    warnings.filterwarnings("ignore", message="The input matrix is square")
     rng = np.random.default_rng(0)
 
     def gauss(n, d):

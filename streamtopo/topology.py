@@ -105,9 +105,14 @@ def prepare_points(X: Any, metric: str = "euclidean", *, name: str = "X") -> np.
 # Gram): 32x4096 1.16 vs 1.04, 256x256 1.9 vs 1.8, 2000x32 13.8 vs 11.1, 1000x64 6.9 vs 3.3,
 # 500x128 4.5 vs 1.4, 1000x512 75 vs 22, 5000x256 1270 vs 150. Hence the Gram path from
 # n^2 d >= 1.6e7 with n, d >= 32.
+# At d = 32 the direct path still won at n = 5000 (its data fit in L2), hence GRAM_MIN_D = 64.
 GRAM_MIN_N = 32
-GRAM_MIN_D = 32
+GRAM_MIN_D = 64
 GRAM_MIN_WORK = 16_000_000
+# From this width the Gram matrix is computed in float64: float32's certified error grows as
+# d u (u = 2^-24), and on concentrated wide data (class centroids, 1000 x 4096) its near-tie
+# band sent a large share of all pairs to direct evaluation; float64 GEMM costs 2x per flop.
+GRAM_F64_MIN_D = 2048
 # The Gram path holds the (n, n) float32 Gram matrix: 1.6 GB at n = 20000. Above this budget the
 # O(n d)-memory direct path runs instead (slower, equally exact).
 GRAM_MAX_BYTES = 2 * 1024**3
@@ -152,10 +157,11 @@ def _mst_unsorted(
             w *= 0.5
         return src, dst, w
     if path == "gram":
-        X, scale, X32, nrm = gram_prepare(P)
-        G = gram_matrix(X32)
-        del X32
-        prim_gram_sq(X, G, nrm, *gram_bound_constants(d), src, dst, w)
+        dtype = np.float64 if d >= GRAM_F64_MIN_D else np.float32
+        X, scale, Y, nrm = gram_prepare(P, dtype)
+        G = gram_matrix(Y)
+        del Y
+        prim_gram_sq(X, G, nrm, *gram_bound_constants(d, dtype), src, dst, w)
     else:
         scale = _pow2_scale(P) if metric == "euclidean" else 1.0
         prim_points_sq(P / scale if scale != 1.0 else P, src, dst, w)

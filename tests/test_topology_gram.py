@@ -56,25 +56,26 @@ def test_gram_path_matches_naive_twin(name):
     np.testing.assert_allclose(got, naive.kruskal_deaths(X), rtol=1e-9, atol=0.0)
 
 
-def test_kernel_bit_identical_tree_keys_on_near_ties():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_bit_identical_tree_keys_on_near_ties(dtype):
     X0 = adversarial.near_ties(N, 32, seed=9)
-    X, _scale, X32, nrm = gram_prepare(X0)
-    G = X32 @ X32.T
+    X, _scale, Y, nrm = gram_prepare(X0, dtype)
+    G = Y @ Y.T
     n = len(X)
     outs = [(np.empty(n - 1, np.int64), np.empty(n - 1, np.int64), np.empty(n - 1)) for _ in "ab"]
-    evaluations = prim_gram_sq(X, G, nrm, *gram_bound_constants(X.shape[1]), *outs[0])
+    evaluations = prim_gram_sq(X, G, nrm, *gram_bound_constants(X.shape[1], dtype), *outs[0])
     prim_points_sq(X, *outs[1])
     np.testing.assert_array_equal(np.sort(outs[0][2]), np.sort(outs[1][2]))
     # near-ties below float32 resolution force many direct evaluations, but not all pairs
     assert n - 1 <= evaluations <= n * (n - 1) // 2
 
 
-def _screen_error(P):
+def _screen_error(P, dtype=np.float32):
     """Largest ratio |a - s| / E over all pairs, with a the Gram estimate, s the direct value
     and E the certified bound the kernel uses."""
-    X, _scale, X32, nrm = gram_prepare(P)
-    G = (X32 @ X32.T).astype(np.float64)
-    k_rel, c_prod, slack = gram_bound_constants(X.shape[1])
+    X, _scale, Y, nrm = gram_prepare(P, dtype)
+    G = (Y @ Y.T).astype(np.float64)
+    k_rel, c_prod, slack = gram_bound_constants(X.shape[1], dtype)
     r = np.sqrt(nrm)
     a = nrm[:, None] + nrm[None, :] - 2.0 * G
     s = ((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=2)
@@ -85,8 +86,9 @@ def _screen_error(P):
 @pytest.mark.parametrize(
     "name", ["offset_1e6_gap_1e-3", "huge_1e30", "tiny_1e-30", "mixed_scales", "grid_3d"]
 )
-def test_certified_bound_holds(name):
-    ratio = _screen_error(CASES[name][:80])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_certified_bound_holds(name, dtype):
+    ratio = _screen_error(CASES[name][:80], dtype)
     assert ratio <= 1.0
 
 
@@ -95,11 +97,19 @@ def test_certified_bound_holds_random_high_d():
     assert _screen_error(P) <= 1.0
 
 
+def test_float64_gram_path_for_wide_data_equals_direct():
+    X = adversarial.near_ties(40 if NOJIT else 120, topology.GRAM_F64_MIN_D, seed=13, eps=1e-10)
+    np.testing.assert_array_equal(
+        sorted_deaths(X, "cosine", "gram"), sorted_deaths(X, "cosine", "direct")
+    )
+
+
 def test_gram_path_is_chosen_for_large_inputs():
     assert topology._choose_path(5000, 256, "euclidean") == "gram"
     assert topology._choose_path(1000, 4096, "cosine") == "gram"
     assert topology._choose_path(10, 4096, "cosine") == "direct"
     assert topology._choose_path(500, 16, "euclidean") == "direct"
+    assert topology._choose_path(5000, 32, "euclidean") == "direct"
     assert topology._choose_path(64, 3, "euclidean") == "direct"
     assert topology._choose_path(5000, 1, "euclidean") == "sort"
     assert topology._choose_path(50, 50, "precomputed") == "dense"

@@ -19,7 +19,8 @@ evaluation itself is covered by a relative term in ``nrm[i] + nrm[j]``. If
 it; otherwise we evaluate ``s`` directly. Every key, every comparison and therefore the tree are
 those of the direct float64 Prim (up to the order in which equal keys are found); the Gram
 matrix only saves the O(d) evaluations that cannot matter. Near-ties (within E) always get the
-direct evaluation, so ties and duplicates cost time, never accuracy.
+direct evaluation, so ties and duplicates cost time, never accuracy. For very wide data the
+caller may pass a float64 Gram matrix instead (the same bound with ``u = 2**-53``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -39,19 +41,21 @@ _U32 = 2.0**-24
 _U64 = 2.0**-53
 
 
-def gram_bound_constants(d: int) -> tuple[float, float, float]:
-    """``(k_rel, c_prod, slack)`` of the screening test for dimension d.
+def gram_bound_constants(d: int, dtype: Any = np.float32) -> tuple[float, float, float]:
+    """``(k_rel, c_prod, slack)`` of the screening test for dimension d and a Gram matrix of
+    ``dtype`` (float32, or float64 for very wide data where float32's d u band is too broad).
 
     The test skips j when ``nrm[c](1-k_rel) + nrm[j](1-k_rel) - 2 G[c,j]
     - c_prod r[c] r[j] - slack >= best[j]``; see the module docstring for the derivation. The
     factors 1.25 and 16 are safety margins on a worst-case bound (the typical error is
     ~sqrt(d) u, not d u).
     """
-    du = d * _U32
+    u = _U32 if np.dtype(dtype) == np.float32 else _U64
+    du = d * u
     if du >= 0.5:
-        raise ValueError(f"d={d} is too large for a float32 Gram bound")
+        raise ValueError(f"d={d} is too large for a Gram bound")
     gamma = du / (1.0 - du)
-    c_gram = (2.0 * _U32 + _U32 * _U32) + gamma * (1.0 + _U32) ** 2  # |G~ - x.y| / (|x||y|)
+    c_gram = (2.0 * u + u * u) + gamma * (1.0 + u) ** 2  # |G~ - x.y| / (|x||y|)
     c_prod = 2.0 * c_gram * 1.25
     # float64 rounding of the centring (8 u), the norms, the combination and the direct sum
     k_rel = 16.0 * (d + 10) * _U64 + 8.0 * _U64
@@ -59,7 +63,9 @@ def gram_bound_constants(d: int) -> tuple[float, float, float]:
     return k_rel, c_prod, slack
 
 
-def gram_prepare(P: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def gram_prepare(
+    P: np.ndarray, dtype: Any = np.float32
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Scale ``P`` for the Gram path.
 
     Returns ``(X, scale, X32, nrm)``: ``X = P / scale`` (exact: ``scale`` is a power of two near
@@ -73,14 +79,14 @@ def gram_prepare(P: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarr
     m = _max_abs_diff(P, c)
     scale = 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
     X = np.empty_like(P)
-    X32 = np.empty(P.shape, dtype=np.float32)
+    X32 = np.empty(P.shape, dtype=dtype)
     nrm = np.empty(P.shape[0])
     _scale_centre_norms(P, c, 1.0 / scale, X, X32, nrm)
     return X, scale, X32, nrm
 
 
 def gram_matrix(X32: np.ndarray, block: int = 512) -> np.ndarray:
-    """Full symmetric (n, n) float32 Gram matrix ``X32 @ X32.T`` by BLAS GEMM on row blocks.
+    """Full symmetric (n, n) Gram matrix ``X32 @ X32.T`` (in X32's dtype) by GEMM on row blocks.
 
     Only the upper block triangle is multiplied (about half of GEMM's flops); each block row is
     mirrored into the lower triangle while it is still in cache (numpy's own ``X @ X.T`` runs
@@ -92,7 +98,7 @@ def gram_matrix(X32: np.ndarray, block: int = 512) -> np.ndarray:
     """
     n = X32.shape[0]
     XT = np.ascontiguousarray(X32.T)
-    G = np.empty((n, n), dtype=np.float32)
+    G = np.empty((n, n), dtype=X32.dtype)
 
     def block_row(i0: int) -> None:
         i1 = min(i0 + block, n)
