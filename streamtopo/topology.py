@@ -158,10 +158,10 @@ def _mst_unsorted(
         return src, dst, w
     if path == "gram":
         dtype = np.float64 if d >= GRAM_F64_MIN_D else np.float32
-        X, scale, Y, nrm = gram_prepare(P, dtype)
+        f, scale, Y, nrm = gram_prepare(P, dtype)
         G = gram_matrix(Y)
         del Y
-        prim_gram_sq(X, G, nrm, *gram_bound_constants(d, dtype), src, dst, w)
+        prim_gram_sq(P, f, G, nrm, *gram_bound_constants(d, dtype), src, dst, w)
     else:
         scale = _pow2_scale(P) if metric == "euclidean" else 1.0
         prim_points_sq(P / scale if scale != 1.0 else P, src, dst, w)

@@ -59,12 +59,12 @@ def test_gram_path_matches_naive_twin(name):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_bit_identical_tree_keys_on_near_ties(dtype):
     X0 = adversarial.near_ties(N, 32, seed=9)
-    X, _scale, Y, nrm = gram_prepare(X0, dtype)
+    f, _scale, Y, nrm = gram_prepare(X0, dtype)
     G = Y @ Y.T
-    n = len(X)
+    n = len(X0)
     outs = [(np.empty(n - 1, np.int64), np.empty(n - 1, np.int64), np.empty(n - 1)) for _ in "ab"]
-    evaluations = prim_gram_sq(X, G, nrm, *gram_bound_constants(X.shape[1], dtype), *outs[0])
-    prim_points_sq(X, *outs[1])
+    evaluations = prim_gram_sq(X0, f, G, nrm, *gram_bound_constants(X0.shape[1], dtype), *outs[0])
+    prim_points_sq(X0 * f, *outs[1])
     np.testing.assert_array_equal(np.sort(outs[0][2]), np.sort(outs[1][2]))
     # near-ties below float32 resolution force many direct evaluations, but not all pairs
     assert n - 1 <= evaluations <= n * (n - 1) // 2
@@ -73,7 +73,8 @@ def test_kernel_bit_identical_tree_keys_on_near_ties(dtype):
 def _screen_error(P, dtype=np.float32):
     """Largest ratio |a - s| / E over all pairs, with a the Gram estimate, s the direct value
     and E the certified bound the kernel uses."""
-    X, _scale, Y, nrm = gram_prepare(P, dtype)
+    f, _scale, Y, nrm = gram_prepare(P, dtype)
+    X = P * f
     G = (Y @ Y.T).astype(np.float64)
     k_rel, c_prod, slack = gram_bound_constants(X.shape[1], dtype)
     r = np.sqrt(nrm)

@@ -1,7 +1,8 @@
 """Exact Prim's MST with edges screened by a float32 BLAS Gram matrix (the path for large n d).
 
-Notation: n points, d dimensions; ``X`` the (n, d) float64 points divided by a power of two
-(exact); ``Y = fl64(X - c)`` the points centred on the data point c nearest the mean;
+Notation: n points, d dimensions; ``X`` the (n, d) float64 points times a power of two f
+(applied to each coordinate difference: exact, no scaled copy); ``Y = fl(X - c)`` the points
+centred on the data point c nearest the mean;
 ``G`` the (n, n) float32 Gram matrix ``fl32(Y) fl32(Y)^T`` from BLAS; ``nrm[j] = |y_j|^2`` and
 ``r[j] = |y_j|`` in float64.
 
@@ -65,24 +66,23 @@ def gram_bound_constants(d: int, dtype: Any = np.float32) -> tuple[float, float,
 
 def gram_prepare(
     P: np.ndarray, dtype: Any = np.float32
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Scale ``P`` for the Gram path.
 
-    Returns ``(X, scale, X32, nrm)``: ``X = P / scale`` (exact: ``scale`` is a power of two near
-    max |P - c|) for the direct evaluations, ``X32 = fl32((P - c) / scale)`` for BLAS and
-    ``nrm = |(P - c) / scale|^2``, where c is the data point nearest the mean. Only the
-    screening sees the centred data, so centring never changes a death; the power of two keeps
-    float32 squares in range and |X_i - X_j| <= 2.
+    Returns ``(f, scale, Y, nrm)``: ``f = 1 / scale`` with ``scale`` a power of two near
+    max |P - c| (so ``P * f`` is exact, and the direct evaluations use it without a scaled
+    copy), ``Y = (P - c) * f`` in ``dtype`` for BLAS and ``nrm = |(P - c) f|^2``, where c is the
+    data point nearest the mean. Only the screening sees the centred data, so centring never
+    changes a death; the power of two keeps float32 squares in range and |P_i f - P_j f| <= 2.
     """
     mean = P.mean(axis=0)
     c = P[_nearest_row(P, mean)].copy()
     m = _max_abs_diff(P, c)
     scale = 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
-    X = np.empty_like(P)
-    X32 = np.empty(P.shape, dtype=dtype)
+    Y = np.empty(P.shape, dtype=dtype)
     nrm = np.empty(P.shape[0])
-    _scale_centre_norms(P, c, 1.0 / scale, X, X32, nrm)
-    return X, scale, X32, nrm
+    _centre_scale_norms(P, c, 1.0 / scale, Y, nrm)
+    return 1.0 / scale, scale, Y, nrm
 
 
 def gram_matrix(X32: np.ndarray, block: int = 512) -> np.ndarray:
@@ -168,14 +168,13 @@ def _max_abs_diff(P, c):
 
 
 @jit
-def _scale_centre_norms(P, c, f, X, X32, nrm):
+def _centre_scale_norms(P, c, f, Y, nrm):
     n, d = P.shape
     for i in range(n):
         s = 0.0
         for t in range(d):
-            X[i, t] = P[i, t] * f
             v = (P[i, t] - c[t]) * f
-            X32[i, t] = v
+            Y[i, t] = v
             s += v * v
         nrm[i] = s
 
@@ -200,9 +199,9 @@ def _tree_set(val, arg, size, j, v):
 
 
 @jit
-def _exact_update(X, xc, cur, cand, count, sq, best, near, tval, targ, size):
+def _exact_update(X, f, xc, cur, cand, count, sq, best, near, tval, targ, size):
     """Direct float64 squared distances from xc to the candidates; improve their keys."""
-    sq_dists_rows(X, xc, cand, count, sq)
+    sq_dists_rows(X, xc, cand, count, sq, f)
     for k in range(count):
         j = cand[k]
         if sq[k] < best[j]:
@@ -212,8 +211,9 @@ def _exact_update(X, xc, cur, cand, count, sq, best, near, tval, targ, size):
 
 
 @jit
-def prim_gram_sq(X, G, nrm, k_rel, c_prod, slack, out_src, out_dst, out_w):
-    """Prim's MST of the points X with squared distances screened by the Gram matrix G.
+def prim_gram_sq(X, f, G, nrm, k_rel, c_prod, slack, out_src, out_dst, out_w):
+    """Prim's MST of the points ``X * f`` (f a power of two) with squared distances screened by
+    the Gram matrix G of the centred, scaled points.
 
     Writes the tree as :func:`.mst.prim_points_sq` does and returns the number of direct
     float64 distance evaluations (at least n - 1; n (n - 1) / 2 when everything is a near-tie).
@@ -268,7 +268,7 @@ def prim_gram_sq(X, G, nrm, k_rel, c_prod, slack, out_src, out_dst, out_w):
                 found += 1
             j += 1
         evaluations += count
-        _exact_update(X, xc, cur, cand, count, sq, best, near, tval, targ, size)
+        _exact_update(X, f, xc, cur, cand, count, sq, best, near, tval, targ, size)
         nxt = targ[1]
         out_src[step] = near[nxt]
         out_dst[step] = nxt

@@ -28,11 +28,12 @@ from ._jit import jit
 
 
 @jit
-def sq_dists_rows(X, xc, idx, count, out):
-    """``out[k] = sum_t (X[idx[k], t] - xc[t])**2`` for k < count, four rows at a time.
+def sq_dists_rows(X, xc, idx, count, out, f=1.0):
+    """``out[k] = sum_t ((X[idx[k], t] - xc[t]) * f)**2`` for k < count, four rows at a time.
 
     Each sum runs over t in order, exactly as in :func:`prim_points_sq`; interleaving four
-    independent sums only hides the floating-point add latency.
+    independent sums only hides the floating-point add latency. ``f`` is a power of two, so
+    ``(a - b) * f`` is bit-identical to ``a * f - b * f`` (the points scaled first).
     """
     d = X.shape[1]
     k = 0
@@ -47,10 +48,10 @@ def sq_dists_rows(X, xc, idx, count, out):
         s3 = 0.0
         for t in range(d):
             c = xc[t]
-            e0 = x0[t] - c
-            e1 = x1[t] - c
-            e2 = x2[t] - c
-            e3 = x3[t] - c
+            e0 = (x0[t] - c) * f
+            e1 = (x1[t] - c) * f
+            e2 = (x2[t] - c) * f
+            e3 = (x3[t] - c) * f
             s0 += e0 * e0
             s1 += e1 * e1
             s2 += e2 * e2
@@ -64,7 +65,7 @@ def sq_dists_rows(X, xc, idx, count, out):
         xj = X[idx[k]]
         s = 0.0
         for t in range(d):
-            e = xj[t] - xc[t]
+            e = (xj[t] - xc[t]) * f
             s += e * e
         out[k] = s
         k += 1
