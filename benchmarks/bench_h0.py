@@ -186,7 +186,9 @@ def main(argv=None):
         f"python {platform.python_version()}, numpy {np.__version__}; "
         f"load average at start {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}"
     )
-    topology.h0_diagram(gauss(300, 32))  # load kernels before timing
+    from streamtopo.warmup import warm_all
+
+    warm_all()  # compile or load every kernel before timing
     regimes = args.regime or ["layer", "centroid", "embedding"]
     if "layer" in regimes:
         sizes = (

@@ -26,7 +26,9 @@ def _warm_h0() -> None:
         topology.h0_total(X, metric)
         topology.linkage(X.tolist(), metric)  # validating path, Prim, linkage
         P = topology.prepare_points(X, metric)
-        topology._mst_unsorted(P, metric, path="gram")
+        topology._mst_unsorted(P, metric, path="gram")  # float32 Gram
+        wide = rng.normal(size=(4, topology.GRAM_F64_MIN_D))
+        topology._mst_unsorted(topology.prepare_points(wide, metric), metric, path="gram")
     topology.h0_diagram(X[:, :1])  # 1-D sort, one-call
     topology.merge_order(X[:, :1].tolist())  # 1-D sort, validating path
     D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
