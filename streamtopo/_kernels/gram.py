@@ -94,7 +94,8 @@ def gram_matrix(X32: np.ndarray, block: int = 512) -> np.ndarray:
     n = 2048). Block rows are shared out to one Python thread per core, each calling a
     *single-threaded* BLAS: on the shared 2-core machine OpenBLAS's own threads measured up to
     300x slower under load (100 x 4096 float32: 208 ms with 2 threads, 0.73 ms with one), while
-    a thread per block row just takes the next block when the other is descheduled.
+    a thread per block row just takes the next block when the other is descheduled. The BLAS
+    thread limit is process-wide while the product runs, and restored afterwards.
     """
     n = X32.shape[0]
     XT = np.ascontiguousarray(X32.T)
