@@ -141,6 +141,18 @@ def _configure_centroid(p: argparse.ArgumentParser) -> None:
 _cmd_centroid.configure = _configure_centroid
 
 
+@command("warmup", "compile (or load from the numba cache) every kernel, so training never waits")
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    import time
+
+    t0 = time.perf_counter()
+    from .warmup import warm_all
+
+    for name, seconds in warm_all():
+        print(f"{name:<12} {seconds * 1e3:9.1f} ms")
+    print(f"{'total':<12} {(time.perf_counter() - t0) * 1e3:9.1f} ms")
+
+
 @command("recover", "make a crashed run consistent: leftover journals become Parquet parts")
 def _cmd_recover(args: argparse.Namespace) -> int:
     from .io.recovery import recover

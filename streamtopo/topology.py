@@ -7,6 +7,13 @@ Diagrams are ``(n, 2)`` float64 arrays with the infinite row last, as returned b
 Metrics: ``"euclidean"``; ``"cosine"`` (``1 - cos``, computed as ``|u - v|^2 / 2`` on unit
 vectors, which is exact where ``1 - u.v`` cancels); ``"precomputed"`` (a symmetric, finite,
 non-negative (n, n) matrix).
+
+Kernels (chosen by n and d, see :func:`_choose_path`): a sort for d = 1; Prim with distances
+computed on the fly (small and medium inputs; a clean float64 array goes through one numba call
+from input check to sorted deaths); Prim screened by a float32 BLAS Gram matrix for large n d
+(:mod:`._kernels.gram`); Prim on the matrix for ``"precomputed"``. Every path keys Prim on
+direct float64 distances from coordinate differences, so all return the same deaths, within a
+few ulps of a direct float64 evaluation, ties included.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._kernels.mst import mst_1d, prim_dense, prim_points_sq
+from ._kernels.gram import gram_bound_constants, gram_matrix, gram_prepare, prim_gram_sq
+from ._kernels.mst import h0_diagram_points, h0_total_points, mst_1d, prim_dense, prim_points_sq
 from ._kernels.unionfind import single_linkage_from_sorted
 from ._validation import as_float_matrix, check_choice, describe
 from .errors import InputError
@@ -90,26 +98,94 @@ def prepare_points(X: Any, metric: str = "euclidean", *, name: str = "X") -> np.
     return arr
 
 
-def _mst_unsorted(P: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = P.shape[0]
+# Path choice. The Gram path costs a float32 BLAS product (n^2 d / 2 multiply-adds, one
+# single-threaded BLAS per core) plus an O(n^2) screening pass at ~1.2 ns per pair; the direct
+# path costs ~0.2 ns per multiply-add (n^2 d / 2 of them) while its n d coordinates fit in the
+# 2 MB L2 cache, ~0.4 ns beyond. Measured on the shared 2-core machine (CPU ms, direct vs
+# Gram): 32x4096 1.16 vs 1.04, 256x256 1.9 vs 1.8, 2000x32 13.8 vs 11.1, 1000x64 6.9 vs 3.3,
+# 500x128 4.5 vs 1.4, 1000x512 75 vs 22, 5000x256 1270 vs 150. Hence the Gram path from
+# n^2 d >= 1.6e7 with n, d >= 32.
+# At d = 32 the direct path still won at n = 5000 (its data fit in L2), hence GRAM_MIN_D = 64.
+GRAM_MIN_N = 32
+GRAM_MIN_D = 64
+GRAM_MIN_WORK = 16_000_000
+# From this width the Gram matrix is computed in float64: float32's certified error grows as
+# d u (u = 2^-24), and on concentrated wide data (class centroids, 1000 x 4096) its near-tie
+# band sent a large share of all pairs to direct evaluation; float64 GEMM costs 2x per flop.
+GRAM_F64_MIN_D = 2048
+# The Gram path holds the (n, n) float32 Gram matrix: 1.6 GB at n = 20000. Above this budget the
+# O(n d)-memory direct path runs instead (slower, equally exact).
+GRAM_MAX_BYTES = 2 * 1024**3
+PATHS = ("auto", "direct", "gram", "sort", "dense")
+
+
+def _choose_path(n: int, d: int, metric: str) -> str:
+    if metric == "precomputed":
+        return "dense"
+    if metric == "euclidean" and d == 1:
+        return "sort"
+    if 4 * n * n > GRAM_MAX_BYTES or n < GRAM_MIN_N or d < GRAM_MIN_D:
+        return "direct"
+    if n * n * d >= GRAM_MIN_WORK:
+        return "gram"
+    return "direct"
+
+
+def _mst_unsorted(
+    P: np.ndarray, metric: str, *, path: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unsorted MST edges ``(src, dst, weight)`` of prepared points (see :func:`prepare_points`).
+
+    ``path`` forces a kernel ("direct", "gram", "sort", "dense"; tests use it); "auto" picks one
+    by n and d. Every path returns weights within a few ulps of a direct float64 evaluation.
+    """
+    n, d = P.shape
     src = np.empty(max(n - 1, 0), dtype=np.int64)
     dst = np.empty_like(src)
     w = np.empty(max(n - 1, 0), dtype=np.float64)
     if n < 2:
         return src, dst, w
-    if metric == "precomputed":
+    if path == "auto":
+        path = _choose_path(n, d, metric)
+    if path == "dense":
         prim_dense(P, src, dst, w)
-    elif metric == "euclidean" and P.shape[1] == 1:
+        return src, dst, w
+    if path == "sort":
         mst_1d(np.ascontiguousarray(P[:, 0]), src, dst, w)
+        if metric == "cosine":  # gaps of 1-D unit vectors are 0 or 2; report 1 - cos
+            w *= w
+            w *= 0.5
+        return src, dst, w
+    if path == "gram":
+        dtype = np.float64 if d >= GRAM_F64_MIN_D else np.float32
+        f, scale, Y, nrm = gram_prepare(P, dtype)
+        G = gram_matrix(Y)
+        del Y
+        prim_gram_sq(P, f, G, nrm, *gram_bound_constants(d, dtype), src, dst, w)
     else:
         scale = _pow2_scale(P) if metric == "euclidean" else 1.0
         prim_points_sq(P / scale if scale != 1.0 else P, src, dst, w)
-        if metric == "euclidean":
-            np.sqrt(w, out=w)
-            w *= scale
-        else:
-            w *= 0.5
+    if metric == "euclidean":
+        np.sqrt(w, out=w)
+        w *= scale
+    else:
+        w *= 0.5 * scale * scale
     return src, dst, w
+
+
+def _fast_ok(X: Any, metric: str) -> bool:
+    """True when X is a clean float64 array the one-call kernels take (direct or sort path)."""
+    if type(X) is not np.ndarray or X.dtype != _F64 or X.ndim != 2:
+        return False
+    if metric != "euclidean" and metric != "cosine":
+        return False
+    n, d = X.shape
+    if n == 0 or d == 0 or not X.flags.c_contiguous:
+        return False
+    return n < GRAM_MIN_N or d < GRAM_MIN_D or _choose_path(n, d, metric) != "gram"
+
+
+_F64 = np.dtype(np.float64)
 
 
 def mst_edges(X: Any, metric: str = "euclidean") -> MergeEdges:
@@ -142,6 +218,10 @@ def h0_diagram(X: Any, metric: str = "euclidean") -> np.ndarray:
            [ 0.,  2.],
            [ 0., inf]])
     """
+    if _fast_ok(X, metric):
+        dgm = h0_diagram_points(X, metric == "cosine")
+        if dgm.shape[0]:
+            return dgm
     deaths = mst_edges(X, metric).death
     out = np.zeros((deaths.shape[0] + 1, 2), dtype=np.float64)
     out[:-1, 1] = deaths
@@ -157,6 +237,10 @@ def h0_total(X: Any, metric: str = "euclidean") -> float:
     >>> h0_total([[0.0, 0.0], [3.0, 4.0], [3.0, 5.0]])
     6.0
     """
+    if _fast_ok(X, metric):
+        total = h0_total_points(X, metric == "cosine")
+        if total >= 0.0:
+            return total
     P = prepare_points(X, metric)
     return float(np.sum(_mst_unsorted(P, metric)[2]))
 
@@ -183,14 +267,8 @@ def linkage(X: Any, metric: str = "euclidean") -> np.ndarray:
     array([[0., 2., 1., 2.],
            [1., 3., 9., 3.]])
     """
-    P = prepare_points(X, metric)
-    n = P.shape[0]
-    e = mst_edges(P, "precomputed") if metric == "precomputed" else None
-    if e is None:
-        src, dst, w = _mst_unsorted(P, metric)
-        order = np.argsort(w, kind="stable")
-        e = MergeEdges(src[order], dst[order], w[order])
-    return single_linkage_from_sorted(n, e.i, e.j, e.death)
+    e = mst_edges(X, metric)
+    return single_linkage_from_sorted(e.death.shape[0] + 1, e.i, e.j, e.death)
 
 
 def betti0_at(X: Any, scale: float, metric: str = "euclidean") -> int:

@@ -14,20 +14,29 @@ new points, for the float64 keys, hence its sorted weights equal any from-scratc
 1. ``MST(G_new) = MST(MSF(G[U]) ∪ E(M))``: an edge among U that is not in the minimum spanning
    forest of G[U] is a maximum on a cycle inside G[U] (cycle property), and G[U]'s keys did not
    change.
-2. ``MSF(G[U]) ⊆ F ∪ X``: an edge inside one piece A closes a cycle with its T-path, which lies in
-   A, so in F; T was an exact MST, so the edge is a maximum on that cycle. (Edges *between*
-   pieces are not covered: their T-path runs through a moved row. This is why reconnecting the
-   pieces needs X and cannot use the surviving edges alone.)
-3. Let H = F ∪ E(M) and T' = MSF(H) (Kruskal). An X edge (a, b), a in A, b in B, can be dropped
-   when its key is >= the minimax weight of a path from a to b in H (it is then a maximum on a
-   cycle of H ∪ {ab}, and H is kept whole). Its key is >= ``LB = max(p_a, seg, q_b)`` (cycle
-   property in the old T: ``p_a`` is the largest F-edge from a to the vertex x where A's T-path
-   towards B leaves A, ``seg`` the largest removed edge on the T-path between the pieces, ``q_b``
-   as ``p_a`` from the entry vertex y of B). The path a -> x (in F) -> y (minimax in T') -> b (in
-   F) gives ``UB = max(p_a, g, q_b)`` with ``g`` the minimax weight from x to y in T'. So the pair
-   of pieces is skipped when ``g <= seg``; otherwise only rows with ``p_a < g`` and ``q_b < g`` are
-   paired, and only edges with key ``< g`` are kept. Every evaluated or kept edge is then given to a
-   final Kruskal over T' ∪ (kept X edges).
+2. ``F`` lies in some MSF of G[U]: each f in F is a lightest old edge across the cut T - f (cycle
+   property of T), the keys inside U did not change, and no other F edge crosses that cut, so
+   the generic MST argument adds the F edges one by one. Hence
+   ``MSF(G[U]) = F ∪ MST(G[U] / F)``, and in the contracted graph only the lightest edge between
+   two pieces (their closest pair) can be used. Edges *inside* a piece are never needed; edges
+   *between* pieces are, because their old T-path runs through a moved row: reconnecting the
+   pieces cannot use the surviving edges alone.
+3. Let H = F ∪ E(M) and T' = MSF(H), by Kruskal over H less the edges (m, v) that are a
+   maximum on a cycle m - v - (F) - v* - m, v* the closest row to m in v's piece (still an MSF
+   of H, from a few edges per moved row and piece instead of n). An X edge (a, b), a in A, b in
+   B, can be dropped when its key is >= the minimax weight of a path from a to b in H: it is
+   then a maximum on a cycle of H ∪ {ab}, and H is kept whole. Its key is
+   >= ``LB = max(p_a, seg, q_b)`` by the cycle property in the old T, where ``p_a`` is the
+   largest F-edge from a to the vertex x where A's T-path towards B leaves A, ``seg`` the
+   largest removed edge on the T-path between the pieces, and ``q_b`` is ``p_a``'s twin from
+   the entry vertex y of B. The path a -> x (in F) -> y (minimax in T') -> b (in F) gives
+   ``UB = max(p_a, g, q_b)`` with ``g`` the minimax weight from x to y in T'. So the pair of
+   pieces is skipped when ``g <= seg``; otherwise only rows with ``p_a < g`` and ``q_b < g`` are
+   paired, and the lightest of those edges is kept if it is below g (the closest pair of A and
+   B is either among them or droppable; an extra edge does no harm). A final Kruskal over
+   T' ∪ (kept edges) then holds an MST of the complete graph: the candidate set contains one,
+   and an MST of a subgraph that contains an MST of G has G's sorted weights (both are the
+   lexicographically smallest sorted weight vectors; only comparisons of keys are involved).
 
 Removing rows (``drop=True``) is the same argument with E(M) empty. The kernels never validate;
 the monitor does. ``max_work`` bounds the distance evaluations of one repair: past it the kernel
@@ -43,8 +52,9 @@ import numpy as np
 from ._jit import jit
 from .unionfind import kruskal, uf_find, uf_init, uf_union
 
-# Bookkeeping cap (entries of the per-exit minimax tables) before the repair gives up and the
-# caller rebuilds: 2**24 float64 = 128 MiB, reached only when many pieces meet a huge piece.
+# Memory cap (entries of the per-exit minimax tables, or candidate edges) before the repair gives
+# up and the caller rebuilds: 2**24 float64 = 128 MiB, reached only when many pieces meet a huge
+# piece (a hub of duplicates moves) or when the work budget is disabled.
 _MAX_TABLE = 1 << 24
 
 
@@ -98,11 +108,18 @@ def _minimax_from(x, head, nbr, eid, w, val, stamp, gen, stack):
 
     Writes ``val[v]`` and sets ``stamp[v] = gen`` for each reached v (``val[x] = -inf``).
     """
-    stamp[x] = gen
-    val[x] = -np.inf
-    top = 0
     stack[0] = x
-    top = 1
+    _minimax_many(1, head, nbr, eid, w, val, stamp, gen, stack)
+
+
+@jit
+def _minimax_many(ns, head, nbr, eid, w, val, stamp, gen, stack):
+    """As :func:`_minimax_from` from the ``ns`` sources in ``stack[:ns]``, each in its own tree
+    of the forest (one call instead of one per tree: calls passing arrays cost refcounting)."""
+    for i in range(ns):
+        stamp[stack[i]] = gen
+        val[stack[i]] = -np.inf
+    top = ns
     while top > 0:
         top -= 1
         u = stack[top]
@@ -143,7 +160,7 @@ def _kruskal_into(n, s, d, w, m, out_src, out_dst, out_key):
 
 @jit
 def msf_update(
-    Q, absdiff, drop, tsrc, tdst, tkey, moved, max_work, out_src, out_dst, out_key, stats
+    Q, absdiff, drop, tsrc, tdst, tkey, moved, max_work, step_cost, out_src, out_dst, out_key, stats
 ):
     """Repair the minimum spanning tree ``(tsrc, tdst, tkey)`` after the rows flagged in ``moved``
     changed (``drop=False``; ``Q`` holds their new coordinates) or were deleted (``drop=True``).
@@ -151,9 +168,10 @@ def msf_update(
     ``tsrc``, ``tdst``, ``tkey`` must be an exact MST of the unflagged rows' old keys plus, for
     rows not flagged, edges to flagged rows (rows added at the end may have no tree edge yet).
     Writes the new tree into ``out_*`` (length >= n - 1) and returns its edge count, or -1 when
-    the repair would need more than ``max_work`` distance evaluations (the caller rebuilds).
+    the repair would need more than ``max_work`` distance evaluations (the caller rebuilds);
+    bookkeeping steps are charged at ``step_cost`` evaluations each.
     ``stats`` (int64, length 4) receives: distance evaluations, pieces, piece pairs paired,
-    between-piece edges kept.
+    between-piece edges kept (at most one per pair).
     """
     n = Q.shape[0]
     m_old = tsrc.shape[0]
@@ -207,39 +225,6 @@ def msf_update(
         comp[v] = label[r]
     stats[1] = c
 
-    # H = F ∪ E(M): every edge touching a moved row, each unordered pair once.
-    ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
-    if ne > max_work:
-        return -1
-    hs = np.empty(nf + ne, dtype=np.int64)
-    hd = np.empty(nf + ne, dtype=np.int64)
-    hk = np.empty(nf + ne, dtype=np.float64)
-    hs[:nf] = fs[:nf]
-    hd[:nf] = fd[:nf]
-    hk[:nf] = fk[:nf]
-    p = nf
-    if not drop:
-        for a in range(k):
-            mv = mlist[a]
-            for v in range(n):
-                if moved[v] and midx[v] <= a:
-                    continue
-                hs[p] = mv
-                hd[p] = v
-                hk[p] = edge_key(Q, mv, v, absdiff)
-                p += 1
-    evals = ne
-    stats[0] = evals
-    t_src = np.empty(max(n - 1, 0), dtype=np.int64)
-    t_dst = np.empty(max(n - 1, 0), dtype=np.int64)
-    t_key = np.empty(max(n - 1, 0), dtype=np.float64)
-    nt = _kruskal_into(n, hs, hd, hk, p, t_src, t_dst, t_key)
-    if c <= 1:
-        out_src[:nt] = t_src[:nt]
-        out_dst[:nt] = t_dst[:nt]
-        out_key[:nt] = t_key[:nt]
-        return nt
-
     # Skeleton: T with every piece contracted (nodes: pieces 0..c-1, moved rows c..c+k-1).
     S = c + k
     sa = np.empty(nr, dtype=np.int64)
@@ -283,8 +268,87 @@ def msf_update(
     for s in range(nx):
         a = comp[ex[s]]
         base[s + 1] = base[s] + phead[a + 1] - phead[a]
-    if base[nx] + nx * nx + c * c > _MAX_TABLE:
+    if c > 1 and base[nx] + nx * nx + c * c > _MAX_TABLE:
         return -1
+    # Work is charged in distance evaluations before it is done, in three stages, so that an
+    # abandoned repair has spent at most 3/8 of the budget: (A) the moved rows' edges and their
+    # tree walks, at most 1/4 of it; (B) the tables for the pieces, at most 1/8; (C) the
+    # between-piece pairs, the rest. A tree-walk step counts 2 * step_cost, a table entry or
+    # scan step step_cost, a pair of pieces 2 evaluations of overhead (measured at d = 64: a
+    # tree-walk step takes 0.22 of a distance evaluation).
+    # Stage (B) is costed before (A) is done: many pieces abandon the repair at no cost.
+    steps = 2 * base[nx] + nx * nx + n + c * S + 2 * (c - 1) * (n - k)
+    charged_b = steps * step_cost + 2.0 * (c * (c - 1) // 2)
+    if c > 1 and 8.0 * charged_b > max_work:
+        return -1
+    # H = F ∪ E(M), every edge touching a moved row evaluated once. An edge (m, v) with v in
+    # piece A is left out when it is no lighter than both m's closest edge into A, (m, v*),
+    # and the largest F-edge between v and v*: it is then a maximum on the cycle
+    # m - v - (F) - v* - m, whose other edges all stay.
+    ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
+    charged = ne + 2.0 * step_cost * (0 if drop else k * (n - k))
+    if 4.0 * charged > max_work or ne > _MAX_TABLE:
+        return -1
+    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
+    val = np.empty(n, dtype=np.float64)
+    stamp = np.zeros(n, dtype=np.int64)
+    stack = np.empty(n, dtype=np.int64)
+    gen = 0
+    cap = nf + 4 * k * (c + k) + 16
+    hs = np.empty(cap, dtype=np.int64)
+    hd = np.empty(cap, dtype=np.int64)
+    hk = np.empty(cap, dtype=np.float64)
+    hs[:nf] = fs[:nf]
+    hd[:nf] = fd[:nf]
+    hk[:nf] = fk[:nf]
+    p = nf
+    if not drop:
+        kv = np.empty(n, dtype=np.float64)
+        near = np.full(c, -1, dtype=np.int64)
+        for a in range(k):
+            mv = mlist[a]
+            near[:] = -1
+            for v in range(n):  # tight loop first: it is the hot one
+                kv[v] = edge_key(Q, mv, v, absdiff)
+            # (Arrays grow once per moved row, not per edge: a call returning an array costs
+            # reference counting, which showed up as half the time of this stage.)
+            hs = _grow_int(hs, p + n)
+            hd = _grow_int(hd, p + n)
+            hk = _grow_float(hk, p + n)
+            for v in range(n):
+                if moved[v]:
+                    if midx[v] > a:  # moved-moved edges: all kept
+                        hs[p] = mv
+                        hd[p] = v
+                        hk[p] = kv[v]
+                        p += 1
+                    continue
+                kk = kv[v]
+                A = comp[v]
+                if near[A] < 0 or kk < kv[near[A]]:
+                    near[A] = v
+            stack[:c] = near
+            gen += 1
+            _minimax_many(c, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
+            for v in range(n):
+                if moved[v] or not (v == near[comp[v]] or kv[v] < val[v]):
+                    continue
+                hs[p] = mv
+                hd[p] = v
+                hk[p] = kv[v]
+                p += 1
+    evals = ne
+    stats[0] = evals
+    charged += charged_b
+    t_src = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_dst = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_key = np.empty(max(n - 1, 0), dtype=np.float64)
+    nt = _kruskal_into(n, hs, hd, hk, p, t_src, t_dst, t_key)
+    if c <= 1:
+        out_src[:nt] = t_src[:nt]
+        out_dst[:nt] = t_dst[:nt]
+        out_key[:nt] = t_key[:nt]
+        return nt
 
     # seg[A, B]: largest removed edge on the T-path between pieces A and B; exv[A, B]: the
     # vertex of A where that path leaves A.
@@ -322,15 +386,8 @@ def msf_update(
                     st_exit[top] = rs[e] if sa[e] == A else rd[e]
                 top += 1
 
-    # Per exit slot: minimax in F over its piece, and minimax in T' to the other exits.
-    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
-    t_head, t_nbr, t_eid = _csr(n, t_src, t_dst, nt)
-    val = np.empty(n, dtype=np.float64)
-    stamp = np.zeros(n, dtype=np.int64)
-    stack = np.empty(n, dtype=np.int64)
+    # Per exit slot: minimax in F over its piece.
     pf = np.empty(base[nx], dtype=np.float64)
-    mm = np.empty((nx, nx), dtype=np.float64)
-    gen = 0
     for s in range(nx):
         x = ex[s]
         a = comp[x]
@@ -338,15 +395,44 @@ def msf_update(
         _minimax_from(x, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
         for i in range(phead[a], phead[a + 1]):
             pf[base[s] + i - phead[a]] = val[pmem[i]]
-        gen += 1
-        _minimax_from(x, t_head, t_nbr, t_eid, t_key, val, stamp, gen, stack)
-        for s2 in range(nx):
-            y = ex[s2]
-            mm[s, s2] = val[y] if stamp[y] == gen else np.inf
+
+    # Minimax in T' between exits: replay T' in merge order (Kruskal wrote it sorted); when
+    # two groups join at weight w, every exit of one meets every exit of the other at w.
+    mm = np.full((nx, nx), np.inf)
+    first = np.full(n, -1, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    nxt = np.full(nx, -1, dtype=np.int64)
+    for s in range(nx):
+        mm[s, s] = -np.inf
+        first[ex[s]] = s
+        last[ex[s]] = s
+    parent2, size2 = uf_init(n)
+    for e in range(nt):
+        ra = uf_find(parent2, t_src[e])
+        rb = uf_find(parent2, t_dst[e])
+        if ra == rb:
+            continue
+        s1 = first[ra]
+        while s1 >= 0:
+            s2 = first[rb]
+            while s2 >= 0:
+                mm[s1, s2] = t_key[e]
+                mm[s2, s1] = t_key[e]
+                s2 = nxt[s2]
+            s1 = nxt[s1]
+        r = uf_union(parent2, size2, ra, rb)
+        o = rb if r == ra else ra
+        if first[o] >= 0:
+            if first[r] >= 0:
+                nxt[last[r]] = first[o]
+                last[r] = last[o]
+            else:
+                first[r] = first[o]
+                last[r] = last[o]
 
     # Which piece pairs need between-piece edges, and how many evaluations they cost.
-    pair_a = np.empty(16, dtype=np.int64)
-    pair_b = np.empty(16, dtype=np.int64)
+    pair_a = np.empty(c * (c - 1) // 2, dtype=np.int64)
+    pair_b = np.empty(c * (c - 1) // 2, dtype=np.int64)
     npairs = 0
     cost = 0
     for A in range(c):
@@ -365,19 +451,17 @@ def msf_update(
                 if pf[base[sy] + i] < g:
                     nb += 1
             cost += na * nb
-            pair_a = _grow_int(pair_a, npairs + 1)
-            pair_b = _grow_int(pair_b, npairs + 1)
             pair_a[npairs] = A
             pair_b[npairs] = B
             npairs += 1
-    if evals + cost > max_work:
+    if charged + cost + 2.0 * npairs > max_work:
         return -1
     stats[2] = npairs
 
-    # Evaluate the remaining between-piece edges; keep those lighter than the bound g.
-    xs = np.empty(nt + 16, dtype=np.int64)
-    xd = np.empty(nt + 16, dtype=np.int64)
-    xk = np.empty(nt + 16, dtype=np.float64)
+    # Evaluate the remaining between-piece edges; keep the lightest of each pair of pieces.
+    xs = np.empty(nt + npairs, dtype=np.int64)
+    xd = np.empty(nt + npairs, dtype=np.int64)
+    xk = np.empty(nt + npairs, dtype=np.float64)
     xs[:nt] = t_src[:nt]
     xd[:nt] = t_dst[:nt]
     xk[:nt] = t_key[:nt]
@@ -401,19 +485,23 @@ def msf_update(
                 lb[nb] = pmem[phead[B] + i]
                 nb += 1
         evals += na * nb
+        best = np.inf
+        bu = -1
+        bv = -1
         for i in range(na):
             u = la[i]
             for j in range(nb):
                 v = lb[j]
                 kk = edge_key(Q, u, v, absdiff)
-                if kk < g:
-                    xs = _grow_int(xs, m + 1)
-                    xd = _grow_int(xd, m + 1)
-                    xk = _grow_float(xk, m + 1)
-                    xs[m] = u
-                    xd[m] = v
-                    xk[m] = kk
-                    m += 1
+                if kk < best:
+                    best = kk
+                    bu = u
+                    bv = v
+        if best < g:
+            xs[m] = bu
+            xd[m] = bv
+            xk[m] = best
+            m += 1
     stats[0] = evals
     stats[3] = m - nt
     return _kruskal_into(n, xs, xd, xk, m, out_src, out_dst, out_key)
