@@ -1,0 +1,1 @@
+"""Monitors: stateful objects that take a training signal each step and return a status."""
