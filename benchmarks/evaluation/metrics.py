@@ -1,0 +1,33 @@
+"""Per-run scores of one detector: detection, lead time, false-alarm episodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def episodes(alarm: np.ndarray) -> int:
+    """Number of alarm episodes (rising edges)."""
+    a = np.asarray(alarm, dtype=bool)
+    return int(a[0]) + int(np.count_nonzero(a[1:] & ~a[:-1])) if a.size else 0
+
+
+def score(alarm: np.ndarray, t0: int | None, onset: int | None) -> dict:
+    """Scores of one alarm track.
+
+    Healthy steps are the whole run for healthy runs and the steps before t0 for faulty runs;
+    false alarms are the alarm episodes that start on healthy steps. A fault is detected when an
+    alarm is on at some step >= t0; lead = onset - first such step (positive = earlier than the
+    loss/accuracy showed it).
+    """
+    T = len(alarm)
+    healthy_end = T if t0 is None else t0
+    fa = episodes(alarm[:healthy_end])
+    out = {"healthy_steps": healthy_end, "false_alarms": fa, "first_alarm": None, "lead": None}
+    start = t0 if t0 is not None else 0
+    if onset is not None or t0 is not None:
+        hits = np.flatnonzero(alarm[start:])
+        if hits.size:
+            out["first_alarm"] = int(start + hits[0])
+            if onset is not None:
+                out["lead"] = int(onset - out["first_alarm"])
+    return out
