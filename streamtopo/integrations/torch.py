@@ -65,8 +65,11 @@ __all__ = [
     "FeatureCollector",
     "GradNormCollector",
     "LayerGroup",
+    "LossBuffer",
     "collect",
+    "labels_to_numpy",
     "layer_groups",
+    "rank",
 ]
 
 _CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
@@ -707,3 +710,56 @@ class FeatureCollector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def rank() -> int:
+    """This process's rank under ``torch.distributed`` (0 when not distributed)."""
+    is_dist, _ = _distributed()
+    return torch.distributed.get_rank() if is_dist else 0
+
+
+class LossBuffer:
+    """Losses of the steps between two monitored steps, kept on the device (no sync per step)."""
+
+    def __init__(self) -> None:
+        self._items: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, loss: Any) -> None:
+        """Append a loss: a tensor with one element (read detached) or a real number."""
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise InputError(
+                    f"loss must have one element, got a tensor of shape {tuple(loss.shape)}"
+                )
+            self._items.append(loss.detach().reshape(()).to(torch.float32))
+        elif isinstance(loss, (int, float, np.number)) and not isinstance(loss, bool):
+            self._items.append(torch.tensor(float(loss), dtype=torch.float32))
+        else:
+            raise InputTypeError(
+                f"loss must be a number or a one-element tensor, got {describe(loss)}"
+            )
+
+    def take(self) -> torch.Tensor | None:
+        """All buffered losses as one float32 vector (on the device of the first), then empty."""
+        if not self._items:
+            return None
+        device = self._items[0].device
+        out = torch.stack([t.to(device) for t in self._items])
+        self._items.clear()
+        return out
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+def labels_to_numpy(labels: Any) -> np.ndarray:
+    """Class labels (tensor, array or list) as an int64 host array."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    return np.asarray(labels)

@@ -9,6 +9,11 @@ loss is COLLAPSE at once (it is never added to the EMA); ``should_stop`` follows
 ``stop_patience`` consecutive COLLAPSE steps, like the other monitors. For losses that can be
 negative the test reads ``loss − ema > (factor − 1)·|ema|``, which equals ``loss > factor·ema``
 for positive losses.
+
+The EMA lags a falling loss: early in training, when the loss halves within ``span`` steps, the
+EMA sits well above the current loss and a jump must clear that gap first (in the tests, a 2×
+jump at step 150 of a loss decaying with time constant 100 steps stays below 1.1 × EMA; a 3×
+jump fires within 5 steps).
 """
 
 from __future__ import annotations
