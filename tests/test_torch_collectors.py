@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny layers on a shared 2-core machine: one thread is fastest
 from torch import nn  # noqa: E402
 
 from streamtopo.errors import InputError, InputTypeError  # noqa: E402

@@ -1,7 +1,8 @@
 """Worker for tests/test_torch_distributed.py: one rank of a 2-process gloo job.
 
-Run as ``python tests/torch_dist_worker.py RANK WORLD PORT MODE OUT.json`` (MODE: ddp | fsdp).
-Each rank trains on its half of a fixed batch and writes the collected signals to JSON.
+Run as ``python tests/torch_dist_worker.py RANK WORLD PORT OUT.json``. Each rank runs one
+backward pass on its part of a fixed batch, first under DDP, then under FSDP2 (``fully_shard``),
+and writes the collected signals of both to JSON.
 """
 
 from __future__ import annotations
@@ -20,16 +21,11 @@ def build(torch):
     return model, x, y
 
 
-def main(argv: list[str]) -> None:
-    import torch
-    import torch.distributed as dist
-
-    rank, world, port, mode, out = int(argv[0]), int(argv[1]), argv[2], argv[3], argv[4]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def one(torch, mode: str, rank: int, world: int) -> dict:
     from streamtopo.integrations.torch import ActivationNormCollector, GradNormCollector, collect
 
     model, x, y = build(torch)
+    inner = model
     if mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
@@ -37,9 +33,7 @@ def main(argv: list[str]) -> None:
             if isinstance(m, torch.nn.Linear):
                 fully_shard(m)
         fully_shard(model)
-        inner = model
     else:
-        inner = model
         model = torch.nn.parallel.DistributedDataParallel(model)
     acts, grads = ActivationNormCollector(inner), GradNormCollector(inner)
     n = x.shape[0] // world
@@ -47,8 +41,20 @@ def main(argv: list[str]) -> None:
     loss = torch.nn.functional.cross_entropy(model(x[part]), y[part])
     loss.backward()
     a, g, mean_loss = collect([acts, grads], extra=loss.detach().reshape(1))
+    return {"act": a.tolist(), "grad": g.tolist(), "loss": float(mean_loss[0])}
+
+
+def main(argv: list[str]) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    rank, world, port, out = int(argv[0]), int(argv[1]), argv[2], argv[3]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    result = {mode: one(torch, mode, rank, world) for mode in ("ddp", "fsdp")}
     with open(out, "w") as fh:
-        json.dump({"act": a.tolist(), "grad": g.tolist(), "loss": float(mean_loss[0])}, fh)
+        json.dump(result, fh)
     dist.destroy_process_group()
 
 

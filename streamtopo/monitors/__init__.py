@@ -1,1 +1,3 @@
-"""Monitors: stateful objects that take a training signal each step and return a status."""
+"""Monitors: stateful objects with ``check()``, ``reset()``, ``state_dict()``,
+``load_state_dict()`` and their own step counter. They never touch files; public names are
+re-exported from ``streamtopo`` (e.g. ``streamtopo.LayerMonitor``)."""
