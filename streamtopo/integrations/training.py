@@ -93,6 +93,15 @@ class TrainingMonitor:
     force_attention_weights : bool
         See :class:`~streamtopo.integrations.torch.AttentionEntropyCollector`.
 
+    Attributes
+    ----------
+    values_ : dict
+        Signal name → float32 array of the last monitored step's per-layer values.
+    status_ : TrainingStatus or None
+        The last status.
+    host_copies_ : int
+        Device→host copies made so far (one per monitored step, plus one per feature read).
+
     Examples
     --------
     >>> import pytest; _ = pytest.importorskip("streamtopo.monitors.layer")  # until merged
@@ -227,6 +236,7 @@ class TrainingMonitor:
         self._calls = 0
         self._monitored = 0
         self.host_copies_ = 0
+        self.values_: dict[str, Any] = {}
         self.status_: TrainingStatus | None = None
         self._last: dict[str, Any] = {}
         self._closed = False
@@ -294,6 +304,7 @@ class TrainingMonitor:
             for v in values[-1]:
                 statuses["loss"] = self.loss_monitor.check(float(v))
         by_signal = {c.signal: v for c, v in zip(self._collectors, values, strict=False)}
+        self.values_ = by_signal
         if self.layer_monitor is not None:
             statuses["layer"] = self.layer_monitor.check(
                 {s: by_signal[s] for s in self.layer_monitor.signals}
