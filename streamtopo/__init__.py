@@ -29,10 +29,43 @@ _EXPORTS: dict[str, str] = {
     "linkage": "streamtopo.topology",
     "merge_order": "streamtopo.topology",
     "persistence_entropy": "streamtopo.topology",
+    # cubical persistence and depth profile (seed 003)
+    "BettiCurves": "streamtopo.cubical",
+    "betti_curves": "streamtopo.cubical",
+    "cubical_diagram": "streamtopo.cubical",
+    "cubical_diagrams": "streamtopo.cubical",
+    "DepthProfile": "streamtopo.monitors.depth",
+    "LayerProfile": "streamtopo.monitors.depth",
+    "betti_profile": "streamtopo.monitors.depth",
     # status
     "State": "streamtopo.status",
+    "Status": "streamtopo.status",
+    # monitors
+    "LayerMonitor": "streamtopo.monitors.layer",
+    "ArrowRing": "streamtopo.ring",
+    "MorseMonitor": "streamtopo.monitors.morse",
+    "MorsePairs": "streamtopo.monitors.morse",
+    # collapse index
+    "collapse_components": "streamtopo.collapse",
+    "collapse_index": "streamtopo.collapse",
+    "CollapseMonitor": "streamtopo.monitors.collapse",
+    "CollapseStatus": "streamtopo.monitors.collapse",
+    "CentroidMonitor": "streamtopo.monitors.centroid",
+    "GapStatus": "streamtopo.monitors.centroid",
+    "difficulty": "streamtopo.monitors.centroid",
     # data
     "load_digits": "streamtopo.data",
+    # run logs
+    "RunWriter": "streamtopo.io.journal",
+    "RecoveryReport": "streamtopo.io.recovery",
+    "read_run": "streamtopo.io.replay",
+    "recover": "streamtopo.io.recovery",
+    "replay": "streamtopo.io.replay",
+    # training integration (torch is imported only when one of these is used)
+    "LossRiseDetector": "streamtopo.monitors.loss",
+    "LossStatus": "streamtopo.monitors.loss",
+    "TrainingMonitor": "streamtopo.integrations.training",
+    "TrainingStatus": "streamtopo.integrations.training",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -52,9 +85,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .collapse import collapse_components, collapse_index
+    from .cubical import BettiCurves, betti_curves, cubical_diagram, cubical_diagrams
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
-    from .status import State
+    from .integrations.training import TrainingMonitor, TrainingStatus
+    from .io.journal import RunWriter
+    from .io.recovery import RecoveryReport, recover
+    from .io.replay import read_run, replay
+    from .monitors.centroid import CentroidMonitor, GapStatus, difficulty
+    from .monitors.collapse import CollapseMonitor, CollapseStatus
+    from .monitors.depth import DepthProfile, LayerProfile, betti_profile
+    from .monitors.layer import LayerMonitor
+    from .monitors.loss import LossRiseDetector, LossStatus
+    from .monitors.morse import MorseMonitor, MorsePairs
+    from .ring import ArrowRing
+    from .status import State, Status
     from .topology import (
         MergeEdges,
         betti0_at,

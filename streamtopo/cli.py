@@ -85,6 +85,84 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
 _cmd_demo.configure = _configure_demo
 
 
+@command("recover", "make a crashed run consistent: leftover journals become Parquet parts")
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from .io.recovery import recover
+
+    report = recover(args.run, fsync=args.fsync)
+    print(f"{args.run}: {report}")
+    return 0
+
+
+def _configure_recover(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
+    p.add_argument("--fsync", action="store_true", help="fsync each recovered part")
+
+
+_cmd_recover.configure = _configure_recover
+
+
+@command("replay", "re-run the layer monitor over a recorded run and summarise its statuses")
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from .io.replay import replay, summarize
+
+    overrides = {
+        k: getattr(args, k)
+        for k in ("window", "transform", "rule", "check_every")
+        if getattr(args, k) is not None
+    }
+    statuses = replay(
+        args.run,
+        rank=args.rank,
+        include_journal=args.include_journal,
+        progress=args.progress,
+        **overrides,
+    )
+    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_hide_dataframe_shape=True):
+        print(summarize(statuses))
+    if args.out:
+        statuses.write_parquet(args.out, compression="zstd")
+        print(f"statuses written to {args.out}")
+    return 0
+
+
+def _configure_replay(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
+    p.add_argument("--window", type=int, help="override the recorded window")
+    p.add_argument("--transform", choices=("log", "none"), help="override the transform")
+    p.add_argument("--rule", choices=("zscore", "peak"), help="override the alarm rule")
+    p.add_argument("--check-every", type=int, dest="check_every", help="override check_every")
+    p.add_argument("--rank", type=int, help="replay one rank only")
+    p.add_argument("--include-journal", action="store_true", help="also use unrolled journals")
+    p.add_argument("--progress", action="store_true", help="progress on stderr")
+    p.add_argument("--out", help="write the replayed statuses to this Parquet file")
+
+
+_cmd_replay.configure = _configure_replay
+
+
+@command("report", "write a self-contained HTML report (and a markdown summary) of a run")
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    paths = build_report(args.run, args.out, include_journal=not args.committed_only)
+    print(f"report: {paths.html} ({paths.figures} figures)\nsummary: {paths.markdown}")
+    return 0
+
+
+def _configure_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
+    p.add_argument("--out", help="HTML file to write (default: <run>/report.html)")
+    p.add_argument(
+        "--committed-only", action="store_true", help="ignore rows still in live journals"
+    )
+
+
+_cmd_report.configure = _configure_report
+
+
 def _load_points(path: str):
     import numpy as np
 

@@ -84,11 +84,11 @@ def _optional_monitors() -> tuple[Any, Any]:
     if _has("streamtopo.monitors.centroid"):
         from .monitors.centroid import CentroidMonitor
 
-        centroid = CentroidMonitor(n_classes=10, class_names=[str(c) for c in range(10)])
+        centroid = CentroidMonitor(n_classes=10, patience=5)
     if _has("streamtopo.monitors.collapse"):
         from .monitors.collapse import CollapseMonitor
 
-        collapse = CollapseMonitor()
+        collapse = CollapseMonitor(check_every=10)
     return centroid, collapse
 
 
@@ -195,10 +195,19 @@ def _train(
     log_dir = out if _has("streamtopo.io.journal") else None
     if log_dir is None:
         say("streamtopo.io is not installed: the run is not logged (no replay)")
-    tm = TrainingMonitor(
-        model, log_dir=log_dir, run_id=run_id, centroid=centroid, collapse=collapse
-    )
     fault_at = int(steps * 0.6)
+    warmup = fault_at // 2  # centroid/collapse baselines start once the digits are learnt
+    tm = TrainingMonitor(
+        model,
+        log_dir=log_dir,
+        run_id=run_id,
+        centroid=centroid,
+        collapse=collapse,
+        feature_warmup=warmup,
+        # the centroid monitor's test-loss patience is early stopping, not a failure alarm:
+        # the demo shows it and the collapse index, and stops on the layer and loss alarms
+        stop_on=("layer", "loss"),
+    )
     print_every = print_every or max(10, steps // 20)
     eval_every = max(10, steps // 30)
     batch = 64
@@ -227,7 +236,7 @@ def _train(
             for name in status.fired:
                 first.setdefault(name, step)
             if step % eval_every == eval_every - 1 or step == steps - 1:
-                acc = _evaluate(torch, model, tm, Xte, yte, centroid)
+                acc = _evaluate(torch, model, tm, Xte, yte, centroid if step >= warmup else None)
             if step % print_every == print_every - 1 or step == steps - 1:
                 loss_state = "ALARM" if status.loss is not None and status.loss.alarm else "ok"
                 say(
@@ -317,13 +326,10 @@ def _replay(run_dir: Any, live: list[Any], say: Any) -> bool | None:
 def _write_outputs(out: Path, run_dir: Any, result: dict[str, Any], say: Any) -> list[Path]:
     files: list[Path] = []
     if run_dir is not None and _has("streamtopo.report"):
-        from . import report
+        from .report import build_report
 
-        writer = getattr(report, "write_report", None)
-        if writer is not None:
-            path = out / "report.html"
-            writer(run_dir, path)
-            files.append(path)
+        paths = build_report(run_dir, out / "report.html")
+        files += [paths.html, paths.markdown]
     md = out / "summary.md"
     md.write_text(_markdown(result), encoding="utf-8")
     files.append(md)

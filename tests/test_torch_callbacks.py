@@ -8,7 +8,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # tiny layers on a shared 2-core machine: one thread is fastest
-pytest.importorskip("streamtopo.monitors.layer")  # LayerMonitor (issue 5) until it is on main
 from torch import nn  # noqa: E402
 
 

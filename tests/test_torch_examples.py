@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("streamtopo.monitors.layer")  # LayerMonitor (issue 5) until it is on main
 
 pytestmark = pytest.mark.slow  # whole examples, each at a reduced size
 

@@ -70,9 +70,11 @@ class TrainingMonitor:
         second LayerMonitor, reported as ``"attention"``, because its layers differ.
     centroid : CentroidMonitor, optional
         Fed with penultimate features and the ``labels`` given to :meth:`step` (train split) or
-        to :meth:`observe` (any split); checked every ``centroid_every`` monitored steps.
+        to :meth:`observe` (any split); checked by :meth:`check_centroid` (e.g. after an
+        evaluation pass), or every ``centroid_every`` monitored steps if that is set.
     collapse : CollapseMonitor, optional
-        Fed with the penultimate features (and labels) of every monitored step.
+        Given the penultimate features (and labels) of every monitored step; it reads them
+        (one host copy) only on its own ``check_every`` steps.
     every : int
         Monitor every k-th call of :meth:`step` (the first call is monitored).
     groups : "auto", regex or list of module names
@@ -88,6 +90,9 @@ class TrainingMonitor:
         Run id for the RunWriter.
     stop_on : sequence of str
         Monitors whose ``should_stop`` makes :attr:`should_stop` true.
+    feature_warmup : int
+        Calls of :meth:`step` before the centroid/collapse monitors are fed, so their baselines
+        come from a formed representation rather than from the first steps of learning.
     feature_layer : str
         Where :class:`~streamtopo.integrations.torch.FeatureCollector` reads features.
     force_attention_weights : bool
@@ -104,7 +109,6 @@ class TrainingMonitor:
 
     Examples
     --------
-    >>> import pytest; _ = pytest.importorskip("streamtopo.monitors.layer")  # until merged
     >>> import torch
     >>> from streamtopo.integrations.training import TrainingMonitor
     >>> _ = torch.manual_seed(0)
@@ -136,9 +140,10 @@ class TrainingMonitor:
         writer: Callable[[dict[str, Any]], Any] | None = None,
         run_id: str | None = None,
         log_all_ranks: bool = False,
-        centroid_every: int = 10,
+        centroid_every: int | None = None,
         stop_on: Sequence[str] = ("layer", "attention", "loss", "centroid", "collapse"),
         feature_layer: str = "auto",
+        feature_warmup: int = 0,
         force_attention_weights: bool = False,
     ) -> None:
         if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
@@ -149,7 +154,10 @@ class TrainingMonitor:
             raise InputError(f"signals must be distinct names from {_SIGNALS}, got {signals!r}")
         self.signals = signals
         self.every = check_positive_int(every, "every")
-        self.centroid_every = check_positive_int(centroid_every, "centroid_every")
+        self.feature_warmup = check_positive_int(feature_warmup, "feature_warmup", minimum=0)
+        self.centroid_every = (
+            None if centroid_every is None else check_positive_int(centroid_every, "centroid_every")
+        )
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
         if writer is not None and log_dir is not None:
@@ -232,6 +240,9 @@ class TrainingMonitor:
             raise
         self.centroid_monitor = centroid
         self.collapse_monitor = collapse
+        for m in (centroid, collapse):  # log them into the same run unless they have a writer
+            if m is not None and writer is not None and getattr(m, "writer", 1) is None:
+                m.writer = writer
         self._losses = st_torch.LossBuffer()
         self._calls = 0
         self._monitored = 0
@@ -311,7 +322,11 @@ class TrainingMonitor:
             )
         if self.attention_monitor is not None:
             statuses["attention"] = self.attention_monitor.check(by_signal["attn_entropy"])
-        if self._features is not None and self._features.features_ is not None:
+        if (
+            self._features is not None
+            and self._features.features_ is not None
+            and t >= self.feature_warmup
+        ):
             statuses.update(self._feed_features(labels))
         self._monitored += 1
         self._last.update(statuses)
@@ -342,17 +357,15 @@ class TrainingMonitor:
 
     def _feed_features(self, labels: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.collapse_monitor is None and (self.centroid_monitor is None or labels is None):
-            return out
-        feats = self._features.take()
-        self.host_copies_ += 1
         y = None if labels is None else st_torch.labels_to_numpy(labels)
         if self.centroid_monitor is not None and y is not None:
-            self.centroid_monitor.update(feats, y, split="train")
-            if self._monitored % self.centroid_every == self.centroid_every - 1:
+            self.centroid_monitor.update(self._features.take(), y, split="train")
+            self.host_copies_ += 1
+            every = self.centroid_every
+            if every is not None and self._monitored % every == every - 1:
                 out["centroid"] = self.centroid_monitor.check()
         if self.collapse_monitor is not None:
-            out["collapse"] = self.collapse_monitor.check(feats, y)
+            out["collapse"] = self.collapse_monitor.check(self._features.features_, y)
         return out
 
     def _arm(self, on: bool) -> None:

@@ -1,0 +1,165 @@
+"""Per-call latency of ``LayerMonitor.check()`` beside a naive recomputation and ripser.
+
+Run: ``python benchmarks/bench_check.py`` (add ``--quick`` for fewer steps). Prints a markdown
+table: for L layers x S signals x window W, our p50/p99 per ``check()`` call (everything: input
+conversion, ring, window update, H0, alarms, Status) and steps/s, beside the H0 alone of the
+same points each step by (a) numpy/scipy (pdist + single linkage) and (b) ripser, and the
+ratios of their p50 to ours. Then the bytes a monitor holds for 128 layers x 3 signals x
+capacity 1024.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+
+
+def stream(rng, steps, L, S):
+    """Layers at fixed log-levels with 5 % multiplicative noise and a cosine LR decay."""
+    levels = rng.normal(0.0, 1.0, size=(S, L))
+    lr = 1e-3 + 0.5 * (1 + np.cos(np.pi * np.arange(steps) / steps))
+    x = np.exp(levels[None] + 0.05 * rng.normal(size=(steps, S, L))) * lr[:, None, None]
+    return x.astype(np.float32)  # what the monitor records
+
+
+def points(x, t, W):
+    """The layer points at step t, as the monitor defines them (log, window W)."""
+    win = np.log(x[max(0, t - W + 1) : t + 1].astype(np.float64))  # (w, S, L)
+    w, S, L = win.shape
+    return win.reshape(w * S, L).T / math.sqrt(w * S)
+
+
+def percentiles(ts):
+    a = np.asarray(ts) / 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def bench_ours(x, L, S, W, warm, steps):
+    from streamtopo import LayerMonitor
+
+    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], window=W)
+    rows = [{f"s{k}": x[t, k] for k in range(S)} if S > 1 else x[t, 0] for t in range(len(x))]
+    for t in range(warm):
+        mon.check(rows[t])
+    ts = []
+    clock = time.perf_counter_ns
+    for t in range(warm, warm + steps):
+        a = clock()
+        mon.check(rows[t])
+        ts.append(clock() - a)
+    return percentiles(ts)
+
+
+def bench_naive(x, W, warm, steps):
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import pdist
+
+    ts = []
+    for t in range(warm, warm + steps):
+        a = time.perf_counter_ns()
+        P = points(x, t, W)
+        float(linkage(pdist(P), method="single")[:, 2].sum())
+        ts.append(time.perf_counter_ns() - a)
+    return percentiles(ts)
+
+
+def bench_ripser(x, W, warm, steps):
+    import warnings
+
+    from ripser import ripser
+
+    warnings.filterwarnings("ignore", message="The input point cloud has more columns")
+    ts = []
+    for t in range(warm, warm + steps):
+        a = time.perf_counter_ns()
+        P = points(x, t, W)
+        d = ripser(P, maxdim=0)["dgms"][0]
+        float(d[np.isfinite(d[:, 1]), 1].sum())
+        ts.append(time.perf_counter_ns() - a)
+    return percentiles(ts)
+
+
+def check_agreement(x, L, S, W, warm):
+    """Our h0 equals the naive one on the benchmark stream (guards the table)."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import pdist
+
+    from streamtopo import LayerMonitor
+
+    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], window=W)
+    for t in range(warm):
+        h = mon.check(x[t]).h0
+    ref = float(linkage(pdist(points(x, warm - 1, W)), method="single")[:, 2].sum())
+    assert abs(h - ref) <= 1e-9 * ref, (h, ref)
+
+
+def monitor_bytes(L=128, S=3, capacity=1024, W=16):
+    from streamtopo import LayerMonitor
+
+    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], window=W, capacity=capacity)
+    return mon.nbytes, mon.ring_.nbytes
+
+
+def false_alarms(steps):
+    """Alarm steps and episodes per 1,000 steps on healthy synthetic streams (i.i.d. 5 % noise
+    around fixed layer levels, cosine LR decay): the plain per-layer threshold 3.0 against the
+    default (Šidák-corrected for L x S z-scores)."""
+    from streamtopo import LayerMonitor
+
+    rng = np.random.default_rng(1)
+    print()
+    print("| L | S | layer_z | alarm steps / 1k | alarm episodes / 1k |")
+    print("|---|---|---|---|---|")
+    for L, S in ((8, 1), (8, 3), (64, 1), (64, 3)):
+        x = stream(rng, steps, L, S)
+        for layer_z in (3.0, None):
+            mon = LayerMonitor(L, [f"s{k}" for k in range(S)], layer_z=layer_z)
+            states = [mon.check(x[t]).state != "HEALTHY" for t in range(steps)]
+            episodes = sum(1 for t in range(1, steps) if states[t] and not states[t - 1])
+            scored = steps - mon.baseline
+            label = f"{mon.layer_z_:.2f}" + (" (default)" if layer_z is None else "")
+            print(
+                f"| {L} | {S} | {label} | {1000 * sum(states) / scored:.1f} |"
+                f" {1000 * episodes / scored:.2f} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps")
+    args = parser.parse_args()
+    steps, ref_steps, warm = (300, 30, 120) if args.quick else (2000, 200, 300)
+    rng = np.random.default_rng(0)
+    print(f"load average: {os.getloadavg()}, cores: {os.cpu_count()}")
+    print()
+    print("| L | S | W | ours p50 µs | ours p99 µs | steps/s | naive scipy p50 µs | ripser p50 µs |"
+          " naive/ours | ripser/ours |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for L in (8, 32, 64, 128):
+        for S in (1, 3):
+            for W in (1, 16):
+                x = stream(rng, warm + steps, L, S)
+                check_agreement(x, L, S, W, warm)
+                o50, o99 = bench_ours(x, L, S, W, warm, steps)
+                n50, _ = bench_naive(x, W, warm, ref_steps)
+                r50, _ = bench_ripser(x, W, warm, ref_steps)
+                print(
+                    f"| {L} | {S} | {W} | {o50:.1f} | {o99:.1f} | {1e6 / o50:,.0f} | {n50:.1f} |"
+                    f" {r50:.1f} | {n50 / o50:.1f}x | {r50 / o50:.1f}x |"
+                )
+    false_alarms(1000 if args.quick else 5000)
+    total, ring = monitor_bytes()
+    print()
+    print(
+        f"Memory, 128 layers x 3 signals x capacity 1024 (window 16): {total:,} bytes held by "
+        f"the monitor, of which {ring:,} in the ArrowRing."
+    )
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

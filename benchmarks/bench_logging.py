@@ -1,0 +1,233 @@
+"""Logging benchmark: RunWriter end to end, its per-step latency, replay, file size.
+
+    python benchmarks/bench_logging.py [--quick]
+
+Prints markdown tables. References measured in the same run:
+- "polars at close": rows kept as Python objects, one ``pl.DataFrame`` + ``write_parquet`` at
+  the end (fast, but loses everything on a crash and holds the whole run in memory);
+- "csv per row": ``csv.writer`` row appends to a file opened with default buffering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streamtopo.io import RunWriter, read_run
+
+
+def make_rows(n: int, n_cols: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    names = tuple(f"layer{i}" for i in range(n_cols))
+    signals = ("grad_norm",)
+    # log-space random walks: per-layer norms drift slowly, as recorded norms do
+    walk = np.cumsum(rng.normal(scale=0.01, size=(n, 1, n_cols)), axis=0)
+    values = np.exp(walk + rng.normal(size=(1, 1, n_cols))).astype(np.float32)
+    config = {"window": 16}
+    return [
+        {
+            "monitor": "layer",
+            "step": i,
+            "wall_time": 1.7e9 + i,
+            "signals": signals,
+            "layer_names": names,
+            "values": values[i],
+            "h0": float(rng.random()),
+            "state": "HEALTHY",
+            "reason": f"HEALTHY: |z|={i % 300 / 100:.2f}",
+            "config": config,
+        }
+        for i in range(n)
+    ]
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def bench_writer(rows: list[dict], root: Path, repeat: int) -> tuple[float, float, int]:
+    """Best wall time and best CPU time (all threads) of open + rows + close; parts' bytes."""
+    best = best_cpu = float("inf")
+    size = 0
+    for r in range(repeat):
+        c0, t0 = time.process_time(), time.perf_counter()
+        w = RunWriter(root, run_id=f"w{r}")
+        for row in rows:
+            w(row)
+        w.close()
+        best = min(best, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+        size = sum(p.stat().st_size for p in w.rank_dir.glob("*.parquet"))
+        shutil.rmtree(w.run_dir)
+    return best, best_cpu, size
+
+
+def bench_polars_at_close(rows: list[dict], root: Path, repeat: int) -> float:
+    best = float("inf")
+    cols = [f"grad_norm/{n}" for n in rows[0]["layer_names"]]
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        kept = []
+        for row in rows:
+            kept.append((row["step"], row["wall_time"], row["values"], row["h0"], row["state"]))
+        steps, walls, values, h0, state = zip(*kept, strict=True)
+        mat = np.stack(values).reshape(len(kept), -1)
+        df = pl.DataFrame({"step": steps, "wall_time": walls, "h0": h0, "state": state})
+        df = df.hstack(pl.DataFrame(mat, schema=cols))
+        df.write_parquet(root / "ref.parquet", compression="zstd")
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_csv(rows: list[dict], root: Path, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with open(root / "ref.csv", "w", newline="") as f:
+            out = csv.writer(f)
+            for row in rows:
+                out.writerow(
+                    [row["step"], row["wall_time"], *row["values"].ravel().tolist(), row["h0"]]
+                )
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def latency(rows: list[dict], root: Path) -> dict[str, float]:
+    """Per-call time of the writer, and of check() with/without it when LayerMonitor exists."""
+    out: dict[str, float] = {}
+    w = RunWriter(root, run_id="lat")
+    pc = time.perf_counter_ns
+    lat = np.empty(len(rows), np.int64)
+    for i, row in enumerate(rows):
+        a = pc()
+        w(row)
+        lat[i] = pc() - a
+    w.close()
+    noop = np.empty(len(rows), np.int64)
+    for i in range(len(rows)):
+        a = pc()
+        noop[i] = pc() - a
+    out["writer p50"] = np.percentile(lat, 50) / 1e3
+    out["writer p99"] = np.percentile(lat, 99) / 1e3
+    out["writer mean"] = lat.mean() / 1e3
+    out["timer p50"] = np.percentile(noop, 50) / 1e3
+    try:
+        from streamtopo.monitors.layer import LayerMonitor
+    except ImportError:
+        return out
+    n_layers = rows[0]["values"].shape[1]
+    vals = np.stack([r["values"][0] for r in rows])
+    for label, writer in (("check", None), ("check+writer", "w")):
+        wr = RunWriter(root, run_id=f"lat-{label}") if writer else None
+        mon = LayerMonitor(n_layers=n_layers, writer=wr)
+        for v in vals[:200]:  # warm-up (numba compile/cache load)
+            mon.check(v)
+        t = np.empty(len(vals), np.int64)
+        for i, v in enumerate(vals):
+            a = pc()
+            mon.check(v)
+            t[i] = pc() - a
+        if wr is not None:
+            wr.close()
+        out[f"{label} p50"] = np.percentile(t, 50) / 1e3
+        out[f"{label} p99"] = np.percentile(t, 99) / 1e3
+    return out
+
+
+def bench_replay(root: Path, steps: int, n_layers: int = 64) -> dict[str, float] | None:
+    try:
+        from streamtopo.io import replay
+        from streamtopo.monitors.layer import LayerMonitor
+    except ImportError:
+        return None
+    rng = np.random.default_rng(1)
+    vals = rng.lognormal(size=(steps, n_layers)).astype(np.float32)
+    w = RunWriter(root, run_id="replay")
+    mon = LayerMonitor(n_layers=n_layers, writer=w)
+    t0 = time.perf_counter()
+    for v in vals:
+        mon.check(v)
+    w.close()
+    live = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frame = read_run(w.run_dir).collect()
+    read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    st = replay(w.run_dir)
+    rep = time.perf_counter() - t0
+    same = bool(
+        (st["state"] == st["live_state"]).all()
+        and np.array_equal(st["h0"].to_numpy(), st["live_h0"].to_numpy(), equal_nan=True)
+    )
+    assert frame.height == steps
+    return {"steps": steps, "live": live, "read": read, "replay": rep, "identical": same}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    quick = args.quick
+    root = Path(tempfile.mkdtemp(prefix="bench_logging_"))
+    print(f"load before: {os.getloadavg()}, cores: {os.cpu_count()}")
+    print()
+    print("| columns | rows | RunWriter rows/s (wall) | RunWriter rows/s (CPU) | "
+          "polars-at-close rows/s | csv rows/s | time ratio vs polars | time ratio vs csv | "
+          "MB per 1M rows |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n_cols, n in ((64, 200_000), (256, 100_000), (1024, 25_000)):
+        if quick:
+            n //= 10
+        rows = make_rows(n, n_cols)
+        t_ours, cpu_ours, size = bench_writer(rows, root, repeat=3)
+        t_pl = bench_polars_at_close(rows, root, repeat=3)
+        t_csv = bench_csv(rows, root, repeat=1)
+        print(
+            f"| {n_cols} | {n:,} | {n / t_ours:,.0f} | {n / cpu_ours:,.0f} | {n / t_pl:,.0f} | "
+            f"{n / t_csv:,.0f} | "
+            f"{t_ours / t_pl:.2f} | {t_ours / t_csv:.2f} | {size / n * 1e6 / 2**20:,.0f} |"
+        )
+        del rows
+    print()
+    rows = make_rows(20_000 if quick else 100_000, 64)
+    lat = latency(rows, root)
+    print("| per-step latency, 64 layers × 1 signal | µs |")
+    print("|---|---|")
+    for k, v in lat.items():
+        print(f"| {k} | {v:.2f} |")
+    if "check p50" in lat:
+        print(f"| added by logging, p50 | {lat['check+writer p50'] - lat['check p50']:.2f} |")
+        print(f"| added by logging, p99 | {lat['check+writer p99'] - lat['check p99']:.2f} |")
+    print()
+    rep = bench_replay(root, 20_000 if quick else 100_000)
+    if rep is None:
+        print("replay: LayerMonitor not available in this checkout")
+    else:
+        per_m = rep["replay"] / rep["steps"] * 1e6
+        print("| replay, 64 layers × 1 signal | steps | s | steps/s | s per 1M steps (extrap.) |")
+        print("|---|---|---|---|---|")
+        for k in ("live", "read", "replay"):
+            print(
+                f"| {k} | {rep['steps']:,} | {rep[k]:.2f} | {rep['steps'] / rep[k]:,.0f} | "
+                f"{rep[k] / rep['steps'] * 1e6:.1f} |"
+            )
+        print(f"\nreplay identical to live (h0 bit for bit, state): {rep['identical']}; "
+              f"1M steps extrapolated: {per_m:.1f} s")  # fmt: skip
+    print(f"\nload after: {os.getloadavg()}")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

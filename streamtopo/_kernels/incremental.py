@@ -1,0 +1,471 @@
+"""Dynamic minimum spanning tree of a point cloud under point moves (sparse edits).
+
+Notation: n points, d dims, ``Q`` the (n, d) float64 rows exactly as the weight formula reads them,
+k moved rows (set M), U the unmoved rows, T the old minimum spanning tree, F the *surviving edges*
+(T minus every edge touching a moved row), the *pieces* the components of F on U (connected
+subtrees of T), E(M) every edge touching a moved row, X every edge between two different pieces.
+A *key* is the number Prim compares: the squared distance of two ``Q`` rows, summed over the
+coordinates in order (``topology._mst_unsorted``), or ``|x_i - x_j|`` on the 1-D path. Keys of
+unmoved pairs are bitwise unchanged by an update, so every comparison below is exact.
+
+Why the repair is exact (the new tree is a minimum spanning tree of the complete graph on the
+new points, for the float64 keys, hence its sorted weights equal any from-scratch MST's):
+
+1. ``MST(G_new) = MST(MSF(G[U]) ∪ E(M))``: an edge among U that is not in the minimum spanning
+   forest of G[U] is a maximum on a cycle inside G[U] (cycle property), and G[U]'s keys did not
+   change.
+2. ``MSF(G[U]) ⊆ F ∪ X``: an edge inside one piece A closes a cycle with its T-path, which lies in
+   A, so in F; T was an exact MST, so the edge is a maximum on that cycle. (Edges *between*
+   pieces are not covered: their T-path runs through a moved row. This is why reconnecting the
+   pieces needs X and cannot use the surviving edges alone.)
+3. Let H = F ∪ E(M) and T' = MSF(H) (Kruskal). An X edge (a, b), a in A, b in B, can be dropped
+   when its key is >= the minimax weight of a path from a to b in H (it is then a maximum on a
+   cycle of H ∪ {ab}, and H is kept whole). Its key is >= ``LB = max(p_a, seg, q_b)`` (cycle
+   property in the old T: ``p_a`` is the largest F-edge from a to the vertex x where A's T-path
+   towards B leaves A, ``seg`` the largest removed edge on the T-path between the pieces, ``q_b``
+   as ``p_a`` from the entry vertex y of B). The path a -> x (in F) -> y (minimax in T') -> b (in
+   F) gives ``UB = max(p_a, g, q_b)`` with ``g`` the minimax weight from x to y in T'. So the pair
+   of pieces is skipped when ``g <= seg``; otherwise only rows with ``p_a < g`` and ``q_b < g`` are
+   paired, and only edges with key ``< g`` are kept. Every evaluated or kept edge is then given to a
+   final Kruskal over T' ∪ (kept X edges).
+
+Removing rows (``drop=True``) is the same argument with E(M) empty. The kernels never validate;
+the monitor does. ``max_work`` bounds the distance evaluations of one repair: past it the kernel
+returns -1 and the caller rebuilds from scratch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import jit
+from .unionfind import kruskal, uf_find, uf_init, uf_union
+
+# Bookkeeping cap (entries of the per-exit minimax tables) before the repair gives up and the
+# caller rebuilds: 2**24 float64 = 128 MiB, reached only when many pieces meet a huge piece.
+_MAX_TABLE = 1 << 24
+
+
+@jit
+def edge_key(Q, i, j, absdiff):
+    """Key of edge (i, j): ``|Q[i,0] - Q[j,0]|`` if ``absdiff`` else the squared distance."""
+    if absdiff:
+        return abs(Q[i, 0] - Q[j, 0])
+    s = 0.0
+    for t in range(Q.shape[1]):
+        diff = Q[i, t] - Q[j, t]
+        s += diff * diff
+    return s
+
+
+@jit
+def key_to_weight(key, sqrt_mode, mul):
+    """Death time of a key: ``sqrt(key) * mul`` (Euclidean, d > 1) or ``key * mul``."""
+    if sqrt_mode:
+        return math.sqrt(key) * mul
+    return key * mul
+
+
+@jit
+def _csr(n, a, b, m):
+    """Adjacency of the undirected edges ``(a[e], b[e])``, e < m: ``head``, ``nbr``, ``eid``."""
+    head = np.zeros(n + 1, dtype=np.int64)
+    for e in range(m):
+        head[a[e] + 1] += 1
+        head[b[e] + 1] += 1
+    for i in range(n):
+        head[i + 1] += head[i]
+    pos = head[:-1].copy()
+    nbr = np.empty(2 * m, dtype=np.int64)
+    eid = np.empty(2 * m, dtype=np.int64)
+    for e in range(m):
+        u = a[e]
+        v = b[e]
+        nbr[pos[u]] = v
+        eid[pos[u]] = e
+        pos[u] += 1
+        nbr[pos[v]] = u
+        eid[pos[v]] = e
+        pos[v] += 1
+    return head, nbr, eid
+
+
+@jit
+def _minimax_from(x, head, nbr, eid, w, val, stamp, gen, stack):
+    """Largest edge weight on the forest path from x to every vertex x reaches.
+
+    Writes ``val[v]`` and sets ``stamp[v] = gen`` for each reached v (``val[x] = -inf``).
+    """
+    stamp[x] = gen
+    val[x] = -np.inf
+    top = 0
+    stack[0] = x
+    top = 1
+    while top > 0:
+        top -= 1
+        u = stack[top]
+        for p in range(head[u], head[u + 1]):
+            v = nbr[p]
+            if stamp[v] == gen:
+                continue
+            stamp[v] = gen
+            wv = w[eid[p]]
+            val[v] = wv if wv > val[u] else val[u]
+            stack[top] = v
+            top += 1
+
+
+@jit
+def _grow_int(a, need):
+    if need <= a.shape[0]:
+        return a
+    b = np.empty(max(2 * a.shape[0], need), dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@jit
+def _grow_float(a, need):
+    if need <= a.shape[0]:
+        return a
+    b = np.empty(max(2 * a.shape[0], need), dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@jit
+def _kruskal_into(n, s, d, w, m, out_src, out_dst, out_key):
+    order = np.argsort(w[:m], kind="mergesort")
+    return kruskal(n, s[:m], d[:m], w[:m], order, out_src, out_dst, out_key)
+
+
+@jit
+def msf_update(
+    Q, absdiff, drop, tsrc, tdst, tkey, moved, max_work, out_src, out_dst, out_key, stats
+):
+    """Repair the minimum spanning tree ``(tsrc, tdst, tkey)`` after the rows flagged in ``moved``
+    changed (``drop=False``; ``Q`` holds their new coordinates) or were deleted (``drop=True``).
+
+    ``tsrc``, ``tdst``, ``tkey`` must be an exact MST of the unflagged rows' old keys plus, for
+    rows not flagged, edges to flagged rows (rows added at the end may have no tree edge yet).
+    Writes the new tree into ``out_*`` (length >= n - 1) and returns its edge count, or -1 when
+    the repair would need more than ``max_work`` distance evaluations (the caller rebuilds).
+    ``stats`` (int64, length 4) receives: distance evaluations, pieces, piece pairs paired,
+    between-piece edges kept.
+    """
+    n = Q.shape[0]
+    m_old = tsrc.shape[0]
+    stats[:] = 0
+    k = 0
+    midx = np.full(n, -1, dtype=np.int64)
+    for v in range(n):
+        if moved[v]:
+            midx[v] = k
+            k += 1
+    mlist = np.empty(k, dtype=np.int64)
+    for v in range(n):
+        if moved[v]:
+            mlist[midx[v]] = v
+
+    # Split T into surviving edges F and removed edges R.
+    fs = np.empty(m_old, dtype=np.int64)
+    fd = np.empty(m_old, dtype=np.int64)
+    fk = np.empty(m_old, dtype=np.float64)
+    rs = np.empty(m_old, dtype=np.int64)
+    rd = np.empty(m_old, dtype=np.int64)
+    rk = np.empty(m_old, dtype=np.float64)
+    nf = 0
+    nr = 0
+    for e in range(m_old):
+        if moved[tsrc[e]] or moved[tdst[e]]:
+            rs[nr] = tsrc[e]
+            rd[nr] = tdst[e]
+            rk[nr] = tkey[e]
+            nr += 1
+        else:
+            fs[nf] = tsrc[e]
+            fd[nf] = tdst[e]
+            fk[nf] = tkey[e]
+            nf += 1
+
+    # Pieces: components of F on the unmoved rows.
+    parent, size = uf_init(n)
+    for e in range(nf):
+        uf_union(parent, size, fs[e], fd[e])
+    comp = np.full(n, -1, dtype=np.int64)
+    label = np.full(n, -1, dtype=np.int64)
+    c = 0
+    for v in range(n):
+        if moved[v]:
+            continue
+        r = uf_find(parent, v)
+        if label[r] < 0:
+            label[r] = c
+            c += 1
+        comp[v] = label[r]
+    stats[1] = c
+
+    # H = F ∪ E(M): every edge touching a moved row, each unordered pair once.
+    ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
+    if ne > max_work:
+        return -1
+    hs = np.empty(nf + ne, dtype=np.int64)
+    hd = np.empty(nf + ne, dtype=np.int64)
+    hk = np.empty(nf + ne, dtype=np.float64)
+    hs[:nf] = fs[:nf]
+    hd[:nf] = fd[:nf]
+    hk[:nf] = fk[:nf]
+    p = nf
+    if not drop:
+        for a in range(k):
+            mv = mlist[a]
+            for v in range(n):
+                if moved[v] and midx[v] <= a:
+                    continue
+                hs[p] = mv
+                hd[p] = v
+                hk[p] = edge_key(Q, mv, v, absdiff)
+                p += 1
+    evals = ne
+    stats[0] = evals
+    t_src = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_dst = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_key = np.empty(max(n - 1, 0), dtype=np.float64)
+    nt = _kruskal_into(n, hs, hd, hk, p, t_src, t_dst, t_key)
+    if c <= 1:
+        out_src[:nt] = t_src[:nt]
+        out_dst[:nt] = t_dst[:nt]
+        out_key[:nt] = t_key[:nt]
+        return nt
+
+    # Skeleton: T with every piece contracted (nodes: pieces 0..c-1, moved rows c..c+k-1).
+    S = c + k
+    sa = np.empty(nr, dtype=np.int64)
+    sb = np.empty(nr, dtype=np.int64)
+    for e in range(nr):
+        u = rs[e]
+        v = rd[e]
+        sa[e] = c + midx[u] if moved[u] else comp[u]
+        sb[e] = c + midx[v] if moved[v] else comp[v]
+    shead, snbr, seid = _csr(S, sa, sb, nr)
+
+    # Exit vertices: unmoved endpoints of removed edges, one slot each.
+    slot = np.full(n, -1, dtype=np.int64)
+    ex = np.empty(2 * nr, dtype=np.int64)
+    nx = 0
+    for e in range(nr):
+        for u in (rs[e], rd[e]):
+            if not moved[u] and slot[u] < 0:
+                slot[u] = nx
+                ex[nx] = u
+                nx += 1
+
+    # Members of each piece, contiguous.
+    phead = np.zeros(c + 1, dtype=np.int64)
+    for v in range(n):
+        if comp[v] >= 0:
+            phead[comp[v] + 1] += 1
+    for i in range(c):
+        phead[i + 1] += phead[i]
+    fill = phead[:-1].copy()
+    pmem = np.empty(n - k, dtype=np.int64)
+    ppos = np.full(n, -1, dtype=np.int64)
+    for v in range(n):
+        if comp[v] >= 0:
+            ppos[v] = fill[comp[v]] - phead[comp[v]]
+            pmem[fill[comp[v]]] = v
+            fill[comp[v]] += 1
+
+    base = np.empty(nx + 1, dtype=np.int64)
+    base[0] = 0
+    for s in range(nx):
+        a = comp[ex[s]]
+        base[s + 1] = base[s] + phead[a + 1] - phead[a]
+    if base[nx] + nx * nx + c * c > _MAX_TABLE:
+        return -1
+
+    # seg[A, B]: largest removed edge on the T-path between pieces A and B; exv[A, B]: the
+    # vertex of A where that path leaves A.
+    seg = np.empty((c, c), dtype=np.float64)
+    exv = np.full((c, c), -1, dtype=np.int64)
+    st_node = np.empty(S, dtype=np.int64)
+    st_max = np.empty(S, dtype=np.float64)
+    st_exit = np.empty(S, dtype=np.int64)
+    seen = np.full(S, -1, dtype=np.int64)
+    for A in range(c):
+        top = 1
+        st_node[0] = A
+        st_max[0] = -np.inf
+        st_exit[0] = -1
+        seen[A] = A
+        while top > 0:
+            top -= 1
+            u = st_node[top]
+            mx = st_max[top]
+            xv = st_exit[top]
+            if u < c and u != A:
+                seg[A, u] = mx
+                exv[A, u] = xv
+            for q in range(shead[u], shead[u + 1]):
+                v = snbr[q]
+                if seen[v] == A:
+                    continue
+                seen[v] = A
+                e = seid[q]
+                st_node[top] = v
+                st_max[top] = rk[e] if rk[e] > mx else mx
+                if xv >= 0:
+                    st_exit[top] = xv
+                else:
+                    st_exit[top] = rs[e] if sa[e] == A else rd[e]
+                top += 1
+
+    # Per exit slot: minimax in F over its piece, and minimax in T' to the other exits.
+    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
+    t_head, t_nbr, t_eid = _csr(n, t_src, t_dst, nt)
+    val = np.empty(n, dtype=np.float64)
+    stamp = np.zeros(n, dtype=np.int64)
+    stack = np.empty(n, dtype=np.int64)
+    pf = np.empty(base[nx], dtype=np.float64)
+    mm = np.empty((nx, nx), dtype=np.float64)
+    gen = 0
+    for s in range(nx):
+        x = ex[s]
+        a = comp[x]
+        gen += 1
+        _minimax_from(x, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
+        for i in range(phead[a], phead[a + 1]):
+            pf[base[s] + i - phead[a]] = val[pmem[i]]
+        gen += 1
+        _minimax_from(x, t_head, t_nbr, t_eid, t_key, val, stamp, gen, stack)
+        for s2 in range(nx):
+            y = ex[s2]
+            mm[s, s2] = val[y] if stamp[y] == gen else np.inf
+
+    # Which piece pairs need between-piece edges, and how many evaluations they cost.
+    pair_a = np.empty(16, dtype=np.int64)
+    pair_b = np.empty(16, dtype=np.int64)
+    npairs = 0
+    cost = 0
+    for A in range(c):
+        for B in range(A + 1, c):
+            sx = slot[exv[A, B]]
+            sy = slot[exv[B, A]]
+            g = mm[sx, sy]
+            if g <= seg[A, B]:
+                continue
+            na = 0
+            for i in range(phead[A + 1] - phead[A]):
+                if pf[base[sx] + i] < g:
+                    na += 1
+            nb = 0
+            for i in range(phead[B + 1] - phead[B]):
+                if pf[base[sy] + i] < g:
+                    nb += 1
+            cost += na * nb
+            pair_a = _grow_int(pair_a, npairs + 1)
+            pair_b = _grow_int(pair_b, npairs + 1)
+            pair_a[npairs] = A
+            pair_b[npairs] = B
+            npairs += 1
+    if evals + cost > max_work:
+        return -1
+    stats[2] = npairs
+
+    # Evaluate the remaining between-piece edges; keep those lighter than the bound g.
+    xs = np.empty(nt + 16, dtype=np.int64)
+    xd = np.empty(nt + 16, dtype=np.int64)
+    xk = np.empty(nt + 16, dtype=np.float64)
+    xs[:nt] = t_src[:nt]
+    xd[:nt] = t_dst[:nt]
+    xk[:nt] = t_key[:nt]
+    m = nt
+    la = np.empty(n, dtype=np.int64)
+    lb = np.empty(n, dtype=np.int64)
+    for t in range(npairs):
+        A = pair_a[t]
+        B = pair_b[t]
+        sx = slot[exv[A, B]]
+        sy = slot[exv[B, A]]
+        g = mm[sx, sy]
+        na = 0
+        for i in range(phead[A + 1] - phead[A]):
+            if pf[base[sx] + i] < g:
+                la[na] = pmem[phead[A] + i]
+                na += 1
+        nb = 0
+        for i in range(phead[B + 1] - phead[B]):
+            if pf[base[sy] + i] < g:
+                lb[nb] = pmem[phead[B] + i]
+                nb += 1
+        evals += na * nb
+        for i in range(na):
+            u = la[i]
+            for j in range(nb):
+                v = lb[j]
+                kk = edge_key(Q, u, v, absdiff)
+                if kk < g:
+                    xs = _grow_int(xs, m + 1)
+                    xd = _grow_int(xd, m + 1)
+                    xk = _grow_float(xk, m + 1)
+                    xs[m] = u
+                    xd[m] = v
+                    xk[m] = kk
+                    m += 1
+    stats[0] = evals
+    stats[3] = m - nt
+    return _kruskal_into(n, xs, xd, xk, m, out_src, out_dst, out_key)
+
+
+@jit
+def tree_keys(Q, src, dst, absdiff, out):
+    """Keys of the edges ``(src[e], dst[e])`` (to re-key a tree built by ``_mst_unsorted``)."""
+    for e in range(src.shape[0]):
+        out[e] = edge_key(Q, src[e], dst[e], absdiff)
+
+
+@jit
+def gradient_pairs(n, src, dst, out_vertex):
+    """Discrete gradient pairing of H0: for edges in merge order, the vertex each edge kills.
+
+    All births are 0, so the elder of two merging components is the one whose representative
+    (its smallest vertex) is smaller; the other representative is paired with the edge.
+    """
+    parent, size = uf_init(n)
+    rep = np.arange(n, dtype=np.int64)
+    for e in range(src.shape[0]):
+        ra = uf_find(parent, src[e])
+        rb = uf_find(parent, dst[e])
+        a = rep[ra]
+        b = rep[rb]
+        r = uf_union(parent, size, ra, rb)
+        if a < b:
+            out_vertex[e] = b
+            rep[r] = a
+        else:
+            out_vertex[e] = a
+            rep[r] = b
+
+
+@jit
+def count_within(Q, absdiff, sqrt_mode, mul, eps, touching):
+    """Pairs i < j with weight <= eps; only pairs with a row flagged in ``touching`` when any
+    row is flagged there (pass an all-False array for every pair)."""
+    n = Q.shape[0]
+    any_flag = False
+    for v in range(n):
+        if touching[v]:
+            any_flag = True
+            break
+    count = 0
+    for i in range(n):
+        if any_flag and not touching[i]:
+            continue
+        for j in range(n):
+            if j == i or (j < i and (touching[j] or not any_flag)):
+                continue  # each unordered pair once
+            if key_to_weight(edge_key(Q, i, j, absdiff), sqrt_mode, mul) <= eps:
+                count += 1
+    return count

@@ -1,0 +1,250 @@
+"""Sublevel-set persistence of images and volumes (cubical complexes).
+
+A map ``f`` on an H x W grid (or D x H x W) is filtered by value: at level t the complex holds
+the pixels with ``f <= t``. Two cubical complexes can be built from the same pixels, and the
+``connectivity`` argument picks one:
+
+=============  ===========  ==================================================================
+connectivity   construction  complex
+=============  ===========  ==================================================================
+8 (2-D),       T             each pixel is a closed square (voxel: closed cube); squares that
+26 (3-D)                     share only a corner are joined. ``cripser.compute_ph(...,
+                             filtration="T")``, ``gudhi.CubicalComplex(top_dimensional_cells=)``
+4 (2-D),       V             each pixel is a vertex; an edge / square enters when all its
+6 (3-D)                      pixels have. ``cripser.compute_ph(..., filtration="V")``,
+                             ``gudhi.CubicalComplex(vertices=)``
+=============  ===========  ==================================================================
+
+The default is the T-construction (8 / 26), gudhi's default for images. H0 comes from a
+union-find over pixels sorted by value with the elder rule; in 2-D, beta1 comes from the Euler
+characteristic of the same complex, ``chi(t) = beta0(t) - beta1(t)`` (no beta2 on a planar
+grid). Both agree exactly with cripser and gudhi for the matching construction (tested).
+
+Diagrams are ``(n, 2)`` float64 arrays ``(birth, death)``, finite bars by ascending death, the
+one essential bar ``(min f, inf)`` last; zero-length bars (birth == death) are left out, as
+gudhi and cripser do. NaN or infinite pixels are an error: mask them to a value of your choice
+first (for example ``np.nan_to_num(x, nan=x_max)`` to add them last).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._validation import describe
+from .errors import InputError, InputTypeError
+
+__all__ = [
+    "CONNECTIVITY",
+    "BettiCurves",
+    "betti_curves",
+    "cubical_diagram",
+    "cubical_diagrams",
+]
+
+# grid dimension -> (V-construction connectivity, T-construction connectivity)
+CONNECTIVITY: dict[int, tuple[int, int]] = {2: (4, 8), 3: (6, 26)}
+
+
+class BettiCurves(NamedTuple):
+    """Betti curves of M maps at T thresholds (see :func:`betti_curves`)."""
+
+    thresholds: np.ndarray  #: (T,) float64, strictly ascending
+    betti0: np.ndarray  #: (M, T) int64
+    betti1: np.ndarray | None  #: (M, T) int64 (2-D grids), None for 3-D
+    area0: np.ndarray  #: (M,) integral of beta0 over [thresholds[0], thresholds[-1]]
+    area1: np.ndarray | None  #: (M,) integral of beta1 over the same window (2-D)
+    total_persistence: np.ndarray  #: (M,) sum of finite H0 bar lengths
+
+
+def _as_maps(x: Any, name: str, grid_ndim: int) -> np.ndarray:
+    """Validate and return ``x`` as a C-contiguous float64 (M, P) array of flat maps."""
+    if grid_ndim not in CONNECTIVITY:
+        raise InputError(f"grid_ndim must be 2 or 3, got {describe(grid_ndim)}")
+    if isinstance(x, (str, bytes)):
+        raise InputTypeError(f"{name} must be an array of numbers, got {describe(x)}")
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise InputTypeError(f"{name} must be an array of real numbers, got {describe(arr)}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputTypeError(f"{name} must be real, got {describe(arr)}")
+    if arr.ndim < grid_ndim:
+        raise InputError(
+            f"{name} must have at least {grid_ndim} dimensions (the {grid_ndim}-D grid last), "
+            f"got {describe(arr)}"
+        )
+    if arr.size == 0:
+        raise InputError(f"{name} must not be empty, got {describe(arr)}")
+    flat = np.ascontiguousarray(arr.reshape(-1, int(np.prod(arr.shape[-grid_ndim:]))), np.float64)
+    if not np.isfinite(flat).all():
+        bad = int(np.count_nonzero(~np.isfinite(flat)))
+        raise InputError(
+            f"{name} must be finite, got {bad} NaN/inf pixel(s) in {describe(arr)}; "
+            "mask them first (e.g. np.nan_to_num(x, nan=x_max))"
+        )
+    return flat
+
+
+def _grid(shape: tuple[int, ...], grid_ndim: int) -> tuple[int, int, int]:
+    g = shape[-grid_ndim:]
+    return (1, g[0], g[1]) if grid_ndim == 2 else (g[0], g[1], g[2])
+
+
+def _full(connectivity: int | None, grid_ndim: int) -> bool:
+    """True for the T-construction (8 / 26), False for the V-construction (4 / 6)."""
+    if grid_ndim not in CONNECTIVITY:
+        raise InputError(f"grid_ndim must be 2 or 3, got {describe(grid_ndim)}")
+    v, t = CONNECTIVITY[grid_ndim]
+    if connectivity is None:
+        return True
+    if isinstance(connectivity, bool) or connectivity not in (v, t):
+        raise InputError(
+            f"connectivity must be {v} or {t} for a {grid_ndim}-D grid, "
+            f"got {describe(connectivity)}"
+        )
+    return connectivity == t
+
+
+def _as_thresholds(thresholds: Any) -> np.ndarray:
+    try:
+        t = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputTypeError(
+            f"thresholds must be a 1-D array of numbers, got {describe(thresholds)}"
+        ) from None
+    if t.ndim != 1 or t.size < 2:
+        raise InputError(f"thresholds must be 1-D with at least 2 values, got {describe(t)}")
+    if not np.isfinite(t).all() or not (np.diff(t) > 0).all():
+        raise InputError("thresholds must be finite and strictly ascending")
+    return np.ascontiguousarray(t)
+
+
+def cubical_diagram(image: Any, connectivity: int | None = None) -> np.ndarray:
+    """Sublevel-set H0 diagram of one 2-D image or 3-D volume.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (D, H, W)
+        Finite pixel values.
+    connectivity : {None, 4, 8} for 2-D, {None, 6, 26} for 3-D
+        8 / 26 (default): T-construction; 4 / 6: V-construction (see the module docstring).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 2)
+        ``(birth, death)`` rows, finite bars by ascending death, ``(min, inf)`` last.
+
+    Examples
+    --------
+    >>> img = [[0.0, 5.0, 1.0],
+    ...        [5.0, 5.0, 5.0],
+    ...        [2.0, 5.0, 3.0]]
+    >>> cubical_diagram(img, connectivity=4)
+    array([[ 1.,  5.],
+           [ 2.,  5.],
+           [ 3.,  5.],
+           [ 0., inf]])
+    """
+    arr = np.asarray(image) if not isinstance(image, np.ndarray) else image
+    if getattr(arr, "ndim", None) not in (2, 3):
+        raise InputError(f"image must be 2-D (H, W) or 3-D (D, H, W), got {describe(arr)}")
+    return cubical_diagrams(arr[None], connectivity, grid_ndim=arr.ndim)[0]
+
+
+def cubical_diagrams(
+    maps: Any, connectivity: int | None = None, *, grid_ndim: int = 2
+) -> list[np.ndarray]:
+    """H0 diagrams of many maps in one kernel call (no per-map Python overhead).
+
+    Parameters
+    ----------
+    maps : array_like, shape (..., H, W) or (..., D, H, W)
+        Any number of leading dimensions; the last ``grid_ndim`` are the grid.
+    connectivity : int, optional
+        As in :func:`cubical_diagram`.
+    grid_ndim : {2, 3}
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One diagram per map, in C order of the leading dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = np.array([[[0.0, 1.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    >>> [d.tolist() for d in cubical_diagrams(maps, connectivity=4)]
+    [[[0.0, 1.0], [0.0, inf]], [[0.0, inf]]]
+    """
+    from ._kernels.cubical import h0_pairs_batch, neighbour_offsets
+
+    full = _full(connectivity, grid_ndim)
+    flat = _as_maps(maps, "maps", grid_ndim)
+    D, H, W = _grid(np.shape(maps), grid_ndim)
+    M, P = flat.shape
+    out = np.empty((M, P, 2), dtype=np.float64)
+    count = np.empty(M, dtype=np.int64)
+    order = np.argsort(flat, axis=1)  # numpy's vectorised sort beats a per-map sort in numba
+    h0_pairs_batch(flat, order, D, H, W, neighbour_offsets(grid_ndim, full), out, count)
+    return [out[m, : count[m]] for m in range(M)]
+
+
+def betti_curves(
+    maps: Any,
+    thresholds: Any,
+    connectivity: int | None = None,
+    *,
+    grid_ndim: int = 2,
+) -> BettiCurves:
+    """Betti curves, their areas and total persistence of many maps in one kernel call.
+
+    ``betti0[m, j]`` counts the components of ``{f_m <= thresholds[j]}``; in 2-D
+    ``betti1 = betti0 - chi`` counts its holes (Euler characteristic of the complex chosen by
+    ``connectivity``). ``area0`` / ``area1`` are the exact integrals of the step functions
+    beta0(t), beta1(t) over ``[thresholds[0], thresholds[-1]]`` (not a Riemann sum over the
+    thresholds). ``total_persistence`` sums the finite H0 bar lengths (essential bar excluded).
+
+    Parameters
+    ----------
+    maps : array_like, shape (..., H, W) or (..., D, H, W)
+    thresholds : array_like, shape (T,)
+        Strictly ascending, finite, T >= 2.
+    connectivity : int, optional
+        As in :func:`cubical_diagram`.
+    grid_ndim : {2, 3}
+        beta1 and area1 are computed for 2-D grids only (None for 3-D).
+
+    Examples
+    --------
+    >>> ring = np.ones((5, 5)); ring[1:4, 1:4] = 0.0; ring[2, 2] = 1.0
+    >>> c = betti_curves(ring, [0.0, 0.5, 1.0])
+    >>> c.betti0.tolist(), c.betti1.tolist(), c.area1.tolist()
+    ([[1, 1, 1]], [[1, 1, 0]], [1.0])
+    """
+    from ._kernels.cubical import neighbour_offsets, summaries_batch
+
+    full = _full(connectivity, grid_ndim)
+    t = _as_thresholds(thresholds)
+    flat = _as_maps(maps, "maps", grid_ndim)
+    D, H, W = _grid(np.shape(maps), grid_ndim)
+    M = flat.shape[0]
+    T = t.shape[0]
+    euler = grid_ndim == 2
+    b0 = np.empty((M, T), dtype=np.int64)
+    chi = np.empty((M, T) if euler else (0, T), dtype=np.int64)
+    area0 = np.empty(M, dtype=np.float64)
+    areachi = np.empty(M if euler else 0, dtype=np.float64)
+    tp = np.empty(M, dtype=np.float64)
+    offs = neighbour_offsets(grid_ndim, full)
+    order = np.argsort(flat, axis=1)
+    summaries_batch(
+        flat, order, D, H, W, offs, full, euler, t, t[0], t[-1], b0, chi, area0, areachi, tp
+    )
+    if not euler:
+        return BettiCurves(t, b0, None, area0, None, tp)
+    # beta1 >= 0 exactly; the area difference may round a hair below zero
+    area1 = np.maximum(area0 - areachi, 0.0)
+    return BettiCurves(t, b0, b0 - chi, area0, area1, tp)

@@ -1,0 +1,174 @@
+"""Preallocated row buffers of the writer, one per table (monitor kind).
+
+Each buffer checks a row completely before the writer commits it (advances its row count), so
+a bad row leaves the writer exactly as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .._validation import describe
+from ..errors import InputError, InputTypeError
+from ._layout import layer_journal_schema, scalar_journal_schema
+
+RESERVED = frozenset({"monitor", "step", "wall_time", "config"})
+NUMBERS = (int, float, np.integer, np.floating)
+_F32 = np.dtype(np.float32)
+
+
+class LayerBuffer:
+    """Preallocated rows of the layer table (``flush_rows`` of them)."""
+
+    def __init__(self, signals: tuple[str, ...], layer_names: tuple[str, ...], cap: int) -> None:
+        self.signals, self.layer_names = signals, layer_names
+        self.shape = (len(signals), len(layer_names))
+        self.schema = layer_journal_schema(signals, layer_names)
+        self.row_bytes = 4 * self.shape[0] * self.shape[1] + 64
+        self.step = np.zeros(cap, np.int64)
+        self.wall = np.zeros(cap, np.float64)
+        self.values = np.zeros((cap, *self.shape), np.float32)
+        self.slots = list(self.values)  # one view per row: cheaper to fill than values[i]
+        self.h0 = np.zeros(cap, np.float64)
+        self.state: list[str | None] = [None] * cap
+        self.reason: list[str | None] = [None] * cap
+
+    def put(self, i: int, row: dict[str, Any]) -> str:
+        """Copy ``row`` into slot ``i`` (not committed until the caller advances); return state."""
+        signals, names, values = row["signals"], row["layer_names"], row["values"]
+        if signals is not self.signals and tuple(signals) != self.signals:
+            raise InputError(f"row['signals'] is {describe(signals)}, expected {self.signals}")
+        if names is not self.layer_names and tuple(names) != self.layer_names:
+            raise InputError(
+                f"row['layer_names'] is {describe(names)}, expected {self.layer_names}"
+            )
+        if getattr(values, "shape", None) != self.shape or (
+            values.dtype is not _F32 and values.dtype.kind not in "fiu"
+        ):
+            raise InputError(
+                f"row['values'] is {describe(values)}, expected a float array of shape "
+                f"{self.shape} (signals, layers)"
+            )
+        state, reason, h0 = row["state"], row["reason"], row["h0"]
+        if type(state) is not str or type(reason) is not str:
+            raise InputTypeError(
+                f"row['state'] and row['reason'] must be str, got {describe(state)}, "
+                f"{describe(reason)}"
+            )
+        if type(h0) is not float and not isinstance(h0, NUMBERS):
+            raise InputTypeError(f"row['h0'] must be a float, got {describe(h0)}")
+        self.h0[i] = h0
+        if values.dtype is _F32:
+            self.slots[i][...] = values
+        else:  # float64 beyond the float32 range is recorded as inf, like any overflow
+            with np.errstate(over="ignore"):
+                self.slots[i][...] = values
+        self.state[i] = state
+        self.reason[i] = reason
+        return state
+
+    def batch(self, a: int, b: int, step: np.ndarray, wall: np.ndarray) -> pa.RecordBatch:
+        flat = pa.array(self.values[a:b].reshape(-1))
+        return pa.RecordBatch.from_arrays(
+            [
+                pa.array(step[a:b]),
+                pa.array(wall[a:b]),
+                pa.FixedSizeListArray.from_arrays(flat, self.shape[0] * self.shape[1]),
+                pa.array(self.h0[a:b]),
+                pa.array(self.state[a:b], pa.string()),
+                pa.array(self.reason[a:b], pa.string()),
+            ],
+            schema=self.schema,
+        )
+
+
+def _scalar_type(value: Any) -> str | None:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, np.integer)):
+        return "int64"
+    if isinstance(value, (float, np.floating)):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+class ScalarBuffer:
+    """Rows of another monitor kind: scalar columns fixed by its first row."""
+
+    def __init__(self, kind: str, row: dict[str, Any], cap: int) -> None:
+        self.columns: list[tuple[str, str]] = []
+        for key, value in row.items():
+            if key in RESERVED:
+                continue
+            if not isinstance(key, str) or "/" in key or not key:
+                raise InputError(f"row key {key!r} of monitor {kind!r} is not a column name")
+            t = _scalar_type(value)
+            if t is None:
+                raise InputTypeError(
+                    f"row[{key!r}] of monitor {kind!r} must be an int, float, str or bool, "
+                    f"got {describe(value)}"
+                )
+            self.columns.append((key, t))
+        self.keys = frozenset(k for k, _ in self.columns) | {"monitor", "step", "wall_time"}
+        fields = [pa.field("step", pa.int64()), pa.field("wall_time", pa.float64())]
+        fields += [pa.field(k, _PA[t]) for k, t in self.columns]
+        self.table_schema = pa.schema(fields)
+        self.schema = scalar_journal_schema(kind, self.table_schema)
+        self.kind = kind
+        self.row_bytes = 16 + 16 * len(self.columns)
+        self.data: list[list[Any]] = [[None] * cap for _ in self.columns]
+
+    def put(self, i: int, row: dict[str, Any]) -> str | None:
+        extra = set(row) - self.keys - {"config"}
+        if extra:
+            raise InputError(f"row of monitor {self.kind!r} has unexpected keys {sorted(extra)}")
+        values = []
+        for key, t in self.columns:
+            try:
+                value = row[key]
+            except KeyError:
+                raise InputError(f"row of monitor {self.kind!r} lacks key {key!r}") from None
+            got = _scalar_type(value)
+            if got != t and not (t == "float64" and got == "int64"):
+                raise InputTypeError(
+                    f"row[{key!r}] of monitor {self.kind!r} must be {t}, got {describe(value)}"
+                )
+            values.append(value)
+        for col, value in zip(self.data, values, strict=True):
+            col[i] = value
+        state = row.get("state")
+        return state if isinstance(state, str) else None
+
+    def batch(self, a: int, b: int, step: np.ndarray, wall: np.ndarray) -> pa.RecordBatch:
+        arrays = [pa.array(step[a:b]), pa.array(wall[a:b])]
+        arrays += [
+            pa.array(col[a:b], _PA[t]) for col, (_, t) in zip(self.data, self.columns, strict=True)
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+_PA = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+
+
+class Table:
+    """One monitor kind inside a rank: its buffer and its open journal."""
+
+    def __init__(self, kind: str, buf: Any, cap: int, next_index: int, last_step: int) -> None:
+        self.kind, self.buf = kind, buf
+        self.step = np.zeros(cap, np.int64)
+        self.wall = np.zeros(cap, np.float64)
+        self.n = 0  # rows buffered
+        self.index = next_index  # part index of the next journal
+        self.sink: Any = None
+        self.ipc: Any = None
+        self.path: Path | None = None
+        self.journal_rows = 0
+        self.last_state: str | None = None
+        self.last_step = last_step
+        self.offset = 0

@@ -1,0 +1,284 @@
+"""Read a run back (:func:`read_run`) and re-run a monitor over its recorded signals
+(:func:`replay`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .._validation import describe
+from ..errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+from ._layout import (
+    JOURNAL_EXT,
+    LAYER,
+    META_NAME,
+    file_name,
+    parse_file,
+    part_ext,
+    rank_dirs,
+    read_meta,
+    table_schema_from_json,
+)
+from .recovery import read_journal, wide_table
+
+__all__ = ["read_run", "replay"]
+
+
+def _meta_of(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise RecoveryError(f"{run_dir} is not a directory")
+    meta = read_meta(run_dir)
+    if meta is None:
+        raise RecoveryError(f"{run_dir} has no {META_NAME} (not a run directory, or no row yet)")
+    return meta
+
+
+def _table_info(meta: dict[str, Any], table: str, run_dir: Path) -> dict[str, Any]:
+    info = meta["tables"].get(table)
+    if info is None:
+        raise InputError(
+            f"table={table!r} is not in run {run_dir}; it has {sorted(meta['tables'])}"
+        )
+    return info
+
+
+def read_run(
+    path: str | os.PathLike[str], include_journal: bool = False, *, table: str = LAYER
+) -> pl.LazyFrame:
+    """All rows of a run, every rank, as a polars LazyFrame.
+
+    Parameters
+    ----------
+    path : path
+        The ``run=<id>`` directory.
+    include_journal : bool, default False
+        Also read rows still in journals (a live or crashed run), up to each journal's first
+        torn batch. Nothing is modified on disk.
+    table : str, default "layer"
+        Monitor kind to read (``"layer"``, or e.g. ``"centroid"`` for other monitors).
+
+    Returns
+    -------
+    polars.LazyFrame
+        The columns of ``_meta.json``'s schema plus ``run`` (String) and ``rank`` (Int64).
+        Within a rank, rows come in the order they were written (parts by index).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from streamtopo.io import RunWriter, read_run
+    >>> log_dir = tempfile.mkdtemp()
+    >>> with RunWriter(log_dir, run_id="demo") as w:
+    ...     for step in range(4):
+    ...         w({"monitor": "layer", "step": step, "wall_time": 0.0, "signals": ("g",),
+    ...            "layer_names": ("a", "b"), "values": np.full((1, 2), step, np.float32),
+    ...            "h0": 0.5, "state": "HEALTHY", "reason": "", "config": {}})
+    >>> read_run(w.run_dir).select("run", "rank", "step", "g/b").collect().rows()
+    [('demo', 0, 0, 0.0), ('demo', 0, 1, 1.0), ('demo', 0, 2, 2.0), ('demo', 0, 3, 3.0)]
+    """
+    run_dir = Path(path)
+    meta = _meta_of(run_dir)
+    info = _table_info(meta, table, run_dir)
+    schema = table_schema_from_json(info["schema"])
+    pl_schema = pl.from_arrow(schema.empty_table()).schema
+    run_id = str(meta.get("run_id") or run_dir.name.removeprefix("run="))
+    frames = []
+    for rank, rank_dir in rank_dirs(run_dir):
+        parts, journals = _rank_files(rank_dir, table)
+        pieces: list[pl.LazyFrame] = []
+        tables = []
+        if include_journal:
+            for index, journal in journals:
+                if index in parts:
+                    continue  # mid-roll: the part is complete, the journal a leftover
+                try:
+                    jschema, batches, _ = read_journal(journal)
+                except FileNotFoundError:  # rolled while we listed: read its part instead
+                    part = journal.with_name(file_name(table, index, part_ext(table)))
+                    if part.exists():
+                        parts[index] = part
+                    continue
+                if jschema is not None and batches:
+                    tables.append((index, wide_table(jschema, batches)))
+        ordered: list[tuple[int, Any]] = sorted([*parts.items(), *tables], key=lambda item: item[0])
+        run_of_parts: list[Path] = []
+        for _, item in [*ordered, (None, None)]:
+            if isinstance(item, Path):
+                run_of_parts.append(item)
+                continue
+            if run_of_parts:  # consecutive parts: one scan keeps their order
+                pieces.append(pl.scan_parquet(run_of_parts, schema=pl_schema))
+                run_of_parts = []
+            if item is not None:
+                pieces.append(pl.from_arrow(item.cast(schema)).lazy())
+        if pieces:
+            frames.append(
+                pl.concat(pieces, how="vertical").with_columns(
+                    pl.lit(run_id, pl.String).alias("run"), pl.lit(rank, pl.Int64).alias("rank")
+                )
+            )
+    if not frames:
+        empty = pl.DataFrame(schema=pl_schema).lazy()
+        return empty.with_columns(
+            pl.lit(run_id, pl.String).alias("run"), pl.lit(0, pl.Int64).alias("rank")
+        ).clear()
+    return pl.concat(frames, how="vertical")
+
+
+def _rank_files(rank_dir: Path, table: str) -> tuple[dict[int, Path], list[tuple[int, Path]]]:
+    parts: dict[int, Path] = {}
+    journals: list[tuple[int, Path]] = []
+    for p in rank_dir.iterdir():
+        parsed = parse_file(p.name)
+        if parsed is None or parsed[0] != table:
+            continue
+        _, index, ext = parsed
+        if ext == JOURNAL_EXT:
+            journals.append((index, p))
+        else:
+            parts[index] = p
+    return parts, sorted(journals)
+
+
+# -- replay --------------------------------------------------------------------------------
+def _layer_monitor_class() -> Any:
+    try:
+        from ..monitors.layer import LayerMonitor
+    except ImportError as exc:
+        raise StreamtopoError(
+            "replay needs streamtopo.monitors.layer.LayerMonitor, which this installation "
+            "does not have yet; read_run() still reads the recorded signals"
+        ) from exc
+    return LayerMonitor
+
+
+def replay(
+    path: str | os.PathLike[str],
+    monitor: Any = None,
+    *,
+    rank: int | None = None,
+    include_journal: bool = False,
+    chunk: int = 65536,
+    progress: bool = False,
+    **overrides: Any,
+) -> pl.DataFrame:
+    """Re-run a LayerMonitor over a run's recorded signals; return its statuses.
+
+    With the recorded configuration (``monitor=None`` and no overrides) the replayed ``h0`` and
+    ``state`` are bit-identical to what the live run logged, which the output carries beside
+    them as ``live_h0`` and ``live_state``.
+
+    Parameters
+    ----------
+    path : path
+        The ``run=<id>`` directory.
+    monitor : LayerMonitor, optional
+        Monitor to run; it is ``reset()`` before each rank. Default: a new LayerMonitor built
+        from the run's recorded configuration, updated with ``overrides``.
+    rank : int, optional
+        Replay one rank only (default: every rank, each from a fresh monitor).
+    include_journal : bool, default False
+        Also use rows still in journals (see :func:`read_run`).
+    chunk : int, default 65536
+        Steps per call of the monitor's batch method (bounds memory; progress granularity).
+    progress : bool, default False
+        Print progress to stderr.
+    **overrides
+        Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``rank``, then the monitor's status columns (``step``, ``h0``, ``state``, ``reason`` ...),
+        then ``live_h0`` and ``live_state``. Steps logged twice (a run resumed from an older
+        checkpoint) count once, the later copy winning, as the resumed monitor saw it.
+    """
+    run_dir = Path(path)
+    meta = _meta_of(run_dir)
+    info = _table_info(meta, LAYER, run_dir)
+    signals, names = tuple(info["signals"]), tuple(info["layer_names"])
+    if monitor is None:
+        cls = _layer_monitor_class()
+        config = dict(info["config"])
+        config.update(overrides)
+        try:
+            monitor = cls(**config)
+        except TypeError as exc:
+            raise InputError(f"cannot rebuild the monitor from the recorded config: {exc}") from exc
+    elif overrides:
+        raise InputError(f"pass either monitor= or overrides, got both ({sorted(overrides)})")
+    if not callable(getattr(monitor, "run", None)):
+        raise InputTypeError(f"monitor must be a LayerMonitor, got {describe(monitor)}")
+    if tuple(monitor.signals) != signals or monitor.n_layers != len(names):
+        raise InputError(
+            f"monitor has signals {tuple(monitor.signals)} and n_layers={monitor.n_layers}; the "
+            f"run recorded signals {signals} and {len(names)} layers"
+        )
+    chunk = max(int(chunk), 1)
+    columns = [f"{s}/{n}" for s in signals for n in names]
+    frame = read_run(run_dir, include_journal)
+    if rank is not None:
+        frame = frame.filter(pl.col("rank") == rank)
+    data = (
+        frame.select("rank", "step", "h0", "state", *columns)
+        .unique(subset=["rank", "step"], keep="last", maintain_order=True)
+        .sort("rank", "step")
+        .collect()
+    )
+    out = []
+    for (r,), part in data.group_by("rank", maintain_order=True):
+        monitor.reset()
+        values = part.select(columns).to_numpy().reshape(part.height, len(signals), len(names))
+        statuses = []
+        for a in range(0, part.height, chunk):
+            statuses.append(monitor.run(values[a : a + chunk]))
+            if progress:
+                print(
+                    f"\rreplay rank {r}: {min(a + chunk, part.height)}/{part.height} steps",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if progress:
+            print(file=sys.stderr)
+        st = pl.concat(statuses, how="vertical") if statuses else None
+        if st is None:
+            continue
+        # the monitor numbers steps from its own counter; report the recorded ones
+        st = st.with_columns(step=part["step"])
+        live = part.select(live_h0="h0", live_state="state")
+        out.append(
+            pl.concat([pl.DataFrame({"rank": [r] * part.height}), st, live], how="horizontal")
+        )
+    if not out:
+        return pl.DataFrame(
+            {"rank": [], "step": [], "h0": [], "state": []},
+            schema={"rank": pl.Int64, "step": pl.Int64, "h0": pl.Float64, "state": pl.String},
+        )
+    return pl.concat(out, how="vertical")
+
+
+def summarize(statuses: pl.DataFrame) -> pl.DataFrame:
+    """One row per rank: steps, counts per state, first alarm steps, agreement with the live run."""
+    aggs = [
+        pl.len().alias("steps"),
+        pl.col("step").min().alias("first_step"),
+        pl.col("step").max().alias("last_step"),
+        (pl.col("state") == "WATCH").sum().alias("watch_steps"),
+        (pl.col("state") == "COLLAPSE").sum().alias("collapse_steps"),
+        pl.col("step").filter(pl.col("state") != "HEALTHY").min().alias("first_alarm_step"),
+        pl.col("h0").max().alias("max_h0"),
+    ]
+    if "live_state" in statuses.columns:
+        same_h0 = (pl.col("h0") == pl.col("live_h0")) | (
+            pl.col("h0").is_nan() & pl.col("live_h0").is_nan()
+        )
+        aggs.append(
+            ((pl.col("state") != pl.col("live_state")) | ~same_h0).sum().alias("differ_from_live")
+        )
+    return statuses.group_by("rank", maintain_order=True).agg(aggs)

@@ -1,0 +1,132 @@
+"""Turn what a training loop hands a monitor into one float32 row, or raise before any state
+changes.
+
+Accepted per signal: a 1-D numpy array, a sequence of Python floats / numpy scalars / 0-d
+tensors, or a 1-D tensor. Tensors are recognised by duck typing (``detach``/``cpu``/``numpy``),
+so torch is never imported here: a 1-D tensor is moved with one ``.detach().cpu().numpy()``; a
+list of 0-d tensors, or a dict of 1-D tensors (one per signal), is first stacked on its device
+with the tensor's own library (``torch.stack``), so a call costs one host transfer, not one per
+layer or per signal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .._validation import describe
+from ..errors import InputError, InputTypeError
+
+
+def _is_tensor(x: Any) -> bool:
+    return hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy")
+
+
+def _tensor_to_numpy(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _stack_tensors(items: Any) -> np.ndarray:
+    """One host transfer for a sequence of 0-d (or 1-element) tensors."""
+    lib = sys.modules[type(items[0]).__module__.split(".")[0]]
+    stacked = lib.stack([t.detach().reshape(()) for t in items])
+    return _tensor_to_numpy(stacked)
+
+
+def as_vector(x: Any, name: str, n: int) -> np.ndarray:
+    """Return ``x`` as a 1-D real array of length ``n`` (not copied if possible)."""
+    if type(x) is np.ndarray and x.ndim == 1 and x.shape[0] == n and x.dtype.kind == "f":
+        return x  # the common case, checked first
+    if isinstance(x, (str, bytes)):
+        raise InputTypeError(f"{name} must be {n} numbers (one per layer), got {describe(x)}")
+    if isinstance(x, Mapping):
+        raise InputTypeError(f"{name} must be {n} numbers (one per layer), got a dict")
+    if _is_tensor(x):
+        arr = _tensor_to_numpy(x)
+    elif isinstance(x, (list, tuple)) and x and _is_tensor(x[0]):
+        if not all(_is_tensor(t) for t in x):
+            raise InputTypeError(f"{name} mixes tensors and other values")
+        try:
+            arr = _stack_tensors(x)
+        except Exception as exc:
+            raise InputError(
+                f"{name} must be 0-d tensors (one per layer), got {describe(x)}: {exc}"
+            ) from exc
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # ragged nesting and the like
+            raise InputError(
+                f"{name} must be {n} numbers (one per layer), got {describe(x)}"
+            ) from exc
+    kind = arr.dtype.kind
+    if kind not in "fiub":
+        raise InputTypeError(
+            f"{name} must be real numbers (one per layer), got {describe(x)} "
+            f"converted to dtype {arr.dtype}"
+        )
+    if arr.ndim != 1:
+        raise InputError(
+            f"{name} must be 1-D with {n} values (one per layer), got shape {arr.shape}"
+        )
+    if arr.shape[0] != n:
+        raise InputError(f"{name} has {arr.shape[0]} values, expected n_layers={n}")
+    return arr
+
+
+def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> None:
+    """Write one step into ``out`` (S, n) float64; raises before writing on bad input.
+
+    ``values`` is a vector (one signal), a mapping signal -> vector, or an (S, n) numpy array
+    in the order of ``signals``.
+    """
+    S = len(signals)
+    if type(values) is np.ndarray and values.dtype.kind == "f":  # fast path, checked in full below
+        if values.shape == out.shape or (S == 1 and values.shape == (n,)):
+            out[...] = values
+            return
+    elif type(values) is dict and len(values) == S:
+        vecs = [values.get(s) for s in signals]
+        for v in vecs:
+            if not (type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind == "f"):
+                break
+        else:
+            for s in range(S):
+                out[s] = vecs[s]
+            return
+    if isinstance(values, Mapping):
+        keys = set(values)
+        if keys != set(signals):
+            missing = sorted(set(signals) - keys, key=str)
+            extra = sorted(keys - set(signals), key=str)
+            raise InputError(
+                f"values must have exactly the keys {list(signals)}, got {sorted(keys, key=str)}"
+                f" (missing {missing}, unexpected {extra})"
+            )
+        vecs = [values[s] for s in signals]
+        if S > 1 and all(_is_tensor(v) for v in vecs):
+            try:  # one host transfer for every signal
+                lib = sys.modules[type(vecs[0]).__module__.split(".")[0]]
+                vecs = list(_tensor_to_numpy(lib.stack([v.detach() for v in vecs])))
+            except Exception:  # different shapes or devices: convert one by one (and report)
+                pass
+        rows = [as_vector(v, f"values[{s!r}]", n) for s, v in zip(signals, vecs, strict=True)]
+    elif S == 1 and not (isinstance(values, np.ndarray) and values.shape == (1, n)):
+        rows = [as_vector(values, "values", n)]
+    else:
+        if _is_tensor(values):
+            values = _tensor_to_numpy(values)
+        arr = np.asarray(values) if not isinstance(values, (str, bytes)) else values
+        if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+            raise InputError(
+                f"values must be a dict {{signal: vector}} or an array of shape ({S}, {n}) for "
+                f"signals {list(signals)}, got {describe(values)}"
+            )
+        if arr.shape != (S, n):
+            raise InputError(f"values must have shape ({S}, {n}), got shape {arr.shape}")
+        rows = [as_vector(arr[s], f"values[{s}]", n) for s in range(S)]
+    for s in range(S):
+        out[s] = rows[s]

@@ -1,0 +1,774 @@
+"""CentroidMonitor: streaming class centroids, the train/test H0 gap, confusion pairs.
+
+Seed 004's PHMonitor takes per-class mean feature directions on a train and a test split,
+computes the H0 of each set of centroids under the cosine distance and alerts when
+``h0_gap = h0_train - h0_test`` exceeds 0.08. Measured on digits (55 runs, issue 7) that alert
+never fired before test accuracy fell under label noise, flipped sign on a CNN, fired on every
+clean MLP run, and its threshold equalled the sampling noise of the gap. So the default here is:
+
+* **size matched** — on each class both splits contribute a (weighted) mean of the same
+  effective size, because H0 of sample centroids grows as samples shrink;
+* **noise aware** — ``gap_noise`` is a delta-method standard error: the gradient of H0 with
+  respect to each class mean (tree held fixed) times that class's row dispersion, estimated
+  from R random groups of rows; the default rule alerts on ``|gap - baseline| > k * noise``
+  (two-sided);
+* **test-loss patience beside it** — ``check(test_loss=...)`` runs plain early stopping, the best
+  simple rule measured, and the status reports both.
+
+The topology that the gap cannot summarise is kept: :meth:`CentroidMonitor.confusion_pairs`,
+:meth:`~CentroidMonitor.linkage`, :meth:`~CentroidMonitor.dendrogram_text` and
+:meth:`~CentroidMonitor.merge_order_history`.
+
+Memory: float64 sums of shape (2 splits, R, n_classes, d) — ``16 * R * n_classes * d`` bytes
+(R = ``groups``, default 8: 5.2 MB for 10 classes x 4096 dims, 524 MB for 1000 x 4096; lower
+``groups`` for very wide heads).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_choice, check_positive_int, describe
+from ..errors import InputError, InputTypeError
+from ..status import State
+from ..topology import MergeEdges
+from . import _centroid_stats as stats
+
+__all__ = ["CentroidMonitor", "GapStatus", "difficulty"]
+
+_SPLITS = ("train", "test")
+_RULES = ("baseline", "seed")
+_MODES = ("epoch", "ema")
+# seed 004's difficulty labels restated per merge (mean death); see difficulty()
+_DIFFICULTY_EDGES = (0.15, 0.40)
+
+
+@dataclass(frozen=True, slots=True)
+class GapStatus:
+    """What one :meth:`CentroidMonitor.check` found (immutable).
+
+    ``h0_train`` is the size-matched train H0 used in the gap, ``h0_train_full`` the H0 of all
+    train rows. ``deviation`` is ``(gap - baseline_gap) / noise`` under ``rule="baseline"``.
+    ``valid`` is False when the gap is undefined (fewer than two classes on both splits); the
+    numbers are then NaN and ``reason`` says why.
+    """
+
+    step: int
+    h0_train: float
+    h0_test: float
+    h0_gap: float
+    gap_noise: float
+    baseline_gap: float
+    deviation: float
+    alert: bool
+    direction: str
+    alert_streak: int
+    gap_stop: bool
+    test_loss: float
+    best_test_loss: float
+    loss_checks_since_best: int
+    loss_stop: bool
+    should_stop: bool
+    state: State
+    reason: str
+    h0_train_full: float
+    n_train: float
+    n_test: float
+    size_matched: bool
+    missing_classes: tuple[str, ...]
+    dropped_rows: int
+    valid: bool
+
+    def as_row(self) -> dict[str, Any]:
+        """Scalar columns for the run writer (``missing_classes`` joined by commas)."""
+        row = asdict(self)
+        row["state"] = str(self.state)
+        row["missing_classes"] = ",".join(self.missing_classes)
+        return row
+
+
+def difficulty(h0: float, n_classes: int) -> str:
+    """A coarse label for the H0 of ``n_classes`` centroids: "easy", "medium" or "hard".
+
+    The label uses the mean merge distance ``h0 / (n_classes - 1)`` (cosine): >= 0.40 "easy",
+    >= 0.15 "medium", below "hard". These cut points only restate seed 004's own labels of its
+    three examples (MNIST 4.38 "easy", Fashion 2.35 and CIFAR-10 2.02 "medium", 10 classes) per
+    merge; no measurement here shows that they predict final accuracy. Use the label as a
+    description of how far apart the classes are, not as a forecast.
+
+    Examples
+    --------
+    >>> difficulty(4.38, 10), difficulty(2.02, 10), difficulty(0.9, 10)
+    ('easy', 'medium', 'hard')
+    """
+    n = check_positive_int(n_classes, "n_classes", minimum=2)
+    try:
+        h = float(h0)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"h0 must be a number, got {describe(h0)}") from None
+    if not (h >= 0.0 and math.isfinite(h)):
+        raise InputError(f"h0 must be a finite number >= 0, got {h0!r}")
+    mean = h / (n - 1)
+    if mean >= _DIFFICULTY_EDGES[1]:
+        return "easy"
+    return "medium" if mean >= _DIFFICULTY_EDGES[0] else "hard"
+
+
+def _as_labels(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_):
+        raise InputTypeError(f"labels must be integers, got {describe(y)}")
+    if y.ndim != 1 or y.shape[0] != n_rows:
+        raise InputError(f"labels must have shape ({n_rows},) to match features, got {describe(y)}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        bad = y[(y < 0) | (y >= n_classes)]
+        raise InputError(
+            f"labels must be in [0, n_classes={n_classes}), got {bad.size} out of range "
+            f"(e.g. {int(bad[0])})"
+        )
+    return y.astype(np.int64, copy=False)
+
+
+def _as_features(features: Any, d: int | None, name: str = "features") -> np.ndarray:
+    if isinstance(features, (str, bytes)):
+        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(features)}")
+    try:
+        X = np.asarray(features)
+    except Exception as exc:
+        raise InputError(
+            f"{name} must be a 2-D array of numbers, got {describe(features)}"
+        ) from exc
+    if X.dtype == object or not (
+        np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
+    ):
+        raise InputTypeError(f"{name} must be a 2-D array of real numbers, got {describe(X)}")
+    if X.ndim != 2:
+        raise InputError(f"{name} must be 2-D (n_rows, n_features), got {describe(X)}")
+    if X.shape[0] == 0:
+        raise InputError(f"{name} is an empty batch (0 rows), expected at least 1 row")
+    if d is not None and X.shape[1] != d:
+        raise InputError(
+            f"{name} has {X.shape[1]} feature columns, expected {d} (the width seen so far)"
+        )
+    if X.shape[1] < 1:
+        raise InputError(f"{name} must have at least 1 column, got {describe(X)}")
+    return X
+
+
+class CentroidMonitor:
+    """Streaming per-class centroid directions on a train and a test split, their H0 gap,
+    and the classes' merge structure.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes; labels are integers in ``[0, n_classes)``.
+    class_names : sequence of str, optional
+        Names used in confusion pairs and the dendrogram (default ``"0"``, ``"1"``, ...).
+    rule : {"baseline", "seed"}
+        ``"baseline"`` (default): alert when ``|gap - baseline| > k * sd`` with
+        ``sd = sqrt(noise**2 + mean(baseline noise**2) / baseline_checks)``, two-sided;
+        the baseline is the mean gap of the ``baseline_checks`` checks after ``warmup``.
+        ``"seed"``: alert when ``gap > gap_threshold`` (one-sided), as in seed 004.
+    patience : int
+        Consecutive alerts before ``should_stop`` (and checks without a new test-loss minimum
+        before the loss rule stops), default 3 as in seed 004.
+    metric : {"cosine", "euclidean"}
+        Distance between unit centroids (euclidean = ``sqrt(2 * cosine)``, the same tree).
+    mode : {"epoch", "ema"}
+        ``"epoch"``: accumulators are emptied after every check (one check per pass over the
+        data). ``"ema"``: they persist and every ``update`` first multiplies a split's sums by
+        ``0.5 ** (1 / half_life)`` (per-step use; half-life counted in update calls).
+    half_life : float
+        EMA half-life in update calls of a split (``mode="ema"``), default 50.
+    matched_size : "min", int or None
+        ``"min"`` (default): on each class both sides use a mean of the same effective size,
+        the smaller side's. An int ``m``: at most ``m`` per class on both sides. ``None``: all
+        rows (the seed's form).
+    groups : int
+        R random groups of rows, for the noise (class dispersion from R group means) and for
+        size matching (>= 2, default 8).
+        Matching can only shrink a side to one group, so ratios of split sizes beyond R are
+        flagged (``size_matched=False``).
+    k : float
+        Alert threshold in noise units for ``rule="baseline"`` (default 3).
+    gap_threshold : float
+        Threshold for ``rule="seed"`` (default 0.08, seed 004).
+    warmup, baseline_checks : int
+        Checks ignored before the baseline (default 1: the first pass is far from steady state)
+        and checks averaged into it (default 3).
+    precision : {"float64", "float32"}
+        dtype of the Gram product that selects tree edges (chosen edges are always re-evaluated
+        in float64; float32 is ~2x faster for very wide heads, ties within ~1e-6 may then differ).
+    history : {"train", "test", None}
+        Which split's merge order :meth:`merge_order_history` records per check.
+    seed : int
+        Seed of the generator assigning rows to groups (deterministic, stored in state_dict).
+    writer : callable, optional
+        Called after every check with a dict row (``monitor="centroid"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> means = np.eye(3, 8) * 3
+    >>> mon = CentroidMonitor(3, class_names=["cat", "dog", "car"], warmup=0, baseline_checks=1)
+    >>> for split, n in (("train", 300), ("test", 120)):
+    ...     y = rng.integers(0, 3, n)
+    ...     _ = mon.update(means[y] + rng.normal(size=(n, 8)), y, split=split)
+    >>> s = mon.check()
+    >>> s.step, s.state, s.reason
+    (1, <State.HEALTHY: 'HEALTHY'>, 'baseline 1/1')
+    >>> len(mon.confusion_pairs())
+    2
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        class_names: Sequence[str] | None = None,
+        *,
+        rule: str = "baseline",
+        patience: int = 3,
+        metric: str = "cosine",
+        mode: str = "epoch",
+        half_life: float = 50.0,
+        matched_size: int | str | None = "min",
+        groups: int = 8,
+        k: float = 3.0,
+        gap_threshold: float = 0.08,
+        warmup: int = 1,
+        baseline_checks: int = 3,
+        precision: str = "float64",
+        history: str | None = "train",
+        seed: int = 0,
+        writer: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
+        if class_names is None:
+            names = tuple(str(c) for c in range(self.n_classes))
+        else:
+            names = tuple(str(c) for c in class_names)
+            if len(names) != self.n_classes:
+                raise InputError(
+                    f"class_names has {len(names)} names, expected n_classes={self.n_classes}"
+                )
+        self.class_names = names
+        self.rule = check_choice(rule, "rule", _RULES)
+        self.patience = check_positive_int(patience, "patience")
+        self.metric = check_choice(metric, "metric", ("cosine", "euclidean"))
+        self.mode = check_choice(mode, "mode", _MODES)
+        self.half_life = _positive_float(half_life, "half_life")
+        if not (matched_size is None or matched_size == "min"):
+            matched_size = check_positive_int(matched_size, "matched_size")
+        self.matched_size = matched_size
+        self.groups = check_positive_int(groups, "groups", minimum=2)
+        self.k = _positive_float(k, "k")
+        self.gap_threshold = _finite_float(gap_threshold, "gap_threshold")
+        self.warmup = check_positive_int(warmup, "warmup", minimum=0)
+        self.baseline_checks = check_positive_int(baseline_checks, "baseline_checks")
+        self.precision = check_choice(precision, "precision", ("float64", "float32"))
+        if history is not None:
+            check_choice(history, "history", _SPLITS)
+        self.history = history
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise InputTypeError(f"seed must be an integer, got {describe(seed)}")
+        self.seed = int(seed)
+        self.writer = writer
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget all data, the baseline, the loss record and the history."""
+        self._d: int | None = None
+        self._sums: np.ndarray | None = None  # (2, R, K, d)
+        self._wsum = np.zeros((2, self.groups, self.n_classes))
+        self._w2sum = np.zeros((2, self.groups, self.n_classes))
+        self._rng = np.random.default_rng(self.seed)
+        self._dropped = 0
+        self._step = 0
+        self._baseline: list[tuple[float, float]] = []  # (gap, noise)
+        self._streak = 0
+        self._best_loss = math.inf
+        self._loss_bad = 0
+        self._n_alerts = 0
+        self._first_alert_step = -1
+        self._log: list[tuple[int, float, float, float, str]] = []  # step, h0s, gap, state
+        self._history: list[tuple[int, int, int, int, float]] = []  # step, a, b, rank, dist
+        self._snap: dict[str, np.ndarray] = {}  # last check's centroid sums per split
+        self._trees: dict[str, MergeEdges] = {}  # last check's trees per split
+        self._last: GapStatus | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: JSON-serialisable values and numpy arrays."""
+        return {
+            "config": self._config(),
+            "d": self._d,
+            "sums": None if self._sums is None else self._sums.copy(),
+            "wsum": self._wsum.copy(),
+            "w2sum": self._w2sum.copy(),
+            "rng": self._rng.bit_generator.state,
+            "dropped": self._dropped,
+            "step": self._step,
+            "baseline": [list(b) for b in self._baseline],
+            "streak": self._streak,
+            "best_loss": self._best_loss,
+            "loss_bad": self._loss_bad,
+            "n_alerts": self._n_alerts,
+            "first_alert_step": self._first_alert_step,
+            "log": [list(r) for r in self._log],
+            "history": np.array(self._history, dtype=np.float64).reshape(-1, 5),
+            "snap": {k: v.copy() for k, v in self._snap.items()},
+            "trees": {k: [e.i.copy(), e.j.copy(), e.death.copy()] for k, e in self._trees.items()},
+            "last": None if self._last is None else _status_to_dict(self._last),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (the configuration must match)."""
+        if not isinstance(state, dict) or "config" not in state:
+            raise InputTypeError(f"state must be a dict from state_dict(), got {describe(state)}")
+        if state["config"] != self._config():
+            raise InputError("state was saved by a CentroidMonitor with a different config")
+        shape = (2, self.groups, self.n_classes)
+        for key in ("wsum", "w2sum"):
+            if np.shape(state[key]) != shape:
+                raise InputError(
+                    f"state[{key!r}] has shape {np.shape(state[key])}, expected {shape}"
+                )
+        d = state["d"]
+        sums = state["sums"]
+        if sums is not None and np.shape(sums) != (*shape, d):
+            raise InputError(f"state['sums'] has shape {np.shape(sums)}, expected {(*shape, d)}")
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        self._d = None if d is None else int(d)
+        self._sums = None if sums is None else np.array(sums, dtype=np.float64)
+        self._wsum = np.array(state["wsum"], dtype=np.float64)
+        self._w2sum = np.array(state["w2sum"], dtype=np.float64)
+        self._rng = rng
+        self._dropped = int(state["dropped"])
+        self._step = int(state["step"])
+        self._baseline = [(float(g), float(n)) for g, n in state["baseline"]]
+        self._streak = int(state["streak"])
+        self._best_loss = float(state["best_loss"])
+        self._loss_bad = int(state["loss_bad"])
+        self._n_alerts = int(state["n_alerts"])
+        self._first_alert_step = int(state["first_alert_step"])
+        self._log = [
+            (int(a), float(b), float(c), float(e), str(f)) for a, b, c, e, f in state["log"]
+        ]
+        self._history = [
+            (int(a), int(b), int(c), int(e), float(f))
+            for a, b, c, e, f in np.asarray(state["history"])
+        ]
+        self._snap = {k: np.array(v) for k, v in state["snap"].items()}
+        self._trees = {
+            k: MergeEdges(np.array(i, dtype=np.int64), np.array(j, dtype=np.int64), np.array(w))
+            for k, (i, j, w) in state["trees"].items()
+        }
+        last = state["last"]
+        self._last = None if last is None else _status_from_dict(last)
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "n_classes": self.n_classes,
+            "class_names": list(self.class_names),
+            "rule": self.rule,
+            "patience": self.patience,
+            "metric": self.metric,
+            "mode": self.mode,
+            "half_life": self.half_life,
+            "matched_size": self.matched_size,
+            "groups": self.groups,
+            "k": self.k,
+            "gap_threshold": self.gap_threshold,
+            "warmup": self.warmup,
+            "baseline_checks": self.baseline_checks,
+            "precision": self.precision,
+            "history": self.history,
+            "seed": self.seed,
+        }
+
+    # ------------------------------------------------------------------ update
+    def update(self, features: Any, labels: Any, split: str = "train") -> int:
+        """Add a batch of feature rows with their integer labels to ``split``.
+
+        Rows are L2-normalised; rows with NaN/inf or all zeros are dropped and counted
+        (``GapStatus.dropped_rows``). Returns the number of rows kept. On an argument error
+        nothing changes.
+        """
+        s = _SPLITS.index(check_choice(split, "split", _SPLITS))
+        X = _as_features(features, self._d)
+        y = _as_labels(labels, X.shape[0], self.n_classes)
+        self._add(s, X, y)
+        return int(self._kept)
+
+    def _add(self, s: int, X: np.ndarray, y: np.ndarray) -> None:
+        U, keep = stats.normalise_rows(X)
+        y = y[keep]
+        if self._sums is None:
+            self._d = X.shape[1]
+            self._sums = np.zeros((2, self.groups, self.n_classes, self._d))
+        if self.mode == "ema":
+            lam = 0.5 ** (1.0 / self.half_life)
+            self._sums[s] *= lam
+            self._wsum[s] *= lam
+            self._w2sum[s] *= lam * lam
+        # one double per kept row, so chunked streams draw exactly what one big batch draws
+        g = np.minimum(
+            (self._rng.random(y.shape[0]) * self.groups).astype(np.int64), self.groups - 1
+        )
+        key = g * self.n_classes + y
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if ks.size else ks
+        if ks.size:
+            block = np.add.reduceat(U[order], starts, axis=0)
+            flat = self._sums[s].reshape(-1, self._d)
+            uk = ks[starts]
+            flat[uk] += block
+            cnt = np.diff(np.r_[starts, ks.size]).astype(np.float64)
+            self._wsum[s].reshape(-1)[uk] += cnt
+            self._w2sum[s].reshape(-1)[uk] += cnt
+        self._dropped += int(X.shape[0] - y.shape[0])
+        self._kept = y.shape[0]
+
+    # ------------------------------------------------------------------ check
+    def check(
+        self,
+        dirs_train: Any = None,
+        labels_train: Any = None,
+        dirs_test: Any = None,
+        labels_test: Any = None,
+        *,
+        test_loss: float | None = None,
+    ) -> GapStatus:
+        """Compute the size-matched H0 gap, apply the rule and (given ``test_loss``) the
+        early-stopping patience, and return a :class:`GapStatus`.
+
+        With four arrays this is seed 004's one-shot form: the batches are added first (all
+        four are validated before anything changes). In ``mode="epoch"`` the accumulators are
+        emptied afterwards.
+        """
+        given = [a is not None for a in (dirs_train, labels_train, dirs_test, labels_test)]
+        if any(given):
+            if not all(given):
+                raise InputError(
+                    "check() takes all four of dirs_train, labels_train, dirs_test, labels_test "
+                    "or none of them"
+                )
+            Xtr = _as_features(dirs_train, self._d, "dirs_train")
+            Xte = _as_features(dirs_test, Xtr.shape[1], "dirs_test")
+            ytr = _as_labels(labels_train, Xtr.shape[0], self.n_classes)
+            yte = _as_labels(labels_test, Xte.shape[0], self.n_classes)
+        loss = None
+        if test_loss is not None:
+            try:
+                loss = float(test_loss)
+            except (TypeError, ValueError):
+                raise InputTypeError(
+                    f"test_loss must be a number, got {describe(test_loss)}"
+                ) from None
+        if any(given):
+            self._add(0, Xtr, ytr)
+            self._add(1, Xte, yte)
+        self._step += 1
+        status = self._evaluate(loss)
+        if self.mode == "epoch" and self._sums is not None:
+            self._sums[:] = 0.0
+            self._wsum[:] = 0.0
+            self._w2sum[:] = 0.0
+        self._dropped = 0
+        self._last = status
+        self._log.append(
+            (status.step, status.h0_train, status.h0_test, status.h0_gap, str(status.state))
+        )
+        if self.writer is not None:
+            row = {"monitor": "centroid", "step": status.step, "wall_time": time.time()}
+            row.update({k: v for k, v in status.as_row().items() if k != "step"})
+            row["config"] = self._config()
+            self.writer(row)
+        return status
+
+    def _evaluate(self, loss: float | None) -> GapStatus:
+        present = (self._wsum.sum(axis=1) > 0).all(axis=0)  # on both splits
+        missing = tuple(self.class_names[c] for c in np.flatnonzero(~present))
+        idx = np.flatnonzero(present)
+        reasons: list[str] = []
+        nan = float("nan")
+        h_tr = h_te = gap = noise = h_full = nan
+        n_tr = n_te = 0.0
+        matched = False
+        valid = idx.size >= 2
+        if valid:
+            tr = (self._sums[0][:, idx], self._wsum[0][:, idx], self._w2sum[0][:, idx])
+            te = (self._sums[1][:, idx], self._wsum[1][:, idx], self._w2sum[1][:, idx])
+            est = stats.gap_estimate(
+                tr, te, matched_size=self.matched_size, metric=self.metric, precision=self.precision
+            )
+            h_tr, h_te, gap, noise = est.h0_train, est.h0_test, est.gap, est.noise
+            n_tr, n_te = float(est.n_train.sum()), float(est.n_test.sum())
+            matched = self.matched_size is not None and not est.unmatched.any()
+            if self.matched_size is not None and est.unmatched.any():
+                bad = [self.class_names[c] for c in idx[est.unmatched]][:5]
+                reasons.append(
+                    f"sizes not matched for {bad} (split sizes differ by more than groups=R)"
+                )
+            full = tr[0].sum(axis=0)
+            self._snap = {"idx": idx.astype(np.int64), "train": full, "test": te[0].sum(axis=0)}
+            if est.train_is_full:
+                h_full, train_tree = h_tr, est.train_tree
+            else:
+                train_tree = stats.centroid_tree(full, metric=self.metric, precision=self.precision)
+                h_full = train_tree.h0
+            self._trees = {"train": train_tree.edges, "test": est.test_tree.edges}
+            if self.history is not None:
+                e = self._trees[self.history]
+                for r in range(e.i.shape[0]):
+                    a, b = sorted((int(idx[e.i[r]]), int(idx[e.j[r]])))
+                    self._history.append((self._step, a, b, r, float(e.death[r])))
+        else:
+            seen = [int(np.count_nonzero(self._wsum[s].sum(axis=0) > 0)) for s in (0, 1)]
+            reasons.append(
+                f"gap undefined: classes seen on both splits = {idx.size} (train {seen[0]}, "
+                f"test {seen[1]}), need at least 2"
+            )
+            self._trees = {}
+            self._snap = {}
+        if self._dropped:
+            reasons.insert(0, f"{self._dropped} row(s) with NaN/inf or zero norm dropped")
+        alert, direction, base, dev, rule_reason = self._apply_rule(valid, gap, noise)
+        reasons.insert(0, rule_reason)
+        self._streak = self._streak + 1 if alert else 0
+        if alert:
+            self._n_alerts += 1
+            if self._first_alert_step < 0:
+                self._first_alert_step = self._step
+        gap_stop = self._streak >= self.patience
+        if gap_stop:
+            reasons[0] += f"; {self._streak} consecutive alerts >= patience {self.patience}"
+        loss_stop = False
+        loss_val = nan if loss is None else loss
+        if loss is not None:
+            if math.isfinite(loss) and loss < self._best_loss:
+                self._best_loss, self._loss_bad = loss, 0
+            else:
+                self._loss_bad += 1
+            loss_stop = self._loss_bad >= self.patience
+            if self._loss_bad:
+                what = "is not finite" if not math.isfinite(loss) else "did not improve"
+                reasons.append(
+                    f"test loss {what} ({self._loss_bad} check(s) since best "
+                    f"{self._best_loss:.4g})" + ("; loss patience exhausted" if loss_stop else "")
+                )
+        stop = gap_stop or loss_stop
+        if stop:
+            state = State.COLLAPSE
+        elif alert or self._loss_bad > 0:
+            state = State.WATCH
+        else:
+            state = State.HEALTHY
+        return GapStatus(
+            step=self._step,
+            h0_train=h_tr,
+            h0_test=h_te,
+            h0_gap=gap,
+            gap_noise=noise,
+            baseline_gap=base,
+            deviation=dev,
+            alert=alert,
+            direction=direction,
+            alert_streak=self._streak,
+            gap_stop=gap_stop,
+            test_loss=loss_val,
+            best_test_loss=self._best_loss if loss is not None else nan,
+            loss_checks_since_best=self._loss_bad,
+            loss_stop=loss_stop,
+            should_stop=stop,
+            state=state,
+            reason="; ".join(r for r in reasons if r),
+            h0_train_full=h_full,
+            n_train=n_tr,
+            n_test=n_te,
+            size_matched=matched,
+            missing_classes=missing,
+            dropped_rows=self._dropped,
+            valid=valid,
+        )
+
+    def _apply_rule(self, valid: bool, gap: float, noise: float):
+        """(alert, direction, baseline, deviation, reason) for this check's gap."""
+        nan = float("nan")
+        if not valid:
+            return False, "", self._baseline_gap(), nan, "no gap"
+        if self.rule == "seed":
+            alert = gap > self.gap_threshold
+            reason = f"gap {gap:+.4f} {'>' if alert else '<='} {self.gap_threshold}"
+            return alert, "rising" if alert else "", nan, nan, reason
+        if self._step <= self.warmup:
+            return False, "", nan, nan, "warmup"
+        if len(self._baseline) < self.baseline_checks:
+            if math.isfinite(noise):
+                self._baseline.append((gap, noise))
+                return False, "", nan, nan, f"baseline {len(self._baseline)}/{self.baseline_checks}"
+            return False, "", nan, nan, "baseline: noise undefined, check not used"
+        base = self._baseline_gap()
+        bnoise2 = float(np.mean([n * n for _, n in self._baseline]))
+        sd = math.sqrt(noise * noise + bnoise2 / len(self._baseline))
+        if not math.isfinite(sd) or sd == 0.0:
+            return False, "", base, nan, "noise undefined (too few rows per group)"
+        dev = (gap - base) / sd
+        alert = abs(dev) > self.k
+        direction = ("rising" if dev > 0 else "falling") if alert else ""
+        reason = (
+            f"gap {gap:+.4f} vs baseline {base:+.4f}: {dev:+.1f} sd "
+            f"({'>' if alert else '<='} {self.k:g})"
+        )
+        return alert, direction, base, dev, reason
+
+    def _baseline_gap(self) -> float:
+        if len(self._baseline) < self.baseline_checks:
+            return float("nan")
+        return float(np.mean([g for g, _ in self._baseline]))
+
+    # ------------------------------------------------------------------ results
+    @property
+    def step_(self) -> int:
+        """Number of checks so far."""
+        return self._step
+
+    @property
+    def last_status_(self) -> GapStatus | None:
+        """The status of the last check (None before the first)."""
+        return self._last
+
+    @property
+    def should_stop(self) -> bool:
+        """True when the last check reached ``patience`` truly consecutive gap alerts, or the
+        test loss has not improved for ``patience`` checks."""
+        return self._last is not None and self._last.should_stop
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and the gap trend over all checks."""
+        gaps = np.array([g for _, _, _, g, _ in self._log if math.isfinite(g)])
+        trend = "flat"
+        if gaps.size >= 3:
+            slope = np.polyfit(np.arange(gaps.size), gaps, 1)[0] * (gaps.size - 1)
+            spread = float(np.std(gaps)) or 1.0
+            trend = "increasing" if slope > spread else "decreasing" if slope < -spread else "flat"
+        last = self._last
+        return {
+            "steps": self._step,
+            "gap_trend": trend,
+            "alerts": self._n_alerts,
+            "first_alert_step": None if self._first_alert_step < 0 else self._first_alert_step,
+            "should_stop": self.should_stop,
+            "final_status": "HEALTHY" if last is None else str(last.state),
+            "baseline_gap": self._baseline_gap(),
+            "last_gap": float("nan") if last is None else last.h0_gap,
+            "best_test_loss": self._best_loss if math.isfinite(self._best_loss) else None,
+        }
+
+    def _edges(self, split: str) -> tuple[MergeEdges, np.ndarray]:
+        check_choice(split, "split", _SPLITS)
+        if not self._snap:
+            raise InputError("no valid check yet: confusion pairs need a check() with >= 2 classes")
+        return self._trees[split], self._snap["idx"]
+
+    def confusion_pairs(
+        self, split: str = "train", k: int | None = None
+    ) -> list[tuple[str, str, float]]:
+        """Class pairs joined by the last check's MST, in merge order: ``(a, b, distance)``.
+
+        The first pairs are the classes whose centroids are closest — candidates for confusion.
+        ``k`` keeps the first k. ``split="train"`` uses all train rows.
+        """
+        e, idx = self._edges(split)
+        n = e.i.shape[0] if k is None else min(check_positive_int(k, "k", minimum=0), e.i.shape[0])
+        out = []
+        for r in range(n):
+            a, b = sorted((int(idx[e.i[r]]), int(idx[e.j[r]])))
+            out.append((self.class_names[a], self.class_names[b], float(e.death[r])))
+        return out
+
+    def linkage(self, split: str = "train") -> np.ndarray:
+        """Single-linkage matrix in scipy's format over the classes of the last check
+        (leaf ``t`` is class ``linkage_classes_[t]``); heights are the H0 deaths."""
+        from .._kernels.unionfind import single_linkage_from_sorted
+
+        e, idx = self._edges(split)
+        return single_linkage_from_sorted(idx.shape[0], e.i, e.j, e.death)
+
+    @property
+    def linkage_classes_(self) -> tuple[str, ...]:
+        """Names of the leaves of :meth:`linkage` (classes present at the last check)."""
+        return tuple(self.class_names[c] for c in self._snap.get("idx", []))
+
+    def dendrogram_text(self, split: str = "train") -> str:
+        """The merge tree as lines ``d=0.0312 -> [Shirt, Tshirt]`` (seed 004's format)."""
+        return "\n".join(f"d={w:.4f} -> [{a}, {b}]" for a, b, w in self.confusion_pairs(split))
+
+    def merge_order_history(self):
+        """polars DataFrame of every recorded merge: step, class_a, class_b, pair, rank
+        (0 = first merge), distance — to see when two classes start to merge."""
+        import polars as pl
+
+        h = self._history
+        a = [self.class_names[r[1]] for r in h]
+        b = [self.class_names[r[2]] for r in h]
+        return pl.DataFrame(
+            {
+                "step": pl.Series([r[0] for r in h], dtype=pl.Int64),
+                "class_a": pl.Series(a, dtype=pl.String),
+                "class_b": pl.Series(b, dtype=pl.String),
+                "pair": pl.Series([f"{x}-{y}" for x, y in zip(a, b, strict=True)], dtype=pl.String),
+                "rank": pl.Series([r[3] for r in h], dtype=pl.Int64),
+                "distance": pl.Series([r[4] for r in h], dtype=pl.Float64),
+            }
+        )
+
+    def centroids_(self, split: str = "train") -> np.ndarray:
+        """Unit centroid directions of the last check (rows follow ``linkage_classes_``)."""
+        check_choice(split, "split", _SPLITS)
+        if not self._snap:
+            raise InputError("no valid check yet")
+        return stats.unit_rows(self._snap[split])
+
+
+def _status_to_dict(status: GapStatus) -> dict[str, Any]:
+    r = asdict(status)
+    r["state"] = str(status.state)
+    r["missing_classes"] = list(status.missing_classes)
+    return r
+
+
+def _status_from_dict(row: dict[str, Any]) -> GapStatus:
+    r = dict(row)
+    r["state"] = State(r["state"])
+    r["missing_classes"] = tuple(r["missing_classes"])
+    return GapStatus(**r)
+
+
+def _positive_float(x: Any, name: str) -> float:
+    v = _finite_float(x, name)
+    if v <= 0:
+        raise InputError(f"{name} must be > 0, got {x!r}")
+    return v
+
+
+def _finite_float(x: Any, name: str) -> float:
+    if isinstance(x, bool):
+        raise InputTypeError(f"{name} must be a number, got {describe(x)}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"{name} must be a number, got {describe(x)}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{name} must be finite, got {x!r}")
+    return v

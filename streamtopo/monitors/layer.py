@@ -1,0 +1,643 @@
+"""LayerMonitor: per-step H0 of the layers of a network, from per-layer training signals.
+
+At step t each signal s (gradient norm, activation norm, ...) gives one value per layer. Layer
+i becomes the point ``p_i = (f(v_s[i, t-W+1..t]) for s in signals)`` and the monitor reports
+``h0`` = total H0 persistence (MST length) of the L points under ``|p_i - p_j| / sqrt(W*S)``,
+with ``f = log`` (zeros floored at ``1e-8`` x the step's largest value), so a global rescaling
+of every layer (LR decay, loss scaling, clipping) leaves h0 unchanged. See DESIGN.md §2.
+
+Alarms (``rule="zscore"``, default): a two-sided z-score of ``log h0`` against the previous
+``baseline`` accepted values (the *topology* rule) and, per layer, a z-score of its own
+median-relative log value (the *layer* rule, which also names the culprits). ``rule="peak"`` is
+ph-training's ratio-to-peak rule; with ``transform="none", window=1`` h0 is exactly
+``max - min`` of the raw values, as in ph-training's ``LayerPHMonitor``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, layer_step
+from .._validation import check_choice, check_positive_int, describe
+from ..errors import InputError, InputTypeError
+from ..ring import ArrowRing
+from ..status import Patience, PeakRule, RollingBaseline, State, Status, ZScoreAlarm, sidak_z
+from ._inputs import fill_row
+from ._records import RunSummary, status_frame, status_from_json, status_to_json
+
+__all__ = ["LayerMonitor", "status_frame"]
+
+_TRANSFORMS = ("log", "none")
+_RULES = ("zscore", "peak")
+_NONFINITE = ("collapse", "flag", "raise")
+# Zeros are floored at this fraction of the step's largest value before the log: relative, so
+# the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
+# largest one (float32 resolution is 6e-8, so smaller values are noise anyway).
+_FLOOR_REL = 1e-8
+_ARRAYS = ("T", "P", "Tbad", "nbad", "D", "B", "ref", "s1", "s2", "ring_values", "ring_steps")
+
+
+class LayerMonitor:
+    """Per-step topological health of a network's layers from per-layer signals.
+
+    Parameters
+    ----------
+    n_layers : int
+        Number of layers (points), at least 2.
+    signals : sequence of str, default ("grad_norm",)
+        Signal names; pass a dict ``{name: vector}`` to :meth:`check` when there are several.
+    window : int, default 16
+        Steps per point (W). 16 is the window of the study behind the default thresholds.
+    transform : {"log", "none"}, default "log"
+        ``"log"`` needs non-negative signals (norms, entropies) and makes h0 invariant to a
+        global rescaling; ``"none"`` uses raw values (ph-training compatibility).
+    rule : {"zscore", "peak"}, default "zscore"
+        Alarm rule for h0 (see DESIGN.md §2 "Status").
+    baseline : int, default 100
+        K, the number of previous accepted values each z-score is taken against.
+    watch_z, collapse_z : float, default 3.0, 6.0
+        |z| thresholds of the topology rule (``collapse_z`` must exceed ``watch_z``).
+    raise_after : int, default 5
+        Consecutive steps over a threshold before WATCH/COLLAPSE.
+    escalate_after : int, default 50
+        WATCH lasting this many steps (with a rule still over) becomes COLLAPSE.
+    clear_after : int, default 5
+        Consecutive calm steps that end an alarm.
+    layer_rule : bool or None, default None
+        Let the per-layer rule raise WATCH on its own (largest |z| > ``layer_z`` for
+        ``raise_after`` steps). None: on for ``rule="zscore"``, off for ``rule="peak"``.
+    layer_z : float or None, default None
+        Threshold of the per-layer rule; layers beyond it are named as culprits. None: 3.0
+        corrected for the number n = n_layers x n_signals of z-scores whose largest is taken
+        (Šidák: the largest of n independent normal z-scores exceeds it as often as one z-score
+        exceeds 3, i.e. 0.27 % of steps). It is 3.0 for n = 1, 3.76 for 16, 4.34 for 192. On a
+        healthy synthetic stream of 64 layers x 3 signals the uncorrected 3.0 kept the monitor in
+        alarm on 52 % of steps, the corrected one on 0.5 % (benchmarks/RESULTS.md, "LayerMonitor").
+        The value used is ``layer_z_``.
+    watch_ratio, collapse_ratio : float, default 0.6, 0.3
+        Thresholds of ``rule="peak"`` (ratio of h0 to its peak).
+    warmup : int, default 10
+        Steps before the peak is tracked.
+    patience : int, default 3
+        ``should_stop`` after this many truly consecutive COLLAPSE evaluations.
+    check_every : int, default 1
+        Evaluate H0 and the rules every k-th step; signals are recorded every step.
+    nonfinite : {"collapse", "flag", "raise"}, default "collapse"
+        A step with NaN/inf: COLLAPSE, keep the state but flag it, or raise (nothing recorded).
+        Either way those layers stay out of H0 while the value is in their window.
+    capacity : int, default 1024
+        Raw steps kept in the ring (:attr:`ring_`), at least ``window``.
+    layer_names : sequence of str, optional
+        Names used in culprits and logs (default ``"0"``, ``"1"``, ...).
+    refresh_every : int, default 1024
+        Rebuild the windowed distance matrix from scratch every this many steps to bound the
+        drift of its running sums. Drift can only affect which of two nearly tied edges Prim
+        picks: every chosen edge is re-evaluated exactly, so deaths carry none.
+    min_std : float, default 1e-3
+        Floor of every baseline std, in log units: a log value steady to 0.1 % over the
+        baseline counts as varying by 0.1 %, so a constant signal cannot give infinite z.
+    max_culprits : int, default 3
+        Most layers named in ``Status.culprits``.
+    writer : callable, optional
+        Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
+    signal_name : str, optional
+        ph-training spelling of a single signal (``signals=(signal_name,)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mon = LayerMonitor(n_layers=4, transform="none", window=1, rule="peak", warmup=0)
+    >>> [mon.check(v).state.value for v in ([1.0, 2, 3, 5], [1.0, 1.5, 2, 2.5], [1.0, 1, 1, 1.1])]
+    ['HEALTHY', 'WATCH', 'COLLAPSE']
+    >>> mon.check([2.0, 1, 3, 9]).h0  # max - min
+    8.0
+    >>> mon.summary()["collapse_events"]
+    1
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        signals: Sequence[str] = ("grad_norm",),
+        *,
+        window: int = 16,
+        transform: str = "log",
+        rule: str = "zscore",
+        baseline: int = 100,
+        watch_z: float = 3.0,
+        collapse_z: float = 6.0,
+        raise_after: int = 5,
+        escalate_after: int = 50,
+        clear_after: int = 5,
+        layer_rule: bool | None = None,
+        layer_z: float | None = None,
+        watch_ratio: float = 0.6,
+        collapse_ratio: float = 0.3,
+        warmup: int = 10,
+        patience: int = 3,
+        check_every: int = 1,
+        nonfinite: str = "collapse",
+        capacity: int = 1024,
+        layer_names: Sequence[str] | None = None,
+        refresh_every: int = 1024,
+        min_std: float = 1e-3,
+        max_culprits: int = 3,
+        writer: Callable[[dict[str, Any]], Any] | None = None,
+        signal_name: str | None = None,
+    ) -> None:
+        self.n_layers = check_positive_int(n_layers, "n_layers", minimum=2)
+        if signal_name is not None:
+            signals = (signal_name,)
+        if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
+            raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
+        self.signals = tuple(signals)
+        if not self.signals or len(set(self.signals)) != len(self.signals):
+            raise InputError(f"signals must be non-empty and unique, got {self.signals!r}")
+        self.window = check_positive_int(window, "window")
+        self.transform = check_choice(transform, "transform", _TRANSFORMS)
+        self.rule = check_choice(rule, "rule", _RULES)
+        self.baseline = check_positive_int(baseline, "baseline", minimum=2)
+        self.watch_z, self.collapse_z = (
+            _positive(watch_z, "watch_z"),
+            _positive(collapse_z, "collapse_z"),
+        )
+        if self.collapse_z <= self.watch_z:
+            raise InputError(
+                f"collapse_z must be greater than watch_z={self.watch_z}, got {self.collapse_z}"
+            )
+        self.raise_after = check_positive_int(raise_after, "raise_after")
+        self.escalate_after = check_positive_int(escalate_after, "escalate_after")
+        self.clear_after = check_positive_int(clear_after, "clear_after")
+        if layer_rule is not None and not isinstance(layer_rule, bool):
+            raise InputTypeError(
+                f"layer_rule must be True, False or None, got {describe(layer_rule)}"
+            )
+        self.layer_rule = (self.rule == "zscore") if layer_rule is None else layer_rule
+        self.layer_z = None if layer_z is None else _positive(layer_z, "layer_z")
+        self.layer_z_ = (
+            sidak_z(3.0, self.n_layers * len(self.signals)) if layer_z is None else self.layer_z
+        )
+        self.watch_ratio, self.collapse_ratio = float(watch_ratio), float(collapse_ratio)
+        if not 0.0 <= self.collapse_ratio < self.watch_ratio <= 1.0:
+            raise InputError(
+                "ratios must satisfy 0 <= collapse_ratio < watch_ratio <= 1, got "
+                f"collapse_ratio={collapse_ratio!r}, watch_ratio={watch_ratio!r}"
+            )
+        self.warmup = check_positive_int(warmup, "warmup", minimum=0)
+        self.patience = check_positive_int(patience, "patience")
+        self.check_every = check_positive_int(check_every, "check_every")
+        self.nonfinite = check_choice(nonfinite, "nonfinite", _NONFINITE)
+        self.capacity = check_positive_int(capacity, "capacity")
+        if self.capacity < self.window:
+            raise InputError(f"capacity must be >= window={self.window}, got {self.capacity}")
+        if layer_names is None:
+            self.layer_names = tuple(str(i) for i in range(self.n_layers))
+        else:
+            if isinstance(layer_names, str) or not all(isinstance(n, str) for n in layer_names):
+                raise InputTypeError(
+                    f"layer_names must be a sequence of str, got {describe(layer_names)}"
+                )
+            self.layer_names = tuple(layer_names)
+            if len(self.layer_names) != self.n_layers:
+                raise InputError(
+                    f"layer_names has {len(self.layer_names)} names, expected n_layers="
+                    f"{self.n_layers}"
+                )
+        self.refresh_every = check_positive_int(refresh_every, "refresh_every")
+        self.min_std = float(min_std)
+        if not self.min_std > 0.0:
+            raise InputError(f"min_std must be > 0, got {min_std!r}")
+        self.max_culprits = check_positive_int(max_culprits, "max_culprits")
+        if writer is not None and not callable(writer):
+            raise InputTypeError(f"writer must be callable, got {describe(writer)}")
+        self.writer = writer
+        self.reset()
+
+    # -- configuration ---------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable parameters (everything but ``writer``)."""
+        return {
+            "n_layers": self.n_layers,
+            "signals": list(self.signals),
+            "window": self.window,
+            "transform": self.transform,
+            "rule": self.rule,
+            "baseline": self.baseline,
+            "watch_z": self.watch_z,
+            "collapse_z": self.collapse_z,
+            "raise_after": self.raise_after,
+            "escalate_after": self.escalate_after,
+            "clear_after": self.clear_after,
+            "layer_rule": self.layer_rule,
+            "layer_z": self.layer_z,
+            "watch_ratio": self.watch_ratio,
+            "collapse_ratio": self.collapse_ratio,
+            "warmup": self.warmup,
+            "patience": self.patience,
+            "check_every": self.check_every,
+            "nonfinite": self.nonfinite,
+            "capacity": self.capacity,
+            "layer_names": list(self.layer_names),
+            "refresh_every": self.refresh_every,
+            "min_std": self.min_std,
+            "max_culprits": self.max_culprits,
+        }
+
+    # -- state -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every step (buffers are reallocated once, here, never per step)."""
+        S, L, W, K = len(self.signals), self.n_layers, self.window, self.baseline
+        self._config = self.config
+        self.ring_ = ArrowRing(self.signals, L, self.capacity)
+        # window of transformed rows and the summed squared distances between layers
+        self._T = np.zeros((W, S, L))
+        self._P = np.zeros((L, W * S))  # the same window by layer: the points
+        self._Tbad = np.zeros((W, L), dtype=np.bool_)
+        self._D = np.zeros((L, L))
+        # grouped work arrays of the fused kernel (see streamtopo._kernels.layer)
+        self._work = np.zeros((5, S, L))
+        self._y, self._u, self._ref, self._s1, self._s2 = self._work
+        self._lvec = np.zeros((3, L))
+        self._lz = self._lvec[2]
+        self._livec = np.zeros((4, L), dtype=np.int64)
+        self._nbad, self._bad = self._livec[0], self._livec[3]
+        self._med = np.zeros(S)
+        self._raw = np.zeros((S, L))
+        self._row = np.zeros((S, L), dtype=np.float32)
+        self._out = np.zeros(6)
+        # per-layer baseline ring of median-relative values (sums live in self._work)
+        self._B = np.zeros((K, S, L))
+        self._bn = self._bpos = self._bpushes = 0
+        self._step = 0
+        self._rows = 0
+        self._h0_base = RollingBaseline(K, min_std=self.min_std)
+        self._alarm = ZScoreAlarm(
+            ("topology", "layer"),
+            watch_z=(self.watch_z, self.layer_z_),
+            collapse_z=(self.collapse_z, math.inf),
+            raise_after=self.raise_after,
+            escalate_after=self.escalate_after,
+            clear_after=self.clear_after,
+        )
+        self._peak = PeakRule(
+            watch_ratio=self.watch_ratio, collapse_ratio=self.collapse_ratio, warmup=self.warmup
+        )
+        self._patience = Patience(self.patience)
+        self._last: Status | None = None
+        self._summary = RunSummary()
+        self._peak_rule = self.rule == "peak"
+        self._bind_kernel_args()
+
+    def _bind_kernel_args(self) -> None:
+        """The fixed leading arguments of ``layer_step`` (buffers are reused, never replaced
+        between resets), unpacked from one tuple per call."""
+        self._kernel_args = (
+            self._raw, self._row, self.transform == "log", _FLOOR_REL, self.nonfinite == "raise",
+            self.min_std, self.ring_._buf, self.ring_._steps, self._work, self._med, self._lvec,
+            self._livec, self._T, self._P, self._Tbad, self._D, self._out,
+        )  # fmt: skip
+
+    @property
+    def step(self) -> int:
+        """Number of steps checked so far (the next status's ``step``)."""
+        return self._step
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in numpy buffers (ring, window, distances, baselines, scratch)."""
+        return self.ring_.nbytes + sum(
+            v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray) and v.base is None
+        )
+
+    @property
+    def should_stop(self) -> bool:
+        """True after ``patience`` truly consecutive COLLAPSE evaluations."""
+        return self._patience.should_stop
+
+    @property
+    def last_status_(self) -> Status | None:
+        return self._last
+
+    @property
+    def peak_(self) -> float:
+        """Highest h0 after warm-up."""
+        return self._peak.peak
+
+    def acknowledge(self) -> None:
+        """End the current alarm and re-baseline on purpose: the z-score baselines forget their
+        values and refill from the next steps (the topology rule warms up again)."""
+        self._alarm.reset()
+        self._h0_base.reset()
+        self._bn = self._bpos = self._bpushes = 0
+        self._s1.fill(0.0)  # sums over the (now empty) per-layer baseline
+        self._s2.fill(0.0)
+        self._patience.reset()
+
+    # -- the per-step call -----------------------------------------------------------------
+    def check(self, values: Any) -> Status:
+        """Record one step of signals and return its :class:`~streamtopo.status.Status`.
+
+        Parameters
+        ----------
+        values : array-like, dict or tensor
+            ``n_layers`` values (numpy array, list of floats or of 0-d tensors, 1-D tensor) for a
+            single signal; a dict ``{signal: vector}`` or an ``(n_signals, n_layers)`` array for
+            several. Bad input raises ``ValueError``/``TypeError`` and changes nothing.
+        """
+        fill_row(values, self.signals, self.n_layers, self._raw)
+        step = self._step
+        W = self.window
+        pos = step % W
+        full = self._rows == W
+        evaluate = step % self.check_every == 0
+        scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
+        ring = self.ring_
+        layer_step(
+            *self._kernel_args, ring.count_ % ring.capacity, step, pos, full,
+            (step + 1) % self.refresh_every == 0, evaluate, scale,
+            self._bn if self._bn == self.baseline else 0,
+        )  # fmt: skip
+        code, n_bad, h0, top, excluded, lzt = self._out.tolist()
+        if code == NEGATIVE:
+            s, i = divmod(int(n_bad), self.n_layers)
+            raise InputError(
+                f"values[{self.signals[s]!r}] has a negative value {float(self._row[s, i])!r} at "
+                f"layer {self.layer_names[i]!r}; transform='log' needs values >= 0 (norms, "
+                "entropies), use transform='none' for signed signals"
+            )
+        if code == NONFINITE:
+            raise InputError(
+                f"values has {int(n_bad)} NaN/inf value(s) in layers {self._bad_names()} "
+                "(nonfinite='raise')"
+            )
+        # the kernel has recorded the step
+        ring.count_ += 1
+        self._step = step + 1
+        if not full:
+            self._rows += 1
+        nonfinite = tuple(np.flatnonzero(self._bad).tolist()) if n_bad else ()
+        if evaluate:
+            status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0)
+        else:
+            status = self._skipped(step, nonfinite)
+        self._last = status
+        if self.writer is not None:
+            self.writer(
+                {
+                    "monitor": "layer",
+                    "step": step,
+                    "wall_time": time.time(),
+                    "signals": self.signals,
+                    "layer_names": self.layer_names,
+                    "values": self._row.copy(),
+                    "h0": status.h0,
+                    "state": str(status.state),
+                    "reason": status.reason,
+                    "config": self._config,
+                }
+            )
+        return status
+
+    def _bad_names(self) -> list[str]:
+        return [self.layer_names[i] for i in np.flatnonzero(self._bad)]
+
+    def _skipped(self, step: int, nonfinite: tuple[int, ...]) -> Status:
+        last = self._last
+        assert last is not None  # step 0 is always evaluated
+        state, reason = last.state, f"not evaluated (check_every={self.check_every})"
+        if nonfinite:
+            reason = self._nonfinite_reason(nonfinite)
+            if self.nonfinite == "collapse":
+                state = State.COLLAPSE
+        return replace(
+            last, step=step, state=state, reason=reason, nonfinite=nonfinite, evaluated=False
+        )
+
+    def _nonfinite_reason(self, nonfinite: tuple[int, ...]) -> str:
+        names = ", ".join(self.layer_names[i] for i in nonfinite)
+        return f"non-finite value in layers [{names}] (nonfinite={self.nonfinite!r})"
+
+    def _evaluate(
+        self, step: int, nonfinite: tuple[int, ...], h0: float, top: int, lzt: float, excluded: bool
+    ) -> Status:
+        """Rules, baselines and the Status of an evaluated step (``top``: layer with the
+        largest |z|, ``lzt`` its z; ``excluded``: some layer is left out of H0)."""
+        excluded = excluded or bool(nonfinite)
+        K = self.baseline
+        logh = math.log(h0) if h0 > 0.0 else -math.inf
+        z = math.nan if excluded else self._h0_base.zscore(logh)
+        ratio_state = self._peak.update(math.nan if excluded else h0)
+        alarm_state = self._alarm.update(
+            (
+                math.nan if self._peak_rule else z,
+                lzt if (self.layer_rule and not excluded) else math.nan,
+            )
+        )
+        if self._peak_rule and ratio_state.severity > alarm_state.severity:
+            state = ratio_state
+        else:
+            state = alarm_state
+        if nonfinite and self.nonfinite == "collapse":
+            state = State.COLLAPSE
+        direction = ""
+        if z == z and abs(z) > self.watch_z:
+            direction = "rising" if z > 0 else "falling"
+        elif self.rule == "peak" and ratio_state is not State.HEALTHY:
+            direction = "falling"
+        culprits: tuple[str, ...] = ()
+        if top >= 0 and (abs(lzt) > self.layer_z_ or state is not State.HEALTHY):
+            culprits = self._culprits()
+        reason = self._reason(state, z, lzt, top, nonfinite, excluded)
+        # values seen while an alarm is active (or with layers left out) never enter a baseline;
+        # per-layer values also stay out while the layer rule is over its threshold but not yet
+        # for raise_after steps, or a jump of one layer would inflate the spread it is judged
+        # against (115 -> 5 in four steps) and the wrong layer would be named. The h0 baseline
+        # keeps absorbing such values: windowed h0 is autocorrelated, and holding it out turns
+        # slow healthy wander into alarms.
+        if state is State.HEALTHY and not excluded:
+            if logh > -math.inf:
+                self._h0_base.push(logh)
+            if not self._alarm.pending(1):
+                n_entries = self._u.size
+                chunk = -(-n_entries // K)
+                baseline_push(
+                    self._u, self._B, self._ref, self._s1, self._s2, self._bpos, self._bn,
+                    (self._bpushes * chunk) % n_entries, chunk,
+                )  # fmt: skip
+                self._bpos = (self._bpos + 1) % K
+                self._bn = min(self._bn + 1, K)
+                self._bpushes += 1
+        self._patience.update(state)
+        status = Status(
+            step, h0, z, self._peak.ratio, self._peak.peak, state, direction, culprits, reason,
+            nonfinite, lzt, True,
+        )  # fmt: skip
+        self._summary.record(status)
+        return status
+
+    def _culprits(self) -> tuple[str, ...]:
+        a = np.abs(self._lz)
+        a[np.isnan(a)] = -1.0
+        order = np.argsort(-a, kind="stable")[: self.max_culprits]
+        over = [i for i in order if a[i] > self.layer_z_]
+        chosen = over if over else [i for i in order if a[i] >= 0.0]
+        return tuple(self.layer_names[i] for i in chosen)
+
+    def _reason(self, state, z, lzt, top, nonfinite, excluded) -> str:
+        if nonfinite:
+            return self._nonfinite_reason(nonfinite)
+        if excluded:
+            names = ", ".join(self.layer_names[i] for i in np.flatnonzero(self._nbad))
+            return f"layers [{names}] left out of H0 (non-finite value in window)"
+        if state is State.HEALTHY:
+            if self.rule == "zscore" and not self._h0_base.ready:
+                return f"warmup ({self._h0_base.count}/{self.baseline} baseline values)"
+            if self.rule == "peak" and self._peak.warming_up:
+                return f"warmup ({self._peak.n}/{self.warmup} steps)"
+            return "ok"
+        parts = []
+        fired = self._alarm.raised_by if self._alarm.active else ()
+        if "topology" in fired:
+            how = "layers diverging" if z > 0 else "layers converging"
+            parts.append(f"topology: log h0 z={z:+.2f} ({how})")
+        if self.rule == "peak" and self._peak.ratio < self.watch_ratio:
+            thr = (
+                self.collapse_ratio if self._peak.ratio < self.collapse_ratio else self.watch_ratio
+            )
+            parts.append(f"topology: h0 at {self._peak.ratio:.2f} of peak (< {thr})")
+        if "layer" in fired and top >= 0:
+            parts.append(f"layer: {self.layer_names[top]} z={lzt:+.2f}")
+        label = "+".join(dict.fromkeys(p.split(":")[0] for p in parts)) or "alarm"
+        text = "; ".join(p.split(": ", 1)[1] for p in parts) or "alarm held (no rule over now)"
+        if state is State.COLLAPSE and self._alarm.over_steps > self.escalate_after:
+            text += f"; WATCH lasted > {self.escalate_after} steps"
+        return f"{label}: {text}"
+
+    # -- batch / replay --------------------------------------------------------------------
+    def run(self, values: Any) -> Any:
+        """Check every row of a recorded stream and return the statuses as a polars DataFrame.
+
+        ``values`` is a (T, n_signals, n_layers) array (or (T, n_layers) for one signal, or a dict
+        ``{signal: (T, n_layers)}``). The rows go through :meth:`check` one by one, so the result
+        is bit-identical to live calls from the same state (a fresh monitor, or one restored
+        with :meth:`load_state_dict`).
+        """
+        arr = self._as_stream(values)
+        return status_frame([self.check(arr[t]) for t in range(arr.shape[0])])
+
+    def _as_stream(self, values: Any) -> np.ndarray:
+        S, L = len(self.signals), self.n_layers
+        if isinstance(values, Mapping):
+            if set(values) != set(self.signals):
+                raise InputError(
+                    f"values must have exactly the keys {list(self.signals)}, got {list(values)}"
+                )
+            values = np.stack([np.asarray(values[s]) for s in self.signals], axis=1)
+        arr = np.asarray(values)
+        if arr.ndim == 2 and S == 1:
+            arr = arr[:, None, :]
+        if arr.ndim != 3 or arr.shape[1:] != (S, L):
+            raise InputError(
+                f"values must have shape (T, {S}, {L}) (steps, signals, layers), got "
+                f"{describe(arr)}"
+            )
+        return arr
+
+    # -- summary and persistence -----------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Run summary: ph-training's keys (``h0_trend``, ``collapse_events``,
+        ``final_status``) plus steps, peak_h0, last_h0, watch_steps, collapse_steps,
+        first_collapse_step, nonfinite_steps, should_stop."""
+        s = self._summary
+        last = self._last
+        return {
+            "h0_trend": s.trend(),
+            "collapse_events": s.collapse_events,
+            "final_status": str(last.state) if last else str(State.HEALTHY),
+            "steps": self._step,
+            "peak_h0": self._peak.peak,
+            "last_h0": last.h0 if last else math.nan,
+            "watch_steps": s.watch_steps,
+            "collapse_steps": s.collapse_steps,
+            "first_collapse_step": s.first_collapse_step,
+            "nonfinite_steps": s.nonfinite_steps,
+            "should_stop": self.should_stop,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: JSON-serialisable values plus the
+        numpy arrays named in ``_ARRAYS`` (save with ``json`` + ``np.savez``; no pickle)."""
+        ring = self.ring_.state_dict()
+        return {
+            "config": self.config,
+            "step": self._step,
+            "rows": self._rows,
+            "bn": self._bn,
+            "bpos": self._bpos,
+            "bpushes": self._bpushes,
+            "ring_count": ring["count"],
+            "h0_baseline": self._h0_base.state_dict(),
+            "alarm": self._alarm.state_dict(),
+            "peak": self._peak.state_dict(),
+            "patience": self._patience.count,
+            "last": None if self._last is None else status_to_json(self._last),
+            "summary": self._summary.state_dict(),
+            **{k: getattr(self, "_" + k).copy() for k in _ARRAYS[:9]},
+            "ring_values": ring["values"],
+            "ring_steps": ring["steps"],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` of a monitor with the same config; on a mismatch
+        raise ``ValueError`` and leave this monitor unchanged."""
+        cfg = state.get("config")
+        if cfg != self.config:
+            diff = sorted(k for k in self.config if not cfg or cfg.get(k) != self.config[k])
+            raise InputError(f"state['config'] differs from this monitor's config in {diff}")
+        new = {k: np.asarray(state[k]) for k in _ARRAYS}
+        for k in _ARRAYS[:9]:
+            mine = getattr(self, "_" + k)
+            if new[k].shape != mine.shape:
+                raise InputError(
+                    f"state[{k!r}] must have shape {mine.shape}, got {describe(new[k])}"
+                )
+        ring = ArrowRing(self.signals, self.n_layers, self.capacity)
+        ring.load_state_dict(
+            {
+                "signals": list(self.signals),
+                "width": self.n_layers,
+                "capacity": self.capacity,
+                "count": int(state["ring_count"]),
+                "values": new["ring_values"],
+                "steps": new["ring_steps"],
+            }
+        )
+        self.reset()
+        self.ring_ = ring
+        self._bind_kernel_args()
+        for k in _ARRAYS[:9]:
+            getattr(self, "_" + k)[...] = new[k]
+        self._step, self._rows = int(state["step"]), int(state["rows"])
+        self._bn, self._bpos, self._bpushes = (int(state[k]) for k in ("bn", "bpos", "bpushes"))
+        self._h0_base.load_state_dict(state["h0_baseline"])
+        self._alarm.load_state_dict(state["alarm"])
+        self._peak.load_state_dict(state["peak"])
+        self._patience.count = int(state["patience"])
+        self._last = None if state["last"] is None else status_from_json(state["last"])
+        self._summary.load_state_dict(state["summary"])
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise InputTypeError(f"{name} must be a positive number, got {describe(value)}")
+    if not value > 0 or not math.isfinite(value):
+        raise InputError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)

@@ -1,0 +1,312 @@
+"""Run reports: a self-contained HTML page (inline PNG figures) and a markdown summary.
+
+``build_report(run_dir)`` reads a run directory written by :class:`streamtopo.io.RunWriter`
+(every rank, committed parts and, by default, live journals) and renders:
+
+- h0 of the layer monitor over steps, with WATCH / COLLAPSE bands, and the first alarm steps;
+- a heatmap of every recorded per-layer signal (log10, layers x steps);
+- the centroid monitor's h0_train / h0_test / gap (when it logged to the run);
+- the collapse monitor's index and components over time (when it logged to the run);
+- a summary table and every alarm episode with the reason it began (rule, layers, direction).
+
+Figures need matplotlib (``pip install "streamtopo[plot]"``); without it the report keeps every
+table and says how to get the figures. Nothing here is imported by ``import streamtopo``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ReportPaths", "build_report", "run_summary"]
+
+_ALARM_COLOURS = {"WATCH": "#f5c542", "COLLAPSE": "#e0533d"}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where :func:`build_report` wrote its files."""
+
+    html: Path
+    markdown: Path
+    figures: int
+
+
+def _read(run_dir: Path, table: str, include_journal: bool) -> Any:
+    """One table of the run as a polars DataFrame sorted by (rank, step), or None if absent."""
+    from .io import read_run
+
+    try:
+        df = read_run(run_dir, include_journal=include_journal, table=table).collect()
+    except Exception:  # the table was never logged in this run
+        return None
+    if df.height == 0:
+        return None
+    return df.sort(["rank", "step"])
+
+
+def run_summary(layer: Any) -> dict[str, Any]:
+    """Summary of a layer table (one rank): steps, alarm counts, first alarm steps and the alarm
+    episodes ``(first step, last step, worst state, reason at the start)``.
+
+    Parameters
+    ----------
+    layer : polars.DataFrame
+        Rows of the layer table with at least ``step``, ``h0`` and ``state``.
+    """
+    states = layer["state"].to_list()
+    steps = layer["step"].to_list()
+    h0 = layer["h0"].to_numpy()
+    finite = np.isfinite(h0)
+
+    def first(state: str) -> int | None:
+        return next((s for s, st in zip(steps, states, strict=True) if st == state), None)
+
+    alarm = [st != "HEALTHY" for st in states]
+    episodes = []
+    k = 0
+    while k < len(states):
+        if alarm[k]:
+            j = k
+            while j + 1 < len(states) and alarm[j + 1]:
+                j += 1
+            worst = "COLLAPSE" if "COLLAPSE" in states[k : j + 1] else "WATCH"
+            reason = layer["reason"][k] if "reason" in layer.columns else ""
+            episodes.append((steps[k], steps[j], worst, reason))
+            k = j + 1
+        else:
+            k += 1
+    return {
+        "steps": len(steps),
+        "first_step": steps[0] if steps else None,
+        "last_step": steps[-1] if steps else None,
+        "peak_h0": float(np.nanmax(h0)) if finite.any() else None,
+        "last_h0": float(h0[-1]) if len(h0) else None,
+        "watch_steps": states.count("WATCH"),
+        "collapse_steps": states.count("COLLAPSE"),
+        "alarm_episodes": len(episodes),
+        "first_watch_step": first("WATCH"),
+        "first_collapse_step": first("COLLAPSE"),
+        "final_status": states[-1] if states else None,
+        "episodes": episodes,
+    }
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _bands(ax: Any, steps: np.ndarray, states: list[str]) -> None:
+    """Shade contiguous WATCH / COLLAPSE spans."""
+    start = None
+    for k in range(len(states) + 1):
+        cur = states[k] if k < len(states) else None
+        prev = states[k - 1] if k else None
+        if cur != prev:
+            if start is not None and prev in _ALARM_COLOURS:
+                ax.axvspan(steps[start], steps[k - 1] + 1, color=_ALARM_COLOURS[prev], alpha=0.3)
+            start = k
+
+
+def _layer_figures(layer: Any, meta_signals: list[str]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    steps = layer["step"].to_numpy()
+    states = layer["state"].to_list()
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot(steps, layer["h0"].to_numpy(), lw=1, color="#1f4e79")
+    _bands(ax, steps, states)
+    ax.set_xlabel("step")
+    ax.set_ylabel("layer h0")
+    ax.set_title("Layer H0 (yellow: WATCH, red: COLLAPSE)")
+    out.append(("Layer H0 over steps", _png(fig)))
+
+    for sig in meta_signals:
+        cols = [c for c in layer.columns if c.startswith(f"{sig}/")]
+        if not cols:
+            continue
+        vals = layer.select(cols).to_numpy().astype(np.float64).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            img = np.log10(np.where(vals > 0, vals, np.nan))
+        fig, ax = plt.subplots(figsize=(9, max(2.0, 0.18 * len(cols) + 1)))
+        im = ax.imshow(
+            img,
+            aspect="auto",
+            interpolation="nearest",
+            cmap="viridis",
+            extent=(steps[0], steps[-1] + 1, len(cols) - 0.5, -0.5),
+        )
+        ax.set_yticks(range(len(cols)))
+        ax.set_yticklabels([c.split("/", 1)[1] for c in cols], fontsize=7)
+        ax.set_xlabel("step")
+        ax.set_title(f"log10 {sig} per layer")
+        fig.colorbar(im, ax=ax, fraction=0.03)
+        out.append((f"Per-layer {sig}", _png(fig)))
+    return out
+
+
+def _scalar_figure(df: Any, title: str, columns: list[str]) -> tuple[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    steps = df["step"].to_numpy()
+    for c in columns:
+        ax.plot(steps, df[c].cast(float).to_numpy(), lw=1.2, marker=".", label=c)
+    if "state" in df.columns:
+        _bands(ax, steps, df["state"].to_list())
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8, ncol=min(4, len(columns)))
+    ax.set_title(title)
+    return title, _png(fig)
+
+
+def _numeric(df: Any, skip: set[str]) -> list[str]:
+    import polars as pl
+
+    return [
+        c
+        for c, t in zip(df.columns, df.dtypes, strict=True)
+        if c not in skip and t in (pl.Float64, pl.Float32, pl.Int64)
+    ]
+
+
+def _md_table(rows: list[tuple[str, Any]]) -> str:
+    lines = ["| key | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def build_report(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    include_journal: bool = True,
+) -> ReportPaths:
+    """Write ``report.html`` (self-contained) and ``report.md`` for a run directory.
+
+    Parameters
+    ----------
+    run_dir : path
+        A ``run=<id>`` directory written by :class:`streamtopo.io.RunWriter`.
+    out : path, optional
+        The HTML file to write (default ``<run_dir>/report.html``); the markdown summary goes
+        beside it with the suffix ``.md``.
+    include_journal : bool, default True
+        Include rows still in journals (a live or crashed run), read without modifying them.
+
+    Returns
+    -------
+    ReportPaths
+    """
+    import json
+
+    from .errors import InputError
+
+    run = Path(run_dir)
+    meta_path = run / "_meta.json"
+    if not meta_path.is_file():
+        raise InputError(f"run_dir must be a run directory containing _meta.json, got {run}")
+    meta = json.loads(meta_path.read_text())
+    html_path = Path(out) if out is not None else run / "report.html"
+    md_path = html_path.with_suffix(".md")
+
+    try:
+        import matplotlib  # noqa: F401
+
+        have_plot = True
+    except ImportError:
+        have_plot = False
+
+    figures: list[tuple[str, str]] = []
+    md = [f"# streamtopo report: {run.name}", ""]
+    body = [f"<h1>streamtopo report: {html.escape(run.name)}</h1>"]
+    if not have_plot:
+        note = 'Figures need matplotlib: pip install "streamtopo[plot]"'
+        md += [note, ""]
+        body.append(f"<p><em>{html.escape(note)}</em></p>")
+
+    layer = _read(run, "layer", include_journal)
+    if layer is not None:
+        signals = list(meta.get("tables", {}).get("layer", {}).get("signals", [])) or sorted(
+            {c.split("/", 1)[0] for c in layer.columns if "/" in c}
+        )
+        for rank in sorted(set(layer["rank"].to_list())):
+            import polars as pl
+
+            part = layer.filter(pl.col("rank") == rank)
+            summ = run_summary(part)
+            episodes = summ.pop("episodes")
+            md += [f"## Layer monitor (rank {rank})", "", _md_table(list(summ.items())), ""]
+            body.append(f"<h2>Layer monitor (rank {rank})</h2>")
+            body.append(_html_table(list(summ.items())))
+            if episodes:
+                lines = [f"steps {a}–{b}: {worst} — {r}" for a, b, worst, r in episodes[:20]]
+                more = len(episodes) - len(lines)
+                if more > 0:
+                    lines.append(f"... and {more} more")
+                md += ["Alarm episodes (why each began):", ""] + [f"- {x}" for x in lines] + [""]
+                body.append("<h3>Alarm episodes (why each began)</h3><ul>")
+                body += [f"<li>{html.escape(x)}</li>" for x in lines]
+                body.append("</ul>")
+            if have_plot:
+                for title, png in _layer_figures(part, signals):
+                    figures.append((f"{title} (rank {rank})", png))
+    else:
+        md += ["No layer-monitor rows in this run.", ""]
+        body.append("<p>No layer-monitor rows in this run.</p>")
+
+    for kind, title in (("centroid", "Centroid monitor"), ("collapse", "Collapse monitor")):
+        df = _read(run, kind, include_journal)
+        if df is None:
+            continue
+        cols = _numeric(df, {"step", "rank", "wall_time"})
+        last = df.tail(1).to_dicts()[0]
+        rows = [(k, last[k]) for k in df.columns if k not in ("run", "wall_time")]
+        md += [f"## {title} (last check)", "", _md_table(rows), ""]
+        body.append(f"<h2>{title} (last check)</h2>")
+        body.append(_html_table(rows))
+        if have_plot and cols:
+            preferred = [c for c in ("h0_train", "h0_test", "h0_gap", "gap_noise") if c in cols]
+            figures.append(_scalar_figure(df, f"{title} over steps", preferred or cols[:8]))
+
+    for title, png in figures:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}"/>')
+
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>streamtopo report: {html.escape(run.name)}</title>"
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
+        "img{max-width:100%}</style></head><body>" + "\n".join(body) + "</body></html>"
+    )
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(page, encoding="utf-8")
+    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    return ReportPaths(html=html_path, markdown=md_path, figures=len(figures))
+
+
+def _html_table(rows: list[tuple[str, Any]]) -> str:
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
+    )
+    return f"<table>{cells}</table>"
