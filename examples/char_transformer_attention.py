@@ -78,7 +78,8 @@ def main(steps: int = 300, ctx: int = 64) -> None:
     torch.manual_seed(0)
     text = stdlib_text()
     chars = sorted(set(text))
-    data = torch.tensor([chars.index(c) for c in text])
+    code = {c: i for i, c in enumerate(chars)}
+    data = torch.tensor([code[c] for c in text])
     model = CharLM(len(chars), ctx=ctx)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     tm = TrainingMonitor(model, signals=("act_norm", "grad_norm", "attn_entropy"))
