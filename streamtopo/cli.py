@@ -120,8 +120,21 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         progress=args.progress,
         **overrides,
     )
-    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_hide_dataframe_shape=True):
-        print(summarize(statuses))
+    summary = summarize(statuses)
+    how = f"overrides {overrides}" if overrides else "the recorded configuration"
+    print(f"{args.run}: replayed {statuses.height} step(s) with {how}")
+    # one line per figure, one column per rank: readable at any terminal width
+    table = summary.drop("rank").with_columns(pl.col("max_h0").round_sig_figs(6))
+    table = table.select(pl.all().cast(pl.String).fill_null("-")).transpose(
+        include_header=True,
+        header_name="replay",
+        column_names=[f"rank={r}" for r in summary["rank"]],
+    )
+    with pl.Config(
+        tbl_rows=50, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+        tbl_formatting="ASCII_MARKDOWN",
+    ):  # fmt: skip
+        print(table)
     if args.out:
         statuses.write_parquet(args.out, compression="zstd")
         print(f"statuses written to {args.out}")

@@ -82,8 +82,10 @@ def test_zero_byte_journal_and_stray_tmp_are_removed(tmp_path):
     (rank / "part-000007.arrows").write_bytes(b"")
     (rank / "part-000003.parquet.tmp").write_bytes(b"PAR1 half a file")
     (rank / "centroid-000002.pq.tmp").write_bytes(b"junk")
+    (dead / "_meta.json.4242.tmp").write_bytes(b'{"half": ')
     report = recover(dead)
     assert sorted(report.tmp_removed) == [
+        "_meta.json.4242.tmp",
         "rank=0/centroid-000002.pq.tmp",
         "rank=0/part-000003.parquet.tmp",
     ]

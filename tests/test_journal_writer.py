@@ -431,3 +431,59 @@ def test_float64_values_are_stored_as_float32(tmp_path):
     got = read_run(w.run_dir).collect().select(pl.col(pl.Float32)).to_numpy()[0]
     want = np.array([np.inf, -np.inf, np.float32(0.1), np.float32(2.0**-140)], np.float32)
     np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_scalars_in_rows(tmp_path):
+    row = {**layer_row(0), "step": np.int32(0), "wall_time": np.float32(2.5), "h0": np.float64(1)}
+    with RunWriter(tmp_path, run_id="npscalar") as w:
+        w(row)
+        w({**layer_row(1), "step": np.int64(1), "wall_time": 3, "h0": 0})
+    df = read_run(w.run_dir).collect()
+    assert df.select("step", "wall_time", "h0").rows() == [(0, 2.5, 1.0), (1, 3.0, 0.0)]
+
+
+def test_writing_never_imports_polars():
+    code = (
+        "import sys, tempfile, numpy as np\n"
+        "from streamtopo.io.journal import RunWriter\n"
+        "from tests.journal_rows import layer_row\n"
+        "with RunWriter(tempfile.mkdtemp(), run_id='np') as w:\n"
+        "    w(layer_row(0))\n"
+        "print('polars' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_two_rank_processes_share_one_run(tmp_path):
+    code = (
+        "import sys\n"
+        "from streamtopo.io import RunWriter\n"
+        "from tests.journal_rows import layer_row, centroid_row\n"
+        "rank = int(sys.argv[1])\n"
+        "with RunWriter(sys.argv[2], run_id='ddp', rank=rank, flush_rows=50, roll_rows=400) as w:\n"
+        "    for s in range(1500 + 100 * rank):\n"
+        "        w(layer_row(s))\n"
+        "        if s % 10 == 0:\n"
+        "            w(centroid_row(s))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(r), str(tmp_path)], env=env, cwd=ROOT)
+        for r in (0, 1)
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0]
+    run_dir = tmp_path / "run=ddp"
+    df = read_run(run_dir).collect()
+    assert df.group_by("rank").len().sort("rank").rows() == [(0, 1500), (1, 1600)]
+    for r, n in ((0, 1500), (1, 1600)):
+        part = df.filter(pl.col("rank") == r)
+        assert part["step"].to_list() == list(range(n))
+        check_cells(part, 4)
+    cen = read_run(run_dir, table="centroid").collect()
+    assert cen.group_by("rank").len().sort("rank").rows() == [(0, 150), (1, 160)]
+    meta = json.loads((run_dir / "_meta.json").read_text())
+    assert sorted(meta["tables"]) == ["centroid", "layer"]
+    assert not list(run_dir.glob("**/*.arrows")) and not list(run_dir.glob("**/*.tmp"))

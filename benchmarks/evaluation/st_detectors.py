@@ -30,3 +30,59 @@ DETECTORS: dict[str, Callable[[RunRecord], np.ndarray]] = {
     "ph_compat[grad] raw peak": _layer(("grad_norm",), transform="none", window=1, rule="peak"),
     "ph_compat[act] raw peak": _layer(("act_norm",), transform="none", window=1, rule="peak"),
 }
+
+
+def _centroid(rule: str, use: str) -> Callable[[RunRecord], np.ndarray]:
+    """CentroidMonitor over the per-evaluation probe features; ``use`` picks the flag:
+    "gap" (the gap rule's alert), "loss" (test-loss patience) or "state" (any)."""
+    from streamtopo import CentroidMonitor
+
+    from .detectors import _eval_to_steps
+
+    def detect(rec: RunRecord) -> np.ndarray:
+        mon = CentroidMonitor(10, rule=rule)
+        flags = []
+        for e in range(len(rec.eval_steps)):
+            s = mon.check(
+                rec.features_train[e],
+                rec.labels_train,
+                rec.features_test[e],
+                rec.labels_test,
+                test_loss=float(rec.test_loss[e]),
+            )
+            flag = {"gap": s.alert, "loss": s.loss_stop, "state": s.state != "HEALTHY"}[use]
+            flags.append(bool(flag))
+        return _eval_to_steps(rec, np.array(flags))
+
+    return detect
+
+
+def _collapse(variant: str, mode: str) -> Callable[[RunRecord], np.ndarray]:
+    """CollapseMonitor on the probe features at every second evaluation (the H1 part runs
+    ripser on 256 points, the dominant cost of the whole evaluation)."""
+    from streamtopo import CollapseMonitor
+
+    from .detectors import _eval_to_steps
+
+    def detect(rec: RunRecord) -> np.ndarray:
+        mon = CollapseMonitor(check_every=2, variant=variant, mode=mode)
+        flags, last = [], False
+        for e in range(len(rec.eval_steps)):
+            s = mon.check(rec.features_train[e], rec.labels_train)
+            last = s.state != "HEALTHY" if s.checked else last
+            flags.append(last)
+        return _eval_to_steps(rec, np.array(flags, dtype=bool))
+
+    return detect
+
+
+DETECTORS.update(
+    {
+        "st_centroid gap (baseline rule)": _centroid("baseline", "gap"),
+        "st_centroid gap (seed rule 0.08)": _centroid("seed", "gap"),
+        "st_centroid test-loss patience": _centroid("baseline", "loss"),
+        "st_collapse default": _collapse("default", "baseline"),
+        "st_collapse seed000": _collapse("seed000", "seed"),
+        "st_collapse seed002": _collapse("seed002", "seed"),
+    }
+)

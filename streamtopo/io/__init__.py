@@ -1,4 +1,26 @@
-"""Run logs: crash-safe Parquet writing (:class:`RunWriter`), recovery and offline replay."""
+"""Run logs: crash-safe Parquet writing, recovery, reading and offline replay.
+
+Monitors never touch files: they call ``writer(row)`` after each ``check()`` with a plain dict
+(``{"monitor": kind, "step": ..., "wall_time": ..., "config": {...}, ...}``). A
+:class:`RunWriter` is such a writer. Its run directory::
+
+    <log_dir>/run=<run_id>/_meta.json                    format version, names, config, schemas
+    <log_dir>/run=<run_id>/rank=<r>/part-NNNNNN.parquet  layer table: committed, immutable
+    <log_dir>/run=<run_id>/rank=<r>/part-NNNNNN.arrows   layer table: active journal
+    <log_dir>/run=<run_id>/rank=<r>/<kind>-NNNNNN.pq     other monitors ("centroid", ...)
+
+The layer table has ``step`` (int64), ``wall_time`` (float64), one float32 column
+``<signal>/<layer>`` per signal and layer, ``h0`` (float64), ``state`` and ``reason``
+(strings). Only it ends in ``.parquet``, so plain polars reads it without streamtopo::
+
+    pl.scan_parquet(run_dir / "**/*.parquet", hive_partitioning=True)
+
+and another monitor's table with ``pl.scan_parquet(run_dir / "rank=*/centroid-*.pq")``.
+:func:`read_run` does both with the schema of ``_meta.json`` (and can include rows still in
+journals); :func:`replay` re-runs a LayerMonitor over the recorded signals; :func:`recover`
+(run by every writer on open, and by ``streamtopo recover RUN``) turns journals a crash left
+behind into parts.
+"""
 
 from __future__ import annotations
 

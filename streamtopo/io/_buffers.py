@@ -29,11 +29,9 @@ class LayerBuffer:
         self.shape = (len(signals), len(layer_names))
         self.schema = layer_journal_schema(signals, layer_names)
         self.row_bytes = 4 * self.shape[0] * self.shape[1] + 64
-        self.step = np.zeros(cap, np.int64)
-        self.wall = np.zeros(cap, np.float64)
         self.values = np.zeros((cap, *self.shape), np.float32)
         self.slots = list(self.values)  # one view per row: cheaper to fill than values[i]
-        self.h0 = np.zeros(cap, np.float64)
+        self.h0: list[Any] = [0.0] * cap  # list stores beat numpy scalar stores per row
         self.state: list[str | None] = [None] * cap
         self.reason: list[str | None] = [None] * cap
 
@@ -71,14 +69,14 @@ class LayerBuffer:
         self.reason[i] = reason
         return state
 
-    def batch(self, a: int, b: int, step: np.ndarray, wall: np.ndarray) -> pa.RecordBatch:
+    def batch(self, a: int, b: int, step: list, wall: list) -> pa.RecordBatch:
         flat = pa.array(self.values[a:b].reshape(-1))
         return pa.RecordBatch.from_arrays(
             [
-                pa.array(step[a:b]),
-                pa.array(wall[a:b]),
+                pa.array(step[a:b], pa.int64()),
+                pa.array(wall[a:b], pa.float64()),
                 pa.FixedSizeListArray.from_arrays(flat, self.shape[0] * self.shape[1]),
-                pa.array(self.h0[a:b]),
+                pa.array(self.h0[a:b], pa.float64()),
                 pa.array(self.state[a:b], pa.string()),
                 pa.array(self.reason[a:b], pa.string()),
             ],
@@ -145,8 +143,8 @@ class ScalarBuffer:
         state = row.get("state")
         return state if isinstance(state, str) else None
 
-    def batch(self, a: int, b: int, step: np.ndarray, wall: np.ndarray) -> pa.RecordBatch:
-        arrays = [pa.array(step[a:b]), pa.array(wall[a:b])]
+    def batch(self, a: int, b: int, step: list, wall: list) -> pa.RecordBatch:
+        arrays = [pa.array(step[a:b], pa.int64()), pa.array(wall[a:b], pa.float64())]
         arrays += [
             pa.array(col[a:b], _PA[t]) for col, (_, t) in zip(self.data, self.columns, strict=True)
         ]
@@ -161,8 +159,8 @@ class Table:
 
     def __init__(self, kind: str, buf: Any, cap: int, next_index: int, last_step: int) -> None:
         self.kind, self.buf = kind, buf
-        self.step = np.zeros(cap, np.int64)
-        self.wall = np.zeros(cap, np.float64)
+        self.step: list[Any] = [0] * cap
+        self.wall: list[Any] = [0.0] * cap
         self.n = 0  # rows buffered
         self.index = next_index  # part index of the next journal
         self.sink: Any = None

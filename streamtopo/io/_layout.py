@@ -218,14 +218,6 @@ def journal_schema_for(kind: str, info: dict[str, Any]) -> pa.Schema:
         raise RecoveryError(f"{META_NAME} describes table {kind!r} incompletely: {exc!r}") from exc
 
 
-def arrow_type_name(t: pa.DataType) -> str:
-    return _TYPE_NAMES[t]
-
-
-def arrow_type(name: str) -> pa.DataType:
-    return _TYPES[name]
-
-
 def table_schema_json(schema: pa.Schema) -> list[list[str]]:
     return [[f.name, _TYPE_NAMES[f.type]] for f in schema]
 

@@ -89,6 +89,30 @@ class RunWriter:
     handle_sigterm : bool, default True
         Flush on SIGTERM, then run the previous handler (installed only from the main thread).
 
+    Attributes
+    ----------
+    run_dir, rank_dir : Path
+        ``<log_dir>/run=<run_id>`` and its ``rank=<r>`` directory.
+    recovery_ : RecoveryReport
+        What the recovery of this rank did on open.
+    rows_written_ : int
+        Rows flushed to journals so far.
+    flushed_step_ : int
+        Step of the last row a completed flush wrote (-1 before the first flush).
+    parts_ : list of Path
+        Parquet parts written by the background thread.
+    next_step_ : int
+        One past the largest layer step recorded in this rank.
+
+    Notes
+    -----
+    Rows are dicts (the contract every monitor follows): ``"monitor"`` (kind), ``"step"``,
+    ``"wall_time"``, ``"config"``; for ``"layer"`` also ``"signals"``, ``"layer_names"``,
+    ``"values"`` (float array of shape (signals, layers)), ``"h0"``, ``"state"``, ``"reason"``;
+    other kinds add scalar columns (int, float, str, bool) fixed by their first row. A bad row
+    raises ``ValueError``/``TypeError`` and leaves the writer unchanged. Close the writer (or use
+    ``with``); atexit closes writers left open. A forked child never writes its parent's files.
+
     Examples
     --------
     >>> import tempfile, numpy as np, polars as pl
@@ -166,7 +190,6 @@ class RunWriter:
 
         self._tables: dict[str, Table] = {}
         self._lock = threading.RLock()
-        self._owner: int | None = None
         self._term_pending = False
         self._closed = False
         self._error: BaseException | None = None
@@ -194,35 +217,29 @@ class RunWriter:
                 f"row must be a dict with a 'monitor' key, got {describe(row)}"
             ) from None
         with self._lock:
-            self._owner = threading.get_ident()
+            if self._closed or self._error is not None:
+                self._raise_closed()
+            i = table.n
             try:
-                if self._closed or self._error is not None:
-                    self._raise_closed()
-                i = table.n
-                try:
-                    step, wall = row["step"], row["wall_time"]
-                    if type(step) is not int and not isinstance(step, np.integer):
-                        raise InputTypeError(f"row['step'] must be an int, got {describe(step)}")
-                    if type(wall) is not float and not isinstance(wall, NUMBERS):
-                        raise InputTypeError(
-                            f"row['wall_time'] must be a float, got {describe(wall)}"
-                        )
-                    state = table.buf.put(i, row)
-                except KeyError as exc:
-                    raise InputError(f"row of monitor {table.kind!r} lacks key {exc}") from None
-                table.step[i] = step + table.offset
-                table.wall[i] = wall
-                table.n = i + 1  # commit: nothing above changed the writer if it raised
-                urgent = state != table.last_state and state in _ALARMS
-                table.last_state = state
-                if (
-                    urgent
-                    or i + 1 >= self.flush_rows
-                    or time.monotonic() - self._last_flush >= self.flush_seconds
-                ):
-                    self._flush_locked(roll=True)
-            finally:
-                self._owner = None
+                step, wall = row["step"], row["wall_time"]
+                if type(step) is not int and not isinstance(step, np.integer):
+                    raise InputTypeError(f"row['step'] must be an int, got {describe(step)}")
+                if type(wall) is not float and not isinstance(wall, NUMBERS):
+                    raise InputTypeError(f"row['wall_time'] must be a float, got {describe(wall)}")
+                state = table.buf.put(i, row)
+            except KeyError as exc:
+                raise InputError(f"row of monitor {table.kind!r} lacks key {exc}") from None
+            table.step[i] = step + table.offset
+            table.wall[i] = wall
+            table.n = i + 1  # commit: nothing above changed the writer if it raised
+            urgent = state != table.last_state and state in _ALARMS
+            table.last_state = state
+            if (
+                urgent
+                or i + 1 >= self.flush_rows
+                or time.monotonic() - self._last_flush >= self.flush_seconds
+            ):
+                self._flush_locked(roll=True)
         if self._term_pending:
             self._signal_if_pending()
 
@@ -296,19 +313,15 @@ class RunWriter:
             t = self._tables.get(LAYER)
             last = self._last_step.get(LAYER, -1)
             if t is not None:
-                last = max(last, t.last_step, int(t.step[: t.n].max(initial=-1)))
+                last = max(last, t.last_step, *(int(x) for x in t.step[: t.n]))
             return last + 1
 
     # -- flushing --------------------------------------------------------------------------
     def flush(self) -> None:
         """Write buffered rows to the journal now."""
         with self._lock:
-            self._owner = threading.get_ident()
-            try:
-                if not self._closed:
-                    self._flush_locked(roll=True)
-            finally:
-                self._owner = None
+            if not self._closed:
+                self._flush_locked(roll=True)
         self._signal_if_pending()
 
     def _flush_locked(self, *, roll: bool) -> None:
@@ -387,7 +400,7 @@ class RunWriter:
         if not self._lock.acquire(blocking=False):
             return
         try:
-            if not self._closed and self._owner is None:
+            if not self._closed:
                 self._flush_locked(roll=False)
         except BaseException as exc:
             self._error = exc
@@ -401,7 +414,6 @@ class RunWriter:
         with self._lock:
             if self._closed:
                 return
-            self._owner = threading.get_ident()
             try:
                 if self._error is None:
                     try:
@@ -416,7 +428,6 @@ class RunWriter:
                             self._error = self._error or exc
             finally:
                 self._closed = True
-                self._owner = None
         self._signal_if_pending()
         try:
             for job in jobs:
@@ -449,12 +460,8 @@ class RunWriter:
         if self._closed or self._pid != os.getpid():
             return
         with self._lock:
-            self._owner = threading.get_ident()
-            try:
-                if not self._closed and self._error is None:
-                    self._flush_locked(roll=False)
-            finally:
-                self._owner = None
+            if not self._closed and self._error is None:
+                self._flush_locked(roll=False)
 
 
 def _scan_rank(rank_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -505,9 +512,10 @@ def _unregister(writer: RunWriter) -> None:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     """Flush every writer, then do what the previous handler would have done."""
-    me = threading.get_ident()
     writers = list(_LIVE)
-    busy = [w for w in writers if w._owner == me]
+    # the handler runs in the main thread: if that thread holds a writer's lock, we have
+    # interrupted it inside a writer call (RLock._is_owned: the test threading.Condition uses)
+    busy = [w for w in writers if w._lock._is_owned()]
     if busy:
         # we interrupted this thread inside a writer: finish that call first, then flush
         for w in busy:

@@ -23,6 +23,7 @@ from ..errors import RecoveryError
 from ._layout import (
     FORMAT_VERSION,
     JOURNAL_EXT,
+    META_NAME,
     file_lock,
     file_name,
     inside,
@@ -142,9 +143,7 @@ def wide_table(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Table:
     if b"streamtopo.columns" not in meta:
         return table.replace_schema_metadata(None)
     columns = json.loads(meta[b"streamtopo.columns"])
-    values = table.column("values").combine_chunks()
-    flat = values.flatten().to_numpy(zero_copy_only=False)
-    matrix = _transpose(flat.reshape(table.num_rows, len(columns)))
+    matrix = _transpose(table.column("values"), table.num_rows, len(columns))
     arrays, names = [], []
     for name in schema.names:
         if name == "values":
@@ -156,15 +155,21 @@ def wide_table(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _transpose(m: np.ndarray, block: int = 2048) -> np.ndarray:
-    """``m.T`` as a C-contiguous array, so each wide column is one zero-copy Arrow array.
+def _transpose(values: pa.ChunkedArray, n_rows: int, width: int, block: int = 2048) -> np.ndarray:
+    """The (n_rows, width) matrix of a fixed-size-list column, transposed to a C-contiguous
+    (width, n_rows) array so that each wide column is one zero-copy Arrow array.
 
-    Copied in blocks of rows that fit in cache: 5x faster than one ``ascontiguousarray(m.T)``
-    on a (65536, 64) float32 matrix here.
+    Copied chunk by chunk in blocks of rows that fit in cache, straight from the journal's
+    buffers: 5x faster than ``ascontiguousarray(m.T)`` on a (65536, 64) float32 matrix here.
     """
-    out = np.empty((m.shape[1], m.shape[0]), dtype=m.dtype)
-    for a in range(0, m.shape[0], block):
-        out[:, a : a + block] = m[a : a + block].T
+    out = np.empty((width, n_rows), dtype=np.float32)
+    at = 0
+    for chunk in values.chunks:
+        m = chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), width)
+        for a in range(0, len(chunk), block):
+            rows = m[a : a + block]
+            out[:, at : at + len(rows)] = rows.T
+            at += len(rows)
     return out
 
 
@@ -327,6 +332,11 @@ def recover(run_dir: str | os.PathLike[str], *, fsync: bool = False) -> Recovery
         raise RecoveryError(f"{run_dir} is not a run directory (no _meta.json, not run=<id>)")
     schemas = expected_schemas(meta)
     report = RecoveryReport()
+    with file_lock(run_dir / ".meta.lock", blocking=False) as acquired:
+        if acquired:  # writers write _meta.json.<pid>.tmp only under this lock: these are stale
+            for tmp in run_dir.glob(f"{META_NAME}.*.tmp"):
+                tmp.unlink()
+                report.tmp_removed.append(tmp.name)
     for rank, rank_dir in rank_dirs(run_dir):
         inside(rank_dir, run_dir)
         with file_lock(rank_dir / ".lock", blocking=False) as acquired:

@@ -1,5 +1,8 @@
 """Read a run back (:func:`read_run`) and re-run a monitor over its recorded signals
 (:func:`replay`).
+
+polars is imported inside the functions, so a training process that only writes logs never
+loads it.
 """
 
 from __future__ import annotations
@@ -7,9 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from .._validation import describe
 from ..errors import InputError, InputTypeError, RecoveryError, StreamtopoError
@@ -25,6 +26,9 @@ from ._layout import (
     table_schema_from_json,
 )
 from .recovery import read_journal, wide_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
 
 __all__ = ["read_run", "replay"]
 
@@ -68,6 +72,14 @@ def read_run(
         The columns of ``_meta.json``'s schema plus ``run`` (String) and ``rank`` (Int64).
         Within a rank, rows come in the order they were written (parts by index).
 
+    Notes
+    -----
+    ``run`` and ``rank`` are the hive partitions of the layout, added from the directory names
+    this function walks rather than by polars' ``hive_partitioning``, which parses every
+    ``key=value`` directory of the full path (a ``log_dir`` such as ``/data/lr=3e-4/`` would add
+    an ``lr`` column). Plain ``pl.scan_parquet(run_dir / "**/*.parquet",
+    hive_partitioning=True)`` works too.
+
     Examples
     --------
     >>> import tempfile, numpy as np
@@ -81,6 +93,8 @@ def read_run(
     >>> read_run(w.run_dir).select("run", "rank", "step", "g/b").collect().rows()
     [('demo', 0, 0, 0.0), ('demo', 0, 1, 1.0), ('demo', 0, 2, 2.0), ('demo', 0, 3, 3.0)]
     """
+    import polars as pl
+
     run_dir = Path(path)
     meta = _meta_of(run_dir)
     info = _table_info(meta, table, run_dir)
@@ -189,7 +203,9 @@ def replay(
     progress : bool, default False
         Print progress to stderr.
     **overrides
-        Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...).
+        Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...). The other
+        parameters keep their recorded values, except ``layer_rule``, which follows a new
+        ``rule`` unless given too.
 
     Returns
     -------
@@ -197,7 +213,23 @@ def replay(
         ``rank``, then the monitor's status columns (``step``, ``h0``, ``state``, ``reason`` ...),
         then ``live_h0`` and ``live_state``. Steps logged twice (a run resumed from an older
         checkpoint) count once, the later copy winning, as the resumed monitor saw it.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from streamtopo import LayerMonitor, RunWriter, replay
+    >>> rng = np.random.default_rng(0)
+    >>> with RunWriter(tempfile.mkdtemp(), run_id="demo") as writer:
+    ...     monitor = LayerMonitor(n_layers=6, window=4, writer=writer)
+    ...     live = [monitor.check(rng.lognormal(size=6)) for _ in range(30)]
+    >>> statuses = replay(writer.run_dir)
+    >>> statuses.height, statuses["h0"].to_list() == [s.h0 for s in live]
+    (30, True)
+    >>> (statuses["state"] == statuses["live_state"]).all()
+    True
     """
+    import polars as pl
+
     run_dir = Path(path)
     meta = _meta_of(run_dir)
     info = _table_info(meta, LAYER, run_dir)
@@ -205,6 +237,8 @@ def replay(
     if monitor is None:
         cls = _layer_monitor_class()
         config = dict(info["config"])
+        if "rule" in overrides and "layer_rule" in config and "layer_rule" not in overrides:
+            config["layer_rule"] = None  # recorded resolved from the old rule: derive it anew
         config.update(overrides)
         try:
             monitor = cls(**config)
@@ -224,12 +258,16 @@ def replay(
     frame = read_run(run_dir, include_journal)
     if rank is not None:
         frame = frame.filter(pl.col("rank") == rank)
-    data = (
-        frame.select("rank", "step", "h0", "state", *columns)
-        .unique(subset=["rank", "step"], keep="last", maintain_order=True)
-        .sort("rank", "step")
-        .collect()
-    )
+    data = frame.select("rank", "step", "h0", "state", *columns).collect()
+    ordered = data.select(
+        ((pl.col("rank").diff() > 0) | (pl.col("step").diff() > 0) & (pl.col("rank").diff() == 0))
+        .fill_null(True)
+        .all()
+    ).item()
+    if not ordered:  # steps logged twice (resumed from an older checkpoint) or out of order
+        data = data.unique(subset=["rank", "step"], keep="last", maintain_order=True).sort(
+            "rank", "step"
+        )
     out = []
     for (r,), part in data.group_by("rank", maintain_order=True):
         monitor.reset()
@@ -265,6 +303,8 @@ def replay(
 
 def summarize(statuses: pl.DataFrame) -> pl.DataFrame:
     """One row per rank: steps, counts per state, first alarm steps, agreement with the live run."""
+    import polars as pl
+
     aggs = [
         pl.len().alias("steps"),
         pl.col("step").min().alias("first_step"),
