@@ -327,9 +327,16 @@ def test_collect_packs_everything_into_one_copy():
     assert acts.host_copies == grads.host_copies == 1
 
 
-def test_disabled_collectors_record_nothing():
+def test_disabled_collectors_record_nothing_and_leave_no_hooks():
     model = mlp(3)
     acts = ActivationNormCollector(model)
     acts.enabled = False
+    assert not any(m._forward_hooks for m in model.modules())  # torch's fast call path
     model(torch.randn(2, 8))
     assert np.isnan(acts.compute()).all()
+    acts.enabled = True
+    model(torch.randn(2, 8))
+    assert np.isfinite(acts.compute()).all()
+    acts.close()
+    acts.enabled = True  # a closed collector stays closed
+    assert not any(m._forward_hooks for m in model.modules())
