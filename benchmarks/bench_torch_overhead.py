@@ -13,7 +13,10 @@ workload, each on its own copy of the same model:
   each step (no monitor at all: the collection alone).
 
 Variants run interleaved in rounds of ``--steps`` steps, so load drift on a shared machine
-hits all of them alike; the table gives the median over rounds of the mean step time.
+hits all of them alike; the table gives the median over rounds of the mean step time, the
+overhead as the median over rounds of (variant / baseline of the same round) − 1, and the
+median time of the monitoring call itself (``tm.step()`` or the ``.item()`` loop; forward-hook
+time is inside the forward pass and only in the overhead column).
 Host copies per step: ``TrainingMonitor.host_copies_`` (one per monitored step) and one per
 parameter for ``.item()`` (on CPU a "device sync" is a host copy; on CUDA each ``.item()`` is a
 synchronisation).
@@ -87,6 +90,7 @@ class Variant:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.tm = TrainingMonitor(self.model, every=every) if kind == "monitor" else None
         self.times: list[float] = []
+        self.extra: list[float] = []  # seconds spent in tm.step() / the .item() loop
         self.steps = 0
         self.item_calls = 0
         self.n_layers = 0 if self.tm is None else len(self.tm.layer_names)
@@ -96,11 +100,13 @@ class Variant:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        t0 = time.perf_counter()
         if self.tm is not None:
             self.tm.step(loss)
         elif self.kind == "item":
             norms = [p.grad.norm().item() for p in self.params]
             self.item_calls += len(norms)
+        self.extra.append(time.perf_counter() - t0)
         self.steps += 1
 
     def run(self, n: int) -> None:
@@ -139,19 +145,22 @@ def main() -> None:
         for v in variants:  # warm-up: numba cache load, allocator, first-call costs
             v.run(5)
             v.times.clear()
+            v.extra.clear()
         for _ in range(args.rounds):
             for v in variants:
                 v.run(args.steps)
-        base = statistics.median(variants[0].times)
+        base = variants[0].times
         n_params = len(variants[0].params)
         for v in variants:
-            t = statistics.median(v.times)
+            # paired: each round's ratio to the baseline of the same round (load drift cancels)
+            paired = statistics.median(a / b for a, b in zip(v.times, base, strict=True))
             rows.append(
                 (
                     title,
                     v.name,
-                    t * 1e3,
-                    (t / base - 1.0) * 100.0,
+                    statistics.median(v.times) * 1e3,
+                    (paired - 1.0) * 100.0,
+                    statistics.median(v.extra) * 1e6,
                     v.copies_per_step(),
                     v.n_layers or "",
                     n_params,
@@ -162,13 +171,17 @@ def main() -> None:
                 v.tm.close()
     print()
     print(
-        "| workload | variant | step ms (median) | overhead vs baseline | host copies / step "
-        "| layers | params |"
+        "| workload | variant | step ms (median) | overhead vs baseline (paired median) "
+        "| in step()/.item() µs (median) | host copies / step | layers | params |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for w, name, ms, over, copies, layers, n_params in rows:
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for w, name, ms, over, extra, copies, layers, n_params in rows:
         over_text = "—" if name == "baseline" else f"{over:+.1f}%"
-        print(f"| {w} | {name} | {ms:.2f} | {over_text} | {copies:g} | {layers} | {n_params} |")
+        extra_text = "—" if name == "baseline" else f"{extra:.0f}"
+        print(
+            f"| {w} | {name} | {ms:.2f} | {over_text} | {extra_text} | {copies:.2f} "
+            f"| {layers} | {n_params} |"
+        )
     print(f"\nload {os.getloadavg()[0]:.2f} at end")
 
 
