@@ -28,6 +28,13 @@ def test_raw_loop(monkeypatch, capsys):
     assert "step    0" in out and "'steps': 30" in out
 
 
+def test_cnn_centroid(monkeypatch, capsys):
+    run_example("cnn_digits_centroid.py", "--epochs", "2", monkeypatch=monkeypatch)
+    out = capsys.readouterr().out
+    assert "epoch 1:" in out and "closest class pairs" in out
+    assert out.count(" -> [") == 9  # 10 classes: 9 merges in the dendrogram text
+
+
 def test_char_transformer(monkeypatch, capsys):
     run_example("char_transformer_attention.py", "--steps", "12", monkeypatch=monkeypatch)
     out = capsys.readouterr().out
