@@ -79,6 +79,22 @@ def test_auto_groups_on_common_shapes():
 
     assert [g.name for g in layer_groups(Wrapper())] == ["net.0", "net.2", "net.4"]
 
+    # a TransformerEncoder inside a Sequential is a stack: its layers become the groups
+    enc = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 2, enable_nested_tensor=False
+    )
+    names = [g.name for g in layer_groups(nn.Sequential(nn.Linear(4, 8), enc, nn.Linear(8, 2)))]
+    assert names == ["0", "1.layers.0", "1.layers.1", "2"]
+
+    class HeadsBlock(nn.Module):  # attention heads in a ModuleList, most parameters in the MLP
+        def __init__(self):
+            super().__init__()
+            self.heads = nn.ModuleList(nn.Linear(8, 2) for _ in range(4))
+            self.mlp = nn.Sequential(nn.Linear(8, 32), nn.Linear(32, 8))
+
+    stack = nn.Sequential(HeadsBlock(), HeadsBlock())
+    assert [g.name for g in layer_groups(stack)] == ["0", "1"]
+
 
 def test_groups_by_regex_and_names():
     model = TiedLM()

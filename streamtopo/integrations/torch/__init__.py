@@ -28,9 +28,11 @@ Layer groups (``groups=``)
     ``nn.ModuleList`` somewhere inside (``transformer`` holding ``h``, ``encoder`` holding
     ``layers``) is replaced by its children, recursively. Entries of a ``ModuleList`` or
     ``Sequential`` — transformer blocks, residual blocks — stay whole, even when they are
-    containers themselves. Modules without parameters (ReLU,
-    Dropout) are skipped; parameters registered directly on an opened module form a group named
-    after it (``"root"`` for the model itself). If this yields one group, it is opened again.
+    containers themselves, unless they are a stack of blocks (a direct ``nn.ModuleList`` of
+    ≥ 2 entries holding ≥ 50% of their parameters, like ``nn.TransformerEncoder`` placed in a
+    ``Sequential``). Modules without parameters (ReLU, Dropout) are skipped; parameters
+    registered directly on an opened module form a group named after it (``"root"`` for the
+    model itself). If this yields one group, it is opened again.
 a regex
     Every module whose qualified name matches it completely (``re.fullmatch``), outermost only:
     ``r"blocks\\.\\d+"``.

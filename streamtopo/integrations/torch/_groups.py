@@ -91,6 +91,21 @@ def _holds_block_list(module: nn.Module) -> bool:
     return any(isinstance(m, nn.ModuleList) for m in module.modules() if m is not module)
 
 
+def _n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _is_stack(module: nn.Module) -> bool:
+    """A stack of blocks (``nn.TransformerEncoder`` and the like): a direct ``nn.ModuleList``
+    child of at least two entries holds most (≥ 50%) of the module's parameters. A block whose
+    attention heads sit in a ModuleList keeps most parameters in its MLP, so it stays whole."""
+    total = _n_params(module)
+    return total > 0 and any(
+        isinstance(c, nn.ModuleList) and len(c) >= 2 and 2 * _n_params(c) >= total
+        for c in module.children()
+    )
+
+
 def _auto_groups(model: nn.Module) -> list[LayerGroup]:
     out: list[LayerGroup] = []
 
@@ -105,7 +120,9 @@ def _auto_groups(model: nn.Module) -> list[LayerGroup]:
             visit(join(prefix, name), child, in_container=numbered)
 
     def visit(prefix: str, module: nn.Module, in_container: bool) -> None:
-        if not in_container and (isinstance(module, _CONTAINERS) or _holds_block_list(module)):
+        if (
+            not in_container and (isinstance(module, _CONTAINERS) or _holds_block_list(module))
+        ) or (in_container and _is_stack(module)):
             open_(prefix, module)
         elif _has_params(module):
             out.append(LayerGroup(prefix, module, True))
