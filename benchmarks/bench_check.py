@@ -4,7 +4,8 @@ Run: ``python benchmarks/bench_check.py`` (add ``--quick`` for fewer steps). Pri
 table: for L layers x S signals x window W, our p50/p99 per ``check()`` call (everything: input
 conversion, ring, window update, H0, alarms, Status) and steps/s, beside the H0 alone of the
 same points each step by (a) numpy/scipy (pdist + single linkage) and (b) ripser, and the
-ratios of their p50 to ours. Then the bytes a monitor holds for 128 layers x 3 signals x
+ratios of their p50 to ours; also our mean CPU (thread) time per call, which preemption on a
+shared machine does not inflate. Then the bytes a monitor holds for 128 layers x 3 signals x
 capacity 1024.
 """
 
@@ -47,11 +48,13 @@ def bench_ours(x, L, S, W, warm, steps):
         mon.check(rows[t])
     ts = []
     clock = time.perf_counter_ns
+    cpu0 = time.thread_time_ns()
     for t in range(warm, warm + steps):
         a = clock()
         mon.check(rows[t])
         ts.append(clock() - a)
-    return percentiles(ts)
+    cpu = (time.thread_time_ns() - cpu0) / steps / 1e3  # CPU time: not inflated by preemption
+    return (*percentiles(ts), cpu)
 
 
 def bench_naive(x, W, warm, steps):
@@ -136,19 +139,20 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(f"load average: {os.getloadavg()}, cores: {os.cpu_count()}")
     print()
-    print("| L | S | W | ours p50 µs | ours p99 µs | steps/s | naive scipy p50 µs | ripser p50 µs |"
-          " naive/ours | ripser/ours |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| L | S | W | ours p50 µs | ours p99 µs | ours CPU µs/call | steps/s |"
+          " naive scipy p50 µs | ripser p50 µs | naive/ours | ripser/ours |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for L in (8, 32, 64, 128):
         for S in (1, 3):
             for W in (1, 16):
                 x = stream(rng, warm + steps, L, S)
                 check_agreement(x, L, S, W, warm)
-                o50, o99 = bench_ours(x, L, S, W, warm, steps)
+                o50, o99, ocpu = bench_ours(x, L, S, W, warm, steps)
                 n50, _ = bench_naive(x, W, warm, ref_steps)
                 r50, _ = bench_ripser(x, W, warm, ref_steps)
                 print(
-                    f"| {L} | {S} | {W} | {o50:.1f} | {o99:.1f} | {1e6 / o50:,.0f} | {n50:.1f} |"
+                    f"| {L} | {S} | {W} | {o50:.1f} | {o99:.1f} | {ocpu:.1f} | {1e6 / o50:,.0f} |"
+                    f" {n50:.1f} |"
                     f" {r50:.1f} | {n50 / o50:.1f}x | {r50 / o50:.1f}x |"
                 )
     false_alarms(1000 if args.quick else 5000)

@@ -5,7 +5,8 @@ Independent of streamtopo: unit rows by plain division, centroids by summing the
 coefficient by the quadratic's closed form, the noise by a central-difference gradient of H0
 and the textbook one-way-ANOVA dispersion of group means.
 The only shared convention is the row -> group rule (one uniform double per kept row, in order,
-from ``numpy.random.default_rng(seed)``; group = floor(u * R)), which is part of the spec.
+from ``numpy.random.default_rng(seed)``; group g holds the share 2^g / (2^R - 1) of [0, 1)),
+which is part of the spec.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from scipy.spatial.distance import pdist
 
 
 def groups_for(n_rows: int, R: int, seed: int = 0) -> np.ndarray:
-    return np.floor(np.random.default_rng(seed).random(n_rows) * R).astype(int)
+    """Group g takes the uniforms u with cum[g-1] <= u < cum[g], cum = shares 2^g / (2^R - 1)."""
+    u = np.random.default_rng(seed).random(n_rows)
+    shares = np.array([2.0**g for g in range(R)]) / (2.0**R - 1)
+    cum = np.cumsum(shares)
+    g = np.zeros(n_rows, dtype=int)
+    for k in range(R - 1):
+        g[u >= cum[k]] = k + 1
+    return g
 
 
 def kept(X: np.ndarray) -> np.ndarray:
@@ -34,11 +42,12 @@ def h0_and_deaths(C: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def _phi_for(counts: np.ndarray, target: float) -> np.ndarray:
-    """Coefficients of groups in order for one class: whole groups, one fractional (closed form)."""
+    """Coefficients for one class: whole groups smallest first (ties by index), one fractional
+    (closed form)."""
     R = counts.shape[0]
     phi = np.zeros(R)
     total = 0.0
-    for g in range(R):
+    for g in np.argsort(counts, kind="stable"):
         if total + counts[g] < target * (1 - 1e-12):
             phi[g] = 1.0
             total += counts[g]
@@ -84,9 +93,9 @@ def _h0_of_means(M):
     return h0_and_deaths(_unit(M))[0]
 
 
-def _variance(means, sizes, gmeans, gcounts):
-    """Delta method with a central-difference gradient and the ANOVA dispersion."""
-    var = 0.0
+def _dispersion(means, gmeans, gcounts):
+    """Per class: central-difference gradient of H0, ANOVA dispersion of group means along it."""
+    out = []
     for c in range(means.shape[0]):
         grad = np.zeros(means.shape[1])
         for t in range(means.shape[1]):
@@ -97,11 +106,13 @@ def _variance(means, sizes, gmeans, gcounts):
             grad[t] = (_h0_of_means(up) - _h0_of_means(dn)) / (2 * h)
         n = gcounts[c]
         used = n > 0
+        if used.sum() < 2:
+            out.append(np.nan)
+            continue
         tg = gmeans[c][used] @ grad
         tbar = np.sum(n[used] * tg) / n[used].sum()
-        disp = np.sum(n[used] * (tg - tbar) ** 2) / (used.sum() - 1)
-        var += disp / sizes[c]
-    return var
+        out.append(np.sum(n[used] * (tg - tbar) ** 2) / (used.sum() - 1))
+    return np.array(out)
 
 
 def gap(Utr, ytr, gtr, Ute, yte, gte, classes, R, matched="min"):
@@ -113,7 +124,10 @@ def gap(Utr, ytr, gtr, Ute, yte, gte, classes, R, matched="min"):
         target = np.minimum(target, matched)
     tr = _side(Utr, ytr, gtr, classes, R, target)
     te = _side(Ute, yte, gte, classes, R, target)
-    noise = float(np.sqrt(_variance(*tr) + _variance(*te)))
+    d_tr = _dispersion(tr[0], tr[2], tr[3])
+    d_te = _dispersion(te[0], te[2], te[3])
+    d_tr, d_te = np.where(np.isnan(d_tr), d_te, d_tr), np.where(np.isnan(d_te), d_tr, d_te)
+    noise = float(np.sqrt(np.sum(d_tr / tr[1]) + np.sum(d_te / te[1])))
     return _h0_of_means(tr[0]), _h0_of_means(te[0]), float(tr[1].sum()), noise
 
 

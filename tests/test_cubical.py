@@ -6,6 +6,9 @@ import cripser
 import gudhi
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from streamtopo import InputError, InputTypeError
 from streamtopo.cubical import betti_curves, cubical_diagram, cubical_diagrams
@@ -107,13 +110,24 @@ def test_betti_curves_match_cripser_and_naive(tcon):
 
 
 @pytest.mark.parametrize("conn", [6, 26])
-def test_3d_betti0_matches_naive(conn):
+def test_3d_betti_curves_match_cripser_and_naive(conn):
     rng = np.random.default_rng(conn)
-    for img in _images(rng, 3, 6, hi=5):
-        t = np.linspace(img.min(), img.max(), 5)
+    tcon = conn == 26
+    for img in _images(rng, 3, 8, hi=6):
+        t = np.unique(np.r_[img.min() - 0.5, img.ravel(), img.max() + 0.5])
         c = betti_curves(img, t, conn, grid_ndim=3)
-        assert c.betti1 is None and c.area1 is None
-        assert c.betti0[0].tolist() == [naive_betti0(img, s, conn == 26) for s in t]
+        ph = cripser.compute_ph(img, filtration="T" if tcon else "V", maxdim=2)
+        lo, hi = t[0], t[-1]
+        for k, curve, area in (
+            (0, c.betti0, c.area0),
+            (1, c.betti1, c.area1),
+            (2, c.betti2, c.area2),
+        ):
+            bars = ph[ph[:, 0] == k][:, 1:3]
+            np.testing.assert_array_equal(curve[0], _curve(bars, t), err_msg=f"beta{k}")
+            ref = np.clip(np.minimum(bars[:, 1], hi) - np.maximum(bars[:, 0], lo), 0, None).sum()
+            assert area[0] == pytest.approx(ref, rel=1e-12, abs=1e-12)
+        assert c.betti0[0, ::4].tolist() == [naive_betti0(img, s, tcon) for s in t[::4]]
 
 
 def test_ring_and_blobs():
@@ -147,6 +161,13 @@ def test_constant_and_single_pixel_maps():
         assert c.betti0[0].tolist() == [0, 1, 1]
         assert c.betti1[0].tolist() == [0, 0, 0]
         assert c.total_persistence[0] == 0.0
+        assert c.betti2 is None
+    vol = betti_curves(np.full((2, 3, 4), 1.0), [0.0, 1.0], grid_ndim=3)
+    assert (vol.betti0[0].tolist(), vol.betti1[0].tolist(), vol.betti2[0].tolist()) == (
+        [0, 1],
+        [0, 0],
+        [0, 0],
+    )
 
 
 def test_batch_equals_one_by_one():
@@ -183,6 +204,8 @@ def test_bad_input():
         cubical_diagram(img, connectivity=6)
     with pytest.raises(InputError, match="connectivity must be 6 or 26"):
         cubical_diagrams(np.zeros((2, 2, 2)), 8, grid_ndim=3)
+    with pytest.raises(InputError, match="dim must be 0 or 1"):
+        cubical_diagram(img, dim=2)
     with pytest.raises(InputError, match="grid_ndim"):
         cubical_diagrams(img, grid_ndim=4)
     with pytest.raises(InputTypeError, match="real numbers"):
@@ -193,3 +216,55 @@ def test_bad_input():
         betti_curves(img, [0.0])
     with pytest.raises(InputError, match="at least 2 dimensions"):
         betti_curves(np.zeros(4), [0.0, 1.0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    img=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=7),
+        elements=st.sampled_from([-1e300, -2.5, 0.0, 1e-300, 3.0, 1e300]),
+    ),
+    tcon=st.booleans(),
+)
+def test_property_extreme_values_match_gudhi(img, tcon):
+    ours = _canon(cubical_diagram(img, connectivity=(4, 8)[tcon]))
+    np.testing.assert_array_equal(ours, _canon(_gudhi(img, tcon, 0)))
+    # transposing or flipping the image does not change the diagram
+    np.testing.assert_array_equal(ours, _canon(cubical_diagram(img.T[::-1], (4, 8)[tcon])))
+    t = np.array([-3.0, 0.0, 3.0])
+    c = betti_curves(img, t, (4, 8)[tcon])
+    np.testing.assert_array_equal(c.betti1[0], _curve(_gudhi(img, tcon, 1), t))
+
+
+@pytest.mark.parametrize("tcon", [False, True])
+def test_top_dimension_by_duality_matches_cripser(tcon):
+    rng = np.random.default_rng(30 + tcon)
+    for ndim, n in ((2, 30), (3, 10)):
+        conn = CONN[ndim][tcon]
+        for img in _images(rng, ndim, n, hi=9 if ndim == 2 else 6):
+            ours = cubical_diagram(img, connectivity=conn, dim=ndim - 1)
+            ph = cripser.compute_ph(img, filtration="T" if tcon else "V", maxdim=ndim - 1)
+            ref = ph[ph[:, 0] == ndim - 1][:, 1:3]
+            np.testing.assert_array_equal(_canon(ours), _canon(ref[ref[:, 1] > ref[:, 0]]))
+            np.testing.assert_array_equal(ours, _canon(ours))  # sorted by (death, birth)
+            if ndim == 2:  # and the Euler-characteristic beta1 curve agrees with it
+                t = np.unique(img)
+                np.testing.assert_array_equal(betti_curves(img, t, conn).betti1[0], _curve(ours, t))
+
+
+def test_single_slice_volume_equals_image():
+    rng = np.random.default_rng(8)
+    for img in _images(rng, 2, 10):
+        for c2, c3 in ((4, 6), (8, 26)):
+            vol = img[None]
+            np.testing.assert_array_equal(cubical_diagram(vol, c3), cubical_diagram(img, c2))
+            t = np.unique(img)
+            np.testing.assert_array_equal(
+                betti_curves(vol, t, c3, grid_ndim=3).betti0, betti_curves(img, t, c2).betti0
+            )
+    # a (1, 1, W) volume is a 1-D signal: H0 equals gudhi's on the same line
+    line = rng.integers(0, 4, size=(1, 1, 9)).astype(float)
+    np.testing.assert_array_equal(
+        _canon(cubical_diagram(line, 26)), _canon(_gudhi(line[0, 0], True, 0))
+    )

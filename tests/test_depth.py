@@ -72,6 +72,17 @@ def test_scale_invariance_with_map_normalisation():
     np.testing.assert_array_equal(a.betti0, b.betti0)
 
 
+def test_extreme_ranges():
+    x = np.zeros((1, 4, 4))
+    x[0, 0, 0] = -1e300
+    x[0, 3, 3] = 1e-300
+    p = betti_profile(x, thresholds=[0.0, 0.5, 1.0])  # representable: scaled exactly
+    assert p.betti0[0].tolist() == [1.0, 1.0, 1.0]
+    x[0, 0, 0], x[0, 3, 3] = -1.7e308, 1.7e308
+    with pytest.raises(InputError, match="overflows float64"):
+        betti_profile(x)
+
+
 def test_constant_maps_give_beta0_one():
     p = betti_profile(np.full((2, 3, 5, 5), 4.0), thresholds=8)
     assert np.all(p.betti0 == 1) and np.all(p.betti1 == 0)
@@ -82,7 +93,13 @@ def test_volume_mode_counts_3d_components():
     x = np.ones((1, 4, 4, 4))
     x[0, 0, 0, 0] = x[0, 3, 3, 3] = 0.0
     p = betti_profile(x, volume=True, thresholds=[0.0, 1.0], connectivity=26)
-    assert p.betti0.tolist() == [[2.0, 1.0]] and p.betti1 is None
+    assert p.betti0.tolist() == [[2.0, 1.0]]
+    assert p.betti1.tolist() == [[0.0, 0.0]] and p.betti2.tolist() == [[0.0, 0.0]]
+    shell = np.zeros((2, 3, 3, 3))
+    shell[:, 1, 1, 1] = 1.0  # a hollow cube (one void) until the centre enters
+    p = betti_profile(shell, volume=True, thresholds=[0.0, 0.5, 1.0])
+    assert p.betti2.tolist() == [[1.0, 1.0, 0.0]] * 2
+    assert p.omega == pytest.approx(2.0)  # beta0 = 1 and beta2 = 1 on [0, 1)
 
 
 def test_rips_path_agrees_with_h0_core():
@@ -110,6 +127,9 @@ def test_rips_h1_on_a_circle():
     ref = [np.sum((bars[:, 0] <= s) & (s < bars[:, 1])) for s in t]
     assert p.betti1[0].tolist() == ref
     assert max(ref) == 1
+    # wide embeddings (more features than samples) are the normal case: no ripser warning
+    wide = np.c_[X, np.zeros((30, 40))]
+    assert betti_profile(wide, kind="rips", thresholds=t, dims=(0, 1)).betti1.max() == 1
 
 
 def test_add_twice_unknown_layer_and_state_unchanged():
@@ -141,7 +161,7 @@ def test_bad_arguments():
     with pytest.raises(InputError, match="dims must be a non-empty subset"):
         betti_profile(np.zeros((1, 3, 3)), dims=(2,))
     with pytest.raises(InputError, match="dims must be a non-empty subset"):
-        betti_profile(np.zeros((1, 3, 3, 3)), volume=True, dims=(1,))
+        betti_profile(np.zeros((1, 3, 3, 3)), volume=True, dims=(3,))
     with pytest.raises(InputError, match=r"apply to kind=.cubical. only"):
         betti_profile(np.zeros((3, 2)), kind="rips", connectivity=8)
     with pytest.raises(InputTypeError, match="activations must be an array of numbers"):
@@ -197,6 +217,12 @@ def test_state_dict_round_trip_continues_identically():
     json.dumps(rows[-1])
     with pytest.raises(InputError, match="layer_names"):
         DepthProfile(["x", "y"]).load_state_dict(state)
+    broken = dp.state_dict()
+    broken["layers"]["a"]["area"] = broken["layers"]["a"]["area"][:1]
+    before = fresh.omega()
+    with pytest.raises(InputError, match="inconsistent shapes"):
+        fresh.load_state_dict(broken)
+    assert fresh.omega().equals(before)
     dp.reset()
     assert dp.omega().height == 0 and dp.step_ == 0
 
@@ -210,3 +236,44 @@ def test_plot_returns_figure():
     ax = fig.axes[0]
     assert ax.get_xlabel() == "normalised depth"
     assert len(ax.lines) == 2  # data and fit
+
+
+def test_cubical_profile_is_channel_mean_of_betti_curves():
+    from streamtopo.cubical import betti_curves
+
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 5, size=(3, 4, 6, 7)).astype(float)  # ties and a constant-free mix
+    x[1, 2] = 3.0  # one constant channel
+    t = np.linspace(0.0, 1.0, 9)
+    p = betti_profile(x, thresholds=t, connectivity=4)
+    lo = x.min(axis=(2, 3), keepdims=True)
+    span = x.max(axis=(2, 3), keepdims=True) - lo
+    norm = (x - lo) / np.where(span > 0, span, 1.0)
+    c = betti_curves(norm, t, 4)
+    np.testing.assert_allclose(p.area, (c.area0 + c.area1).reshape(3, 4).mean(axis=1))
+    np.testing.assert_allclose(p.betti0, c.betti0.reshape(3, 4, -1).mean(axis=1))
+    np.testing.assert_allclose(p.betti1, c.betti1.reshape(3, 4, -1).mean(axis=1))
+    only0 = betti_profile(x, thresholds=t, connectivity=4, dims=(0,))
+    np.testing.assert_allclose(only0.area, c.area0.reshape(3, 4).mean(axis=1))
+    assert only0.betti1 is None
+
+
+def test_rips_normalised_and_cosine():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(25, 4))
+    raw = betti_profile(X, kind="rips", thresholds=11, normalize="none")
+    norm = betti_profile(3.0 * X, kind="rips", thresholds=11)  # scale-free by construction
+    assert norm.thresholds[-1] == 1.0
+    np.testing.assert_array_equal(raw.betti0, norm.betti0)
+    assert norm.area[0] == pytest.approx(raw.area[0] / raw.thresholds[-1])
+    t = np.linspace(0.0, 1.0, 7)
+    cos = betti_profile(X, kind="rips", thresholds=t, normalize="none", metric="cosine")
+    assert cos.betti0[0].tolist() == [betti0_at(X, s, metric="cosine") for s in t]
+    sub = betti_profile(X, kind="rips", thresholds=t, max_points=10, seed=1)
+    assert sub.betti0[0, 0] == 10
+    with pytest.raises(InputError, match="metric must be one of"):
+        betti_profile(X, kind="rips", metric="precomputed")
+    with pytest.raises(InputError, match="needs metric='euclidean'"):
+        betti_profile(X, kind="rips", metric="cosine", dims=(0, 1))
+    with pytest.raises(InputError, match="for kind='rips'"):
+        betti_profile(np.zeros(5), kind="rips")

@@ -334,7 +334,9 @@ def test_inputs_all_forms_agree():
     t = torch.tensor(v, requires_grad=True) * 1.0
     assert LayerMonitor(5).check(t).h0 in h
     assert LayerMonitor(5).check([a for a in t]).h0 in h  # list of 0-d tensors: one transfer
+    assert LayerMonitor(5).check(t[None, :]).h0 in h  # a (1, L) tensor for one signal
     two = LayerMonitor(5, ("g", "a")).check(np.stack([v, v / 3])).h0
+    assert LayerMonitor(5, ("g", "a")).check(torch.stack([t, t / 3])).h0 == pytest.approx(two)
     assert LayerMonitor(5, ("g", "a")).check({"g": t, "a": v / 3}).h0 == pytest.approx(two)
     assert LayerMonitor(5, ("g", "a")).check({"g": t, "a": t / 3}).h0 == pytest.approx(two)
     with pytest.raises(ValueError, match=r"values\['a'\] has 4 values, expected n_layers=5"):
@@ -522,6 +524,7 @@ def test_running_sums_stay_close_to_exact_over_a_long_stream():
     mon = LayerMonitor(L, ("g", "a"), window=W, refresh_every=10**9, baseline=50, layer_rule=False)
     for t in range(T):
         mon.check(x[t])
+    mon.state_dict()  # completes a baseline push the next check would do
     P = mon._P  # the window by layer; D must be its pairwise squared distances
     exact = ((P[:, None, :] - P[None, :, :]) ** 2).sum(axis=2)
     np.testing.assert_allclose(mon._D, exact, rtol=1e-9, atol=1e-9 * exact.max())
@@ -547,6 +550,50 @@ def test_converging_layers_zscore_rule_says_falling_and_why():
     assert first.direction == "falling" and first.z < -3
     assert first.reason.startswith("topology") and "layers converging" in first.reason
     assert mon.summary()["h0_trend"] == "decreasing"
+
+
+def test_memory_does_not_grow_with_steps():
+    import tracemalloc
+
+    rng = np.random.default_rng(16)
+    x = lognormal_stream(rng, 700, 16, 2)
+    mon = LayerMonitor(16, ("g", "a"), capacity=64)
+    for t in range(300):
+        mon.check(x[t])
+    held = mon.nbytes
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for t in range(300, 700):
+        mon.check(x[t])
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 20_000  # one Status and a few temporaries, not per-step buffers
+    assert mon.nbytes == held
+
+
+def test_failed_calls_mid_stream_leave_no_trace():
+    """Bad input between good steps (no state_dict in between) changes no later status."""
+    rng = np.random.default_rng(17)
+    x = with_events(rng, lognormal_stream(rng, 300, 6, 2, sigma=0.1))
+    a, b = LayerMonitor(6, ("g", "a"), **SMALL), LayerMonitor(6, ("g", "a"), **SMALL)
+    bad_inputs = [np.ones(5), {"g": np.ones(6)}, -np.ones((2, 6)), "x"]
+    for t in range(300):
+        if t % 7 == 3:
+            with pytest.raises((ValueError, TypeError)):
+                b.check(bad_inputs[t % len(bad_inputs)])
+        assert status_key(a.check(x[t])) == status_key(b.check(x[t])), t
+    assert_state_equal(a.state_dict(), b.state_dict())
+
+
+def test_run_rejects_bad_streams():
+    mon = LayerMonitor(4, ("g", "a"))
+    with pytest.raises(ValueError, match=r"shape \(T, 2, 4\) \(steps, signals, layers\)"):
+        mon.run(np.ones((10, 4)))
+    with pytest.raises(ValueError, match=r"exactly the keys \['g', 'a'\]"):
+        mon.run({"g": np.ones((10, 4))})
+    df = mon.run({"g": np.ones((3, 4)), "a": np.full((3, 4), 2.0)})
+    assert df["step"].to_list() == [0, 1, 2] and mon.step == 3
+    assert LayerMonitor(4).run(np.ones((2, 4))).height == 2  # (T, L) for one signal
 
 
 def test_jump_of_one_layer_keeps_its_z_until_the_alarm_names_it():

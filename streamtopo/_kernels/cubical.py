@@ -16,8 +16,9 @@ Constructions (the same words as Cubical Ripser and gudhi):
 
 H0 is the same computation for both: pixels are added in ascending value and unioned with
 already-present neighbours; when two components meet, the younger one (later birth in the
-processing order) dies at the current value -- the elder rule. Zero-length pairs (birth ==
-death) are not written, as in gudhi's and cripser's output.
+processing order) dies at the current value -- the elder rule. Linking is younger-under-elder
+(not by size) so that a root is always its component's birth pixel; ``uf_find`` halves paths.
+Zero-length pairs (birth == death) are not written, as in gudhi's and cripser's output.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
+from .unionfind import uf_find
 
 
 @jit
@@ -48,63 +50,66 @@ def neighbour_offsets(ndim, full):
 
 @jit
 def padded_layout(D, H, W, offs):
-    """Index of each pixel in a grid padded by one never-present pixel on every side, and the
-    neighbour offsets as flat steps in that padded grid (no bounds checks in the hot loop).
+    """Neighbour offsets as flat steps in the grid padded by one never-present pixel on every
+    side (no bounds checks in the hot loop), and the padded size.
 
-    The z axis is padded only when D > 1 (a 2-D map has no z neighbours). Returns
-    ``(pad_index (P,), steps (K,), padded size)``.
+    The z axis is padded only when some offset moves in z (a 2-D map has no z neighbours);
+    :func:`_padded` maps a pixel to its padded index. Returns ``(steps, size, pz)``.
     """
-    pz = 1 if D > 1 else 0
-    Dp = D + 2 * pz
+    pz = 0
+    for k in range(offs.shape[0]):
+        if offs[k, 0] != 0:
+            pz = 1
     Hp = H + 2
     Wp = W + 2
-    pad_index = np.empty(D * H * W, dtype=np.int64)
-    p = 0
-    for z in range(D):
-        for y in range(H):
-            for x in range(W):
-                pad_index[p] = ((z + pz) * Hp + y + 1) * Wp + x + 1
-                p += 1
     K = offs.shape[0]
     steps = np.empty(K, dtype=np.int64)
     for k in range(K):
         steps[k] = (offs[k, 0] * Hp + offs[k, 1]) * Wp + offs[k, 2]
-    return pad_index, steps, Dp * Hp * Wp
+    return steps, (D + 2 * pz) * Hp * Wp, pz
 
 
 @jit
-def _root(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
+def _padded(p, pz, H, W):
+    """Padded index of pixel p: ((z + pz) * Hp + y + 1) * Wp + x + 1, by arithmetic (a lookup
+    table is a cache miss per pixel on large maps)."""
+    Wp = W + 2
+    if pz == 0:  # one z-slice, not padded in z
+        return p + 2 * (p // W) + Wp + 1
+    HpWp = (H + 2) * Wp
+    r = p // W
+    z = r // H
+    return p + z * (HpWp - H * W) + 2 * (r - z * H) + HpWp + Wp + 1
 
 
 @jit
-def h0_pairs(f, order, pad_index, steps, parent, rank, bval, out):
+def h0_pairs(f, order, pz, H, W, steps, parent, rank, bval, fs, out):
     """Sublevel H0 pairs of one flat map; returns the number written (essential bar last).
 
     ``order`` sorts ``f`` ascending (any tie order: the off-diagonal diagram does not depend on
-    it). ``parent``, ``rank`` (int64) and ``bval`` (float64) are scratch over the padded grid of
-    :func:`padded_layout`; ``parent`` must be -1 on the padding and is reset here on the
-    interior. Roots are always the pixel that started the component, so a root's birth is
-    ``bval[root]`` and its age ``rank[root]``. ``out`` (P, 2) receives ``(birth, death)`` rows;
-    finite rows come out by ascending (death, birth).
+    it). ``pz`` comes from :func:`padded_layout`. ``parent``, ``rank`` (int64) and ``bval``
+    (float64) are scratch over the padded grid of :func:`padded_layout`; ``parent`` must be -1
+    on the padding and is reset here on the interior; ``fs`` (P,) float64 scratch receives the
+    sorted values. Roots are always the
+    pixel that started the component, so a root's birth is ``bval[root]`` and its age
+    ``rank[root]``. ``out`` (P, 2) receives ``(birth, death)`` rows; finite rows come out by
+    ascending (death, birth).
     """
     P = f.shape[0]
     K = steps.shape[0]
-    for i in range(P):
-        parent[pad_index[i]] = -1
+    for k in range(P):
+        fs[k] = f[order[k]]
+        parent[_padded(k, pz, H, W)] = -1
     n = 0
     for k in range(P):
-        p = pad_index[order[k]]
-        v = f[order[k]]
+        p = _padded(order[k], pz, H, W)
+        v = fs[k]
         rp = -1  # p's root; p itself stays absent (parent -1) while its neighbours are read
         for o in range(K):
             q = p + steps[o]
             if parent[q] < 0:
                 continue
-            rq = _root(parent, q)
+            rq = uf_find(parent, q)
             if rp < 0:
                 # p's own component would be the youngest and die at once (zero length):
                 # join the first neighbour's component directly
@@ -138,23 +143,27 @@ def h0_pairs(f, order, pad_index, steps, parent, rank, bval, out):
             bval[p] = v
         parent[p] = rp
     if P > 0:
-        out[n, 0] = f[order[0]]
+        out[n, 0] = fs[0]
         out[n, 1] = np.inf
         n += 1
     return n
 
 
 @jit
-def h0_pairs_batch(F, order, D, H, W, offs, out, out_count):
-    """:func:`h0_pairs` for each row of F (B, P) with its sort order (B, P); row b's pairs fill
-    ``out[b, :out_count[b]]`` (out is (B, P, 2))."""
+def h0_pairs_batch(F, order, D, H, W, offs, out, out_start):
+    """:func:`h0_pairs` for each row of F (B, P) with its sort order (B, P), packed: row b's
+    pairs are ``out[out_start[b]:out_start[b + 1]]`` (out is (B*P, 2), out_start (B + 1,))."""
     B = F.shape[0]
-    pad_index, steps, size = padded_layout(D, H, W, offs)
+    steps, size, pz = padded_layout(D, H, W, offs)
     parent = np.full(size, -1, dtype=np.int64)
     rank = np.empty(size, dtype=np.int64)
     bval = np.empty(size, dtype=np.float64)
+    fs = np.empty(F.shape[1], dtype=np.float64)
+    start = 0
     for b in range(B):
-        out_count[b] = h0_pairs(F[b], order[b], pad_index, steps, parent, rank, bval, out[b])
+        out_start[b] = start
+        start += h0_pairs(F[b], order[b], pz, H, W, steps, parent, rank, bval, fs, out[start:])
+    out_start[B] = start
 
 
 @jit
@@ -292,6 +301,76 @@ def euler_2d(f, tidx, H, W, tcon, lo, hi, out, gv, gt):
 
 
 @jit
+def euler_3d(f, tidx, D, H, W, tcon, lo, hi, out, gv, gt):
+    """Euler characteristic curve of a 3-D map (flat, D*H*W), as :func:`euler_2d` with cubes.
+
+    A cell is a lattice point plus a set of axes it extends along (bit mask e, 8 types), of
+    dimension popcount(e). V-construction: the cell at voxel (z, y, x) spans the voxels
+    (z..z+ez, y..y+ey, x..x+ex); its value is their max. T-construction: the cell at lattice
+    point (i, j, k) lies in the voxels (i-1..i or i, ...) -- one along an extended axis, two
+    otherwise -- and its value is their min (``gv``, ``gt`` are scratch of the padded size).
+    """
+    T = out.shape[0]
+    diff = np.zeros(T + 1, dtype=np.int64)
+    area = 0.0
+    if not tcon:
+        for z in range(D):
+            for y in range(H):
+                for x in range(W):
+                    for e in range(8):
+                        ez = (e >> 2) & 1
+                        ey = (e >> 1) & 1
+                        ex = e & 1
+                        if z + ez >= D or y + ey >= H or x + ex >= W:
+                            continue
+                        best = (z * H + y) * W + x
+                        for a in range(ez + 1):
+                            for b in range(ey + 1):
+                                for c in range(ex + 1):
+                                    q = ((z + a) * H + y + b) * W + x + c
+                                    if f[q] > f[best]:
+                                        best = q
+                        sign = 1 - 2 * ((ez + ey + ex) & 1)
+                        area += _cell(f, tidx, best, sign, diff, lo, hi)
+    else:
+        Hp = H + 2
+        Wp = W + 2
+        for q in range(gv.shape[0]):
+            gv[q] = np.inf
+            gt[q] = T
+        for z in range(D):
+            for y in range(H):
+                for x in range(W):
+                    pq = ((z + 1) * Hp + y + 1) * Wp + x + 1
+                    gv[pq] = f[(z * H + y) * W + x]
+                    gt[pq] = tidx[(z * H + y) * W + x]
+        for i in range(D + 1):
+            for j in range(H + 1):
+                for k in range(W + 1):
+                    for e in range(8):
+                        ez = (e >> 2) & 1
+                        ey = (e >> 1) & 1
+                        ex = e & 1
+                        if (ez and i == D) or (ey and j == H) or (ex and k == W):
+                            continue
+                        # padded voxel index of voxel (i + a - 1 + 1, ...) = (i + a, ...)
+                        best = -1
+                        for a in range(ez, 2):
+                            for b in range(ey, 2):
+                                for c in range(ex, 2):
+                                    q = ((i + a) * Hp + j + b) * Wp + k + c
+                                    if best < 0 or gv[q] < gv[best]:
+                                        best = q
+                        sign = 1 - 2 * ((ez + ey + ex) & 1)
+                        area += _cell(gv, gt, best, sign, diff, lo, hi)
+    acc = 0
+    for j in range(T):
+        acc += diff[j]
+        out[j] = acc
+    return area
+
+
+@jit
 def summaries_batch(
     F, order, D, H, W, offs, tcon, with_euler, thresholds, lo, hi, out_b0, out_chi, out_area0,
     out_areachi, out_tp,
@@ -300,21 +379,23 @@ def summaries_batch(
 
     Per row b of F (B, P) with sort order ``order[b]``: ``out_b0[b]`` = beta0 curve at the
     thresholds, ``out_area0[b]`` = integral of beta0 over [lo, hi], ``out_tp[b]`` = total
-    persistence of the finite H0 bars and, when ``with_euler`` (2-D only), ``out_chi[b]`` =
-    Euler curve and ``out_areachi[b]`` = its integral, so beta1 = beta0 - chi.
+    persistence of the finite H0 bars and, when ``with_euler``, ``out_chi[b]`` = Euler curve
+    and ``out_areachi[b]`` = its integral (2-D: beta1 = beta0 - chi; 3-D: beta1 = beta0 + beta2
+    - chi).
     """
     B, P = F.shape
-    pad_index, steps, size = padded_layout(D, H, W, offs)
+    steps, size, pz = padded_layout(D, H, W, offs)
+    fs = np.empty(P, dtype=np.float64)
     parent = np.full(size, -1, dtype=np.int64)
     rank = np.empty(size, dtype=np.int64)
     bval = np.empty(size, dtype=np.float64)
     pairs = np.empty((P, 2), dtype=np.float64)
     tidx = np.empty(P, dtype=np.int64)
-    gv = np.empty((H + 2) * (W + 2), dtype=np.float64)
-    gt = np.empty((H + 2) * (W + 2), dtype=np.int64)
+    gv = np.empty(size, dtype=np.float64)  # the padded grid, reused by the Euler kernels
+    gt = np.empty(size, dtype=np.int64)
     for b in range(B):
         f = F[b]
-        n = h0_pairs(f, order[b], pad_index, steps, parent, rank, bval, pairs)
+        n = h0_pairs(f, order[b], pz, H, W, steps, parent, rank, bval, fs, pairs)
         betti0_from_pairs(pairs, n, thresholds, out_b0[b])
         out_area0[b] = area_from_pairs(pairs, n, lo, hi)
         tp = 0.0
@@ -323,4 +404,7 @@ def summaries_batch(
         out_tp[b] = tp
         if with_euler:
             threshold_index(f, order[b], thresholds, tidx)
-            out_areachi[b] = euler_2d(f, tidx, H, W, tcon, lo, hi, out_chi[b], gv, gt)
+            if pz == 0:
+                out_areachi[b] = euler_2d(f, tidx, H, W, tcon, lo, hi, out_chi[b], gv, gt)
+            else:
+                out_areachi[b] = euler_3d(f, tidx, D, H, W, tcon, lo, hi, out_chi[b], gv, gt)

@@ -1,13 +1,16 @@
 """Per-step kernels of the layer monitor.
 
 Notation: S signals, L layers (the points), W window (steps per point), K baseline length.
-``raw`` is one step's (S, L) float32 record; ``y`` its (S, L) float64 transform. ``T`` is the
-(W, S, L) ring of transformed rows (slot ``pos`` is overwritten next) and ``D`` the (L, L)
-matrix of squared distances summed over the window,
+``raw`` is one step's (S, L) float64 input and ``row`` its float32 record; ``y`` the (S, L)
+float64 transform of ``row``. ``T`` is the (W, S, L) ring of transformed rows (slot ``pos`` is
+overwritten next), ``P`` the same window by layer, (L, W*S): row i is layer i's point. ``D`` is
+the (L, L) matrix of squared distances summed over the window,
 ``D[i, j] = sum_{r, s} (T[r,s,i] - T[r,s,j])^2``.
 Per step ``D`` gains the newest row's contribution and loses the one leaving the window
-(:func:`window_push`); :func:`window_refresh` rebuilds it from ``T`` to bound rounding drift.
-Both are deterministic, so replaying the same rows reproduces every bit.
+(:func:`window_push`); :func:`window_refresh` rebuilds it from ``T`` now and then to bound
+rounding drift. Prim on ``D`` only *chooses* the tree: every chosen edge is re-evaluated exactly
+from ``P`` (:func:`h0_dense`). Everything is deterministic, so replaying the same rows from the
+same state reproduces every bit.
 
 Non-finite values are data: ``bad[i]`` marks layer i non-finite at this step; its transformed
 value is replaced by the signal's median so ``D`` stays finite, and the layer is left out of
@@ -115,31 +118,44 @@ def transform_row(row, log_mode, floor_rel, y, bad, med, scratch):
 
 
 @jit
-def window_push(y, bad, T, P, Tbad, nbad, D, pos, full):
+def window_push(y, bad, T, P, Tbad, nbad, D, pos, full, scratch):
     """Add row ``y`` to the window (and drop slot ``pos`` first if the window is ``full``).
 
     ``T`` (W, S, L) holds the window by step; ``P`` (L, W*S) the same values by layer (the
     points: slot r, signal s at column ``r * S + s``), for contiguous edge re-evaluation.
 
-    Both triangles are updated (``(a - b)^2 == (b - a)^2`` exactly, so ``D`` stays exactly
-    symmetric): the inner loop then runs over contiguous memory and vectorises.
+    With ``o`` the row leaving, each pair gains ``(y_i - y_j)^2 - (o_i - o_j)^2``, computed as
+    ``(dl_i - dl_j) * (sm_i - sm_j)`` with ``dl = y - o`` and ``sm = y + o`` (in ``scratch``,
+    (2, S, L)): one product instead of two squares. Both triangles are updated (the products
+    for (i, j) and (j, i) are equal exactly, so ``D`` stays exactly symmetric) and the inner
+    loop runs over contiguous memory, so it vectorises.
     Returns True when a layer's window became free of non-finite values (the caller then
     refreshes ``D``, so substituted values leave no trace).
     """
     S, L = y.shape
-    for i in range(L):
-        Di = D[i]
+    if full:
+        dl = scratch[0]
+        sm = scratch[1]
         for s in range(S):
-            a = y[s, i]
-            ys = y[s]
-            if full:
-                b = T[pos, s, i]
-                Ts = T[pos, s]
+            for j in range(L):
+                o = T[pos, s, j]
+                dl[s, j] = y[s, j] - o
+                sm[s, j] = y[s, j] + o
+        for i in range(L):
+            Di = D[i]
+            for s in range(S):
+                a = dl[s, i]
+                b = sm[s, i]
+                dls = dl[s]
+                sms = sm[s]
                 for j in range(L):
-                    d = a - ys[j]
-                    e = b - Ts[j]
-                    Di[j] += d * d - e * e
-            else:
+                    Di[j] += (a - dls[j]) * (b - sms[j])
+    else:
+        for i in range(L):
+            Di = D[i]
+            for s in range(S):
+                a = y[s, i]
+                ys = y[s]
                 for j in range(L):
                     d = a - ys[j]
                     Di[j] += d * d
@@ -314,7 +330,8 @@ def baseline_push(u, B, ref, s1, s2, pos, n, first, count):
 
 # -- the fused per-step call --------------------------------------------------------------------
 # Work arrays are grouped so one call unboxes few arrays (numba charges ~0.1 us per array):
-#   work  (5, S, L) float64: y (transformed step), u (median-relative), ref, s1, s2 (baseline)
+#   work  (7, S, L) float64: y (transformed step), u (median-relative), ref, s1, s2 (baseline),
+#                            2 rows of window_push scratch
 #   lvec  (3, L) float64:    sort scratch, Prim best, per-layer z
 #   livec (4, L) int64:      nbad (non-finite rows in window), Prim near, Prim rem, bad (now)
 #   out   (6,) float64:      code (0 ok, 1 negative value, 2 non-finite with raise), n_bad or
@@ -326,13 +343,18 @@ OK, NEGATIVE, NONFINITE = 0, 1, 2
 
 @jit
 def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ring_steps, work,
-               med, lvec, livec, T, P, Tbad, D, out,
-               ring_pos, step, pos, full, refresh_due, evaluate, scale, bn):  # fmt: skip
+               med, lvec, livec, T, P, Tbad, D, B, chunk, out,
+               ring_pos, step, pos, full, refresh_due, evaluate, scale, bn,
+               push_pos, push_n, push_first):  # fmt: skip
     """Validate, record and evaluate one step. ``raw`` (S, L) float64 is rounded to the recorded
     float32 ``row``; on a negative (log mode) or non-finite (``raise_nonfinite``) value nothing
     but scratch is written and ``out[0]`` says why. Otherwise the row goes into the ring (slots
     ``ring_pos`` and ``ring_pos + capacity``) and the window, and, if ``evaluate``, h0 and the
-    per-layer z-scores (baseline of ``bn`` values; NaN while ``bn == 0``) are computed."""
+    per-layer z-scores (baseline of ``bn`` values; NaN while ``bn == 0``) are computed.
+
+    A baseline push decided after the previous call (``push_pos >= 0``: the previous ``u`` into
+    slot ``push_pos`` of ``B``, which held ``push_n`` values) is done here, once the input is
+    valid and before any z-score reads the baseline: it saves a second call per step."""
     S, L = row.shape
     for s in range(S):
         for i in range(L):
@@ -351,6 +373,8 @@ def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ri
         out[0] = NONFINITE
         return
     out[0] = OK
+    if push_pos >= 0:
+        baseline_push(work[1], B, work[2], work[3], work[4], push_pos, push_n, push_first, chunk)
     cap = ring.shape[1] // 2
     for s in range(S):
         for i in range(L):
@@ -359,7 +383,7 @@ def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ri
     ring_steps[ring_pos] = step
     ring_steps[ring_pos + cap] = step
     nbad = livec[0]
-    cleared = window_push(y, bad, T, P, Tbad, nbad, D, pos, full)
+    cleared = window_push(y, bad, T, P, Tbad, nbad, D, pos, full, work[5:7])
     rows = T.shape[0] if full else pos + 1
     if cleared or refresh_due:
         window_refresh(T, rows, pos, D)

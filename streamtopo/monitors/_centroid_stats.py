@@ -4,9 +4,11 @@ Notation: K classes, d feature dimensions, R random groups of rows, s in {0: tra
 
 Accumulators (one set per split) are per-class, per-group sums of L2-normalised rows:
 ``sums[g, c]`` (R, K, d) float64, the summed row weights ``wsum[g, c]`` and summed squared row
-weights ``w2sum[g, c]`` (R, K). Every row goes to one group drawn uniformly at random, so the R
-groups are exchangeable random sub-samples. In epoch mode every weight is 1 (``wsum = w2sum =``
-counts); in EMA mode older rows carry geometrically smaller weights. The effective sample size
+weights ``w2sum[g, c]`` (R, K). Every row goes to one group drawn at random, group g with
+probability ``2**g / (2**R - 1)``, so each group is a random sub-sample and prefixes of the
+groups (smallest first) reach any fraction of the rows down to ``1 / (2**R - 1)``. In epoch
+mode every weight is 1 (``wsum = w2sum =`` counts); in EMA mode older rows carry geometrically
+smaller weights. The effective sample size
 of a weighted mean is ``n_eff = wsum**2 / w2sum`` and its sampling variance is
 ``sigma**2 / n_eff``, which is what size matching equalises.
 
@@ -23,21 +25,24 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import topology
+from .._kernels.centroid import (
+    combine_groups,
+    edge_half_sq_dists,
+    tree_gradient,
+    unit_rows_into,
+)
 
 __all__ = [
     "CentroidTree",
     "GapEstimate",
     "centroid_tree",
+    "class_dispersion",
     "effective_size",
     "gap_estimate",
     "h0_gradient",
-    "h0_variance",
     "match_coefficients",
-    "normalise_rows",
     "unit_rows",
 ]
-
-_EDGE_CHUNK = 512  # edges per vectorised distance evaluation (bounds temporaries)
 
 
 class CentroidTree(NamedTuple):
@@ -48,34 +53,12 @@ class CentroidTree(NamedTuple):
     unit: np.ndarray  # (K, d) unit centroids the tree was built on
 
 
-def normalise_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit rows of the finite, non-zero rows of ``X`` and the boolean mask of kept rows."""
-    X = np.asarray(X, dtype=np.float64)
-    finite = np.isfinite(X).all(axis=1)
-    norms = np.zeros(X.shape[0])
-    if finite.any():
-        Xf = X[finite]
-        # scale by the row's max |x| first so huge or tiny rows neither overflow nor underflow
-        m = np.max(np.abs(Xf), axis=1)
-        ok = m > 0
-        Xs = Xf[ok] / m[ok, None]
-        n = np.sqrt(np.einsum("ij,ij->i", Xs, Xs))
-        keep_idx = np.flatnonzero(finite)[ok]
-        norms[keep_idx] = 1.0
-        U = Xs / n[:, None]
-    else:
-        keep_idx = np.zeros(0, dtype=np.int64)
-        U = np.zeros((0, X.shape[1]))
-    keep = np.zeros(X.shape[0], dtype=bool)
-    keep[keep_idx] = True
-    return U, keep
-
-
 def unit_rows(C: np.ndarray) -> np.ndarray:
     """Centroid sums -> unit centroids (rows must be non-zero)."""
-    m = np.max(np.abs(C), axis=1)
-    Cs = C / m[:, None]
-    return Cs / np.sqrt(np.einsum("ij,ij->i", Cs, Cs))[:, None]
+    C = np.ascontiguousarray(C, dtype=np.float64)
+    out = np.empty_like(C)
+    unit_rows_into(C, out)
+    return out
 
 
 def _cosine_distances(U: np.ndarray, precision: str) -> np.ndarray:
@@ -91,11 +74,9 @@ def _cosine_distances(U: np.ndarray, precision: str) -> np.ndarray:
 
 
 def _exact_weights(U: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """``|u_i - u_j|**2 / 2`` per edge in float64, in chunks to bound the temporaries."""
+    """``|u_i - u_j|**2 / 2`` per edge, directly in float64."""
     w = np.empty(i.shape[0])
-    for s in range(0, i.shape[0], _EDGE_CHUNK):
-        diff = U[i[s : s + _EDGE_CHUNK]] - U[j[s : s + _EDGE_CHUNK]]
-        w[s : s + _EDGE_CHUNK] = 0.5 * np.einsum("ij,ij->i", diff, diff)
+    edge_half_sq_dists(U, i, j, w)
     return w
 
 
@@ -137,11 +118,12 @@ def match_coefficients(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) 
     """Per-group coefficients ``phi`` (R, K) in [0, 1] whose weighted sum of group means has
     effective size ``target`` per class (or as close as the groups allow).
 
-    Groups are taken whole in order 0, 1, ... and one group is taken with a fractional
-    coefficient, solved by bisection on ``n_eff(phi) = (A + phi B)^2 / (Q + phi^2 Q_B)``.
-    A class whose target is at least its total size keeps every group (coefficients 1); a
-    target below the size of the first non-empty group cannot be reached (that group is kept
-    whole; the caller reports the class as not matched).
+    Per class, groups are taken whole from the smallest (by summed weight; ties by index) and
+    one group is taken with a fractional coefficient, the root of
+    ``n_eff(phi) = (A + phi B)^2 / (Q + phi^2 Q_B) = target`` (a quadratic in phi). A class
+    whose target is at least its total size keeps every group (coefficients 1); a target below
+    the size of its smallest non-empty group cannot be reached (that group is kept whole; the
+    caller reports the class as not matched).
 
     Examples
     --------
@@ -152,35 +134,44 @@ def match_coefficients(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) 
     >>> round(float(effective_size((phi * w).sum(0), (phi**2 * w).sum(0))[0]), 9)
     6.0
     """
+    order = np.argsort(wsum, axis=0, kind="stable")
+    phi_sorted = _match_in_order(
+        np.take_along_axis(wsum, order, 0), np.take_along_axis(w2sum, order, 0), target
+    )
+    phi = np.empty_like(phi_sorted)
+    np.put_along_axis(phi, order, phi_sorted, 0)
+    return phi
+
+
+def _match_in_order(wsum: np.ndarray, w2sum: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """:func:`match_coefficients` for groups already in the order they are taken."""
     R, K = wsum.shape
-    phi = np.zeros((R, K))
     cumA = np.cumsum(wsum, axis=0)
     cumQ = np.cumsum(w2sum, axis=0)
     neff = effective_size(cumA, cumQ)  # n_eff of groups 0..g taken whole
-    for c in range(K):
-        t = target[c]
-        if t >= neff[-1, c] * (1 - 1e-12):  # the target is at least the total: keep everything
-            phi[:, c] = 1.0
-            continue
-        reach = np.flatnonzero(neff[:, c] >= t * (1 - 1e-12))
-        g = int(reach[0])
-        phi[:g, c] = 1.0
-        A0 = cumA[g - 1, c] if g > 0 else 0.0
-        Q0 = cumQ[g - 1, c] if g > 0 else 0.0
-        B, QB = wsum[g, c], w2sum[g, c]
-        if A0 == 0.0:  # nothing before group g: scaling one group does not change n_eff
-            phi[g, c] = 1.0
-            continue
-        # n_eff(phi) rises on [0, phi_max] (derivative sign: B*Q0 - A0*QB*phi)
-        hi = min(1.0, B * Q0 / (A0 * QB)) if QB > 0 else 1.0
-        lo = 0.0
-        for _ in range(80):
-            mid = 0.5 * (lo + hi)
-            if (A0 + mid * B) ** 2 < t * (Q0 + mid * mid * QB):
-                lo = mid
-            else:
-                hi = mid
-        phi[g, c] = 0.5 * (lo + hi)
+    t = np.asarray(target, dtype=np.float64)
+    keep_all = t >= neff[-1] * (1 - 1e-12)  # the target is at least the total
+    # g = first group whose whole prefix reaches the target; groups before it are kept whole
+    g = np.argmax(neff >= t * (1 - 1e-12), axis=0)
+    g[keep_all] = R - 1
+    cols = np.arange(K)
+    A0 = np.where(g > 0, cumA[g - 1, cols], 0.0)
+    Q0 = np.where(g > 0, cumQ[g - 1, cols], 0.0)
+    B, QB = wsum[g, cols], w2sum[g, cols]
+    # n_eff(phi) = t  <=>  a phi^2 + b phi + c = 0 with c = A0^2 - t Q0 < 0 (the prefix before g
+    # is below the target); the first crossing from phi = 0 is the smallest positive root,
+    # 2c / (-b - sqrt(b^2 - 4ac)) in the cancellation-free form, whatever the sign of a
+    a = B * B - t * QB
+    b = 2.0 * A0 * B
+    c = A0 * A0 - t * Q0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = 2.0 * c / (-b - np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0)))
+    frac = np.clip(np.nan_to_num(frac, nan=1.0), 0.0, 1.0)
+    # nothing before group g: scaling one group does not change n_eff, so keep it whole
+    frac[(A0 == 0.0) | keep_all] = 1.0
+    phi = (np.arange(R)[:, None] < g[None, :]).astype(np.float64)
+    phi[g, cols] = frac
+    phi[:, keep_all] = 1.0
     return phi
 
 
@@ -199,33 +190,29 @@ def h0_gradient(tree: CentroidTree, mean_norms: np.ndarray, metric: str = "cosin
         pos = w > 0
         f = np.zeros(i.shape[0])
         f[pos] = 1.0 / w[pos]
-    cos = np.einsum("ij,ij->i", U[i], U[j])
-    G = np.zeros_like(U)
-    np.add.at(G, i, -(f / mean_norms[i])[:, None] * (U[j] - cos[:, None] * U[i]))
-    np.add.at(G, j, -(f / mean_norms[j])[:, None] * (U[i] - cos[:, None] * U[j]))
+    G = np.empty_like(U)
+    tree_gradient(U, i, j, f, 1.0 / mean_norms, G)
     return G
 
 
-def h0_variance(
-    G: np.ndarray, S: np.ndarray, A: np.ndarray, Q: np.ndarray, n_eff: np.ndarray
-) -> float:
-    """Delta-method sampling variance of H0 from the per-class group sums.
+def class_dispersion(G: np.ndarray, S: np.ndarray, A: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Per-class variance of a single row along its H0 gradient, ``var_c(G_c . x)``.
 
-    ``var(H0) = sum_c var_c(G_c . x) / n_eff_c``: centroids of different classes are
-    independent, and each class's row dispersion along its gradient is estimated from the R
-    group means ``t_g = G_c . S_gc / A_gc`` by the one-way-ANOVA between-group estimator
-    ``sum_g n_g (t_g - t_bar)^2 / (R_c - 1)`` (``n_g = A_g^2 / Q_g``, unbiased with equal
-    class means across the random groups). NaN if a class has fewer than two non-empty groups.
+    Estimated from the R group means ``t_g = G_c . S_gc / A_gc`` by the one-way-ANOVA
+    between-group estimator ``sum_g n_g (t_g - t_bar)^2 / (R_c - 1)`` over the R_c non-empty
+    groups (``n_g = A_g^2 / Q_g``); for normal group means it is ``sigma^2 chi2(R_c - 1) /
+    (R_c - 1)`` whatever the group sizes. NaN for a class with fewer than two non-empty groups.
     """
     ok = A > 0
-    if (ok.sum(axis=0) < 2).any():
-        return float("nan")
+    n_ok = ok.sum(axis=0)
     t = np.einsum("gkd,kd->gk", S, G)
     t = np.divide(t, A, out=np.zeros_like(t), where=ok)
     ng = effective_size(A, Q)
-    tbar = (ng * t).sum(axis=0) / ng.sum(axis=0)
-    disp = (ng * (t - tbar) ** 2).sum(axis=0) / (ok.sum(axis=0) - 1)
-    return float(np.sum(disp / n_eff))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tbar = (ng * t).sum(axis=0) / ng.sum(axis=0)
+        disp = (ng * np.where(ok, t - tbar, 0.0) ** 2).sum(axis=0) / (n_ok - 1)
+    disp[n_ok < 2] = np.nan
+    return disp
 
 
 class GapEstimate(NamedTuple):
@@ -243,16 +230,21 @@ class GapEstimate(NamedTuple):
     n_test: np.ndarray
     unmatched: np.ndarray  # bool (K,): sizes could not be equalised for this class
     train_is_full: bool  # the matched train side kept every train row (no down-weighting)
+    train_sums: np.ndarray  # (K, d) matched train centroid sums the train tree was built on
+    train_all_sums: np.ndarray  # (K, d) sums of all train rows
+    test_sums: np.ndarray  # (K, d) matched test centroid sums
 
 
 def _matched(S, A, Q, target):
-    """Matched sums, effective sizes, 'target not reached' flags, 'all rows kept' flag."""
+    """Matched sums, all-row sums, effective sizes, 'target not reached' flags, 'all kept'."""
     phi = match_coefficients(A, Q, target)
     full = bool((phi == 1.0).all())
-    sums = S.sum(axis=0) if full else np.einsum("gk,gkd->kd", phi, S)
+    matched = np.empty(S.shape[1:])
+    every = np.empty(S.shape[1:])
+    combine_groups(S, phi, matched, every)
     wsum = (phi * A).sum(0)
     neff = effective_size(wsum, (phi * phi * Q).sum(0))
-    return sums, wsum, neff, neff > target * (1 + 1e-9) + 1e-9, full
+    return matched, every, wsum, neff, neff > target * (1 + 1e-9) + 1e-9, full
 
 
 def gap_estimate(
@@ -269,8 +261,8 @@ def gap_estimate(
     classes present on both sides. With ``matched_size="min"`` each class's centroid on both
     sides is a weighted mean of the same effective size (the smaller side's); with an int ``m``
     at most ``m``; with ``None`` every row counts (the seed's form). The noise treats the two
-    sides as independent: ``noise = sqrt(var(h0_train) + var(h0_test))`` from
-    :func:`h0_variance`.
+    sides as independent: ``noise = sqrt(var(h0_train) + var(h0_test))``, each
+    ``sum_c class_dispersion_c / n_eff_c`` (see :func:`class_dispersion`).
     """
     (S_tr, A_tr, Q_tr), (S_te, A_te, Q_te) = train, test
     n_tr = effective_size(A_tr.sum(0), Q_tr.sum(0))
@@ -281,14 +273,21 @@ def gap_estimate(
         t_tr = t_te = np.minimum(n_tr, n_te)
         if matched_size != "min":
             t_tr = t_te = np.minimum(t_tr, float(matched_size))
-    C_tr, w_tr, m_tr, u_tr, full = _matched(S_tr, A_tr, Q_tr, t_tr)
-    C_te, w_te, m_te, u_te, _ = _matched(S_te, A_te, Q_te, t_te)
+    C_tr, all_tr, w_tr, m_tr, u_tr, full = _matched(S_tr, A_tr, Q_tr, t_tr)
+    C_te, _, w_te, m_te, u_te, _ = _matched(S_te, A_te, Q_te, t_te)
     tree_tr = centroid_tree(C_tr, metric=metric, precision=precision)
     tree_te = centroid_tree(C_te, metric=metric, precision=precision)
     norms_tr = np.linalg.norm(C_tr, axis=1) / w_tr
     norms_te = np.linalg.norm(C_te, axis=1) / w_te
-    v_tr = h0_variance(h0_gradient(tree_tr, norms_tr, metric), S_tr, A_tr, Q_tr, m_tr)
-    v_te = h0_variance(h0_gradient(tree_te, norms_te, metric), S_te, A_te, Q_te, m_te)
+    # var(H0) = sum_c var_c(G_c . x) / n_eff_c: classes are independent (delta method)
+    d_tr = class_dispersion(h0_gradient(tree_tr, norms_tr, metric), S_tr, A_tr, Q_tr)
+    d_te = class_dispersion(h0_gradient(tree_te, norms_te, metric), S_te, A_te, Q_te)
+    # a class whose rows all fell in one group on one side borrows the other side's dispersion
+    # (same class, same features; NaN only if both sides are degenerate)
+    d_tr_f = np.where(np.isnan(d_tr), d_te, d_tr)
+    d_te_f = np.where(np.isnan(d_te), d_tr, d_te)
+    v_tr = float(np.sum(d_tr_f / m_tr))
+    v_te = float(np.sum(d_te_f / m_te))
     return GapEstimate(
         h0_train=tree_tr.h0,
         h0_test=tree_te.h0,
@@ -302,4 +301,7 @@ def gap_estimate(
         n_test=m_te,
         unmatched=u_tr | u_te,
         train_is_full=full,
+        train_sums=C_tr,
+        train_all_sums=all_tr,
+        test_sums=C_te,
     )

@@ -77,11 +77,18 @@ def as_vector(x: Any, name: str, n: int) -> np.ndarray:
     return arr
 
 
-def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> None:
+def fill_row(
+    values: Any,
+    signals: tuple[str, ...],
+    n: int,
+    out: np.ndarray,
+    out_rows: list[np.ndarray] | None = None,
+) -> None:
     """Write one step into ``out`` (S, n) float64; raises before writing on bad input.
 
     ``values`` is a vector (one signal), a mapping signal -> vector, or an (S, n) numpy array
-    in the order of ``signals``.
+    in the order of ``signals``. ``out_rows`` may hold the row views ``list(out)``, which makes
+    the common dict case a little cheaper.
     """
     S = len(signals)
     if type(values) is np.ndarray and values.dtype.kind == "f":  # fast path, checked in full below
@@ -94,9 +101,12 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
             if not (type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind == "f"):
                 break
         else:
+            rows_out = out_rows if out_rows is not None else list(out)
             for s in range(S):
-                out[s] = vecs[s]
+                rows_out[s][...] = vecs[s]
             return
+    if _is_tensor(values):
+        values = _tensor_to_numpy(values)  # (n,) or (S, n): one transfer
     if isinstance(values, Mapping):
         keys = set(values)
         if keys != set(signals):
@@ -117,8 +127,6 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
     elif S == 1 and not (isinstance(values, np.ndarray) and values.shape == (1, n)):
         rows = [as_vector(values, "values", n)]
     else:
-        if _is_tensor(values):
-            values = _tensor_to_numpy(values)
         arr = np.asarray(values) if not isinstance(values, (str, bytes)) else values
         if not isinstance(arr, np.ndarray) or arr.ndim != 2:
             raise InputError(
@@ -130,3 +138,23 @@ def fill_row(values: Any, signals: tuple[str, ...], n: int, out: np.ndarray) -> 
         rows = [as_vector(arr[s], f"values[{s}]", n) for s in range(S)]
     for s in range(S):
         out[s] = rows[s]
+
+
+def as_stream(values: Any, signals: tuple[str, ...], n: int) -> np.ndarray:
+    """A recorded stream as a (T, S, n) array: from (T, S, n), (T, n) for one signal, or a dict
+    ``{signal: (T, n)}``."""
+    S = len(signals)
+    if isinstance(values, Mapping):
+        if set(values) != set(signals):
+            raise InputError(
+                f"values must have exactly the keys {list(signals)}, got {list(values)}"
+            )
+        values = np.stack([np.asarray(values[s]) for s in signals], axis=1)
+    arr = np.asarray(values)
+    if arr.ndim == 2 and S == 1:
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or arr.shape[1:] != (S, n):
+        raise InputError(
+            f"values must have shape (T, {S}, {n}) (steps, signals, layers), got {describe(arr)}"
+        )
+    return arr

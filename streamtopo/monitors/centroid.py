@@ -7,17 +7,20 @@ never fired before test accuracy fell under label noise, flipped sign on a CNN, 
 clean MLP run, and its threshold equalled the sampling noise of the gap. So the default here is:
 
 * **size matched** — on each class both splits contribute a (weighted) mean of the same
-  effective size, because H0 of sample centroids grows as samples shrink;
+  effective size, because H0 of sample centroids depends on how many rows made them (random
+  150-row test sets of digits against the other 1647 rows, one distribution: unmatched gap
+  -0.084 on average, the seed's whole threshold; matched +0.001, 200 splits);
 * **noise aware** — ``gap_noise`` is a delta-method standard error: the gradient of H0 with
   respect to each class mean (tree held fixed) times that class's row dispersion, estimated
-  from R random groups of rows; the default rule alerts on ``|gap - baseline| > k * noise``
-  (two-sided);
+  from R random groups of rows (on those digits splits it was 1.12-1.18x the real spread of
+  the gap); the default rule alerts on ``|gap - baseline| > k * noise`` (two-sided);
 * **test-loss patience beside it** — ``check(test_loss=...)`` runs plain early stopping, the best
   simple rule measured, and the status reports both.
 
-The topology that the gap cannot summarise is kept: :meth:`CentroidMonitor.confusion_pairs`,
-:meth:`~CentroidMonitor.linkage`, :meth:`~CentroidMonitor.dendrogram_text` and
-:meth:`~CentroidMonitor.merge_order_history`.
+In EMA mode successive checks share most of their rows, so ``patience`` consecutive alerts
+are weaker evidence than in epoch mode. The topology that the gap cannot summarise is kept:
+:meth:`CentroidMonitor.confusion_pairs`, :meth:`~CentroidMonitor.linkage`,
+:meth:`~CentroidMonitor.dendrogram_text` and :meth:`~CentroidMonitor.merge_order_history`.
 
 Memory: float64 sums of shape (2 splits, R, n_classes, d) — ``16 * R * n_classes * d`` bytes
 (R = ``groups``, default 8: 5.2 MB for 10 classes x 4096 dims, 524 MB for 1000 x 4096; lower
@@ -29,7 +32,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -39,129 +41,18 @@ from ..errors import InputError, InputTypeError
 from ..status import State
 from ..topology import MergeEdges
 from . import _centroid_stats as stats
+from ._centroid_inputs import as_features, as_labels, finite_float, positive_float
+from ._centroid_results import CentroidResults
+from ._centroid_status import GapStatus, difficulty, status_from_dict, status_to_dict
 
 __all__ = ["CentroidMonitor", "GapStatus", "difficulty"]
 
 _SPLITS = ("train", "test")
 _RULES = ("baseline", "seed")
 _MODES = ("epoch", "ema")
-# seed 004's difficulty labels restated per merge (mean death); see difficulty()
-_DIFFICULTY_EDGES = (0.15, 0.40)
 
 
-@dataclass(frozen=True, slots=True)
-class GapStatus:
-    """What one :meth:`CentroidMonitor.check` found (immutable).
-
-    ``h0_train`` is the size-matched train H0 used in the gap, ``h0_train_full`` the H0 of all
-    train rows. ``deviation`` is ``(gap - baseline_gap) / noise`` under ``rule="baseline"``.
-    ``valid`` is False when the gap is undefined (fewer than two classes on both splits); the
-    numbers are then NaN and ``reason`` says why.
-    """
-
-    step: int
-    h0_train: float
-    h0_test: float
-    h0_gap: float
-    gap_noise: float
-    baseline_gap: float
-    deviation: float
-    alert: bool
-    direction: str
-    alert_streak: int
-    gap_stop: bool
-    test_loss: float
-    best_test_loss: float
-    loss_checks_since_best: int
-    loss_stop: bool
-    should_stop: bool
-    state: State
-    reason: str
-    h0_train_full: float
-    n_train: float
-    n_test: float
-    size_matched: bool
-    missing_classes: tuple[str, ...]
-    dropped_rows: int
-    valid: bool
-
-    def as_row(self) -> dict[str, Any]:
-        """Scalar columns for the run writer (``missing_classes`` joined by commas)."""
-        row = asdict(self)
-        row["state"] = str(self.state)
-        row["missing_classes"] = ",".join(self.missing_classes)
-        return row
-
-
-def difficulty(h0: float, n_classes: int) -> str:
-    """A coarse label for the H0 of ``n_classes`` centroids: "easy", "medium" or "hard".
-
-    The label uses the mean merge distance ``h0 / (n_classes - 1)`` (cosine): >= 0.40 "easy",
-    >= 0.15 "medium", below "hard". These cut points only restate seed 004's own labels of its
-    three examples (MNIST 4.38 "easy", Fashion 2.35 and CIFAR-10 2.02 "medium", 10 classes) per
-    merge; no measurement here shows that they predict final accuracy. Use the label as a
-    description of how far apart the classes are, not as a forecast.
-
-    Examples
-    --------
-    >>> difficulty(4.38, 10), difficulty(2.02, 10), difficulty(0.9, 10)
-    ('easy', 'medium', 'hard')
-    """
-    n = check_positive_int(n_classes, "n_classes", minimum=2)
-    try:
-        h = float(h0)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"h0 must be a number, got {describe(h0)}") from None
-    if not (h >= 0.0 and math.isfinite(h)):
-        raise InputError(f"h0 must be a finite number >= 0, got {h0!r}")
-    mean = h / (n - 1)
-    if mean >= _DIFFICULTY_EDGES[1]:
-        return "easy"
-    return "medium" if mean >= _DIFFICULTY_EDGES[0] else "hard"
-
-
-def _as_labels(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
-    y = np.asarray(labels)
-    if y.dtype == object or not (np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_):
-        raise InputTypeError(f"labels must be integers, got {describe(y)}")
-    if y.ndim != 1 or y.shape[0] != n_rows:
-        raise InputError(f"labels must have shape ({n_rows},) to match features, got {describe(y)}")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        bad = y[(y < 0) | (y >= n_classes)]
-        raise InputError(
-            f"labels must be in [0, n_classes={n_classes}), got {bad.size} out of range "
-            f"(e.g. {int(bad[0])})"
-        )
-    return y.astype(np.int64, copy=False)
-
-
-def _as_features(features: Any, d: int | None, name: str = "features") -> np.ndarray:
-    if isinstance(features, (str, bytes)):
-        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(features)}")
-    try:
-        X = np.asarray(features)
-    except Exception as exc:
-        raise InputError(
-            f"{name} must be a 2-D array of numbers, got {describe(features)}"
-        ) from exc
-    if X.dtype == object or not (
-        np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
-    ):
-        raise InputTypeError(f"{name} must be a 2-D array of real numbers, got {describe(X)}")
-    if X.ndim != 2:
-        raise InputError(f"{name} must be 2-D (n_rows, n_features), got {describe(X)}")
-    if X.shape[0] == 0:
-        raise InputError(f"{name} is an empty batch (0 rows), expected at least 1 row")
-    if d is not None and X.shape[1] != d:
-        raise InputError(
-            f"{name} has {X.shape[1]} feature columns, expected {d} (the width seen so far)"
-        )
-    if X.shape[1] < 1:
-        raise InputError(f"{name} must have at least 1 column, got {describe(X)}")
-    return X
-
-
-class CentroidMonitor:
+class CentroidMonitor(CentroidResults):
     """Streaming per-class centroid directions on a train and a test split, their H0 gap,
     and the classes' merge structure.
 
@@ -175,7 +66,8 @@ class CentroidMonitor:
         ``"baseline"`` (default): alert when ``|gap - baseline| > k * sd`` with
         ``sd = sqrt(noise**2 + mean(baseline noise**2) / baseline_checks)``, two-sided;
         the baseline is the mean gap of the ``baseline_checks`` checks after ``warmup``.
-        ``"seed"``: alert when ``gap > gap_threshold`` (one-sided), as in seed 004.
+        ``"seed"``: alert when ``gap > gap_threshold`` (one-sided), as in seed 004 (pass
+        ``matched_size=None`` too for the seed's unmatched gap).
     patience : int
         Consecutive alerts before ``should_stop`` (and checks without a new test-loss minimum
         before the loss rule stops), default 3 as in seed 004.
@@ -192,12 +84,16 @@ class CentroidMonitor:
         the smaller side's. An int ``m``: at most ``m`` per class on both sides. ``None``: all
         rows (the seed's form).
     groups : int
-        R random groups of rows, for the noise (class dispersion from R group means) and for
-        size matching (>= 2, default 8).
-        Matching can only shrink a side to one group, so ratios of split sizes beyond R are
-        flagged (``size_matched=False``).
+        R random groups of rows (2 <= R <= 30, default 8), for the noise (class dispersion from R
+        group means) and for size matching. Group g receives a share ``2**g / (2**R - 1)`` of
+        the rows, so matching (which takes groups smallest first, the last one fractionally)
+        can shrink a side to any fraction down to ``1 / (2**R - 1)`` (1/255 for R = 8);
+        a larger size ratio is flagged (``size_matched=False``).
     k : float
-        Alert threshold in noise units for ``rule="baseline"`` (default 3).
+        Alert threshold in noise units for ``rule="baseline"`` (default 3). With k = 3 and
+        patience = 3: no alert in 120 rule checks on one synthetic distribution with 10x more
+        train than test rows, and none of 400 random digits splits had ``|gap| > 3 noise``
+        (benchmarks/RESULTS.md); the noise estimate ran 1.1-1.5x the real spread of the gap.
     gap_threshold : float
         Threshold for ``rule="seed"`` (default 0.08, seed 004).
     warmup, baseline_checks : int
@@ -207,7 +103,11 @@ class CentroidMonitor:
         dtype of the Gram product that selects tree edges (chosen edges are always re-evaluated
         in float64; float32 is ~2x faster for very wide heads, ties within ~1e-6 may then differ).
     history : {"train", "test", None}
-        Which split's merge order :meth:`merge_order_history` records per check.
+        Which split's merge order :meth:`merge_order_history` records per check. With "train"
+        (default) every check also builds the tree of all train rows (``h0_train_full``); with
+        "test" or None that tree is built only when :meth:`confusion_pairs` asks for it and
+        ``h0_train_full`` is NaN whenever the train side was down-weighted (one H0 less per
+        check).
     seed : int
         Seed of the generator assigning rows to groups (deterministic, stored in state_dict).
     writer : callable, optional
@@ -264,13 +164,20 @@ class CentroidMonitor:
         self.patience = check_positive_int(patience, "patience")
         self.metric = check_choice(metric, "metric", ("cosine", "euclidean"))
         self.mode = check_choice(mode, "mode", _MODES)
-        self.half_life = _positive_float(half_life, "half_life")
-        if not (matched_size is None or matched_size == "min"):
+        self.half_life = positive_float(half_life, "half_life")
+        if not (matched_size is None or (isinstance(matched_size, str) and matched_size == "min")):
+            if isinstance(matched_size, bool) or not isinstance(matched_size, (int, np.integer)):
+                raise InputTypeError(
+                    'matched_size must be "min", None or an integer >= 1, '
+                    f"got {describe(matched_size)}"
+                )
             matched_size = check_positive_int(matched_size, "matched_size")
         self.matched_size = matched_size
         self.groups = check_positive_int(groups, "groups", minimum=2)
-        self.k = _positive_float(k, "k")
-        self.gap_threshold = _finite_float(gap_threshold, "gap_threshold")
+        if self.groups > 30:
+            raise InputError(f"groups must be an integer in [2, 30], got {self.groups}")
+        self.k = positive_float(k, "k")
+        self.gap_threshold = finite_float(gap_threshold, "gap_threshold")
         self.warmup = check_positive_int(warmup, "warmup", minimum=0)
         self.baseline_checks = check_positive_int(baseline_checks, "baseline_checks")
         self.precision = check_choice(precision, "precision", ("float64", "float32"))
@@ -281,6 +188,8 @@ class CentroidMonitor:
             raise InputTypeError(f"seed must be an integer, got {describe(seed)}")
         self.seed = int(seed)
         self.writer = writer
+        # cumulative group shares 2**g / (2**R - 1), exact in float64 for R <= 52
+        self._group_edges = np.cumsum(2.0 ** np.arange(self.groups)) / (2.0**self.groups - 1)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -292,6 +201,7 @@ class CentroidMonitor:
         self._w2sum = np.zeros((2, self.groups, self.n_classes))
         self._rng = np.random.default_rng(self.seed)
         self._dropped = 0
+        self._kept = 0
         self._step = 0
         self._baseline: list[tuple[float, float]] = []  # (gap, noise)
         self._streak = 0
@@ -326,7 +236,7 @@ class CentroidMonitor:
             "history": np.array(self._history, dtype=np.float64).reshape(-1, 5),
             "snap": {k: v.copy() for k, v in self._snap.items()},
             "trees": {k: [e.i.copy(), e.j.copy(), e.death.copy()] for k, e in self._trees.items()},
-            "last": None if self._last is None else _status_to_dict(self._last),
+            "last": None if self._last is None else status_to_dict(self._last),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -373,7 +283,35 @@ class CentroidMonitor:
             for k, (i, j, w) in state["trees"].items()
         }
         last = state["last"]
-        self._last = None if last is None else _status_from_dict(last)
+        self._last = None if last is None else status_from_dict(last)
+
+    def merge(self, other: CentroidMonitor) -> None:
+        """Add the rows ``other`` has accumulated since its last check (another rank, another
+        data-loader worker) to this monitor's accumulators; ``other`` is unchanged.
+
+        Both monitors need the same configuration except ``seed`` (give each rank its own seed
+        so their group draws are independent) and the same feature width. Group sums add
+        exactly, so the merged centroids and effective sizes equal those of one monitor that
+        saw every row with the merged group assignment.
+        """
+        if not isinstance(other, CentroidMonitor):
+            raise InputTypeError(f"other must be a CentroidMonitor, got {describe(other)}")
+        mine = {k: v for k, v in self._config().items() if k != "seed"}
+        theirs = {k: v for k, v in other._config().items() if k != "seed"}
+        if mine != theirs:
+            diff = sorted(k for k in mine if mine[k] != theirs[k])
+            raise InputError(f"other has a different configuration ({', '.join(diff)})")
+        if other._sums is None:
+            return
+        if self._d is not None and other._d != self._d:
+            raise InputError(f"other has {other._d} feature columns, expected {self._d}")
+        if self._sums is None:
+            self._d = other._d
+            self._sums = np.zeros_like(other._sums)
+        self._sums += other._sums
+        self._wsum += other._wsum
+        self._w2sum += other._w2sum
+        self._dropped += other._dropped
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -404,14 +342,22 @@ class CentroidMonitor:
         nothing changes.
         """
         s = _SPLITS.index(check_choice(split, "split", _SPLITS))
-        X = _as_features(features, self._d)
-        y = _as_labels(labels, X.shape[0], self.n_classes)
+        X = as_features(features, self._d)
+        y = as_labels(labels, X.shape[0], self.n_classes)
         self._add(s, X, y)
         return int(self._kept)
 
     def _add(self, s: int, X: np.ndarray, y: np.ndarray) -> None:
-        U, keep = stats.normalise_rows(X)
-        y = y[keep]
+        from .._kernels.centroid import row_scales, scatter_unit_rows
+
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        X = np.ascontiguousarray(X)
+        m = np.empty(X.shape[0])
+        norm = np.empty(X.shape[0])
+        row_scales(X, m, norm)
+        rows = np.flatnonzero(m > 0)
+        y = y[rows]
         if self._sums is None:
             self._d = X.shape[1]
             self._sums = np.zeros((2, self.groups, self.n_classes, self._d))
@@ -420,24 +366,24 @@ class CentroidMonitor:
             self._sums[s] *= lam
             self._wsum[s] *= lam
             self._w2sum[s] *= lam * lam
-        # one double per kept row, so chunked streams draw exactly what one big batch draws
-        g = np.minimum(
-            (self._rng.random(y.shape[0]) * self.groups).astype(np.int64), self.groups - 1
-        )
+        # one double per kept row, so chunked streams draw exactly what one big batch draws;
+        # group g gets a share 2**g / (2**R - 1) of the rows (see the class docstring)
+        g = np.searchsorted(self._group_edges, self._rng.random(rows.shape[0]), side="right")
         key = g * self.n_classes + y
-        order = np.argsort(key, kind="stable")
-        ks = key[order]
-        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]]) if ks.size else ks
-        if ks.size:
-            block = np.add.reduceat(U[order], starts, axis=0)
-            flat = self._sums[s].reshape(-1, self._d)
-            uk = ks[starts]
-            flat[uk] += block
-            cnt = np.diff(np.r_[starts, ks.size]).astype(np.float64)
-            self._wsum[s].reshape(-1)[uk] += cnt
-            self._w2sum[s].reshape(-1)[uk] += cnt
-        self._dropped += int(X.shape[0] - y.shape[0])
-        self._kept = y.shape[0]
+        K = self.groups * self.n_classes
+        scatter_unit_rows(
+            X,
+            rows,
+            m,
+            norm,
+            key,
+            1.0,
+            self._sums[s].reshape(K, self._d),
+            self._wsum[s].reshape(K),
+            self._w2sum[s].reshape(K),
+        )
+        self._dropped += int(X.shape[0] - rows.shape[0])
+        self._kept = rows.shape[0]
 
     # ------------------------------------------------------------------ check
     def check(
@@ -463,10 +409,10 @@ class CentroidMonitor:
                     "check() takes all four of dirs_train, labels_train, dirs_test, labels_test "
                     "or none of them"
                 )
-            Xtr = _as_features(dirs_train, self._d, "dirs_train")
-            Xte = _as_features(dirs_test, Xtr.shape[1], "dirs_test")
-            ytr = _as_labels(labels_train, Xtr.shape[0], self.n_classes)
-            yte = _as_labels(labels_test, Xte.shape[0], self.n_classes)
+            Xtr = as_features(dirs_train, self._d, "dirs_train")
+            Xte = as_features(dirs_test, Xtr.shape[1], "dirs_test")
+            ytr = as_labels(labels_train, Xtr.shape[0], self.n_classes)
+            yte = as_labels(labels_test, Xte.shape[0], self.n_classes)
         loss = None
         if test_loss is not None:
             try:
@@ -481,9 +427,10 @@ class CentroidMonitor:
         self._step += 1
         status = self._evaluate(loss)
         if self.mode == "epoch" and self._sums is not None:
-            self._sums[:] = 0.0
-            self._wsum[:] = 0.0
-            self._w2sum[:] = 0.0
+            # fresh zeros (lazily zeroed pages) rather than a memset inside check()
+            self._sums = np.zeros(self._sums.shape)
+            self._wsum = np.zeros(self._wsum.shape)
+            self._w2sum = np.zeros(self._w2sum.shape)
         self._dropped = 0
         self._last = status
         self._log.append(
@@ -507,8 +454,9 @@ class CentroidMonitor:
         matched = False
         valid = idx.size >= 2
         if valid:
-            tr = (self._sums[0][:, idx], self._wsum[0][:, idx], self._w2sum[0][:, idx])
-            te = (self._sums[1][:, idx], self._wsum[1][:, idx], self._w2sum[1][:, idx])
+            sel = slice(None) if idx.size == self.n_classes else idx  # views, no copies
+            tr = (self._sums[0][:, sel], self._wsum[0][:, sel], self._w2sum[0][:, sel])
+            te = (self._sums[1][:, sel], self._wsum[1][:, sel], self._w2sum[1][:, sel])
             est = stats.gap_estimate(
                 tr, te, matched_size=self.matched_size, metric=self.metric, precision=self.precision
             )
@@ -518,16 +466,19 @@ class CentroidMonitor:
             if self.matched_size is not None and est.unmatched.any():
                 bad = [self.class_names[c] for c in idx[est.unmatched]][:5]
                 reasons.append(
-                    f"sizes not matched for {bad} (split sizes differ by more than groups=R)"
+                    f"sizes not matched for {bad} (split sizes differ by more than 2**groups - 1)"
                 )
-            full = tr[0].sum(axis=0)
-            self._snap = {"idx": idx.astype(np.int64), "train": full, "test": te[0].sum(axis=0)}
+            self._trees = {"test": est.test_tree.edges}
             if est.train_is_full:
-                h_full, train_tree = h_tr, est.train_tree
+                full, h_full = est.train_sums, h_tr
+                self._trees["train"] = est.train_tree.edges
             else:
-                train_tree = stats.centroid_tree(full, metric=self.metric, precision=self.precision)
-                h_full = train_tree.h0
-            self._trees = {"train": train_tree.edges, "test": est.test_tree.edges}
+                full = est.train_all_sums
+                if self.history == "train":  # else built on demand by confusion_pairs("train")
+                    tree = stats.centroid_tree(full, metric=self.metric, precision=self.precision)
+                    h_full, self._trees["train"] = tree.h0, tree.edges
+            # the trees' own points: all train rows; the (matched) test side
+            self._snap = {"idx": idx.astype(np.int64), "train": full, "test": est.test_sums}
             if self.history is not None:
                 e = self._trees[self.history]
                 for r in range(e.i.shape[0]):
@@ -674,101 +625,3 @@ class CentroidMonitor:
             "last_gap": float("nan") if last is None else last.h0_gap,
             "best_test_loss": self._best_loss if math.isfinite(self._best_loss) else None,
         }
-
-    def _edges(self, split: str) -> tuple[MergeEdges, np.ndarray]:
-        check_choice(split, "split", _SPLITS)
-        if not self._snap:
-            raise InputError("no valid check yet: confusion pairs need a check() with >= 2 classes")
-        return self._trees[split], self._snap["idx"]
-
-    def confusion_pairs(
-        self, split: str = "train", k: int | None = None
-    ) -> list[tuple[str, str, float]]:
-        """Class pairs joined by the last check's MST, in merge order: ``(a, b, distance)``.
-
-        The first pairs are the classes whose centroids are closest — candidates for confusion.
-        ``k`` keeps the first k. ``split="train"`` uses all train rows.
-        """
-        e, idx = self._edges(split)
-        n = e.i.shape[0] if k is None else min(check_positive_int(k, "k", minimum=0), e.i.shape[0])
-        out = []
-        for r in range(n):
-            a, b = sorted((int(idx[e.i[r]]), int(idx[e.j[r]])))
-            out.append((self.class_names[a], self.class_names[b], float(e.death[r])))
-        return out
-
-    def linkage(self, split: str = "train") -> np.ndarray:
-        """Single-linkage matrix in scipy's format over the classes of the last check
-        (leaf ``t`` is class ``linkage_classes_[t]``); heights are the H0 deaths."""
-        from .._kernels.unionfind import single_linkage_from_sorted
-
-        e, idx = self._edges(split)
-        return single_linkage_from_sorted(idx.shape[0], e.i, e.j, e.death)
-
-    @property
-    def linkage_classes_(self) -> tuple[str, ...]:
-        """Names of the leaves of :meth:`linkage` (classes present at the last check)."""
-        return tuple(self.class_names[c] for c in self._snap.get("idx", []))
-
-    def dendrogram_text(self, split: str = "train") -> str:
-        """The merge tree as lines ``d=0.0312 -> [Shirt, Tshirt]`` (seed 004's format)."""
-        return "\n".join(f"d={w:.4f} -> [{a}, {b}]" for a, b, w in self.confusion_pairs(split))
-
-    def merge_order_history(self):
-        """polars DataFrame of every recorded merge: step, class_a, class_b, pair, rank
-        (0 = first merge), distance — to see when two classes start to merge."""
-        import polars as pl
-
-        h = self._history
-        a = [self.class_names[r[1]] for r in h]
-        b = [self.class_names[r[2]] for r in h]
-        return pl.DataFrame(
-            {
-                "step": pl.Series([r[0] for r in h], dtype=pl.Int64),
-                "class_a": pl.Series(a, dtype=pl.String),
-                "class_b": pl.Series(b, dtype=pl.String),
-                "pair": pl.Series([f"{x}-{y}" for x, y in zip(a, b, strict=True)], dtype=pl.String),
-                "rank": pl.Series([r[3] for r in h], dtype=pl.Int64),
-                "distance": pl.Series([r[4] for r in h], dtype=pl.Float64),
-            }
-        )
-
-    def centroids_(self, split: str = "train") -> np.ndarray:
-        """Unit centroid directions of the last check (rows follow ``linkage_classes_``)."""
-        check_choice(split, "split", _SPLITS)
-        if not self._snap:
-            raise InputError("no valid check yet")
-        return stats.unit_rows(self._snap[split])
-
-
-def _status_to_dict(status: GapStatus) -> dict[str, Any]:
-    r = asdict(status)
-    r["state"] = str(status.state)
-    r["missing_classes"] = list(status.missing_classes)
-    return r
-
-
-def _status_from_dict(row: dict[str, Any]) -> GapStatus:
-    r = dict(row)
-    r["state"] = State(r["state"])
-    r["missing_classes"] = tuple(r["missing_classes"])
-    return GapStatus(**r)
-
-
-def _positive_float(x: Any, name: str) -> float:
-    v = _finite_float(x, name)
-    if v <= 0:
-        raise InputError(f"{name} must be > 0, got {x!r}")
-    return v
-
-
-def _finite_float(x: Any, name: str) -> float:
-    if isinstance(x, bool):
-        raise InputTypeError(f"{name} must be a number, got {describe(x)}")
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"{name} must be a number, got {describe(x)}") from None
-    if not math.isfinite(v):
-        raise InputError(f"{name} must be finite, got {x!r}")
-    return v

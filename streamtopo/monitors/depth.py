@@ -14,7 +14,9 @@ Definitions used here (the paper leaves the exact normalisation open; these are 
   follow the activation scale of a layer; a constant map becomes all zeros (beta0 = 1, beta1 =
   0 at every level). The Betti-curve area of a map is the exact integral of
   ``beta0(t) + beta1(t)`` over the threshold window ``[thresholds[0], thresholds[-1]]``; a
-  sample's area is the mean over its channels.
+  sample's area is the mean over its channels. With ``volume=True`` each sample is one 3-D
+  volume (N, D, H, W) and the area sums beta0 + beta1 + beta2 (the seed's first three Betti
+  numbers).
 * **Rips** (``kind="rips"``, any (N, ...) array, rows flattened to (N, D)): at most
   ``max_points`` samples form one point cloud; H0 from the MST core
   (:func:`streamtopo.topology.h0_diagram`), H1 from ripser when ``dims`` contains 1. Distances are
@@ -31,6 +33,7 @@ message says how many there are).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -55,6 +58,7 @@ class LayerProfile(NamedTuple):
     betti1: np.ndarray | None  #: (N, T) float64 or None when dim 1 was not computed
     area: np.ndarray  #: (N,) Betti-curve area per sample (sum over ``dims``)
     total_persistence: np.ndarray  #: (N,) finite H0 total persistence (mean over channels)
+    betti2: np.ndarray | None = None  #: (N, T) float64 for volumes when dim 2 was computed
 
     @property
     def omega(self) -> float:
@@ -121,33 +125,42 @@ def _cubical(
         raise InputError(
             f"activations must be (N, H, W) or (N, C, H, W) for kind='cubical', got {describe(arr)}"
         )
-    use = _dims(dims, (0, 1) if grid == 2 else (0,))
+    use = _dims(dims, (0, 1) if grid == 2 else (0, 1, 2))
     n = arr.shape[0]
     maps = arr.reshape(n, -1, *arr.shape[-grid:]).astype(np.float64)
-    if normalize == "map":
-        axes = tuple(range(2, maps.ndim))
-        lo = maps.min(axis=axes, keepdims=True)
-        span = maps.max(axis=axes, keepdims=True) - lo
-        maps = (maps - lo) / np.where(span > 0, span, 1.0)
-        t = _levels(thresholds, 0.0, 1.0)
-    elif normalize == "layer":
-        lo, hi = float(maps.min()), float(maps.max())
-        maps = (maps - lo) / (hi - lo if hi > lo else 1.0)
-        t = _levels(thresholds, 0.0, 1.0)
-    else:
-        t = _levels(thresholds, float(maps.min()), float(maps.max()))
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+        if normalize == "map":
+            axes = tuple(range(2, maps.ndim))
+            lo = maps.min(axis=axes, keepdims=True)
+            span = maps.max(axis=axes, keepdims=True) - lo
+            maps = (maps - lo) / np.where(span > 0, span, 1.0)
+            t = _levels(thresholds, 0.0, 1.0)
+        elif normalize == "layer":
+            lo, hi = float(maps.min()), float(maps.max())
+            maps = (maps - lo) / (hi - lo if hi > lo else 1.0)
+            t = _levels(thresholds, 0.0, 1.0)
+        else:
+            t = _levels(thresholds, float(maps.min()), float(maps.max()))
+    if not np.isfinite(maps).all():  # a value range wider than float64 (|x| near 1e308)
+        raise InputError(
+            f"activations span a range that overflows float64 when normalised "
+            f"(normalize={normalize!r}); rescale them first"
+        )
     c = betti_curves(maps, t, connectivity, grid_ndim=grid)
     ch = maps.shape[1]
     b0 = c.betti0.reshape(n, ch, -1).mean(axis=1)
     area = np.zeros(n * ch)
     if 0 in use:
         area += c.area0
-    b1 = None
+    b1 = b2 = None
     if 1 in use:
         area += c.area1
         b1 = c.betti1.reshape(n, ch, -1).mean(axis=1)
+    if 2 in use:
+        area += c.area2
+        b2 = c.betti2.reshape(n, ch, -1).mean(axis=1)
     tp = c.total_persistence.reshape(n, ch).mean(axis=1)
-    return LayerProfile("cubical", t, b0, b1, area.reshape(n, ch).mean(axis=1), tp)
+    return LayerProfile("cubical", t, b0, b1, area.reshape(n, ch).mean(axis=1), tp, b2)
 
 
 def _bars_curve(dgm: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
@@ -163,7 +176,10 @@ def _rips(
 ) -> LayerProfile:
     from ..topology import h0_diagram, h1_diagram
 
+    check_choice(metric, "metric", ("euclidean", "cosine"))
     use = _dims(dims, (0, 1))
+    if 1 in use and metric != "euclidean":
+        raise InputError(f"dims containing 1 needs metric='euclidean' (ripser), got {metric!r}")
     X = arr.reshape(arr.shape[0], -1).astype(np.float64)
     if max_points is not None:
         check_positive_int(max_points, "max_points", minimum=2)
@@ -171,24 +187,25 @@ def _rips(
             idx = np.random.default_rng(seed).choice(X.shape[0], size=max_points, replace=False)
             X = X[np.sort(idx)]
     h0 = h0_diagram(X, metric)
-    finite = h0[:-1, 1]
-    scale = 1.0
-    if normalize != "none" and finite.size and finite.max() > 0:
-        scale = float(finite.max())
-    h0 = h0 / scale
     h1 = np.zeros((0, 2))
     if 1 in use:
-        P = X if metric == "euclidean" else None
-        if P is None:
-            raise InputError(
-                f"dims with 1 needs metric='euclidean' for kind='rips', got {metric!r}"
-            )
-        h1 = h1_diagram(P, max_points=None) / scale
-    hi = 1.0 if normalize != "none" else max(float(finite.max() / scale) if finite.size else 0.0,
-                                             float(h1[:, 1].max()) if h1.size else 0.0)  # fmt: skip
+        with warnings.catch_warnings():
+            # embeddings routinely have more features than samples; rows are the points
+            warnings.filterwarnings("ignore", message=".*more columns than rows")
+            h1 = h1_diagram(X, max_points=None)
+    finite = h0[:-1, 1]
+    longest = float(finite.max()) if finite.size else 0.0
+    scale = longest if normalize != "none" and longest > 0 else 1.0
+    h0 = h0 / scale
+    h1 = h1 / scale
+    if normalize != "none":
+        hi = 1.0
+    else:
+        hi = max(longest, float(h1[:, 1].max()) if h1.size else 0.0)
     t = _levels(thresholds, 0.0, hi)
-    b0, a0 = _bars_curve(h0, t)
-    area = a0 if 0 in use else 0.0
+    b0, area = _bars_curve(h0, t)
+    if 0 not in use:
+        area = 0.0
     b1 = None
     if 1 in use:
         b1c, a1 = _bars_curve(h1, t)
@@ -229,8 +246,9 @@ def betti_profile(
         Cubical: rescale each map (or the whole layer) to [0, 1], or keep raw values (window =
         layer min..max). Rips: "map"/"layer" divide distances by the longest finite H0 death.
     dims : sequence of int, optional
-        Betti numbers summed into the area: default (0, 1) for 2-D cubical, (0,) for 3-D
-        cubical and for Rips (H1 of a Rips complex needs ripser and is slower).
+        Betti numbers summed into the area: default (0, 1) for 2-D cubical, (0, 1, 2) for
+        volumes (the seed's first three Betti numbers), (0,) for Rips (H1 of a Rips complex
+        needs ripser and is slower).
     volume : bool
         Cubical: treat each sample as one 3-D volume instead of C 2-D maps.
     max_points, seed, metric
@@ -352,8 +370,8 @@ class DepthProfile:
     # -- results -------------------------------------------------------------------------------
     def omega(self) -> pl.DataFrame:
         """One row per added layer, in ``layer_names`` order: layer, index, depth (normalised),
-        omega (mean area), omega_std (over samples), n_samples, betti0_mean, betti1_mean (mean
-        Betti number over samples and levels; null when beta1 was not computed)."""
+        omega (mean area), omega_std (over samples), n_samples, betti0_mean, betti1_mean,
+        betti2_mean (mean Betti number over samples and levels; null when not computed)."""
         rows = []
         for i, name in enumerate(self.layer_names):
             p = self.profiles_.get(name)
@@ -369,12 +387,13 @@ class DepthProfile:
                     "n_samples": int(p.area.shape[0]),
                     "betti0_mean": float(np.mean(p.betti0)),
                     "betti1_mean": None if p.betti1 is None else float(np.mean(p.betti1)),
+                    "betti2_mean": None if p.betti2 is None else float(np.mean(p.betti2)),
                 }
             )
         schema = {
             "layer": pl.String, "index": pl.Int64, "depth": pl.Float64, "omega": pl.Float64,
             "omega_std": pl.Float64, "n_samples": pl.Int64, "betti0_mean": pl.Float64,
-            "betti1_mean": pl.Float64,
+            "betti1_mean": pl.Float64, "betti2_mean": pl.Float64,
         }  # fmt: skip
         return pl.DataFrame(rows, schema=schema)
 
@@ -450,8 +469,9 @@ class DepthProfile:
                 "area": p.area.copy(),
                 "total_persistence": p.total_persistence.copy(),
             }
-            if p.betti1 is not None:
-                d["betti1"] = p.betti1.copy()
+            for key, curve in (("betti1", p.betti1), ("betti2", p.betti2)):
+                if curve is not None:
+                    d[key] = curve.copy()
             layers[name] = d
         return {
             "layer_names": list(self.layer_names),
@@ -474,15 +494,32 @@ class DepthProfile:
         for name, d in layers.items():
             if name not in self.layer_names:
                 raise InputError(f"state has unknown layer {name!r}")
-            b1 = d.get("betti1")
-            profiles[name] = LayerProfile(
-                str(d["kind"]),
-                np.asarray(d["thresholds"], dtype=np.float64).copy(),
-                np.asarray(d["betti0"], dtype=np.float64).copy(),
-                None if b1 is None else np.asarray(b1, dtype=np.float64).copy(),
-                np.asarray(d["area"], dtype=np.float64).copy(),
-                np.asarray(d["total_persistence"], dtype=np.float64).copy(),
+            try:
+                b1 = d.get("betti1")
+                b2 = d.get("betti2")
+                prof = LayerProfile(
+                    str(d["kind"]),
+                    np.array(d["thresholds"], dtype=np.float64),
+                    np.array(d["betti0"], dtype=np.float64),
+                    None if b1 is None else np.array(b1, dtype=np.float64),
+                    np.array(d["area"], dtype=np.float64),
+                    np.array(d["total_persistence"], dtype=np.float64),
+                    None if b2 is None else np.array(b2, dtype=np.float64),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"state for layer {name!r} is malformed: {exc!r}") from None
+            n, T = prof.area.shape[0], prof.thresholds.shape[0]
+            shapes_ok = (
+                prof.kind in KINDS
+                and prof.area.ndim == 1
+                and prof.betti0.shape == (n, T)
+                and (prof.betti1 is None or prof.betti1.shape == (n, T))
+                and (prof.betti2 is None or prof.betti2.shape == (n, T))
+                and prof.total_persistence.shape == (n,)
             )
+            if not shapes_ok:
+                raise InputError(f"state for layer {name!r} has inconsistent shapes or kind")
+            profiles[name] = prof
         config = _check_config(dict(state.get("config", self.config)))
         self.step_ = step
         self.profiles_ = profiles
@@ -515,7 +552,7 @@ def _check_config(kwargs: dict[str, Any]) -> dict[str, Any]:
         if cfg.get("connectivity") is not None:
             _full(cfg["connectivity"], grid)
         if cfg.get("dims") is not None:
-            cfg["dims"] = list(_dims(cfg["dims"], (0, 1) if grid == 2 else (0,)))
+            cfg["dims"] = list(_dims(cfg["dims"], (0, 1) if grid == 2 else (0, 1, 2)))
     else:
         if cfg.get("connectivity") is not None or volume:
             raise InputError("connectivity and volume apply to kind='cubical' only")

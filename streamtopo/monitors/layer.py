@@ -28,7 +28,7 @@ from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ..status import Patience, PeakRule, RollingBaseline, State, Status, ZScoreAlarm, sidak_z
-from ._inputs import fill_row
+from ._inputs import as_stream, fill_row
 from ._records import RunSummary, status_frame, status_from_json, status_to_json
 
 __all__ = ["LayerMonitor", "status_frame"]
@@ -40,6 +40,13 @@ _NONFINITE = ("collapse", "flag", "raise")
 # the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
 # largest one (float32 resolution is 6e-8, so smaller values are noise anyway).
 _FLOOR_REL = 1e-8
+_CONFIG_KEYS = (
+    "n_layers", "signals", "window", "transform", "rule", "baseline", "watch_z", "collapse_z",
+    "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
+    "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
+    "refresh_every", "min_std", "max_culprits",
+)  # fmt: skip
+_NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 _ARRAYS = ("T", "P", "Tbad", "nbad", "D", "B", "ref", "s1", "s2", "ring_values", "ring_steps")
 
 
@@ -87,10 +94,15 @@ class LayerMonitor:
     patience : int, default 3
         ``should_stop`` after this many truly consecutive COLLAPSE evaluations.
     check_every : int, default 1
-        Evaluate H0 and the rules every k-th step; signals are recorded every step.
+        Evaluate H0 and the rules every k-th step (steps 0, k, 2k, ...); signals are recorded
+        every step. Skipped steps return the last evaluation with ``evaluated=False``; counts
+        (``raise_after``, ``patience``, ``baseline``...) are in evaluations.
     nonfinite : {"collapse", "flag", "raise"}, default "collapse"
         A step with NaN/inf: COLLAPSE, keep the state but flag it, or raise (nothing recorded).
-        Either way those layers stay out of H0 while the value is in their window.
+        Either way those layers stay out of H0 while the value is in their window, and steps
+        with a layer left out neither score z nor enter a baseline. With mixed precision pass
+        unscaled norms: a single overflow step that GradScaler skips is one COLLAPSE status,
+        which ``should_stop`` ignores unless it repeats ``patience`` times in a row.
     capacity : int, default 1024
         Raw steps kept in the ring (:attr:`ring_`), at least ``window``.
     layer_names : sequence of str, optional
@@ -102,6 +114,7 @@ class LayerMonitor:
     min_std : float, default 1e-3
         Floor of every baseline std, in log units: a log value steady to 0.1 % over the
         baseline counts as varying by 0.1 %, so a constant signal cannot give infinite z.
+        (With ``transform="none"`` the per-layer floor is in the signal's own units.)
     max_culprits : int, default 3
         Most layers named in ``Status.culprits``.
     writer : callable, optional
@@ -119,6 +132,21 @@ class LayerMonitor:
     8.0
     >>> mon.summary()["collapse_events"]
     1
+
+    The default: log signals over a 16-step window, z-score rules. Layer fc3 blows up at step 140:
+
+    >>> rng = np.random.default_rng(0)
+    >>> mon = LayerMonitor(8, ("grad_norm", "act_norm"), layer_names=[f"fc{i}" for i in range(8)])
+    >>> levels = rng.normal(size=(2, 8))
+    >>> for t in range(150):
+    ...     x = np.exp(levels + 0.05 * rng.normal(size=(2, 8)))
+    ...     if t >= 140:
+    ...         x[:, 3] *= 100.0
+    ...     status = mon.check({"grad_norm": x[0], "act_norm": x[1]})
+    >>> status.state.value, status.culprits[0], status.direction, mon.should_stop
+    ('COLLAPSE', 'fc3', 'rising', True)
+    >>> status.reason.split(":")[0]
+    'topology+layer'
     """
 
     def __init__(
@@ -219,36 +247,21 @@ class LayerMonitor:
         self.writer = writer
         self.reset()
 
+    def __repr__(self) -> str:
+        return (
+            f"LayerMonitor(n_layers={self.n_layers}, signals={self.signals!r}, "
+            f"window={self.window}, transform={self.transform!r}, rule={self.rule!r}, "
+            f"step={self._step})"
+        )
+
     # -- configuration ---------------------------------------------------------------------
     @property
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable parameters (everything but ``writer``)."""
-        return {
-            "n_layers": self.n_layers,
-            "signals": list(self.signals),
-            "window": self.window,
-            "transform": self.transform,
-            "rule": self.rule,
-            "baseline": self.baseline,
-            "watch_z": self.watch_z,
-            "collapse_z": self.collapse_z,
-            "raise_after": self.raise_after,
-            "escalate_after": self.escalate_after,
-            "clear_after": self.clear_after,
-            "layer_rule": self.layer_rule,
-            "layer_z": self.layer_z,
-            "watch_ratio": self.watch_ratio,
-            "collapse_ratio": self.collapse_ratio,
-            "warmup": self.warmup,
-            "patience": self.patience,
-            "check_every": self.check_every,
-            "nonfinite": self.nonfinite,
-            "capacity": self.capacity,
-            "layer_names": list(self.layer_names),
-            "refresh_every": self.refresh_every,
-            "min_std": self.min_std,
-            "max_culprits": self.max_culprits,
-        }
+        """JSON-serialisable parameters (everything but ``writer``): ``LayerMonitor(**config)``
+        builds an identical monitor."""
+        cfg = {k: getattr(self, k) for k in _CONFIG_KEYS}
+        cfg["signals"], cfg["layer_names"] = list(self.signals), list(self.layer_names)
+        return cfg
 
     # -- state -----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -262,19 +275,22 @@ class LayerMonitor:
         self._Tbad = np.zeros((W, L), dtype=np.bool_)
         self._D = np.zeros((L, L))
         # grouped work arrays of the fused kernel (see streamtopo._kernels.layer)
-        self._work = np.zeros((5, S, L))
-        self._y, self._u, self._ref, self._s1, self._s2 = self._work
+        self._work = np.zeros((7, S, L))
+        self._y, self._u, self._ref, self._s1, self._s2 = self._work[:5]
         self._lvec = np.zeros((3, L))
         self._lz = self._lvec[2]
         self._livec = np.zeros((4, L), dtype=np.int64)
         self._nbad, self._bad = self._livec[0], self._livec[3]
         self._med = np.zeros(S)
         self._raw = np.zeros((S, L))
+        self._raw_rows = list(self._raw)  # views, for the input fast path
         self._row = np.zeros((S, L), dtype=np.float32)
         self._out = np.zeros(6)
         # per-layer baseline ring of median-relative values (sums live in self._work)
         self._B = np.zeros((K, S, L))
         self._bn = self._bpos = self._bpushes = 0
+        self._chunk = -(-(S * L) // K)  # baseline entries refreshed exactly per push
+        self._pending = _NO_PUSH
         self._step = 0
         self._rows = 0
         self._h0_base = RollingBaseline(K, min_std=self.min_std)
@@ -301,7 +317,7 @@ class LayerMonitor:
         self._kernel_args = (
             self._raw, self._row, self.transform == "log", _FLOOR_REL, self.nonfinite == "raise",
             self.min_std, self.ring_._buf, self.ring_._steps, self._work, self._med, self._lvec,
-            self._livec, self._T, self._P, self._Tbad, self._D, self._out,
+            self._livec, self._T, self._P, self._Tbad, self._D, self._B, self._chunk, self._out,
         )  # fmt: skip
 
     @property
@@ -336,6 +352,7 @@ class LayerMonitor:
         self._alarm.reset()
         self._h0_base.reset()
         self._bn = self._bpos = self._bpushes = 0
+        self._pending = _NO_PUSH  # the accepted value is forgotten with the rest
         self._s1.fill(0.0)  # sums over the (now empty) per-layer baseline
         self._s2.fill(0.0)
         self._patience.reset()
@@ -351,7 +368,7 @@ class LayerMonitor:
             single signal; a dict ``{signal: vector}`` or an ``(n_signals, n_layers)`` array for
             several. Bad input raises ``ValueError``/``TypeError`` and changes nothing.
         """
-        fill_row(values, self.signals, self.n_layers, self._raw)
+        fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
         step = self._step
         W = self.window
         pos = step % W
@@ -362,7 +379,7 @@ class LayerMonitor:
         layer_step(
             *self._kernel_args, ring.count_ % ring.capacity, step, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
-            self._bn if self._bn == self.baseline else 0,
+            self._bn if self._bn == self.baseline else 0, *self._pending,
         )  # fmt: skip
         code, n_bad, h0, top, excluded, lzt = self._out.tolist()
         if code == NEGATIVE:
@@ -377,7 +394,8 @@ class LayerMonitor:
                 f"values has {int(n_bad)} NaN/inf value(s) in layers {self._bad_names()} "
                 "(nonfinite='raise')"
             )
-        # the kernel has recorded the step
+        # the kernel has recorded the step (and done the pending baseline push)
+        self._pending = _NO_PUSH
         ring.count_ += 1
         self._step = step + 1
         if not full:
@@ -465,11 +483,9 @@ class LayerMonitor:
             if logh > -math.inf:
                 self._h0_base.push(logh)
             if not self._alarm.pending(1):
-                n_entries = self._u.size
-                chunk = -(-n_entries // K)
-                baseline_push(
-                    self._u, self._B, self._ref, self._s1, self._s2, self._bpos, self._bn,
-                    (self._bpushes * chunk) % n_entries, chunk,
+                # pushed at the start of the next check (one kernel call per step); counts now
+                self._pending = (
+                    self._bpos, self._bn, (self._bpushes * self._chunk) % self._u.size
                 )  # fmt: skip
                 self._bpos = (self._bpos + 1) % K
                 self._bn = min(self._bn + 1, K)
@@ -520,6 +536,14 @@ class LayerMonitor:
             text += f"; WATCH lasted > {self.escalate_after} steps"
         return f"{label}: {text}"
 
+    def _flush_pending(self) -> None:
+        """Do the baseline push the next check would do (same arguments, same result)."""
+        if self._pending[0] >= 0:
+            baseline_push(
+                self._u, self._B, self._ref, self._s1, self._s2, *self._pending, self._chunk
+            )
+            self._pending = _NO_PUSH
+
     # -- batch / replay --------------------------------------------------------------------
     def run(self, values: Any) -> Any:
         """Check every row of a recorded stream and return the statuses as a polars DataFrame.
@@ -529,26 +553,8 @@ class LayerMonitor:
         is bit-identical to live calls from the same state (a fresh monitor, or one restored
         with :meth:`load_state_dict`).
         """
-        arr = self._as_stream(values)
+        arr = as_stream(values, self.signals, self.n_layers)
         return status_frame([self.check(arr[t]) for t in range(arr.shape[0])])
-
-    def _as_stream(self, values: Any) -> np.ndarray:
-        S, L = len(self.signals), self.n_layers
-        if isinstance(values, Mapping):
-            if set(values) != set(self.signals):
-                raise InputError(
-                    f"values must have exactly the keys {list(self.signals)}, got {list(values)}"
-                )
-            values = np.stack([np.asarray(values[s]) for s in self.signals], axis=1)
-        arr = np.asarray(values)
-        if arr.ndim == 2 and S == 1:
-            arr = arr[:, None, :]
-        if arr.ndim != 3 or arr.shape[1:] != (S, L):
-            raise InputError(
-                f"values must have shape (T, {S}, {L}) (steps, signals, layers), got "
-                f"{describe(arr)}"
-            )
-        return arr
 
     # -- summary and persistence -----------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -574,6 +580,7 @@ class LayerMonitor:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: JSON-serialisable values plus the
         numpy arrays named in ``_ARRAYS`` (save with ``json`` + ``np.savez``; no pickle)."""
+        self._flush_pending()
         ring = self.ring_.state_dict()
         return {
             "config": self.config,
