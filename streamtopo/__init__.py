@@ -61,6 +61,11 @@ _EXPORTS: dict[str, str] = {
     "read_run": "streamtopo.io.replay",
     "recover": "streamtopo.io.recovery",
     "replay": "streamtopo.io.replay",
+    # training integration (torch is imported only when one of these is used)
+    "LossRiseDetector": "streamtopo.monitors.loss",
+    "LossStatus": "streamtopo.monitors.loss",
+    "TrainingMonitor": "streamtopo.integrations.training",
+    "TrainingStatus": "streamtopo.integrations.training",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -84,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cubical import BettiCurves, betti_curves, cubical_diagram, cubical_diagrams
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .integrations.training import TrainingMonitor, TrainingStatus
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover
     from .io.replay import read_run, replay
@@ -91,6 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .monitors.collapse import CollapseMonitor, CollapseStatus
     from .monitors.depth import DepthProfile, LayerProfile, betti_profile
     from .monitors.layer import LayerMonitor
+    from .monitors.loss import LossRiseDetector, LossStatus
     from .monitors.morse import MorseMonitor, MorsePairs
     from .ring import ArrowRing
     from .status import State, Status

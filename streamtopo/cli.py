@@ -106,6 +106,30 @@ def _configure_collapse(p: argparse.ArgumentParser) -> None:
 _cmd_collapse.configure = _configure_collapse
 
 
+@command("demo", "train a small MLP on the bundled digits, inject a failure, watch the monitors")
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import TORCH_MISSING, run_demo
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(TORCH_MISSING, file=sys.stderr)
+        return 3
+    run_demo(args.fault, args.steps, args.out, seed=args.seed)
+
+
+def _configure_demo(p: argparse.ArgumentParser) -> None:
+    from .demo import FAULTS
+
+    p.add_argument("--fault", default="lr-spike", choices=FAULTS, help="failure to inject")
+    p.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
+    p.add_argument("--out", default="./streamtopo-demo", help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+
+
+_cmd_demo.configure = _configure_demo
+
+
 @command("centroid", "class-centroid H0 gap, confusion pairs and dendrogram on the bundled digits")
 def _cmd_centroid(args: argparse.Namespace) -> int:
     import numpy as np

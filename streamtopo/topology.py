@@ -327,6 +327,11 @@ def h1_diagram(X: Any, *, max_points: int | None = 500, seed: int = 0) -> np.nda
     if max_points is not None and P.shape[0] > max_points:
         idx = np.random.default_rng(seed).choice(P.shape[0], size=max_points, replace=False)
         P = P[np.sort(idx)]
+    import warnings
+
     from ripser import ripser
 
-    return np.asarray(ripser(P, maxdim=1)["dgms"][1], dtype=np.float64)
+    with warnings.catch_warnings():
+        # n points in n dims (batch 64, width 64) is a point cloud, not a distance matrix
+        warnings.filterwarnings("ignore", message="The input matrix is square")
+        return np.asarray(ripser(P, maxdim=1)["dgms"][1], dtype=np.float64)

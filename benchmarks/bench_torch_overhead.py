@@ -1,0 +1,189 @@
+"""Training-step overhead of TrainingMonitor on CPU, beside the per-parameter ``.item()`` pattern.
+
+    python benchmarks/bench_torch_overhead.py [--rounds 12] [--steps 20] [--threads 1]
+
+Workloads: an MLP with 16 Linear layers (width 256, batch 128) and a small transformer
+(6 ``nn.TransformerEncoderLayer``, d=128, 4 heads, sequence 64, batch 16). Variants per
+workload, each on its own copy of the same model:
+
+* ``baseline`` — forward, backward, SGD step;
+* ``TrainingMonitor every=1`` / ``every=10`` — activation + gradient norms of every layer
+  group, LayerMonitor, loss-rise alarm (``step(loss)`` after ``optimizer.step()``);
+* ``per-param .item()`` — the common pattern: ``[p.grad.norm().item() for p in params]``
+  each step (no monitor at all: the collection alone).
+
+Variants run interleaved in rounds of ``--steps`` steps, so load drift on a shared machine
+hits all of them alike; the table gives the median over rounds of the mean step time, the
+overhead as the median over rounds of (variant / baseline of the same round) − 1, and the
+median time of the monitoring call itself (``tm.step()`` or the ``.item()`` loop; forward-hook
+time is inside the forward pass and only in the overhead column).
+Host copies per step: ``TrainingMonitor.host_copies_`` (one per monitored step) and one per
+parameter for ``.item()`` (on CPU a "device sync" is a host copy; on CUDA each ``.item()`` is a
+synchronisation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from streamtopo.integrations.training import TrainingMonitor
+
+
+def mlp(depth: int = 16, width: int = 256) -> nn.Module:
+    layers: list[nn.Module] = [nn.Linear(128, width), nn.ReLU()]
+    for _ in range(depth - 2):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    layers.append(nn.Linear(width, 10))
+    return nn.Sequential(*layers)
+
+
+class SmallTransformer(nn.Module):
+    def __init__(self, vocab: int = 96, d: int = 128, n_layers: int = 6, ctx: int = 64) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.zeros(ctx, d))
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, 4, 4 * d, dropout=0.0, batch_first=True)
+            for _ in range(n_layers)
+        )
+        self.head = nn.Linear(d, vocab)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(ctx))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.emb(idx) + self.pos[: idx.shape[1]]
+        for layer in self.layers:
+            h = layer(h, src_mask=self.mask, is_causal=True)
+        return self.head(h)
+
+
+def workloads():
+    g = torch.Generator().manual_seed(0)
+    x_mlp = torch.randn(128, 128, generator=g)
+    y_mlp = torch.randint(0, 10, (128,), generator=g)
+    idx = torch.randint(0, 96, (16, 64), generator=g)
+
+    def mlp_loss(model):
+        return nn.functional.cross_entropy(model(x_mlp), y_mlp)
+
+    def tf_loss(model):
+        logits = model(idx[:, :-1])
+        return nn.functional.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten())
+
+    return [
+        ("MLP 16 Linear (w=256, b=128)", mlp, mlp_loss),
+        ("transformer 6 blocks (d=128, T=63, b=16)", SmallTransformer, tf_loss),
+    ]
+
+
+class Variant:
+    def __init__(self, name: str, make, loss_fn, kind: str, every: int = 1) -> None:
+        torch.manual_seed(0)
+        self.name, self.kind, self.loss_fn = name, kind, loss_fn
+        self.model = make()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.tm = TrainingMonitor(self.model, every=every) if kind == "monitor" else None
+        self.times: list[float] = []
+        self.extra: list[float] = []  # seconds spent in tm.step() / the .item() loop
+        self.steps = 0
+        self.item_calls = 0
+        self.n_layers = 0 if self.tm is None else len(self.tm.layer_names)
+
+    def step(self) -> None:
+        loss = self.loss_fn(self.model)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        t0 = time.perf_counter()
+        if self.tm is not None:
+            self.tm.step(loss)
+        elif self.kind == "item":
+            norms = [p.grad.norm().item() for p in self.params]
+            self.item_calls += len(norms)
+        self.extra.append(time.perf_counter() - t0)
+        self.steps += 1
+
+    def run(self, n: int) -> None:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            self.step()
+        self.times.append((time.perf_counter() - t0) / n)
+
+    def copies_per_step(self) -> float:
+        if self.tm is not None:
+            return self.tm.host_copies_ / self.steps
+        if self.kind == "item":
+            return self.item_calls / self.steps
+        return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.2f} at start; {args.rounds} rounds x {args.steps} steps"
+    )
+    rows = []
+    for title, make, loss_fn in workloads():
+        variants = [
+            Variant("baseline", make, loss_fn, "none"),
+            Variant("TrainingMonitor every=1", make, loss_fn, "monitor", 1),
+            Variant("TrainingMonitor every=10", make, loss_fn, "monitor", 10),
+            Variant("per-param .grad.norm().item()", make, loss_fn, "item"),
+        ]
+        for v in variants:  # warm-up: numba cache load, allocator, first-call costs
+            v.run(5)
+            v.times.clear()
+            v.extra.clear()
+        for _ in range(args.rounds):
+            for v in variants:
+                v.run(args.steps)
+        base = variants[0].times
+        n_params = len(variants[0].params)
+        for v in variants:
+            # paired: each round's ratio to the baseline of the same round (load drift cancels)
+            paired = statistics.median(a / b for a, b in zip(v.times, base, strict=True))
+            rows.append(
+                (
+                    title,
+                    v.name,
+                    statistics.median(v.times) * 1e3,
+                    (paired - 1.0) * 100.0,
+                    statistics.median(v.extra) * 1e6,
+                    v.copies_per_step(),
+                    v.n_layers or "",
+                    n_params,
+                )
+            )
+        for v in variants:
+            if v.tm is not None:
+                v.tm.close()
+    print()
+    print(
+        "| workload | variant | step ms (median) | overhead vs baseline (paired median) "
+        "| in step()/.item() µs (median) | host copies / step | layers | params |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for w, name, ms, over, extra, copies, layers, n_params in rows:
+        over_text = "—" if name == "baseline" else f"{over:+.1f}%"
+        extra_text = "—" if name == "baseline" else f"{extra:.0f}"
+        print(
+            f"| {w} | {name} | {ms:.2f} | {over_text} | {extra_text} | {copies:.2f} "
+            f"| {layers} | {n_params} |"
+        )
+    print(f"\nload {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""``streamtopo demo``: train a small MLP on the bundled digits, break it, watch the monitors.
+
+A healthy phase, then at 60% of the steps an injected failure:
+
+``lr-spike``
+    the learning rate jumps ×40 (training diverges);
+``dead-relu``
+    one hidden layer's bias is pushed to −20, so its ReLUs die and the layers after it starve;
+``label-noise``
+    half of the training labels are replaced by random ones from then on;
+``none``
+    nothing happens (a healthy run: the monitors should stay quiet).
+
+A :class:`~streamtopo.integrations.training.TrainingMonitor` watches activation and gradient
+norms of every layer (LayerMonitor) and the loss (loss-rise alarm), plus the CentroidMonitor and
+CollapseMonitor on the penultimate features where they are installed. It writes a run directory,
+replays it, and writes ``report.html`` (or ``summary.md``). Everything is seeded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FAULTS", "TORCH_MISSING", "run_demo"]
+
+FAULTS = ("lr-spike", "dead-relu", "label-noise", "none")
+TORCH_MISSING = (
+    "streamtopo demo needs PyTorch, which is not installed. Install it with\n"
+    "    pip install torch==2.13.0\n"
+    "or together with streamtopo's torch extra:\n"
+    '    pip install "streamtopo[torch]"'
+)
+_WIDTH = 64
+_DEPTH = 8  # Linear layers: 7 hidden + the head
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def warm_numba_cache() -> float:
+    """Compile (first run) or load (later runs) the numba kernels the monitors use; seconds."""
+    t0 = time.perf_counter()
+    from .monitors.layer import LayerMonitor
+    from .topology import h0_diagram
+
+    rng = np.random.default_rng(0)
+    mon = LayerMonitor(n_layers=4, signals=("a", "b"), window=4, baseline=8)
+    for _ in range(12):
+        mon.check({"a": rng.random(4) + 0.1, "b": rng.random(4) + 0.1})
+    for metric in ("euclidean", "cosine"):
+        h0_diagram(rng.random((12, 3)), metric=metric)
+    return time.perf_counter() - t0
+
+
+def _build_model(torch: Any) -> Any:
+    nn = torch.nn
+    layers: list[Any] = [nn.Linear(64, _WIDTH), nn.ReLU()]
+    for _ in range(_DEPTH - 2):
+        layers += [nn.Linear(_WIDTH, _WIDTH), nn.ReLU()]
+    layers.append(nn.Linear(_WIDTH, 10))
+    model = nn.Sequential(*layers)
+    # He initialisation keeps the signal alive through 8 ReLU layers (torch's default init
+    # shrinks it layer after layer and the first ~200 steps would be spent at chance)
+    for m in model:
+        if isinstance(m, nn.Linear):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def _optional_monitors() -> tuple[Any, Any]:
+    centroid = collapse = None
+    if _has("streamtopo.monitors.centroid"):
+        from .monitors.centroid import CentroidMonitor
+
+        centroid = CentroidMonitor(n_classes=10, patience=5)
+    if _has("streamtopo.monitors.collapse"):
+        from .monitors.collapse import CollapseMonitor
+
+        collapse = CollapseMonitor(check_every=10)
+    return centroid, collapse
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    k = round(width * done / max(total, 1))
+    return "[" + "#" * k + "." * (width - k) + "]"
+
+
+def _fmt_layer(st: Any) -> str:
+    if st is None:
+        return "layer -"
+    z = "" if st.z is None or not math.isfinite(st.z) else f" z {st.z:+.1f}"
+    culprit = f" culprit {st.culprits[0]}" if st.state != "HEALTHY" and st.culprits else ""
+    return f"layer {st.state.value:<8} h0 {st.h0:.3f}{z}{culprit}"
+
+
+def _fmt_centroid(st: Any) -> str:
+    if st is None:
+        return ""
+    gap = getattr(st, "h0_gap", float("nan"))
+    alert = " ALERT" if getattr(st, "alert", False) else ""
+    return f" | gap {gap:+.3f}{alert}"
+
+
+def _fmt_collapse(st: Any) -> str:
+    if st is None:
+        return ""
+    ci = getattr(st, "ci", None)
+    state = getattr(st, "state", None)
+    text = f" | CI {ci:.2f}" if isinstance(ci, float) and math.isfinite(ci) else " | CI -"
+    return text + (f" {state}" if state is not None and str(state) != "HEALTHY" else "")
+
+
+def run_demo(
+    fault: str = "lr-spike",
+    steps: int = 600,
+    out: str | Path = "streamtopo-demo",
+    *,
+    seed: int = 0,
+    print_every: int | None = None,
+    stream: Any = None,
+) -> dict[str, Any]:
+    """Run the demo; return a dict with the run directory, files written and first alarms.
+
+    Raises ``ImportError`` (with :data:`TORCH_MISSING` as message) when torch is missing.
+    """
+    if fault not in FAULTS:
+        from .errors import InputError
+
+        raise InputError(f"fault must be one of {FAULTS}, got {fault!r}")
+    stream = sys.stdout if stream is None else stream
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(TORCH_MISSING) from exc
+
+    t_start = time.perf_counter()
+    warm = warm_numba_cache()
+    say(f"numba kernels ready in {warm:.1f} s (compiled once, then loaded from numba's cache)")
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 64-wide layers: thread hand-offs cost more than they save
+    try:
+        return _train(torch, fault, steps, out, seed, print_every, say, t_start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    torch: Any,
+    fault: str,
+    steps: int,
+    out: Path,
+    seed: int,
+    print_every: int | None,
+    say: Any,
+    t_start: float,
+) -> dict[str, Any]:
+    from .data import load_digits
+    from .integrations.training import TrainingMonitor
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    X, y = load_digits()
+    order = rng.permutation(len(y))
+    X = (X - X.mean(0)) / (X.std(0) + 1e-3)
+    n_train = 1500
+    tr, te = order[:n_train], order[n_train:]
+    Xtr, ytr = torch.from_numpy(X[tr]), torch.from_numpy(y[tr])
+    Xte, yte = torch.from_numpy(X[te]), torch.from_numpy(y[te])
+    ytr_live = ytr.clone()
+
+    model = _build_model(torch)
+    lr = 0.01
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    centroid, collapse = _optional_monitors()
+    run_id = f"demo-{fault}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    log_dir = out if _has("streamtopo.io.journal") else None
+    if log_dir is None:
+        say("streamtopo.io is not installed: the run is not logged (no replay)")
+    fault_at = int(steps * 0.6)
+    warmup = fault_at // 2  # centroid/collapse baselines start once the digits are learnt
+    tm = TrainingMonitor(
+        model,
+        log_dir=log_dir,
+        run_id=run_id,
+        centroid=centroid,
+        collapse=collapse,
+        feature_warmup=warmup,
+        # the centroid monitor's test-loss patience is early stopping, not a failure alarm:
+        # the demo shows it and the collapse index, and stops on the layer and loss alarms
+        stop_on=("layer", "loss"),
+    )
+    print_every = print_every or max(10, steps // 20)
+    eval_every = max(10, steps // 30)
+    batch = 64
+    say(
+        f"training an {_DEPTH}-layer MLP on {n_train} digits ({len(te)} held out) for {steps} "
+        f"steps; fault '{fault}' at step {fault_at}"
+    )
+    first: dict[str, int] = {}
+    live_layer: list[Any] = []
+    acc = float("nan")
+    status = None
+    try:
+        for step in range(steps):
+            if step == fault_at:
+                _inject(fault, torch, model, opt, ytr_live, rng, lr)
+                if fault != "none":
+                    say(f"  >>> step {step}: injected fault '{fault}'")
+            idx = torch.from_numpy(rng.integers(0, n_train, batch))
+            xb, yb = Xtr[idx], ytr_live[idx]
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            status = tm.step(loss, labels=yb)
+            live_layer.append(status.layer)
+            for name in status.fired:
+                first.setdefault(name, step)
+            if step % eval_every == eval_every - 1 or step == steps - 1:
+                acc = _evaluate(torch, model, tm, Xte, yte, centroid if step >= warmup else None)
+            if step % print_every == print_every - 1 or step == steps - 1:
+                loss_state = "ALARM" if status.loss is not None and status.loss.alarm else "ok"
+                say(
+                    f"{_bar(step + 1, steps)} {step + 1:>5}/{steps} loss {loss.item():7.3f} "
+                    f"acc {acc:5.1%} | {_fmt_layer(status.layer)} | loss-rise {loss_state}"
+                    f"{_fmt_centroid(status.centroid)}{_fmt_collapse(status.collapse)}"
+                )
+            if tm.should_stop:
+                say(f"  >>> step {step}: should_stop is True ({status.reason}); stopping")
+                break
+    finally:
+        tm.close()
+    train_s = time.perf_counter() - t_start
+    run_dir = tm.run_dir_
+    result: dict[str, Any] = {
+        "fault": fault,
+        "fault_at": fault_at,
+        "steps_run": len(live_layer),
+        "first_alarm": first,
+        "run_dir": run_dir,
+        "final_state": None if status is None else status.state.value,
+        "test_acc": acc,
+        "summary": tm.summary(),
+    }
+    result["replay_identical"] = _replay(run_dir, live_layer, say)
+    result["files"] = _write_outputs(out, run_dir, result, say)
+    say("")
+    say(
+        f"fault '{fault}' injected at step {fault_at}; first alarms: "
+        + _first_text(first, fault_at)
+    )
+    say(f"run directory : {run_dir}")
+    for f in result["files"]:
+        say(f"wrote         : {f}")
+    say(f"total time    : {time.perf_counter() - t_start:.1f} s (training {train_s:.1f} s)")
+    return result
+
+
+def _inject(fault: str, torch: Any, model: Any, opt: Any, labels: Any, rng: Any, lr: float):
+    if fault == "lr-spike":
+        for g in opt.param_groups:
+            g["lr"] = lr * 40
+    elif fault == "dead-relu":
+        with torch.no_grad():
+            model[6].bias.fill_(-20.0)  # the 4th hidden Linear: its ReLU outputs die
+    elif fault == "label-noise":
+        n = len(labels)
+        flip = rng.random(n) < 0.5
+        labels[torch.from_numpy(flip)] = torch.from_numpy(rng.integers(0, 10, int(flip.sum())))
+
+
+def _evaluate(torch: Any, model: Any, tm: Any, Xte: Any, yte: Any, centroid: Any) -> float:
+    model.eval()
+    with torch.no_grad():
+        logits = model(Xte)
+        test_loss = float(torch.nn.functional.cross_entropy(logits, yte))
+        acc = float((logits.argmax(1) == yte).float().mean())
+    model.train()
+    if centroid is not None:
+        tm.observe(yte, split="test")
+        tm.check_centroid(test_loss=test_loss)
+    return acc
+
+
+def _first_text(first: dict[str, int], fault_at: int) -> str:
+    if not first:
+        return "none"
+    return ", ".join(f"{k} at step {v} ({v - fault_at:+d})" for k, v in sorted(first.items()))
+
+
+def _replay(run_dir: Any, live: list[Any], say: Any) -> bool | None:
+    if run_dir is None or not _has("streamtopo.io.replay"):
+        return None
+    from .io.replay import replay
+
+    rep = replay(run_dir)
+    live_h0 = np.array([s.h0 for s in live if s is not None], dtype=np.float64)
+    live_state = [s.state.value for s in live if s is not None]
+    same = rep.height == len(live_h0) and bool(
+        np.array_equal(rep["h0"].to_numpy(), live_h0, equal_nan=True)
+        and rep["state"].to_list() == live_state
+    )
+    say(f"replayed {rep.height} steps from the run directory: identical to live = {same}")
+    return same
+
+
+def _write_outputs(out: Path, run_dir: Any, result: dict[str, Any], say: Any) -> list[Path]:
+    files: list[Path] = []
+    if run_dir is not None and _has("streamtopo.report"):
+        from .report import build_report
+
+        paths = build_report(run_dir, out / "report.html")
+        files += [paths.html, paths.markdown]
+    md = out / "summary.md"
+    md.write_text(_markdown(result), encoding="utf-8")
+    files.append(md)
+    return files
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"# streamtopo demo: fault `{result['fault']}`",
+        "",
+        f"- fault injected at step {result['fault_at']}, {result['steps_run']} steps run",
+        f"- final state: {result['final_state']}, final test accuracy {result['test_acc']:.1%}",
+        f"- first alarms: {_first_text(result['first_alarm'], result['fault_at'])}",
+        f"- run directory: `{result['run_dir']}`",
+        f"- replay identical to live: {result['replay_identical']}",
+        "",
+        "## Monitor summaries",
+        "",
+    ]
+    for name, summ in result["summary"].items():
+        lines.append(f"### {name}")
+        lines.append("")
+        for k, v in summ.items():
+            lines.append(f"- {k}: {v}")
+        lines.append("")
+    return "\n".join(lines)

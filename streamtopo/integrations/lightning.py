@@ -1,0 +1,127 @@
+"""Lightning callback: a :class:`~streamtopo.integrations.training.TrainingMonitor` in a Trainer.
+
+``lightning`` (or the older ``pytorch_lightning``) is imported when the callback is first
+used, not when this module is imported::
+
+    from streamtopo.integrations.lightning import StreamtopoCallback
+    trainer = lightning.Trainer(callbacks=[StreamtopoCallback(log_dir="runs", stop=True)])
+
+Gradients are read in ``on_before_optimizer_step`` (after Lightning's AMP unscaling and
+before ``zero_grad``); the step is counted in ``on_train_batch_end`` with the batch loss,
+only for batches that ended with an optimizer step (gradient accumulation). With
+``stop=True`` a ``should_stop`` of the monitor sets ``trainer.should_stop``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["StreamtopoCallback"]  # noqa: F822 - built lazily by __getattr__
+
+
+def _lightning() -> Any:
+    try:
+        import lightning.pytorch as pl
+    except ImportError:
+        try:
+            import pytorch_lightning as pl
+        except ImportError as exc:
+            raise ImportError("StreamtopoCallback needs Lightning: pip install lightning") from exc
+    return pl
+
+
+def _build() -> type:
+    pl = _lightning()
+
+    class StreamtopoCallback(pl.Callback):
+        """Run a TrainingMonitor inside ``lightning.Trainer.fit``.
+
+        Parameters
+        ----------
+        stop : bool
+            Set ``trainer.should_stop`` when the monitor says stop.
+        labels : callable, optional
+            ``labels(batch) -> labels`` for the centroid/collapse monitors.
+        **monitor_kwargs
+            Passed to :class:`~streamtopo.integrations.training.TrainingMonitor`.
+
+        Attributes
+        ----------
+        monitor : TrainingMonitor or None
+            Created in ``setup("fit")``, closed at ``teardown``.
+        status_ : TrainingStatus or None
+            The last status.
+        """
+
+        def __init__(
+            self,
+            *,
+            stop: bool = False,
+            labels: Callable[[Any], Any] | None = None,
+            **monitor_kwargs: Any,
+        ) -> None:
+            super().__init__()
+            self.stop = bool(stop)
+            self.labels = labels
+            self.monitor_kwargs = monitor_kwargs
+            self.monitor: Any = None
+            self.status_: Any = None
+            self._stepped = False
+            self._pending: dict[str, Any] | None = None
+
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            if stage == "fit" and self.monitor is None:
+                from .training import TrainingMonitor
+
+                self.monitor = TrainingMonitor(pl_module, **self.monitor_kwargs)
+                if self._pending:
+                    self.monitor.load_state_dict(self._pending)
+                self._pending = None
+
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            if self.monitor is not None:
+                self.monitor.capture_grads()
+                self._stepped = True
+
+        def on_train_batch_end(
+            self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+        ) -> None:
+            if self.monitor is None or not self._stepped:
+                return
+            self._stepped = False
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+            if loss is not None and accumulate > 1:
+                loss = loss * accumulate  # Lightning hands over the loss divided by it
+            labels = self.labels(batch) if self.labels is not None else None
+            self.status_ = self.monitor.step(loss, labels=labels)
+            if self.stop and self.monitor.should_stop:
+                trainer.should_stop = True
+
+        def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            if stage == "fit" and self.monitor is not None:
+                self.monitor.close()
+
+        def state_dict(self) -> dict[str, Any]:
+            return {} if self.monitor is None else self.monitor.state_dict()
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            if self.monitor is None:
+                self._pending = state_dict  # applied in setup("fit")
+            elif state_dict:
+                self.monitor.load_state_dict(state_dict)
+
+    StreamtopoCallback.__module__ = __name__
+    return StreamtopoCallback
+
+
+_CACHE: dict[str, type] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StreamtopoCallback":
+        if name not in _CACHE:
+            _CACHE[name] = _build()
+        return _CACHE[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,336 @@
+"""Forward-hook collectors: activation norms, attention entropy, penultimate features."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..._validation import describe
+from ...errors import InputError, InputTypeError
+from ._collect import _Collector, _first_tensor, _model_device, _ratio
+from ._groups import layer_groups
+
+__all__ = [
+    "ActivationNormCollector",
+    "AttentionEntropyCollector",
+    "AttentionTap",
+    "FeatureCollector",
+]
+
+# --------------------------------------------------------------------------- forward-hook sums
+
+
+class _SumCountCollector(_Collector):
+    """Keeps, per layer, a sum and an element count; the value is sum / count.
+
+    Hooks only append one 0-d device tensor and a layer index (cheap: no indexing or in-place
+    ops on the hot path); :meth:`_pack` stacks them into per-layer sums in one go. Counts are
+    host integers (element counts are known without looking at the data).
+    """
+
+    _square = False  # activations record norms (squared at pack time), attention records sums
+
+    def _init_buffers(self, device: torch.device) -> None:
+        self._device = device
+        self._vals: list[torch.Tensor] = []
+        self._idx: list[int] = []
+        self._counts = [0] * self.n_layers
+
+    def _record(self, i: int, value: torch.Tensor, count: int) -> None:
+        self._vals.append(value)
+        self._idx.append(i)
+        self._counts[i] += count
+
+    def reset(self) -> None:
+        self._vals.clear()
+        self._idx.clear()
+        self._counts = [0] * self.n_layers
+
+    def _pack(self) -> torch.Tensor:
+        L = self.n_layers
+        if self._vals:
+            device = self._vals[0].device
+            v = torch.stack([t.to(device) for t in self._vals]).to(torch.float32)
+            if self._square:
+                v = v.square()
+            if self._idx == list(range(L)):
+                sums = v
+            else:
+                idx = torch.tensor(self._idx, dtype=torch.long, device=device)
+                sums = torch.zeros(L, dtype=torch.float32, device=device).index_add_(0, idx, v)
+        else:
+            device = self._device
+            sums = torch.zeros(L, dtype=torch.float32, device=device)
+        counts = torch.tensor(self._counts, dtype=torch.float32, device=device)
+        return torch.cat([sums, counts])
+
+    def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
+        G = self.n_layers
+        return _ratio(host[:G], host[G:])
+
+
+class ActivationNormCollector(_SumCountCollector):
+    """Per-layer RMS of each layer group's output, sqrt(mean(x²)), from forward hooks.
+
+    Outputs are read detached (no graph is kept, outputs are returned unchanged) and reduced on
+    the device with ``torch.linalg.vector_norm`` into running sums, so several forwards between
+    two collections (gradient accumulation) are pooled into one RMS per layer. Forwards in eval
+    mode are ignored unless ``training_only=False``. A layer that did not run reports NaN. For a
+    tuple or dict output, the first tensor is used.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    >>> with torch.no_grad():
+    ...     for m in model:
+    ...         _ = m.weight.copy_(torch.eye(2)), m.bias.zero_()
+    >>> acts = ActivationNormCollector(model)
+    >>> _ = model(torch.tensor([[3.0, 4.0]]))
+    >>> acts.compute()  # RMS of (3, 4) twice
+    array([3.535534, 3.535534], dtype=float32)
+    >>> acts.close()
+    """
+
+    signal = "act_norm"
+    _square = True
+
+    def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
+        return np.sqrt(np.maximum(super()._unpack(host, world_size), 0.0))
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: str | Sequence[str] = "auto",
+        *,
+        training_only: bool = True,
+    ) -> None:
+        super().__init__()
+        resolved = layer_groups(model, groups)
+        self.layer_names = tuple(g.name for g in resolved)
+        self.training_only = bool(training_only)
+        self._init_buffers(_model_device(model))
+        for i, group in enumerate(resolved):
+            self._add_hook(group.module, "forward", self._make_hook(i))
+
+    def _make_hook(self, i: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if not self.enabled or (self.training_only and not module.training):
+                return
+            x = _first_tensor(output)
+            if x is None or not x.is_floating_point():
+                return
+            x = x.detach()
+            self._record(i, torch.linalg.vector_norm(x, dtype=torch.float32), x.numel())
+
+        return hook
+
+
+# --------------------------------------------------------------------------- attention entropy
+
+
+class AttentionTap(nn.Module):
+    """Identity module that marks attention probabilities for :class:`AttentionEntropyCollector`.
+
+    In a custom attention block, pass the probabilities through it; it returns its input
+    unchanged and costs nothing when no collector listens::
+
+        self.tap = AttentionTap()          # in __init__
+        probs = self.tap(scores.softmax(-1))   # in forward, shape (..., queries, keys)
+
+    The last dimension must be the probability distribution (rows summing to 1).
+    """
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return probs
+
+
+class AttentionEntropyCollector(_SumCountCollector):
+    """Mean entropy (nats) of the attention distributions of each attention layer.
+
+    Layers are every ``nn.MultiheadAttention`` and every :class:`AttentionTap` in the model, in
+    module order. For each query row, H = −Σ p log p over the keys (0 log 0 = 0, so masked keys
+    count as absent); the layer value is the mean over rows, heads and batch. For
+    ``nn.MultiheadAttention`` the probabilities are read from its output tuple, so the caller
+    must pass ``need_weights=True``; with ``average_attn_weights=True`` (torch's default) the
+    entropy is that of the head-averaged distribution, with ``False`` it is the mean of the
+    per-head entropies. ``force_weights=True`` makes every ``nn.MultiheadAttention`` compute its
+    weights (a forward pre-hook sets ``need_weights=True, average_attn_weights=False``, and the
+    weights are removed from the output again when the caller did not ask for them); this
+    disables torch's fused attention path and costs time, and outputs can differ by float
+    rounding between the fused and the plain path.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class Block(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.tap = AttentionTap()
+    ...     def forward(self, scores):
+    ...         return self.tap(scores.softmax(-1))
+    >>> model = torch.nn.Sequential(Block(), Block())
+    >>> ent = AttentionEntropyCollector(model)
+    >>> _ = model(torch.zeros(1, 4, 4))       # uniform over 4 keys: entropy log 4
+    >>> ent.layer_names, ent.compute().round(4)
+    (('0.tap', '1.tap'), array([1.3863, 1.3863], dtype=float32))
+    """
+
+    signal = "attn_entropy"
+
+    def __init__(
+        self, model: nn.Module, *, training_only: bool = True, force_weights: bool = False
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise InputTypeError(f"model must be a torch.nn.Module, got {describe(model)}")
+        found = [
+            (name, m)
+            for name, m in model.named_modules()
+            if isinstance(m, (nn.MultiheadAttention, AttentionTap))
+        ]
+        if not found:
+            raise InputError(
+                "the model has no nn.MultiheadAttention and no AttentionTap: pass attention "
+                "probabilities of custom blocks through streamtopo.integrations.torch.AttentionTap"
+            )
+        self.layer_names = tuple(name or "root" for name, _ in found)
+        self.training_only = bool(training_only)
+        self.force_weights = bool(force_weights)
+        self._init_buffers(_model_device(model))
+        for i, (_, m) in enumerate(found):
+            if isinstance(m, nn.MultiheadAttention):
+                asked: list[bool] = [True]
+                if self.force_weights:
+                    self._add_hook(m, "pre", self._make_force(asked))
+                self._add_hook(m, "forward", self._make_mha_hook(i, asked))
+            else:
+                self._add_hook(m, "forward", self._make_tap_hook(i))
+
+    def _active(self, module: nn.Module) -> bool:
+        return self.enabled and not (self.training_only and not module.training)
+
+    def _add(self, i: int, probs: torch.Tensor) -> None:
+        p = probs.detach().to(torch.float32)
+        rows = p.numel() // max(p.shape[-1], 1)
+        self._record(i, -torch.special.xlogy(p, p).sum(), rows)
+
+    def _make_force(self, asked: list[bool]) -> Callable[..., Any]:
+        def pre(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if not self._active(module):
+                return args, kwargs
+            # need_weights is the 5th positional parameter of MultiheadAttention.forward
+            asked[0] = bool(args[4]) if len(args) > 4 else bool(kwargs.get("need_weights", True))
+            if len(args) > 4:
+                args = (*args[:4], True, *args[5:])
+            else:
+                kwargs = {**kwargs, "need_weights": True}
+            kwargs = {**kwargs, "average_attn_weights": False}
+            if len(args) > 6:  # average_attn_weights given positionally
+                args = (*args[:6], *args[7:])
+            return args, kwargs
+
+        return pre
+
+    def _make_mha_hook(self, i: int, asked: list[bool]) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+            if not self._active(module):
+                return None
+            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if weights is not None:
+                self._add(i, weights)
+                if self.force_weights and not asked[0]:
+                    return (output[0], None)
+            return None
+
+        return hook
+
+    def _make_tap_hook(self, i: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self._active(module) and isinstance(output, torch.Tensor):
+                self._add(i, output)
+
+        return hook
+
+
+# --------------------------------------------------------------------------- penultimate features
+
+
+class FeatureCollector:
+    """Penultimate features of the last forward pass, for CentroidMonitor / CollapseMonitor.
+
+    ``layer="auto"`` hooks the model's last ``nn.Linear`` (in module order) and keeps its
+    *input* — the penultimate representation. Given a module name, it keeps that module's
+    output (or its input with ``use_input=True``). Features are detached and flattened to
+    (batch, d); they stay on the device until :meth:`take` copies them to the host.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> feats = FeatureCollector(model)
+    >>> _ = model(torch.ones(5, 4))
+    >>> feats.layer_name, feats.take().shape
+    ('2', (5, 3))
+    >>> feats.close()
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: str = "auto", *, use_input: bool | None = None
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputTypeError(f"model must be a torch.nn.Module, got {describe(model)}")
+        if layer == "auto":
+            linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            if not linears:
+                raise InputError("layer='auto' needs an nn.Linear head; name the feature layer")
+            name, module = linears[-1]
+            use_input = True if use_input is None else use_input
+        else:
+            try:
+                module = model.get_submodule(layer)
+            except AttributeError as exc:
+                raise InputError(f"layer {layer!r} is not a module of the model") from exc
+            name = layer
+            use_input = False if use_input is None else use_input
+        self.layer_name = name or "root"
+        self.use_input = bool(use_input)
+        self.enabled = True
+        self.host_copies = 0
+        self.features_: torch.Tensor | None = None
+        self.training_: bool | None = None
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not self.enabled:
+            return
+        x = _first_tensor(args) if self.use_input else _first_tensor(output)
+        if x is None:
+            return
+        self.features_ = x.detach().reshape(x.shape[0], -1) if x.dim() > 1 else x.detach()[None]
+        self.training_ = module.training
+
+    def take(self) -> np.ndarray:
+        """The last captured features as a float32 (batch, d) host array (one host copy)."""
+        if self.features_ is None:
+            raise InputError("no features captured yet: run a forward pass first")
+        self.host_copies += 1
+        return self.features_.to(torch.float32).cpu().numpy()
+
+    def reset(self) -> None:
+        self.features_ = None
+        self.training_ = None
+
+    def close(self) -> None:
+        """Remove the hook (idempotent)."""
+        self._handle.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

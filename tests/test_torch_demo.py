@@ -1,0 +1,67 @@
+"""``streamtopo demo``: a quick real run, and the message when torch is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_without_torch_says_how_to_install():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from streamtopo.cli import main\n"
+        "sys.exit(main(['demo', '--steps', '10']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0
+    assert "pip install torch==2.13.0" in proc.stderr
+    assert 'pip install "streamtopo[torch]"' in proc.stderr
+
+
+def test_demo_rejects_unknown_fault(capsys):
+    from streamtopo.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--fault", "meteor"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault", ["dead-relu", "none"])
+def test_demo_smoke(fault, tmp_path, capsys):
+    pytest.importorskip("torch")
+    from streamtopo.cli import main
+
+    assert main(["demo", "--steps", "200", "--fault", fault, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "numba kernels ready" in out
+    assert "200/200" in out or "should_stop" in out
+    assert f"wrote         : {tmp_path / 'summary.md'}" in out
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"fault `{fault}`" in summary
+    if fault == "dead-relu":  # 120 healthy steps, then the fault is seen within a few steps
+        assert "first alarms: none" not in summary
+    run_dirs = list(tmp_path.glob("run=*"))
+    if run_dirs:  # the run writer is installed: the replay must match the live run exactly
+        assert "identical to live = True" in out
+
+
+def test_h1_diagram_of_square_point_cloud_is_not_a_warning():
+    """Batch size == feature width (64 x 64) is common; ripser warns it might be a distance
+    matrix, which under ``filterwarnings=error`` broke CollapseMonitor inside the demo."""
+    import numpy as np
+
+    from streamtopo.topology import h1_diagram
+
+    X = np.random.default_rng(0).random((12, 12))
+    ripser = pytest.importorskip("ripser").ripser
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        ref = ripser(X, maxdim=1)["dgms"][1]
+    np.testing.assert_array_equal(h1_diagram(X), ref)
