@@ -42,7 +42,8 @@ def live_run(log_dir, values, run_id="live", rank=0, **kw):
 
 def test_replay_is_bit_identical_to_the_live_run(tmp_path):
     values = stream(400)
-    run_dir, live = live_run(tmp_path, values)
+    # the short baseline of the first study, so a 400-step stream exercises the alarms
+    run_dir, live = live_run(tmp_path, values, baseline=100, raise_after=5)
     states = {str(s.state) for s in live}
     assert {"HEALTHY", "WATCH"} <= states  # the stream exercises the alarms
     out = replay(run_dir)
