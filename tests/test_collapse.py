@@ -617,3 +617,13 @@ def test_duplicate_points_give_no_spurious_loops():
         c = collapse_components(Y)
         assert c["n_h1_bars"] == 0 and c["persistence_entropy"] == 0.0
         assert c["scale"] == 0.0 and c["beta0"] == 3  # most pairs are duplicates: median 0
+
+
+def test_seed000_monitor_flags_identical_embeddings_instead_of_raising():
+    # inside a training loop a fully collapsed embedding is the finding, not an input error
+    from streamtopo import CollapseMonitor
+
+    mon = CollapseMonitor(check_every=1, variant="seed000", mode="seed")
+    st = mon.check(np.ones((50, 8)))
+    assert st.state == "COLLAPSE" and "identical" in st.reason
+    assert mon.check(np.random.default_rng(0).normal(size=(50, 8))).checked

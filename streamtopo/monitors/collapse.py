@@ -387,6 +387,12 @@ class CollapseMonitor:
             why = f"{bad} of {arr.shape[0]} embedding rows have NaN/inf: the features diverged"
             comp = {"n_points": n_finite, "n_dropped": bad}
             return self._commit(s, math.nan, comp, {}, {}, (State.COLLAPSE, why, "nonfinite"))
+        fin = arr[np.isfinite(arr).all(axis=1)]
+        if self.variant == "seed000" and fin.shape[0] >= 3 and not np.any(fin != fin[0]):
+            # complete collapse is a finding too; seed000's arithmetic is undefined there
+            why = "all embedding rows are identical: complete collapse (seed000's CI undefined)"
+            comp = {"n_points": int(fin.shape[0]), "n_dropped": arr.shape[0] - fin.shape[0]}
+            return self._commit(s, math.nan, comp, {}, {}, (State.COLLAPSE, why, "identical"))
         ci, comp, scores, weights = self._compute(arr, labels)
         return self._commit(s, ci, comp, scores, weights)
 
