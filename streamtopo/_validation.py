@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["as_float_matrix", "check_choice", "check_positive_int", "describe"]
+__all__ = ["as_float_matrix", "as_real_array", "check_choice", "check_positive_int", "describe"]
 
 
 def describe(x: Any) -> str:
@@ -22,20 +22,27 @@ def describe(x: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def as_float_matrix(x: Any, name: str, *, min_rows: int = 1) -> np.ndarray:
-    """Return ``x`` as a C-contiguous float64 (n, d) array, or raise naming ``name``."""
+def as_real_array(x: Any, name: str, expected: str = "an array of numbers") -> np.ndarray:
+    """``np.asarray(x)`` if it holds real numbers (bool or numeric, not complex, not object);
+    otherwise raise naming ``name``, what was ``expected`` and what was received."""
     if isinstance(x, (str, bytes)):
-        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(x)}")
+        raise InputTypeError(f"{name} must be {expected}, got {describe(x)}")
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
-        raise InputError(f"{name} must be a 2-D array of numbers, got {describe(x)}") from exc
+        raise InputError(f"{name} must be {expected}, got {describe(x)}") from exc
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
-        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(arr)}")
+        raise InputTypeError(f"{name} must be {expected}, got {describe(arr)}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise InputTypeError(f"{name} must be real, got {describe(arr)}")
+    return arr
+
+
+def as_float_matrix(x: Any, name: str, *, min_rows: int = 1) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 (n, d) array, or raise naming ``name``."""
+    arr = as_real_array(x, name, "a 2-D array of numbers")
     if arr.ndim != 2:
         raise InputError(f"{name} must be 2-D (n_points, n_features), got {describe(arr)}")
     if arr.shape[0] < min_rows:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ._collapse_seed import SEED000_WEIGHTS, _h1, _seed000
-from ._validation import check_choice, check_positive_int, describe
+from ._validation import as_real_array, check_choice, check_positive_int, describe
 from .errors import InputError, InputTypeError
 from .topology import _pow2_scale, betti0_at, persistence_entropy
 
@@ -92,18 +92,7 @@ def _as_embeddings(X: Any, name: str = "X") -> np.ndarray:
     """float64 (n, d) array; non-finite values are allowed here (their rows are dropped later)."""
     if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch tensor, duck-typed
         X = X.detach().cpu().double().numpy()
-    if isinstance(X, (str, bytes)):
-        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(X)}")
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:
-        raise InputError(f"{name} must be a 2-D array of numbers, got {describe(X)}") from exc
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise InputTypeError(f"{name} must be a 2-D array of numbers, got {describe(arr)}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise InputTypeError(f"{name} must be real, got {describe(arr)}")
+    arr = as_real_array(X, name, "a 2-D array of numbers")
     if arr.ndim != 2:
         raise InputError(f"{name} must be 2-D (n_points, n_features), got {describe(arr)}")
     if arr.shape[1] < 2:

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validation import describe
+from ._validation import as_real_array, describe
 from .errors import InputError, InputTypeError
 
 __all__ = [
@@ -70,15 +70,7 @@ def _as_maps(x: Any, name: str, grid_ndim: int) -> np.ndarray:
     """Validate and return ``x`` as a C-contiguous float64 (M, P) array of flat maps."""
     if grid_ndim not in CONNECTIVITY:
         raise InputError(f"grid_ndim must be 2 or 3, got {describe(grid_ndim)}")
-    if isinstance(x, (str, bytes)):
-        raise InputTypeError(f"{name} must be an array of numbers, got {describe(x)}")
-    arr = np.asarray(x)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise InputTypeError(f"{name} must be an array of real numbers, got {describe(arr)}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise InputTypeError(f"{name} must be real, got {describe(arr)}")
+    arr = as_real_array(x, name, "an array of real numbers")
     if arr.ndim < grid_ndim:
         raise InputError(
             f"{name} must have at least {grid_ndim} dimensions (the {grid_ndim}-D grid last), "

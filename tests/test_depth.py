@@ -164,7 +164,7 @@ def test_bad_arguments():
         betti_profile(np.zeros((1, 3, 3, 3)), volume=True, dims=(3,))
     with pytest.raises(InputError, match=r"apply to kind=.cubical. only"):
         betti_profile(np.zeros((3, 2)), kind="rips", connectivity=8)
-    with pytest.raises(InputTypeError, match="activations must be an array of numbers"):
+    with pytest.raises(InputTypeError, match="activations must be an array of real numbers"):
         betti_profile("abc")
     with pytest.raises(InputTypeError, match="array of real numbers"):
         betti_profile(np.array([["a"]]))

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from .._validation import check_choice, check_positive_int, describe
+from .._validation import as_real_array, check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError, StreamtopoError
 
 __all__ = ["DepthProfile", "LayerProfile", "betti_profile"]
@@ -79,15 +79,7 @@ def _dims(dims: Any, allowed: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _numeric(x: Any, name: str) -> np.ndarray:
-    if isinstance(x, (str, bytes)):
-        raise InputTypeError(f"{name} must be an array of numbers, got {describe(x)}")
-    arr = np.asarray(x)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise InputTypeError(f"{name} must be an array of real numbers, got {describe(arr)}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise InputTypeError(f"{name} must be real, got {describe(arr)}")
+    arr = as_real_array(x, name, "an array of real numbers")
     if arr.size == 0:
         raise InputError(f"{name} must not be empty, got {describe(arr)}")
     if not np.isfinite(arr).all():
