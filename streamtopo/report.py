@@ -161,21 +161,35 @@ def _layer_figures(layer: Any, meta_signals: list[str]) -> list[tuple[str, str]]
     return out
 
 
-def _scalar_figure(df: Any, title: str, columns: list[str]) -> tuple[str, str]:
+def _scalar_figure(df: Any, title: str, columns: list[str], relative: list[str]) -> tuple[str, str]:
+    """``columns`` on one panel as they are; ``relative`` (components on different scales) on a
+    second panel, each divided by its first finite value so their changes compare."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 3))
+    panels = 2 if relative else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3 * panels), sharex=True, squeeze=False)
     steps = df["step"].to_numpy()
-    for c in columns:
-        ax.plot(steps, df[c].cast(float).to_numpy(), lw=1.2, marker=".", label=c)
-    if "state" in df.columns:
-        _bands(ax, steps, df["state"].to_list())
-    ax.set_xlabel("step")
-    ax.legend(fontsize=8, ncol=min(4, len(columns)))
-    ax.set_title(title)
+    states = df["state"].to_list() if "state" in df.columns else None
+    for ax, cols, rel in ((axes[0, 0], columns, False), (axes[-1, 0], relative, True)):
+        if rel and not relative:
+            break
+        for c in cols:
+            y = df[c].cast(float).to_numpy()
+            if rel:
+                finite = y[np.isfinite(y) & (y != 0)]
+                if finite.size == 0:
+                    continue
+                y = y / finite[0]
+            ax.plot(steps, y, lw=1.2, marker=".", label=c)
+        if states is not None:
+            _bands(ax, steps, states)
+        ax.legend(fontsize=8, ncol=min(4, max(1, len(cols))))
+        ax.set_ylabel("relative to first check" if rel else "")
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("step (as the monitor counts them)")
     return title, _png(fig)
 
 
@@ -285,8 +299,14 @@ def build_report(
         body.append(f"<h2>{title} (last check)</h2>")
         body.append(_html_table(rows))
         if have_plot and cols:
-            preferred = [c for c in ("h0_train", "h0_test", "h0_gap", "gap_noise") if c in cols]
-            figures.append(_scalar_figure(df, f"{title} over steps", preferred or cols[:8]))
+            if kind == "centroid":
+                main = [c for c in ("h0_train", "h0_test", "h0_gap", "gap_noise") if c in cols]
+                rel: list[str] = []
+            else:  # collapse: the index itself, then its components relative to their start
+                main = [c for c in ("ci",) if c in cols]
+                skip = {"ci", "z", "n_points", "n_dropped", "checked"}
+                rel = [c for c in cols if c not in skip and not c.startswith("score_")][:8]
+            figures.append(_scalar_figure(df, f"{title} over steps", main or cols[:8], rel))
 
     for title, png in figures:
         body.append(f"<h2>{html.escape(title)}</h2>")
