@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 seeds per fault, 600 steps")
     ap.add_argument("--smoke", action="store_true", help="1 seed per fault, 300 steps (tests)")
     ap.add_argument("--seeds", type=int, default=10, help="seeds per failure scenario")
-    ap.add_argument("--healthy-seeds", type=int, default=30)
+    ap.add_argument("--healthy-seeds", type=int, default=20)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument(
         "--seed-offset",
