@@ -376,13 +376,15 @@ def test_baseline_mode_directions_on_scripted_components():
     ci_up = (0.5, {"effective_rank": 20.0, "anisotropy": 10.0})  # CI floor 0.02
     got = run("both", [small, fall, rise, ci_up])
     assert [s.reason for s in got[:3]] == ["baseline 1/3", "baseline 2/3", "baseline 3/3"]
-    assert _states(got[3:]) == ["HEALTHY", "COLLAPSE", "COLLAPSE", "COLLAPSE"]
+    # first check beyond z: WATCH; away from collapse: WATCH; toward collapse again while the
+    # alarm holds: COLLAPSE
+    assert _states(got[3:]) == ["HEALTHY", "WATCH", "WATCH", "COLLAPSE"]
     assert got[4].dominant == "effective_rank" and got[4].z == pytest.approx(-10.0)
     assert "dimensionality collapse" in got[4].reason and "fell to 10" in got[4].reason
     assert "away from collapse" in got[5].reason
     assert got[6].z == pytest.approx(25.0) and got[6].reason.startswith("ci rose to 0.5")
-    assert _states(run("up", [fall, rise])[3:]) == ["COLLAPSE", "HEALTHY"]
-    assert _states(run("down", [fall, rise])[3:]) == ["HEALTHY", "COLLAPSE"]
+    assert _states(run("up", [fall, fall, rise])[3:]) == ["WATCH", "COLLAPSE", "HEALTHY"]
+    assert _states(run("down", [fall, rise, rise])[3:]) == ["HEALTHY", "WATCH", "WATCH"]
     # a CI above threshold without an excursion is WATCH
     mon = CollapseMonitor(check_every=1, baseline_checks=1)
     mon.update(0.8)
@@ -401,11 +403,13 @@ def test_check_schedule_and_real_embeddings():
     assert [s.step for s in out] == [0, 1, 2, 3, 4]
     squashed = rng.normal(size=(80, 6)) * [1, 1, 1e-3, 1e-3, 1e-3, 1e-3]
     s = mon.check(squashed, step=6)
+    assert s.state == State.WATCH and s.dominant in ("anisotropy", "effective_rank")
+    s = mon.check(rng.normal(size=(80, 6)) * [1, 1, 1e-3, 1e-3, 1e-3, 1e-3], step=8)
     assert s.state == State.COLLAPSE and s.dominant in ("anisotropy", "effective_rank")
     h = mon.history
-    assert h["step"].to_list() == [0, 2, 4, 6] and h.height == 4
-    assert h["state"].to_list()[-1] == "COLLAPSE"
-    assert len(rows) == 4 and rows[-1]["monitor"] == "collapse" and rows[-1]["step"] == 6
+    assert h["step"].to_list() == [0, 2, 4, 6, 8] and h.height == 5
+    assert h["state"].to_list()[-2:] == ["WATCH", "COLLAPSE"]
+    assert len(rows) == 5 and rows[-1]["monitor"] == "collapse" and rows[-1]["step"] == 8
     for r in rows:
         json.dumps(r["config"])
         assert all(isinstance(v, (int, float, str, bool)) for k, v in r.items() if k != "config")
