@@ -95,7 +95,7 @@ def main(argv=None) -> int:
                 f"[{time.perf_counter() - t_start:7.1f}s] {fault:12s} seed={seed:2d} onset={onset}",
                 flush=True,
             )
-    df = pl.DataFrame(rows)
+    df = pl.DataFrame(rows, infer_schema_length=None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df.write_parquet(out / "runs.parquet")
