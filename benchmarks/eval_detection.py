@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             cfg = rec.config
             for name, fn in detectors.items():
                 alarm = np.asarray(fn(rec), dtype=bool)
-                s = score(alarm, cfg.t0, onset)
+                s = score(alarm, cfg.t0, onset, fault)
                 rows.append(
                     {
                         "fault": fault,

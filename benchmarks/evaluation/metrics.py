@@ -11,16 +11,18 @@ def episodes(alarm: np.ndarray) -> int:
     return int(a[0]) + int(np.count_nonzero(a[1:] & ~a[:-1])) if a.size else 0
 
 
-def score(alarm: np.ndarray, t0: int | None, onset: int | None) -> dict:
+def score(alarm: np.ndarray, t0: int | None, onset: int | None, fault: str = "") -> dict:
     """Scores of one alarm track.
 
-    Healthy steps are the whole run for healthy runs and the steps before t0 for faulty runs;
-    false alarms are the alarm episodes that start on healthy steps. A fault is detected when an
+    Healthy steps are the whole run for healthy runs, the steps before t0 for runs with an
+    injection step, and none for label-noise runs (they overfit from the start, so no step of
+    theirs is known to be healthy); false alarms are the alarm episodes that start on healthy
+    steps. A fault is detected when an
     alarm is on at some step >= t0; lead = onset - first such step (positive = earlier than the
     loss/accuracy showed it).
     """
     T = len(alarm)
-    healthy_end = T if t0 is None else t0
+    healthy_end = t0 if t0 is not None else (0 if fault == "label_noise" else T)
     fa = episodes(alarm[:healthy_end])
     out = {"healthy_steps": healthy_end, "false_alarms": fa, "first_alarm": None, "lead": None}
     start = t0 if t0 is not None else 0
