@@ -138,9 +138,18 @@ def test_sigkill_at_random_moments_and_mid_roll_loses_nothing_flushed(tmp_path):
     assert mid_roll_seen >= 1, "no trial hit a roll in progress"
 
 
+def wait_for_rows(child, n: int, timeout: float = 60.0) -> None:
+    """Wait until the child has appended ``n`` rows (not a fixed sleep: the machine is shared)."""
+    deadline = time.monotonic() + timeout
+    while child.appended()[1] < n:
+        assert child.proc.poll() is None, "child exited early"
+        assert time.monotonic() < deadline, "child appended too few rows"
+        time.sleep(0.01)
+
+
 def test_sigterm_flushes_everything(tmp_path):
     child = Child(tmp_path, "term", flush_rows=4096, roll_rows=100000)
-    time.sleep(0.3)
+    wait_for_rows(child, 10)
     child.proc.send_signal(signal.SIGTERM)
     rc, err = child.finish()
     assert rc == -signal.SIGTERM, err  # the default action still ends the process
@@ -157,7 +166,7 @@ def test_sigterm_flushes_everything(tmp_path):
 def test_sigterm_runs_the_previous_handler_after_flushing(tmp_path):
     # the child's own handler raises SystemExit(7): atexit then closes the writer cleanly
     child = Child(tmp_path, "chain", 4096, 100000, "chain")
-    time.sleep(0.3)
+    wait_for_rows(child, 10)
     child.proc.send_signal(signal.SIGTERM)
     rc, err = child.finish()
     assert rc == 7, err

@@ -56,6 +56,15 @@ def test_gram_path_matches_naive_twin(name):
     np.testing.assert_allclose(got, naive.kruskal_deaths(X), rtol=1e-9, atol=0.0)
 
 
+@pytest.mark.parametrize("name", ["exact_ties_d24", "random_d64"])
+def test_cosine_gram_path_matches_naive_twin(name):
+    X = {**CASES, **near_tie_cases()}[name] + 1.0  # no all-zero rows
+    if NOJIT or len(X) > 120:
+        X = X[:80]
+    got = sorted_deaths(X, "cosine", "gram")
+    np.testing.assert_allclose(got, naive.kruskal_deaths(X, "cosine"), rtol=1e-9, atol=0.0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_bit_identical_tree_keys_on_near_ties(dtype):
     X0 = adversarial.near_ties(N, 32, seed=9)

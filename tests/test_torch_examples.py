@@ -48,19 +48,20 @@ def test_char_transformer(monkeypatch, capsys):
     "ignore::UserWarning", "ignore:.*LeafSpec.*:FutureWarning"
 )  # Lightning's own advice warnings (workers, logging) and its pytree deprecation
 def test_lightning_example(monkeypatch, capsys):
-    pytest.importorskip("lightning")
+    import lightning  # noqa: F401  (dev extra)
+
     run_example("lightning_callback.py", "--steps", "20", monkeypatch=monkeypatch)
     assert "stopped at step 20 of 20" in capsys.readouterr().out
 
 
 def test_hf_example(monkeypatch, capsys):
-    pytest.importorskip("transformers")
+    import transformers  # noqa: F401  (dev extra)
+
     run_example("hf_trainer_callback.py", "--steps", "10", monkeypatch=monkeypatch)
     assert "10 steps; layers ['layers.0'" in capsys.readouterr().out
 
 
 def test_ddp_example(tmp_path):
-    pytest.importorskip("streamtopo.io.journal")
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / "ddp_two_processes.py"), "--steps", "20",
          "--out", str(tmp_path)],
@@ -74,7 +75,6 @@ def test_ddp_example(tmp_path):
 
 
 def test_replay_example(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("streamtopo.io.replay")
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     run_example(
