@@ -103,6 +103,11 @@ def test_fuzz_updates_equal_from_scratch_exactly():
                 X = fix_cosine(X)
             mon.update(X)
             assert_exact(mon, X, metric)
+            if n <= 60 and counts["updates"] % 10 == 0:
+                # and, independently of the library's own rebuild, the naive Kruskal twin
+                np.testing.assert_allclose(
+                    mon.deaths_, naive.kruskal_deaths(X, metric), rtol=1e-9, atol=1e-300
+                )
             s = mon.stats_
             counts["updates"] += 1
             counts["still"] += s["moved_rows"] == 0
