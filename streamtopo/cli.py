@@ -40,7 +40,10 @@ def _cmd_h0(args: argparse.Namespace) -> int:
     else:
         points = _load_points(args.points)
         names = [str(i) for i in range(points.shape[0])]
-        print(f"H0 of {points.shape[0]} points in {points.shape[1]} dims from {args.points}")
+        print(
+            f"H0 of {points.shape[0]} points in {points.shape[1]} dims from {args.points} "
+            f"(metric={args.metric})"
+        )
     dgm = h0_diagram(points, metric=args.metric)
     edges = merge_order(points, metric=args.metric)
     print(f"{'birth':>8} {'death':>12}   merges")
@@ -54,7 +57,12 @@ def _cmd_h0(args: argparse.Namespace) -> int:
 
 def _configure_h0(p: argparse.ArgumentParser) -> None:
     p.add_argument("points", nargs="?", help="a .npy (no pickle) or .csv file of shape (n, d)")
-    p.add_argument("--metric", default="cosine", choices=("euclidean", "cosine", "precomputed"))
+    p.add_argument(
+        "--metric",
+        default="cosine",
+        choices=("euclidean", "cosine", "precomputed"),
+        help="distance (default: cosine, as between class centroids)",
+    )
 
 
 _cmd_h0.configure = _configure_h0
@@ -75,7 +83,7 @@ def _cmd_collapse(args: argparse.Namespace) -> int:
         print(f"Collapse Index of the digits pixels ({X.shape[0]} x {X.shape[1]}, 10 classes)")
     else:
         X = _load_points(args.points)
-        y = None if args.labels is None else _load_points(args.labels).ravel()
+        y = None if args.labels is None else _load_points(args.labels, ndim=1)
         print(f"Collapse Index of {X.shape[0]} points in {X.shape[1]} dims from {args.points}")
     variants = VARIANTS if args.variant == "all" else (args.variant,)
     comp = {}
@@ -122,7 +130,9 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     from .demo import FAULTS
 
     p.add_argument("--fault", default="lr-spike", choices=FAULTS, help="failure to inject")
-    p.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
+    p.add_argument(
+        "--steps", type=_at_least(50), default=600, help="training steps, >= 50 (default 600)"
+    )
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
     p.add_argument("--seed", type=int, default=0)
 
@@ -268,12 +278,47 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
 _cmd_report.configure = _configure_report
 
 
-def _load_points(path: str):
+def _at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``, with an error naming the bound."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _load_points(path: str, *, ndim: int = 2):
+    """A numeric .npy (no pickle) or comma-separated file; a clear error for anything else."""
     import numpy as np
 
-    if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    return np.loadtxt(path, delimiter=",", ndmin=2)
+    from .errors import InputError
+
+    try:
+        if path.endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+        else:
+            arr = np.loadtxt(path, delimiter=",", ndmin=2)
+    except OSError:
+        raise
+    except ValueError as exc:  # text that is not numbers, object arrays, ...
+        raise InputError(
+            f"{path} must be a numeric .npy file (no pickled objects) or a comma-separated "
+            f"file of numbers: {exc}"
+        ) from None
+    if ndim == 1 and arr.ndim == 2 and 1 in arr.shape:  # a one-column csv of labels
+        arr = arr.ravel()
+    if arr.ndim != ndim or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(
+            f"{path} must hold a {ndim}-D numeric array, got shape {arr.shape} and dtype "
+            f"{arr.dtype}"
+        )
+    return arr
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -215,7 +215,8 @@ def _train(
         f"training an {_DEPTH}-layer MLP on {n_train} digits ({len(te)} held out) for {steps} "
         f"steps; fault '{fault}' at step {fault_at}"
     )
-    first: dict[str, int] = {}
+    first: dict[str, int] = {}  # first alarm of each monitor at or after the fault step
+    before: dict[str, int] = {}  # first alarm of each monitor before it (on a healthy model)
     live_layer: list[Any] = []
     acc = float("nan")
     status = None
@@ -234,7 +235,7 @@ def _train(
             status = tm.step(loss, labels=yb)
             live_layer.append(status.layer)
             for name in status.fired:
-                first.setdefault(name, step)
+                (first if step >= fault_at else before).setdefault(name, step)
             if step % eval_every == eval_every - 1 or step == steps - 1:
                 acc = _evaluate(torch, model, tm, Xte, yte, centroid if step >= warmup else None)
             if step % print_every == print_every - 1 or step == steps - 1:
@@ -256,6 +257,7 @@ def _train(
         "fault_at": fault_at,
         "steps_run": len(live_layer),
         "first_alarm": first,
+        "alarms_before_fault": before,
         "run_dir": run_dir,
         "final_state": None if status is None else status.state.value,
         "test_acc": acc,
@@ -264,10 +266,7 @@ def _train(
     result["replay_identical"] = _replay(run_dir, live_layer, say)
     result["files"] = _write_outputs(out, run_dir, result, say)
     say("")
-    say(
-        f"fault '{fault}' injected at step {fault_at}; first alarms: "
-        + _first_text(first, fault_at)
-    )
+    say(_alarm_text(fault, fault_at, first, before))
     say(f"run directory : {run_dir}")
     for f in result["files"]:
         say(f"wrote         : {f}")
@@ -304,7 +303,25 @@ def _evaluate(torch: Any, model: Any, tm: Any, Xte: Any, yte: Any, centroid: Any
 def _first_text(first: dict[str, int], fault_at: int) -> str:
     if not first:
         return "none"
-    return ", ".join(f"{k} at step {v} ({v - fault_at:+d})" for k, v in sorted(first.items()))
+    return ", ".join(
+        f"{k} at step {v} ({v - fault_at} steps after)" for k, v in sorted(first.items())
+    )
+
+
+def _alarm_text(fault: str, fault_at: int, first: dict[str, int], before: dict[str, int]) -> str:
+    """Alarms after the injection, and (separately, never as a lead) alarms before it."""
+    pre = ", ".join(f"{k} at step {v}" for k, v in sorted(before.items())) or "none"
+    note = (
+        "alarms before the fault step: "
+        f"{pre} (on a still-healthy model: false alarms, or test-loss patience when the model "
+        "starts to overfit)"
+    )
+    if fault == "none":
+        return f"no fault injected; {note}"
+    return (
+        f"fault '{fault}' injected at step {fault_at}; first alarms after it: "
+        f"{_first_text(first, fault_at)}; {note}"
+    )
 
 
 def _replay(run_dir: Any, live: list[Any], say: Any) -> bool | None:
@@ -342,7 +359,13 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         f"- fault injected at step {result['fault_at']}, {result['steps_run']} steps run",
         f"- final state: {result['final_state']}, final test accuracy {result['test_acc']:.1%}",
-        f"- first alarms: {_first_text(result['first_alarm'], result['fault_at'])}",
+        "- "
+        + _alarm_text(
+            result["fault"],
+            result["fault_at"],
+            result["first_alarm"],
+            result["alarms_before_fault"],
+        ),
         f"- run directory: `{result['run_dir']}`",
         f"- replay identical to live: {result['replay_identical']}",
         "",

@@ -151,3 +151,9 @@ def test_cli_replay_prints_a_summary_and_writes_statuses(tmp_path, capsys):
     assert np.array_equal(bits(saved["h0"]), bits([s.h0 for s in live]))
     assert main(["replay", str(run_dir), "--window", "4", "--rule", "peak"]) == 0
     assert "differ_from_live" in capsys.readouterr().out
+
+
+def test_replay_of_a_missing_rank_names_the_ranks_present(tmp_path):
+    run_dir, _ = live_run(tmp_path, stream(40, seed=3))
+    with pytest.raises(ValueError, match=r"rank 7 has no rows .*ranks present: \[0\]"):
+        replay(run_dir, rank=7)

@@ -15,7 +15,7 @@ def test_demo_without_torch_says_how_to_install():
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from streamtopo.cli import main\n"
-        "sys.exit(main(['demo', '--steps', '10']))\n"
+        "sys.exit(main(['demo', '--steps', '50']))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
@@ -65,3 +65,11 @@ def test_h1_diagram_of_square_point_cloud_is_not_a_warning():
         __import__("warnings").simplefilter("ignore")
         ref = ripser(X, maxdim=1)["dgms"][1]
     np.testing.assert_array_equal(h1_diagram(X), ref)
+
+
+def test_demo_steps_must_be_at_least_50(capsys):
+    from streamtopo.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--steps", "-5"])
+    assert "--steps: expected an integer >= 50, got -5" in capsys.readouterr().err

@@ -191,3 +191,19 @@ def test_bad_loss_type():
         with pytest.raises(InputTypeError, match="loss must be a number"):
             tm.step("0.3")
         assert tm.step_ == 0
+
+
+def test_step_without_a_forward_pass_is_a_clear_error_not_a_collapse():
+    from streamtopo.errors import InputError
+
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(3)])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    tm = TrainingMonitor(model)
+    loss = model(torch.randn(8, 4)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert tm.step(loss).state == "HEALTHY"
+    opt.step()
+    with pytest.raises(InputError, match="no forward pass since the last monitored step"):
+        tm.step(loss)
+    tm.close()

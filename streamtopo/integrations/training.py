@@ -307,6 +307,14 @@ class TrainingMonitor:
         if t % self.every:
             self._arm(self._calls % self.every == 0)
             return self._repeat(t)
+        for c in self._collectors:
+            # no forward pass since the last monitored step: activation norms would be NaN
+            # (0 / 0) and the layer monitor would report a non-finite COLLAPSE that is not there
+            if isinstance(c, st_torch.ActivationNormCollector) and not any(c._counts):
+                raise InputError(
+                    "no forward pass since the last monitored step(): activation norms are "
+                    "missing; call step() once per optimizer step, after forward and backward"
+                )
         extra = self._losses.take()
         values = st_torch.collect(self._collectors, extra=extra)
         self.host_copies_ += 1

@@ -256,9 +256,12 @@ def replay(
     chunk = max(int(chunk), 1)
     columns = [f"{s}/{n}" for s in signals for n in names]
     frame = read_run(run_dir, include_journal)
-    if rank is not None:
-        frame = frame.filter(pl.col("rank") == rank)
     data = frame.select("rank", "step", "h0", "state", *columns).collect()
+    if rank is not None:
+        present = sorted(data["rank"].unique().to_list())
+        if rank not in present:
+            raise InputError(f"rank {rank} has no rows in {run_dir}; ranks present: {present}")
+        data = data.filter(pl.col("rank") == rank)
     ordered = data.select(
         ((pl.col("rank").diff() > 0) | (pl.col("step").diff() > 0) & (pl.col("rank").diff() == 0))
         .fill_null(True)
