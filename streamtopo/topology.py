@@ -83,7 +83,7 @@ def prepare_points(X: Any, metric: str = "euclidean", *, name: str = "X") -> np.
             i, j = np.unravel_index(int(np.argmax(asym)), asym.shape)
             raise InputError(
                 f"{name} must be symmetric for metric='precomputed', "
-                f"got {name}[{i},{j}]={arr[i, j]!r} != {name}[{j},{i}]={arr[j, i]!r}"
+                f"got {name}[{i},{j}]={float(arr[i, j])!r} != {name}[{j},{i}]={float(arr[j, i])!r}"
             )
         return arr
     if metric == "cosine":

@@ -632,3 +632,20 @@ def test_seed000_monitor_flags_identical_embeddings_instead_of_raising():
     st = mon.check(np.ones((50, 8)))
     assert st.state == "COLLAPSE" and "identical" in st.reason
     assert mon.check(np.random.default_rng(0).normal(size=(50, 8))).checked
+
+
+def test_monitor_rejects_a_change_of_feature_dimension_and_keeps_it_in_state():
+    from streamtopo import CollapseMonitor
+
+    rng = np.random.default_rng(1)
+    mon = CollapseMonitor(check_every=1)
+    mon.check(rng.normal(size=(60, 16)))
+    before = json.dumps(mon.state_dict()["history"]["reason"])
+    with pytest.raises(ValueError, match="embeddings have 17 features, expected 16"):
+        mon.check(rng.normal(size=(60, 17)))
+    assert json.dumps(mon.state_dict()["history"]["reason"]) == before
+    assert mon.state_dict()["next_step"] == 1
+    other = CollapseMonitor(check_every=1)
+    other.load_state_dict(mon.state_dict())
+    with pytest.raises(ValueError, match="expected 16"):
+        other.check(rng.normal(size=(60, 17)))

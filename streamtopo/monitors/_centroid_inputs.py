@@ -22,8 +22,8 @@ def as_labels(labels: Any, n_rows: int, n_classes: int) -> np.ndarray:
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         bad = y[(y < 0) | (y >= n_classes)]
         raise InputError(
-            f"labels must be in [0, n_classes={n_classes}), got {bad.size} out of range "
-            f"(e.g. {int(bad[0])})"
+            f"labels must be in [0, n_classes={n_classes}), got {bad.size} label(s) out of "
+            f"range (e.g. {int(bad[0])})"
         )
     return y.astype(np.int64, copy=False)
 

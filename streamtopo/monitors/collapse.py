@@ -231,6 +231,7 @@ class CollapseMonitor:
         self._next_step = 0
         self._last: CollapseStatus | None = None
         self._collapse_step: int | None = None
+        self._d: int | None = None  # feature dimension, fixed by the first check
         self._hist: dict[str, list[Any]] = {
             k: [] for k in ("step", "ci", "state", "reason", "dominant", "z", *self._columns)
         }
@@ -272,6 +273,7 @@ class CollapseMonitor:
             "config": self.config,
             "next_step": self._next_step,
             "collapse_step": self._collapse_step,
+            "n_features": self._d,
             "last": None
             if last is None
             else {
@@ -328,6 +330,8 @@ class CollapseMonitor:
             next_step = int(state["next_step"])
             cstep = state["collapse_step"]
             cstep = None if cstep is None else int(cstep)
+            n_features = state.get("n_features")
+            n_features = None if n_features is None else int(n_features)
         except KeyError as exc:
             raise InputError(f"state is missing key {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
@@ -336,6 +340,7 @@ class CollapseMonitor:
             raise InputError(f"state has an invalid value: {exc}") from None
         self._hist, self._last = hist, last_status
         self._next_step, self._collapse_step = next_step, cstep
+        self._d = n_features
 
     # --- results -------------------------------------------------------------------------
 
@@ -384,6 +389,11 @@ class CollapseMonitor:
         if s % self.check_every != 0:
             return self._skip(s)
         arr = _as_embeddings(embeddings, "embeddings")
+        if self._d is not None and arr.shape[1] != self._d:
+            raise InputError(
+                f"embeddings have {arr.shape[1]} features, expected {self._d} (the dimension of "
+                "the first check: a baseline of one feature space cannot judge another)"
+            )
         if labels is not None:
             _as_labels(labels, arr.shape[0])
         n_finite = int(np.count_nonzero(np.isfinite(arr).all(axis=1)))
@@ -391,14 +401,17 @@ class CollapseMonitor:
             bad = arr.shape[0] - n_finite
             why = f"{bad} of {arr.shape[0]} embedding rows have NaN/inf: the features diverged"
             comp = {"n_points": n_finite, "n_dropped": bad}
+            self._d = arr.shape[1]
             return self._commit(s, math.nan, comp, {}, {}, (State.COLLAPSE, why, "nonfinite"))
         fin = arr[np.isfinite(arr).all(axis=1)]
         if self.variant == "seed000" and fin.shape[0] >= 3 and not np.any(fin != fin[0]):
             # complete collapse is a finding too; seed000's arithmetic is undefined there
             why = "all embedding rows are identical: complete collapse (seed000's CI undefined)"
             comp = {"n_points": int(fin.shape[0]), "n_dropped": arr.shape[0] - fin.shape[0]}
+            self._d = arr.shape[1]
             return self._commit(s, math.nan, comp, {}, {}, (State.COLLAPSE, why, "identical"))
         ci, comp, scores, weights = self._compute(arr, labels)
+        self._d = arr.shape[1]
         return self._commit(s, ci, comp, scores, weights)
 
     def update(
