@@ -215,8 +215,9 @@ def _train(
         f"training an {_DEPTH}-layer MLP on {n_train} digits ({len(te)} held out) for {steps} "
         f"steps; fault '{fault}' at step {fault_at}"
     )
-    first: dict[str, int] = {}  # first alarm of each monitor at or after the fault step
+    first: dict[str, int] = {}  # first alarm to start at or after the fault step, per monitor
     before: dict[str, int] = {}  # first alarm of each monitor before it (on a healthy model)
+    firing: set[str] = set()  # monitors in alarm at the previous step
     live_layer: list[Any] = []
     acc = float("nan")
     status = None
@@ -234,8 +235,9 @@ def _train(
             opt.step()
             status = tm.step(loss, labels=yb)
             live_layer.append(status.layer)
-            for name in status.fired:
+            for name in set(status.fired) - firing:  # an alarm that starts at this step
                 (first if step >= fault_at else before).setdefault(name, step)
+            firing = set(status.fired)
             if step % eval_every == eval_every - 1 or step == steps - 1:
                 acc = _evaluate(torch, model, tm, Xte, yte, centroid if step >= warmup else None)
             if step % print_every == print_every - 1 or step == steps - 1:
