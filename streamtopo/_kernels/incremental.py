@@ -135,16 +135,9 @@ def _minimax_many(ns, head, nbr, eid, w, val, stamp, gen, stack):
 
 
 @jit
-def _grow_int(a, need):
-    if need <= a.shape[0]:
-        return a
-    b = np.empty(max(2 * a.shape[0], need), dtype=a.dtype)
-    b[: a.shape[0]] = a
-    return b
-
-
-@jit
-def _grow_float(a, need):
+def _grow(a, need):
+    """``a`` if it holds ``need`` items, else a copy with at least double the room (any dtype:
+    numba compiles one specialisation per array type)."""
     if need <= a.shape[0]:
         return a
     b = np.empty(max(2 * a.shape[0], need), dtype=a.dtype)
@@ -312,9 +305,9 @@ def msf_update(
                 kv[v] = edge_key(Q, mv, v, absdiff)
             # (Arrays grow once per moved row, not per edge: a call returning an array costs
             # reference counting, which showed up as half the time of this stage.)
-            hs = _grow_int(hs, p + n)
-            hd = _grow_int(hd, p + n)
-            hk = _grow_float(hk, p + n)
+            hs = _grow(hs, p + n)
+            hd = _grow(hd, p + n)
+            hk = _grow(hk, p + n)
             for v in range(n):
                 if moved[v]:
                     if midx[v] > a:  # moved-moved edges: all kept
