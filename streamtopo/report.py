@@ -39,14 +39,14 @@ class ReportPaths:
     figures: int
 
 
-def _read(run_dir: Path, table: str, include_journal: bool) -> Any:
-    """One table of the run as a polars DataFrame sorted by (rank, step), or None if absent."""
+def _read(run_dir: Path, meta: dict[str, Any], table: str, include_journal: bool) -> Any:
+    """One table of the run as a polars DataFrame sorted by (rank, step); None if the run never
+    logged that table (read errors of a table that exists are raised, not hidden)."""
     from .io import read_run
 
-    try:
-        df = read_run(run_dir, include_journal=include_journal, table=table).collect()
-    except Exception:  # the table was never logged in this run
+    if table not in meta.get("tables", {}):
         return None
+    df = read_run(run_dir, include_journal=include_journal, table=table).collect()
     if df.height == 0:
         return None
     return df.sort(["rank", "step"])
@@ -258,7 +258,7 @@ def build_report(
         md += [note, ""]
         body.append(f"<p><em>{html.escape(note)}</em></p>")
 
-    layer = _read(run, "layer", include_journal)
+    layer = _read(run, meta, "layer", include_journal)
     if layer is not None:
         signals = list(meta.get("tables", {}).get("layer", {}).get("signals", [])) or sorted(
             {c.split("/", 1)[0] for c in layer.columns if "/" in c}
@@ -289,7 +289,7 @@ def build_report(
         body.append("<p>No layer-monitor rows in this run.</p>")
 
     for kind, title in (("centroid", "Centroid monitor"), ("collapse", "Collapse monitor")):
-        df = _read(run, kind, include_journal)
+        df = _read(run, meta, kind, include_journal)
         if df is None:
             continue
         cols = _numeric(df, {"step", "rank", "wall_time"})
