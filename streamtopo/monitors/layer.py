@@ -403,15 +403,16 @@ class LayerMonitor(Monitor):
         else:
             status = self._skipped(step, nonfinite)
         self._record(status)
-        self._emit(
-            step,
-            signals=self.signals,
-            layer_names=self.layer_names,
-            values=self._row.copy(),
-            h0=status.h0,
-            state=str(status.state),
-            reason=status.reason,
-        )
+        if self.writer is not None:  # no row built (nor values copied) without a writer
+            self._emit(
+                step,
+                signals=self.signals,
+                layer_names=self.layer_names,
+                values=self._row.copy(),
+                h0=status.h0,
+                state=str(status.state),
+                reason=status.reason,
+            )
         return status
 
     def _bad_names(self) -> list[str]:
