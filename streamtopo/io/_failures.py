@@ -133,8 +133,8 @@ class FailurePolicy:
             else ""
         )
         _log.warning(
-            "streamtopo: RunWriter %s writes again after %d failed attempt(s); %d row(s) kept "
-            "in memory are now on disk%s",
+            "streamtopo: RunWriter %s writes again after %d failed attempt(s); %d row(s) written, "
+            "the ones kept in memory included%s",
             self.where,
             self.failures,
             rows,

@@ -290,12 +290,13 @@ class RunWriter:
     def _step_error(self, table: Table, step: int, stored: int) -> StreamtopoError:
         return step_error(table.kind, self.rank_dir, step, table.offset, table.floor)
 
-    def _attend(self) -> None:
-        """The writer is closed, or a failure noticed in the background is to be delivered."""
+    def _attend(self, *, row: bool = True) -> None:
+        """The writer is closed, or a failure noticed in the background is to be delivered
+        (before this call's ``row`` is taken)."""
         if self._closed:
             raise StreamtopoError(f"RunWriter {self.rank_dir} is closed")
         self._attention = False
-        self._failures.deliver(row_taken=False)
+        self._failures.deliver(row_taken=not row)
 
     def _signal_if_pending(self) -> None:
         """Handle a SIGTERM that arrived while this thread was inside the writer."""
@@ -359,6 +360,8 @@ class RunWriter:
         """Write buffered rows to the journal now (and retry rows the disk refused before)."""
         with self._lock:
             if not self._closed:
+                if self._attention:
+                    self._attend(row=False)
                 self._flush_locked(roll=True)
         self._signal_if_pending()
 
