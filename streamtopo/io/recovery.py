@@ -383,12 +383,18 @@ def recover(
     >>> print(recover(w.run_dir))
     nothing to recover
     """
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise InputTypeError(f"run_dir must be a path, got {run_dir!r:.60}")
+    if not isinstance(fsync, bool):
+        raise InputTypeError(f"fsync must be a bool, got {fsync!r:.60}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RecoveryError(f"{run_dir} is not a directory")
+        raise RecoveryError(f"run_dir {run_dir} is not a directory")
     meta = load_meta(run_dir)
     if meta is None and not run_dir.name.startswith("run="):
-        raise RecoveryError(f"{run_dir} is not a run directory (no _meta.json, not run=<id>)")
+        raise RecoveryError(
+            f"run_dir {run_dir} is not a run directory (no _meta.json, not run=<id>)"
+        )
     if not isinstance(verify, bool):
         raise InputTypeError(f"verify must be a bool, got {verify!r}")
     schemas, parts = expected_schemas(meta), part_schemas(meta)

@@ -44,10 +44,12 @@ def _run_dir(path: Any) -> Path:
 
 def _meta_of(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
-        raise RecoveryError(f"{run_dir} is not a directory")
+        raise RecoveryError(f"path {run_dir} is not a directory")
     meta = load_meta(run_dir)
     if meta is None:
-        raise RecoveryError(f"{run_dir} has no {META_NAME} (not a run directory, or no row yet)")
+        raise RecoveryError(
+            f"path {run_dir} has no {META_NAME} (not a run directory, or no row yet)"
+        )
     return meta
 
 
