@@ -204,7 +204,11 @@ def _numeric(df: Any, skip: set[str]) -> list[str]:
     ]
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# characters with a markdown meaning inside a line (`_` only at a word edge: inside a word it is
+# no emphasis, so `first_collapse_step` stays readable). Escaped text is always placed after
+# "| ", "- " or a heading's words, never at the start of a line, so line-start markers
+# (#, -, 1.) need no escape and numbers such as -1.5 stay as they are.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def md_escape(value: Any) -> str:
@@ -213,12 +217,12 @@ def md_escape(value: Any) -> str:
     backslash-escaped, line breaks as spaces.
 
     >>> print(md_escape("<img src=x onerror=alert(1)>"))
-    &lt;img src=x onerror=alert\\(1\\)&gt;
-    >>> print(md_escape("a|b *c*"))
-    a\\|b \\*c\\*
+    &lt;img src=x onerror=alert(1)&gt;
+    >>> print(md_escape("a|b *c* first_step _x_"))
+    a\\|b \\*c\\* first_step \\_x\\_
     """
-    text = " ".join(str(value).splitlines())
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    text = html.escape(" ".join(str(value).splitlines()), quote=False)
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
 
 def _md_table(rows: list[tuple[str, Any]]) -> str:

@@ -269,10 +269,20 @@ def table_schema_from_json(items: Any) -> pa.Schema:
 
 
 # -- _meta.json ----------------------------------------------------------------------------
+def open_lock_file(path: Path) -> int:
+    """Open (create) a lock file; a symbolic link there is refused, not followed."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        raise RecoveryError(
+            f"lock file {path} cannot be opened ({exc}); a link is refused"
+        ) from exc
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, *, blocking: bool = True):
     """Exclusive ``flock`` on ``path`` (created if needed); yields False if not acquired."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(path)
     try:
         try:
             import fcntl
@@ -297,7 +307,7 @@ class RankLock:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd: int | None = open_lock_file(path)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no inter-process lock

@@ -27,32 +27,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._validation import check_choice, check_positive_int, describe
-from ..errors import (
-    InputError,
-    InputTypeError,
-    StreamtopoError,
-    WriteError,
-    WriteFailedWarning,
-)
+from ..errors import InputError, InputTypeError, StreamtopoError, WriteError, WriteFailedWarning
 from ._buffers import Table, as_float, as_step, new_buffer
 from ._failures import FailurePolicy, step_span
 from ._journalfile import Journal
-from ._layout import (
-    JOURNAL_EXT,
-    LAYER,
-    check_kind,
-    check_run_id,
-    file_name,
-    rank_path,
-    run_path,
-)
+from ._layout import JOURNAL_EXT, LAYER, check_kind, check_run_id, file_name, rank_path, run_path
 from ._meta import register_table
 from ._resume import STEP_LIMIT, check_resume_args, open_rank, start_steps, step_error
-from .recovery import (
-    RecoveryReport,
-    convert_journal,
-    recover,
-)
+from .recovery import RecoveryReport, convert_journal, recover
 
 __all__ = ["RunWriter", "recover"]
 
