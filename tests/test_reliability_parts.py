@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -141,7 +142,11 @@ def test_gap_between_a_part_and_a_live_journal(tmp_path):
         for s in range(30):
             w(layer_row(s))
         w.flush()
-        (w.rank_dir / "part-000001.parquet").unlink()
+        part = w.rank_dir / "part-000001.parquet"
+        deadline = time.monotonic() + 30
+        while not part.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # rolled by the background thread
+        part.unlink()
         with pytest.warns(StepGapWarning, match=r"steps 10\.\.19"):
             read_run(w.run_dir, include_journal=True).collect()
 

@@ -65,34 +65,36 @@ def bad_part_error(path: Path, run_dir: Path, why: str) -> RecoveryError:
 
 def check_part(path: Path, schema: pa.Schema, run_dir: Path) -> Piece:
     """The :class:`Piece` of a readable part; RecoveryError naming the file otherwise."""
-    why = part_problem(path, schema)
-    if why is not None:
-        raise bad_part_error(path, run_dir, why)
     try:
-        return part_piece(path)
+        with pq.ParquetFile(path) as pf:
+            got = pf.schema_arrow
+            if not _same_columns(got, schema):
+                why = f"its columns differ from _meta.json ({len(got)} vs {len(schema)})"
+                raise bad_part_error(path, run_dir, why)
+            return _piece(path, pf)
     except _READ_ERRORS as exc:
-        raise bad_part_error(path, run_dir, f"unreadable step column: {exc}") from exc
+        raise bad_part_error(path, run_dir, f"not a readable Parquet file: {exc}") from exc
 
 
 def part_piece(path: Path) -> Piece:
     """Step range of a part from its footer statistics (the step column if they are absent)."""
     with pq.ParquetFile(path) as pf:
-        md = pf.metadata
-        lo: int | None = None
-        hi: int | None = None
-        for g in range(md.num_row_groups):
-            stats = md.row_group(g).column(0).statistics
-            if stats is None or not stats.has_min_max:
-                steps = pf.read(columns=["step"]).column(0)
-                if len(steps) == 0:
-                    return Piece(path.name, 0, -1, 0)
-                return Piece(path.name, int(pc.min(steps).as_py()),
-                             int(pc.max(steps).as_py()), md.num_rows)  # fmt: skip
-            lo = int(stats.min) if lo is None else min(lo, int(stats.min))
-            hi = int(stats.max) if hi is None else max(hi, int(stats.max))
-        if lo is None or hi is None:
-            return Piece(path.name, 0, -1, 0)
-        return Piece(path.name, lo, hi, md.num_rows)
+        return _piece(path, pf)
+
+
+def _piece(path: Path, pf: pq.ParquetFile) -> Piece:
+    md = pf.metadata
+    lo: int | None = None
+    hi: int | None = None
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(0).statistics
+        if stats is None or not stats.has_min_max:
+            return table_piece(path.name, pf.read(columns=["step"]))
+        lo = int(stats.min) if lo is None else min(lo, int(stats.min))
+        hi = int(stats.max) if hi is None else max(hi, int(stats.max))
+    if lo is None or hi is None:
+        return Piece(path.name, 0, -1, 0)
+    return Piece(path.name, lo, hi, md.num_rows)
 
 
 def table_piece(name: str, table: pa.Table) -> Piece:

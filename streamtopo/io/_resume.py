@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_choice, check_positive_int, describe
-from ..errors import InputError, InputTypeError, RecoveryWarning
+from ..errors import InputError, InputTypeError, RecoveryWarning, WriteError
 from ._layout import JOURNAL_EXT, QUARANTINE, RankLock, parse_file
 from ._meta import load_meta
 from ._parts import part_piece
@@ -116,8 +116,11 @@ def open_rank(
     rank = int(rank_dir.name.removeprefix("rank="))
     meta = load_meta(run_dir) if run_dir.is_dir() else None
     check_resume(resume, run_id, rank, rank_dir)
-    run_dir.mkdir(exist_ok=True)
-    rank_dir.mkdir(exist_ok=True)
+    try:
+        run_dir.mkdir(exist_ok=True)
+        rank_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"RunWriter cannot create {rank_dir}: {exc!r}") from exc
     lock = RankLock(rank_dir / ".lock")
     try:
         report = recover_rank(

@@ -315,7 +315,14 @@ class RunWriter:
             if type(row["wall_time"]) is not float:
                 as_float(row["wall_time"], "row['wall_time']")
             buf.put(0, row)
-            register_table(self.run_dir, self.run_id, kind, info, fsync=self.fsync != "never")
+            try:
+                register_table(self.run_dir, self.run_id, kind, info, fsync=self.fsync != "never")
+            except OSError as exc:  # not kept in memory: without _meta.json no reader knows it
+                raise WriteError(
+                    f"RunWriter {self.rank_dir}: registering table {kind!r} in _meta.json "
+                    f"failed in the calling thread: {exc!r}; this row and table are not "
+                    "recorded (call again once the disk accepts writes), other tables go on"
+                ) from exc
             self._tables[kind] = table
         return table
 
