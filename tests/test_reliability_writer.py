@@ -228,3 +228,24 @@ def test_a_real_file_size_limit_mid_write_loses_no_row(tmp_path):
     assert out["pending_after"] == 0
     df = read_run(tmp_path / "run=fs").collect()
     assert df["step"].to_list() == list(range(208))
+
+
+def test_a_table_that_cannot_be_registered_is_a_write_error_and_nothing_changes(
+    tmp_path, monkeypatch
+):
+    """_meta.json cannot be written (a monkeypatched ENOSPC from its atomic write)."""
+    from streamtopo.io import _meta
+
+    real = _meta.write_json_atomic
+
+    def full(path, obj, *, fsync=False):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with RunWriter(tmp_path, run_id="reg") as w:
+        monkeypatch.setattr(_meta, "write_json_atomic", full)
+        with pytest.raises(WriteError, match=r"registering table 'layer' in _meta\.json"):
+            w(layer_row(0))
+        assert not (w.run_dir / "_meta.json").exists()
+        monkeypatch.setattr(_meta, "write_json_atomic", real)
+        w(layer_row(0))  # the same row once the disk accepts it
+    assert read_run(w.run_dir).collect()["step"].to_list() == [0]
