@@ -19,13 +19,14 @@ import base64
 import html
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ReportPaths", "build_report", "run_summary"]
+__all__ = ["ReportPaths", "build_report", "md_escape", "run_summary"]
 
 _ALARM_COLOURS = {"WATCH": "#f5c542", "COLLAPSE": "#e0533d"}
 
@@ -203,9 +204,30 @@ def _numeric(df: Any, skip: set[str]) -> list[str]:
     ]
 
 
+# characters with a markdown meaning inside a line (`_` only at a word edge: inside a word it is
+# no emphasis, so `first_collapse_step` stays readable). Escaped text is always placed after
+# "| ", "- " or a heading's words, never at the start of a line, so line-start markers
+# (#, -, 1.) need no escape and numbers such as -1.5 stay as they are.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_escape(value: Any) -> str:
+    """Text for markdown: HTML special characters as entities (a layer named
+    ``<img src=x onerror=...>`` stays text in any renderer), markdown punctuation
+    backslash-escaped, line breaks as spaces.
+
+    >>> print(md_escape("<img src=x onerror=alert(1)>"))
+    &lt;img src=x onerror=alert(1)&gt;
+    >>> print(md_escape("a|b *c* first_step _x_"))
+    a\\|b \\*c\\* first_step \\_x\\_
+    """
+    text = html.escape(" ".join(str(value).splitlines()), quote=False)
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
 def _md_table(rows: list[tuple[str, Any]]) -> str:
     lines = ["| key | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in rows]
     return "\n".join(lines)
 
 
@@ -231,15 +253,14 @@ def build_report(
     -------
     ReportPaths
     """
-    import json
-
     from .errors import InputError
+    from .io import read_meta
 
     run = Path(run_dir)
     meta_path = run / "_meta.json"
     if not meta_path.is_file():
         raise InputError(f"run_dir must be a run directory containing _meta.json, got {run}")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(run)  # checked: _meta.json is input, not truth
     html_path = Path(out) if out is not None else run / "report.html"
     md_path = html_path.with_suffix(".md")
 
@@ -251,7 +272,7 @@ def build_report(
         have_plot = False
 
     figures: list[tuple[str, str]] = []
-    md = [f"# streamtopo report: {run.name}", ""]
+    md = [f"# streamtopo report: {md_escape(run.name)}", ""]
     body = [f"<h1>streamtopo report: {html.escape(run.name)}</h1>"]
     if not have_plot:
         note = 'Figures need matplotlib: pip install "streamtopo[plot]"'
@@ -277,7 +298,8 @@ def build_report(
                 more = len(episodes) - len(lines)
                 if more > 0:
                     lines.append(f"... and {more} more")
-                md += ["Alarm episodes (why each began):", ""] + [f"- {x}" for x in lines] + [""]
+                md += ["Alarm episodes (why each began):", ""]
+                md += [f"- {md_escape(x)}" for x in lines] + [""]
                 body.append("<h3>Alarm episodes (why each began)</h3><ul>")
                 body += [f"<li>{html.escape(x)}</li>" for x in lines]
                 body.append("</ul>")
