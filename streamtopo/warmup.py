@@ -26,15 +26,15 @@ def _warm_h0() -> None:
         topology.h0_total(X, metric)
         topology.linkage(X.tolist(), metric)  # validating path, Prim, linkage
         P = topology.prepare_points(X, metric)
-        topology._mst_unsorted(P, metric, path="gram")  # float32 Gram
+        topology.mst_unsorted(P, metric, path="gram")  # float32 Gram
         wide = rng.normal(size=(4, topology.GRAM_F64_MIN_D))
-        topology._mst_unsorted(topology.prepare_points(wide, metric), metric, path="gram")
+        topology.mst_unsorted(topology.prepare_points(wide, metric), metric, path="gram")
     topology.h0_diagram(X[:, :1])  # 1-D sort, one-call
     topology.merge_order(X[:, :1].tolist())  # 1-D sort, validating path
     D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
     topology.h0_diagram(D, "precomputed")
     topology.betti0_at(X, 1.0)
-    src, dst, w = topology._mst_unsorted(X, "euclidean")
+    src, dst, w = topology.mst_unsorted(X, "euclidean")
     out = (np.empty(5, np.int64), np.empty(5, np.int64), np.empty(5))
     kruskal(6, src, dst, w, np.argsort(w), *out)
 
