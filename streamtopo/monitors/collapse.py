@@ -60,7 +60,6 @@ from ..topology.collapse import (
     prepare_embeddings,
     seed000_index,
 )
-from ._collapse_report import render_report
 
 __all__ = ["CollapseMonitor", "CollapseStatus"]
 
@@ -607,7 +606,9 @@ class CollapseMonitor:
         matplotlib is installed (a plain table otherwise).
         """
         check_choice(format, "format", ("markdown", "html"))
-        return render_report(self._hist, list(self._columns), self.threshold, format)
+        from ..report import collapse_report
+
+        return collapse_report(self._hist, list(self._columns), self.threshold, format)
 
 
 def _nonneg(x: Any, name: str, *, positive: bool = False) -> float:
