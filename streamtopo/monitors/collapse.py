@@ -1,6 +1,6 @@
 """CollapseMonitor: the Collapse Index of embeddings, checked every few steps (seed 000).
 
-The arithmetic lives in :mod:`streamtopo.collapse`; this class keeps the history, the run's
+The arithmetic lives in :mod:`streamtopo.topology.collapse`; this class keeps the history, the run's
 baseline and the alarm rule.
 
 Alarm rules
@@ -144,7 +144,7 @@ class CollapseMonitor:
     threshold : float
         CI level for seed mode's alarm and for WATCH (seed 000: 0.7).
     variant : {"default", "seed000", "seed002"}
-        See :func:`streamtopo.collapse.collapse_index`.
+        See :func:`streamtopo.topology.collapse.collapse_index`.
     baseline_checks : int
         Checks that form the baseline (≥ 1).
     mode : {"baseline", "seed"}
