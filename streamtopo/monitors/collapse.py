@@ -1,6 +1,6 @@
 """CollapseMonitor: the Collapse Index of embeddings, checked every few steps (seed 000).
 
-The arithmetic lives in :mod:`streamtopo.collapse`; this class keeps the history, the run's
+The arithmetic lives in :mod:`streamtopo.topology.collapse`; this class keeps the history, the run's
 baseline and the alarm rule.
 
 Alarm rules
@@ -49,18 +49,17 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_choice, check_positive_int, describe
-from ..collapse import (
-    VARIANTS,
-    _as_embeddings,
-    _as_labels,
-    _combine,
-    _prepare,
-    _seed000,
-    collapse_components,
-)
 from ..errors import InputError, InputTypeError
 from ..status import State
-from ._collapse_report import render_report
+from ..topology.collapse import (
+    VARIANTS,
+    as_embeddings,
+    as_labels,
+    collapse_components,
+    combine_components,
+    prepare_embeddings,
+    seed000_index,
+)
 
 __all__ = ["CollapseMonitor", "CollapseStatus"]
 
@@ -145,7 +144,7 @@ class CollapseMonitor:
     threshold : float
         CI level for seed mode's alarm and for WATCH (seed 000: 0.7).
     variant : {"default", "seed000", "seed002"}
-        See :func:`streamtopo.collapse.collapse_index`.
+        See :func:`streamtopo.topology.collapse.collapse_index`.
     baseline_checks : int
         Checks that form the baseline (≥ 1).
     mode : {"baseline", "seed"}
@@ -388,14 +387,14 @@ class CollapseMonitor:
         s = self._take_step(step)
         if s % self.check_every != 0:
             return self._skip(s)
-        arr = _as_embeddings(embeddings, "embeddings")
+        arr = as_embeddings(embeddings, "embeddings")
         if self._d is not None and arr.shape[1] != self._d:
             raise InputError(
                 f"embeddings have {arr.shape[1]} features, expected {self._d} (the dimension of "
                 "the first check: a baseline of one feature space cannot judge another)"
             )
         if labels is not None:
-            _as_labels(labels, arr.shape[0])
+            as_labels(labels, arr.shape[0])
         n_finite = int(np.count_nonzero(np.isfinite(arr).all(axis=1)))
         if arr.shape[0] >= 3 and n_finite < 3:  # diverged: a finding, not an input error
             bad = arr.shape[0] - n_finite
@@ -463,10 +462,10 @@ class CollapseMonitor:
 
     def _compute(self, embeddings: Any, labels: Any):
         if self.variant == "seed000":
-            arr, lab, dropped = _prepare(embeddings, labels)
+            arr, lab, dropped = prepare_embeddings(embeddings, labels)
             if not np.any(arr != arr[0]):
                 raise InputError("embeddings have zero variance; seed000's formula is undefined")
-            ci, comp = _seed000(arr, lab)
+            ci, comp = seed000_index(arr, lab)
             comp["n_dropped"] = dropped
             comp["n_points"] = arr.shape[0]
             scores = {k[6:]: v for k, v in comp.items() if k.startswith("score_")}
@@ -482,7 +481,7 @@ class CollapseMonitor:
                 for c in self._columns:
                     rows[c].append(float(comp.get(c, math.nan)))
             base = {c: _nanmedian(v) for c, v in rows.items()}
-        ci, scores, weights = _combine(comp, self.variant, base, None)
+        ci, scores, weights = combine_components(comp, self.variant, base, None)
         return ci, comp, scores, weights
 
     def _commit(self, s, ci, comp, scores, weights, forced=None) -> CollapseStatus:
@@ -607,7 +606,9 @@ class CollapseMonitor:
         matplotlib is installed (a plain table otherwise).
         """
         check_choice(format, "format", ("markdown", "html"))
-        return render_report(self._hist, list(self._columns), self.threshold, format)
+        from ..report import collapse_report
+
+        return collapse_report(self._hist, list(self._columns), self.threshold, format)
 
 
 def _nonneg(x: Any, name: str, *, positive: bool = False) -> float:
