@@ -5,8 +5,9 @@ What is exact and what is not (the published ``ph_training`` package is the refe
 
 * ``LayerPHMonitor.check`` — its H0 is the total H0 persistence of the 1-D layer values, i.e.
   ``max - min``; it runs on :class:`streamtopo.LayerMonitor` with ``rule="peak",
-  transform="none", window=1, warmup=0`` (h0 in float64; ph-training's ripser works in
-  float32). Status against the running peak (updated before the comparison): COLLAPSE below
+  transform="none", window=1, warmup=0``: values are held as float32 (as in
+  streamtopo's logs) and h0 is exactly ``max - min`` of those, bit for bit (ph-training's
+  ripser also computes in float32). Status against the running peak (updated before the comparison): COLLAPSE below
   ``collapse_threshold`` x peak, WATCH below 0.6 x peak. As published, the COLLAPSE count
   behind ``should_stop`` is reset only by a HEALTHY check (a WATCH between two COLLAPSE checks
   neither counts nor resets). ``summary()`` keeps its keys and definitions (``h0_trend`` =
