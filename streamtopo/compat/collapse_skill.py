@@ -17,9 +17,11 @@ Names and signatures are the skill file's. What is exact and what differs:
   bars born below it with ``min(death, threshold)``.
 * :class:`MorseHomologyMonitor` runs :class:`streamtopo.MorseMonitor`. **Dimension 0 is exact and
   incremental**: ``update`` repairs the minimum spanning tree locally and the H0 diagram
-  equals a from-scratch computation exactly; ``current_matching`` is the discrete gradient
-  pairing (vertex -> the other end of the tree edge that merges it, for edges within
-  ``scale``) and ``critical_cells`` the unpaired vertices (beta0 at ``scale`` of them).
+  equals a from-scratch computation exactly. ``current_matching`` is a discrete gradient
+  (Morse matching) of the minimum spanning forest at ``scale``: each tree is rooted at its
+  smallest vertex and every other vertex is matched with its forest edge toward the root,
+  stored as vertex -> that edge's other end; ``critical_cells`` are the roots (beta0 at
+  ``scale`` of them). The persistence (elder-rule) pairing is ``monitor_.pairs_``.
   **Dimension 1 is exact but not incremental**: with ``max_dim=1``, ``birth_death_pairs[1]``
   is recomputed from scratch by ripser when read. The skill's own matching is a greedy
   placeholder that is not a Morse matching of anything (a vertex can be matched to an edge it
@@ -239,15 +241,31 @@ class MorseHomologyMonitor:
         self._derive()
 
     def _derive(self) -> None:
+        # the spanning forest at the scale, each tree rooted at its smallest vertex (the elder
+        # rule's survivor); every other vertex is matched with its edge toward the root
         p = self.monitor_.pairs_
         scale = self.monitor_.scale_
-        matching = {}
-        for v, i, j, w in zip(p.vertex, p.i, p.j, p.death, strict=True):
-            if w <= scale:
-                matching[int(v)] = int(j) if int(i) == int(v) else int(i)
-        self.current_matching = matching
         n = self.monitor_.n_points
-        self.critical_cells = set(range(n)) - set(matching)
+        adj: dict[int, list[int]] = {}
+        for i, j, w in zip(p.i, p.j, p.death, strict=True):
+            if w <= scale:
+                adj.setdefault(int(i), []).append(int(j))
+                adj.setdefault(int(j), []).append(int(i))
+        matching: dict[int, int] = {}
+        roots = set()
+        for r in range(n):
+            if r in matching or r in roots:
+                continue
+            roots.add(r)  # r is the smallest vertex of a tree not seen yet
+            stack = [r]
+            while stack:
+                u = stack.pop()
+                for v in adj.get(u, ()):
+                    if v != r and v not in matching:
+                        matching[v] = u
+                        stack.append(v)
+        self.current_matching = matching
+        self.critical_cells = roots
         self._h1 = None
 
     @property

@@ -3,18 +3,18 @@
 
 What is exact and what is not (the published ``ph_training`` package is the reference):
 
-* ``LayerPHMonitor.check`` — its H0 is the total H0 persistence of the 1-D layer values, i.e.
-  ``max - min``; it runs on :class:`streamtopo.LayerMonitor` with ``rule="peak",
-  transform="none", window=1, warmup=0``: values are held as float32 (as in
-  streamtopo's logs) and h0 is exactly ``max - min`` of those, bit for bit (ph-training's
-  ripser also computes in float32). Status against the running peak (updated before the comparison): COLLAPSE below
+* ``LayerPHMonitor.check`` — its H0 is the total H0 persistence of the 1-D layer values,
+  i.e. ``max - min``; it runs on :class:`streamtopo.LayerMonitor` with ``rule="peak",
+  transform="none", window=1, warmup=0``: values are held as float32 (as in streamtopo's logs)
+  and h0 is exactly ``max - min`` of those, bit for bit (ph-training's ripser also computes in
+  float32). Status against the running peak (updated before the comparison): COLLAPSE below
   ``collapse_threshold`` x peak, WATCH below 0.6 x peak. As published, the COLLAPSE count
-  behind ``should_stop`` is reset only by a HEALTHY check (a WATCH between two COLLAPSE checks
-  neither counts nor resets). ``summary()`` keeps its keys and definitions (``h0_trend`` =
-  last vs first h0, ``collapse_events`` = COLLAPSE checks). Differences: the number of values
-  must equal ``n_layers`` (the published class ignores ``n_layers``); NaN/inf values give
-  COLLAPSE (streamtopo's rule) instead of an undefined H0; the published ``check`` raises a
-  TypeError (it builds its status with field names the dataclass does not have).
+  behind ``should_stop`` is reset only by a HEALTHY check (a WATCH between two COLLAPSE
+  checks neither counts nor resets). ``summary()`` keeps its keys and definitions
+  (``h0_trend`` = last vs first h0, ``collapse_events`` = COLLAPSE checks). Differences: the
+  number of values must equal ``n_layers`` (the published class ignores ``n_layers``); NaN/inf
+  values give COLLAPSE (streamtopo's rule) instead of an undefined H0; the published ``check``
+  raises a TypeError (it builds its status with field names the dataclass does not have).
 * ``PHMonitor.check`` — per-class mean directions, cosine distances, H0 of each split via
   :class:`streamtopo.CentroidMonitor` (``rule="seed"``, unmatched sizes). Rows are
   L2-normalised before averaging, so for unit direction vectors (the PureField directions the
