@@ -200,3 +200,30 @@ def test_train_main_reports_streamtopo_errors(argv, words, capsys):
     assert app_train.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("streamtopo train: error:") and words in err
+
+
+def test_purefield_tension_example_runs(monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "purefield_tension.py"
+    monkeypatch.setattr(sys, "argv", [path.name, "--steps", "60", "--fault-at", "40"])
+    runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "step 40: fault" in out
+    assert "LayerMonitor: first alarm before the fault" in out
+    assert "LayerPHMonitor summary: {'steps_monitored': 60" in out
+
+
+def test_compat_and_train_imports_are_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, streamtopo.compat.ph_training, streamtopo.compat.collapse_skill, "
+        "streamtopo.app.train; print(sorted(m for m in ('torch', 'scipy', 'ripser', "
+        "'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
