@@ -330,7 +330,7 @@ class PHTrainer:
                 self._log(f"      d={node['distance']:.4f} -> [{', '.join(node['classes'])}]")
         self._log("\n    Most confused pairs (final confusion matrix, test set):")
         for i, j, c in top:
-            self._log(f"      {names[i]:>7} <-> {names[j]:<7}  {c} confusions")
+            self._log(f"      {names[i]:>7} <-> {names[j]:<7}  confused {c}x")
         self._log(
             f"    Epoch-1 merges among the top confused pairs: {overlap[3]:.0%} of the first 3, "
             f"{overlap[5]:.0%} of the first 5"
@@ -349,7 +349,10 @@ class PHTrainer:
         self._log(f"\n{bar}\n  SUMMARY - {data.name.upper()}\n{bar}")
         self._log(f"  Difficulty:     {difficulty} (H0_ep1={h0_ep1:.4f})")
         self._log(f"  Best LR:        {lr:.0e} ({method})")
-        self._log(f"  Best accuracy:  {final_acc:.1f}% (epoch {best_epoch})")
+        self._log(
+            f"  Best accuracy:  {final_acc:.1f}% (epoch {best_epoch}; chosen on test accuracy, as "
+            "seed 004 does)"
+        )
         self._log(f"  Early stop:     {'yes' if early else 'no'}")
         if top:
             self._log(f"  Top confusion:  {names[top[0][0]]}-{names[top[0][1]]}")
