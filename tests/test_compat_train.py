@@ -227,3 +227,15 @@ def test_compat_and_train_imports_are_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_trainer_stops_after_three_alerts_past_epoch_5_as_the_seed_does():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 6)).astype(np.float32)
+    y = np.arange(200) % 3
+    X[np.arange(200), y] += 2.0
+    out = io.StringIO()
+    r = PHTrainer((X, y), epochs=10, lr=1e-2, hidden=8, model="mlp", gap_threshold=0.0, file=out)
+    result = r.run()
+    assert result.early_stop and [h["status"] for h in result.history] == ["ALERT"] * 6
+    assert "Early stop (3 consecutive ALERTs, epoch 6)" in out.getvalue()
