@@ -53,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     "CentroidMonitor": "streamtopo.monitors.centroid",
     "GapStatus": "streamtopo.monitors.centroid",
     "difficulty": "streamtopo.monitors.centroid",
+    # guard (acts on alarms: rollback + LR cut)
+    "Guard": "streamtopo.guard",
+    "Intervention": "streamtopo.guard",
     # data
     "load_digits": "streamtopo.data",
     # run logs
@@ -89,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .cubical import BettiCurves, betti_curves, cubical_diagram, cubical_diagrams
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .guard import Guard, Intervention
     from .integrations.training import TrainingMonitor, TrainingStatus
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover
