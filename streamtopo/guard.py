@@ -169,8 +169,11 @@ class Guard:
     max_rollbacks : int
         Rollbacks allowed in the run; the next alarm sets :attr:`should_stop`. Default 3.
     act_on : {"WATCH", "COLLAPSE"}
-        State that triggers a rollback. Default ``"WATCH"``: on the digits evaluation the loss
-        rule's WATCH comes ~3 steps after an abrupt failure, COLLAPSE several evaluations later.
+        State that triggers a rollback (once it has lasted ``patience`` steps). Default
+        ``"WATCH"``.
+    patience : int
+        Consecutive steps at ``act_on`` or worse before acting. Default 10: short WATCH
+        episodes happen on healthy runs; the failures' episodes last hundreds of steps.
     dir : str or Path, optional
         Keep snapshots as files there (``snapshot-<step>-rank<r>.pt``, loadable with
         ``torch.load(weights_only=True)``) instead of in memory. Must be writable (checked here).
@@ -205,7 +208,7 @@ class Guard:
     ...     def restore(self, snap): self.weights[:] = snap
     ...     def set_lr_scale(self, scale): self.scale = scale
     >>> state = ListState()
-    >>> guard = Guard(every=2, margin=1, cooldown=3).attach_state(state)
+    >>> guard = Guard(every=2, margin=1, cooldown=3, patience=1).attach_state(state)
     >>> for t, s in enumerate(["HEALTHY"] * 5 + ["WATCH"]):
     ...     state.weights[0] = float(t)
     ...     action = guard.step(t, s)
@@ -225,6 +228,7 @@ class Guard:
         max_rollbacks: int = 3,
         *,
         act_on: str = "WATCH",
+        patience: int = 10,
         dir: str | os.PathLike[str] | None = None,
         writer: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
@@ -235,6 +239,7 @@ class Guard:
         self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
         self.max_rollbacks = check_positive_int(max_rollbacks, "max_rollbacks", minimum=0)
         self.act_on = State(check_choice(act_on, "act_on", ("WATCH", "COLLAPSE")))
+        self.patience = check_positive_int(patience, "patience")
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
         self.writer = writer
@@ -249,12 +254,14 @@ class Guard:
             "every": self.every, "keep": self.keep, "margin": self.margin,
             "lr_factor": self.lr_factor, "cooldown": self.cooldown,
             "max_rollbacks": self.max_rollbacks, "act_on": self.act_on.value,
+            "patience": self.patience,
             "dir": None if self.dir is None else str(self.dir),
         }  # fmt: skip
 
     def _reset(self) -> None:
         self._snapshots: list[_Snapshot] = []
         self._onset: int | None = None
+        self._streak = 0  # consecutive steps at act_on or worse
         self._handled = False  # this episode already got a no_snapshot record
         self._calls = 0
         self._cool_until = -1
@@ -345,13 +352,14 @@ class Guard:
         if self.should_stop:
             return None
         if state is State.HEALTHY:
-            self._onset, self._handled = None, False
+            self._onset, self._handled, self._streak = None, False, 0
             if t % self.every == 0 and (not self._snapshots or self._snapshots[-1].step < t):
                 self._snapshot(t)
             return None
         if self._onset is None:
             self._onset = t
-        if state.severity < self.act_on.severity or self._handled:
+        self._streak = self._streak + 1 if state.severity >= self.act_on.severity else 0
+        if self._streak < self.patience or self._handled:
             return None
         return self._act(t, str(getattr(status, "reason", "") or state.value))
 
@@ -394,7 +402,7 @@ class Guard:
         self._last_restored = chosen.step
         self.rollbacks_ += 1
         self.steps_redone_ += t - chosen.step
-        self._onset, self._handled = None, False
+        self._onset, self._handled, self._streak = None, False, 0
         policy = (
             f"restored step {chosen.step}{older_note}, lr x{self.lr_scale_:g} "
             f"for {self.cooldown} steps, batches since step {chosen.step} not replayed"
