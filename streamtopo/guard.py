@@ -397,8 +397,9 @@ class Guard:
                 s.path.unlink(missing_ok=True)
         self._snapshots = [s for s in self._snapshots if s.step <= chosen.step]
         self._level = self._level + 1 if escalate else 1
-        self._set_scale(self.lr_factor**self._level)
-        self._cool_until = t + 1 + self.cooldown
+        if self.cooldown:  # the next ``cooldown`` optimizer steps (t+1 .. t+cooldown) are cut
+            self._set_scale(self.lr_factor**self._level)
+        self._cool_until = t + self.cooldown
         self._last_restored = chosen.step
         self.rollbacks_ += 1
         self.steps_redone_ += t - chosen.step
