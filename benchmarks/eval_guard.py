@@ -212,42 +212,57 @@ def main(argv=None) -> int:
 
 
 def summarise(rows: list[dict]) -> str:
-    """Per variant x fault: saved share (acc, loss), interventions on healthy runs, steps redone."""
+    """Per variant x fault: runs saved (acc, loss), stops, rollbacks, steps redone."""
     healthy = {r["seed"]: r for r in rows if r["fault"] == "healthy" and r["variant"] == "none"}
     variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "none", v != "default", v))
-    faults = [f for f in FAULTS if f != "healthy"]
     lines = [
-        "| variant | healthy runs: interventions, identical losses | "
-        + " | ".join(f"{f}: saved acc / loss, rollbacks, redone, stops" for f in faults)
-        + " | abrupt saved (lr_spike+dead_relu) |",
-        "|---" * (3 + len(faults)) + "|",
+        "| variant | fault | runs | saved (acc) | saved (loss) | stopped (acc ok) | rollbacks "
+        "| steps redone (mean per rollback) | interventions | same losses as no guard "
+        "| rescued (failed without guard) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    bare = {
+        (r["fault"], r["seed"]): r["test_acc"] >= 0.98 * healthy[r["seed"]]["test_acc"]
+        for r in rows
+        if r["variant"] == "none" and r["seed"] in healthy
+    }
     for v in variants:
-        sub = [r for r in rows if r["variant"] == v]
-        h = [r for r in sub if r["fault"] == "healthy"]
-        n_int = sum(len(r["interventions"]) for r in h)
-        same = sum(r["loss_hash"] == healthy[r["seed"]]["loss_hash"] for r in h)
-        cells, abrupt_ok, abrupt_n = [], 0, 0
-        for f in faults:
-            fr = [r for r in sub if r["fault"] == f and r["seed"] in healthy]
-            ok_acc = [r["test_acc"] >= 0.98 * healthy[r["seed"]]["test_acc"] for r in fr]
-            ok_loss = [r["test_loss"] <= 1.02 * healthy[r["seed"]]["test_loss"] for r in fr]
-            if f in ("lr_spike", "dead_relu"):
-                abrupt_ok += sum(ok_acc)
-                abrupt_n += len(fr)
+        abrupt = [0, 0, 0, 0]
+        for f in FAULTS:
+            fr = [r for r in rows if r["variant"] == v and r["fault"] == f and r["seed"] in healthy]
+            if not fr:
+                continue
+            ref = [healthy[r["seed"]] for r in fr]
+            done = [r["stopped_at"] is None for r in fr]
+            acc = [r["test_acc"] >= 0.98 * h["test_acc"] for r, h in zip(fr, ref, strict=True)]
+            los = [r["test_loss"] <= 1.02 * h["test_loss"] for r, h in zip(fr, ref, strict=True)]
+            saved_acc = sum(d and a for d, a in zip(done, acc, strict=True))
+            saved_loss = sum(d and x for d, x in zip(done, los, strict=True))
+            stopped = sum(not d for d in done)
+            stopped_ok = sum(not d and a for d, a in zip(done, acc, strict=True))
             rb = sum(r["rollbacks"] for r in fr)
-            redone = sum(r["steps_redone"] for r in fr)
-            stops = sum(r["stopped_at"] is not None for r in fr)
-            cells.append(
-                f"{sum(ok_acc)}/{len(fr)} / {sum(ok_loss)}/{len(fr)}, {rb}, {redone}, {stops}"
+            redone = sum(r["steps_redone"] for r in fr) / rb if rb else 0.0
+            n_int = sum(len(r["interventions"]) for r in fr)
+            same = sum(r["loss_hash"] == h["loss_hash"] for r, h in zip(fr, ref, strict=True))
+            same_txt = f"{same}/{len(fr)}" if f == "healthy" else ""
+            failed = [bare.get((f, r["seed"])) is False for r in fr]
+            rescued = sum(x and d and a for x, d, a in zip(failed, done, acc, strict=True))
+            if f in ("lr_spike", "dead_relu"):
+                abrupt = [abrupt[0] + saved_acc, abrupt[1] + len(fr), abrupt[2] + rescued,
+                          abrupt[3] + sum(failed)]  # fmt: skip
+            lines.append(
+                f"| {v} | {f} | {len(fr)} | {saved_acc} | {saved_loss} | {stopped} ({stopped_ok}) "
+                f"| {rb} | {redone:.0f} | {n_int} | {same_txt} | {rescued}/{sum(failed)} |"
             )
-        abrupt = f"{abrupt_ok}/{abrupt_n}" if abrupt_n else "—"
-        lines.append(f"| {v} | {n_int}, {same}/{len(h)} | " + " | ".join(cells) + f" | {abrupt} |")
+        lines.append(f"| {v} | **abrupt (lr_spike + dead_relu)** | {abrupt[1]} | {abrupt[0]} "
+                     f"| | | | | | | {abrupt[2]}/{abrupt[3]} |")  # fmt: skip
     lines.append("")
     lines.append(
-        "saved acc: final test accuracy >= 98% of the same seed's healthy run (no guard); saved "
-        "loss: final test loss <= 102% of it. rollbacks/redone/stops: sums over the runs. "
-        "'identical losses': the healthy run's per-step training losses equal the no-guard run's."
+        "saved (acc): ran to the end and final test accuracy >= 98% of the same seed's healthy "
+        "run without guard; saved (loss): ran to the end and final test loss <= 102% of it. "
+        "stopped: the guard used up max_rollbacks and stopped the run (acc ok: its accuracy at "
+        "the stop was within 2%). interventions: rollbacks + stops + no_snapshot records. "
+        "rescued: runs saved (acc) among those whose no-guard run was not."
     )
     return "\n".join(lines) + "\n"
 

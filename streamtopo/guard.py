@@ -43,7 +43,7 @@ from ._validation import check_choice, check_positive_int, describe
 from .errors import InputError, InputTypeError
 from .status import State
 
-__all__ = ["Guard", "GuardState", "Intervention"]
+__all__ = ["Guard", "GuardState", "Intervention", "check_guard"]
 
 logger = logging.getLogger("streamtopo")
 
@@ -470,6 +470,13 @@ class Guard:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_guard(guard: Any) -> Guard | None:
+    """Return ``guard`` if it is a :class:`Guard` or None; raise naming ``guard`` otherwise."""
+    if guard is not None and not isinstance(guard, Guard):
+        raise InputTypeError(f"guard must be a streamtopo.Guard or None, got {describe(guard)}")
+    return guard
 
 
 def _writable_dir(dir: Any) -> Path:
