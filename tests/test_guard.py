@@ -316,6 +316,9 @@ def test_bad_attach_registers_nothing():
         guard.attach(model=model, optimizer=opt)
     with pytest.raises(InputError, match="status"):
         guard.step(0, "FINE")
+    guard.step(5, "HEALTHY")
+    with pytest.raises(InputError, match="step must not decrease"):
+        guard.step(4, "HEALTHY")
 
 
 # ---------------------------------------------------------------------------------- DDP
