@@ -65,6 +65,7 @@ from ._hooks import (
     AttentionTap,
     FeatureCollector,
 )
+from ._snapshot import TorchState, copy_tree, decode_tree, encode_tree
 
 __all__ = [
     "ActivationNormCollector",
@@ -74,7 +75,11 @@ __all__ = [
     "GradNormCollector",
     "LayerGroup",
     "LossBuffer",
+    "TorchState",
     "collect",
+    "copy_tree",
+    "decode_tree",
+    "encode_tree",
     "labels_to_numpy",
     "layer_groups",
     "rank",
