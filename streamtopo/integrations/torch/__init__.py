@@ -59,21 +59,30 @@ from ..._validation import describe
 from ...errors import InputError, InputTypeError
 from ._collect import GradNormCollector, _distributed, collect
 from ._groups import LayerGroup, layer_groups
-from ._hooks import (
-    ActivationNormCollector,
-    AttentionEntropyCollector,
-    AttentionTap,
-    FeatureCollector,
+from ._attention import AttentionSample, AttentionSite, AttentionTap, attention_sites
+from ._hooks import ActivationNormCollector, AttentionEntropyCollector, FeatureCollector
+from ._transformer import (
+    AttentionLogitCollector,
+    AttentionSampler,
+    OutputLogitCollector,
+    UpdateRatioCollector,
 )
 
 __all__ = [
     "ActivationNormCollector",
     "AttentionEntropyCollector",
+    "AttentionLogitCollector",
+    "AttentionSample",
+    "AttentionSampler",
+    "AttentionSite",
     "AttentionTap",
     "FeatureCollector",
     "GradNormCollector",
     "LayerGroup",
     "LossBuffer",
+    "OutputLogitCollector",
+    "UpdateRatioCollector",
+    "attention_sites",
     "collect",
     "labels_to_numpy",
     "layer_groups",

@@ -23,6 +23,9 @@ class _Collector:
 
     signal: str = ""
     layer_names: tuple[str, ...] = ()
+    #: layers without an observation at the last collection (their value is NaN, but a NaN
+    #: there is "not measured", not a non-finite measurement); all False unless overridden
+    missing_: np.ndarray = np.zeros(0, dtype=bool)
 
     def __init__(self) -> None:
         self._enabled = True
@@ -58,6 +61,12 @@ class _Collector:
     def _register(module: nn.Module, kind: str, fn: Any) -> Any:
         if kind == "pre":
             return module.register_forward_pre_hook(fn, with_kwargs=True)
+        if kind == "forward_kw":
+            return module.register_forward_hook(fn, with_kwargs=True)
+        if kind == "opt_pre":  # module is a torch.optim.Optimizer here
+            return module.register_step_pre_hook(fn)
+        if kind == "opt_post":
+            return module.register_step_post_hook(fn)
         return module.register_forward_hook(fn)
 
     def _remove_handles(self) -> None:
