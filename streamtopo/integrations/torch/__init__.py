@@ -57,9 +57,9 @@ import torch
 
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
+from ._attention import AttentionSample, AttentionSite, AttentionTap, attention_sites
 from ._collect import GradNormCollector, _distributed, collect
 from ._groups import LayerGroup, layer_groups
-from ._attention import AttentionSample, AttentionSite, AttentionTap, attention_sites
 from ._hooks import ActivationNormCollector, AttentionEntropyCollector, FeatureCollector
 from ._transformer import (
     AttentionLogitCollector,
