@@ -216,7 +216,9 @@ def test_update_ratio_matches_parameter_copies_and_skips_unarmed_steps():
             continue
         ref = []
         for blk, ps in zip(model.layers, old, strict=True):
-            d = torch.cat([(p.detach() - o).reshape(-1) for p, o in zip(blk.parameters(), ps)])
+            d = torch.cat(
+                [(p.detach() - o).reshape(-1) for p, o in zip(blk.parameters(), ps, strict=True)]
+            )
             ref.append(float(d.double().norm() / torch.cat([o.reshape(-1) for o in ps]).norm()))
         np.testing.assert_allclose(upd.compute(), ref, rtol=1e-4)
         assert not upd.missing_.any()
@@ -235,7 +237,7 @@ def test_update_ratio_manual_snapshot_and_bad_optimizer():
         model[1].bias.mul_(1.5)
     upd.capture()
     np.testing.assert_allclose(upd.compute(), [0.0, 0.5], rtol=1e-6)
-    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"optimizer must be a torch\.optim\.Optimizer"):
         UpdateRatioCollector(model, optimizer="adam")
 
 

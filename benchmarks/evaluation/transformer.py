@@ -123,8 +123,8 @@ def make_config(fault: str, seed: int, steps: int = 1200) -> TransformerConfig:
     cfg = TransformerConfig(fault=fault, seed=seed, steps=steps)
     cfg.width = int(rng.choice([64, 96, 128]))
     cfg.depth = int(rng.choice([3, 4, 5, 6]))
-    if cfg.width * cfg.width * cfg.depth > 128 * 128 * 4:  # keep a run to a few minutes on CPU
-        cfg.depth = 4
+    while cfg.width * cfg.width * cfg.depth > 128 * 128 * 3:  # a run stays a few CPU minutes
+        cfg.depth -= 1
     cfg.batch = int(rng.choice([8, 16]))
     cfg.lr = float(rng.choice([1e-3, 2e-3, 3e-3]))
     cfg.warmup = int(rng.uniform(0.05, 0.15) * steps)
@@ -132,14 +132,13 @@ def make_config(fault: str, seed: int, steps: int = 1200) -> TransformerConfig:
     if fault == "attn_logit_growth":
         cfg.qk_norm = False
         cfg.weight_decay = 0.0
-        cfg.lr = float(rng.choice([1e-2, 2e-2, 3e-2]))
-        cfg.warmup = int(rng.uniform(0.2, 0.3) * steps)
+        cfg.fault_params = {"ramp": (0.3, 0.6), "peak": float(rng.choice([1e-2, 2e-2, 3e-2]))}
     elif fault == "logit_divergence":
+        cfg.qk_norm = True
         cfg.weight_decay = 0.0
         cfg.bf16 = True
         cfg.head_lr_mult = 30.0
-        cfg.lr = 1e-2
-        cfg.warmup = int(0.2 * steps)
+        cfg.fault_params = {"ramp": (0.3, 0.6), "peak": 1e-2}
     elif fault.endswith("lr_spike"):
         cfg.fault_params = {"mult": float(rng.choice([10.0, 30.0])), "window": 50}
     elif fault.endswith("random_tokens"):
@@ -247,7 +246,7 @@ def run(cfg: TransformerConfig) -> TransformerRecord:
         torch.from_numpy(held.astype(np.int64)),
     )
     g = np.random.default_rng(12345)
-    held_starts = g.integers(0, len(held) - CTX - 1, size=(8, 32))
+    held_starts = g.integers(0, len(held) - CTX - 1, size=(4, 32))
 
     model = build_model(cfg)
     blocks = list(model.blocks)
@@ -278,6 +277,10 @@ def run(cfg: TransformerConfig) -> TransformerRecord:
         if t >= cfg.warmup:
             frac = (t - cfg.warmup) / max(T - cfg.warmup, 1)
             lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        if "ramp" in fp:  # emergent scenarios: the LR climbs to an unstable peak, then holds
+            a, b = (int(f * T) for f in fp["ramp"])
+            if t >= a:
+                lr = max(lr, fp["peak"] * min(1.0, (t - a + 1) / max(b - a, 1)))
         in_fault = t0 is not None and t0 <= t < t0 + fp.get("window", 0)
         if in_fault and cfg.fault.endswith("lr_spike"):
             lr *= fp["mult"]

@@ -229,6 +229,7 @@ class GradNormCollector(_Collector):
         self._stash: torch.Tensor | None = None
         self._dev_idx: tuple[torch.Tensor, torch.Tensor] | None = None
         self._missing = np.zeros(self.n_layers, dtype=bool)
+        self.missing_ = np.zeros(self.n_layers, dtype=bool)
 
     def capture(self) -> None:
         """Compute this step's squared norms now (on device, no sync) for a later :func:`collect`.
@@ -298,6 +299,7 @@ class GradNormCollector(_Collector):
         sq = host[:G] + host[G:] / world_size
         out = np.sqrt(np.maximum(sq, 0.0))
         out[self._missing] = np.nan
+        self.missing_ = self._missing.copy()  # no gradient this step: not measured
         return out
 
 

@@ -306,7 +306,8 @@ class UpdateRatioCollector(_Collector):
     :func:`collect`. Without ``optimizer``, call :meth:`snapshot` before and :meth:`capture`
     after the step. Under DDP (replicated parameters) the squared norms are averaged over
     ranks, which leaves the ratio unchanged. ``missing_`` flags a collection without a
-    captured step (the value is then NaN).
+    captured step, and a group whose weights were all zero (undefined ratio); the value is then
+    NaN.
 
     Parameters
     ----------
@@ -403,7 +404,9 @@ class UpdateRatioCollector(_Collector):
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         L = self.n_layers
-        self.missing_ = np.full(L, self._stash is None)
+        # no step captured, or all-zero weights (a zero-initialised group's first step): the
+        # ratio is undefined, which is "not measured", not a non-finite measurement
+        self.missing_ = np.full(L, self._stash is None) | (host[L:] == 0)
         out = np.full(L, np.nan)
         np.divide(host[:L], host[L:], out=out, where=host[L:] > 0)
         return np.sqrt(out)
