@@ -171,10 +171,21 @@ def _arg(args: tuple, kwargs: dict, name: str, pos: int | None) -> Any:
     return None
 
 
+_QUERY_INDEX: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+
 def _query_index(T: int, max_queries: int, device: torch.device) -> torch.Tensor:
-    if T <= max_queries:
-        return torch.arange(T, device=device)
-    return torch.linspace(0, T - 1, max_queries, device=device).round().long().unique()
+    """All T queries, or ``max_queries`` evenly spaced ones (first and last included)."""
+    key = (T, max_queries, device)
+    idx = _QUERY_INDEX.get(key)
+    if idx is None:
+        if T <= max_queries:
+            idx = torch.arange(T, device=device)
+        else:
+            idx = torch.linspace(0, T - 1, max_queries, device=device).round().long().unique()
+        if len(_QUERY_INDEX) < 256:  # sequence lengths of a run are few; stay bounded anyway
+            _QUERY_INDEX[key] = idx
+    return idx
 
 
 def _heads(x: torch.Tensor, d_h: int) -> torch.Tensor:
