@@ -1,6 +1,7 @@
 """Char-level decoder-only transformers on the standard library's source, recorded step by step.
 
-    python -m benchmarks.evaluation.transformer FAULT SEED [--steps 1200] [--out .eval-cache]
+    python -m benchmarks.evaluation.transformer FAULT SEED [SEED ...] [--steps 1000] \
+        [--out .eval-cache/transformer]      # one run at a time, writes FAULT-SEED-STEPS.npz
 
 Text: every top-level ``*.py`` file of the installed standard library
 (``sysconfig.get_paths()["stdlib"]``), sorted by name and concatenated (no download); bytes
@@ -16,17 +17,19 @@ and unmasked keys of |q.k|/sqrt(d_head), after qk-layernorm when used), ``update
 (||W_after - W_before|| / ||W_before|| of the block's parameters around ``optimizer.step()``);
 and per step the training loss, ``out_logit_max`` (max |logit| of the head) and
 ``out_logit_mean`` (mean logit). Every ``eval_every`` steps: ``test_loss``, the held-out loss
-on 8 fixed batches. The signals are computed from the full batch inside the model (the
+on 4 fixed batches of 32. The signals are computed from the full batch inside the model (the
 evaluation measures signals, not the collectors' sampling).
 
 Scenarios (``FAULTS``); hyper-parameters vary with the seed (``make_config``):
 
 - ``healthy``: peak LR 1e-3..3e-3, warm-up 5–15% of the run, width 64/96/128, depth 3–6,
   batch 8/16, qk-layernorm on half the seeds.
-- ``attn_logit_growth``: no qk-layernorm, no weight decay, peak LR 1e-2..3e-2 reached after
-  a warm-up of 20–30% of the run (emergent, no injection step: ``t0`` is None).
-- ``logit_divergence``: bf16 autocast, no weight decay, head LR x30, peak LR 1e-2 (emergent;
-  kept only if the pilot shows it).
+- ``attn_logit_growth``: no qk-layernorm, no weight decay; the run follows its healthy
+  schedule until 30% of the steps (so the model has learned something), then the LR ramps
+  linearly to a peak of 1e-2, 2e-2 or 3e-2 at 60% and holds there (emergent: ``t0`` is None).
+- ``logit_divergence``: the same ramp to 1e-2 with qk-layernorm on (so attention logits stay
+  bounded), bf16 autocast, no weight decay, head LR x30 (emergent; kept only if the pilot
+  shows it).
 - ``lr_spike``: at t0 (40%) the LR is multiplied by 10 or 30 for 50 steps.
 - ``random_tokens``: from t0 (40%) for 100 steps the batches are uniformly random tokens.
 - ``stuck_loader``: from t0 (40%) to the end the loader repeats the batch of step t0.
@@ -77,7 +80,7 @@ PER_STEP = ("act_norm", "grad_norm", "attn_entropy", "attn_logit", "update_ratio
 class TransformerConfig:
     fault: str
     seed: int
-    steps: int = 1200
+    steps: int = 1000
     depth: int = 4
     width: int = 64
     heads: int = 4
@@ -115,7 +118,7 @@ class TransformerRecord:
     test_loss: np.ndarray  # (E,)
 
 
-def make_config(fault: str, seed: int, steps: int = 1200) -> TransformerConfig:
+def make_config(fault: str, seed: int, steps: int = 1000) -> TransformerConfig:
     """The scenario grid: every seed picks its hyper-parameters deterministically."""
     if fault not in FAULTS:
         raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
@@ -422,7 +425,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("fault", choices=FAULTS)
     ap.add_argument("seeds", type=int, nargs="+")
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--out", default=".eval-cache/transformer")
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -109,12 +109,42 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pilot_summary(records: list[TransformerRecord]) -> str:
+    """Per run: configuration, onset, loss and held-out loss behaviour, signal extremes."""
+    lines = [
+        "| scenario | seed | d x L, batch, peak LR, qk-LN | t0 | onset | train loss start -> "
+        "at onset -> end | held-out best (step) -> end | max attn logit | min block entropy "
+        "| max abs out logit, min mean logit |",
+        "|---" * 10 + "|",
+    ]
+    for rec in records:
+        c = rec.config
+        onset = failure_onset(rec)
+        peak = c.fault_params.get("peak", c.lr)
+        lo = np.convolve(np.nan_to_num(rec.loss, nan=99.0), np.ones(20) / 20, mode="valid")
+        at = "—" if onset is None else f"{lo[max(0, min(onset, len(lo) - 1) - 19)]:.2f}"
+        b = int(np.nanargmin(rec.test_loss))
+        lines.append(
+            f"| {c.fault} | {c.seed} | {c.width}x{c.depth}, {c.batch}, {peak:g}, "
+            f"{'yes' if c.qk_norm else 'no'} | {c.t0 if c.t0 is not None else '—'} "
+            f"| {onset if onset is not None else 'none'} | {lo[0]:.2f} -> {at} -> {lo[-1]:.2f} "
+            f"| {rec.test_loss[b]:.3f} ({rec.eval_steps[b]}) -> {rec.test_loss[-1]:.3f} "
+            f"| {np.nanmax(rec.attn_logit):.3g} | {np.nanmin(rec.attn_entropy):.2f} "
+            f"| {np.nanmax(rec.out_logit_max):.3g}, {np.nanmin(rec.out_logit_mean):.3g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cache", default=".eval-cache/transformer")
+    ap.add_argument("--pilot-only", action="store_true", help="runs and onsets, no detectors")
     args = ap.parse_args(argv)
     records = [load(p) for p in sorted(Path(args.cache).glob("*.npz"))]
-    print(table(score_records(records)))
+    records.sort(key=lambda r: (FAULTS.index(r.config.fault), r.config.seed))
+    print(pilot_summary(records))
+    if not args.pilot_only:
+        print(table(score_records(records)))
     return 0
 
 
