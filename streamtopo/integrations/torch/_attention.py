@@ -94,7 +94,11 @@ def _kind(module: nn.Module) -> str | None:
         return "tap"
     if isinstance(module, nn.MultiheadAttention):
         return "mha"
-    if hasattr(module, "c_attn") and hasattr(module, "head_dim") and hasattr(module, "scaling"):
+    if (
+        type(getattr(module, "c_attn", None)).__name__ == "Conv1D"  # weight (in, 3E), not Linear
+        and hasattr(module, "head_dim")
+        and hasattr(module, "scaling")
+    ):
         return "gpt2"
     if all(hasattr(module, a) for a in ("query", "key", "attention_head_size", "scaling")):
         return "bert"

@@ -22,7 +22,7 @@ from torch import nn
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
 from ._attention import AttentionSample, attention_sites, sample_logits
-from ._collect import _Collector, _first_tensor, _model_device
+from ._collect import _Collector, _first_tensor, _model_device, _squared_norms
 from ._groups import layer_groups
 
 __all__ = [
@@ -384,9 +384,9 @@ class UpdateRatioCollector(_Collector):
             return
         with torch.no_grad():
             cur = [p.detach() for p in self._params]
-            old_sq = _sq_norms(self._buf)
+            old_sq = _squared_norms(self._buf, self._device)
             torch._foreach_sub_(self._buf, cur)
-            delta_sq = _sq_norms(self._buf)
+            delta_sq = _squared_norms(self._buf, self._device)
             L = self.n_layers
             sums = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
             sums[:L].index_add_(0, self._gidx, delta_sq)
@@ -410,8 +410,3 @@ class UpdateRatioCollector(_Collector):
         out = np.full(L, np.nan)
         np.divide(host[:L], host[L:], out=out, where=host[L:] > 0)
         return np.sqrt(out)
-
-
-def _sq_norms(ts: list[torch.Tensor]) -> torch.Tensor:
-    norms = torch._foreach_norm(ts, 2, dtype=torch.float32)
-    return torch.stack(norms).square()
