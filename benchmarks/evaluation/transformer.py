@@ -71,6 +71,9 @@ FAULTS = (
     "early_random_tokens",
 )
 EMERGENT = ("attn_logit_growth", "logit_divergence")
+#: the scenarios an evaluation should run: output-logit divergence did not reproduce in the pilot
+#: (TRANSFORMER_PILOT.md), so it stays runnable by name but is not counted
+EVALUATED = tuple(f for f in FAULTS if f != "logit_divergence")
 VOCAB = 128
 CTX = 64
 PER_STEP = ("act_norm", "grad_norm", "attn_entropy", "attn_logit", "update_ratio")

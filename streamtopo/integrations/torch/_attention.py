@@ -78,6 +78,8 @@ class AttentionSample(NamedTuple):
 
     logits: torch.Tensor | None
     probs: torch.Tensor | None
+    #: True when no query row of ``logits`` is entirely masked (entropy can skip the check)
+    full_rows: bool = False
 
 
 class AttentionSite(NamedTuple):
@@ -272,24 +274,57 @@ def _mha(m: nn.MultiheadAttention, args, kwargs, max_queries) -> AttentionSample
     if m.in_proj_bias is not None:
         bq, bk = m.in_proj_bias[:E], m.in_proj_bias[E : 2 * E]
     qi = _query_index(xq.shape[0], max_queries, xq.device)
-    q = _heads(nn.functional.linear(xq[qi].float(), wq.float(), _f(bq)), d_h)
-    k = _heads(nn.functional.linear(xk.float(), wk.float(), _f(bk)), d_h)
+    if xq is xk and m._qkv_same_embed_dim:  # self-attention: one projection for q and k
+        qk = nn.functional.linear(
+            xk.float(),
+            m.in_proj_weight[: 2 * E].float(),
+            _f(None if m.in_proj_bias is None else m.in_proj_bias[: 2 * E]),
+        )
+        q, k = _heads(qk[qi, :E], d_h), _heads(qk[:, E:], d_h)
+    else:
+        q = _heads(nn.functional.linear(xq[qi].float(), wq.float(), _f(bq)), d_h)
+        k = _heads(nn.functional.linear(xk.float(), wk.float(), _f(bk)), d_h)
     if m.bias_k is not None:
         k = torch.cat([k, _heads(m.bias_k.reshape(1, E).float(), d_h)], dim=1)
     s = (q @ k.transpose(-1, -2)) / math.sqrt(d_h)
     attn_mask = _arg(args, kwargs, "attn_mask", 5)
     kpm = _arg(args, kwargs, "key_padding_mask", 3)
     S0 = xk.shape[0]
-    if isinstance(attn_mask, torch.Tensor):
+    full = True
+    if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2 and s.shape[-1] == S0:
+        bias, full = _static_bias(attn_mask, qi, S0)  # the same mask every step: cached
+        s = s + bias
+    elif isinstance(attn_mask, torch.Tensor):
         am = attn_mask if attn_mask.dim() == 2 else attn_mask[:H]  # (B*H, L, S): batch 0
         am = am[..., qi, :S0] if am.dim() == 3 else am[qi, :S0]
         s = _apply_torch_mask(s, am)
+        full = False
     elif bool(_arg(args, kwargs, "is_causal", 7)):
         s = _mask_scores(s, qi, True)
     if isinstance(kpm, torch.Tensor):
         kp = (kpm[0] if batched else kpm)[:S0]
         s = _apply_torch_mask(s, kp[None, None, :])
-    return AttentionSample(s, None)
+        full = False
+    return AttentionSample(s, None, full)
+
+
+_BIAS: dict[tuple, tuple[torch.Tensor, bool, torch.Tensor]] = {}
+
+
+def _static_bias(mask: torch.Tensor, qi: torch.Tensor, S: int) -> tuple[torch.Tensor, bool]:
+    """A 2-D ``attn_mask`` as an additive (Q, S) bias of 0 / -inf / finite values, and whether
+    every row keeps a key; cached per mask tensor (and its in-place version) and query set.
+    The entry holds the mask itself, so its ``id`` cannot be reused while cached."""
+    key = (id(mask), mask._version, id(qi), S)
+    hit = _BIAS.get(key)
+    if hit is None:
+        zero = torch.zeros(1, len(qi), S, dtype=torch.float32, device=mask.device)
+        bias = _apply_torch_mask(zero, mask[qi, :S])[0]
+        hit = (bias, not bool(torch.isneginf(bias).all(-1).any()), mask)
+        if len(_BIAS) >= 64:
+            _BIAS.clear()
+        _BIAS[key] = hit
+    return hit[0], hit[1]
 
 
 def _f(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -216,7 +216,11 @@ class AttentionEntropyCollector(_SumCountCollector):
         rows = p.numel() // max(p.shape[-1], 1)
         self._record(i, -torch.special.xlogy(p, p).sum(), rows)
 
-    def _add_sampled(self, i: int, logits: torch.Tensor) -> None:
+    def _add_sampled(self, i: int, logits: torch.Tensor, full_rows: bool = False) -> None:
+        if full_rows:  # no query row entirely masked: no row filter needed
+            p = logits.softmax(-1)
+            self._record(i, -torch.special.xlogy(p, p).sum(-1).mean(), 1)
+            return
         valid = ~torch.isneginf(logits).all(-1)
         p = logits.masked_fill(~valid[..., None], 0.0).softmax(-1)
         h = -torch.special.xlogy(p, p).sum(-1)
@@ -253,7 +257,7 @@ class AttentionEntropyCollector(_SumCountCollector):
                 return None
             smp = self.sampler.sample(i, args, kwargs, output)
             if smp is not None and smp.logits is not None:
-                self._add_sampled(i, smp.logits)
+                self._add_sampled(i, smp.logits, smp.full_rows)
             return None
 
         return hook
