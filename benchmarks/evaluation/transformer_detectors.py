@@ -73,9 +73,12 @@ def score_records(records: list[TransformerRecord], detectors=None) -> list[dict
         onset = failure_onset(rec)
         for name, fn in detectors.items():
             alarm = np.asarray(fn(rec), dtype=bool)
-            # emergent scenarios have no injection step: every step before the onset is
-            # "healthy" for the false-alarm count, and detection means an alarm at any step
-            s = score(alarm, cfg.t0 if cfg.t0 is not None else onset, onset, cfg.fault)
+            # emergent scenarios have no injection step; the start of their LR ramp plays its
+            # part: steps before it are healthy, an alarm from it on is a detection
+            start = cfg.t0
+            if start is None and "ramp" in cfg.fault_params:
+                start = int(cfg.fault_params["ramp"][0] * cfg.steps)
+            s = score(alarm, start, onset, cfg.fault)
             if cfg.fault == "healthy":
                 s = score(alarm, None, None, "healthy")
             rows.append(
