@@ -1,4 +1,4 @@
-"""Change-point detector vs today's LayerMonitor rule and the loss-rise rule on recorded digits runs.
+"""Change-point detector vs the streak rule and the loss-rise rule on recorded digits runs.
 
     python -m benchmarks.evaluation.cache calib      # record (once; CPU-heavy, resumable)
     python benchmarks/eval_changepoint.py calib      # score on the calibration seeds (0-19)
@@ -16,7 +16,6 @@ running at the injection.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -24,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.evaluation import detectors as det  # noqa: E402
-from benchmarks.evaluation.cache import CACHE, Recorded, load_set  # noqa: E402
-from benchmarks.evaluation.changepoint import ChangeDetector  # noqa: E402
+from benchmarks.evaluation import detectors as det
+from benchmarks.evaluation.cache import CACHE, Recorded, load_set
+from benchmarks.evaluation.changepoint import ChangeDetector
 
 FEAT = CACHE / "feat"
 SIGS = {"act": ("act_norm",), "grad": ("grad_norm",), "act+grad": ("act_norm", "grad_norm")}

@@ -23,7 +23,7 @@ layer, the layer's median-relative log value). Per stream and per evaluation:
    ``ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = h + 1.166``, solved for ``h`` at
    ``ARL0 = 2 N * 1000 / fa_per_1k`` (two sides, N streams, union bound).
 5. **Live from evaluation 0**: non-finite values are COLLAPSE at once; a stream moving by more
-   than ``jump`` (log units; default log 100) from its baseline mean is WATCH at once (a layer
+   than ``jump`` (log units; default log 30, so x100 fires at once) from its baseline mean is WATCH at once (a layer
    stream is median-relative, so this is "x100 against its own history and against the other
    layers"); the CUSUM starts when a stream has ``min_history`` accepted values. ``calibrating``
    is True until every stream has ``trusted_after`` accepted values.
@@ -132,7 +132,7 @@ class ChangeDetector:
         Accepted values before a stream's CUSUM runs.
     trusted_after : int, default 100
         Accepted values before ``calibrating`` turns False.
-    jump : float, default log(100)
+    jump : float, default log(30)
         Absolute check (log units): a move this large from the baseline mean is WATCH at once.
     absorb_after : int, default 30
         Age (evaluations) at which a held shift is absorbed.
@@ -156,7 +156,7 @@ class ChangeDetector:
         scale_window: int = 100,
         min_history: int = 20,
         trusted_after: int = 100,
-        jump: float = math.log(100.0),
+        jump: float = math.log(30.0),
         absorb_after: int = 30,
         hold_z: float = 4.0,
         escalate_after: int = 50,
@@ -165,6 +165,8 @@ class ChangeDetector:
         autocorr: bool = False,
         z_cap: float = math.inf,
         tail: float | None = 1.6,
+        pending: float = 0.5,
+        winsor: float = 3.0,
         h: float | None = None,
     ) -> None:
         if n_streams < 1:
@@ -172,7 +174,7 @@ class ChangeDetector:
         self.n = int(n_streams)
         self.fa_per_1k = float(fa_per_1k)
         self.k = float(k)
-        self.tail = tail
+        self.tail, self.pending, self.winsor = tail, float(pending), float(winsor)
         self.h_watch = threshold_for(fa_per_1k, k, self.n, tail) if h is None else float(h)
         self.h_collapse = (
             threshold_for(fa_per_1k / 100.0, k, self.n, tail) if h is None else 2.0 * h
@@ -191,7 +193,7 @@ class ChangeDetector:
         n = self.n
         self.t = 0  # evaluations seen
         self.cnt = np.zeros(n)  # accepted values per stream
-        self.m = np.zeros(n)  # prediction (baseline mean)
+        self.m = np.full(n, np.nan)  # prediction (baseline mean); NaN before the first value
         self.v = np.zeros(n)  # prediction-error variance
         self.nv = np.zeros(n)  # prediction errors in v
         self.rho = np.zeros(n)  # lag-1 autocorrelation of z
@@ -247,10 +249,9 @@ class ChangeDetector:
         if bad.any():  # absolute check: non-finite is COLLAPSE, nothing enters a baseline
             self._enter_alarm(t, COLLAPSE)
             return COLLAPSE, math.inf, tuple(np.flatnonzero(bad).tolist()), 0
-        seen = self.cnt > 0
+        seen = ~np.isnan(self.m)
         if not seen.all():  # first value of a stream: it is its own baseline
-            new = ~seen
-            self.m[new], self.cnt[new] = x[new], 1.0
+            self.m[~seen] = x[~seen]
         dev = x - self.m
         jumped = seen & (np.abs(dev) > self.jump)
         z = self._residual(dev)
@@ -278,6 +279,8 @@ class ChangeDetector:
         elif self.state and stat < self.clear_below * self.h_watch:
             self.state, self.alarm_start = HEALTHY, -1
             self.buf.clear()
+            self.sp[:] = 0.0  # restart after an alarm (so episodes are not clustered)
+            self.sn[:] = 0.0
         if self.state:
             self.buf.append(x.copy())
             age = t - self.alarm_start + 1
@@ -288,7 +291,7 @@ class ChangeDetector:
                 self.state = COLLAPSE
         # baseline hygiene: accept only outside alarms and below half the threshold
         if not self.state:
-            accept = s < 0.5 * self.h_watch
+            accept = s <= self.pending * self.h_watch
             self._accept(x, dev, z, accept)
         over = np.flatnonzero(jumped | (s >= self.h_watch))
         streams = tuple(over[np.argsort(-np.where(jumped, np.inf, s)[over])].tolist())
@@ -297,7 +300,8 @@ class ChangeDetector:
     # -- pieces --------------------------------------------------------------------------------
     def _residual(self, dev: np.ndarray) -> np.ndarray:
         nv = self.nv
-        sd = np.sqrt(np.maximum(self.v, self.min_std**2) * (1.0 + 1.0 / np.maximum(self.cnt, 1)))
+        n_mean = np.minimum(np.maximum(self.cnt, 1.0), 2.0 * self.mean_window - 1.0)
+        sd = np.sqrt(np.maximum(self.v, self.min_std**2) * (1.0 + 1.0 / n_mean))
         tt = dev / sd
         z = t_to_z(tt, np.maximum(np.minimum(nv, self._scale_w(nv)) - 1.0, 1.0))
         z = np.where(nv >= 2, z, 0.0)
@@ -314,15 +318,15 @@ class ChangeDetector:
         return np.clip(np.maximum(nv, 1.0), 1.0, np.clip(nv / 2.0, 10.0, self.scale_window))
 
     def _accept(self, x: np.ndarray, dev: np.ndarray, z: np.ndarray, accept: np.ndarray) -> None:
-        first = self.cnt == 1
         cnt = np.where(accept, self.cnt + 1, self.cnt)
         live = self.cnt >= self.min_history
         sd = np.sqrt(np.maximum(self.v, self.min_std**2))
-        r = np.where(live, np.clip(dev, -3.0 * sd, 3.0 * sd), dev)
+        c = self.winsor
+        r = np.where(live, np.clip(dev, -c * sd, c * sd), dev)
         am = np.maximum(1.0 / cnt, 1.0 / self.mean_window)
         nv = np.where(accept, self.nv + 1, self.nv)
         av = 1.0 / self._scale_w(nv)
-        upd = accept & ~first | accept & first  # every accepted stream
+        upd = accept
         self.m = np.where(upd, self.m + am * r, self.m)
         self.v = np.where(upd, self.v + av * (r * r - self.v), self.v)
         zc = np.clip(self.z_raw, -4.0, 4.0)
@@ -343,7 +347,7 @@ class ChangeDetector:
         b = np.asarray(self.buf)
         h = len(b) // 2
         a, c = b[:h], b[h:]
-        se = np.sqrt((a.var(0, ddof=1) / len(a) + c.var(0, ddof=1) / len(c)))
+        se = np.sqrt(a.var(0, ddof=1) / len(a) + c.var(0, ddof=1) / len(c))
         se = np.maximum(se, self.min_std)
         return bool(np.all(np.abs(c.mean(0) - a.mean(0)) <= self.hold_z * se))
 
