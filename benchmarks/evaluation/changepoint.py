@@ -3,38 +3,38 @@
 One :class:`ChangeDetector` watches N streams (per evaluation: ``log h0`` and, per signal and
 layer, the layer's median-relative log value). Per stream and per evaluation:
 
-1. **Baseline** (O(1)): a one-step-ahead prediction ``m`` (running mean of accepted values,
-   cumulative for the first ``mean_window`` values, then exponentially weighted with that
-   window) and the variance ``v`` of the prediction errors ``r = x - m`` (cumulative, then
-   exponentially weighted over ``scale_window``). The scale remembers the errors of a slowly
-   trending healthy signal, so a healthy trend scores |z| ~ 1 while a faster drift scores its
-   slope relative to that. Updates are winsorised at 3 sd once the stream is live.
-2. **Small-sample residual**: ``t = r / sqrt(v (1 + 1/n))`` (Student-t predictive with
-   ``n - 1`` degrees of freedom) mapped to a standard normal quantile (Wallace 1959), then
-   divided by the stream's long-run sd factor ``sqrt((1 + rho) / (1 - rho))`` (``rho`` the
-   running lag-1 autocorrelation of the residuals, so a smoothed stream such as a windowed h0
-   does not accumulate evidence 10x too fast).
-3. **Two-sided CUSUM** (Page 1954): ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``.
-   The statistic is the largest S over streams and sides. WATCH when it reaches ``h_watch``,
-   COLLAPSE when it reaches ``h_collapse`` (same statistic, 100x rarer under no change) or when
-   an alarm has lasted ``escalate_after`` evaluations without being absorbed.
-4. **Thresholds from one knob** ``fa_per_1k`` (expected false alarms per 1,000 evaluations):
-   Siegmund's approximation of the in-control run length of a one-sided CUSUM,
-   ``ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = h + 1.166``, solved for ``h`` at
-   ``ARL0 = 2 N * 1000 / fa_per_1k`` (two sides, N streams, union bound).
-5. **Live from evaluation 0**: non-finite values are COLLAPSE at once; a stream moving by more
-   than ``jump`` (log units; default log 30, so x100 fires at once) from its baseline mean is WATCH at once (a layer
-   stream is median-relative, so this is "x100 against its own history and against the other
-   layers"); the CUSUM starts when a stream has ``min_history`` accepted values. ``calibrating``
-   is True until every stream has ``trusted_after`` accepted values.
+1. **Baseline** (O(1)): a prediction ``m`` (mean of accepted values, cumulative for the first
+   ``mean_window`` = 20, then exponentially weighted with that window) and the variance ``v``
+   of the prediction errors ``r = x - m`` (cumulative for 10 errors, then exponentially
+   weighted over half the errors seen, at most ``scale_window`` = 100, so the early-training
+   transient is forgotten). Updates are winsorised at 3 sd once the stream is live.
+2. **Small-sample residual**: ``t = r / sqrt(v (1 + 1/n))`` (Student-t predictive, ``n`` the
+   effective count of the mean, dof the effective count of ``v`` minus 1) mapped to a standard
+   normal quantile (Wallace 1959), so thresholds tighten to the asymptotic ones as n grows.
+3. **Two-sided CUSUM** (Page 1954): ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``
+   with ``k = 2``. The statistic is the largest S over streams and sides; WATCH when it
+   reaches ``h_watch``, COLLAPSE when it reaches ``h_collapse`` (same statistic, 100x rarer
+   under no change) or when an alarm has lasted ``escalate_after`` evaluations unabsorbed.
+4. **One knob** ``fa_per_1k`` (expected false alarms per 1,000 evaluations). Each of the 2N
+   one-sided CUSUMs needs ``ARL0 = 2 N 1000 / fa_per_1k`` (union bound) and
+   ``h = log(ARL0) / theta`` (Wald/Lundberg: ``ARL0 ~ exp(theta h)``), theta solving
+   ``E exp(theta (z - k)) = 1``. ``tail=None`` takes Gaussian z (theta = 2k, Siegmund's formula
+   for h); the default ``tail=1.6`` takes Laplace z of scale 1.6: residuals of real training
+   signals have far heavier tails than Gaussian (calibrated on the digits seeds 0-19, see
+   benchmarks/evaluation/CHANGEPOINT.md).
+5. **Live from evaluation 0**: a non-finite value is COLLAPSE at once; a stream moving by more
+   than ``jump`` (log units; default log 30, so a x100 move fires at once) from its baseline
+   mean is WATCH at once (layer streams are median-relative, so this is "against its own
+   history and against the other layers"); the CUSUM runs once a stream has ``min_history``
+   accepted values; ``calibrating`` is True until every stream has ``trusted_after``.
 6. **Baseline hygiene**: a value enters its stream's baseline only when no alarm is active and
-   the stream's own statistic is below ``h_watch / 2`` (pending). During an alarm the last
-   ``absorb_after`` raw vectors are kept; once the alarm is that old and every stream's level
-   is the same in the two halves of that buffer (|difference| <= ``hold_z`` standard errors),
-   the shift is *absorbed*: the baselines restart from the buffer's second half, the CUSUMs
-   from 0, and the state returns to HEALTHY with ``absorbed_step`` = the alarm's first
-   evaluation. A shift that keeps growing fails the test and escalates. After an absorption
-   the detector is fully live, so a later failure raises a new alarm.
+   the stream's statistic is at most ``pending * h_watch`` (0.5). An alarm ends when the
+   statistic falls below ``clear_below * h_watch``; the CUSUMs then restart from 0. During an
+   alarm the last ``absorb_after`` (30) raw vectors are kept; once the alarm is that old and
+   every stream's mean is the same in both halves of that buffer (within ``hold_z`` = 4
+   standard errors) the shift is *absorbed*: baselines restart from the buffer's second half,
+   CUSUMs from 0, state HEALTHY, ``absorbed_step`` = the alarm's first evaluation. A growing
+   shift fails the test and escalates; after an absorption a new failure raises a new alarm.
 
 State codes: 0 HEALTHY, 1 WATCH, 2 COLLAPSE.
 """
@@ -87,7 +87,7 @@ def threshold_for(fa_per_1k: float, k: float, n_streams: int, tail: float | None
     >>> round(threshold_for(0.1, 1.0, 1), 2)
     3.65
     >>> round(threshold_for(0.1, 2.0, 17, tail=1.6), 1)
-    24.9
+    25.7
     """
     if not fa_per_1k > 0:
         raise ValueError(f"fa_per_1k must be > 0, got {fa_per_1k!r}")
