@@ -85,7 +85,7 @@ def threshold_for(fa_per_1k: float, k: float, n_streams: int, tail: float | None
     ``h = log(ARL0) / theta`` with theta from :func:`lundberg_theta`.
 
     >>> round(threshold_for(0.1, 1.0, 1), 2)
-    3.65
+    4.13
     >>> round(threshold_for(0.1, 2.0, 17, tail=1.6), 1)
     25.7
     """
