@@ -143,10 +143,11 @@ def poisson_upper(k: int, conf: float = 0.95) -> float:
 def table(res: dict, scenarios: list[str]) -> str:
     head = (
         "| detector | FA episodes / 1k healthy (95% upper) | healthy steps in alarm | "
+        "healthy runs only: FA / 1k (95% upper), in alarm | "
         + " | ".join(f"{s}: det, lead, masked" for s in scenarios)
         + " |"
     )
-    lines = [head, "|---" * (3 + len(scenarios)) + "|"]
+    lines = [head, "|---" * (4 + len(scenarios)) + "|"]
     for name, rows in res.items():
         hs = sum(s["healthy_steps"] for _, s in rows)
         fa = sum(s["fa"] for _, s in rows)
@@ -160,17 +161,27 @@ def table(res: dict, scenarios: list[str]) -> str:
             masked = sum(s["masked"] for _, s in sub)
             cells.append(f"{len(hit)}/{len(sub)}, {med}, {masked}")
         up = 1000 * poisson_upper(fa) / hs
+        hr = [s for r, s in rows if r.fault == "healthy"]
+        hs_h = max(sum(s["healthy_steps"] for s in hr), 1)
+        fa_h = sum(s["fa"] for s in hr)
+        in_h = sum(s["in_alarm"] for s in hr)
+        up_h = 1000 * poisson_upper(fa_h) / hs_h
         lines.append(
             f"| {name} | {1000 * fa / hs:.3f} ({up:.3f}) | {100 * ina / hs:.2f}% | "
+            f"{1000 * fa_h / hs_h:.3f} ({up_h:.3f}), {100 * in_h / hs_h:.2f}% | "
             + " | ".join(cells)
             + " |"
         )
-    hs = sum(s["healthy_steps"] for _, s in next(iter(res.values())))
+    first = next(iter(res.values()))
+    hs = sum(s["healthy_steps"] for _, s in first)
+    hs_h = sum(s["healthy_steps"] for r, s in first if r.fault == "healthy")
     lines.append("")
     lines.append(
-        f"Healthy steps: {hs}. Cells: detected/visible failures, median lead (onset - first "
-        "alarm episode starting at or after the injection; + = earlier than the loss/accuracy "
-        "onset), failures masked by an alarm running at the injection."
+        f"Healthy steps: {hs} (all pre-injection steps, as metrics.py counts them; the fault "
+        f"runs of one seed share their pre-injection trajectory, so these are not independent), "
+        f"of which {hs_h} in healthy runs. Cells: detected/visible failures, median lead "
+        "(onset - first alarm episode starting at or after the injection; + = earlier than "
+        "the loss/accuracy onset), failures masked by an alarm running at the injection."
     )
     return "\n".join(lines) + "\n"
 
