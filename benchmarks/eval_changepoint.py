@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("which", choices=("calib", "fresh"))
     ap.add_argument("--fa-per-1k", type=float, default=0.1)
-    ap.add_argument("--k", type=float, default=1.0)
+    ap.add_argument("--k", type=float, default=2.0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     runs = load_set(args.which)
