@@ -3,8 +3,8 @@
     python -m benchmarks.evaluation.cache calib     # seeds 0-19 healthy, 0-9 per fault (late+early)
     python -m benchmarks.evaluation.cache fresh     # seeds 1000+ (report set)
 
-Runs are written to ``.eval-cache/`` (gitignored), one file per (fault, early, seed, steps); a
-file that exists is not recorded again, so the command can be interrupted and resumed.
+Runs are written to ``.eval-cache/`` (which ignores itself), one file per (fault, early, seed,
+steps); a file that exists is not recorded again, so the command can be interrupted and resumed.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def record(fault: str, seed: int, steps: int = 1500, early: bool = False) -> Pat
         | {"fault_params": cfg.fault_params},
     }
     CACHE.mkdir(exist_ok=True)
+    ignore = CACHE / ".gitignore"  # keep recorded runs out of git without touching the root one
+    if not ignore.exists():
+        ignore.write_text("*\n")
     tmp = p.with_suffix(".tmp.npz")
     np.savez_compressed(
         tmp,
