@@ -74,7 +74,7 @@ def _cmd_collapse(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .collapse import VARIANTS, collapse_index
+    from .topology.collapse import VARIANTS, collapse_index
 
     if args.points is None:
         from .data import load_digits

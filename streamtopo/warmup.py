@@ -16,8 +16,8 @@ __all__ = ["WARMERS", "warm_all"]
 def _warm_h0() -> None:
     import numpy as np
 
-    from . import topology
     from ._kernels.unionfind import kruskal
+    from .topology import h0 as topology
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(6, 3))

@@ -565,7 +565,7 @@ def test_a_class_in_one_group_borrows_the_other_sides_dispersion():
 
 
 def test_match_coefficients_against_the_closed_form_twin():
-    from streamtopo.monitors._centroid_stats import effective_size, match_coefficients
+    from streamtopo.topology.centroid import effective_size, match_coefficients
 
     rng = np.random.default_rng(24)
     counts = rng.poisson(3.0, size=(8, 300)).astype(float) * (rng.random((8, 300)) < 0.7)

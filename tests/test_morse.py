@@ -1,6 +1,6 @@
 """MorseMonitor: the incremental repair equals a from-scratch H0 exactly, after every edit.
 
-References: ``topology._mst_unsorted`` on the same points (exact equality of the deaths multiset,
+References: ``h0._mst_unsorted`` on the same points (exact equality of the deaths multiset,
 the from-scratch path), the naive Kruskal twin and ripser (float tolerance: ripser works in
 float32), persim's bottleneck distance, naive edge counts and an independent elder-rule pairing.
 """
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamtopo import topology
 from streamtopo.errors import InputError, InputTypeError, StreamtopoError
 from streamtopo.monitors.morse import MorseMonitor
+from streamtopo.topology import h0
 from tests import naive, naive_morse
 
 pytestmark = pytest.mark.kernel
@@ -31,8 +31,8 @@ N_SEQUENCES = 40 if PURE_PYTHON else 2000
 
 
 def scratch_deaths(X, metric="euclidean"):
-    P = topology.prepare_points(X, metric)
-    return np.sort(topology._mst_unsorted(P, metric)[2])
+    P = h0.prepare_points(X, metric)
+    return np.sort(h0._mst_unsorted(P, metric)[2])
 
 
 def make_points(rng, n, d, style):
@@ -73,7 +73,7 @@ def assert_exact(mon, X, metric):
     expected = scratch_deaths(X, metric)
     got = mon.deaths_
     assert np.array_equal(got, expected), (mon.stats_, np.max(np.abs(got - expected)))
-    assert mon.betti0_ == topology.betti0_at(X, mon.scale_, metric)
+    assert mon.betti0_ == h0.betti0_at(X, mon.scale_, metric)
     dgm = mon.diagram_
     assert dgm.shape == (X.shape[0], 2) and np.all(dgm[:, 0] == 0) and np.isinf(dgm[-1, 1])
 

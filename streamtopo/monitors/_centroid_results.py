@@ -8,7 +8,7 @@ import numpy as np
 from .._validation import check_choice, check_positive_int
 from ..errors import InputError
 from ..topology import MergeEdges
-from . import _centroid_stats as stats
+from ..topology import centroid as stats
 
 __all__ = ["CentroidResults"]
 

@@ -40,7 +40,7 @@ from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
 from ..status import State
 from ..topology import MergeEdges
-from . import _centroid_stats as stats
+from ..topology import centroid as stats
 from ._centroid_inputs import as_features, as_labels, finite_float, positive_float
 from ._centroid_results import CentroidResults
 from ._centroid_status import GapStatus, difficulty, status_from_dict, status_to_dict

@@ -49,7 +49,9 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_choice, check_positive_int, describe
-from ..collapse import (
+from ..errors import InputError, InputTypeError
+from ..status import State
+from ..topology.collapse import (
     VARIANTS,
     _as_embeddings,
     _as_labels,
@@ -58,8 +60,6 @@ from ..collapse import (
     _seed000,
     collapse_components,
 )
-from ..errors import InputError, InputTypeError
-from ..status import State
 from ._collapse_report import render_report
 
 __all__ = ["CollapseMonitor", "CollapseStatus"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._validation import as_float_matrix, check_choice, describe
 from ..errors import InputError, InputTypeError, StreamtopoError
-from ..topology import _mst_unsorted, _pow2_scale, prepare_points
+from ..topology.h0 import _mst_unsorted, _pow2_scale, prepare_points
 
 __all__ = ["MorseMonitor", "MorsePairs"]
 

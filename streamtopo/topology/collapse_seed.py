@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .topology import h1_diagram
+from .h0 import h1_diagram
 
 __all__ = ["SEED000_WEIGHTS"]
 

@@ -23,11 +23,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._kernels.gram import gram_bound_constants, gram_matrix, gram_prepare, prim_gram_sq
-from ._kernels.mst import h0_diagram_points, h0_total_points, mst_1d, prim_dense, prim_points_sq
-from ._kernels.unionfind import single_linkage_from_sorted
-from ._validation import as_float_matrix, check_choice, describe
-from .errors import InputError
+from .._kernels.gram import gram_bound_constants, gram_matrix, gram_prepare, prim_gram_sq
+from .._kernels.mst import h0_diagram_points, h0_total_points, mst_1d, prim_dense, prim_points_sq
+from .._kernels.unionfind import single_linkage_from_sorted
+from .._validation import as_float_matrix, check_choice, describe
+from ..errors import InputError
 
 __all__ = [
     "METRICS",
