@@ -353,7 +353,7 @@ def test_reset_and_config_mismatch():
     a.check(X, y, X, y)
     a.reset()
     _state_equal(a.state_dict(), fresh)
-    with pytest.raises(InputError, match="different config"):
+    with pytest.raises(InputError, match="differs from this CentroidMonitor's config"):
         CentroidMonitor(4).load_state_dict(fresh)
 
 
