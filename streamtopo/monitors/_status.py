@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class MonitorStatus:
     """What a monitor's ``check()`` says about one step.
