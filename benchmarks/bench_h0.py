@@ -186,7 +186,7 @@ def main(argv=None):
         f"python {platform.python_version()}, numpy {np.__version__}; "
         f"load average at start {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}"
     )
-    from streamtopo.warmup import warm_all
+    from streamtopo.app.warmup import warm_all
 
     warm_all()  # compile or load every kernel before timing
     regimes = args.regime or ["layer", "centroid", "embedding"]

@@ -523,7 +523,7 @@ def test_history_none_builds_the_all_train_tree_lazily_with_the_same_result():
 
 
 def test_cli_centroid_prints_the_gap_and_the_merge_order(capsys):
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     assert main(["centroid", "--seed", "1"]) == 0
     out = capsys.readouterr().out

@@ -502,7 +502,7 @@ def test_nonfinite_embeddings_are_recorded_not_raised():
 
 
 def test_cli_collapse(tmp_path, capsys):
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     X = RNG(26).normal(size=(60, 5))
     np.save(tmp_path / "x.npy", X)

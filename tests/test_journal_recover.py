@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from streamtopo.cli import main
+from streamtopo.app.cli import main
 from streamtopo.errors import RecoveryError
 from streamtopo.io import RunWriter, read_run, recover
 from tests.journal_rows import layer_row

@@ -1,6 +1,6 @@
 """MorseMonitor: the incremental repair equals a from-scratch H0 exactly, after every edit.
 
-References: ``h0._mst_unsorted`` on the same points (exact equality of the deaths multiset,
+References: ``h0.mst_unsorted`` on the same points (exact equality of the deaths multiset,
 the from-scratch path), the naive Kruskal twin and ripser (float tolerance: ripser works in
 float32), persim's bottleneck distance, naive edge counts and an independent elder-rule pairing.
 """
@@ -32,7 +32,7 @@ N_SEQUENCES = 40 if PURE_PYTHON else 2000
 
 def scratch_deaths(X, metric="euclidean"):
     P = h0.prepare_points(X, metric)
-    return np.sort(h0._mst_unsorted(P, metric)[2])
+    return np.sort(h0.mst_unsorted(P, metric)[2])
 
 
 def make_points(rng, n, d, style):

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from streamtopo.cli import main
+from streamtopo.app.cli import main
 from streamtopo.errors import InputError, InputTypeError
 from streamtopo.io import RunWriter, read_run, replay
 from streamtopo.monitors.layer import LayerMonitor

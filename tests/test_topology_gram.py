@@ -21,7 +21,7 @@ N = 60 if NOJIT else 300
 
 
 def sorted_deaths(P, metric, path):
-    return np.sort(h0._mst_unsorted(h0.prepare_points(P, metric), metric, path=path)[2])
+    return np.sort(h0.mst_unsorted(h0.prepare_points(P, metric), metric, path=path)[2])
 
 
 def near_tie_cases():
@@ -129,7 +129,7 @@ def test_gram_path_is_chosen_for_large_inputs():
 
 
 def test_gram_matrix_blocks_threads_and_symmetry():
-    from streamtopo._kernels.gram import gram_matrix
+    from streamtopo.topology.blas import gram_matrix
 
     X32 = np.random.default_rng(12).normal(size=(203, 40)).astype(np.float32)
     G = gram_matrix(X32, block=32)  # 7 block rows shared by the worker threads

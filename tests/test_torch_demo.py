@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_without_torch_says_how_to_install():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from streamtopo.cli import main\n"
+        "from streamtopo.app.cli import main\n"
         "sys.exit(main(['demo', '--steps', '50']))\n"
     )
     proc = subprocess.run(
@@ -26,7 +26,7 @@ def test_demo_without_torch_says_how_to_install():
 
 
 def test_demo_rejects_unknown_fault(capsys):
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     with pytest.raises(SystemExit):
         main(["demo", "--fault", "meteor"])
@@ -36,7 +36,7 @@ def test_demo_rejects_unknown_fault(capsys):
 @pytest.mark.parametrize("fault", ["dead-relu", "none"])
 def test_demo_smoke(fault, tmp_path, capsys):
     pytest.importorskip("torch")
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     assert main(["demo", "--steps", "200", "--fault", fault, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -68,7 +68,7 @@ def test_h1_diagram_of_square_point_cloud_is_not_a_warning():
 
 
 def test_demo_steps_must_be_at_least_50(capsys):
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     with pytest.raises(SystemExit):
         main(["demo", "--steps", "-5"])

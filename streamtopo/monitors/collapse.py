@@ -52,12 +52,12 @@ from ..alarms import FrozenBaseline, State
 from ..errors import InputError, InputTypeError
 from ..topology.collapse import (
     VARIANTS,
-    _as_embeddings,
-    _as_labels,
-    _combine,
-    _prepare,
-    _seed000,
+    as_embeddings,
+    as_labels,
     collapse_components,
+    combine_components,
+    prepare_embeddings,
+    seed000_index,
 )
 from ._base import Monitor
 from ._collapse_report import render_report
@@ -348,14 +348,14 @@ class CollapseMonitor(Monitor):
             return self._skip(s)
         if embeddings is None:
             raise InputError("check() needs embeddings (n, d) or ci= on a check step, got neither")
-        arr = _as_embeddings(embeddings, "embeddings")
+        arr = as_embeddings(embeddings, "embeddings")
         if self._d is not None and arr.shape[1] != self._d:
             raise InputError(
                 f"embeddings have {arr.shape[1]} features, expected {self._d} (the dimension of "
                 "the first check: a baseline of one feature space cannot judge another)"
             )
         if labels is not None:
-            _as_labels(labels, arr.shape[0])
+            as_labels(labels, arr.shape[0])
         n_finite = int(np.count_nonzero(np.isfinite(arr).all(axis=1)))
         if arr.shape[0] >= 3 and n_finite < 3:  # diverged: a finding, not an input error
             bad = arr.shape[0] - n_finite
@@ -441,10 +441,10 @@ class CollapseMonitor(Monitor):
 
     def _compute(self, embeddings: Any, labels: Any):
         if self.variant == "seed000":
-            arr, lab, dropped = _prepare(embeddings, labels)
+            arr, lab, dropped = prepare_embeddings(embeddings, labels)
             if not np.any(arr != arr[0]):
                 raise InputError("embeddings have zero variance; seed000's formula is undefined")
-            ci, comp = _seed000(arr, lab)
+            ci, comp = seed000_index(arr, lab)
             comp["n_dropped"] = dropped
             comp["n_points"] = arr.shape[0]
             scores = {k[6:]: v for k, v in comp.items() if k.startswith("score_")}
@@ -459,7 +459,7 @@ class CollapseMonitor(Monitor):
                 for c in self._columns:
                     rows[c].append(float(comp.get(c, math.nan)))
             base = {c: _nanmedian(v) for c, v in rows.items()}
-        ci, scores, weights = _combine(comp, self.variant, base, None)
+        ci, scores, weights = combine_components(comp, self.variant, base, None)
         return ci, comp, scores, weights
 
     def _commit(self, s, ci, comp, scores, weights, forced=None) -> CollapseStatus:

@@ -19,7 +19,7 @@ import numpy as np
 from .._validation import as_float_matrix, check_choice, describe
 from ..alarms import State
 from ..errors import InputError, InputTypeError, StreamtopoError
-from ..topology.h0 import _mst_unsorted, _pow2_scale, prepare_points
+from ..topology.h0 import mst_unsorted, pow2_scale, prepare_points
 from ._base import Monitor
 from ._status import MonitorStatus
 
@@ -252,7 +252,7 @@ class MorseMonitor(Monitor):
         return 0 if self._P is None else int(self._P.shape[0])
 
     def _modes(self, d: int) -> tuple[bool, bool, float]:
-        """(absdiff, sqrt_mode, mul) matching ``topology._mst_unsorted`` for this metric and d."""
+        """(absdiff, sqrt_mode, mul) matching ``topology.mst_unsorted`` for this metric and d."""
         if self.metric == "cosine":
             return False, False, 0.5
         if d == 1:
@@ -260,7 +260,7 @@ class MorseMonitor(Monitor):
         return False, True, self._pow2
 
     def _pow2_for(self, P: np.ndarray) -> float:
-        return _pow2_scale(P) if self.metric == "euclidean" and P.shape[1] > 1 else 1.0
+        return pow2_scale(P) if self.metric == "euclidean" and P.shape[1] > 1 else 1.0
 
     @staticmethod
     def _scaled(P: np.ndarray, pow2: float) -> np.ndarray:
@@ -272,7 +272,7 @@ class MorseMonitor(Monitor):
         return self._P
 
     def _weights(self, key: np.ndarray) -> np.ndarray:
-        """Death times from keys, with the same numpy operations as ``_mst_unsorted``."""
+        """Death times from keys, with the same numpy operations as ``mst_unsorted``."""
         w = key.copy()
         _, sqrt_mode, mul = self._modes(self._P.shape[1]) if self._P is not None else (0, 0, 1)
         if sqrt_mode:
@@ -308,7 +308,7 @@ class MorseMonitor(Monitor):
     def _rebuild(self, P: np.ndarray, pow2: float) -> None:
         from .._kernels.incremental import tree_keys
 
-        src, dst, _ = _mst_unsorted(P, self.metric)
+        src, dst, _ = mst_unsorted(P, self.metric)
         Q = self._scaled(P, pow2)
         key = np.empty(src.shape[0], dtype=np.float64)
         self._pow2 = pow2

@@ -19,6 +19,8 @@ collapse
     verbatim.
 centroid
     Class-centroid statistics behind :class:`~streamtopo.monitors.centroid.CentroidMonitor`.
+blas
+    The BLAS Gram matrix (with its thread policy) behind the large-n d H0 path.
 depth
     Betti profiles of one layer and the theta fit behind
     :class:`~streamtopo.monitors.depth.DepthProfile`.

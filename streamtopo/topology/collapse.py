@@ -50,16 +50,20 @@ import numpy as np
 
 from .._validation import as_real_array, check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
-from .collapse_seed import SEED000_WEIGHTS, _h1, _seed000
-from .h0 import _pow2_scale, betti0_at, persistence_entropy
+from .collapse_seed import SEED000_WEIGHTS, h1_of_points, seed000_index
+from .h0 import betti0_at, persistence_entropy, pow2_scale
 
 __all__ = [
     "COMPONENTS",
     "DEFAULT_WEIGHTS",
     "SEED000_WEIGHTS",
     "VARIANTS",
+    "as_embeddings",
+    "as_labels",
     "collapse_components",
     "collapse_index",
+    "combine_components",
+    "prepare_embeddings",
 ]
 
 VARIANTS = ("default", "seed000", "seed002")
@@ -88,7 +92,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 _EPS = float(np.finfo(np.float64).eps)
 
 
-def _as_embeddings(X: Any, name: str = "X") -> np.ndarray:
+def as_embeddings(X: Any, name: str = "X") -> np.ndarray:
     """float64 (n, d) array; non-finite values are allowed here (their rows are dropped later)."""
     if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch tensor, duck-typed
         X = X.detach().cpu().double().numpy()
@@ -103,7 +107,7 @@ def _as_embeddings(X: Any, name: str = "X") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
-def _as_labels(labels: Any, n: int) -> np.ndarray:
+def as_labels(labels: Any, n: int) -> np.ndarray:
     if hasattr(labels, "detach") and hasattr(labels, "cpu"):
         labels = labels.detach().cpu().numpy()
     lab = np.asarray(labels)
@@ -116,10 +120,10 @@ def _as_labels(labels: Any, n: int) -> np.ndarray:
     return lab
 
 
-def _prepare(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
+def prepare_embeddings(X: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Validated embeddings with non-finite rows dropped, matching labels, rows dropped."""
-    arr = _as_embeddings(X)
-    lab = None if labels is None else _as_labels(labels, arr.shape[0])
+    arr = as_embeddings(X)
+    lab = None if labels is None else as_labels(labels, arr.shape[0])
     keep = np.isfinite(arr).all(axis=1)
     dropped = int(arr.shape[0] - np.count_nonzero(keep))
     if dropped:
@@ -264,7 +268,7 @@ def collapse_components(
     """
     if max_points is not None:
         max_points = check_positive_int(max_points, "max_points", minimum=3)
-    arr, lab, dropped = _prepare(X, labels)
+    arr, lab, dropped = prepare_embeddings(X, labels)
     n, d = arr.shape
     flags: list[str] = []
     if dropped:
@@ -274,7 +278,7 @@ def collapse_components(
     # translation- and scale-free, and float32 ripser and squared norms stay in range for
     # embeddings near 1e±150. Only lambda_* and scale carry units; they are scaled back.
     arr = arr - arr.mean(axis=0)
-    unit = _pow2_scale(arr)
+    unit = pow2_scale(arr)
     if unit != 1.0:
         arr = arr / unit
     spec = _spectrum(arr)
@@ -305,7 +309,7 @@ def collapse_components(
             if not (eps_ >= 0.0 and math.isfinite(eps_)):
                 raise InputError(f"scale must be a non-negative finite number, got {scale!r}")
             eps_ = eps_ / unit
-        h1 = _h1(sub)
+        h1 = h1_of_points(sub)
         e32 = np.float32(eps_)
         b, dth = h1[:, 0].astype(np.float32), h1[:, 1].astype(np.float32)
         finite = np.isfinite(h1[:, 1]) & (h1[:, 1] > h1[:, 0])
@@ -493,10 +497,10 @@ def collapse_index(
             "topology=False is not available for variant='seed000' (its formula has H1)"
         )
     if variant == "seed000":
-        arr, lab, dropped = _prepare(X, labels)
+        arr, lab, dropped = prepare_embeddings(X, labels)
         if not np.any(arr != arr[0]):
             raise InputError("X has zero variance (all rows equal); seed000's formula is undefined")
-        ci, comp = _seed000(arr, lab)
+        ci, comp = seed000_index(arr, lab)
         comp["scores"] = {k[6:]: v for k, v in comp.items() if k.startswith("score_")}
         w = dict(SEED000_WEIGHTS)
         if weights is not None:
@@ -508,12 +512,12 @@ def collapse_index(
     comp = collapse_components(
         X, labels, max_points=max_points, seed=seed, scale=scale, topology=topology
     )
-    ci, scores, w = _combine(comp, variant, baseline, weights)
+    ci, scores, w = combine_components(comp, variant, baseline, weights)
     comp.update(scores=scores, weights=w, variant=variant)
     return ci, comp
 
 
-def _combine(
+def combine_components(
     comp: Mapping[str, Any],
     variant: str,
     baseline: Mapping[str, Any] | None,

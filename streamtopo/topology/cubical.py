@@ -44,9 +44,11 @@ from ..errors import InputError, InputTypeError
 __all__ = [
     "CONNECTIVITY",
     "BettiCurves",
+    "as_thresholds",
     "betti_curves",
     "cubical_diagram",
     "cubical_diagrams",
+    "full_connectivity",
 ]
 
 # grid dimension -> (V-construction connectivity, T-construction connectivity)
@@ -93,7 +95,7 @@ def _grid(shape: tuple[int, ...], grid_ndim: int) -> tuple[int, int, int]:
     return (1, g[0], g[1]) if grid_ndim == 2 else (g[0], g[1], g[2])
 
 
-def _full(connectivity: int | None, grid_ndim: int) -> bool:
+def full_connectivity(connectivity: int | None, grid_ndim: int) -> bool:
     """True for the T-construction (8 / 26), False for the V-construction (4 / 6)."""
     if grid_ndim not in CONNECTIVITY:
         raise InputError(f"grid_ndim must be 2 or 3, got {describe(grid_ndim)}")
@@ -108,7 +110,7 @@ def _full(connectivity: int | None, grid_ndim: int) -> bool:
     return connectivity == t
 
 
-def _as_thresholds(thresholds: Any) -> np.ndarray:
+def as_thresholds(thresholds: Any) -> np.ndarray:
     try:
         t = np.asarray(thresholds, dtype=np.float64)
     except (TypeError, ValueError):
@@ -194,7 +196,7 @@ def cubical_diagrams(
     >>> [d.tolist() for d in cubical_diagrams(maps, connectivity=4)]
     [[[0.0, 1.0], [0.0, inf]], [[0.0, inf]]]
     """
-    full = _full(connectivity, grid_ndim)
+    full = full_connectivity(connectivity, grid_ndim)
     if isinstance(dim, bool) or dim not in (0, grid_ndim - 1):
         raise InputError(f"dim must be 0 or {grid_ndim - 1} for a {grid_ndim}-D grid, got {dim!r}")
     flat = _as_maps(maps, "maps", grid_ndim)
@@ -283,8 +285,8 @@ def betti_curves(
     """
     from .._kernels.cubical import neighbour_offsets, summaries_batch
 
-    full = _full(connectivity, grid_ndim)
-    t = _as_thresholds(thresholds)
+    full = full_connectivity(connectivity, grid_ndim)
+    t = as_thresholds(thresholds)
     flat = _as_maps(maps, "maps", grid_ndim)
     D, H, W = _grid(np.shape(maps), grid_ndim)
     M = flat.shape[0]

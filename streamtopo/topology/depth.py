@@ -105,9 +105,9 @@ def _levels(thresholds: Any, lo: float, hi: float) -> np.ndarray:
         if hi <= lo:
             hi = lo + 1.0
         return np.linspace(lo, hi, n)
-    from .cubical import _as_thresholds
+    from .cubical import as_thresholds
 
-    return _as_thresholds(thresholds)
+    return as_thresholds(thresholds)
 
 
 def _cubical(
@@ -326,7 +326,7 @@ CONFIG_KEYS = (
 
 def check_profile_config(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Validate :func:`betti_profile` keyword arguments once; return a JSON-friendly copy."""
-    from .cubical import _full
+    from .cubical import full_connectivity
 
     unknown = sorted(set(kwargs) - set(CONFIG_KEYS))
     if unknown:
@@ -342,7 +342,7 @@ def check_profile_config(kwargs: dict[str, Any]) -> dict[str, Any]:
     if kind == "cubical":
         grid = 3 if volume else 2
         if cfg.get("connectivity") is not None:
-            _full(cfg["connectivity"], grid)
+            full_connectivity(cfg["connectivity"], grid)
         if cfg.get("dims") is not None:
             cfg["dims"] = list(_dims(cfg["dims"], (0, 1) if grid == 2 else (0, 1, 2)))
     else:

@@ -57,7 +57,7 @@ import torch
 
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
-from ._collect import GradNormCollector, _distributed, collect
+from ._collect import GradNormCollector, collect, distributed_world
 from ._groups import LayerGroup, layer_groups
 from ._hooks import (
     ActivationNormCollector,
@@ -86,7 +86,7 @@ __all__ = [
 
 def rank() -> int:
     """This process's rank under ``torch.distributed`` (0 when not distributed)."""
-    is_dist, _ = _distributed()
+    is_dist, _ = distributed_world()
     return torch.distributed.get_rank() if is_dist else 0
 
 

@@ -12,12 +12,20 @@ from torch import nn
 from ...errors import InputError
 from ._groups import layer_groups
 
-__all__ = ["GradNormCollector", "collect"]
+__all__ = [
+    "Collector",
+    "GradNormCollector",
+    "collect",
+    "distributed_world",
+    "first_tensor",
+    "model_device",
+    "safe_ratio",
+]
 
 # --------------------------------------------------------------------------- packing protocol
 
 
-class _Collector:
+class Collector:
     """Base: ``_pack()`` returns a float32 device vector of sums; ``_unpack`` turns the reduced
     host vector into one value per layer. ``enabled`` switches hooks off between monitored steps."""
 
@@ -98,15 +106,13 @@ class _Collector:
         self.close()
 
 
-def _distributed() -> tuple[bool, int]:
+def distributed_world() -> tuple[bool, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return True, torch.distributed.get_world_size()
     return False, 1
 
 
-def collect(
-    collectors: Sequence[_Collector], extra: torch.Tensor | None = None
-) -> list[np.ndarray]:
+def collect(collectors: Sequence[Collector], extra: torch.Tensor | None = None) -> list[np.ndarray]:
     """Values of several collectors with one packed ``all_reduce`` and one host copy.
 
     ``extra`` (a float32 vector, e.g. buffered losses) rides along in the same reduction and
@@ -117,7 +123,7 @@ def collect(
         packs.append(extra.detach().to(torch.float32).reshape(-1))
     device = packs[0].device if packs else torch.device("cpu")
     flat = torch.cat([p.to(device) for p in packs]) if len(packs) > 1 else packs[0]
-    is_dist, world = _distributed()
+    is_dist, world = distributed_world()
     if is_dist:
         if torch.distributed.get_backend() == "gloo" and flat.device.type != "cpu":
             flat = flat.cpu()
@@ -136,30 +142,30 @@ def collect(
     return out
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full(num.shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
     return out
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
+def first_tensor(out: Any) -> torch.Tensor | None:
     """The first tensor of a module output (a tensor, a tuple/list, or a dict-like)."""
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)):
         for item in out:
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     elif isinstance(out, dict):
         for item in out.values():
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     return None
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -167,7 +173,7 @@ def _model_device(model: nn.Module) -> torch.device:
 # --------------------------------------------------------------------------- gradient norms
 
 
-class GradNormCollector(_Collector):
+class GradNormCollector(Collector):
     """Per-layer L2 norms of the gradients, all parameters at once.
 
     Squared norms of every gradient come from one ``torch._foreach_norm`` (on CPU, a BLAS dot
@@ -236,7 +242,7 @@ class GradNormCollector(_Collector):
         grads = [p.grad for p in self._params]
         G = self.n_layers
         device = _model_device_of(self._params)
-        if not _distributed()[0] and all(g is not None for g in grads):
+        if not distributed_world()[0] and all(g is not None for g in grads):
             return self._fast_sums(grads, device)
         present = [i for i, g in enumerate(grads) if g is not None]
         out = torch.zeros(2 * G, dtype=torch.float32, device=device)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
-from ._collect import _Collector, _first_tensor, _model_device, _ratio
+from ._collect import Collector, first_tensor, model_device, safe_ratio
 from ._groups import layer_groups
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
 # --------------------------------------------------------------------------- forward-hook sums
 
 
-class _SumCountCollector(_Collector):
+class _SumCountCollector(Collector):
     """Keeps, per layer, a sum and an element count; the value is sum / count.
 
     Hooks only append one 0-d device tensor and a layer index (cheap: no indexing or in-place
@@ -70,7 +70,7 @@ class _SumCountCollector(_Collector):
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         G = self.n_layers
-        return _ratio(host[:G], host[G:])
+        return safe_ratio(host[:G], host[G:])
 
 
 class ActivationNormCollector(_SumCountCollector):
@@ -113,7 +113,7 @@ class ActivationNormCollector(_SumCountCollector):
         resolved = layer_groups(model, groups)
         self.layer_names = tuple(g.name for g in resolved)
         self.training_only = bool(training_only)
-        self._init_buffers(_model_device(model))
+        self._init_buffers(model_device(model))
         for i, group in enumerate(resolved):
             self._add_hook(group.module, "forward", self._make_hook(i))
 
@@ -121,7 +121,7 @@ class ActivationNormCollector(_SumCountCollector):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not self.enabled or (self.training_only and not module.training):
                 return
-            x = _first_tensor(output)
+            x = first_tensor(output)
             if x is None or not x.is_floating_point():
                 return
             x = x.detach()
@@ -201,7 +201,7 @@ class AttentionEntropyCollector(_SumCountCollector):
         self.layer_names = tuple(name or "root" for name, _ in found)
         self.training_only = bool(training_only)
         self.force_weights = bool(force_weights)
-        self._init_buffers(_model_device(model))
+        self._init_buffers(model_device(model))
         for i, (_, m) in enumerate(found):
             if isinstance(m, nn.MultiheadAttention):
                 asked: list[bool] = [True]
@@ -308,7 +308,7 @@ class FeatureCollector:
     def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
         if not self.enabled:
             return
-        x = _first_tensor(args) if self.use_input else _first_tensor(output)
+        x = first_tensor(args) if self.use_input else first_tensor(output)
         if x is None:
             return
         self.features_ = x.detach().reshape(x.shape[0], -1) if x.dim() > 1 else x.detach()[None]
