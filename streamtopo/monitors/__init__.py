@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "CollapseMonitor": "streamtopo.monitors.collapse",
     "CollapseStatus": "streamtopo.monitors.collapse",
     "MorseMonitor": "streamtopo.monitors.morse",
+    "MorseStatus": "streamtopo.monitors.morse",
     "DepthProfile": "streamtopo.monitors.depth",
 }
 
