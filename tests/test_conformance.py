@@ -75,7 +75,7 @@ def _centroid_step(mon: Any, x: Any) -> MonitorStatus:
 
 
 def _centroid_bad(mon: Any, x: Any) -> list[Callable[[], Any]]:
-    Xtr, ytr, Xte, yte, _ = x
+    Xtr, ytr = x[0], x[1]
     return [
         lambda: mon.update(Xtr, ytr + 4),
         lambda: mon.update(Xtr[:, :3], ytr),
