@@ -492,13 +492,25 @@ class TrainingMonitor:
                 f"state has monitors {sorted(names)}, "
                 f"this TrainingMonitor has {sorted(self.monitors)}"
             )
-        for name, m in self.monitors.items():
-            m.load_state_dict(state["monitors"][name])
-        self._calls = int(state["calls"])
-        self._monitored = int(state["monitored"])
+        calls, monitored = state.get("calls"), state.get("monitored")
+        for key, v in (("calls", calls), ("monitored", monitored)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InputError(f"state[{key!r}] must be an int >= 0, got {describe(v)}")
+        backup = {name: m.state_dict() for name, m in self.monitors.items()}
+        try:
+            for name, m in self.monitors.items():
+                m.load_state_dict(state["monitors"][name])
+        except BaseException:
+            for name, m in self.monitors.items():  # all or nothing
+                m.load_state_dict(backup[name])
+            raise
+        self._calls, self._monitored = calls, monitored
         self._losses.clear()
         self.status_ = None
-        self._last = {}
+        # each monitor's last status is part of its state: the combined status continues
+        self._last = {
+            name: m.last_status_ for name, m in self.monitors.items() if m.last_status_ is not None
+        }
         self._arm(self._calls % self.every == 0)
 
     # ------------------------------------------------------------------------------ teardown
