@@ -37,9 +37,12 @@ _EXPORTS: dict[str, str] = {
     "DepthProfile": "streamtopo.monitors.depth",
     "LayerProfile": "streamtopo.topology.depth",
     "betti_profile": "streamtopo.topology.depth",
-    # status
-    "State": "streamtopo.status",
+    # alarm engine and status records (Status: deprecated alias of LayerStatus)
+    "State": "streamtopo.alarms",
     "Status": "streamtopo.status",
+    "Monitor": "streamtopo.monitors._base",
+    "MonitorStatus": "streamtopo.monitors._status",
+    "LayerStatus": "streamtopo.monitors._status",
     # monitors
     "LayerMonitor": "streamtopo.monitors.layer",
     "ArrowRing": "streamtopo.ring",
@@ -63,7 +66,7 @@ _EXPORTS: dict[str, str] = {
     "replay": "streamtopo.io.replay",
     # training integration (torch is imported only when one of these is used)
     "LossRiseDetector": "streamtopo.monitors.loss",
-    "LossStatus": "streamtopo.monitors.loss",
+    "LossStatus": "streamtopo.monitors._status",
     "TrainingMonitor": "streamtopo.integrations.training",
     "TrainingStatus": "streamtopo.integrations.training",
 }
@@ -85,20 +88,23 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .alarms import State
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
     from .integrations.training import TrainingMonitor, TrainingStatus
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover
     from .io.replay import read_run, replay
+    from .monitors._base import Monitor
+    from .monitors._status import LayerStatus, LossStatus, MonitorStatus
     from .monitors.centroid import CentroidMonitor, GapStatus, difficulty
     from .monitors.collapse import CollapseMonitor, CollapseStatus
     from .monitors.depth import DepthProfile
     from .monitors.layer import LayerMonitor
-    from .monitors.loss import LossRiseDetector, LossStatus
+    from .monitors.loss import LossRiseDetector
     from .monitors.morse import MorseMonitor, MorsePairs
     from .ring import ArrowRing
-    from .status import State, Status
+    from .status import Status
     from .topology.collapse import collapse_components, collapse_index
     from .topology.cubical import BettiCurves, betti_curves, cubical_diagram, cubical_diagrams
     from .topology.depth import LayerProfile, betti_profile

@@ -27,6 +27,10 @@ def as_real_array(x: Any, name: str, expected: str = "an array of numbers") -> n
     otherwise raise naming ``name``, what was ``expected`` and what was received."""
     if isinstance(x, (str, bytes)):
         raise InputTypeError(f"{name} must be {expected}, got {describe(x)}")
+    if isinstance(x, np.ma.MaskedArray):
+        raise InputTypeError(
+            f"{name} must be {expected}, got a masked array (its mask would be ignored)"
+        )
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like

@@ -76,6 +76,21 @@ class ArrowRing:
         self._steps[q] = step
         self.count_ += 1
 
+    # -- kernel-facing accessor (the one way a kernel writes rows) ------------------------
+    def kernel_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, steps)``: the doubled buffers, for a numba kernel that writes the row at
+        :attr:`slot` and ``slot + capacity`` itself; it then calls :meth:`advance`."""
+        return self._buf, self._steps
+
+    @property
+    def slot(self) -> int:
+        """Buffer position the next row goes to (and ``slot + capacity``)."""
+        return self.count_ % self.capacity
+
+    def advance(self) -> None:
+        """Count the row a kernel has just written at :attr:`slot`."""
+        self.count_ += 1
+
     def reset(self) -> None:
         """Forget every row (buffers stay allocated)."""
         self._buf.fill(0.0)

@@ -26,7 +26,14 @@ def _is_tensor(x: Any) -> bool:
 
 
 def _tensor_to_numpy(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy()
+    t = t.detach()
+    if str(getattr(t, "dtype", "")) in _NO_NUMPY_DTYPES:  # numpy has no bfloat16: widen first
+        t = t.float()
+    return t.cpu().numpy()
+
+
+# tensor dtypes numpy cannot hold: widened to float32 on the device before the host copy
+_NO_NUMPY_DTYPES = frozenset({"torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2"})
 
 
 def _stack_tensors(items: Any) -> np.ndarray:
@@ -44,6 +51,11 @@ def as_vector(x: Any, name: str, n: int) -> np.ndarray:
         raise InputTypeError(f"{name} must be {n} numbers (one per layer), got {describe(x)}")
     if isinstance(x, Mapping):
         raise InputTypeError(f"{name} must be {n} numbers (one per layer), got a dict")
+    if isinstance(x, np.ma.MaskedArray):
+        raise InputTypeError(
+            f"{name} must be a plain array, got a masked array (its mask would be ignored); "
+            "pass NaN for a non-finite value"
+        )
     if _is_tensor(x):
         arr = _tensor_to_numpy(x)
     elif isinstance(x, (list, tuple)) and x and _is_tensor(x[0]):
@@ -105,6 +117,11 @@ def fill_row(
             for s in range(S):
                 rows_out[s][...] = vecs[s]
             return
+    if isinstance(values, np.ma.MaskedArray):
+        raise InputTypeError(
+            "values must be a plain array, got a masked array (its mask would be ignored); "
+            "pass NaN for a non-finite value"
+        )
     if _is_tensor(values):
         values = _tensor_to_numpy(values)  # (n,) or (S, n): one transfer
     if isinstance(values, Mapping):
@@ -127,7 +144,13 @@ def fill_row(
     elif S == 1 and not (isinstance(values, np.ndarray) and values.shape == (1, n)):
         rows = [as_vector(values, "values", n)]
     else:
-        arr = np.asarray(values) if not isinstance(values, (str, bytes)) else values
+        try:
+            arr = np.asarray(values) if not isinstance(values, (str, bytes)) else values
+        except Exception as exc:  # ragged nesting and the like
+            raise InputError(
+                f"values must be a dict {{signal: vector}} or an array of shape ({S}, {n}) for "
+                f"signals {list(signals)}, got {describe(values)}"
+            ) from exc
         if not isinstance(arr, np.ndarray) or arr.ndim != 2:
             raise InputError(
                 f"values must be a dict {{signal: vector}} or an array of shape ({S}, {n}) for "

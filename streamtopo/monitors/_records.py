@@ -1,15 +1,15 @@
-"""Run summary counters and Status (de)serialisation for the layer monitor."""
+"""Run summary counters and the status frame of the layer monitor."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
-from ..status import State, Status
+from ..alarms import State
+from ._status import LayerStatus
 
-__all__ = ["RunSummary", "status_frame", "status_from_json", "status_to_json"]
+__all__ = ["RunSummary", "status_frame"]
 
 
 class RunSummary:
@@ -30,7 +30,7 @@ class RunSummary:
         self.first_step: int | None = None
         self.last_step: int | None = None
 
-    def record(self, status: Status) -> None:
+    def record(self, status: LayerStatus) -> None:
         state = status.state
         collapse = state is State.COLLAPSE
         if state is State.WATCH:
@@ -82,26 +82,7 @@ class RunSummary:
             setattr(self, k, state[k])
 
 
-def status_to_json(st: Status) -> dict[str, Any]:
-    d = asdict(st)
-    d["state"] = str(st.state)
-    d["culprits"] = list(st.culprits)
-    d["nonfinite"] = list(st.nonfinite)
-    return d
-
-
-def status_from_json(d: Mapping[str, Any]) -> Status:
-    return Status(
-        **{
-            **d,
-            "state": State(d["state"]),
-            "culprits": tuple(d["culprits"]),
-            "nonfinite": tuple(int(i) for i in d["nonfinite"]),
-        }
-    )
-
-
-def status_frame(statuses: Sequence[Status]) -> Any:
+def status_frame(statuses: Sequence[LayerStatus]) -> Any:
     """Statuses as a polars DataFrame, one row per step (``culprits`` and ``nonfinite`` are
     list columns, ``state`` a string)."""
     import polars as pl

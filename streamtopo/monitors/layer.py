@@ -16,8 +16,7 @@ ph-training's ratio-to-peak rule; with ``transform="none", window=1`` h0 is exac
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,11 +24,13 @@ import numpy as np
 
 from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, layer_step
 from .._validation import check_choice, check_positive_int, describe
+from ..alarms import Patience, PeakRule, RollingBaseline, State, ZScoreAlarm, sidak_z
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
-from ..status import Patience, PeakRule, RollingBaseline, State, Status, ZScoreAlarm, sidak_z
+from ._base import Monitor
 from ._inputs import as_stream, fill_row
-from ._records import RunSummary, status_frame, status_from_json, status_to_json
+from ._records import RunSummary, status_frame
+from ._status import LayerStatus
 
 __all__ = ["LayerMonitor", "status_frame"]
 
@@ -47,10 +48,9 @@ _CONFIG_KEYS = (
     "refresh_every", "min_std", "max_culprits",
 )  # fmt: skip
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
-_ARRAYS = ("T", "P", "Tbad", "nbad", "D", "B", "ref", "s1", "s2", "ring_values", "ring_steps")
 
 
-class LayerMonitor:
+class LayerMonitor(Monitor):
     """Per-step topological health of a network's layers from per-layer signals.
 
     Parameters
@@ -154,6 +154,14 @@ class LayerMonitor:
     >>> status.reason.split(":")[0]
     'topology+layer'
     """
+
+    kind = "layer"
+    _config_keys = _CONFIG_KEYS
+    # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
+    _state_ = (
+        "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
+        "_summary", "ring_", "_T", "_P", "_Tbad", "_nbad", "_D", "_B", "_ref", "_s1", "_s2",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -260,20 +268,10 @@ class LayerMonitor:
             f"step={self._step})"
         )
 
-    # -- configuration ---------------------------------------------------------------------
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable parameters (everything but ``writer``): ``LayerMonitor(**config)``
-        builds an identical monitor."""
-        cfg = {k: getattr(self, k) for k in _CONFIG_KEYS}
-        cfg["signals"], cfg["layer_names"] = list(self.signals), list(self.layer_names)
-        return cfg
-
     # -- state -----------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget every step (buffers are reallocated once, here, never per step)."""
+    def _init_state(self) -> None:
+        """Allocate every buffer (once, here, never per step) and zero the counters."""
         S, L, W, K = len(self.signals), self.n_layers, self.window, self.baseline
-        self._config = self.config
         self.ring_ = ArrowRing(self.signals, L, self.capacity)
         # window of transformed rows and the summed squared distances between layers
         self._T = np.zeros((W, S, L))
@@ -297,7 +295,6 @@ class LayerMonitor:
         self._bn = self._bpos = self._bpushes = 0
         self._chunk = -(-(S * L) // K)  # baseline entries refreshed exactly per push
         self._pending = _NO_PUSH
-        self._step = 0
         self._rows = 0
         self._h0_base = RollingBaseline(K, min_std=self.min_std)
         self._alarm = ZScoreAlarm(
@@ -312,7 +309,6 @@ class LayerMonitor:
             watch_ratio=self.watch_ratio, collapse_ratio=self.collapse_ratio, warmup=self.warmup
         )
         self._patience = Patience(self.patience)
-        self._last: Status | None = None
         self._summary = RunSummary()
         self._peak_rule = self.rule == "peak"
         self._bind_kernel_args()
@@ -322,13 +318,13 @@ class LayerMonitor:
         between resets), unpacked from one tuple per call."""
         self._kernel_args = (
             self._raw, self._row, self.transform == "log", _FLOOR_REL, self.nonfinite == "raise",
-            self.min_std, self.ring_._buf, self.ring_._steps, self._work, self._med, self._lvec,
+            self.min_std, *self.ring_.kernel_buffers(), self._work, self._med, self._lvec,
             self._livec, self._T, self._P, self._Tbad, self._D, self._B, self._chunk, self._out,
         )  # fmt: skip
 
     @property
     def step(self) -> int:
-        """Number of steps checked so far (the next status's ``step``)."""
+        """Number of steps checked so far (the next status's ``step``); same as ``step_``."""
         return self._step
 
     @property
@@ -342,10 +338,6 @@ class LayerMonitor:
     def should_stop(self) -> bool:
         """True after ``patience`` truly consecutive COLLAPSE evaluations."""
         return self._patience.should_stop
-
-    @property
-    def last_status_(self) -> Status | None:
-        return self._last
 
     @property
     def peak_(self) -> float:
@@ -364,8 +356,8 @@ class LayerMonitor:
         self._patience.reset()
 
     # -- the per-step call -----------------------------------------------------------------
-    def check(self, values: Any) -> Status:
-        """Record one step of signals and return its :class:`~streamtopo.status.Status`.
+    def check(self, values: Any) -> LayerStatus:
+        """Record one step of signals and return its :class:`~streamtopo.monitors.LayerStatus`.
 
         Parameters
         ----------
@@ -383,7 +375,7 @@ class LayerMonitor:
         scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
         ring = self.ring_
         layer_step(
-            *self._kernel_args, ring.count_ % ring.capacity, step, pos, full,
+            *self._kernel_args, ring.slot, step, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
             self._bn if self._bn == self.baseline else 0, *self._pending,
         )  # fmt: skip
@@ -402,8 +394,7 @@ class LayerMonitor:
             )
         # the kernel has recorded the step (and done the pending baseline push)
         self._pending = _NO_PUSH
-        ring.count_ += 1
-        self._step = step + 1
+        ring.advance()
         if not full:
             self._rows += 1
         nonfinite = tuple(np.flatnonzero(self._bad).tolist()) if n_bad else ()
@@ -411,28 +402,22 @@ class LayerMonitor:
             status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0)
         else:
             status = self._skipped(step, nonfinite)
-        self._last = status
-        if self.writer is not None:
-            self.writer(
-                {
-                    "monitor": "layer",
-                    "step": step,
-                    "wall_time": time.time(),
-                    "signals": self.signals,
-                    "layer_names": self.layer_names,
-                    "values": self._row.copy(),
-                    "h0": status.h0,
-                    "state": str(status.state),
-                    "reason": status.reason,
-                    "config": self._config,
-                }
-            )
+        self._record(status)
+        self._emit(
+            step,
+            signals=self.signals,
+            layer_names=self.layer_names,
+            values=self._row.copy(),
+            h0=status.h0,
+            state=str(status.state),
+            reason=status.reason,
+        )
         return status
 
     def _bad_names(self) -> list[str]:
         return [self.layer_names[i] for i in np.flatnonzero(self._bad)]
 
-    def _skipped(self, step: int, nonfinite: tuple[int, ...]) -> Status:
+    def _skipped(self, step: int, nonfinite: tuple[int, ...]) -> LayerStatus:
         last = self._last
         assert last is not None  # step 0 is always evaluated
         state, reason = last.state, f"not evaluated (check_every={self.check_every})"
@@ -445,13 +430,21 @@ class LayerMonitor:
         )
 
     def _nonfinite_reason(self, nonfinite: tuple[int, ...]) -> str:
-        names = ", ".join(self.layer_names[i] for i in nonfinite)
-        return f"non-finite value in layers [{names}] (nonfinite={self.nonfinite!r})"
+        # a finite input beyond float32's range (the ring's type) is an overflow, not a NaN
+        over = [i for i in nonfinite if np.isfinite(self._raw[:, i]).all()]
+        parts = []
+        bad = [self.layer_names[i] for i in nonfinite if i not in over]
+        if bad:
+            parts.append(f"non-finite value in layers [{', '.join(bad)}]")
+        if over:
+            names = ", ".join(self.layer_names[i] for i in over)
+            parts.append(f"overflow: value beyond float32 range (3.4e38) in layers [{names}]")
+        return f"{'; '.join(parts)} (nonfinite={self.nonfinite!r})"
 
     def _evaluate(
         self, step: int, nonfinite: tuple[int, ...], h0: float, top: int, lzt: float, excluded: bool
-    ) -> Status:
-        """Rules, baselines and the Status of an evaluated step (``top``: layer with the
+    ) -> LayerStatus:
+        """Rules, baselines and the status of an evaluated step (``top``: layer with the
         largest |z|, ``lzt`` its z; ``excluded``: some layer is left out of H0)."""
         excluded = excluded or bool(nonfinite)
         K = self.baseline
@@ -497,12 +490,20 @@ class LayerMonitor:
                 self._bn = min(self._bn + 1, K)
                 self._bpushes += 1
         self._patience.update(state)
-        status = Status(
-            step, h0, z, self._peak.ratio, self._peak.peak, state, direction, culprits, reason,
-            nonfinite, lzt, True,
+        status = LayerStatus(
+            step, state, reason, h0=h0, z=z, ratio=self._peak.ratio, peak=self._peak.peak,
+            direction=direction, culprits=culprits, nonfinite=nonfinite, layer_z=lzt,
+            calibrating=self._calibrating(),
         )  # fmt: skip
         self._summary.record(status)
         return status
+
+    def _calibrating(self) -> bool:
+        """The rule has no trusted baseline yet (the z-score baseline is filling, or the peak
+        rule is in its warm-up)."""
+        if self.rule == "peak":
+            return self._peak.warming_up
+        return not self._h0_base.ready
 
     def _culprits(self) -> tuple[str, ...]:
         a = np.abs(self._lz)
@@ -583,68 +584,8 @@ class LayerMonitor:
             "should_stop": self.should_stop,
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-identically: JSON-serialisable values plus the
-        numpy arrays named in ``_ARRAYS`` (save with ``json`` + ``np.savez``; no pickle)."""
-        self._flush_pending()
-        ring = self.ring_.state_dict()
-        return {
-            "config": self.config,
-            "step": self._step,
-            "rows": self._rows,
-            "bn": self._bn,
-            "bpos": self._bpos,
-            "bpushes": self._bpushes,
-            "ring_count": ring["count"],
-            "h0_baseline": self._h0_base.state_dict(),
-            "alarm": self._alarm.state_dict(),
-            "peak": self._peak.state_dict(),
-            "patience": self._patience.count,
-            "last": None if self._last is None else status_to_json(self._last),
-            "summary": self._summary.state_dict(),
-            **{k: getattr(self, "_" + k).copy() for k in _ARRAYS[:9]},
-            "ring_values": ring["values"],
-            "ring_steps": ring["steps"],
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from :meth:`state_dict` of a monitor with the same config; on a mismatch
-        raise ``ValueError`` and leave this monitor unchanged."""
-        cfg = state.get("config")
-        if cfg != self.config:
-            diff = sorted(k for k in self.config if not cfg or cfg.get(k) != self.config[k])
-            raise InputError(f"state['config'] differs from this monitor's config in {diff}")
-        new = {k: np.asarray(state[k]) for k in _ARRAYS}
-        for k in _ARRAYS[:9]:
-            mine = getattr(self, "_" + k)
-            if new[k].shape != mine.shape:
-                raise InputError(
-                    f"state[{k!r}] must have shape {mine.shape}, got {describe(new[k])}"
-                )
-        ring = ArrowRing(self.signals, self.n_layers, self.capacity)
-        ring.load_state_dict(
-            {
-                "signals": list(self.signals),
-                "width": self.n_layers,
-                "capacity": self.capacity,
-                "count": int(state["ring_count"]),
-                "values": new["ring_values"],
-                "steps": new["ring_steps"],
-            }
-        )
-        self.reset()
-        self.ring_ = ring
-        self._bind_kernel_args()
-        for k in _ARRAYS[:9]:
-            getattr(self, "_" + k)[...] = new[k]
-        self._step, self._rows = int(state["step"]), int(state["rows"])
-        self._bn, self._bpos, self._bpushes = (int(state[k]) for k in ("bn", "bpos", "bpushes"))
-        self._h0_base.load_state_dict(state["h0_baseline"])
-        self._alarm.load_state_dict(state["alarm"])
-        self._peak.load_state_dict(state["peak"])
-        self._patience.count = int(state["patience"])
-        self._last = None if state["last"] is None else status_from_json(state["last"])
-        self._summary.load_state_dict(state["summary"])
+    def _before_state_dict(self) -> None:
+        self._flush_pending()  # the saved baseline already holds the last accepted value
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -19,37 +19,19 @@ jump fires within 5 steps).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .._validation import check_positive_int, describe
+from ..alarms import Patience, State, Streak
 from ..errors import InputError, InputTypeError
-from ..status import State
+from ._base import Monitor
+from ._status import LossStatus
 
 __all__ = ["LossRiseDetector", "LossStatus"]
 
 
-@dataclass(frozen=True, slots=True)
-class LossStatus:
-    """One step of :class:`LossRiseDetector`: the loss, the EMA it was compared with, and why."""
-
-    step: int
-    loss: float
-    ema: float
-    ratio: float
-    streak: int
-    state: State
-    reason: str
-
-    @property
-    def alarm(self) -> bool:
-        """True when the state is WATCH or COLLAPSE."""
-        return self.state is not State.HEALTHY
-
-
-class LossRiseDetector:
+class LossRiseDetector(Monitor):
     """Alarm when the loss rises above ``factor`` × its ``span``-step EMA for ``patience`` steps.
 
     Parameters
@@ -101,56 +83,35 @@ class LossRiseDetector:
         self.writer = writer
         self.reset()
 
-    # state ---------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget every loss seen."""
-        self.step_ = 0
+    kind = "loss"
+    _config_keys = ("span", "factor", "patience", "warmup", "stop_patience")
+    _state_ = ("ema_", "seen_", "_rising", "_collapse")
+
+    def _init_state(self) -> None:
         self.ema_ = math.nan
         self.seen_ = 0
-        self.streak_ = 0
-        self.collapse_streak_ = 0
-        self.status_: LossStatus | None = None
+        self._rising = Streak(self.patience, name="patience")  # loss above factor x EMA
+        self._collapse = Patience(self.stop_patience)  # consecutive non-finite losses
 
     @property
-    def config(self) -> dict[str, Any]:
-        return {
-            "span": self.span,
-            "factor": self.factor,
-            "patience": self.patience,
-            "warmup": self.warmup,
-            "stop_patience": self.stop_patience,
-        }
+    def streak_(self) -> int:
+        """Consecutive steps with the loss above ``factor`` x EMA."""
+        return self._rising.count
 
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state (restores identical statuses)."""
-        return {
-            "config": self.config,
-            "step": self.step_,
-            "ema": self.ema_,
-            "seen": self.seen_,
-            "streak": self.streak_,
-            "collapse_streak": self.collapse_streak_,
-        }
+    @property
+    def collapse_streak_(self) -> int:
+        """Consecutive steps with a non-finite loss."""
+        return self._collapse.count
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict` (the configuration must match)."""
-        saved = state.get("config") if isinstance(state, dict) else state
-        if saved != self.config:
-            raise InputError(
-                f"state was saved with config {describe(saved)}, this detector has {self.config}"
-            )
-        self.step_ = int(state["step"])
-        self.ema_ = float(state["ema"])
-        self.seen_ = int(state["seen"])
-        self.streak_ = int(state["streak"])
-        self.collapse_streak_ = int(state["collapse_streak"])
-        self.status_ = None
+    @property
+    def status_(self) -> LossStatus | None:
+        """The last status (same as ``last_status_``)."""
+        return self._last  # type: ignore[return-value]
 
-    # per step ------------------------------------------------------------------------------
     @property
     def should_stop(self) -> bool:
         """True after ``stop_patience`` consecutive COLLAPSE (non-finite loss) steps."""
-        return self.collapse_streak_ >= self.stop_patience
+        return self._collapse.should_stop
 
     def check(self, loss: float) -> LossStatus:
         """Take one step's loss (a Python/NumPy number or a 0-d array) and return the status."""
@@ -160,45 +121,34 @@ class LossRiseDetector:
             value = float(loss)
         except (TypeError, ValueError) as exc:
             raise InputTypeError(f"loss must be a real number, got {describe(loss)}") from exc
-        step = self.step_
+        step = self._step
         ema = self.ema_
         if not math.isfinite(value):
-            self.streak_ = 0
-            self.collapse_streak_ += 1
+            self._rising.reset()
+            self._collapse.update(State.COLLAPSE)
             state, reason, ratio = State.COLLAPSE, f"non-finite loss {value}", math.nan
         else:
-            self.collapse_streak_ = 0
+            self._collapse.update(State.HEALTHY)
             ratio = value / ema if self.seen_ and ema != 0 else math.nan
             active = self.seen_ >= self.warmup
             rising = active and value - ema > (self.factor - 1.0) * abs(ema)
-            self.streak_ = self.streak_ + 1 if rising else 0
-            if self.streak_ >= self.patience:
+            streak = self._rising.update(rising)
+            if self._rising.done:
                 state = State.WATCH
-                reason = (
-                    f"loss {value:.4g} > {self.factor:g} x EMA {ema:.4g} for {self.streak_} steps"
-                )
+                reason = f"loss {value:.4g} > {self.factor:g} x EMA {ema:.4g} for {streak} steps"
             else:
                 state = State.HEALTHY
                 reason = "warmup" if not active else ""
             alpha = 2.0 / (self.span + 1.0)
             self.ema_ = value if self.seen_ == 0 else ema + alpha * (value - ema)
             self.seen_ += 1
-        self.step_ += 1
-        status = LossStatus(step, value, ema, ratio, self.streak_, state, reason)
-        self.status_ = status
-        if self.writer is not None:
-            self.writer(
-                {
-                    "monitor": "loss",
-                    "step": step,
-                    "wall_time": time.time(),
-                    "loss": value,
-                    "ema": ema,
-                    "ratio": ratio,
-                    "streak": self.streak_,
-                    "state": str(state),
-                    "reason": reason,
-                    "config": self.config,
-                }
-            )
+        status = LossStatus(
+            step, state, reason, loss=value, ema=ema, ratio=ratio, streak=self._rising.count,
+            calibrating=self.seen_ <= self.warmup,
+        )  # fmt: skip
+        self._record(status)
+        self._emit(
+            step, loss=value, ema=ema, ratio=ratio, streak=self._rising.count, state=str(state),
+            reason=reason,
+        )  # fmt: skip
         return status

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from streamtopo.status import Patience, PeakRule, RollingBaseline, State, Status, ZScoreAlarm
+from streamtopo.alarms import Patience, PeakRule, RollingBaseline, State, ZScoreAlarm
+from streamtopo.monitors import LayerStatus
 
 
 def test_rolling_baseline_matches_numpy_over_refreshes():
@@ -90,7 +91,14 @@ def test_peak_rule_and_patience():
 
 
 def test_status_is_frozen_with_slots():
-    st = Status(0, 1.0, math.nan, 1.0, 1.0, State.WATCH, "", ("a",), "why", ())
-    assert st.alert and st.status == "WATCH" and not hasattr(st, "__dict__")
+    st = LayerStatus(0, State.WATCH, "why", h0=1.0, culprits=("a",))
+    assert st.alert and st.alarm and st.status == "WATCH" and not hasattr(st, "__dict__")
     with pytest.raises(AttributeError):
         st.state = State.HEALTHY
+
+
+def test_status_alias_still_imports():
+    import streamtopo
+    from streamtopo.status import Status
+
+    assert Status is LayerStatus and streamtopo.Status is LayerStatus
