@@ -8,7 +8,7 @@ import io
 import math
 from typing import Any
 
-from ..status import State
+from ..alarms import State
 
 __all__ = ["render_report"]
 
