@@ -157,7 +157,10 @@ def _loss_bad(mon: Any, x: Any) -> list[Callable[[], Any]]:
     return [lambda: mon.check("1.0"), lambda: mon.check([x, x]), lambda: mon.check(None)]
 
 
-_LAYER_KW = {"window": 4, "baseline": 20, "raise_after": 3, "escalate_after": 15, "clear_after": 3}
+_LAYER_KW = {
+    **{"window": 4, "baseline": 20, "raise_after": 3, "escalate_after": 15, "clear_after": 3},
+    **{"capacity": 16, "refresh_every": 10},  # saved after the ring wrapped and a refresh
+}
 
 CASES = [
     Case(
