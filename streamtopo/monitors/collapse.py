@@ -143,6 +143,11 @@ class CollapseStatus(MonitorStatus):
 class CollapseMonitor(Monitor):
     """Collapse Index of embeddings every ``check_every`` steps, with a baseline or seed alarm.
 
+    Verbs: :meth:`check` (embeddings, or ``ci=`` computed elsewhere) is the per-step entry and
+    returns a :class:`CollapseStatus` on every step (``evaluated=False`` between checks);
+    :meth:`update` feeds a precomputed CI without returning a status. Steps count from 0 and
+    ``step_`` is the next step.
+
     Parameters
     ----------
     check_every : int
