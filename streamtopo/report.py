@@ -9,6 +9,10 @@
 - the collapse monitor's index and components over time (when it logged to the run);
 - a summary table and every alarm episode with the reason it began (rule, layers, direction).
 
+It also holds the renderings the monitors offer as convenience methods (they delegate here, so
+no monitor draws or formats anything itself): :func:`collapse_report` behind
+``CollapseMonitor.report`` and :func:`plot_depth_profile` behind ``DepthProfile.plot``.
+
 Figures need matplotlib (``pip install "streamtopo[plot]"``); without it the report keeps every
 table and says how to get the figures. Nothing here is imported by ``import streamtopo``.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ReportPaths", "build_report", "run_summary"]
+__all__ = ["ReportPaths", "build_report", "collapse_report", "plot_depth_profile", "run_summary"]
 
 _ALARM_COLOURS = {"WATCH": "#f5c542", "COLLAPSE": "#e0533d"}
 
@@ -318,3 +323,91 @@ def _html_table(rows: list[tuple[str, Any]]) -> str:
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
     )
     return f"<table>{cells}</table>"
+
+
+# -- renderings the monitors delegate to ---------------------------------------------------
+def collapse_report(h: dict[str, list[Any]], columns: list[str], threshold: float, fmt: str) -> str:
+    """Seed 000's table (Epoch, Collapse Index, Status) plus every component with a value, of a
+    CollapseMonitor history ``h`` (lists keyed by step, ci, state, reason and each column);
+    ``fmt="html"`` adds an inline PNG of the index when matplotlib is installed."""
+    from .alarms import State
+
+    label = {State.HEALTHY: "✅ OK", State.WATCH: "👀 WATCH", State.COLLAPSE: "⚠️ COLLAPSE"}
+    if not h["step"]:
+        return "No monitoring data yet."
+    cols = [c for c in columns if any(math.isfinite(v) for v in h[c])]
+    rows = [
+        [str(h["step"][i]), f"{h['ci'][i]:.4f}", label[h["state"][i]]]
+        + [f"{h[c][i]:.4g}" for c in cols]
+        for i in range(len(h["step"]))
+    ]
+    head = ["Epoch", "Collapse Index", "Status", *cols]
+    if fmt == "markdown":
+        out = "## Collapse Monitor Report\n\n| " + " | ".join(head) + " |\n"
+        out += "|" + "|".join("---" for _ in head) + "|\n"
+        return out + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    esc = html.escape
+    table = "<table>\n<tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>\n"
+    for i, r in enumerate(rows):
+        cells = "".join(f"<td>{esc(v)}</td>" for v in r)
+        table += f'<tr title="{esc(h["reason"][i])}">{cells}</tr>\n'
+    table += "</table>\n"
+    png = _collapse_png(h, threshold)
+    img = "" if png is None else f'<img alt="Collapse Index" src="data:image/png;base64,{png}">\n'
+    return f"<h2>Collapse Monitor Report</h2>\n{img}{table}"
+
+
+def _collapse_png(h: dict[str, list[Any]], threshold: float) -> str | None:
+    from .alarms import State
+
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    except ImportError:
+        return None
+    fig = Figure(figsize=(6, 3), dpi=80)
+    ax = fig.add_subplot()
+    ax.plot(h["step"], h["ci"], marker="o", label="CI")
+    ax.axhline(threshold, color="grey", linestyle="--", label="threshold")
+    bad = [i for i, s in enumerate(h["state"]) if s is State.COLLAPSE]
+    if bad:
+        ax.plot([h["step"][i] for i in bad], [h["ci"][i] for i in bad], "rx", label="COLLAPSE")
+    ax.set_xlabel("step")
+    ax.set_ylabel("Collapse Index")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def plot_depth_profile(profile: Any, ax: Any = None) -> Any:
+    """Plot log omega against normalised depth with the theta fit of a
+    :class:`~streamtopo.monitors.depth.DepthProfile` (needs matplotlib).
+
+    Returns the matplotlib Figure (a new one, not registered with pyplot, when ``ax`` is
+    None).
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - the plot extra is installed in CI
+        raise ImportError(
+            "DepthProfile.plot needs matplotlib: pip install streamtopo[plot]"
+        ) from exc
+    df = profile.omega()
+    if ax is None:
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    ax.semilogy(df["depth"].to_numpy(), df["omega"].to_numpy(), "o-", label="omega")
+    for name, x, y in zip(df["layer"], df["depth"], df["omega"], strict=True):
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if df.height >= 2 and (df["omega"].to_numpy() > 0).all():
+        fit = profile.theta()
+        xs = np.linspace(0.0, 1.0, 50)
+        ys = np.exp(fit["intercept"][0] + fit["theta"][0] * xs)
+        ax.semilogy(xs, ys, "--", label=f"theta={fit['theta'][0]:.3g}, r2={fit['r2'][0]:.2f}")
+    ax.set_xlabel("normalised depth")
+    ax.set_ylabel("omega (Betti-curve area)")
+    ax.legend(fontsize=8)
+    return fig

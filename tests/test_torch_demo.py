@@ -48,8 +48,8 @@ def test_demo_smoke(fault, tmp_path, capsys):
     if fault == "dead-relu":  # 120 healthy steps, then the fault is seen within a few steps
         assert "first alarms: none" not in summary
     run_dirs = list(tmp_path.glob("run=*"))
-    if run_dirs:  # the run writer is installed: the replay must match the live run exactly
-        assert "identical to live = True" in out
+    assert len(run_dirs) == 1  # the run is logged, and its replay matches the live run exactly
+    assert "identical to live = True" in out
 
 
 def test_h1_diagram_of_square_point_cloud_is_not_a_warning():

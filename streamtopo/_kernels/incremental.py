@@ -5,7 +5,7 @@ k moved rows (set M), U the unmoved rows, T the old minimum spanning tree, F the
 (T minus every edge touching a moved row), the *pieces* the components of F on U (connected
 subtrees of T), E(M) every edge touching a moved row, X every edge between two different pieces.
 A *key* is the number Prim compares: the squared distance of two ``Q`` rows, summed over the
-coordinates in order (``topology.mst_unsorted``), or ``|x_i - x_j|`` on the 1-D path. Keys of
+coordinates in order (``topology.h0.mst_unsorted``), or ``|x_i - x_j|`` on the 1-D path. Keys of
 unmoved pairs are bitwise unchanged by an update, so every comparison below is exact.
 
 Why the repair is exact (the new tree is a minimum spanning tree of the complete graph on the

@@ -1,6 +1,6 @@
 """CollapseMonitor: the Collapse Index of embeddings, checked every few steps (seed 000).
 
-The arithmetic lives in :mod:`streamtopo.collapse`; this class keeps the history, the run's
+The arithmetic lives in :mod:`streamtopo.topology.collapse`; this class keeps the history, the run's
 baseline and the alarm rule.
 
 Alarm rules
@@ -60,7 +60,6 @@ from ..topology.collapse import (
     seed000_index,
 )
 from ._base import Monitor
-from ._collapse_report import render_report
 from ._status import MonitorStatus
 
 __all__ = ["CollapseMonitor", "CollapseStatus"]
@@ -155,7 +154,7 @@ class CollapseMonitor(Monitor):
     threshold : float
         CI level for seed mode's alarm and for WATCH (seed 000: 0.7).
     variant : {"default", "seed000", "seed002"}
-        See :func:`streamtopo.collapse.collapse_index`.
+        See :func:`streamtopo.topology.collapse.collapse_index`.
     baseline_checks : int
         Checks that form the baseline (≥ 1).
     mode : {"baseline", "seed"}
@@ -590,7 +589,9 @@ class CollapseMonitor(Monitor):
         matplotlib is installed (a plain table otherwise).
         """
         check_choice(format, "format", ("markdown", "html"))
-        return render_report(self._hist, list(self._columns), self.threshold, format)
+        from ..report import collapse_report
+
+        return collapse_report(self._hist, list(self._columns), self.threshold, format)
 
 
 def _nonneg(x: Any, name: str, *, positive: bool = False) -> float:

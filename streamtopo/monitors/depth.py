@@ -167,35 +167,11 @@ class DepthProfile:
         )
 
     def plot(self, ax: Any = None) -> Any:
-        """Plot log omega against normalised depth with the theta fit (needs matplotlib).
+        """Plot log omega against depth with the theta fit (needs matplotlib); see
+        :func:`streamtopo.report.plot_depth_profile`, which draws it."""
+        from ..report import plot_depth_profile
 
-        Returns the matplotlib Figure (a new one, not registered with pyplot, when ``ax`` is
-        None).
-        """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError as exc:  # pragma: no cover - the plot extra is installed in CI
-            raise ImportError(
-                "DepthProfile.plot needs matplotlib: pip install streamtopo[plot]"
-            ) from exc
-        df = self.omega()
-        if ax is None:
-            fig = Figure(figsize=(5, 3.5))
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        ax.semilogy(df["depth"].to_numpy(), df["omega"].to_numpy(), "o-", label="omega")
-        for name, x, y in zip(df["layer"], df["depth"], df["omega"], strict=True):
-            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        if df.height >= 2 and (df["omega"].to_numpy() > 0).all():
-            fit = self.theta()
-            xs = np.linspace(0.0, 1.0, 50)
-            ys = np.exp(fit["intercept"][0] + fit["theta"][0] * xs)
-            ax.semilogy(xs, ys, "--", label=f"theta={fit['theta'][0]:.3g}, r2={fit['r2'][0]:.2f}")
-        ax.set_xlabel("normalised depth")
-        ax.set_ylabel("omega (Betti-curve area)")
-        ax.legend(fontsize=8)
-        return fig
+        return plot_depth_profile(self, ax)
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

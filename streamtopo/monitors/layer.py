@@ -375,7 +375,7 @@ class LayerMonitor(Monitor):
         scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
         ring = self.ring_
         layer_step(
-            *self._kernel_args, ring.slot, step, pos, full,
+            *self._kernel_args, ring.count_ % self.capacity, step, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
             self._bn if self._bn == self.baseline else 0, *self._pending,
         )  # fmt: skip
@@ -402,16 +402,18 @@ class LayerMonitor(Monitor):
             status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0)
         else:
             status = self._skipped(step, nonfinite)
-        self._record(status)
-        self._emit(
-            step,
-            signals=self.signals,
-            layer_names=self.layer_names,
-            values=self._row.copy(),
-            h0=status.h0,
-            state=str(status.state),
-            reason=status.reason,
-        )
+        self._last = status  # what Monitor._record does, inlined on the per-step path
+        self._step = step + 1
+        if self.writer is not None:  # no row built (nor values copied) without a writer
+            self._emit(
+                step,
+                signals=self.signals,
+                layer_names=self.layer_names,
+                values=self._row.copy(),
+                h0=status.h0,
+                state=str(status.state),
+                reason=status.reason,
+            )
         return status
 
     def _bad_names(self) -> list[str]:
@@ -490,20 +492,15 @@ class LayerMonitor(Monitor):
                 self._bn = min(self._bn + 1, K)
                 self._bpushes += 1
         self._patience.update(state)
+        # calibrating: no trusted baseline yet (z-score baseline filling, or peak warm-up)
+        calibrating = self._peak.warming_up if self._peak_rule else self._h0_base.count < K
+        # positional (in LayerStatus's field order): measurably cheaper than keywords per step
         status = LayerStatus(
-            step, state, reason, h0=h0, z=z, ratio=self._peak.ratio, peak=self._peak.peak,
-            direction=direction, culprits=culprits, nonfinite=nonfinite, layer_z=lzt,
-            calibrating=self._calibrating(),
+            step, state, reason, h0, z, self._peak.ratio, self._peak.peak, direction, culprits,
+            nonfinite, lzt, calibrating=calibrating,
         )  # fmt: skip
         self._summary.record(status)
         return status
-
-    def _calibrating(self) -> bool:
-        """The rule has no trusted baseline yet (the z-score baseline is filling, or the peak
-        rule is in its warm-up)."""
-        if self.rule == "peak":
-            return self._peak.warming_up
-        return not self._h0_base.ready
 
     def _culprits(self) -> tuple[str, ...]:
         a = np.abs(self._lz)
