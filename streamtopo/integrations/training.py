@@ -24,6 +24,7 @@ from ..alarms import State
 from ..errors import InputError, InputTypeError
 from ..monitors import LossRiseDetector, LossStatus, MonitorStatus
 from . import torch as st_torch
+from .loggers import AlarmReporter
 
 __all__ = ["TrainingMonitor", "TrainingStatus"]
 
@@ -97,6 +98,14 @@ class TrainingMonitor:
         Where :class:`~streamtopo.integrations.torch.FeatureCollector` reads features.
     force_attention_weights : bool
         See :class:`~streamtopo.integrations.torch.AttentionEntropyCollector`.
+    loggers : sequence, optional
+        TensorBoard ``SummaryWriter``, W&B run, Lightning logger or any object with
+        ``log(dict, step=)`` / ``add_scalar(tag, value, step)``: receive the
+        ``streamtopo/...`` scalars of every monitored step (see
+        :class:`~streamtopo.integrations.loggers.AlarmReporter`).
+    on_alarm : callable, optional
+        ``on_alarm(status)`` once per alarm episode start and when :attr:`should_stop` turns
+        True. Alarms and stops are also logged on ``logging.getLogger("streamtopo")``.
 
     Attributes
     ----------
@@ -145,6 +154,8 @@ class TrainingMonitor:
         feature_layer: str = "auto",
         feature_warmup: int = 0,
         force_attention_weights: bool = False,
+        loggers: Sequence[Any] = (),
+        on_alarm: Callable[[Any], Any] | None = None,
     ) -> None:
         self._closed = True  # until fully built: close() then only removes hooks
         self._collectors: list[Any] = []
@@ -161,6 +172,7 @@ class TrainingMonitor:
         if writer is not None and log_dir is not None:
             raise InputError("give log_dir or writer, not both")
         self.stop_on = tuple(stop_on)
+        self._reporter = AlarmReporter(loggers, on_alarm, should_stop=lambda: self.should_stop)
         self.rank = st_torch.rank()
         layer_sigs = tuple(s for s in self.signals if s in _LAYER_SIGNALS)
         self.layer_names = self._layer_names(model, groups, layer_sigs)
@@ -355,6 +367,7 @@ class TrainingMonitor:
         self._arm(self._calls % self.every == 0)
         status = self._combine(t, evaluated=True)
         self.status_ = status
+        self._reporter.report(status)
         return status
 
     def observe(self, labels: Any, split: str = "test") -> None:
@@ -527,6 +540,7 @@ class TrainingMonitor:
             return
         self._closed = True
         self._close_collectors()
+        self._reporter.close()
         if self._owned_writer is not None:
             self._owned_writer.close()
 
