@@ -16,15 +16,25 @@ the Trainer's optimizer, its LR scheduler (if any), the precision plugin's GradS
 and the callback's TrainingMonitor, and sees every status right after the monitor: it may roll
 them back in place (Lightning's step counter and data loader move on). A guard that used up
 its rollbacks sets ``trainer.should_stop``.
+
+At every monitored step the ``streamtopo/...`` scalars of
+:func:`~streamtopo.integrations.loggers.status_scalars` go to ``pl_module.log_dict`` (so to
+every Lightning logger; ``streamtopo/state`` also to the progress bar), and a stop is logged
+as a WARNING on ``logging.getLogger("streamtopo")``. Arguments are checked when the callback
+is constructed. Its ``state_dict`` holds plain containers only, so checkpoints load under
+``torch.load(weights_only=True)`` and ``fit(ckpt_path=...)`` continues the monitor's steps.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import InputError
 from ..guard import check_guard
+
+_LOG = logging.getLogger("streamtopo")
 
 __all__ = ["StreamtopoCallback"]  # noqa: F822 - built lazily by __getattr__
 
@@ -75,12 +85,16 @@ def _build() -> type:
             guard: Any = None,
             **monitor_kwargs: Any,
         ) -> None:
+            from .callbacks import check_labels, check_monitor_kwargs
+
             super().__init__()
+            self.monitor_kwargs = check_monitor_kwargs(
+                monitor_kwargs, "StreamtopoCallback", ("stop", "labels", "guard")
+            )
             self.guard = check_guard(guard)
             self.intervention_: Any = None
             self.stop = bool(stop)
-            self.labels = labels
-            self.monitor_kwargs = monitor_kwargs
+            self.labels = check_labels(labels)
             self.monitor: Any = None
             self.status_: Any = None
             self._stepped = False
@@ -130,12 +144,30 @@ def _build() -> type:
                 loss = loss * accumulate  # Lightning hands over the loss divided by it
             labels = self.labels(batch) if self.labels is not None else None
             self.status_ = self.monitor.step(loss, labels=labels)
+            if self.status_.evaluated:
+                self._log(pl_module, self.status_)
             if self.guard is not None:  # before the stop check: a rollback resets the monitors
                 self.intervention_ = self.guard.step(trainer.global_step, self.status_)
                 if self.guard.should_stop:
                     trainer.should_stop = True
-            if self.stop and self.monitor.should_stop:
+            if self.stop and self.monitor.should_stop and not trainer.should_stop:
+                _LOG.warning(
+                    "streamtopo stops the Trainer at global step %s (monitor step %s): %s",
+                    trainer.global_step,
+                    self.status_.step,
+                    self.status_.reason or self.status_.state,
+                )
                 trainer.should_stop = True
+
+        @staticmethod
+        def _log(pl_module: Any, status: Any) -> None:
+            from .loggers import status_scalars
+
+            scalars = status_scalars(status)
+            state = scalars.pop("streamtopo/state")
+            kw = {"on_step": True, "on_epoch": False, "batch_size": 1}
+            pl_module.log("streamtopo/state", state, prog_bar=True, **kw)
+            pl_module.log_dict(scalars, **kw)
 
         def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
             if stage == "fit" and self.monitor is not None:
