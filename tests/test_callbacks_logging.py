@@ -142,3 +142,110 @@ def test_lightning_resume_from_checkpoint_continues_steps(tmp_path):
     assert second.global_step == 10
     assert cb2.monitor.step_ == 10
     assert layer_steps(writer.run_dir) == list(range(10))
+
+
+# ----------------------------------------------------------------------------- Hugging Face
+
+
+class HFTiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = nn.ModuleList([nn.Linear(8, 16)] + [nn.Linear(16, 16) for _ in range(2)])
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x, labels=None):
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        logits = self.head(x)
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = nn.functional.cross_entropy(logits, labels)
+        return out
+
+
+class DictData(torch.utils.data.Dataset):
+    def __init__(self):
+        self.x, self.y = data()
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def hf_trainer(tmp_path, callback, max_steps, **kw):
+    import transformers
+
+    options = {
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": max_steps,
+        "per_device_train_batch_size": 8,
+        "learning_rate": 0.1,
+        "lr_scheduler_type": "constant",
+        "report_to": [],
+        "save_strategy": "no",
+        "logging_strategy": "steps",
+        "logging_steps": 1,
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "max_grad_norm": 0.0,
+        **kw,
+    }
+    args = transformers.TrainingArguments(**options)
+    return transformers.Trainer(
+        model=HFTiny(), args=args, train_dataset=DictData(), callbacks=[callback]
+    )
+
+
+def test_hf_keys_reach_log_history_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from streamtopo.integrations.hf import StreamtopoTrainerCallback
+
+    cb = StreamtopoTrainerCallback()
+    tb = tmp_path / "out"  # the TensorBoard backend writes under output_dir/runs
+    trainer = hf_trainer(tmp_path, cb, 5, report_to=["tensorboard"])
+    cb.attach(trainer)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["step"] for h in logged] == [1, 2, 3, 4, 5]
+    for h in logged:
+        assert h["streamtopo/state"] == 0.0
+        assert "streamtopo/layer/state" in h and "streamtopo/loss/loss" in h
+    acc = EventAccumulator(str(next(p.parent for p in tb.rglob("events.out.tfevents.*"))))
+    acc.Reload()
+    state = acc.Scalars("train/streamtopo/state")
+    assert [e.step for e in state] == [1, 2, 3, 4, 5]
+
+
+def test_hf_errors_come_before_train(tmp_path):
+    from streamtopo.errors import InputError
+    from streamtopo.integrations.hf import StreamtopoTrainerCallback
+
+    with pytest.raises(InputTypeError, match="unexpected argument 'singals'"):
+        StreamtopoTrainerCallback(singals=("grad_norm",))
+    cb = StreamtopoTrainerCallback(signals=("grad_norm", "attn_entropy"))
+    with pytest.raises(InputError, match="no attention module streamtopo can observe"):
+        hf_trainer(tmp_path, cb, 5)  # at Trainer(...), not inside train()
+
+
+def test_hf_resume_from_checkpoint_continues_steps(tmp_path):
+    from streamtopo.integrations.hf import StreamtopoTrainerCallback
+    from streamtopo.io.journal import RunWriter
+
+    logs = tmp_path / "runs"
+    saving = {"save_strategy": "steps", "save_steps": 3}
+    with RunWriter(logs, run_id="r1") as writer:
+        first = hf_trainer(tmp_path, StreamtopoTrainerCallback(writer=writer), 6, **saving)
+        first.train()
+    with RunWriter(logs, run_id="r1", resume="allow") as writer:
+        cb = StreamtopoTrainerCallback(writer=writer)
+        second = hf_trainer(tmp_path, cb, 10, **saving)
+        second.train(resume_from_checkpoint=True)
+    assert second.state.global_step == 10 and cb.monitor.step_ == 10
+    assert layer_steps(writer.run_dir) == list(range(10))
+    steps = [h["step"] for h in second.state.log_history if "loss" in h]
+    assert steps == list(range(1, 11))

@@ -19,14 +19,29 @@ TrainingMonitor; it sees every status in ``on_step_end`` and may roll them back 
 Trainer's step counter and data loader move on). A guard that used up its rollbacks sets
 ``control.should_training_stop``. Under mixed precision the accelerator's GradScaler is not
 captured (the callback does not see it).
+
+The monitor is built in ``on_init_end``, i.e. when ``Trainer(...)`` is constructed, so a
+signal this model cannot give (e.g. ``"attn_entropy"`` without attention layers) fails there;
+misspelled arguments fail when the callback itself is constructed. At each ``on_log`` of the
+training loss the ``streamtopo/...`` scalars of
+:func:`~streamtopo.integrations.loggers.status_scalars` are added to ``logs`` (and to that
+``state.log_history`` entry). ``report_to`` backends are callbacks too and the Trainer calls
+them before user callbacks: :meth:`attach` puts this callback ahead of them, so every backend
+receives the keys. The monitor's state is saved with every checkpoint (in the Trainer state's
+``stateful_callbacks["streamtopo"]``, plain JSON) and restored by
+``train(resume_from_checkpoint=...)``: a resumed run continues the monitor's steps.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from ..guard import check_guard
+
+_LOG = logging.getLogger("streamtopo")
+_STATE_KEY = "streamtopo"  # not a class name: HF's restore_callback_states leaves it alone
 
 __all__ = ["StreamtopoTrainerCallback"]  # noqa: F822 - built lazily by __getattr__
 
@@ -84,21 +99,48 @@ def _build() -> type:
             guard: Any = None,
             **monitor_kwargs: Any,
         ) -> None:
+            from .callbacks import check_labels, check_monitor_kwargs
+
+            self.monitor_kwargs = check_monitor_kwargs(
+                monitor_kwargs, "StreamtopoTrainerCallback", ("stop", "labels", "guard")
+            )
             self.guard = check_guard(guard)
             self.intervention_: Any = None
             self.stop = bool(stop)
-            self.labels = labels
-            self.monitor_kwargs = monitor_kwargs
+            self.labels = check_labels(labels)
             self.monitor: Any = None
             self.status_: Any = None
             self._loss: Any = None
             self._handle: Any = None
 
-        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
-            if self.monitor is None:
-                from .training import TrainingMonitor
+        def attach(self, trainer: Any) -> Any:
+            """Put this callback right after the Trainer's DefaultFlowCallback (ahead of the
+            ``report_to`` backends, so they receive the ``streamtopo/...`` keys); returns it."""
+            cbs = trainer.callback_handler.callbacks
+            if self in cbs:
+                cbs.remove(self)
+            else:
+                self.on_init_end(trainer.args, trainer.state, trainer.control, model=trainer.model)
+            flow = [i for i, c in enumerate(cbs) if type(c).__name__ == "DefaultFlowCallback"]
+            cbs.insert(flow[0] + 1 if flow else 0, self)
+            return self
 
-                self.monitor = TrainingMonitor(model, **self.monitor_kwargs)
+        def _build(self, model: Any) -> None:
+            from .training import TrainingMonitor
+
+            self.monitor = TrainingMonitor(model, **self.monitor_kwargs)
+
+        def on_init_end(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+            if self.monitor is None and model is not None:
+                self._build(model)  # at Trainer(...): errors about the model surface here
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+            saved = (state.stateful_callbacks or {}).get(_STATE_KEY)
+            if self.monitor is None:
+                self._build(model)
+            if saved and self._handle is None:
+                self.monitor.load_state_dict(saved)  # train(resume_from_checkpoint=...)
+            if self._handle is None:
                 if self.guard is not None and self.guard.state is None:
                     try:
                         sched = kw.get("lr_scheduler")
@@ -133,8 +175,29 @@ def _build() -> type:
                 self.intervention_ = self.guard.step(state.global_step, self.status_)
                 if self.guard.should_stop:
                     control.should_training_stop = True
-            if self.stop and self.monitor.should_stop:
+            if self.stop and self.monitor.should_stop and not control.should_training_stop:
+                _LOG.warning(
+                    "streamtopo stops the Trainer at global step %s (monitor step %s): %s",
+                    state.global_step,
+                    self.status_.step,
+                    self.status_.reason or self.status_.state,
+                )
                 control.should_training_stop = True
+            if control.should_save or control.should_training_stop:
+                # read by Trainer._save_checkpoint right after this hook
+                state.stateful_callbacks[_STATE_KEY] = self.monitor.state_dict()
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any):
+            if self.status_ is None or not isinstance(logs, dict) or "loss" not in logs:
+                return control
+            from .loggers import status_scalars
+
+            scalars = status_scalars(self.status_)
+            logs.update(scalars)
+            last = state.log_history[-1] if state.log_history else None
+            if isinstance(last, dict) and last.get("step") == state.global_step and "loss" in last:
+                last.update(scalars)
             return control
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any):
