@@ -1,18 +1,92 @@
 """Command line: ``streamtopo <command>`` or ``python -m streamtopo <command>``.
 
 Each command lives in a small function that imports what it needs when it runs, so
-``streamtopo --help`` stays fast.
+``streamtopo --help`` stays fast. Every ``--help`` shows the defaults and an example.
+
+``--json`` (on ``h0``, ``collapse``, ``centroid``, ``replay``, ``report``) prints one JSON
+object instead of the text, with a ``"schema"`` key ``"streamtopo.<command>/1"``; the fields of
+version 1 stay as documented below (new fields may be added, none renamed or removed).
+Non-finite numbers are ``null`` (strict JSON).
+
+* ``h0``: ``source``, ``metric``, ``names``, ``bars`` (``birth``, ``death`` — ``null`` for the
+  essential bar —, ``merge``: the two names joined, ``null`` for the essential bar), ``h0``.
+* ``collapse``: ``source``, ``n_points``, ``dims``, ``variants`` (name → ``ci``, ``scores``),
+  ``components`` (name → number), ``flags``.
+* ``centroid``: ``n_train``, ``n_test``, ``h0_train``, ``h0_test``, ``h0_gap``, ``gap_noise``,
+  ``h0_train_full``, ``difficulty``, ``merges`` (``a``, ``b``, ``distance`` in merge order).
+* ``replay``: ``run``, ``steps``, ``overrides``, ``summary`` (one object per rank with the
+  columns of :func:`streamtopo.io.replay.run_summary`), ``out``.
+* ``report``: ``run``, ``html``, ``markdown``, ``figures``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["main"]
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {}
+
+_EXAMPLES = {
+    "demo": "streamtopo demo --fault lr-spike --steps 600 --out ./streamtopo-demo",
+    "h0": "streamtopo h0                       # the digit-class centroids\n"
+    "  streamtopo h0 points.npy --metric euclidean --json",
+    "collapse": "streamtopo collapse feats.npy --labels labels.csv --variant default",
+    "centroid": "streamtopo centroid --train-fraction 0.7 --json",
+    "warmup": "streamtopo warmup                   # once after install, and in CI",
+    "recover": "streamtopo recover runs/run=my-run",
+    "replay": "streamtopo replay runs/run=my-run --window 32 --out statuses.parquet\n"
+    "  streamtopo replay runs/run=my-run --json | jq .summary",
+    "report": "streamtopo report runs/run=my-run --out my-run.html",
+    "train": "streamtopo train --help            # seed 004's pipeline",
+}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every option's help; the example epilog kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:  # nothing to say
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _number(x: Any) -> Any:
+    """A float for JSON: non-finite becomes None (strict JSON has no NaN)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    try:
+        return _number(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+
+
+def _print_json(command: str, payload: dict[str, Any]) -> int:
+    print(json.dumps({"schema": f"streamtopo.{command}/1", **_clean(payload)}, allow_nan=False))
+    return 0
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object (schema in `streamtopo` docs)"
+    )
 
 
 def command(name: str, help: str):
@@ -36,16 +110,29 @@ def _cmd_h0(args: argparse.Namespace) -> int:
         X, y = load_digits()
         points = np.stack([X[y == c].mean(axis=0) for c in range(10)])
         names = [str(c) for c in range(10)]
-        print(f"H0 of the 10 digit-class centroids (64 pixels, metric={args.metric})")
+        title = f"H0 of the 10 digit-class centroids (64 pixels, metric={args.metric})"
     else:
         points = _load_points(args.points)
         names = [str(i) for i in range(points.shape[0])]
-        print(
+        title = (
             f"H0 of {points.shape[0]} points in {points.shape[1]} dims from {args.points} "
             f"(metric={args.metric})"
         )
     dgm = h0_diagram(points, metric=args.metric)
     edges = merge_order(points, metric=args.metric)
+    if args.json:
+        bars = [
+            {
+                "birth": float(dgm[k, 0]),
+                "death": dgm[k, 1],
+                "merge": [names[edges.i[k]], names[edges.j[k]]] if k < len(edges.i) else None,
+            }
+            for k in range(dgm.shape[0])
+        ]
+        source = args.points or "digits-centroids"
+        payload = {"source": source, "metric": args.metric, "names": names, "bars": bars}
+        return _print_json("h0", {**payload, "h0": float(edges.death.sum())})
+    print(title)
     print(f"{'birth':>8} {'death':>12}   merges")
     for k in range(dgm.shape[0]):
         b, d = dgm[k]
@@ -61,8 +148,9 @@ def _configure_h0(p: argparse.ArgumentParser) -> None:
         "--metric",
         default="cosine",
         choices=("euclidean", "cosine", "precomputed"),
-        help="distance (default: cosine, as between class centroids)",
+        help="distance (cosine: as between class centroids)",
     )
+    _add_json(p)
 
 
 _cmd_h0.configure = _configure_h0
@@ -80,19 +168,40 @@ def _cmd_collapse(args: argparse.Namespace) -> int:
         from ..data import load_digits
 
         X, y = load_digits()
-        print(f"Collapse Index of the digits pixels ({X.shape[0]} x {X.shape[1]}, 10 classes)")
+        title = f"Collapse Index of the digits pixels ({X.shape[0]} x {X.shape[1]}, 10 classes)"
     else:
         X = _load_points(args.points)
         y = None if args.labels is None else _load_points(args.labels, ndim=1)
-        print(f"Collapse Index of {X.shape[0]} points in {X.shape[1]} dims from {args.points}")
+        title = f"Collapse Index of {X.shape[0]} points in {X.shape[1]} dims from {args.points}"
     variants = VARIANTS if args.variant == "all" else (args.variant,)
-    comp = {}
+    comp: dict = {}
+    results = {}
     for v in variants:
         ci, c = collapse_index(X, y, variant=v, max_points=args.max_points, seed=args.seed)
-        scores = ", ".join(f"{k}={s:.3f}" for k, s in c["scores"].items())
-        print(f"  {v:8s} CI = {ci:.4f}   scores: {scores}")
+        results[v] = {"ci": ci, "scores": dict(c["scores"])}
         if v != "seed000":
             comp = c
+    if args.json:
+        numeric = {
+            k: val
+            for k, val in comp.items()
+            if isinstance(val, (int, float, np.integer, np.floating)) and not isinstance(val, bool)
+        }
+        return _print_json(
+            "collapse",
+            {
+                "source": args.points or "digits-pixels",
+                "n_points": int(X.shape[0]),
+                "dims": int(X.shape[1]),
+                "variants": results,
+                "components": numeric,
+                "flags": list(comp.get("flags", [])),
+            },
+        )
+    print(title)
+    for v, r in results.items():
+        scores = ", ".join(f"{k}={s:.3f}" for k, s in r["scores"].items())
+        print(f"  {v:8s} CI = {r['ci']:.4f}   scores: {scores}")
     if comp:
         print("components:")
         for k, val in comp.items():
@@ -106,9 +215,15 @@ def _cmd_collapse(args: argparse.Namespace) -> int:
 def _configure_collapse(p: argparse.ArgumentParser) -> None:
     p.add_argument("points", nargs="?", help="a .npy (no pickle) or .csv file of shape (n, d)")
     p.add_argument("--labels", help="a .npy or .csv file with one class label per row")
-    p.add_argument("--variant", default="all", choices=("all", "default", "seed000", "seed002"))
+    p.add_argument(
+        "--variant",
+        default="all",
+        choices=("all", "default", "seed000", "seed002"),
+        help="which Collapse Index form(s) to compute",
+    )
     p.add_argument("--max-points", type=int, default=500, help="H1 subsample size")
     p.add_argument("--seed", type=int, default=0, help="subsample seed")
+    _add_json(p)
 
 
 _cmd_collapse.configure = _configure_collapse
@@ -130,11 +245,9 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     from .demo import FAULTS
 
     p.add_argument("--fault", default="lr-spike", choices=FAULTS, help="failure to inject")
-    p.add_argument(
-        "--steps", type=_at_least(50), default=600, help="training steps, >= 50 (default 600)"
-    )
+    p.add_argument("--steps", type=_at_least(50), default=600, help="training steps, >= 50")
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 _cmd_demo.configure = _configure_demo
@@ -156,6 +269,19 @@ def _cmd_centroid(args: argparse.Namespace) -> int:
     tr, te = order[:n_train], order[n_train:]
     mon = CentroidMonitor(10, seed=args.seed, warmup=0, baseline_checks=1)
     st = mon.check(X[tr], y[tr], X[te], y[te])
+    if args.json:
+        fields = ("h0_train", "h0_test", "h0_gap", "gap_noise", "h0_train_full")
+        merges = [{"a": a, "b": b, "distance": d} for a, b, d in mon.confusion_pairs()]
+        return _print_json(
+            "centroid",
+            {
+                "n_train": int(tr.size),
+                "n_test": int(te.size),
+                **{f: getattr(st, f) for f in fields},
+                "difficulty": difficulty(st.h0_train_full, 10),
+                "merges": merges,
+            },
+        )
     print(f"digits, raw pixels: {tr.size} train rows, {te.size} test rows (size-matched gap)")
     print(
         f"h0_train={st.h0_train:.4f} h0_test={st.h0_test:.4f} h0_gap={st.h0_gap:+.4f} "
@@ -168,8 +294,9 @@ def _cmd_centroid(args: argparse.Namespace) -> int:
 
 
 def _configure_centroid(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train-fraction", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-fraction", type=float, default=0.7, help="train share of the rows")
+    p.add_argument("--seed", type=int, default=0, help="split and sampling seed")
+    _add_json(p)
 
 
 _cmd_centroid.configure = _configure_centroid
@@ -223,6 +350,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         **overrides,
     )
     summary = run_summary(statuses)
+    if args.out:
+        statuses.write_parquet(args.out, compression="zstd")
+    if args.json:
+        return _print_json(
+            "replay",
+            {
+                "run": str(args.run),
+                "steps": statuses.height,
+                "overrides": overrides,
+                "summary": summary.to_dicts(),
+                "out": args.out,
+            },
+        )
     how = f"overrides {overrides}" if overrides else "the recorded configuration"
     print(f"{args.run}: replayed {statuses.height} step(s) with {how}")
     # one line per figure, one column per rank: readable at any terminal width
@@ -238,7 +378,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     ):  # fmt: skip
         print(table)
     if args.out:
-        statuses.write_parquet(args.out, compression="zstd")
         print(f"statuses written to {args.out}")
     return 0
 
@@ -253,6 +392,7 @@ def _configure_replay(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-journal", action="store_true", help="also use unrolled journals")
     p.add_argument("--progress", action="store_true", help="progress on stderr")
     p.add_argument("--out", help="write the replayed statuses to this Parquet file")
+    _add_json(p)
 
 
 _cmd_replay.configure = _configure_replay
@@ -263,6 +403,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
 
     paths = build_report(args.run, args.out, include_journal=not args.committed_only)
+    if args.json:
+        return _print_json(
+            "report",
+            {
+                "run": str(args.run),
+                "html": str(paths.html),
+                "markdown": str(paths.markdown),
+                "figures": paths.figures,
+            },
+        )
     print(f"report: {paths.html} ({paths.figures} figures)\nsummary: {paths.markdown}")
     return 0
 
@@ -273,6 +423,7 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--committed-only", action="store_true", help="ignore rows still in live journals"
     )
+    _add_json(p)
 
 
 _cmd_report.configure = _configure_report
@@ -342,8 +493,12 @@ def _load_points(path: str, *, ndim: int = 2):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    examples = "\n".join(f"  {_EXAMPLES[n]}" for n in ("demo", "replay", "report"))
     parser = argparse.ArgumentParser(
-        prog="streamtopo", description="Topological health monitor for neural-network training."
+        prog="streamtopo",
+        description="Topological health monitor for neural-network training.",
+        epilog=f"examples:\n{examples}\n\n`streamtopo COMMAND --help`: a command's options.",
+        formatter_class=_Formatter,
     )
     from .. import __version__
 
@@ -352,7 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     # the demo is the main job: first in ``--help``, the rest in the order they are defined
     for name in sorted(_COMMANDS, key=lambda n: n != "demo"):
         help_text, fn = _COMMANDS[name]
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        example = _EXAMPLES.get(name)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}" if example else None,
+            formatter_class=_Formatter,
+        )
         configure = getattr(fn, "configure", None)
         if configure is not None:
             configure(p)
@@ -368,7 +530,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(fn(args) or 0)
+        code = int(fn(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `streamtopo replay RUN | head -3`: the reader is gone; end quietly like `cat` does.
+        # stdout goes to devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool ended by the pipe
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -68,6 +68,45 @@ class MonitorStatus:
         """True unless HEALTHY."""
         return self.state is not State.HEALTHY
 
+    def _repr_html_(self) -> str:
+        """A small HTML table for Jupyter: the state coloured, every field, and the state and
+        reason of nested statuses (a TrainingStatus's monitors) on one row each.
+
+        Examples
+        --------
+        >>> html = MonitorStatus(3, State.WATCH, "loss rising")._repr_html_()
+        >>> "WATCH" in html and "loss rising" in html and html.startswith("<table")
+        True
+        """
+        import html as _html
+
+        colour = {"HEALTHY": "#2e7d32", "WATCH": "#ef6c00", "COLLAPSE": "#c62828"}
+        state = str(self.state)
+        rows = [
+            f"<tr><th colspan='2' style='text-align:left'>{type(self).__name__} · step "
+            f"{self.step} · <span style='color:{colour.get(state, '#000')}'>{state}</span>"
+            f"{' (calibrating)' if self.calibrating else ''}</th></tr>"
+        ]
+        for f in fields(self):
+            if f.name in ("step", "state"):
+                continue
+            v = getattr(self, f.name)
+            if v is None or v == () or v == "":
+                continue
+            if isinstance(v, MonitorStatus):
+                text = f"{v.state} (step {v.step}){': ' + v.reason if v.reason else ''}"
+            elif isinstance(v, float):
+                text = f"{v:.6g}"
+            elif isinstance(v, tuple):
+                text = ", ".join(map(str, v))
+            else:
+                text = str(v)
+            rows.append(
+                f"<tr><td style='text-align:left'>{f.name}</td>"
+                f"<td style='text-align:left'>{_html.escape(text)}</td></tr>"
+            )
+        return "<table>" + "".join(rows) + "</table>"
+
 
 def _status_classes() -> dict[str, type[MonitorStatus]]:
     """Every status class by name: the base and all its (imported) subclasses."""
