@@ -181,3 +181,26 @@ def test_a_single_logger_needs_no_list():
     reporter = AlarmReporter(rec)
     reporter.report(MonitorStatus(3, State.HEALTHY, "", calibrating=True))
     assert rec.rows == [(3, {"streamtopo/state": 0.0, "streamtopo/calibrating": 1.0})]
+
+
+def test_wandb_offline_run_receives_the_keys(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run = wandb.init(project="streamtopo-test", dir=str(tmp_path), mode="offline")
+    try:
+        model = _model()
+        with TrainingMonitor(model, loggers=[run], loss={"stop_patience": 2}) as tm:
+            _train(tm, model)
+        summary = {k: run.summary[k] for k in run.summary.keys()}
+    finally:
+        run.finish()
+    assert summary["streamtopo/state"] == 0.0  # the last step is HEALTHY again
+    # W&B's step is streamtopo's step; a step's row is committed when the next one arrives
+    assert summary["_step"] == len(LOSSES) - 2
+    assert {"streamtopo/layer/h0", "streamtopo/loss/state", "streamtopo/calibrating"} <= set(
+        summary
+    )
+    assert list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
