@@ -44,10 +44,10 @@ def journals(rank_dir: Path) -> list[str]:
 def test_round_trip_columns_values_and_scan_parquet(tmp_path):
     with RunWriter(tmp_path, run_id="rt", flush_rows=7, roll_rows=20) as w:
         write_rows(w, range(53), state="HEALTHY")
-    df = pl.scan_parquet(w.run_dir / "**/*.parquet", hive_partitioning=True).collect()
+    df = pl.scan_parquet(w.run_dir / "table=layer/**/*.parquet", hive_partitioning=True).collect()
     assert df.columns[:2] == ["step", "wall_time"]
     assert df.columns[2:10] == [f"{s}/blocks.{i}.mlp" for s in SIGNALS for i in range(4)]
-    assert df.columns[10:] == ["h0", "state", "reason", "run", "rank"]
+    assert df.columns[10:] == ["h0", "state", "reason", "run", "table", "rank"]
     assert df.schema["grad_norm/blocks.0.mlp"] == pl.Float32
     assert df.schema["step"] == pl.Int64 and df.schema["h0"] == pl.Float64
     df = df.sort("step")
@@ -61,7 +61,7 @@ def test_round_trip_columns_values_and_scan_parquet(tmp_path):
     assert parts == [f"part-{i:06d}.parquet" for i in range(3)]
     assert [pq.ParquetFile(w.rank_dir / p).metadata.num_rows for p in parts] == [21, 21, 11]
     assert journals(w.rank_dir) == []
-    assert read_run(w.run_dir).collect().drop("run", "rank").equals(df.drop("run", "rank"))
+    assert read_run(w.run_dir).collect().drop("run", "rank").equals(df.drop("run", "table", "rank"))
 
 
 def test_parquet_encoding_zstd_byte_stream_split_no_float_dictionary(tmp_path):
@@ -86,7 +86,7 @@ def test_meta_json_describes_the_run(tmp_path):
     with RunWriter(tmp_path, run_id="meta") as w:
         write_rows(w, range(3), n_layers=2)
     meta = json.loads((w.run_dir / "_meta.json").read_text())
-    assert meta["format_version"] == 1 and meta["run_id"] == "meta"
+    assert meta["format_version"] == 2 and meta["run_id"] == "meta"
     assert meta["layer_names"] == ["blocks.0.mlp", "blocks.1.mlp"]
     assert meta["signal_names"] == list(SIGNALS)
     assert meta["monitor_config"] == CONFIG
@@ -198,8 +198,10 @@ def test_one_writer_per_rank_and_ranks_write_their_own_directory(tmp_path):
     w1.close()
     df = read_run(w0.run_dir).collect()
     assert df.group_by("rank").len().sort("rank").rows() == [(0, 5), (1, 7)]
-    scanned = pl.scan_parquet(w0.run_dir / "**/*.parquet", hive_partitioning=True).collect()
-    assert scanned.sort("rank", "step").equals(df.sort("rank", "step"))
+    scanned = pl.scan_parquet(
+        w0.run_dir / "table=layer/**/*.parquet", hive_partitioning=True
+    ).collect()
+    assert scanned.drop("table").sort("rank", "step").equals(df.sort("rank", "step"))
     with pytest.raises(InputError, match="run_id is required"):
         RunWriter(tmp_path, rank=1)
 
@@ -218,7 +220,9 @@ def test_other_kinds_get_their_own_table_and_the_layer_glob_still_works(tmp_path
             if s % 2 == 0:
                 w(centroid_row(s))
     # the documented raw-polars recipe reads the layer table only
-    layer = pl.scan_parquet(w.run_dir / "**/*.parquet", hive_partitioning=True).collect()
+    layer = pl.scan_parquet(
+        w.run_dir / "table=layer/**/*.parquet", hive_partitioning=True
+    ).collect()
     assert layer.height == 20 and "h0_gap" not in layer.columns
     cen = read_run(w.run_dir, table="centroid").collect()
     assert cen.columns == [
@@ -226,7 +230,9 @@ def test_other_kinds_get_their_own_table_and_the_layer_glob_still_works(tmp_path
     ]  # fmt: skip
     assert cen["step"].to_list() == list(range(0, 20, 2))
     assert cen["alert"].to_list() == [True] * 10 and cen["n_classes"].dtype == pl.Int64
-    raw = pl.scan_parquet(w.run_dir / "rank=*/centroid-*.pq", hive_partitioning=True).collect()
+    raw = pl.scan_parquet(
+        w.run_dir / "table=centroid/rank=*/*.parquet", hive_partitioning=True
+    ).collect()
     assert raw.sort("step")["h0_gap"].to_list() == cen["h0_gap"].to_list()
     meta = json.loads((w.run_dir / "_meta.json").read_text())
     assert sorted(meta["tables"]) == ["centroid", "layer"]
@@ -361,7 +367,8 @@ def test_scan_parquet_works_without_streamtopo(tmp_path):
         write_rows(w, range(23))
     code = (
         "import sys, polars as pl\n"
-        f"df = pl.scan_parquet({str(w.run_dir / '**/*.parquet')!r}, hive_partitioning=True)"
+        f"df = pl.scan_parquet({str(w.run_dir / 'table=layer/**/*.parquet')!r}, "
+        "hive_partitioning=True)"
         ".collect()\n"
         "assert not any(m.startswith('streamtopo') for m in sys.modules), 'imported'\n"
         "print(df.height, sorted(df['step'].to_list()) == list(range(23)), df['run'][0])\n"

@@ -21,7 +21,6 @@ from ._layout import (
     check_names,
     layer_journal_schema,
     layer_table_schema,
-    part_ext,
     scalar_journal_schema,
     table_schema_json,
     wide_columns,
@@ -266,7 +265,7 @@ def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str,
         names = check_names(row["layer_names"], "row['layer_names']")
         buf: Any = LayerBuffer(signals, names, cap)
         info = {
-            "files": "rank=*/part-*.parquet",
+            "files": "table=layer/rank=*/part-*.parquet",
             "signals": list(signals),
             "layer_names": list(names),
             "config": config,
@@ -276,7 +275,7 @@ def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str,
     else:
         buf = ScalarBuffer(kind, row, cap)
         info = {
-            "files": f"rank=*/{kind}-*.{part_ext(kind)}",
+            "files": f"table={kind}/rank=*/part-*.parquet",
             "config": config,
             "schema": table_schema_json(buf.table_schema),
         }

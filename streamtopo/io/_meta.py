@@ -267,8 +267,11 @@ def register_table(
             }
         old = meta["tables"].get(kind)
         if old is not None:
-            if old != info:
-                diff = sorted(k for k in set(old) | set(info) if old.get(k) != info.get(k))
+            # "files" is the glob of the layout; a format-1 run continued here differs only there
+            diff = sorted(
+                k for k in set(old) | set(info) if k != "files" and old.get(k) != info.get(k)
+            )
+            if diff:
                 raise InputError(
                     f"run {run_id!r} already records {kind!r} rows with a different {diff}; "
                     "log this monitor to another run_id"
