@@ -47,14 +47,28 @@ def test_round_trip_columns_values_and_scan_parquet(tmp_path):
     df = pl.scan_parquet(w.run_dir / "table=layer/**/*.parquet", hive_partitioning=True).collect()
     assert df.columns[:2] == ["step", "wall_time"]
     assert df.columns[2:10] == [f"{s}/blocks.{i}.mlp" for s in SIGNALS for i in range(4)]
-    assert df.columns[10:] == ["h0", "state", "reason", "run", "table", "rank"]
+    assert df.columns[10:] == [
+        "h0",
+        "state",
+        "reason",
+        "z",
+        "stat",
+        "culprits",
+        "direction",
+        "calibrating",
+        "run",
+        "table",
+        "rank",
+    ]
     assert df.schema["grad_norm/blocks.0.mlp"] == pl.Float32
     assert df.schema["step"] == pl.Int64 and df.schema["h0"] == pl.Float64
     df = df.sort("step")
     assert df["step"].to_list() == list(range(53))
     check_cells(df, 4)
     assert df["h0"].to_list() == [s / 7 for s in range(53)]
-    assert df["wall_time"].to_list() == [1.7e9 + s for s in range(53)]
+    assert df.schema["wall_time"] == pl.Datetime("us", "UTC")
+    seconds = df["wall_time"].dt.epoch("us").to_numpy() / 1e6
+    assert seconds.tolist() == [1.7e9 + s for s in range(53)]
     assert set(df["run"]) == {"rt"} and set(df["rank"]) == {0}
     # three parts of 21 rows (7-row flushes crossing roll_rows=20) and one of 11
     parts = sorted(p.name for p in w.rank_dir.glob("*.parquet"))
@@ -75,9 +89,9 @@ def test_parquet_encoding_zstd_byte_stream_split_no_float_dictionary(tmp_path):
         seen[col.path_in_schema] = (col.compression, set(col.encodings))
     for name, (compression, encodings) in seen.items():
         assert compression == "ZSTD", name
-        if name in ("state", "reason"):
+        if name in ("state", "reason", "direction"):
             assert "RLE_DICTIONARY" in encodings or "PLAIN_DICTIONARY" in encodings
-        elif name != "step":
+        elif name in ("h0", "z", "stat") or "/" in name:
             assert "BYTE_STREAM_SPLIT" in encodings, (name, encodings)
             assert not encodings & {"RLE_DICTIONARY", "PLAIN_DICTIONARY"}, (name, encodings)
 
@@ -92,7 +106,8 @@ def test_meta_json_describes_the_run(tmp_path):
     assert meta["monitor_config"] == CONFIG
     schema = dict(meta["tables"]["layer"]["schema"])
     assert schema["step"] == "int64" and schema["act_norm/blocks.1.mlp"] == "float32"
-    assert schema["state"] == "string"
+    assert schema["state"] == "string" and schema["wall_time"] == "timestamp"
+    assert schema["culprits"] == "list<string>" and schema["calibrating"] == "bool"
 
 
 def test_nonfinite_values_are_recorded_as_data(tmp_path):
@@ -102,7 +117,7 @@ def test_nonfinite_values_are_recorded_as_data(tmp_path):
     with RunWriter(tmp_path, run_id="nan") as w:
         w(row)
     df = read_run(w.run_dir).collect()
-    got = df.select(pl.exclude("step", "wall_time", "h0", "state", "reason", "run", "rank"))
+    got = df.select(c for c in df.columns if "/" in c)
     np.testing.assert_array_equal(got.to_numpy()[0], row["values"].reshape(-1))
     assert np.isnan(df["h0"][0])
 
@@ -446,7 +461,8 @@ def test_numpy_scalars_in_rows(tmp_path):
         w(row)
         w({**layer_row(1), "step": np.int64(1), "wall_time": 3, "h0": 0})
     df = read_run(w.run_dir).collect()
-    assert df.select("step", "wall_time", "h0").rows() == [(0, 2.5, 1.0), (1, 3.0, 0.0)]
+    wall = df["wall_time"].dt.epoch("us").to_list()
+    assert df.select("step", "h0").rows() == [(0, 1.0), (1, 0.0)] and wall == [2_500_000, 3_000_000]
 
 
 def test_writing_never_imports_polars():
@@ -494,3 +510,19 @@ def test_two_rank_processes_share_one_run(tmp_path):
     meta = json.loads((run_dir / "_meta.json").read_text())
     assert sorted(meta["tables"]) == ["centroid", "layer"]
     assert not list(run_dir.glob("**/*.arrows")) and not list(run_dir.glob("**/*.tmp"))
+
+
+def test_layer_rows_keep_the_alarm_fields(tmp_path):
+    with RunWriter(tmp_path, run_id="why") as w:
+        w(layer_row(0))  # the alarm fields are optional: NaN, NaN, [], "", False
+        w({**layer_row(1), "z": 4.5, "stat": -3.25, "culprits": ("blocks.2.mlp",),
+           "direction": "rising", "calibrating": np.bool_(True)})  # fmt: skip
+        with pytest.raises(InputTypeError, match=r"row\['culprits'\]"):
+            w({**layer_row(2), "culprits": "blocks.2.mlp"})
+        with pytest.raises(InputTypeError, match=r"row\['calibrating'\]"):
+            w({**layer_row(2), "calibrating": 1})
+    df = read_run(w.run_dir).collect()
+    got = df.select("z", "stat", "culprits", "direction", "calibrating").rows()
+    assert np.isnan(got[0][0]) and np.isnan(got[0][1]) and got[0][2:] == ([], "", False)
+    assert got[1] == (4.5, -3.25, ["blocks.2.mlp"], "rising", True)
+    assert df.height == 2

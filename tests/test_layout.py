@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
+from streamtopo.errors import InputError, RecoveryError
 from streamtopo.io import RunWriter, read_run, recover
 from tests.journal_rows import centroid_row, expected_values, layer_row
 
@@ -68,15 +69,10 @@ def test_a_format1_run_is_read_recovered_replayed_and_continued(tmp_path):
     assert cen["step"].to_list() == list(range(0, 20, 2))
     assert recover(run).clean
     assert _files(run) == before  # nothing moved or rewritten
-    # a writer continuing it writes the new layout; readers see both, in order
-    with RunWriter(tmp_path, run_id="v1", resume="allow", flush_rows=4) as w:
-        for s in range(20, 26, 2):
-            w(centroid_row(s))
-    assert sorted(p.name for p in (run / "table=centroid" / "rank=0").iterdir()) == [
-        "part-000002.parquet"
-    ]
-    cen = read_run(run, table="centroid").collect()
-    assert cen["step"].to_list() == list(range(0, 26, 2))
+    # appending to it is refused before anything changes
+    with pytest.raises(InputError, match=r"run format 1.*choose another run_id"):
+        RunWriter(tmp_path, run_id="v1", resume="allow")
+    assert _files(run) == before
 
 
 def test_a_format1_run_with_a_leftover_journal_is_recovered_in_place(tmp_path):
@@ -84,15 +80,9 @@ def test_a_format1_run_with_a_leftover_journal_is_recovered_in_place(tmp_path):
     shutil.copytree(FORMAT1, run)
     part = run / "rank=0" / "part-000002.parquet"
     rows = read_run(run).collect().height
-    # turn the last part back into the journal a crash would have left
-    with RunWriter(tmp_path / "scratch", run_id="j", flush_rows=4, roll_rows=10**6) as w:
-        for s in range(16, 20):
-            w(layer_row(s))
-        w.flush()
-        journal = next((w.run_dir / "table=layer" / "rank=0").glob("*.arrows"))
-        data = journal.read_bytes()
+    # the last part back as the journal a crash of a format-1 writer left (rows 16..19)
     part.unlink()
-    (run / "rank=0" / "part-000002.arrows").write_bytes(data)
+    shutil.copy(FORMAT1.parent / "part-000002.arrows", run / "rank=0" / "part-000002.arrows")
     assert read_run(run, include_journal=True).collect().height == rows
     report = recover(run)
     assert report.parts_written == ["rank=0/part-000002.parquet"]
@@ -105,9 +95,32 @@ def test_a_table_directory_that_is_a_link_is_refused(tmp_path, kind):
     other = _mixed_run(tmp_path / "other")
     shutil.rmtree(run / f"table={kind}")
     (run / f"table={kind}").symlink_to(other / f"table={kind}", target_is_directory=True)
-    from streamtopo.errors import RecoveryError
-
     with pytest.raises(RecoveryError, match="symbolic link"):
         read_run(run, table=kind)
     with pytest.raises(RecoveryError, match="symbolic link"):
         recover(run)
+
+
+def test_the_live_layer_table_says_why_a_step_is_in_its_state(tmp_path):
+    from streamtopo.monitors import LayerMonitor
+
+    rng = np.random.default_rng(0)
+    names = [f"fc{i}" for i in range(8)]
+    with RunWriter(tmp_path, run_id="why") as w:
+        mon = LayerMonitor(8, ("grad_norm", "act_norm"), layer_names=names, writer=w)
+        levels = rng.normal(size=(2, 8))
+        statuses = []
+        for t in range(250):
+            x = np.exp(levels + 0.05 * rng.normal(size=(2, 8)))
+            if t >= 240:
+                x[:, 3] *= 100.0
+            statuses.append(mon.check({"grad_norm": x[0], "act_norm": x[1]}))
+    df = read_run(w.run_dir).collect()
+    last, row = statuses[-1], df.row(-1, named=True)
+    assert row["state"] == "COLLAPSE" and row["culprits"] == list(last.culprits)
+    assert row["culprits"][0] == "fc3" and row["direction"] == "rising"
+    assert row["z"] == last.z and abs(row["stat"]) >= mon.watch_z
+    assert df["calibrating"].to_list() == [s.calibrating for s in statuses]
+    assert df["calibrating"][0] and not df["calibrating"][-1]
+    healthy = df.filter(df["state"] == "HEALTHY")
+    assert healthy["stat"].is_nan().all() and healthy.height > 200

@@ -57,6 +57,8 @@ _TABLE = re.compile(r"table=([a-z][a-z0-9_]{0,31})")
 _PART = re.compile(r"part-(?P<index>[0-9]{6,})\.(?P<ext>parquet|arrows)")
 _RESERVED_KINDS = frozenset({LAYER_PREFIX})
 
+WALL = pa.timestamp("us", tz="UTC")  # wall_time (format 1: float64 seconds)
+
 # JSON spelling of the Arrow types a table may hold
 TYPES: dict[str, pa.DataType] = {
     "int64": pa.int64(),
@@ -64,7 +66,18 @@ TYPES: dict[str, pa.DataType] = {
     "float32": pa.float32(),
     "string": pa.string(),
     "bool": pa.bool_(),
+    "timestamp": WALL,
+    "list<string>": pa.list_(pa.string()),
 }
+
+# the layer table's alarm columns after reason: why a step is in its state
+LAYER_ALARM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("z", "float64"),
+    ("stat", "float64"),
+    ("culprits", "list<string>"),
+    ("direction", "string"),
+    ("calibrating", "bool"),
+)
 _TYPE_NAMES = {v: k for k, v in TYPES.items()}
 
 
@@ -122,6 +135,17 @@ def check_kind(kind: Any) -> str:
             f"got {describe(kind)}"
         )
     return kind
+
+
+def column_name_ok(key: Any) -> bool:
+    """A column name of a scalar table: a plain name, or ``<signal>/<layer>`` (one column
+    naming rule for every per-layer signal, as in the layer table)."""
+    if not isinstance(key, str) or not key or len(key) > 2 * MAX_NAME + 1:
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key or ".." in key:
+        return False
+    parts = key.split("/")
+    return len(parts) == 1 or (len(parts) == 2 and all(parts))
 
 
 def wide_columns(signals: tuple[str, ...], layer_names: tuple[str, ...]) -> list[str]:
@@ -279,21 +303,26 @@ def quarantine_dir(rank_dir: Path, *, create: bool = True) -> Path:
 
 
 # -- schemas -------------------------------------------------------------------------------
-def layer_journal_schema(signals: tuple[str, ...], layer_names: tuple[str, ...]) -> pa.Schema:
-    """Journal of the layer table: the signal values of a row as one fixed-size list."""
+def layer_journal_schema(
+    signals: tuple[str, ...], layer_names: tuple[str, ...], *, version: int = FORMAT_VERSION
+) -> pa.Schema:
+    """Journal of the layer table: the signal values of a row as one fixed-size list
+    (``version=1``: the format-1 journal, float64 wall_time and no alarm columns)."""
     wide = wide_columns(signals, layer_names)
+    alarm = [] if version == 1 else [pa.field(n, TYPES[t]) for n, t in LAYER_ALARM_COLUMNS]
     return pa.schema(
         [
             pa.field("step", pa.int64()),
-            pa.field("wall_time", pa.float64()),
+            pa.field("wall_time", pa.float64() if version == 1 else WALL),
             pa.field("values", pa.list_(pa.float32(), len(wide))),
             pa.field("h0", pa.float64()),
             pa.field("state", pa.string()),
             pa.field("reason", pa.string()),
+            *alarm,
         ],
         metadata={
             "streamtopo.kind": LAYER,
-            "streamtopo.format_version": str(FORMAT_VERSION),
+            "streamtopo.format_version": str(version),
             "streamtopo.columns": json.dumps(wide),
         },
     )
@@ -302,29 +331,35 @@ def layer_journal_schema(signals: tuple[str, ...], layer_names: tuple[str, ...])
 def layer_table_schema(signals: tuple[str, ...], layer_names: tuple[str, ...]) -> pa.Schema:
     """Parquet schema of the layer table (wide ``<signal>/<layer>`` float32 columns)."""
     return pa.schema(
-        [pa.field("step", pa.int64()), pa.field("wall_time", pa.float64())]
+        [pa.field("step", pa.int64()), pa.field("wall_time", WALL)]
         + [pa.field(c, pa.float32()) for c in wide_columns(signals, layer_names)]
         + [
             pa.field("h0", pa.float64()),
             pa.field("state", pa.string()),
             pa.field("reason", pa.string()),
         ]
+        + [pa.field(n, TYPES[t]) for n, t in LAYER_ALARM_COLUMNS]
     )
 
 
-def scalar_journal_schema(kind: str, table_schema: pa.Schema) -> pa.Schema:
+def scalar_journal_schema(
+    kind: str, table_schema: pa.Schema, *, version: int = FORMAT_VERSION
+) -> pa.Schema:
     """Journal of another monitor kind: its Parquet schema plus the kind in the metadata."""
     return table_schema.with_metadata(
-        {"streamtopo.kind": kind, "streamtopo.format_version": str(FORMAT_VERSION)}
+        {"streamtopo.kind": kind, "streamtopo.format_version": str(version)}
     )
 
 
 def journal_schema_for(kind: str, info: dict[str, Any]) -> pa.Schema:
     """Journal schema of table ``kind`` from its ``_meta.json`` description."""
     try:
+        table = table_schema_from_json(info["schema"])
+        version = 1 if table.field("wall_time").type == pa.float64() else FORMAT_VERSION
         if kind == LAYER:
-            return layer_journal_schema(tuple(info["signals"]), tuple(info["layer_names"]))
-        return scalar_journal_schema(kind, table_schema_from_json(info["schema"]))
+            names = tuple(info["signals"]), tuple(info["layer_names"])
+            return layer_journal_schema(*names, version=version)
+        return scalar_journal_schema(kind, table, version=version)
     except (KeyError, TypeError) as exc:
         raise RecoveryError(f"{META_NAME} describes table {kind!r} incompletely: {exc!r}") from exc
 

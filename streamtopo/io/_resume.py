@@ -25,7 +25,15 @@ import numpy as np
 
 from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError, RecoveryWarning, WriteError
-from ._layout import JOURNAL_EXT, RankLock, lock_path, parse_path, quarantine_dir, ranks_of
+from ._layout import (
+    FORMAT_VERSION,
+    JOURNAL_EXT,
+    RankLock,
+    lock_path,
+    parse_path,
+    quarantine_dir,
+    ranks_of,
+)
 from ._meta import load_meta
 from ._parts import part_piece
 from .recovery import RecoveryReport, expected_schemas, part_schemas, recover_rank
@@ -120,6 +128,12 @@ def open_rank(
     recorded step per table.
     """
     meta = load_meta(run_dir) if run_dir.is_dir() else None
+    if meta is not None and meta["format_version"] < FORMAT_VERSION:
+        raise InputError(
+            f"run_id {run_id!r} in {run_dir} was written in run format "
+            f"{meta['format_version']}; streamtopo reads it (read_run, replay, report, recover) "
+            f"but writes only format {FORMAT_VERSION}: choose another run_id"
+        )
     check_resume(resume, run_id, rank, run_dir)
     try:
         run_dir.mkdir(exist_ok=True)

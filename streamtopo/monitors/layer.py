@@ -413,8 +413,24 @@ class LayerMonitor(Monitor):
                 h0=status.h0,
                 state=str(status.state),
                 reason=status.reason,
+                z=status.z,
+                stat=self._firing_stat(status),
+                culprits=status.culprits,
+                direction=status.direction,
+                calibrating=status.calibrating,
             )
         return status
+
+    def _firing_stat(self, status: LayerStatus) -> float:
+        """The statistic of the rule that holds the state: NaN when HEALTHY or for non-finite
+        input (no statistic), the ratio to peak under ``rule="peak"``, else the topology z when
+        over ``watch_z`` and the largest per-layer z otherwise."""
+        if status.state is State.HEALTHY or status.nonfinite:
+            return math.nan
+        if self.rule == "peak":
+            return float(status.ratio)
+        z = float(status.z)
+        return z if abs(z) >= self.watch_z else float(status.layer_z)
 
     def _bad_names(self) -> list[str]:
         return [self.layer_names[i] for i in np.flatnonzero(self._bad)]
