@@ -371,7 +371,7 @@ def collapse_report(h: dict[str, list[Any]], columns: list[str], threshold: floa
     """Seed 000's table (Epoch, Collapse Index, Status) plus every component with a value, of a
     CollapseMonitor history ``h`` (lists keyed by step, ci, state, reason and each column);
     ``fmt="html"`` adds an inline PNG of the index when matplotlib is installed."""
-    from .status import State
+    from .alarms import State
 
     label = {State.HEALTHY: "✅ OK", State.WATCH: "👀 WATCH", State.COLLAPSE: "⚠️ COLLAPSE"}
     if not h["step"]:
@@ -399,7 +399,7 @@ def collapse_report(h: dict[str, list[Any]], columns: list[str], threshold: floa
 
 
 def _collapse_png(h: dict[str, list[Any]], threshold: float) -> str | None:
-    from .status import State
+    from .alarms import State
 
     try:
         from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend

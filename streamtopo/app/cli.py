@@ -278,6 +278,26 @@ def _configure_report(p: argparse.ArgumentParser) -> None:
 _cmd_report.configure = _configure_report
 
 
+@command(
+    "train",
+    "seed 004's ph-train pipeline: difficulty, LR search, training with the gap alert, "
+    "dendrogram (each seed claim measured as it runs)",
+)
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import cmd_train
+
+    return cmd_train(args)
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    from .train import configure
+
+    configure(p)
+
+
+_cmd_train.configure = _configure_train
+
+
 def _at_least(minimum: int):
     """argparse type: an integer >= ``minimum``, with an error naming the bound."""
 
