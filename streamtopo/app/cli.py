@@ -269,7 +269,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
-    p.add_argument("--out", help="HTML file to write (default: <run>/report.html)")
+    p.add_argument(
+        "--out",
+        help="HTML file to write (default: <run>.report.html beside the run; never inside it)",
+    )
     p.add_argument(
         "--committed-only", action="store_true", help="ignore rows still in live journals"
     )

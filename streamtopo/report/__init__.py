@@ -1,20 +1,21 @@
-"""Run reports: a self-contained HTML page (inline PNG figures) and a markdown summary.
+"""Run reports: a self-contained HTML page and a markdown summary of a run directory.
 
-``build_report(run_dir)`` reads a run directory written by :class:`streamtopo.io.RunWriter`
-(every rank, committed parts and, by default, live journals) and renders:
+``build_report(run_dir)`` reads every table of a run written by
+:class:`streamtopo.io.RunWriter` (every rank, committed parts and, by default, live journals)
+and writes ``<run>.report.html`` beside the run (never inside it):
 
-- h0 of the layer monitor over steps, with WATCH / COLLAPSE bands, and the first alarm steps;
-- a heatmap of every recorded per-layer signal (log10, layers x steps);
-- the centroid monitor's h0_train / h0_test / gap (when it logged to the run);
-- the collapse monitor's index and components over time (when it logged to the run);
-- a summary table and every alarm episode with the reason it began (rule, layers, direction).
+- a headline card (:mod:`.headline`): healthy or not, the first alarm (step, rule, layers,
+  direction), its lead or lag against the loss rule, guard interventions;
+- panels on one shared x-axis in training steps (:mod:`.interactive`, Plotly with plotly.js
+  inlined so the file works offline): loss, h0 with WATCH/COLLAPSE bands and fault/intervention
+  markers, one heatmap per per-layer signal, the other tables (any kind) aligned below;
+- the raw tables last, rounded, and every alarm episode with the reason it began.
 
-It also holds the renderings the monitors offer as convenience methods (they delegate here, so
-no monitor draws or formats anything itself): :func:`collapse_report` behind
-``CollapseMonitor.report`` and :func:`plot_depth_profile` behind ``DepthProfile.plot``.
-
-Figures need matplotlib (``pip install "streamtopo[plot]"``); without it the report keeps every
-table and says how to get the figures. Nothing here is imported by ``import streamtopo``.
+Without plotly (``pip install "streamtopo[report]"``) the panels fall back to static
+matplotlib figures (``streamtopo[plot]``). It also holds the renderings the monitors offer as
+convenience methods (they delegate here, so no monitor draws or formats anything itself):
+:func:`collapse_report` behind ``CollapseMonitor.report`` and :func:`plot_depth_profile` behind
+``DepthProfile.plot``. Nothing here is imported by ``import streamtopo``.
 """
 
 from __future__ import annotations

@@ -17,12 +17,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STATE_COLOURS", "bands", "decimate", "figure_html", "heat_matrix"]
+__all__ = [
+    "STATE_COLOURS",
+    "TRAINING_STEP_TABLES",
+    "align",
+    "bands",
+    "decimate",
+    "figure_html",
+    "heat_matrix",
+]
 
 STATE_COLOURS = {"WATCH": "rgba(245,197,66,0.35)", "COLLAPSE": "rgba(224,83,61,0.35)"}
 NONFINITE_COLOUR = "#ff00ff"
 ZERO_COLOUR = "#9e9e9e"
-_SKIP = {"step", "rank", "run", "wall_time", "config"}
+_SKIP = {"step", "rank", "run", "wall_time", "config", "monitor_step"}
 
 
 def bands(steps: np.ndarray, states: list[str]) -> list[tuple[int, int, str]]:
@@ -105,11 +113,60 @@ def _line(*, x: Any, y: Any, max_points: int = 6000, **kw: Any) -> Any:
     return go.Scatter(x=x[keep], y=y[keep], **kw)
 
 
+#: tables whose ``step`` is the training step; every other table counts its own checks and is
+#: placed on the training-step axis by its wall time
+TRAINING_STEP_TABLES = frozenset({"layer", "loss", "interventions"})
+
+
+def _seconds(df: Any) -> np.ndarray:
+    import polars as pl
+
+    col = df["wall_time"]
+    if col.dtype == pl.Datetime or isinstance(col.dtype, pl.Datetime):
+        return col.dt.epoch("us").cast(pl.Float64).fill_null(np.nan).to_numpy() / 1e6
+    return col.cast(pl.Float64).to_numpy()
+
+
+def align(tables: dict[str, Any]) -> dict[str, Any]:
+    """Tables on the training-step axis: a table outside :data:`TRAINING_STEP_TABLES` gets, as
+    ``step``, the last layer-table step recorded at or before its row's wall time (its own step
+    kept as ``monitor_step``). Unchanged without a layer table with wall times."""
+    import polars as pl
+
+    layer = tables.get("layer")
+    if layer is None or "wall_time" not in layer.columns or layer.height == 0:
+        return tables
+    wall = _seconds(layer)
+    order = np.argsort(wall, kind="stable")
+    wall, steps = wall[order], layer["step"].to_numpy()[order]
+    if not np.isfinite(wall).all():
+        return tables
+    out = dict(tables)
+    for kind, df in tables.items():
+        if kind in TRAINING_STEP_TABLES or "wall_time" not in df.columns or df.height == 0:
+            continue
+        at = np.searchsorted(wall, _seconds(df), side="right") - 1
+        mapped = steps[np.clip(at, 0, len(steps) - 1)]
+        out[kind] = df.rename({"step": "monitor_step"}).with_columns(
+            pl.Series("step", mapped, pl.Int64)
+        )
+    return out
+
+
 def _numeric(df: Any) -> list[str]:
     import polars as pl
 
     ok = (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Boolean)
     return [c for c, t in zip(df.columns, df.dtypes, strict=True) if c not in _SKIP and t in ok]
+
+
+def _placed(kind: str) -> str:
+    return "" if kind in TRAINING_STEP_TABLES else " — placed by wall time"
+
+
+def _label(name: str) -> str:
+    """A layer name for an axis: a bare index (``nn.Sequential``) reads as ``layer 6``."""
+    return f"layer {name}" if name.isdigit() else name
 
 
 def figure_html(
@@ -123,6 +180,7 @@ def figure_html(
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    tables = align(tables)
     layer, loss = tables.get("layer"), tables.get("loss")
     panels: list[tuple[str, Any]] = [("loss", None)]
     signals: list[str] = []
@@ -152,7 +210,7 @@ def figure_html(
                 f"{arg[0]}: log10 {arg[1]} per layer (magenta: non-finite, grey: zero, ▶ culprit)"
             )
         else:
-            titles.append(f"{arg} monitor")
+            titles.append(f"{arg} monitor" + _placed(arg))
     fig = make_subplots(
         rows=len(panels),
         cols=1,
@@ -195,7 +253,7 @@ def figure_html(
             m, nf, zr, starts, lo, hi = heat_matrix(df.select(cols).to_numpy(), ok, max_columns)
             x = df["step"].to_numpy()[starts]
             names = [c.split("/", 1)[1] for c in cols]
-            ticks = [("▶ " + n) if n in culprits else n for n in names]
+            ticks = [("▶ " + _label(n)) if n in culprits else _label(n) for n in names]
             fig.add_trace(
                 go.Heatmap(z=m.T, x=x, y=ticks, zmin=lo, zmax=hi, colorscale="Viridis",
                            name=sig, showscale=False,
@@ -203,6 +261,7 @@ def figure_html(
                            + " %{z:.3g}<extra></extra>"),
                 row=r, col=1,
             )  # fmt: skip
+            fig.update_yaxes(type="category", row=r, col=1)
             for mask, colour, label in ((nf, NONFINITE_COLOUR, "non-finite"),
                                         (zr, ZERO_COLOUR, "zero")):  # fmt: skip
                 if mask.any():
