@@ -43,7 +43,19 @@ def _rule(reason: str) -> str:
 
 
 def headline(tables: dict[str, Any]) -> Headline:
-    """The headline of a run from its tables (polars DataFrames by kind, rank 0 first)."""
+    """The headline of a run from its tables (polars DataFrames by kind, one rank).
+
+    >>> import polars as pl
+    >>> layer = pl.DataFrame({"step": [0, 1, 2], "state": ["HEALTHY", "WATCH", "COLLAPSE"],
+    ...                       "reason": ["", "layer: fc3 z=+9.1", ""],
+    ...                       "culprits": [[], ["fc3"], ["fc3"]], "direction": ["", "rising", ""]})
+    >>> loss = pl.DataFrame({"step": [0, 1, 2], "state": ["HEALTHY", "HEALTHY", "WATCH"]})
+    >>> h = headline({"layer": layer, "loss": loss})
+    >>> h.healthy, h.first_alarm_step, h.first_alarm_rule, h.first_alarm_layers
+    (False, 1, 'layer', ('fc3',))
+    >>> h.lead
+    'Lead: the topology alarm came 1 steps before the loss rule (step 2).'
+    """
     layer, loss = tables.get("layer"), tables.get("loss")
     first = _first_alarm(layer)
     loss_first = _first_alarm(loss)
