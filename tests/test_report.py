@@ -135,3 +135,23 @@ def test_long_lines_are_decimated_keeping_spikes_and_gaps():
     m, nonfinite, zero, starts, lo, hi = heat_matrix(values, np.ones(10_000, bool), 100)
     assert m.shape == (100, 3) and len(starts) == 100 and lo == hi - 1e-6 == 0.0
     assert m[50, 1] == 9.0 and nonfinite[99, 0] and zero[0, 2] and not zero[1, 2]
+
+
+def test_guard_interventions_and_other_tables_are_in_the_headline_and_panels(tmp_path):
+    rng = np.random.default_rng(2)
+    with RunWriter(tmp_path, run_id="g") as w:
+        mon = LayerMonitor(n_layers=4, signals=("act_norm",), writer=w)
+        for t in range(300):
+            v = np.exp(rng.normal(0, 0.05, 4)) * np.arange(1, 5)
+            v[1] *= 100.0 if t >= 240 else 1.0
+            mon.check(v)
+            if t in (250, 280):
+                w({"monitor": "interventions", "step": t, "wall_time": 0.0,
+                   "action": "rollback", "to_step": t - 50, "config": {}})  # fmt: skip
+            if t % 10 == 0:
+                w({"monitor": "attention", "step": t // 10, "wall_time": float(t),
+                   "attn_entropy/h.0": 1.0, "attn_entropy/h.1": 2.0, "config": {}})  # fmt: skip
+    page = build_report(w.run_dir).html.read_text()
+    head = page.split('<section id="headline"')[1].split("</section>")[0]
+    assert "Guard interventions: 2 (step 250: rollback; step 280: rollback)" in head
+    assert "intervention 1" in page and "attention: log10 attn_entropy per layer" in page
