@@ -56,6 +56,9 @@ _EXPORTS: dict[str, str] = {
     "CentroidMonitor": "streamtopo.monitors.centroid",
     "GapStatus": "streamtopo.monitors.centroid",
     "difficulty": "streamtopo.monitors.centroid",
+    # guard (acts on alarms: rollback + LR cut)
+    "Guard": "streamtopo.guard",
+    "Intervention": "streamtopo.guard",
     # data
     "load_digits": "streamtopo.data",
     # run logs
@@ -91,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .alarms import State
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .guard import Guard, Intervention
     from .integrations.training import TrainingMonitor, TrainingStatus
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover

@@ -119,7 +119,7 @@ def run(cfg: RunConfig) -> RunRecord:
     n_probe = min(256, len(ytr))
     xpr_t, ypr = xtr_t[:n_probe], ytr[:n_probe]
 
-    body = _build_body(cfg)
+    body = build_body(cfg)
     head = nn.Linear(cfg.width, 10)
     linears = [m for m in body if isinstance(m, (nn.Linear, nn.Conv2d))]
     params = [*body.parameters(), *head.parameters()]
@@ -205,7 +205,7 @@ def run(cfg: RunConfig) -> RunRecord:
     )
 
 
-def _build_body(cfg: RunConfig):
+def build_body(cfg: RunConfig):
     """Hidden blocks, each ending in a ReLU whose output is a monitored layer."""
     from torch import nn
 

@@ -31,6 +31,9 @@ class Collector:
 
     signal: str = ""
     layer_names: tuple[str, ...] = ()
+    #: layers without an observation at the last collection (their value is NaN, but a NaN
+    #: there is "not measured", not a non-finite measurement); all False unless overridden
+    missing_: np.ndarray = np.zeros(0, dtype=bool)
 
     def __init__(self) -> None:
         self._enabled = True
@@ -66,6 +69,12 @@ class Collector:
     def _register(module: nn.Module, kind: str, fn: Any) -> Any:
         if kind == "pre":
             return module.register_forward_pre_hook(fn, with_kwargs=True)
+        if kind == "forward_kw":
+            return module.register_forward_hook(fn, with_kwargs=True)
+        if kind == "opt_pre":  # module is a torch.optim.Optimizer here
+            return module.register_step_pre_hook(fn)
+        if kind == "opt_post":
+            return module.register_step_post_hook(fn)
         return module.register_forward_hook(fn)
 
     def _remove_handles(self) -> None:
@@ -226,6 +235,7 @@ class GradNormCollector(Collector):
         self._stash: torch.Tensor | None = None
         self._dev_idx: tuple[torch.Tensor, torch.Tensor] | None = None
         self._missing = np.zeros(self.n_layers, dtype=bool)
+        self.missing_ = np.zeros(self.n_layers, dtype=bool)
 
     def capture(self) -> None:
         """Compute this step's squared norms now (on device, no sync) for a later :func:`collect`.
@@ -279,7 +289,7 @@ class GradNormCollector(Collector):
         """Common case: every gradient present, one process: no masks, cached indices."""
         G = self.n_layers
         self._missing = np.zeros(G, dtype=bool)
-        sq = _squared_norms(grads, device)
+        sq = squared_norms(grads, device)
         if self._dev_idx is None or self._dev_idx[0].device != device:
             self._dev_idx = (self._pidx.to(device), self._gidx.to(device))
         pidx, gidx = self._dev_idx
@@ -295,10 +305,11 @@ class GradNormCollector(Collector):
         sq = host[:G] + host[G:] / world_size
         out = np.sqrt(np.maximum(sq, 0.0))
         out[self._missing] = np.nan
+        self.missing_ = self._missing.copy()  # no gradient this step: not measured
         return out
 
 
-def _squared_norms(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+def squared_norms(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """Squared L2 norm of each gradient, float32, stacked on ``device`` (no host sync).
 
     On CUDA one ``torch._foreach_norm`` launches a handful of kernels for all tensors. On CPU
