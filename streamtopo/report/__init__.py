@@ -334,14 +334,17 @@ def build_report(
     ranks = sorted(set(tables["layer"]["rank"].to_list())) if "layer" in tables else [0]
     first_rank = {k: v.filter(pl.col("rank") == ranks[0]) for k, v in tables.items()}
     first_rank = {k: v for k, v in first_rank.items() if v.height} or tables
-    head = headline(first_rank)
+    from .interactive import align
+
+    head = headline(align(first_rank))
     marks = dict(markers or {})
     if "interventions" in first_rank:
         for i, step in enumerate(first_rank["interventions"]["step"].to_list()[:50]):
             marks[f"intervention {i + 1}"] = int(step)
 
     md = [f"# streamtopo report: {md_escape(run.name)}", ""]
-    md += [f"- {md_escape(x)}" for x in headline_markdown(head)] + [""]
+    word, lines = headline_markdown(head)
+    md += [f"- {word}", *(f"- {md_escape(x)}" for x in lines), ""]
     body = [f"<h1>streamtopo report: {html.escape(run.name)}</h1>", headline_html(head)]
     if len(ranks) > 1:
         body.append(f"<p>Headline and panels: rank {ranks[0]} of ranks {ranks}.</p>")

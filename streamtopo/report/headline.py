@@ -27,23 +27,47 @@ class Headline:
     lines: list[str] = field(default_factory=list)
 
 
+#: tables whose alarms are not the topology's: the loss rule, and the guard's own actions
+NOT_TOPOLOGY = frozenset({"loss", "interventions"})
+
+
 def _first_alarm(df: Any) -> dict[str, Any] | None:
-    """The first non-HEALTHY row of a table with a ``state`` column (None: there is none)."""
+    """The first non-HEALTHY row of a table with a ``state`` column, calibration excluded, and
+    for a table with an ``alert`` column (the centroid gap) only rows where the rule alerted
+    (its state also carries test-loss patience, which is early stopping, not an alarm)."""
     if df is None or "state" not in df.columns:
         return None
     alarms = df.filter(df["state"] != "HEALTHY")
     if "calibrating" in alarms.columns:
         alarms = alarms.filter(~alarms["calibrating"].fill_null(False))
+    if "alert" in alarms.columns:
+        alarms = alarms.filter(alarms["alert"].fill_null(False))
     return alarms.row(0, named=True) if alarms.height else None
 
 
 def _rule(reason: str) -> str:
-    head = reason.split(":", 1)[0].strip()
-    return head if head and len(head) <= 40 else reason[:60]
+    """The rule of an alarm: its reason up to the first colon, at most 60 characters."""
+    head = reason.split(":", 1)[0].strip() or reason.strip()
+    return head if len(head) <= 60 else head[:57] + "..."
+
+
+def _lead(first: dict[str, Any] | None, loss_first: dict[str, Any] | None) -> str:
+    if loss_first is None:
+        return "The loss rule never fired."
+    at = int(loss_first["step"])
+    if first is None:
+        return f"The loss rule fired at step {at}; the topology did not."
+    d = at - int(first["step"])
+    if d > 0:
+        return f"Lead: the topology alarm came {d} steps before the loss rule (step {at})."
+    if d < 0:
+        return f"Lag: the topology alarm came {-d} steps after the loss rule (step {at})."
+    return f"Same step as the loss rule (step {at})."
 
 
 def headline(tables: dict[str, Any]) -> Headline:
-    """The headline of a run from its tables (polars DataFrames by kind, one rank).
+    """The headline of a run from its tables (polars DataFrames by kind, one rank, steps on
+    the training-step axis).
 
     >>> import polars as pl
     >>> layer = pl.DataFrame({"step": [0, 1, 2], "state": ["HEALTHY", "WATCH", "COLLAPSE"],
@@ -57,22 +81,28 @@ def headline(tables: dict[str, Any]) -> Headline:
     'Lead: the topology alarm came 1 steps before the loss rule (step 2).'
     """
     layer, loss = tables.get("layer"), tables.get("loss")
-    first = _first_alarm(layer)
+    firsts = {
+        k: r
+        for k in sorted(tables, key=lambda k: (k != "layer", k))
+        if k not in NOT_TOPOLOGY and (r := _first_alarm(tables[k])) is not None
+    }
+    kind, first = min(firsts.items(), key=lambda kv: int(kv[1]["step"]), default=(None, None))
     loss_first = _first_alarm(loss)
-    states = [] if layer is None else layer["state"].to_list()
-    collapsed = "COLLAPSE" in states
-    final = states[-1] if states else None
     healthy = first is None and loss_first is None
-    if layer is None:
-        verdict = "No layer-monitor rows in this run: no verdict from the topology."
-        healthy = loss_first is None
-    elif healthy:
-        verdict = f"Healthy: no alarm in {len(states)} recorded steps."
+    n = 0 if layer is None else layer.height
+    if healthy:
+        verdict = (
+            f"Healthy: no alarm in {n} recorded steps."
+            if layer is not None
+            else "Healthy: no monitor raised an alarm."
+        )
+    elif first is not None:
+        verdict = (
+            f"Not healthy: the {kind} monitor raised {first['state']} at step {first['step']}."
+        )
     else:
-        what = "COLLAPSE" if collapsed else ("WATCH" if first is not None else "loss rule")
-        end = f"final state {final}" if final else ""
-        verdict = f"Not healthy: {what} raised; {end}."
-    h = dict(healthy=healthy, verdict=verdict)
+        verdict = f"Not healthy: the loss rule fired at step {loss_first['step']}."
+    h: dict[str, Any] = {"healthy": healthy, "verdict": verdict}
     lines = [verdict]
     if first is not None:
         reason = str(first.get("reason") or "")
@@ -89,30 +119,23 @@ def headline(tables: dict[str, Any]) -> Headline:
         way = f" ({direction})" if direction else ""
         lines.append(
             f"First alarm: step {int(first['step'])}, {first['state']} by rule "
-            f"'{_rule(reason)}'{where}{way}."
+            f"'{_rule(reason)}'{where}{way}"
+            + ("" if kind == "layer" else f" ({kind} monitor)")
+            + "."
         )
+        others = [f"{k} at step {int(r['step'])}" for k, r in firsts.items() if k != kind]
+        if others:
+            lines.append("Other monitors' first alarms: " + ", ".join(others) + ".")
+    if layer is not None and "calibrating" in layer.columns and layer.height:
+        ready = layer.filter(~layer["calibrating"].fill_null(False))
+        if ready.height == 0:
+            lines.append("The layer monitor was calibrating for the whole run (no alarm possible).")
+        elif int(ready["step"][0]) > int(layer["step"][0]):
+            lines.append(f"The layer monitor was calibrating until step {int(ready['step'][0])}.")
     if loss is not None:
-        if loss_first is None:
-            lead = "The loss rule never fired."
-        else:
-            h["loss_alarm_step"] = int(loss_first["step"])
-            if first is None:
-                lead = (
-                    f"The loss rule fired at step {int(loss_first['step'])}; the topology did not."
-                )
-            else:
-                d = int(loss_first["step"]) - int(first["step"])
-                lead = (
-                    f"Lead: the topology alarm came {d} steps before the loss rule "
-                    f"(step {int(loss_first['step'])})."
-                    if d > 0
-                    else f"Lag: the topology alarm came {-d} steps after the loss rule "
-                    f"(step {int(loss_first['step'])})."
-                    if d < 0
-                    else f"Same step as the loss rule (step {int(loss_first['step'])})."
-                )
-        h["lead"] = lead
-        lines.append(lead)
+        h["loss_alarm_step"] = None if loss_first is None else int(loss_first["step"])
+        h["lead"] = _lead(first, loss_first)
+        lines.append(h["lead"])
     else:
         lines.append("No loss table in this run: no lead/lag against the loss rule.")
     inter = tables.get("interventions")
@@ -141,6 +164,7 @@ def headline_html(h: Headline) -> str:
     )
 
 
-def headline_markdown(h: Headline) -> list[str]:
-    """The headline as markdown lines (escaped by the caller's md_escape)."""
-    return [("**HEALTHY**" if h.healthy else "**NOT HEALTHY**"), *h.lines]
+def headline_markdown(h: Headline) -> tuple[str, list[str]]:
+    """The headline for markdown: the bold verdict word, and the lines (plain text, for the
+    caller's escaping)."""
+    return ("**HEALTHY**" if h.healthy else "**NOT HEALTHY**"), list(h.lines)
