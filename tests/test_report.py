@@ -155,3 +155,21 @@ def test_guard_interventions_and_other_tables_are_in_the_headline_and_panels(tmp
     head = page.split('<section id="headline"')[1].split("</section>")[0]
     assert "Guard interventions: 2 (step 250: rollback; step 280: rollback)" in head
     assert "intervention 1" in page and "attention: log10 attn_entropy per layer" in page
+
+
+def test_headline_counts_the_centroid_gap_rule_not_its_test_loss_patience():
+    import polars as pl
+
+    from streamtopo.report.headline import headline
+
+    layer = pl.DataFrame({"step": [0, 1, 2, 3], "state": ["HEALTHY"] * 4,
+                          "calibrating": [True, True, False, False]})  # fmt: skip
+    centroid = pl.DataFrame({"step": [1, 2, 3], "state": ["WATCH", "WATCH", "COLLAPSE"],
+                             "alert": [False, False, True],
+                             "reason": ["loss", "loss", "gap"]})  # fmt: skip
+    h = headline({"layer": layer, "centroid": centroid})
+    assert not h.healthy and h.first_alarm_step == 3 and "(centroid monitor)" in h.lines[1]
+    assert "The layer monitor was calibrating until step 2." in h.lines
+    patience_only = centroid.with_columns(pl.lit(False).alias("alert"))
+    h = headline({"layer": layer, "centroid": patience_only})
+    assert h.healthy and h.verdict == "Healthy: no alarm in 4 recorded steps."
