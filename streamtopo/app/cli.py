@@ -208,7 +208,7 @@ _cmd_recover.configure = _configure_recover
 def _cmd_replay(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from ..io.replay import replay, summarize
+    from ..io.replay import replay, run_summary
 
     overrides = {
         k: getattr(args, k)
@@ -222,11 +222,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         progress=args.progress,
         **overrides,
     )
-    summary = summarize(statuses)
+    summary = run_summary(statuses)
     how = f"overrides {overrides}" if overrides else "the recorded configuration"
     print(f"{args.run}: replayed {statuses.height} step(s) with {how}")
     # one line per figure, one column per rank: readable at any terminal width
-    table = summary.drop("rank").with_columns(pl.col("max_h0").round_sig_figs(6))
+    table = summary.drop("rank").with_columns(pl.col("peak_h0", "last_h0").round_sig_figs(6))
     table = table.select(pl.all().cast(pl.String).fill_null("-")).transpose(
         include_header=True,
         header_name="replay",

@@ -36,6 +36,14 @@ from __future__ import annotations
 
 from .journal import RunWriter
 from .recovery import RecoveryReport, recover
-from .replay import read_meta, read_run, replay
+from .replay import read_meta, read_run, replay, run_summary
 
-__all__ = ["RecoveryReport", "RunWriter", "read_meta", "read_run", "recover", "replay"]
+__all__ = [
+    "RecoveryReport",
+    "RunWriter",
+    "read_meta",
+    "read_run",
+    "recover",
+    "replay",
+    "run_summary",
+]

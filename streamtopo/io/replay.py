@@ -32,7 +32,7 @@ from .recovery import read_journal, wide_table
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-__all__ = ["read_meta", "read_run", "replay"]
+__all__ = ["read_meta", "read_run", "replay", "run_summary", "summarize"]
 
 
 def _run_dir(path: Any) -> Path:
@@ -401,24 +401,54 @@ def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any],
         ) from exc
 
 
-def summarize(statuses: pl.DataFrame) -> pl.DataFrame:
-    """One row per rank: steps, counts per state, first alarm steps, agreement with the live run."""
+def run_summary(frame: pl.DataFrame) -> pl.DataFrame:
+    """The one run summary of a status table (a layer table, or :func:`replay`'s statuses):
+    one row per ``rank`` (rank 0 when the frame has no rank column), rows in step order.
+
+    Columns: ``steps`` (rows), ``first_step``/``last_step`` (of the first and last row),
+    ``peak_h0`` (the largest *finite* h0 over the rows; null when none is finite — not the
+    peak rule's warm-up peak, which ``LayerMonitor.summary()`` reports), ``last_h0`` (the last
+    row's h0, NaN included), ``watch_steps``, ``collapse_steps``, ``alarm_episodes`` (runs of
+    consecutive rows not HEALTHY), ``first_alarm_step``, ``first_watch_step``,
+    ``first_collapse_step`` (null when never), ``final_status`` (the last row's state) and,
+    when the frame has ``live_state``/``live_h0`` (replay), ``differ_from_live`` (rows whose
+    state or h0 differ from the live run, NaN equal to NaN).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"step": [0, 1, 2, 3], "h0": [1.0, float("inf"), 3.0, float("nan")],
+    ...                    "state": ["HEALTHY", "WATCH", "HEALTHY", "COLLAPSE"]})
+    >>> s = run_summary(df).row(0, named=True)
+    >>> s["peak_h0"], s["alarm_episodes"], s["first_collapse_step"], s["final_status"]
+    (3.0, 2, 3, 'COLLAPSE')
+    """
     import polars as pl
 
+    if "rank" not in frame.columns:
+        frame = frame.with_columns(rank=pl.lit(0, dtype=pl.Int64))
+    state, step, h0 = pl.col("state"), pl.col("step"), pl.col("h0")
+    alarm = state != "HEALTHY"
     aggs = [
         pl.len().alias("steps"),
-        pl.col("step").min().alias("first_step"),
-        pl.col("step").max().alias("last_step"),
-        (pl.col("state") == "WATCH").sum().alias("watch_steps"),
-        (pl.col("state") == "COLLAPSE").sum().alias("collapse_steps"),
-        pl.col("step").filter(pl.col("state") != "HEALTHY").min().alias("first_alarm_step"),
-        pl.col("h0").max().alias("max_h0"),
+        step.first().alias("first_step"),
+        step.last().alias("last_step"),
+        h0.filter(h0.is_finite()).max().alias("peak_h0"),
+        h0.last().alias("last_h0"),
+        (state == "WATCH").sum().alias("watch_steps"),
+        (state == "COLLAPSE").sum().alias("collapse_steps"),
+        (alarm & ~alarm.shift(1).fill_null(False)).sum().alias("alarm_episodes"),
+        step.filter(alarm).first().alias("first_alarm_step"),
+        step.filter(state == "WATCH").first().alias("first_watch_step"),
+        step.filter(state == "COLLAPSE").first().alias("first_collapse_step"),
+        state.last().alias("final_status"),
     ]
-    if "live_state" in statuses.columns:
-        same_h0 = (pl.col("h0") == pl.col("live_h0")) | (
-            pl.col("h0").is_nan() & pl.col("live_h0").is_nan()
-        )
-        aggs.append(
-            ((pl.col("state") != pl.col("live_state")) | ~same_h0).sum().alias("differ_from_live")
-        )
-    return statuses.group_by("rank", maintain_order=True).agg(aggs)
+    if "live_state" in frame.columns:
+        same_h0 = (h0 == pl.col("live_h0")) | (h0.is_nan() & pl.col("live_h0").is_nan())
+        aggs.append(((state != pl.col("live_state")) | ~same_h0).sum().alias("differ_from_live"))
+    return frame.group_by("rank", maintain_order=True).agg(aggs)
+
+
+def summarize(statuses: pl.DataFrame) -> pl.DataFrame:
+    """One row per rank of :func:`replay`'s statuses: :func:`run_summary` (the old name)."""
+    return run_summary(statuses)

@@ -33,6 +33,9 @@ __all__ = ["DepthProfile", "LayerProfile", "betti_profile"]
 class DepthProfile:
     """Omega per layer and theta across depth for a fixed list of layers.
 
+    A profile, not a monitor: each layer is added once and there is no per-step ``check``
+    and no alarm, so it does not take the :class:`~streamtopo.monitors.Monitor` contract.
+
     Parameters
     ----------
     layer_names : sequence of str

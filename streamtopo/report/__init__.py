@@ -67,22 +67,22 @@ def _read(run_dir: Path, meta: dict[str, Any], table: str, include_journal: bool
 
 
 def run_summary(layer: Any) -> dict[str, Any]:
-    """Summary of a layer table (one rank): steps, alarm counts, first alarm steps and the alarm
-    episodes ``(first step, last step, worst state, reason at the start)``.
+    """Summary of a layer table (one rank) as a dict: the columns of
+    :func:`streamtopo.io.run_summary` (the one definition of ``peak_h0`` and the counts) without
+    ``rank``, plus the alarm episodes ``(first step, last step, worst state, reason at the
+    start)``.
 
     Parameters
     ----------
     layer : polars.DataFrame
-        Rows of the layer table with at least ``step``, ``h0`` and ``state``.
+        Rows of the layer table with at least ``step``, ``h0`` and ``state``, in step order.
     """
+    from .io import run_summary as summary_frame
+
+    rows = summary_frame(layer).drop("rank").to_dicts()
+    out: dict[str, Any] = rows[0] if rows else {"steps": 0}
     states = layer["state"].to_list()
     steps = layer["step"].to_list()
-    h0 = layer["h0"].to_numpy()
-    finite = np.isfinite(h0)
-
-    def first(state: str) -> int | None:
-        return next((s for s, st in zip(steps, states, strict=True) if st == state), None)
-
     alarm = [st != "HEALTHY" for st in states]
     episodes = []
     k = 0
@@ -97,20 +97,8 @@ def run_summary(layer: Any) -> dict[str, Any]:
             k = j + 1
         else:
             k += 1
-    return {
-        "steps": len(steps),
-        "first_step": steps[0] if steps else None,
-        "last_step": steps[-1] if steps else None,
-        "peak_h0": float(np.nanmax(h0)) if finite.any() else None,
-        "last_h0": float(h0[-1]) if len(h0) else None,
-        "watch_steps": states.count("WATCH"),
-        "collapse_steps": states.count("COLLAPSE"),
-        "alarm_episodes": len(episodes),
-        "first_watch_step": first("WATCH"),
-        "first_collapse_step": first("COLLAPSE"),
-        "final_status": states[-1] if states else None,
-        "episodes": episodes,
-    }
+    out["episodes"] = episodes
+    return out
 
 
 def _png(fig: Any) -> str:
