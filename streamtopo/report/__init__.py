@@ -77,7 +77,7 @@ def run_summary(layer: Any) -> dict[str, Any]:
     layer : polars.DataFrame
         Rows of the layer table with at least ``step``, ``h0`` and ``state``, in step order.
     """
-    from .io import run_summary as summary_frame
+    from ..io import run_summary as summary_frame
 
     rows = summary_frame(layer).drop("rank").to_dicts()
     out: dict[str, Any] = rows[0] if rows else {"steps": 0}
