@@ -320,6 +320,16 @@ class ChangeDetector:
         return int(self._ist[0])
 
     @property
+    def code(self) -> int:
+        """Current state as 0 (HEALTHY), 1 (WATCH) or 2 (COLLAPSE)."""
+        return int(self._ist[self._kc.STATE])
+
+    @property
+    def history(self) -> int:
+        """Fewest accepted values of any stream (``calibrating`` until ``trusted_after``)."""
+        return int(self._f[self._kc.CNT].min())
+
+    @property
     def state(self) -> str:
         """Current state: ``"HEALTHY"``, ``"WATCH"`` or ``"COLLAPSE"``."""
         return _STATE_NAMES[int(self._ist[self._kc.STATE])]
