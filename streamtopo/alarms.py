@@ -30,12 +30,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validation import check_positive_int, describe
 from .errors import InputError
+
+if TYPE_CHECKING:  # loaded on first use (see __getattr__ at the end)
+    from .changepoint import ChangeDetector, cusum_threshold  # noqa: F401
 
 __all__ = [
     "ChangeDetector",

@@ -227,7 +227,9 @@ class ChangeDetector:
         self.pending = _number(pending, "pending", 0.0, 1.0, lo_open=False)
         self.winsor = _number(winsor, "winsor", 0.0)
         self.h_watch_ = cusum_threshold(self.fa_per_1k, self.k, self.n_streams, self.tail)
-        self.h_collapse_ = cusum_threshold(self.fa_per_1k / 100.0, self.k, self.n_streams, self.tail)
+        self.h_collapse_ = cusum_threshold(
+            self.fa_per_1k / 100.0, self.k, self.n_streams, self.tail
+        )
         self.reset()
 
     def __repr__(self) -> str:
@@ -250,7 +252,11 @@ class ChangeDetector:
         self._out = np.zeros(kc.NO)
         self._order = np.zeros(N, dtype=np.int64)
         par = np.zeros(kc.NP)
-        par[kc.P_K], par[kc.P_H_WATCH], par[kc.P_H_COLLAPSE] = self.k, self.h_watch_, self.h_collapse_
+        par[kc.P_K], par[kc.P_H_WATCH], par[kc.P_H_COLLAPSE] = (
+            self.k,
+            self.h_watch_,
+            self.h_collapse_,
+        )
         par[kc.P_MEAN_WINDOW], par[kc.P_SCALE_WINDOW] = self.mean_window, self.scale_window
         par[kc.P_MIN_HISTORY], par[kc.P_TRUSTED_AFTER] = self.min_history, self.trusted_after
         par[kc.P_JUMP], par[kc.P_HOLD_Z] = self.jump, self.hold_z

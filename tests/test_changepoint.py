@@ -11,10 +11,12 @@ from scipy.stats import poisson
 
 from streamtopo.alarms import ChangeDetector
 from streamtopo.errors import InputError, InputTypeError
+from streamtopo.io import replay
+from streamtopo.monitors.layer import LayerMonitor
 
 from .naive_changepoint import ChangeDetector as NaiveDetector
-
-pytestmark = pytest.mark.kernel
+from .test_replay import bits, live_run
+from .test_replay import stream as replay_stream
 
 CODES = {0: "HEALTHY", 1: "WATCH", 2: "COLLAPSE"}
 
@@ -67,12 +69,14 @@ def lockstep(x, ours_kw=None, ref_kw=None, check_stat=True):
 
 
 @pytest.mark.parametrize("seed", range(6))
+@pytest.mark.kernel
 def test_lockstep_with_the_reference_on_random_streams(seed):
     rng = np.random.default_rng(seed)
     x = random_stream(rng, 400, int(rng.integers(1, 12)))
     lockstep(x)
 
 
+@pytest.mark.kernel
 def test_lockstep_covers_every_branch():
     """Streams built to reach every state, absorption, escalation and the non-finite path,
     under several parameter sets (Gaussian thresholds, autocorrelation, a z cap, short
@@ -97,6 +101,7 @@ def test_lockstep_covers_every_branch():
     assert seen == {"HEALTHY", "WATCH", "COLLAPSE", "absorbed"}
 
 
+@pytest.mark.kernel
 def test_state_dict_continues_bit_identically():
     torch = pytest.importorskip("torch")
     import io
@@ -118,6 +123,7 @@ def test_state_dict_continues_bit_identically():
     assert np.array_equal(a._f.view(np.int64), b._f.view(np.int64))
 
 
+@pytest.mark.kernel
 def test_bad_state_and_input_leave_the_detector_unchanged():
     d = ChangeDetector(3)
     d.update([1.0, 2.0, 3.0])
@@ -145,6 +151,7 @@ def test_bad_state_and_input_leave_the_detector_unchanged():
         ({"tail": -1.0}, "tail must be > 0"),
     ],
 )
+@pytest.mark.kernel
 def test_knobs_are_validated(kw, match):
     with pytest.raises((InputError, InputTypeError), match=match):
         ChangeDetector(4, **kw)
@@ -156,6 +163,7 @@ def healthy(rng, T, N, scale=0.05):
 
 
 @pytest.mark.parametrize("t_jump", [25, 60, 150])
+@pytest.mark.kernel
 def test_a_x100_jump_fires_within_two_evaluations(t_jump):
     rng = np.random.default_rng(t_jump)
     x = healthy(rng, t_jump + 5, 9)
@@ -169,6 +177,7 @@ def test_a_x100_jump_fires_within_two_evaluations(t_jump):
 
 
 @pytest.mark.parametrize("t_jump", [1, 5, 12, 19])
+@pytest.mark.kernel
 def test_a_x100_jump_fires_in_the_first_twenty_evaluations(t_jump):
     """Before ``min_history`` no CUSUM runs: the absolute check (a move of log 100 against the
     stream's own first values) fires at once."""
@@ -182,6 +191,7 @@ def test_a_x100_jump_fires_in_the_first_twenty_evaluations(t_jump):
     assert d.streams() == (2,) and d.direction == -1 and d.stat == math.inf
 
 
+@pytest.mark.kernel
 def test_a_pure_linear_drift_fires():
     """A rolling z-score of a linear trend converges to about sqrt(3) and never fires; the
     CUSUM accumulates the drift's steady positive residuals."""
@@ -197,6 +207,7 @@ def test_a_pure_linear_drift_fires():
     assert d.streams()[:1] == (1,) or states[-1] != "HEALTHY"
 
 
+@pytest.mark.kernel
 def test_a_held_shift_is_absorbed_and_a_later_failure_still_fires():
     rng = np.random.default_rng(11)
     T = 500
@@ -220,6 +231,7 @@ def test_a_held_shift_is_absorbed_and_a_later_failure_still_fires():
 
 
 @pytest.mark.parametrize("fa_per_1k", [1.0, 5.0])
+@pytest.mark.kernel
 def test_false_alarm_rate_on_gaussian_noise_is_within_the_knob(fa_per_1k):
     """Alarm episodes on i.i.d. Gaussian streams after calibration: the union-bound thresholds
     are conservative, so the count must not exceed a Poisson 99.9% upper quantile of the rate
@@ -239,3 +251,130 @@ def test_false_alarm_rate_on_gaussian_noise_is_within_the_knob(fa_per_1k):
             prev = s
     expected = fa_per_1k * evals / 1000.0
     assert episodes <= poisson.ppf(0.999, expected), (episodes, expected)
+
+
+# -- LayerMonitor(rule="cusum") -------------------------------------------------------------------
+def layer_values(rng, T, S, L, scale=0.05):
+    levels = rng.normal(size=(S, L))
+    return np.exp(levels + scale * rng.normal(size=(T, S, L))).astype(np.float32)
+
+
+def median_relative(v):
+    """(T, S*L): log value (zeros floored at 1e-8 x the step's largest) minus the step's median
+    over layers, computed independently of the library (as the detect branch's evaluation)."""
+    v = v.astype(np.float64)
+    top = v.max(axis=2, keepdims=True)
+    y = np.log(np.maximum(v, 1e-8 * top))
+    return (y - np.median(y, axis=2, keepdims=True)).reshape(len(v), -1)
+
+
+def test_cusum_monitor_matches_the_reference_fed_the_same_streams():
+    rng = np.random.default_rng(5)
+    T, S, L = 400, 2, 6
+    v = layer_values(rng, T, S, L)
+    v[150:, :, 2] *= 3.0  # a held shift (absorbed)
+    v[300:, 1, 4] *= np.exp(0.05 * np.arange(T - 300))[:, None].T[0]  # a drift
+    signals = ("a", "b")
+    mon = LayerMonitor(L, signals, rule="cusum")
+    statuses = [mon.check(v[t]) for t in range(T)]
+    logh0 = np.log([s.h0 for s in statuses])
+    x = np.column_stack([logh0, median_relative(v)])
+    ref = NaiveDetector(x.shape[1])
+    seen = set()
+    for t in range(T):
+        rstate, rstat, _, rdir = ref.update(x[t])
+        s = statuses[t]
+        assert str(s.state) == CODES[rstate], t
+        assert s.calibrating == ref.calibrating, t
+        assert s.stat == pytest.approx(rstat, rel=1e-9, abs=1e-9), t
+        if rstate:
+            assert s.direction == ("rising" if rdir > 0 else "falling"), t
+        seen.add(str(s.state))
+        seen.add("absorbed" if "absorbed" in s.reason else "")
+    assert {"HEALTHY", "WATCH", "COLLAPSE", "absorbed"} <= seen
+
+
+@pytest.mark.parametrize(("t_jump", "factor"), [(8, 1000.0), (30, 100.0), (120, 100.0)])
+def test_cusum_monitor_fires_on_a_jumping_layer_within_two_evaluations(t_jump, factor):
+    """After the CUSUM is live (20 evaluations) a layer moving x100 fires within two
+    evaluations and is named. Before, only the absolute check runs, on the median-relative
+    value: one layer of 8 moving x100 also moves the median, so its median-relative move is
+    about x46 (under the check's log 100); x1000 fires at once."""
+    rng = np.random.default_rng(t_jump)
+    v = layer_values(rng, t_jump + 3, 1, 8)
+    v[t_jump:, 0, 5] *= factor
+    names = [f"fc{i}" for i in range(8)]
+    mon = LayerMonitor(8, rule="cusum", layer_names=names)
+    statuses = [mon.check(v[t, 0]) for t in range(len(v))]
+    assert all(s.state == "HEALTHY" for s in statuses[:t_jump])
+    assert all(s.calibrating for s in statuses[: min(t_jump, 90)])
+    first = next(s for s in statuses[t_jump:] if s.state != "HEALTHY")
+    assert first.step <= t_jump + 1
+    assert first.culprits[0] == "fc5" and first.direction == "rising"
+    assert first.reason.startswith("cusum: ") and "fc5 [grad_norm]" in first.reason
+
+
+def test_cusum_monitor_absorbs_a_held_shift_and_says_so():
+    rng = np.random.default_rng(9)
+    T = 420
+    v = layer_values(rng, T, 1, 6)
+    v[200:, 0, 1] *= 2.0  # a legitimate shift of one layer (log 2 = 14 noise sd)
+    v[380:, 0, 4] *= 50.0  # a real failure later
+    mon = LayerMonitor(6, rule="cusum", check_every=2)
+    statuses = [mon.check(v[t, 0]) for t in range(T)]
+    fired = next(s for s in statuses[200:] if s.state != "HEALTHY")
+    absorbed = [s for s in statuses if "absorbed" in s.reason]
+    assert len(absorbed) == 1 and absorbed[0].state == "HEALTHY"
+    assert absorbed[0].reason.endswith(f"shift at step {fired.step} absorbed")
+    assert all(s.state == "HEALTHY" for s in statuses[absorbed[0].step : 380])
+    late = next(s for s in statuses[380:] if s.state != "HEALTHY")
+    assert late.step <= 382 and late.culprits[0] == "4"
+
+
+def test_zscore_is_the_old_name_of_streak():
+    rng = np.random.default_rng(1)
+    v = layer_values(rng, 260, 1, 5, scale=0.3)
+    a = LayerMonitor(5, rule="zscore", baseline=50)
+    b = LayerMonitor(5, rule="streak", baseline=50)
+    assert a.config == b.config and a.config["rule"] == "streak"
+    for t in range(len(v)):
+        sa, sb = a.check(v[t, 0]), b.check(v[t, 0])
+        assert sa == sb or (math.isnan(sa.z) and sa.reason == sb.reason)
+    with pytest.raises(InputError, match="rule"):
+        LayerMonitor(5, rule="cusm")
+
+
+def test_cusum_monitor_state_dict_continues_bit_identically_through_torch():
+    torch = pytest.importorskip("torch")
+    import io
+
+    rng = np.random.default_rng(4)
+    v = layer_values(rng, 300, 3, 7)
+    v[200:, 2, 3] *= 1.5
+    signals = ("a", "b", "c")
+    a = LayerMonitor(7, signals, rule="cusum")
+    for t in range(150):
+        a.check(v[t])
+    blob = io.BytesIO()
+    torch.save(a.state_dict(), blob)
+    blob.seek(0)
+    b = LayerMonitor(7, signals, rule="cusum")
+    b.load_state_dict(torch.load(blob, weights_only=True))
+    for t in range(150, 300):
+        sa, sb = a.check(v[t]), b.check(v[t])
+        assert (sa.state, sa.reason, sa.culprits, sa.calibrating) == (
+            sb.state, sb.reason, sb.culprits, sb.calibrating,
+        )  # fmt: skip
+        assert np.array_equal(bits([sa.h0, sa.stat]), bits([sb.h0, sb.stat]))
+
+
+def test_cusum_replay_is_bit_identical_to_the_live_run(tmp_path):
+    values = replay_stream(400)
+    run_dir, live = live_run(tmp_path, values, rule="cusum")
+    assert {"HEALTHY", "COLLAPSE"} <= {str(s.state) for s in live}
+    out = replay(run_dir)
+    assert np.array_equal(bits(out["h0"]), bits([s.h0 for s in live]))
+    assert np.array_equal(bits(out["stat"]), bits([s.stat for s in live]))
+    assert out["state"].to_list() == [str(s.state) for s in live]
+    assert out["reason"].to_list() == [s.reason for s in live]
+    assert out["calibrating"].to_list() == [s.calibrating for s in live]

@@ -40,6 +40,7 @@ from ..alarms import (
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
+from ._cusum_reason import cusum_reason
 from ._inputs import as_stream, fill_row
 from ._records import RunSummary, status_frame
 from ._status import LayerStatus
@@ -582,7 +583,10 @@ class LayerMonitor(Monitor):
         else:
             stat = det.stat
             direction = "rising" if det.direction > 0 else "falling" if det.direction < 0 else ""
-            culprits, reason = self._cusum_reason(state, stat, direction)
+            culprits, reason = cusum_reason(
+                det, state, direction, self.layer_names, self.signals, self.max_culprits,
+                self.escalate_after,
+            )  # fmt: skip
         self._patience.update(state)
         status = LayerStatus(
             step, state, reason, h0, math.nan, self._peak.ratio, self._peak.peak, direction,
@@ -590,39 +594,6 @@ class LayerMonitor(Monitor):
         )  # fmt: skip
         self._summary.record(status)
         return status
-
-    def _cusum_reason(self, state: State, stat: float, direction: str):
-        """Culprits (layers of the streams over the threshold, largest first) and the reason of
-        a change-detector alarm."""
-        det = self._detector
-        L = self.n_layers
-        streams = det.streams()
-        names: list[str] = []
-        what: list[str] = []
-        for j in streams:
-            if j == 0:
-                what.append("log h0")
-                continue
-            s, i = divmod(j - 1, L)
-            name = self.layer_names[i]
-            if len(what) < self.max_culprits:
-                what.append(f"{name} [{self.signals[s]}]")
-            if name not in names and len(names) < self.max_culprits:
-                names.append(name)
-        if not streams:
-            text = "alarm held (no stream over the threshold now)"
-        else:
-            how = direction
-            if streams[0] == 0:
-                how += " (layers diverging)" if direction == "rising" else " (layers converging)"
-            size = "jump > x100" if stat == math.inf else f"S={stat:.1f} >= {det.h_watch_:.1f}"
-            text = f"{', '.join(what)} {how}, {size}"
-        if state is State.COLLAPSE and stat < det.h_collapse_ and stat != math.inf:
-            text += f"; alarm older than {self.escalate_after} evaluations"
-        since = det.alarm_start
-        if since >= 0:
-            text += f" (since step {since})"
-        return tuple(names), f"cusum: {text}"
 
     def _culprits(self) -> tuple[str, ...]:
         a = np.abs(self._lz)
