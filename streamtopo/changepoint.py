@@ -11,10 +11,12 @@ Per stream and evaluation (the kernel is ``streamtopo._kernels.changepoint``):
 
 1. **Baseline**, O(1): a one-step-ahead prediction ``m`` (running mean of accepted values,
    cumulative for ``mean_window`` values, then exponentially weighted) and the variance ``v`` of
-   the prediction errors (cumulative, then exponentially weighted over up to ``scale_window``).
+   the prediction errors (cumulative for 10 errors, then exponentially weighted over half the
+   errors seen, at most ``scale_window``, so the early-training transient is forgotten).
    Updates are winsorised at ``winsor`` sd once the stream is live.
-2. **Small-sample residual**: ``t = (x - m) / sqrt(v (1 + 1/n))``, a Student-t value mapped to a
-   standard normal quantile (Wallace 1959), so a short history does not over-alarm.
+2. **Small-sample residual**: ``t = (x - m) / sqrt(v (1 + 1/n))`` (``n`` the effective count of
+   the mean), a Student-t value mapped to a standard normal quantile (Wallace 1959), so a short
+   history does not over-alarm and the thresholds tighten to the asymptotic ones as it grows.
 3. **Two-sided CUSUM** ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``; the statistic
    is the largest S. WATCH at ``h_watch``, COLLAPSE at ``h_collapse`` (the threshold of a 100x
    smaller rate) or when an alarm has lasted ``escalate_after`` evaluations.
@@ -23,9 +25,9 @@ Per stream and evaluation (the kernel is ``streamtopo._kernels.changepoint``):
    ``tail`` (a Laplace scale, heavy-tailed residuals) ``h = log(ARL0) / theta`` (Lundberg), with
    ``tail=None`` Siegmund's Gaussian approximation solved for h.
 5. **Live from evaluation 0**: a non-finite value is COLLAPSE at once; a move of more than
-   ``jump`` from the baseline mean is WATCH at once; the CUSUM of a stream starts after
-   ``min_history`` accepted values; ``calibrating`` is True until every stream has
-   ``trusted_after``.
+   ``jump`` (log 30) from the baseline mean fires at once (the statistic is then inf); the
+   CUSUM of a stream starts after ``min_history`` accepted values; ``calibrating`` is True
+   until every stream has ``trusted_after``.
 6. **Baseline hygiene**: a value enters its stream's baseline only while no alarm is active and
    the stream's own statistic is at most ``pending * h_watch``. During an alarm the last
    ``absorb_after`` vectors are kept; once the alarm is that old and every stream holds the
@@ -57,7 +59,7 @@ def siegmund_arl(k: float, h: float) -> float:
     increments with threshold ``h`` (Siegmund 1985).
 
     >>> round(siegmund_arl(1.0, 3.0), 1)
-    1998.6
+    2072.7
     """
     a = 2.0 * k * (h + _SIEGMUND)
     if a > 700.0:
@@ -71,7 +73,7 @@ def lundberg_theta(k: float, tail: float | None) -> float:
     ``exp(-theta k) = 1 - (theta tail)^2`` in ``(0, 1 / tail)``.
 
     >>> lundberg_theta(2.0, None), round(lundberg_theta(2.0, 1.6), 4)
-    (4.0, 0.5437)
+    (4.0, 0.4956)
     """
     if tail is None:
         return 2.0 * k
@@ -92,9 +94,9 @@ def cusum_threshold(fa_per_1k: float, k: float, n_streams: int, tail: float | No
     ``tail`` a Laplace scale: ``h = log(ARL0) / theta`` with theta from :func:`lundberg_theta`.
 
     >>> round(cusum_threshold(0.1, 1.0, 1), 2)
-    3.65
+    4.13
     >>> round(cusum_threshold(0.1, 2.0, 17, tail=1.6), 1)
-    24.9
+    25.7
     """
     if not (isinstance(fa_per_1k, (int, float)) and fa_per_1k > 0 and math.isfinite(fa_per_1k)):
         raise InputError(f"fa_per_1k must be a positive finite number, got {fa_per_1k!r}")
@@ -145,9 +147,10 @@ class ChangeDetector:
         Accepted values before a stream's CUSUM runs.
     trusted_after : int, default 100
         Accepted values (of every stream) before ``calibrating`` turns False.
-    jump : float, default log(100)
+    jump : float, default log(30)
         Absolute check: a move this large (stream units; log units for log signals) from the
-        baseline mean is WATCH at once, from the second value of a stream on.
+        baseline mean fires at once, from the second value of a stream on (so a x100 move of a
+        log signal fires even while the CUSUM is not live yet).
     absorb_after : int, default 30
         Age (evaluations) at which a held shift is absorbed; also the buffer length (>= 4).
     hold_z : float, default 4.0
@@ -177,9 +180,8 @@ class ChangeDetector:
     >>> states = [det.update(rng.normal(size=2))[0] for _ in range(50)]
     >>> states.count("HEALTHY"), det.calibrating
     (50, True)
-    >>> state, stat, streams, direction = det.update([0.0, 100.0])  # a x100 jump... and more
-    >>> state, stat, streams, direction
-    ('WATCH', inf, (1,), 1)
+    >>> det.update([0.0, 10.0])  # stream 1 jumps far beyond its baseline: fires at once
+    ('COLLAPSE', inf, (1,), 1)
     """
 
     def __init__(
@@ -193,7 +195,7 @@ class ChangeDetector:
         scale_window: int = 100,
         min_history: int = 20,
         trusted_after: int = 100,
-        jump: float = math.log(100.0),
+        jump: float = math.log(30.0),
         absorb_after: int = 30,
         hold_z: float = 4.0,
         escalate_after: int = 50,
@@ -246,6 +248,7 @@ class ChangeDetector:
         self._kc = kc
         N = self.n_streams
         self._f = np.zeros((kc.NF, N))
+        self._f[kc.MEAN] = np.nan  # no value seen yet
         self._ist = np.zeros(kc.NI, dtype=np.int64)
         self._ist[[kc.ALARM_START, kc.ABSORBED, kc.ALARM_LABEL, kc.ABSORBED_LABEL]] = -1
         self._buf = np.zeros((self.absorb_after, N))

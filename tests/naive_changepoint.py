@@ -3,38 +3,38 @@
 One :class:`ChangeDetector` watches N streams (per evaluation: ``log h0`` and, per signal and
 layer, the layer's median-relative log value). Per stream and per evaluation:
 
-1. **Baseline** (O(1)): a one-step-ahead prediction ``m`` (running mean of accepted values,
-   cumulative for the first ``mean_window`` values, then exponentially weighted with that
-   window) and the variance ``v`` of the prediction errors ``r = x - m`` (cumulative, then
-   exponentially weighted over ``scale_window``). The scale remembers the errors of a slowly
-   trending healthy signal, so a healthy trend scores |z| ~ 1 while a faster drift scores its
-   slope relative to that. Updates are winsorised at 3 sd once the stream is live.
-2. **Small-sample residual**: ``t = r / sqrt(v (1 + 1/n))`` (Student-t predictive with
-   ``n - 1`` degrees of freedom) mapped to a standard normal quantile (Wallace 1959), then
-   divided by the stream's long-run sd factor ``sqrt((1 + rho) / (1 - rho))`` (``rho`` the
-   running lag-1 autocorrelation of the residuals, so a smoothed stream such as a windowed h0
-   does not accumulate evidence 10x too fast).
-3. **Two-sided CUSUM** (Page 1954): ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``.
-   The statistic is the largest S over streams and sides. WATCH when it reaches ``h_watch``,
-   COLLAPSE when it reaches ``h_collapse`` (same statistic, 100x rarer under no change) or when
-   an alarm has lasted ``escalate_after`` evaluations without being absorbed.
-4. **Thresholds from one knob** ``fa_per_1k`` (expected false alarms per 1,000 evaluations):
-   Siegmund's approximation of the in-control run length of a one-sided CUSUM,
-   ``ARL0 = (exp(2 k b) - 2 k b - 1) / (2 k^2)`` with ``b = h + 1.166``, solved for ``h`` at
-   ``ARL0 = 2 N * 1000 / fa_per_1k`` (two sides, N streams, union bound).
-5. **Live from evaluation 0**: non-finite values are COLLAPSE at once; a stream moving by more
-   than ``jump`` (log units; default log 100) from its baseline mean is WATCH at once (a layer
-   stream is median-relative, so this is "x100 against its own history and against the other
-   layers"); the CUSUM starts when a stream has ``min_history`` accepted values. ``calibrating``
-   is True until every stream has ``trusted_after`` accepted values.
+1. **Baseline** (O(1)): a prediction ``m`` (mean of accepted values, cumulative for the first
+   ``mean_window`` = 20, then exponentially weighted with that window) and the variance ``v``
+   of the prediction errors ``r = x - m`` (cumulative for 10 errors, then exponentially
+   weighted over half the errors seen, at most ``scale_window`` = 100, so the early-training
+   transient is forgotten). Updates are winsorised at 3 sd once the stream is live.
+2. **Small-sample residual**: ``t = r / sqrt(v (1 + 1/n))`` (Student-t predictive, ``n`` the
+   effective count of the mean, dof the effective count of ``v`` minus 1) mapped to a standard
+   normal quantile (Wallace 1959), so thresholds tighten to the asymptotic ones as n grows.
+3. **Two-sided CUSUM** (Page 1954): ``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``
+   with ``k = 2``. The statistic is the largest S over streams and sides; WATCH when it
+   reaches ``h_watch``, COLLAPSE when it reaches ``h_collapse`` (same statistic, 100x rarer
+   under no change) or when an alarm has lasted ``escalate_after`` evaluations unabsorbed.
+4. **One knob** ``fa_per_1k`` (expected false alarms per 1,000 evaluations). Each of the 2N
+   one-sided CUSUMs needs ``ARL0 = 2 N 1000 / fa_per_1k`` (union bound) and
+   ``h = log(ARL0) / theta`` (Wald/Lundberg: ``ARL0 ~ exp(theta h)``), theta solving
+   ``E exp(theta (z - k)) = 1``. ``tail=None`` takes Gaussian z (theta = 2k, Siegmund's formula
+   for h); the default ``tail=1.6`` takes Laplace z of scale 1.6: residuals of real training
+   signals have far heavier tails than Gaussian (calibrated on the digits seeds 0-19, see
+   benchmarks/evaluation/CHANGEPOINT.md).
+5. **Live from evaluation 0**: a non-finite value is COLLAPSE at once; a stream moving by more
+   than ``jump`` (log units; default log 30, so a x100 move fires at once) from its baseline
+   mean is WATCH at once (layer streams are median-relative, so this is "against its own
+   history and against the other layers"); the CUSUM runs once a stream has ``min_history``
+   accepted values; ``calibrating`` is True until every stream has ``trusted_after``.
 6. **Baseline hygiene**: a value enters its stream's baseline only when no alarm is active and
-   the stream's own statistic is below ``h_watch / 2`` (pending). During an alarm the last
-   ``absorb_after`` raw vectors are kept; once the alarm is that old and every stream's level
-   is the same in the two halves of that buffer (|difference| <= ``hold_z`` standard errors),
-   the shift is *absorbed*: the baselines restart from the buffer's second half, the CUSUMs
-   from 0, and the state returns to HEALTHY with ``absorbed_step`` = the alarm's first
-   evaluation. A shift that keeps growing fails the test and escalates. After an absorption
-   the detector is fully live, so a later failure raises a new alarm.
+   the stream's statistic is at most ``pending * h_watch`` (0.5). An alarm ends when the
+   statistic falls below ``clear_below * h_watch``; the CUSUMs then restart from 0. During an
+   alarm the last ``absorb_after`` (30) raw vectors are kept; once the alarm is that old and
+   every stream's mean is the same in both halves of that buffer (within ``hold_z`` = 4
+   standard errors) the shift is *absorbed*: baselines restart from the buffer's second half,
+   CUSUMs from 0, state HEALTHY, ``absorbed_step`` = the alarm's first evaluation. A growing
+   shift fails the test and escalates; after an absorption a new failure raises a new alarm.
 
 State codes: 0 HEALTHY, 1 WATCH, 2 COLLAPSE.
 """
@@ -85,9 +85,9 @@ def threshold_for(fa_per_1k: float, k: float, n_streams: int, tail: float | None
     ``h = log(ARL0) / theta`` with theta from :func:`lundberg_theta`.
 
     >>> round(threshold_for(0.1, 1.0, 1), 2)
-    3.65
+    4.13
     >>> round(threshold_for(0.1, 2.0, 17, tail=1.6), 1)
-    24.9
+    25.7
     """
     if not fa_per_1k > 0:
         raise ValueError(f"fa_per_1k must be > 0, got {fa_per_1k!r}")
@@ -132,7 +132,7 @@ class ChangeDetector:
         Accepted values before a stream's CUSUM runs.
     trusted_after : int, default 100
         Accepted values before ``calibrating`` turns False.
-    jump : float, default log(100)
+    jump : float, default log(30)
         Absolute check (log units): a move this large from the baseline mean is WATCH at once.
     absorb_after : int, default 30
         Age (evaluations) at which a held shift is absorbed.
@@ -156,7 +156,7 @@ class ChangeDetector:
         scale_window: int = 100,
         min_history: int = 20,
         trusted_after: int = 100,
-        jump: float = math.log(100.0),
+        jump: float = math.log(30.0),
         absorb_after: int = 30,
         hold_z: float = 4.0,
         escalate_after: int = 50,
@@ -193,7 +193,7 @@ class ChangeDetector:
         n = self.n
         self.t = 0  # evaluations seen
         self.cnt = np.zeros(n)  # accepted values per stream
-        self.m = np.zeros(n)  # prediction (baseline mean)
+        self.m = np.full(n, np.nan)  # prediction (baseline mean); NaN before the first value
         self.v = np.zeros(n)  # prediction-error variance
         self.nv = np.zeros(n)  # prediction errors in v
         self.rho = np.zeros(n)  # lag-1 autocorrelation of z
@@ -249,10 +249,9 @@ class ChangeDetector:
         if bad.any():  # absolute check: non-finite is COLLAPSE, nothing enters a baseline
             self._enter_alarm(t, COLLAPSE)
             return COLLAPSE, math.inf, tuple(np.flatnonzero(bad).tolist()), 0
-        seen = self.cnt > 0
+        seen = ~np.isnan(self.m)
         if not seen.all():  # first value of a stream: it is its own baseline
-            new = ~seen
-            self.m[new], self.cnt[new] = x[new], 1.0
+            self.m[~seen] = x[~seen]
         dev = x - self.m
         jumped = seen & (np.abs(dev) > self.jump)
         z = self._residual(dev)
@@ -301,7 +300,8 @@ class ChangeDetector:
     # -- pieces --------------------------------------------------------------------------------
     def _residual(self, dev: np.ndarray) -> np.ndarray:
         nv = self.nv
-        sd = np.sqrt(np.maximum(self.v, self.min_std**2) * (1.0 + 1.0 / np.maximum(self.cnt, 1)))
+        n_mean = np.minimum(np.maximum(self.cnt, 1.0), 2.0 * self.mean_window - 1.0)
+        sd = np.sqrt(np.maximum(self.v, self.min_std**2) * (1.0 + 1.0 / n_mean))
         tt = dev / sd
         z = t_to_z(tt, np.maximum(np.minimum(nv, self._scale_w(nv)) - 1.0, 1.0))
         z = np.where(nv >= 2, z, 0.0)
@@ -318,7 +318,6 @@ class ChangeDetector:
         return np.clip(np.maximum(nv, 1.0), 1.0, np.clip(nv / 2.0, 10.0, self.scale_window))
 
     def _accept(self, x: np.ndarray, dev: np.ndarray, z: np.ndarray, accept: np.ndarray) -> None:
-        first = self.cnt == 1
         cnt = np.where(accept, self.cnt + 1, self.cnt)
         live = self.cnt >= self.min_history
         sd = np.sqrt(np.maximum(self.v, self.min_std**2))
@@ -327,7 +326,7 @@ class ChangeDetector:
         am = np.maximum(1.0 / cnt, 1.0 / self.mean_window)
         nv = np.where(accept, self.nv + 1, self.nv)
         av = 1.0 / self._scale_w(nv)
-        upd = accept & ~first | accept & first  # every accepted stream
+        upd = accept
         self.m = np.where(upd, self.m + am * r, self.m)
         self.v = np.where(upd, self.v + av * (r * r - self.v), self.v)
         zc = np.clip(self.z_raw, -4.0, 4.0)

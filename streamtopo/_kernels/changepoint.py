@@ -1,15 +1,16 @@
 """Per-evaluation kernel of the sequential change detector (two-sided CUSUM, Page 1954).
 
 Notation: N streams (one value each per evaluation), A the absorption buffer length
-(``absorb_after``), t the evaluation index. ``f`` is the (NF, N) float64 per-stream state, its
-rows named below (CNT accepted values, MEAN the one-step-ahead prediction m, VAR the
-prediction-error variance v, NV errors in v, RHO lag-1 autocorrelation of the residuals, ZPREV
-the last clipped residual, SP/SN the upward/downward CUSUMs, Z the last residual; ZRAW, DEV, S
-and JMP are per-call scratch). ``ist`` holds the int64 scalars (t, state, alarm start, ...),
-``par`` the float64 parameters, ``buf`` the (A, N) ring of raw vectors seen during an alarm.
-Per stream and evaluation: residual ``r = x - m``; Student-t value ``r / sqrt(v (1 + 1/n))``
-with ``nu`` degrees of freedom mapped to a normal quantile (Wallace 1959); CUSUM
-``S+ = max(0, S+ + z - k)``, ``S- = max(0, S- - z - k)``; the statistic is the largest S.
+(``absorb_after``), t the evaluation index. ``f`` is the (NF, N) float64 per-stream state with
+rows CNT (accepted values), MEAN (the prediction m; NaN before a stream's first value), VAR (the
+prediction-error variance v), NV (errors in v), RHO (lag-1 autocorrelation of the residuals),
+ZPREV (the last clipped residual), SP/SN (the upward/downward CUSUMs), Z (the last residual);
+ZRAW, DEV, S and JMP are per-call scratch. ``ist`` holds the int64 scalars (t, state, alarm
+start, ...), ``par`` the float64 parameters, ``buf`` the (A, N) ring of the vectors seen during
+an alarm. Per stream and evaluation: residual ``r = x - m``; Student-t value
+``r / sqrt(v (1 + 1/n))`` (n the effective count of the mean, at most ``2 mean_window - 1``)
+mapped to a normal quantile (Wallace 1959); CUSUM ``S+ = max(0, S+ + z - k)``,
+``S- = max(0, S- - z - k)``; the statistic is the largest S over streams and sides.
 
 Exactness: this is a transcription of the pure-numpy reference
 (``tests/naive_changepoint.py``, from ``benchmarks/evaluation/changepoint.py``), element by
@@ -255,6 +256,7 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
     min_var = par[P_MIN_STD] * par[P_MIN_STD]
     z_cap = par[P_Z_CAP]
     scale_window = par[P_SCALE_WINDOW]
+    n_mean_max = 2.0 * par[P_MEAN_WINDOW] - 1.0  # effective count of an EW mean of that window
     autocorr = par[P_AUTOCORR] > 0.0
     stat = 0.0
     top = 0
@@ -264,10 +266,9 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
     first_stat = True
     for j in range(N):
         xj = x[j]
-        seen = f[CNT, j] > 0.0
-        if not seen:  # first value of a stream: it is its own baseline
+        seen = not math.isnan(f[MEAN, j])
+        if not seen:  # first value of a stream: it is its own baseline (counted on acceptance)
             f[MEAN, j] = xj
-            f[CNT, j] = 1.0
         dev = xj - f[MEAN, j]
         f[DEV, j] = dev
         jmp = seen and abs(dev) > jump
@@ -280,7 +281,8 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
         # small-sample residual
         cnt = f[CNT, j]
         nv = f[NV, j]
-        sd = math.sqrt(_maximum(f[VAR, j], min_var) * (1.0 + 1.0 / _maximum(cnt, 1.0)))
+        n_mean = _minimum(_maximum(cnt, 1.0), n_mean_max)
+        sd = math.sqrt(_maximum(f[VAR, j], min_var) * (1.0 + 1.0 / n_mean))
         z = 0.0
         if nv >= 2.0:
             z = t_to_z(dev / sd, _maximum(_minimum(nv, _scale_w(nv, scale_window)) - 1.0, 1.0))
