@@ -137,7 +137,10 @@ def test_bad_state_and_input_leave_the_detector_unchanged():
         d.update([1.0, 2.0])
     with pytest.raises(InputTypeError, match="x must be"):
         d.update("abc")
-    assert d.state_dict() == before
+    after = d.state_dict()
+    assert after.keys() == before.keys()
+    for key in before:  # NaN marks skipped residuals: compare bit patterns
+        assert np.array_equal(np.asarray(after[key]), np.asarray(before[key]), equal_nan=True)
 
 
 @pytest.mark.parametrize(

@@ -162,8 +162,12 @@ def _accept(f, par):
     min_history = par[P_MIN_HISTORY]
     min_var = par[P_MIN_STD] * par[P_MIN_STD]
     c = par[P_WINSOR]
+    c2_margin = 0.98 * c * c
     mean_window = par[P_MEAN_WINDOW]
+    inv_mean_window = 1.0 / mean_window
     scale_window = par[P_SCALE_WINDOW]
+    inv_scale_window = 1.0 / scale_window
+    autocorr = par[P_AUTOCORR] > 0.0
     for j in range(N):
         if not f[S, j] <= limit:
             continue
@@ -172,18 +176,25 @@ def _accept(f, par):
         dev = f[DEV, j]
         r = dev
         if cnt0 >= min_history:
-            sd = math.sqrt(_maximum(f[VAR, j], min_var))
-            r = _clip(dev, -c * sd, c * sd)
-        am = _maximum(1.0 / cnt, 1.0 / mean_window)
+            mv = _maximum(f[VAR, j], min_var)
+            if not dev * dev < c2_margin * mv:  # well inside the clip: no sqrt needed
+                sd = math.sqrt(mv)
+                r = _clip(dev, -c * sd, c * sd)
+        # 1/x is monotone, so max(1/cnt, 1/w) is 1/w exactly once cnt >= w: no division
+        am = inv_mean_window if cnt >= mean_window else _maximum(1.0 / cnt, inv_mean_window)
         nv = f[NV, j] + 1.0
-        av = 1.0 / _scale_w(nv, scale_window)
+        if nv >= 2.0 * scale_window and nv >= 20.0:  # the scale memory is at its maximum
+            av = inv_scale_window
+        else:
+            av = 1.0 / _scale_w(nv, scale_window)
         f[MEAN, j] = f[MEAN, j] + am * r
         f[VAR, j] = f[VAR, j] + av * (r * r - f[VAR, j])
-        zc = _clip(f[ZRAW, j], -4.0, 4.0)
-        if nv >= 3.0:
-            ar = _maximum(1.0 / _maximum(nv - 2.0, 1.0), 1.0 / scale_window)
-            f[RHO, j] = f[RHO, j] + ar * (zc * f[ZPREV, j] - f[RHO, j])
-        f[ZPREV, j] = zc
+        if autocorr:  # rho is read only with autocorr
+            zc = _clip(f[ZRAW, j], -4.0, 4.0)
+            if nv >= 3.0:
+                ar = _maximum(1.0 / _maximum(nv - 2.0, 1.0), inv_scale_window)
+                f[RHO, j] = f[RHO, j] + ar * (zc * f[ZPREV, j] - f[RHO, j])
+            f[ZPREV, j] = zc
         f[CNT, j] = cnt
         f[NV, j] = nv
 
@@ -258,6 +269,7 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
     scale_window = par[P_SCALE_WINDOW]
     n_mean_max = 2.0 * par[P_MEAN_WINDOW] - 1.0  # effective count of an EW mean of that window
     autocorr = par[P_AUTOCORR] > 0.0
+    k2_margin = 0.98 * k * k
     stat = 0.0
     top = 0
     jumped = False
@@ -281,18 +293,36 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
         # small-sample residual
         cnt = f[CNT, j]
         nv = f[NV, j]
+        live = cnt >= min_history
         n_mean = _minimum(_maximum(cnt, 1.0), n_mean_max)
-        sd = math.sqrt(_maximum(f[VAR, j], min_var) * (1.0 + 1.0 / n_mean))
+        var = _maximum(f[VAR, j], min_var) * (1.0 + 1.0 / n_mean)
+        if not autocorr and (
+            not live or (f[SP, j] == 0.0 and f[SN, j] == 0.0 and dev * dev < k2_margin * var)
+        ):
+            # the residual cannot move a CUSUM: |z| <= |t| < k (the margin covers rounding), so
+            # both stay exactly 0. Without autocorr nothing else reads it: skip log1p and sqrt.
+            f[SP, j] = 0.0
+            f[SN, j] = 0.0
+            f[S, j] = 0.0
+            f[Z, j] = math.nan
+            if first_stat or 0.0 > stat:
+                stat = 0.0
+                top = j
+                first_stat = False
+            continue
         z = 0.0
         if nv >= 2.0:
-            z = t_to_z(dev / sd, _maximum(_minimum(nv, _scale_w(nv, scale_window)) - 1.0, 1.0))
+            z = t_to_z(
+                dev / math.sqrt(var),
+                _maximum(_minimum(nv, _scale_w(nv, scale_window)) - 1.0, 1.0),
+            )
         f[ZRAW, j] = z
         if autocorr:
             r = _clip(f[RHO, j], 0.0, 0.95)
             z = z / math.sqrt((1.0 + r) / (1.0 - r))
         f[Z, j] = z
         # CUSUM
-        if cnt >= min_history:
+        if live:
             zl = _clip(z, -z_cap, z_cap)
             f[SP, j] = _maximum(0.0, f[SP, j] + zl - k)
             f[SN, j] = _maximum(0.0, f[SN, j] - zl - k)
