@@ -183,6 +183,19 @@ class LayerMonitor(Monitor):
     ('COLLAPSE', 'fc3', 'rising', True)
     >>> status.reason.split(":")[0]
     'topology+layer'
+
+    The change detector sees the same jump at once, and is live (``calibrating``) from step 0:
+
+    >>> mon = LayerMonitor(8, rule="cusum", layer_names=[f"fc{i}" for i in range(8)])
+    >>> for t in range(45):
+    ...     x = np.exp(levels[0] + 0.05 * rng.normal(size=8))
+    ...     if t >= 40:
+    ...         x[3] *= 100.0
+    ...     status = mon.check(x)
+    ...     if t in (39, 40):
+    ...         print(t, status.state.value, status.calibrating, status.culprits)
+    39 HEALTHY True ()
+    40 COLLAPSE True ('fc3',)
     """
 
     kind = "layer"
