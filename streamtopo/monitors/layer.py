@@ -339,7 +339,7 @@ class LayerMonitor(Monitor):
         self._row = np.zeros((S, L), dtype=np.float32)
         self._out = np.zeros(6)
         # per-layer baseline ring of median-relative values (sums live in self._work)
-        self._B = np.zeros((K, S, L))
+        self._B = np.zeros((1 if self.rule == "cusum" else K, S, L))  # unused by cusum
         self._bn = self._bpos = self._bpushes = 0
         self._chunk = -(-(S * L) // K)  # baseline entries refreshed exactly per push
         self._pending = _NO_PUSH
