@@ -128,7 +128,9 @@ class ChangeDetector:
     """Two-sided CUSUM over N standardised streams, live from the first evaluation.
 
     See the module docstring for the algorithm. State lives in preallocated arrays; each
-    :meth:`update` is one numba call that allocates nothing.
+    :meth:`update` is one numba call that allocates nothing. Monitors call ``step(x, label)``
+    instead (the kernel with the arrays bound: no validation, returns the state code 0/1/2,
+    ``x`` a float64 array of ``n_streams`` values) and read :attr:`stat`, :meth:`streams`...
 
     Parameters
     ----------
@@ -318,6 +320,17 @@ class ChangeDetector:
                     f"change-detector state[{name!r}] must have shape {cur.shape}, got {arr.shape}"
                 )
             new[name] = arr
+        kc, ist, A = self._kc, new["ist"], self.absorb_after
+        checks = (
+            (ist[kc.T] >= 0, "t >= 0"),
+            (0 <= ist[kc.STATE] <= 2, "state in 0..2"),
+            (0 <= ist[kc.BUF_LEN] <= A, f"buffer length in 0..{A}"),
+            (0 <= ist[kc.BUF_POS] < A, f"buffer position in 0..{A - 1}"),
+            (bool(np.all((new["order"] >= 0) & (new["order"] < self.n_streams))), "stream ids"),
+        )
+        for ok, what in checks:
+            if not ok:  # the kernel indexes with these: refuse before anything is changed
+                raise InputError(f"change-detector state is inconsistent: expected {what}")
         for name, arr in new.items():
             getattr(self, f"_{name}")[...] = arr
         self._code = int(self._ist[self._kc.STATE])

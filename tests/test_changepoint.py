@@ -131,6 +131,8 @@ def test_bad_state_and_input_leave_the_detector_unchanged():
     bad = dict(before, f=[[0.0] * 2])
     with pytest.raises(InputError, match=r"state\['f'\] must have shape"):
         d.load_state_dict(bad)
+    with pytest.raises(InputError, match="buffer position"):
+        d.load_state_dict(dict(before, ist=[0, 0, -1, -1, 0, 99, -1, -1]))
     with pytest.raises(InputError, match="missing 'buf'"):
         d.load_state_dict({k: v for k, v in before.items() if k != "buf"})
     with pytest.raises(InputError, match=r"x must have shape \(3,\)"):
