@@ -39,11 +39,16 @@ def cusum_reason(
             names.append(name)
     if not streams:
         text = "alarm held (no stream over the threshold now)"
+    elif stat == math.inf and det.direction == 0:  # the detector saw a non-finite value
+        text = f"{', '.join(what)} non-finite" + (" (h0 = 0)" if streams[0] == 0 else "")
     else:
         how = direction
         if streams[0] == 0:
             how += " (layers diverging)" if direction == "rising" else " (layers converging)"
-        size = "jump > x100" if stat == math.inf else f"S={stat:.1f} >= {det.h_watch_:.1f}"
+        if stat == math.inf:
+            size = f"jump > x{math.exp(det.jump):.0f}"
+        else:
+            size = f"S={stat:.1f} >= {det.h_watch_:.1f}"
         text = f"{', '.join(what)} {how}, {size}"
     if state is State.COLLAPSE and stat < det.h_collapse_:
         text += f"; alarm older than {escalate_after} evaluations"
