@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from streamtopo.monitors import _centroid_stats as stats
 from streamtopo.monitors.centroid import CentroidMonitor
+from streamtopo.topology import centroid as stats
 
 FLOPS = 206e9
 

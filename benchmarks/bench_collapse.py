@@ -18,8 +18,8 @@ import warnings
 
 import numpy as np
 
-from streamtopo.collapse import _spectrum, _subsample, collapse_index
 from streamtopo.topology import betti0_at, h1_diagram
+from streamtopo.topology.collapse import _spectrum, _subsample, collapse_index
 
 
 def _best(fn, repeat):

@@ -47,7 +47,7 @@ def main() -> None:
     import cripser
     import gudhi
 
-    from streamtopo.cubical import betti_curves, cubical_diagrams
+    from streamtopo.topology.cubical import betti_curves, cubical_diagrams
 
     rng = np.random.default_rng(0)
     repeat = 2

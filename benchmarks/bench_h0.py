@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamtopo import topology
+from streamtopo.topology import h0
 
 FLOOR_GFLOPS = 206.0  # float32 GEMM peak measured on the development machine (DESIGN.md §4)
 
@@ -46,7 +46,7 @@ def timeit(fn, min_total=0.3, max_reps=200):
 
 
 def ours(X, metric):
-    return lambda: topology.h0_diagram(X, metric)[:-1, 1]
+    return lambda: h0.h0_diagram(X, metric)[:-1, 1]
 
 
 def ref_ripser(X, metric):
@@ -131,7 +131,7 @@ def run_regime(title, sizes, metric, make, budget, floor=False):
     for n, d in sizes:
         X = make(n, d)
         work = float(n) * n * d
-        path = topology._choose_path(n, d, metric)
+        path = h0._choose_path(n, d, metric)
         t_ours, cpu_ours, dv = timeit(ours(X, metric))
         cells = [str(n), str(d), path, fmt(t_ours), fmt(cpu_ours)]
         if floor:
@@ -186,7 +186,7 @@ def main(argv=None):
         f"python {platform.python_version()}, numpy {np.__version__}; "
         f"load average at start {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}"
     )
-    from streamtopo.warmup import warm_all
+    from streamtopo.app.warmup import warm_all
 
     warm_all()  # compile or load every kernel before timing
     regimes = args.regime or ["layer", "centroid", "embedding"]

@@ -10,7 +10,14 @@ workload, each on its own copy of the same model:
 * ``TrainingMonitor every=1`` / ``every=10`` — activation + gradient norms of every layer
   group, LayerMonitor, loss-rise alarm (``step(loss)`` after ``optimizer.step()``);
 * ``per-param .item()`` — the common pattern: ``[p.grad.norm().item() for p in params]``
-  each step (no monitor at all: the collection alone).
+  each step (no monitor at all: the collection alone);
+* transformer only, ``transformer signals every=1`` — the collectors alone, no monitor:
+  attention entropy and attention logits (one shared ``AttentionSampler``: first batch
+  element, every head, <= 32 queries, recomputed from the ``need_weights=False`` encoder
+  layers' inputs), update ratio (optimizer step hooks, a copy of the parameters), output-logit
+  statistics of the head, plus activation and gradient norms, all in one ``collect()`` (one
+  host copy) per step; ``activation + gradient norms every=1`` is the same without the four
+  transformer signals, so the difference of the two rows is their cost.
 
 Variants run interleaved in rounds of ``--steps`` steps, so load drift on a shared machine
 hits all of them alike; the table gives the median over rounds of the mean step time, the
@@ -29,9 +36,11 @@ import os
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
+from streamtopo.integrations import torch as st_torch
 from streamtopo.integrations.training import TrainingMonitor
 
 
@@ -89,6 +98,21 @@ class Variant:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.tm = TrainingMonitor(self.model, every=every) if kind == "monitor" else None
+        self.collectors: list = []
+        if kind in ("signals", "norms"):
+            self.collectors = [
+                st_torch.ActivationNormCollector(self.model),
+                st_torch.GradNormCollector(self.model),
+            ]
+        if kind == "signals":
+            sampler = st_torch.AttentionSampler(self.model)
+            self.collectors += [
+                st_torch.AttentionEntropyCollector(self.model, sampler=sampler),
+                st_torch.AttentionLogitCollector(self.model, sampler=sampler),
+                st_torch.UpdateRatioCollector(self.model, optimizer=self.opt),
+                st_torch.OutputLogitCollector(self.model),
+            ]
+        self.copies = 0
         self.times: list[float] = []
         self.extra: list[float] = []  # seconds spent in tm.step() / the .item() loop
         self.steps = 0
@@ -106,6 +130,15 @@ class Variant:
         elif self.kind == "item":
             norms = [p.grad.norm().item() for p in self.params]
             self.item_calls += len(norms)
+        elif self.collectors:
+            values = st_torch.collect(self.collectors)
+            self.copies += 1
+            ok = [
+                (np.isfinite(v) | c.missing_).all()
+                for v, c in zip(values, self.collectors, strict=True)
+            ]
+            if self.steps == 0 and not all(ok):
+                raise RuntimeError(f"{self.name}: a non-finite signal: {values}")
         self.extra.append(time.perf_counter() - t0)
         self.steps += 1
 
@@ -120,7 +153,7 @@ class Variant:
             return self.tm.host_copies_ / self.steps
         if self.kind == "item":
             return self.item_calls / self.steps
-        return 0.0
+        return self.copies / self.steps
 
 
 def main() -> None:
@@ -142,6 +175,11 @@ def main() -> None:
             Variant("TrainingMonitor every=10", make, loss_fn, "monitor", 10),
             Variant("per-param .grad.norm().item()", make, loss_fn, "item"),
         ]
+        if make is SmallTransformer:
+            variants += [
+                Variant("activation + gradient norms every=1", make, loss_fn, "norms"),
+                Variant("transformer signals every=1", make, loss_fn, "signals"),
+            ]
         for v in variants:  # warm-up: numba cache load, allocator, first-call costs
             v.run(5)
             v.times.clear()
@@ -169,6 +207,8 @@ def main() -> None:
         for v in variants:
             if v.tm is not None:
                 v.tm.close()
+            for c in v.collectors:
+                c.close()
     print()
     print(
         "| workload | variant | step ms (median) | overhead vs baseline (paired median) "

@@ -21,7 +21,7 @@ from streamtopo.io.replay import read_run, replay
 
 
 def record(out: Path, steps: int) -> Path:
-    from streamtopo.demo import run_demo
+    from streamtopo.app.demo import run_demo
 
     return Path(run_demo("dead-relu", steps, out)["run_dir"])
 

@@ -21,22 +21,22 @@ _EXPORTS: dict[str, str] = {
     "InputTypeError": "streamtopo.errors",
     "RecoveryError": "streamtopo.errors",
     # H0 core
-    "MergeEdges": "streamtopo.topology",
-    "betti0_at": "streamtopo.topology",
-    "h0_diagram": "streamtopo.topology",
-    "h0_total": "streamtopo.topology",
-    "h1_diagram": "streamtopo.topology",
-    "linkage": "streamtopo.topology",
-    "merge_order": "streamtopo.topology",
-    "persistence_entropy": "streamtopo.topology",
+    "MergeEdges": "streamtopo.topology.h0",
+    "betti0_at": "streamtopo.topology.h0",
+    "h0_diagram": "streamtopo.topology.h0",
+    "h0_total": "streamtopo.topology.h0",
+    "h1_diagram": "streamtopo.topology.h0",
+    "linkage": "streamtopo.topology.h0",
+    "merge_order": "streamtopo.topology.h0",
+    "persistence_entropy": "streamtopo.topology.h0",
     # cubical persistence and depth profile (seed 003)
-    "BettiCurves": "streamtopo.cubical",
-    "betti_curves": "streamtopo.cubical",
-    "cubical_diagram": "streamtopo.cubical",
-    "cubical_diagrams": "streamtopo.cubical",
+    "BettiCurves": "streamtopo.topology.cubical",
+    "betti_curves": "streamtopo.topology.cubical",
+    "cubical_diagram": "streamtopo.topology.cubical",
+    "cubical_diagrams": "streamtopo.topology.cubical",
     "DepthProfile": "streamtopo.monitors.depth",
-    "LayerProfile": "streamtopo.monitors.depth",
-    "betti_profile": "streamtopo.monitors.depth",
+    "LayerProfile": "streamtopo.topology.depth",
+    "betti_profile": "streamtopo.topology.depth",
     # alarm engine and status records (Status: deprecated alias of LayerStatus)
     "State": "streamtopo.alarms",
     "Status": "streamtopo.status",
@@ -49,13 +49,16 @@ _EXPORTS: dict[str, str] = {
     "MorseMonitor": "streamtopo.monitors.morse",
     "MorsePairs": "streamtopo.monitors.morse",
     # collapse index
-    "collapse_components": "streamtopo.collapse",
-    "collapse_index": "streamtopo.collapse",
+    "collapse_components": "streamtopo.topology.collapse",
+    "collapse_index": "streamtopo.topology.collapse",
     "CollapseMonitor": "streamtopo.monitors.collapse",
     "CollapseStatus": "streamtopo.monitors.collapse",
     "CentroidMonitor": "streamtopo.monitors.centroid",
     "GapStatus": "streamtopo.monitors.centroid",
     "difficulty": "streamtopo.monitors.centroid",
+    # guard (acts on alarms: rollback + LR cut)
+    "Guard": "streamtopo.guard",
+    "Intervention": "streamtopo.guard",
     # data
     "load_digits": "streamtopo.data",
     # run logs
@@ -89,10 +92,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .alarms import State
-    from .collapse import collapse_components, collapse_index
-    from .cubical import BettiCurves, betti_curves, cubical_diagram, cubical_diagrams
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+    from .guard import Guard, Intervention
     from .integrations.training import TrainingMonitor, TrainingStatus
     from .io.journal import RunWriter
     from .io.recovery import RecoveryReport, recover
@@ -101,13 +103,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .monitors._status import LayerStatus, LossStatus, MonitorStatus
     from .monitors.centroid import CentroidMonitor, GapStatus, difficulty
     from .monitors.collapse import CollapseMonitor, CollapseStatus
-    from .monitors.depth import DepthProfile, LayerProfile, betti_profile
+    from .monitors.depth import DepthProfile
     from .monitors.layer import LayerMonitor
     from .monitors.loss import LossRiseDetector
     from .monitors.morse import MorseMonitor, MorsePairs
     from .ring import ArrowRing
     from .status import Status
-    from .topology import (
+    from .topology.collapse import collapse_components, collapse_index
+    from .topology.cubical import BettiCurves, betti_curves, cubical_diagram, cubical_diagrams
+    from .topology.depth import LayerProfile, betti_profile
+    from .topology.h0 import (
         MergeEdges,
         betti0_at,
         h0_diagram,

@@ -1,3 +1,3 @@
-from streamtopo.cli import main
+from streamtopo.app.cli import main
 
 raise SystemExit(main())

@@ -9,6 +9,10 @@
 - the collapse monitor's index and components over time (when it logged to the run);
 - a summary table and every alarm episode with the reason it began (rule, layers, direction).
 
+It also holds the renderings the monitors offer as convenience methods (they delegate here, so
+no monitor draws or formats anything itself): :func:`collapse_report` behind
+``CollapseMonitor.report`` and :func:`plot_depth_profile` behind ``DepthProfile.plot``.
+
 Figures need matplotlib (``pip install "streamtopo[plot]"``); without it the report keeps every
 table and says how to get the figures. Nothing here is imported by ``import streamtopo``.
 """
@@ -18,14 +22,23 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ReportPaths", "build_report", "run_summary"]
+__all__ = [
+    "ReportPaths",
+    "build_report",
+    "collapse_report",
+    "md_escape",
+    "plot_depth_profile",
+    "run_summary",
+]
 
 _ALARM_COLOURS = {"WATCH": "#f5c542", "COLLAPSE": "#e0533d"}
 
@@ -53,22 +66,22 @@ def _read(run_dir: Path, meta: dict[str, Any], table: str, include_journal: bool
 
 
 def run_summary(layer: Any) -> dict[str, Any]:
-    """Summary of a layer table (one rank): steps, alarm counts, first alarm steps and the alarm
-    episodes ``(first step, last step, worst state, reason at the start)``.
+    """Summary of a layer table (one rank) as a dict: the columns of
+    :func:`streamtopo.io.run_summary` (the one definition of ``peak_h0`` and the counts) without
+    ``rank``, plus the alarm episodes ``(first step, last step, worst state, reason at the
+    start)``.
 
     Parameters
     ----------
     layer : polars.DataFrame
-        Rows of the layer table with at least ``step``, ``h0`` and ``state``.
+        Rows of the layer table with at least ``step``, ``h0`` and ``state``, in step order.
     """
+    from .io import run_summary as summary_frame
+
+    rows = summary_frame(layer).drop("rank").to_dicts()
+    out: dict[str, Any] = rows[0] if rows else {"steps": 0}
     states = layer["state"].to_list()
     steps = layer["step"].to_list()
-    h0 = layer["h0"].to_numpy()
-    finite = np.isfinite(h0)
-
-    def first(state: str) -> int | None:
-        return next((s for s, st in zip(steps, states, strict=True) if st == state), None)
-
     alarm = [st != "HEALTHY" for st in states]
     episodes = []
     k = 0
@@ -83,20 +96,8 @@ def run_summary(layer: Any) -> dict[str, Any]:
             k = j + 1
         else:
             k += 1
-    return {
-        "steps": len(steps),
-        "first_step": steps[0] if steps else None,
-        "last_step": steps[-1] if steps else None,
-        "peak_h0": float(np.nanmax(h0)) if finite.any() else None,
-        "last_h0": float(h0[-1]) if len(h0) else None,
-        "watch_steps": states.count("WATCH"),
-        "collapse_steps": states.count("COLLAPSE"),
-        "alarm_episodes": len(episodes),
-        "first_watch_step": first("WATCH"),
-        "first_collapse_step": first("COLLAPSE"),
-        "final_status": states[-1] if states else None,
-        "episodes": episodes,
-    }
+    out["episodes"] = episodes
+    return out
 
 
 def _png(fig: Any) -> str:
@@ -203,9 +204,30 @@ def _numeric(df: Any, skip: set[str]) -> list[str]:
     ]
 
 
+# characters with a markdown meaning inside a line (`_` only at a word edge: inside a word it is
+# no emphasis, so `first_collapse_step` stays readable). Escaped text is always placed after
+# "| ", "- " or a heading's words, never at the start of a line, so line-start markers
+# (#, -, 1.) need no escape and numbers such as -1.5 stay as they are.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_escape(value: Any) -> str:
+    """Text for markdown: HTML special characters as entities (a layer named
+    ``<img src=x onerror=...>`` stays text in any renderer), markdown punctuation
+    backslash-escaped, line breaks as spaces.
+
+    >>> print(md_escape("<img src=x onerror=alert(1)>"))
+    &lt;img src=x onerror=alert(1)&gt;
+    >>> print(md_escape("a|b *c* first_step _x_"))
+    a\\|b \\*c\\* first_step \\_x\\_
+    """
+    text = html.escape(" ".join(str(value).splitlines()), quote=False)
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
 def _md_table(rows: list[tuple[str, Any]]) -> str:
     lines = ["| key | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in rows]
     return "\n".join(lines)
 
 
@@ -231,15 +253,14 @@ def build_report(
     -------
     ReportPaths
     """
-    import json
-
     from .errors import InputError
+    from .io import read_meta
 
     run = Path(run_dir)
     meta_path = run / "_meta.json"
     if not meta_path.is_file():
         raise InputError(f"run_dir must be a run directory containing _meta.json, got {run}")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(run)  # checked: _meta.json is input, not truth
     html_path = Path(out) if out is not None else run / "report.html"
     md_path = html_path.with_suffix(".md")
 
@@ -251,7 +272,7 @@ def build_report(
         have_plot = False
 
     figures: list[tuple[str, str]] = []
-    md = [f"# streamtopo report: {run.name}", ""]
+    md = [f"# streamtopo report: {md_escape(run.name)}", ""]
     body = [f"<h1>streamtopo report: {html.escape(run.name)}</h1>"]
     if not have_plot:
         note = 'Figures need matplotlib: pip install "streamtopo[plot]"'
@@ -277,7 +298,8 @@ def build_report(
                 more = len(episodes) - len(lines)
                 if more > 0:
                     lines.append(f"... and {more} more")
-                md += ["Alarm episodes (why each began):", ""] + [f"- {x}" for x in lines] + [""]
+                md += ["Alarm episodes (why each began):", ""]
+                md += [f"- {md_escape(x)}" for x in lines] + [""]
                 body.append("<h3>Alarm episodes (why each began)</h3><ul>")
                 body += [f"<li>{html.escape(x)}</li>" for x in lines]
                 body.append("</ul>")
@@ -330,3 +352,91 @@ def _html_table(rows: list[tuple[str, Any]]) -> str:
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
     )
     return f"<table>{cells}</table>"
+
+
+# -- renderings the monitors delegate to ---------------------------------------------------
+def collapse_report(h: dict[str, list[Any]], columns: list[str], threshold: float, fmt: str) -> str:
+    """Seed 000's table (Epoch, Collapse Index, Status) plus every component with a value, of a
+    CollapseMonitor history ``h`` (lists keyed by step, ci, state, reason and each column);
+    ``fmt="html"`` adds an inline PNG of the index when matplotlib is installed."""
+    from .alarms import State
+
+    label = {State.HEALTHY: "✅ OK", State.WATCH: "👀 WATCH", State.COLLAPSE: "⚠️ COLLAPSE"}
+    if not h["step"]:
+        return "No monitoring data yet."
+    cols = [c for c in columns if any(math.isfinite(v) for v in h[c])]
+    rows = [
+        [str(h["step"][i]), f"{h['ci'][i]:.4f}", label[h["state"][i]]]
+        + [f"{h[c][i]:.4g}" for c in cols]
+        for i in range(len(h["step"]))
+    ]
+    head = ["Epoch", "Collapse Index", "Status", *cols]
+    if fmt == "markdown":
+        out = "## Collapse Monitor Report\n\n| " + " | ".join(head) + " |\n"
+        out += "|" + "|".join("---" for _ in head) + "|\n"
+        return out + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+    esc = html.escape
+    table = "<table>\n<tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>\n"
+    for i, r in enumerate(rows):
+        cells = "".join(f"<td>{esc(v)}</td>" for v in r)
+        table += f'<tr title="{esc(h["reason"][i])}">{cells}</tr>\n'
+    table += "</table>\n"
+    png = _collapse_png(h, threshold)
+    img = "" if png is None else f'<img alt="Collapse Index" src="data:image/png;base64,{png}">\n'
+    return f"<h2>Collapse Monitor Report</h2>\n{img}{table}"
+
+
+def _collapse_png(h: dict[str, list[Any]], threshold: float) -> str | None:
+    from .alarms import State
+
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    except ImportError:
+        return None
+    fig = Figure(figsize=(6, 3), dpi=80)
+    ax = fig.add_subplot()
+    ax.plot(h["step"], h["ci"], marker="o", label="CI")
+    ax.axhline(threshold, color="grey", linestyle="--", label="threshold")
+    bad = [i for i, s in enumerate(h["state"]) if s is State.COLLAPSE]
+    if bad:
+        ax.plot([h["step"][i] for i in bad], [h["ci"][i] for i in bad], "rx", label="COLLAPSE")
+    ax.set_xlabel("step")
+    ax.set_ylabel("Collapse Index")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def plot_depth_profile(profile: Any, ax: Any = None) -> Any:
+    """Plot log omega against normalised depth with the theta fit of a
+    :class:`~streamtopo.monitors.depth.DepthProfile` (needs matplotlib).
+
+    Returns the matplotlib Figure (a new one, not registered with pyplot, when ``ax`` is
+    None).
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - the plot extra is installed in CI
+        raise ImportError(
+            "DepthProfile.plot needs matplotlib: pip install streamtopo[plot]"
+        ) from exc
+    df = profile.omega()
+    if ax is None:
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    ax.semilogy(df["depth"].to_numpy(), df["omega"].to_numpy(), "o-", label="omega")
+    for name, x, y in zip(df["layer"], df["depth"], df["omega"], strict=True):
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if df.height >= 2 and (df["omega"].to_numpy() > 0).all():
+        fit = profile.theta()
+        xs = np.linspace(0.0, 1.0, 50)
+        ys = np.exp(fit["intercept"][0] + fit["theta"][0] * xs)
+        ax.semilogy(xs, ys, "--", label=f"theta={fit['theta'][0]:.3g}, r2={fit['r2'][0]:.2f}")
+    ax.set_xlabel("normalised depth")
+    ax.set_ylabel("omega (Betti-curve area)")
+    ax.legend(fontsize=8)
+    return fig

@@ -30,7 +30,9 @@ def main() -> None:
 
         signal.signal(signal.SIGTERM, handler)
     progress = np.memmap(sys.argv[6], dtype=np.int64, mode="r+", shape=(2,))
-    writer = RunWriter(log_dir, run_id=run_id, flush_rows=flush_rows, roll_rows=roll_rows)
+    writer = RunWriter(
+        log_dir, run_id=run_id, flush_rows=flush_rows, roll_rows=roll_rows, resume="allow"
+    )
     start = writer.next_step_
     print("ready", start, flush=True)
     seen = -1

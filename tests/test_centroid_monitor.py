@@ -305,58 +305,6 @@ def test_ema_converges_to_the_batch_centroid_and_tracks_a_change():
     assert err2.max() < 2e-3
 
 
-# ---------------------------------------------------------------- round trips
-def _jsonable(state):
-    def enc(o):
-        if isinstance(o, np.ndarray):
-            return {"__nd__": o.tolist(), "dtype": str(o.dtype)}
-        raise TypeError(type(o))
-
-    def dec(o):
-        return np.array(o["__nd__"], dtype=o["dtype"]) if "__nd__" in o else o
-
-    return json.loads(json.dumps(state, default=enc), object_hook=dec)
-
-
-@pytest.mark.parametrize("mode", ["epoch", "ema"])
-def test_state_dict_round_trip_continues_identically(mode):
-    rng = np.random.default_rng(13)
-    M = rng.normal(size=(5, 7))
-    batches = [
-        (_shifted(rng, M, 300, 1.0), _shifted(rng, M, 80, 1.0), 1.0 - i / 10) for i in range(6)
-    ]
-    kw = dict(mode=mode, warmup=0, baseline_checks=1, half_life=3)
-    a = CentroidMonitor(5, **kw)
-    for tr, te, loss in batches[:3]:
-        a.update(*tr)
-        a.update(*te, split="test")
-        a.check(test_loss=loss)
-    a.update(*batches[3][0])  # mid-period state too
-    b = CentroidMonitor(5, **kw)
-    b.load_state_dict(_jsonable(a.state_dict()))
-    assert b.confusion_pairs() == a.confusion_pairs()
-    assert _same_status(b.last_status_, a.last_status_)
-    for i, (tr, te, loss) in enumerate(batches[3:]):
-        for m in (a, b):
-            if i:
-                m.update(*tr)
-            m.update(*te, split="test")
-        assert _same_status(a.check(test_loss=loss), b.check(test_loss=loss))
-    assert a.merge_order_history().equals(b.merge_order_history())
-    assert a.summary() == b.summary()
-
-
-def test_reset_and_config_mismatch():
-    X, y = _blobs(np.random.default_rng(14), 3, 4, 100)[:2]
-    a = CentroidMonitor(3)
-    fresh = a.state_dict()
-    a.check(X, y, X, y)
-    a.reset()
-    _state_equal(a.state_dict(), fresh)
-    with pytest.raises(InputError, match="different config"):
-        CentroidMonitor(4).load_state_dict(fresh)
-
-
 # ---------------------------------------------------------------- bad input
 BAD_UPDATES = [
     (lambda X, y: (X, y + 3), {}, InputError, r"labels must be in \[0, n_classes=3\)"),
@@ -523,7 +471,7 @@ def test_history_none_builds_the_all_train_tree_lazily_with_the_same_result():
 
 
 def test_cli_centroid_prints_the_gap_and_the_merge_order(capsys):
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     assert main(["centroid", "--seed", "1"]) == 0
     out = capsys.readouterr().out
@@ -565,7 +513,7 @@ def test_a_class_in_one_group_borrows_the_other_sides_dispersion():
 
 
 def test_match_coefficients_against_the_closed_form_twin():
-    from streamtopo.monitors._centroid_stats import effective_size, match_coefficients
+    from streamtopo.topology.centroid import effective_size, match_coefficients
 
     rng = np.random.default_rng(24)
     counts = rng.poisson(3.0, size=(8, 300)).astype(float) * (rng.random((8, 300)) < 0.7)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from streamtopo import InputError, InputTypeError
-from streamtopo.cubical import betti_curves, cubical_diagram, cubical_diagrams
+from streamtopo.topology.cubical import betti_curves, cubical_diagram, cubical_diagrams
 
 from .naive_cubical import betti0 as naive_betti0
 from .naive_cubical import euler_2d as naive_euler

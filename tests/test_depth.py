@@ -239,7 +239,7 @@ def test_plot_returns_figure():
 
 
 def test_cubical_profile_is_channel_mean_of_betti_curves():
-    from streamtopo.cubical import betti_curves
+    from streamtopo.topology.cubical import betti_curves
 
     rng = np.random.default_rng(6)
     x = rng.integers(0, 5, size=(3, 4, 6, 7)).astype(float)  # ties and a constant-free mix

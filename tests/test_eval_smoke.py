@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,24 @@ def test_eval_detection_smoke(tmp_path):
     table = (tmp_path / "table.md").read_text()
     # the header opens the file; every detector has a row after it
     assert table.count("\n| ") == len(detectors)
+
+
+def test_eval_guard_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "eval_guard.py"), "--smoke",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    # every fault x {no guard, guard}, one seed
+    assert sorted((r["fault"], r["variant"]) for r in rows) == sorted(
+        (f, v)
+        for f in ("healthy", "lr_spike", "dead_relu", "explode", "wd_ramp")
+        for v in ("none", "default")
+    )
+    healthy = {r["variant"]: r for r in rows if r["fault"] == "healthy"}
+    assert healthy["default"]["interventions"] == []  # no rollback on the healthy run
+    assert healthy["default"]["loss_hash"] == healthy["none"]["loss_hash"]
+    table = (tmp_path / "table.md").read_text()
+    assert table.count("| default | ") == 6  # 5 faults + the abrupt total

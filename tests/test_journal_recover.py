@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from streamtopo.cli import main
+from streamtopo.app.cli import main
 from streamtopo.errors import RecoveryError
 from streamtopo.io import RunWriter, read_run, recover
 from tests.journal_rows import layer_row
@@ -27,7 +27,9 @@ def crashed_run(tmp_path: Path, n_rows: int = 23, run_id: str = "crash"):
     for s in range(10):  # a first, committed part
         w(layer_row(s))
     w.close()
-    w = RunWriter(tmp_path / "live", run_id=run_id, flush_rows=FLUSH, roll_rows=10**6)
+    w = RunWriter(
+        tmp_path / "live", run_id=run_id, flush_rows=FLUSH, roll_rows=10**6, resume="allow"
+    )
     sizes = []
     for s in range(10, 10 + n_rows):
         w(layer_row(s))
@@ -104,10 +106,11 @@ def test_garbage_journal_is_moved_aside_never_deleted(tmp_path):
     (rank / "part-000004.arrows").write_bytes(garbage)
     report = recover(dead)
     assert len(report.quarantined) == 1 and "part-000004.arrows" in report.quarantined[0]
-    assert (rank / "part-000004.arrows.corrupt").read_bytes() == garbage
+    moved = dead / "_quarantine" / "rank=0" / "part-000004.arrows.corrupt"
+    assert moved.read_bytes() == garbage
     assert steps_of(dead) == list(range(30))  # the good journal was still recovered
     # a writer reopening the run does not reuse the quarantined index
-    with RunWriter(dead.parent, run_id="crash", flush_rows=2) as w:
+    with RunWriter(dead.parent, run_id="crash", flush_rows=2, resume="allow") as w:
         assert w.next_step_ == 30
         w(layer_row(30))
     assert (rank / "part-000005.parquet").exists()
@@ -175,7 +178,7 @@ def test_recover_rejects_what_is_not_a_run(tmp_path):
 
 def test_writer_open_recovers_its_rank(tmp_path):
     dead, _ = crashed_run(tmp_path)
-    w = RunWriter(dead.parent, run_id="crash")
+    w = RunWriter(dead.parent, run_id="crash", resume="must")
     assert w.recovery_.rows_recovered == 20
     assert w.next_step_ == 30
     w.close()

@@ -158,7 +158,7 @@ def test_resume_appends_new_parts_and_never_overwrites(tmp_path):
     with RunWriter(tmp_path, run_id="res", flush_rows=4, roll_rows=8) as w:
         write_rows(w, range(10))
     first = {p.name: p.read_bytes() for p in w.rank_dir.glob("*.parquet")}
-    with RunWriter(tmp_path, run_id="res", flush_rows=4, roll_rows=8) as w2:
+    with RunWriter(tmp_path, run_id="res", flush_rows=4, roll_rows=8, resume="allow") as w2:
         assert w2.next_step_ == 10
         write_rows(w2, range(10, 15))
     for name, data in first.items():  # committed parts are immutable
@@ -172,7 +172,7 @@ def test_resume_appends_new_parts_and_never_overwrites(tmp_path):
 def test_step_offset_continue_renumbers_a_restarted_monitor(tmp_path):
     with RunWriter(tmp_path, run_id="off") as w:
         write_rows(w, range(6))
-    with RunWriter(tmp_path, run_id="off", step_offset="continue") as w2:
+    with RunWriter(tmp_path, run_id="off", step_offset="continue", resume="allow") as w2:
         w2(layer_row(0))
         w2(layer_row(1))
         assert w2.next_step_ == 8
@@ -182,7 +182,7 @@ def test_step_offset_continue_renumbers_a_restarted_monitor(tmp_path):
 def test_resume_with_other_layers_is_rejected(tmp_path):
     with RunWriter(tmp_path, run_id="x") as w:
         write_rows(w, range(2), n_layers=4)
-    with RunWriter(tmp_path, run_id="x") as w2:
+    with RunWriter(tmp_path, run_id="x", resume="allow") as w2:
         with pytest.raises(InputError, match="different"):
             w2(layer_row(2, n_layers=5))
 

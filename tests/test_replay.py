@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from streamtopo.cli import main
+from streamtopo.app.cli import main
 from streamtopo.errors import InputError, InputTypeError
 from streamtopo.io import RunWriter, read_run, replay
 from streamtopo.monitors.layer import LayerMonitor
@@ -89,7 +89,9 @@ def test_state_dict_resume_equals_an_uninterrupted_run(tmp_path):
             checkpoint = a.state_dict()
     w1.close()
     # second life: restore the checkpoint, log from step 150 on
-    w2 = RunWriter(tmp_path, run_id="resume", flush_rows=16, roll_rows=64)
+    w2 = RunWriter(
+        tmp_path, run_id="resume", flush_rows=16, roll_rows=64, resume="allow", rewind_to=150
+    )
     b = LayerMonitor(n_layers=N_LAYERS, signals=SIGNALS, writer=w2)
     b.load_state_dict(checkpoint)
     for t in range(150, 360):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamtopo import LayerMonitor
-from streamtopo.cli import main
+from streamtopo.app.cli import main
 from streamtopo.io import RunWriter
 from streamtopo.report import build_report, run_summary
 

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from streamtopo import topology
 from streamtopo._kernels.gram import gram_bound_constants, gram_prepare, prim_gram_sq
 from streamtopo._kernels.mst import prim_points_sq
+from streamtopo.topology import h0
 from tests import adversarial, naive
 
 pytestmark = pytest.mark.kernel
@@ -21,7 +21,7 @@ N = 60 if NOJIT else 300
 
 
 def sorted_deaths(P, metric, path):
-    return np.sort(topology._mst_unsorted(topology.prepare_points(P, metric), metric, path=path)[2])
+    return np.sort(h0.mst_unsorted(h0.prepare_points(P, metric), metric, path=path)[2])
 
 
 def near_tie_cases():
@@ -108,28 +108,28 @@ def test_certified_bound_holds_random_high_d():
 
 
 def test_float64_gram_path_for_wide_data_equals_direct():
-    X = adversarial.near_ties(40 if NOJIT else 120, topology.GRAM_F64_MIN_D, seed=13, eps=1e-10)
+    X = adversarial.near_ties(40 if NOJIT else 120, h0.GRAM_F64_MIN_D, seed=13, eps=1e-10)
     np.testing.assert_array_equal(
         sorted_deaths(X, "cosine", "gram"), sorted_deaths(X, "cosine", "direct")
     )
 
 
 def test_gram_path_is_chosen_for_large_inputs():
-    assert topology._choose_path(5000, 256, "euclidean") == "gram"
-    assert topology._choose_path(1000, 4096, "cosine") == "gram"
-    assert topology._choose_path(10, 4096, "cosine") == "direct"
-    assert topology._choose_path(500, 16, "euclidean") == "direct"
-    assert topology._choose_path(5000, 32, "euclidean") == "direct"
-    assert topology._choose_path(64, 3, "euclidean") == "direct"
-    assert topology._choose_path(5000, 1, "euclidean") == "sort"
-    assert topology._choose_path(50, 50, "precomputed") == "dense"
+    assert h0._choose_path(5000, 256, "euclidean") == "gram"
+    assert h0._choose_path(1000, 4096, "cosine") == "gram"
+    assert h0._choose_path(10, 4096, "cosine") == "direct"
+    assert h0._choose_path(500, 16, "euclidean") == "direct"
+    assert h0._choose_path(5000, 32, "euclidean") == "direct"
+    assert h0._choose_path(64, 3, "euclidean") == "direct"
+    assert h0._choose_path(5000, 1, "euclidean") == "sort"
+    assert h0._choose_path(50, 50, "precomputed") == "dense"
     # beyond the memory budget the O(n d) direct path runs instead
-    big = int((topology.GRAM_MAX_BYTES / 4) ** 0.5) + 1
-    assert topology._choose_path(big, 256, "euclidean") == "direct"
+    big = int((h0.GRAM_MAX_BYTES / 4) ** 0.5) + 1
+    assert h0._choose_path(big, 256, "euclidean") == "direct"
 
 
 def test_gram_matrix_blocks_threads_and_symmetry():
-    from streamtopo._kernels.gram import gram_matrix
+    from streamtopo.topology.blas import gram_matrix
 
     X32 = np.random.default_rng(12).normal(size=(203, 40)).astype(np.float32)
     G = gram_matrix(X32, block=32)  # 7 block rows shared by the worker threads

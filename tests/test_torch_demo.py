@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_without_torch_says_how_to_install():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from streamtopo.cli import main\n"
+        "from streamtopo.app.cli import main\n"
         "sys.exit(main(['demo', '--steps', '50']))\n"
     )
     proc = subprocess.run(
@@ -26,7 +26,7 @@ def test_demo_without_torch_says_how_to_install():
 
 
 def test_demo_rejects_unknown_fault(capsys):
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     with pytest.raises(SystemExit):
         main(["demo", "--fault", "meteor"])
@@ -36,7 +36,7 @@ def test_demo_rejects_unknown_fault(capsys):
 @pytest.mark.parametrize("fault", ["dead-relu", "none"])
 def test_demo_smoke(fault, tmp_path, capsys):
     pytest.importorskip("torch")
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     assert main(["demo", "--steps", "200", "--fault", fault, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -48,8 +48,8 @@ def test_demo_smoke(fault, tmp_path, capsys):
     if fault == "dead-relu":  # 120 healthy steps, then the fault is seen within a few steps
         assert "first alarms: none" not in summary
     run_dirs = list(tmp_path.glob("run=*"))
-    if run_dirs:  # the run writer is installed: the replay must match the live run exactly
-        assert "identical to live = True" in out
+    assert len(run_dirs) == 1  # the run is logged, and its replay matches the live run exactly
+    assert "identical to live = True" in out
 
 
 def test_h1_diagram_of_square_point_cloud_is_not_a_warning():
@@ -68,7 +68,7 @@ def test_h1_diagram_of_square_point_cloud_is_not_a_warning():
 
 
 def test_demo_steps_must_be_at_least_50(capsys):
-    from streamtopo.cli import main
+    from streamtopo.app.cli import main
 
     with pytest.raises(SystemExit):
         main(["demo", "--steps", "-5"])

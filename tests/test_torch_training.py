@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 
@@ -142,7 +143,10 @@ def test_state_dict_round_trip_continues_identically():
         s = tm.step(loss)
         opt.zero_grad()
         if t == 30:  # right after a monitored step: nothing buffered
-            saved = tm.state_dict()
+            buf = io.BytesIO()  # as a checkpoint stores it: loads with weights_only=True
+            torch.save(tm.state_dict(), buf)
+            buf.seek(0)
+            saved = torch.load(buf, weights_only=True)
             tm.close()
             tm = TrainingMonitor(model, every=2)
             tm.load_state_dict(saved)

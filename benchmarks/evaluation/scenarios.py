@@ -20,6 +20,10 @@ looked at:
 - ``label_noise``: a 200-sample training subset with ``noise`` of its labels shuffled, trained
   long enough to overfit (no t0; onset is defined from the test loss).
 - ``healthy``: no failure; learning rate, batch size, width and depth vary with the seed.
+
+Early-onset variants (``make_config(..., early=True)``): the same faults injected at a step drawn
+uniformly from [30, 10% of the run] (a separate random stream, so the late scenarios are
+unchanged); ``explode`` keeps its definition (x1000 by the end of the run, counted from t0).
 """
 
 from __future__ import annotations
@@ -44,10 +48,13 @@ class RunConfig:
     eval_every: int = 25
     arch: str = "mlp"
     fault_params: dict = field(default_factory=dict)
+    t0_step: int | None = None  # early-onset injection step (None: 40% of the run)
 
     @property
     def t0(self) -> int | None:
-        return None if self.fault in ("healthy", "label_noise") else int(0.4 * self.steps)
+        if self.fault in ("healthy", "label_noise"):
+            return None
+        return self.t0_step if self.t0_step is not None else int(0.4 * self.steps)
 
 
 @dataclass
@@ -66,10 +73,16 @@ class RunRecord:
     labels_train: np.ndarray
 
 
-def make_config(fault: str, seed: int, steps: int) -> RunConfig:
-    """The scenario grid: every seed picks its hyper-parameters deterministically."""
+def make_config(fault: str, seed: int, steps: int, early: bool = False) -> RunConfig:
+    """The scenario grid: every seed picks its hyper-parameters deterministically.
+
+    ``early=True`` injects the fault at a step in [30, 10% of ``steps``] instead of at 40%.
+    """
     rng = np.random.default_rng(10_000 + seed)
     cfg = RunConfig(fault=fault, seed=seed, steps=steps)
+    if early and fault not in ("healthy", "label_noise"):
+        hi = max(30, int(0.1 * steps))
+        cfg.t0_step = int(np.random.default_rng(20_000 + seed).integers(30, hi + 1))
     cfg.lr = float(rng.choice([3e-4, 1e-3, 3e-3]))
     cfg.batch = int(rng.choice([32, 64, 128]))
     cfg.width = int(rng.choice([32, 64, 128]))
@@ -82,7 +95,7 @@ def make_config(fault: str, seed: int, steps: int) -> RunConfig:
     elif fault == "dead_relu":
         cfg.fault_params = {"layer": int(rng.integers(1, cfg.depth - 1))}
     elif fault == "explode":
-        t0 = int(0.4 * steps)
+        t0 = cfg.t0
         rate = float(np.expm1(np.log(1000.0) / max(steps - t0, 1)))
         cfg.fault_params = {"layer": int(rng.integers(1, cfg.depth - 1)), "rate": rate}
     elif fault == "wd_ramp":
@@ -119,7 +132,7 @@ def run(cfg: RunConfig) -> RunRecord:
     n_probe = min(256, len(ytr))
     xpr_t, ypr = xtr_t[:n_probe], ytr[:n_probe]
 
-    body = _build_body(cfg)
+    body = build_body(cfg)
     head = nn.Linear(cfg.width, 10)
     linears = [m for m in body if isinstance(m, (nn.Linear, nn.Conv2d))]
     params = [*body.parameters(), *head.parameters()]
@@ -205,7 +218,7 @@ def run(cfg: RunConfig) -> RunRecord:
     )
 
 
-def _build_body(cfg: RunConfig):
+def build_body(cfg: RunConfig):
     """Hidden blocks, each ending in a ReLU whose output is a monitored layer."""
     from torch import nn
 

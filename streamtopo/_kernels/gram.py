@@ -22,27 +22,27 @@ those of the direct float64 Prim (up to the order in which equal keys are found)
 matrix only saves the O(d) evaluations that cannot matter. Near-ties (within E) always get the
 direct evaluation, so ties and duplicates cost time, never accuracy. For very wide data the
 caller may pass a float64 Gram matrix instead (the same bound with ``u = 2**-53``).
+
+The Gram matrix itself is a BLAS product with a thread policy, so it is built outside the
+kernels, by :func:`streamtopo.topology.blas.gram_matrix`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-from typing import Any
 
 import numpy as np
 
 from ._jit import jit
 from .mst import sq_dists_rows
 
-__all__ = ["gram_bound_constants", "gram_matrix", "gram_prepare", "prim_gram_sq"]
+__all__ = ["gram_bound_constants", "gram_prepare", "prim_gram_sq"]
 
 _U32 = 2.0**-24
 _U64 = 2.0**-53
 
 
-def gram_bound_constants(d: int, dtype: Any = np.float32) -> tuple[float, float, float]:
+def gram_bound_constants(d: int, dtype: type | np.dtype = np.float32) -> tuple[float, float, float]:
     """``(k_rel, c_prod, slack)`` of the screening test for dimension d and a Gram matrix of
     ``dtype`` (float32, or float64 for very wide data where float32's d u band is too broad).
 
@@ -65,7 +65,7 @@ def gram_bound_constants(d: int, dtype: Any = np.float32) -> tuple[float, float,
 
 
 def gram_prepare(
-    P: np.ndarray, dtype: Any = np.float32
+    P: np.ndarray, dtype: type | np.dtype = np.float32
 ) -> tuple[float, float, np.ndarray, np.ndarray]:
     """Scale ``P`` for the Gram path.
 
@@ -83,63 +83,6 @@ def gram_prepare(
     nrm = np.empty(P.shape[0])
     _centre_scale_norms(P, c, 1.0 / scale, Y, nrm)
     return 1.0 / scale, scale, Y, nrm
-
-
-def gram_matrix(X32: np.ndarray, block: int = 512) -> np.ndarray:
-    """Full symmetric (n, n) Gram matrix ``X32 @ X32.T`` (in X32's dtype) by GEMM on row blocks.
-
-    Only the upper block triangle is multiplied (about half of GEMM's flops); each block row is
-    mirrored into the lower triangle while it is still in cache (numpy's own ``X @ X.T`` runs
-    SYRK, then fills the other triangle with an uncached transposed copy: 2-4x slower here at
-    n = 2048). Block rows are shared out to one Python thread per core, each calling a
-    *single-threaded* BLAS: on the shared 2-core machine OpenBLAS's own threads measured up to
-    300x slower under load (100 x 4096 float32: 208 ms with 2 threads, 0.73 ms with one), while
-    a thread per block row just takes the next block when the other is descheduled. The BLAS
-    thread limit is process-wide while the product runs, and restored afterwards.
-    """
-    n = X32.shape[0]
-    XT = np.ascontiguousarray(X32.T)
-    G = np.empty((n, n), dtype=X32.dtype)
-
-    def block_row(i0: int) -> None:
-        i1 = min(i0 + block, n)
-        np.matmul(X32[i0:i1], XT[:, i0:], out=G[i0:i1, i0:])
-        if i1 < n:  # block rows write disjoint columns of the lower triangle
-            G[i1:, i0:i1] = G[i0:i1, i1:].T
-
-    starts = list(range(0, n, block))
-    workers = min(len(starts), _cpu_count())
-    with _single_threaded_blas():
-        if workers < 2:
-            for i0 in starts:
-                block_row(i0)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(block_row, starts))
-    return G
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-_BLAS_CONTROLLER: list = []
-
-
-def _single_threaded_blas():
-    """Context limiting BLAS to one thread (threadpoolctl), or a no-op without it."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return contextlib.nullcontext()
-    if not _BLAS_CONTROLLER:
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 @jit

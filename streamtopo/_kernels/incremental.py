@@ -5,7 +5,7 @@ k moved rows (set M), U the unmoved rows, T the old minimum spanning tree, F the
 (T minus every edge touching a moved row), the *pieces* the components of F on U (connected
 subtrees of T), E(M) every edge touching a moved row, X every edge between two different pieces.
 A *key* is the number Prim compares: the squared distance of two ``Q`` rows, summed over the
-coordinates in order (``topology._mst_unsorted``), or ``|x_i - x_j|`` on the 1-D path. Keys of
+coordinates in order (``topology.h0.mst_unsorted``), or ``|x_i - x_j|`` on the 1-D path. Keys of
 unmoved pairs are bitwise unchanged by an update, so every comparison below is exact.
 
 Why the repair is exact (the new tree is a minimum spanning tree of the complete graph on the
@@ -152,23 +152,9 @@ def _kruskal_into(n, s, d, w, m, out_src, out_dst, out_key):
 
 
 @jit
-def msf_update(
-    Q, absdiff, drop, tsrc, tdst, tkey, moved, max_work, step_cost, out_src, out_dst, out_key, stats
-):
-    """Repair the minimum spanning tree ``(tsrc, tdst, tkey)`` after the rows flagged in ``moved``
-    changed (``drop=False``; ``Q`` holds their new coordinates) or were deleted (``drop=True``).
-
-    ``tsrc``, ``tdst``, ``tkey`` must be an exact MST of the unflagged rows' old keys plus, for
-    rows not flagged, edges to flagged rows (rows added at the end may have no tree edge yet).
-    Writes the new tree into ``out_*`` (length >= n - 1) and returns its edge count, or -1 when
-    the repair would need more than ``max_work`` distance evaluations (the caller rebuilds);
-    bookkeeping steps are charged at ``step_cost`` evaluations each.
-    ``stats`` (int64, length 4) receives: distance evaluations, pieces, piece pairs paired,
-    between-piece edges kept (at most one per pair).
-    """
-    n = Q.shape[0]
-    m_old = tsrc.shape[0]
-    stats[:] = 0
+def _moved_index(moved):
+    """``midx[v]``: rank of row v among the moved rows (-1 if unmoved); ``mlist``: the inverse."""
+    n = moved.shape[0]
     k = 0
     midx = np.full(n, -1, dtype=np.int64)
     for v in range(n):
@@ -179,8 +165,13 @@ def msf_update(
     for v in range(n):
         if moved[v]:
             mlist[midx[v]] = v
+    return midx, mlist
 
-    # Split T into surviving edges F and removed edges R.
+
+@jit
+def _split_tree(tsrc, tdst, tkey, moved):
+    """Split T into surviving edges F (``fs, fd, fk``, nf) and removed edges R (``rs, rd, rk``)."""
+    m_old = tsrc.shape[0]
     fs = np.empty(m_old, dtype=np.int64)
     fd = np.empty(m_old, dtype=np.int64)
     fk = np.empty(m_old, dtype=np.float64)
@@ -200,8 +191,13 @@ def msf_update(
             fd[nf] = tdst[e]
             fk[nf] = tkey[e]
             nf += 1
+    return fs, fd, fk, nf, rs, rd, rk, nr
 
-    # Pieces: components of F on the unmoved rows.
+
+@jit
+def _pieces(moved, fs, fd, nf):
+    """Pieces: ``comp[v]``, the component of F holding unmoved row v (-1 for moved rows)."""
+    n = moved.shape[0]
     parent, size = uf_init(n)
     for e in range(nf):
         uf_union(parent, size, fs[e], fd[e])
@@ -216,10 +212,13 @@ def msf_update(
             label[r] = c
             c += 1
         comp[v] = label[r]
-    stats[1] = c
+    return comp, c
 
-    # Skeleton: T with every piece contracted (nodes: pieces 0..c-1, moved rows c..c+k-1).
-    S = c + k
+
+@jit
+def _skeleton_ends(c, comp, midx, moved, rs, rd, nr):
+    """Ends of the skeleton's edges: T with every piece contracted (nodes: pieces 0..c-1, moved
+    rows c..c+k-1); its edges are the removed edges R."""
     sa = np.empty(nr, dtype=np.int64)
     sb = np.empty(nr, dtype=np.int64)
     for e in range(nr):
@@ -227,9 +226,13 @@ def msf_update(
         v = rd[e]
         sa[e] = c + midx[u] if moved[u] else comp[u]
         sb[e] = c + midx[v] if moved[v] else comp[v]
-    shead, snbr, seid = _csr(S, sa, sb, nr)
+    return sa, sb
 
-    # Exit vertices: unmoved endpoints of removed edges, one slot each.
+
+@jit
+def _exits(moved, rs, rd, nr):
+    """Exit vertices: unmoved endpoints of removed edges, one ``slot`` each (``ex[slot]``)."""
+    n = moved.shape[0]
     slot = np.full(n, -1, dtype=np.int64)
     ex = np.empty(2 * nr, dtype=np.int64)
     nx = 0
@@ -239,8 +242,13 @@ def msf_update(
                 slot[u] = nx
                 ex[nx] = u
                 nx += 1
+    return slot, ex, nx
 
-    # Members of each piece, contiguous.
+
+@jit
+def _piece_members(comp, c, k):
+    """Members of each piece, contiguous: piece a holds ``pmem[phead[a]:phead[a + 1]]``."""
+    n = comp.shape[0]
     phead = np.zeros(c + 1, dtype=np.int64)
     for v in range(n):
         if comp[v] >= 0:
@@ -249,44 +257,35 @@ def msf_update(
         phead[i + 1] += phead[i]
     fill = phead[:-1].copy()
     pmem = np.empty(n - k, dtype=np.int64)
-    ppos = np.full(n, -1, dtype=np.int64)
     for v in range(n):
         if comp[v] >= 0:
-            ppos[v] = fill[comp[v]] - phead[comp[v]]
             pmem[fill[comp[v]]] = v
             fill[comp[v]] += 1
+    return phead, pmem
 
+
+@jit
+def _exit_bases(ex, nx, comp, phead):
+    """Offsets of each exit slot's table (one entry per member of the exit's piece)."""
     base = np.empty(nx + 1, dtype=np.int64)
     base[0] = 0
     for s in range(nx):
         a = comp[ex[s]]
         base[s + 1] = base[s] + phead[a + 1] - phead[a]
-    if c > 1 and base[nx] + nx * nx + c * c > _MAX_TABLE:
-        return -1
-    # Work is charged in distance evaluations before it is done, in three stages, so that an
-    # abandoned repair has spent at most 3/8 of the budget: (A) the moved rows' edges and their
-    # tree walks, at most 1/4 of it; (B) the tables for the pieces, at most 1/8; (C) the
-    # between-piece pairs, the rest. A tree-walk step counts 2 * step_cost, a table entry or
-    # scan step step_cost, a pair of pieces 2 evaluations of overhead (measured at d = 64: a
-    # tree-walk step takes 0.22 of a distance evaluation).
-    # Stage (B) is costed before (A) is done: many pieces abandon the repair at no cost.
-    steps = 2 * base[nx] + nx * nx + n + c * S + 2 * (c - 1) * (n - k)
-    charged_b = steps * step_cost + 2.0 * (c * (c - 1) // 2)
-    if c > 1 and 8.0 * charged_b > max_work:
-        return -1
-    # H = F ∪ E(M), every edge touching a moved row evaluated once. An edge (m, v) with v in
-    # piece A is left out when it is no lighter than both m's closest edge into A, (m, v*),
-    # and the largest F-edge between v and v*: it is then a maximum on the cycle
-    # m - v - (F) - v* - m, whose other edges all stay.
-    ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
-    charged = ne + 2.0 * step_cost * (0 if drop else k * (n - k))
-    if 4.0 * charged > max_work or ne > _MAX_TABLE:
-        return -1
-    f_head, f_nbr, f_eid = _csr(n, fs, fd, nf)
-    val = np.empty(n, dtype=np.float64)
-    stamp = np.zeros(n, dtype=np.int64)
-    stack = np.empty(n, dtype=np.int64)
-    gen = 0
+    return base
+
+
+@jit
+def _moved_edges(Q, absdiff, moved, midx, mlist, comp, c, fs, fd, fk, nf, f_csr, work):
+    """H = F ∪ E(M), every edge touching a moved row evaluated once, less the edges (m, v) with
+    v in piece A that are no lighter than both m's closest edge into A, (m, v*), and the largest
+    F-edge between v and v* (a maximum on the cycle m - v - (F) - v* - m, whose other edges all
+    stay). ``work = (val, stamp, stack, gen)`` are the minimax scratch arrays and counter.
+    Returns ``hs, hd, hk, p, gen``."""
+    n = Q.shape[0]
+    k = mlist.shape[0]
+    f_head, f_nbr, f_eid = f_csr
+    val, stamp, stack, gen = work
     cap = nf + 4 * k * (c + k) + 16
     hs = np.empty(cap, dtype=np.int64)
     hd = np.empty(cap, dtype=np.int64)
@@ -295,56 +294,48 @@ def msf_update(
     hd[:nf] = fd[:nf]
     hk[:nf] = fk[:nf]
     p = nf
-    if not drop:
-        kv = np.empty(n, dtype=np.float64)
-        near = np.full(c, -1, dtype=np.int64)
-        for a in range(k):
-            mv = mlist[a]
-            near[:] = -1
-            for v in range(n):  # tight loop first: it is the hot one
-                kv[v] = edge_key(Q, mv, v, absdiff)
-            # (Arrays grow once per moved row, not per edge: a call returning an array costs
-            # reference counting, which showed up as half the time of this stage.)
-            hs = _grow(hs, p + n)
-            hd = _grow(hd, p + n)
-            hk = _grow(hk, p + n)
-            for v in range(n):
-                if moved[v]:
-                    if midx[v] > a:  # moved-moved edges: all kept
-                        hs[p] = mv
-                        hd[p] = v
-                        hk[p] = kv[v]
-                        p += 1
-                    continue
-                kk = kv[v]
-                A = comp[v]
-                if near[A] < 0 or kk < kv[near[A]]:
-                    near[A] = v
-            stack[:c] = near
-            gen += 1
-            _minimax_many(c, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
-            for v in range(n):
-                if moved[v] or not (v == near[comp[v]] or kv[v] < val[v]):
-                    continue
-                hs[p] = mv
-                hd[p] = v
-                hk[p] = kv[v]
-                p += 1
-    evals = ne
-    stats[0] = evals
-    charged += charged_b
-    t_src = np.empty(max(n - 1, 0), dtype=np.int64)
-    t_dst = np.empty(max(n - 1, 0), dtype=np.int64)
-    t_key = np.empty(max(n - 1, 0), dtype=np.float64)
-    nt = _kruskal_into(n, hs, hd, hk, p, t_src, t_dst, t_key)
-    if c <= 1:
-        out_src[:nt] = t_src[:nt]
-        out_dst[:nt] = t_dst[:nt]
-        out_key[:nt] = t_key[:nt]
-        return nt
+    kv = np.empty(n, dtype=np.float64)
+    near = np.full(c, -1, dtype=np.int64)
+    for a in range(k):
+        mv = mlist[a]
+        near[:] = -1
+        for v in range(n):  # tight loop first: it is the hot one
+            kv[v] = edge_key(Q, mv, v, absdiff)
+        # (Arrays grow once per moved row, not per edge: a call returning an array costs
+        # reference counting, which showed up as half the time of this stage.)
+        hs = _grow(hs, p + n)
+        hd = _grow(hd, p + n)
+        hk = _grow(hk, p + n)
+        for v in range(n):
+            if moved[v]:
+                if midx[v] > a:  # moved-moved edges: all kept
+                    hs[p] = mv
+                    hd[p] = v
+                    hk[p] = kv[v]
+                    p += 1
+                continue
+            kk = kv[v]
+            A = comp[v]
+            if near[A] < 0 or kk < kv[near[A]]:
+                near[A] = v
+        stack[:c] = near
+        gen += 1
+        _minimax_many(c, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
+        for v in range(n):
+            if moved[v] or not (v == near[comp[v]] or kv[v] < val[v]):
+                continue
+            hs[p] = mv
+            hd[p] = v
+            hk[p] = kv[v]
+            p += 1
+    return hs, hd, hk, p, gen
 
-    # seg[A, B]: largest removed edge on the T-path between pieces A and B; exv[A, B]: the
-    # vertex of A where that path leaves A.
+
+@jit
+def _segments(c, S, s_csr, sa, rs, rd, rk):
+    """``seg[A, B]``: largest removed edge on the T-path between pieces A and B; ``exv[A, B]``:
+    the vertex of A where that path leaves A (a walk over the skeleton from every piece)."""
+    shead, snbr, seid = s_csr
     seg = np.empty((c, c), dtype=np.float64)
     exv = np.full((c, c), -1, dtype=np.int64)
     st_node = np.empty(S, dtype=np.int64)
@@ -378,8 +369,14 @@ def msf_update(
                 else:
                     st_exit[top] = rs[e] if sa[e] == A else rd[e]
                 top += 1
+    return seg, exv
 
-    # Per exit slot: minimax in F over its piece.
+
+@jit
+def _exit_minimax(ex, nx, comp, phead, pmem, base, fk, f_csr, work):
+    """Per exit slot: the minimax in F from the exit to every member of its piece (``pf``)."""
+    f_head, f_nbr, f_eid = f_csr
+    val, stamp, stack, gen = work
     pf = np.empty(base[nx], dtype=np.float64)
     for s in range(nx):
         x = ex[s]
@@ -388,9 +385,13 @@ def msf_update(
         _minimax_from(x, f_head, f_nbr, f_eid, fk, val, stamp, gen, stack)
         for i in range(phead[a], phead[a + 1]):
             pf[base[s] + i - phead[a]] = val[pmem[i]]
+    return pf
 
-    # Minimax in T' between exits: replay T' in merge order (Kruskal wrote it sorted); when
-    # two groups join at weight w, every exit of one meets every exit of the other at w.
+
+@jit
+def _tree_minimax(n, ex, nx, t_src, t_dst, t_key, nt):
+    """Minimax in T' between exits: replay T' in merge order (Kruskal wrote it sorted); when
+    two groups join at weight w, every exit of one meets every exit of the other at w."""
     mm = np.full((nx, nx), np.inf)
     first = np.full(n, -1, dtype=np.int64)
     last = np.full(n, -1, dtype=np.int64)
@@ -422,8 +423,13 @@ def msf_update(
             else:
                 first[r] = first[o]
                 last[r] = last[o]
+    return mm
 
-    # Which piece pairs need between-piece edges, and how many evaluations they cost.
+
+@jit
+def _piece_pairs(c, slot, exv, seg, mm, phead, pf, base):
+    """Which piece pairs need between-piece edges (``pair_a``, ``pair_b``, npairs), and how
+    many evaluations they cost."""
     pair_a = np.empty(c * (c - 1) // 2, dtype=np.int64)
     pair_b = np.empty(c * (c - 1) // 2, dtype=np.int64)
     npairs = 0
@@ -447,11 +453,19 @@ def msf_update(
             pair_a[npairs] = A
             pair_b[npairs] = B
             npairs += 1
-    if charged + cost + 2.0 * npairs > max_work:
-        return -1
-    stats[2] = npairs
+    return pair_a, pair_b, npairs, cost
 
-    # Evaluate the remaining between-piece edges; keep the lightest of each pair of pieces.
+
+@jit
+def _between_edges(Q, absdiff, pairs, slot, exv, mm, pieces, tree):
+    """Evaluate the remaining between-piece edges and keep the lightest of each pair of pieces
+    (if below g), appended to T'. ``pieces = (phead, pmem, pf, base)``, ``tree = (t_src, t_dst,
+    t_key, nt)``. Returns ``xs, xd, xk, m, evals``."""
+    pair_a, pair_b, npairs = pairs
+    phead, pmem, pf, base = pieces
+    t_src, t_dst, t_key, nt = tree
+    n = Q.shape[0]
+    evals = 0
     xs = np.empty(nt + npairs, dtype=np.int64)
     xd = np.empty(nt + npairs, dtype=np.int64)
     xk = np.empty(nt + npairs, dtype=np.float64)
@@ -495,14 +509,104 @@ def msf_update(
             xd[m] = bv
             xk[m] = best
             m += 1
+    return xs, xd, xk, m, evals
+
+
+@jit
+def msf_update(
+    Q, absdiff, drop, tsrc, tdst, tkey, moved, max_work, step_cost, out_src, out_dst, out_key, stats
+):
+    """Repair the minimum spanning tree ``(tsrc, tdst, tkey)`` after the rows flagged in ``moved``
+    changed (``drop=False``; ``Q`` holds their new coordinates) or were deleted (``drop=True``).
+
+    ``tsrc``, ``tdst``, ``tkey`` must be an exact MST of the unflagged rows' old keys plus, for
+    rows not flagged, edges to flagged rows (rows added at the end may have no tree edge yet).
+    Writes the new tree into ``out_*`` (length >= n - 1) and returns its edge count, or -1 when
+    the repair would need more than ``max_work`` distance evaluations (the caller rebuilds);
+    bookkeeping steps are charged at ``step_cost`` evaluations each.
+    ``stats`` (int64, length 4) receives: distance evaluations, pieces, piece pairs paired,
+    between-piece edges kept (at most one per pair).
+
+    The stages are kernels of their own (``_split_tree``, ``_pieces``, ... ``_between_edges``);
+    this function sequences them and checks the work budget between them.
+    """
+    n = Q.shape[0]
+    stats[:] = 0
+    midx, mlist = _moved_index(moved)
+    k = mlist.shape[0]
+    fs, fd, fk, nf, rs, rd, rk, nr = _split_tree(tsrc, tdst, tkey, moved)
+    comp, c = _pieces(moved, fs, fd, nf)
+    stats[1] = c
+    S = c + k
+    sa, sb = _skeleton_ends(c, comp, midx, moved, rs, rd, nr)
+    s_csr = _csr(S, sa, sb, nr)
+    slot, ex, nx = _exits(moved, rs, rd, nr)
+    phead, pmem = _piece_members(comp, c, k)
+    base = _exit_bases(ex, nx, comp, phead)
+    if c > 1 and base[nx] + nx * nx + c * c > _MAX_TABLE:
+        return -1
+    # Work is charged in distance evaluations before it is done, in three stages, so that an
+    # abandoned repair has spent at most 3/8 of the budget: (A) the moved rows' edges and their
+    # tree walks, at most 1/4 of it; (B) the tables for the pieces, at most 1/8; (C) the
+    # between-piece pairs, the rest. A tree-walk step counts 2 * step_cost, a table entry or
+    # scan step step_cost, a pair of pieces 2 evaluations of overhead (measured at d = 64: a
+    # tree-walk step takes 0.22 of a distance evaluation).
+    # Stage (B) is costed before (A) is done: many pieces abandon the repair at no cost.
+    steps = 2 * base[nx] + nx * nx + n + c * S + 2 * (c - 1) * (n - k)
+    charged_b = steps * step_cost + 2.0 * (c * (c - 1) // 2)
+    if c > 1 and 8.0 * charged_b > max_work:
+        return -1
+    # Stage (A): H = F ∪ E(M) (see _moved_edges).
+    ne = 0 if drop else k * (n - k) + (k * (k - 1)) // 2
+    charged = ne + 2.0 * step_cost * (0 if drop else k * (n - k))
+    if 4.0 * charged > max_work or ne > _MAX_TABLE:
+        return -1
+    f_csr = _csr(n, fs, fd, nf)
+    val = np.empty(n, dtype=np.float64)
+    stamp = np.zeros(n, dtype=np.int64)
+    stack = np.empty(n, dtype=np.int64)
+    gen = 0
+    if drop:
+        hs, hd, hk, p = fs, fd, fk, nf
+    else:
+        hs, hd, hk, p, gen = _moved_edges(
+            Q, absdiff, moved, midx, mlist, comp, c, fs, fd, fk, nf, f_csr, (val, stamp, stack, gen)
+        )
+    evals = ne
     stats[0] = evals
+    charged += charged_b
+    t_src = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_dst = np.empty(max(n - 1, 0), dtype=np.int64)
+    t_key = np.empty(max(n - 1, 0), dtype=np.float64)
+    nt = _kruskal_into(n, hs, hd, hk, p, t_src, t_dst, t_key)
+    if c <= 1:
+        out_src[:nt] = t_src[:nt]
+        out_dst[:nt] = t_dst[:nt]
+        out_key[:nt] = t_key[:nt]
+        return nt
+
+    # Stage (B): the tables for the pieces.
+    seg, exv = _segments(c, S, s_csr, sa, rs, rd, rk)
+    pf = _exit_minimax(ex, nx, comp, phead, pmem, base, fk, f_csr, (val, stamp, stack, gen))
+    mm = _tree_minimax(n, ex, nx, t_src, t_dst, t_key, nt)
+    pair_a, pair_b, npairs, cost = _piece_pairs(c, slot, exv, seg, mm, phead, pf, base)
+    if charged + cost + 2.0 * npairs > max_work:
+        return -1
+    stats[2] = npairs
+
+    # Stage (C): the between-piece edges.
+    xs, xd, xk, m, more = _between_edges(
+        Q, absdiff, (pair_a, pair_b, npairs), slot, exv, mm, (phead, pmem, pf, base),
+        (t_src, t_dst, t_key, nt),
+    )  # fmt: skip
+    stats[0] = evals + more
     stats[3] = m - nt
     return _kruskal_into(n, xs, xd, xk, m, out_src, out_dst, out_key)
 
 
 @jit
 def tree_keys(Q, src, dst, absdiff, out):
-    """Keys of the edges ``(src[e], dst[e])`` (to re-key a tree built by ``_mst_unsorted``)."""
+    """Keys of the edges ``(src[e], dst[e])`` (to re-key a tree built by ``mst_unsorted``)."""
     for e in range(src.shape[0]):
         out[e] = edge_key(Q, src[e], dst[e], absdiff)
 

@@ -10,12 +10,21 @@ Gradients are read in ``on_before_optimizer_step`` (after Lightning's AMP unscal
 before ``zero_grad``); the step is counted in ``on_train_batch_end`` with the batch loss,
 only for batches that ended with an optimizer step (gradient accumulation). With
 ``stop=True`` a ``should_stop`` of the monitor sets ``trainer.should_stop``.
+
+With ``guard=Guard(...)`` the guard is attached in ``on_train_start`` to the LightningModule,
+the Trainer's optimizer, its LR scheduler (if any), the precision plugin's GradScaler (if any)
+and the callback's TrainingMonitor, and sees every status right after the monitor: it may roll
+them back in place (Lightning's step counter and data loader move on). A guard that used up
+its rollbacks sets ``trainer.should_stop``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from ..errors import InputError
+from ..guard import check_guard
 
 __all__ = ["StreamtopoCallback"]  # noqa: F822 - built lazily by __getattr__
 
@@ -43,6 +52,8 @@ def _build() -> type:
             Set ``trainer.should_stop`` when the monitor says stop.
         labels : callable, optional
             ``labels(batch) -> labels`` for the centroid/collapse monitors.
+        guard : streamtopo.Guard, optional
+            Roll back on alarms (see the module docs); one optimizer only.
         **monitor_kwargs
             Passed to :class:`~streamtopo.integrations.training.TrainingMonitor`.
 
@@ -52,6 +63,8 @@ def _build() -> type:
             Created in ``setup("fit")``, closed at ``teardown``.
         status_ : TrainingStatus or None
             The last status.
+        intervention_ : Intervention or None
+            What the guard did at the last step.
         """
 
         def __init__(
@@ -59,9 +72,12 @@ def _build() -> type:
             *,
             stop: bool = False,
             labels: Callable[[Any], Any] | None = None,
+            guard: Any = None,
             **monitor_kwargs: Any,
         ) -> None:
             super().__init__()
+            self.guard = check_guard(guard)
+            self.intervention_: Any = None
             self.stop = bool(stop)
             self.labels = labels
             self.monitor_kwargs = monitor_kwargs
@@ -78,6 +94,24 @@ def _build() -> type:
                 if self._pending:
                     self.monitor.load_state_dict(self._pending)
                 self._pending = None
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            if self.guard is None or self.guard.state is not None:
+                return
+            optimizers = list(trainer.optimizers)
+            schedulers = [c.scheduler for c in getattr(trainer, "lr_scheduler_configs", [])]
+            if len(optimizers) != 1 or len(schedulers) > 1:
+                raise InputError(
+                    "guard= needs one optimizer and at most one LR scheduler, the Trainer has "
+                    f"{len(optimizers)} optimizer(s) and {len(schedulers)} scheduler(s)"
+                )
+            self.guard.attach(
+                model=pl_module,
+                optimizer=optimizers[0],
+                scheduler=schedulers[0] if schedulers else None,
+                scaler=getattr(trainer.precision_plugin, "scaler", None),
+                monitors=[self.monitor],
+            )
 
         def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
             if self.monitor is not None:
@@ -96,12 +130,18 @@ def _build() -> type:
                 loss = loss * accumulate  # Lightning hands over the loss divided by it
             labels = self.labels(batch) if self.labels is not None else None
             self.status_ = self.monitor.step(loss, labels=labels)
+            if self.guard is not None:  # before the stop check: a rollback resets the monitors
+                self.intervention_ = self.guard.step(trainer.global_step, self.status_)
+                if self.guard.should_stop:
+                    trainer.should_stop = True
             if self.stop and self.monitor.should_stop:
                 trainer.should_stop = True
 
         def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
             if stage == "fit" and self.monitor is not None:
                 self.monitor.close()
+            if stage == "fit" and self.guard is not None:
+                self.guard.close()
 
         def state_dict(self) -> dict[str, Any]:
             return {} if self.monitor is None else self.monitor.state_dict()

@@ -16,23 +16,25 @@ loss-rise rule still sees every step's loss, in order.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 from .._validation import check_positive_int, describe
+from ..alarms import State
 from ..errors import InputError, InputTypeError
-from ..monitors.loss import LossRiseDetector, LossStatus
-from ..status import State
+from ..monitors import LossRiseDetector, LossStatus, MonitorStatus
 from . import torch as st_torch
 
 __all__ = ["TrainingMonitor", "TrainingStatus"]
 
 _SIGNALS = ("act_norm", "grad_norm", "attn_entropy")
 _LAYER_SIGNALS = ("act_norm", "grad_norm")
+_MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
+_SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 
 
 @dataclass(frozen=True, slots=True)
-class TrainingStatus:
+class TrainingStatus(MonitorStatus):
     """Combined status of one :meth:`TrainingMonitor.step`.
 
     ``state`` is the most severe state among the monitors; ``fired`` names the monitors not
@@ -42,16 +44,14 @@ class TrainingStatus:
     between monitored steps, which repeat the last monitored status.
     """
 
-    step: int
-    state: State
-    fired: tuple[str, ...]
-    reason: str
-    layer: Any = None
-    attention: Any = None
+    kind: ClassVar[str] = "training"
+
+    fired: tuple[str, ...] = ()
+    layer: MonitorStatus | None = None
+    attention: MonitorStatus | None = None
     loss: LossStatus | None = None
-    centroid: Any = None
-    collapse: Any = None
-    evaluated: bool = True
+    centroid: MonitorStatus | None = None
+    collapse: MonitorStatus | None = None
 
 
 class TrainingMonitor:
@@ -146,13 +146,11 @@ class TrainingMonitor:
         feature_warmup: int = 0,
         force_attention_weights: bool = False,
     ) -> None:
-        if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
-            raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
-        signals = tuple(signals)
-        unknown = [s for s in signals if s not in _SIGNALS]
-        if unknown or not signals or len(set(signals)) != len(signals):
-            raise InputError(f"signals must be distinct names from {_SIGNALS}, got {signals!r}")
-        self.signals = signals
+        self._closed = True  # until fully built: close() then only removes hooks
+        self._collectors: list[Any] = []
+        self._features: Any = None
+        self._owned_writer: Any = None
+        self.signals = _check_signals(signals)
         self.every = check_positive_int(every, "every")
         self.feature_warmup = check_positive_int(feature_warmup, "feature_warmup", minimum=0)
         self.centroid_every = (
@@ -163,94 +161,110 @@ class TrainingMonitor:
         if writer is not None and log_dir is not None:
             raise InputError("give log_dir or writer, not both")
         self.stop_on = tuple(stop_on)
-
-        # --- collectors (hooks are registered here; close() removes them) ---
-        self._collectors: list[Any] = []
         self.rank = st_torch.rank()
+        layer_sigs = tuple(s for s in self.signals if s in _LAYER_SIGNALS)
+        self.layer_names = self._layer_names(model, groups, layer_sigs)
         try:
-            layer_sigs = [s for s in signals if s in _LAYER_SIGNALS]
-            groups_ = st_torch.layer_groups(model, groups) if layer_sigs else []
-            self.layer_names = tuple(g.name for g in groups_)
-            if layer_sigs and len(groups_) < 2:
-                raise InputError(
-                    f"groups={groups!r} gives {len(groups_)} layer group(s) "
-                    f"({list(self.layer_names)}), the LayerMonitor needs at least 2"
-                )
-            if "act_norm" in signals:
-                self._collectors.append(st_torch.ActivationNormCollector(model, groups))
-            if "grad_norm" in signals:
-                self._collectors.append(st_torch.GradNormCollector(model, groups))
-            self._layer_collectors = list(self._collectors)
-            self._attn = None
-            if "attn_entropy" in signals:
-                self._attn = st_torch.AttentionEntropyCollector(
-                    model, force_weights=force_attention_weights
-                )
-                self._collectors.append(self._attn)
-            self._features = (
-                st_torch.FeatureCollector(model, feature_layer)
-                if centroid is not None or collapse is not None
-                else None
+            self._register_hooks(
+                model,
+                groups,
+                feature_layer,
+                force_attention_weights,
+                features=centroid is not None or collapse is not None,
             )
-        except BaseException:
-            self._close_collectors()
-            raise
-
-        try:
-            # --- writer and monitors ---
-            self._owned_writer = None
-            if log_dir is not None and (self.rank == 0 or log_all_ranks):
-                from ..io.journal import RunWriter
-
-                self._owned_writer = RunWriter(log_dir, run_id=run_id, rank=self.rank)
-                writer = self._owned_writer
-            self.writer = writer
-            self.layer_monitor = self._make_layer(layer, tuple(layer_sigs)) if layer_sigs else None
-            self.attention_monitor = None
-            if self._attn is not None:
-                from ..monitors.layer import LayerMonitor
-
-                if self._attn.n_layers < 2:
-                    raise InputError(
-                        "signals includes 'attn_entropy' but the model has "
-                        f"{self._attn.n_layers} attention layer(s), at least 2 are needed"
-                    )
-                self.attention_monitor = LayerMonitor(
-                    self._attn.n_layers,
-                    ("attn_entropy",),
-                    layer_names=self._attn.layer_names,
-                    writer=self._attention_row if writer is not None else None,
-                )
-            if isinstance(loss, LossRiseDetector):
-                self.loss_monitor: LossRiseDetector | None = loss
-            elif loss is True:
-                self.loss_monitor = LossRiseDetector(writer=writer)
-            elif isinstance(loss, Mapping):
-                self.loss_monitor = LossRiseDetector(**{"writer": writer, **loss})
-            elif loss is False or loss is None:
-                self.loss_monitor = None
-            else:
-                raise InputTypeError(
-                    f"loss must be True/False, a dict or a LossRiseDetector, got {describe(loss)}"
-                )
+            self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks)
+            self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
         except BaseException:
             self._close_collectors()
             if self._owned_writer is not None:
                 self._owned_writer.close()
             raise
+        self._losses = st_torch.LossBuffer()
+        self._init_counters()
+        self._closed = False
+
+    # ------------------------------------------------------------------------------ builders
+    @staticmethod
+    def _layer_names(model: Any, groups: Any, layer_sigs: tuple[str, ...]) -> tuple[str, ...]:
+        """Names of the layer groups (no hooks yet); at least two when a layer signal is on."""
+        if not layer_sigs:
+            return ()
+        names = tuple(g.name for g in st_torch.layer_groups(model, groups))
+        if len(names) < 2:
+            raise InputError(
+                f"groups={groups!r} gives {len(names)} layer group(s) "
+                f"({list(names)}), the LayerMonitor needs at least 2"
+            )
+        return names
+
+    def _register_hooks(
+        self, model: Any, groups: Any, feature_layer: str, force_weights: bool, *, features: bool
+    ) -> None:
+        """The one place hooks go on the model (close() removes them): one collector per
+        signal, and the feature reader when a centroid or collapse monitor needs features."""
+        if "act_norm" in self.signals:
+            self._collectors.append(st_torch.ActivationNormCollector(model, groups))
+        if "grad_norm" in self.signals:
+            self._collectors.append(st_torch.GradNormCollector(model, groups))
+        self._layer_collectors = list(self._collectors)
+        self._attn = None
+        if "attn_entropy" in self.signals:
+            self._attn = st_torch.AttentionEntropyCollector(model, force_weights=force_weights)
+            self._collectors.append(self._attn)
+        if features:
+            self._features = st_torch.FeatureCollector(model, feature_layer)
+
+    def _build_writer(
+        self,
+        log_dir: Any,
+        writer: Callable[[dict[str, Any]], Any] | None,
+        run_id: Any,
+        all_ranks: bool,
+    ) -> Callable[[dict[str, Any]], Any] | None:
+        """The row sink: the given writer, or a RunWriter on ``log_dir`` (rank 0 unless
+        ``log_all_ranks``) that this monitor owns and closes."""
+        if log_dir is not None and (self.rank == 0 or all_ranks):
+            from ..io.journal import RunWriter
+
+            self._owned_writer = RunWriter(log_dir, run_id=run_id, rank=self.rank)
+            return self._owned_writer
+        return writer
+
+    def _build_monitors(
+        self, layer: Any, layer_sigs: tuple[str, ...], loss: Any, centroid: Any, collapse: Any
+    ) -> None:
+        writer = self.writer
+        self.layer_monitor = self._make_layer(layer, layer_sigs) if layer_sigs else None
+        self.attention_monitor = self._make_attention() if self._attn is not None else None
+        self.loss_monitor = _make_loss(loss, writer)
         self.centroid_monitor = centroid
         self.collapse_monitor = collapse
         for m in (centroid, collapse):  # log them into the same run unless they have a writer
-            if m is not None and writer is not None and getattr(m, "writer", 1) is None:
+            if m is not None and writer is not None and m.writer is None:
                 m.writer = writer
-        self._losses = st_torch.LossBuffer()
+
+    def _make_attention(self) -> Any:
+        from ..monitors.layer import LayerMonitor
+
+        if self._attn.n_layers < 2:
+            raise InputError(
+                "signals includes 'attn_entropy' but the model has "
+                f"{self._attn.n_layers} attention layer(s), at least 2 are needed"
+            )
+        return LayerMonitor(
+            self._attn.n_layers,
+            ("attn_entropy",),
+            layer_names=self._attn.layer_names,
+            writer=self._attention_row if self.writer is not None else None,
+        )
+
+    def _init_counters(self) -> None:
         self._calls = 0
         self._monitored = 0
         self.host_copies_ = 0
         self.values_: dict[str, Any] = {}
         self.status_: TrainingStatus | None = None
         self._last: dict[str, Any] = {}
-        self._closed = False
 
     def _make_layer(self, layer: Any, signals: tuple[str, ...]) -> Any:
         from ..monitors.layer import LayerMonitor
@@ -384,36 +398,28 @@ class TrainingMonitor:
 
     def _repeat(self, t: int) -> TrainingStatus:
         if self.status_ is None:  # pragma: no cover - step 0 is always monitored
-            return TrainingStatus(t, State.HEALTHY, (), "", evaluated=False)
-        s = self.status_
-        return TrainingStatus(
-            t, s.state, s.fired, s.reason, s.layer, s.attention, s.loss, s.centroid,
-            s.collapse, evaluated=False,
-        )  # fmt: skip
+            return TrainingStatus(t, State.HEALTHY, "", evaluated=False)
+        return replace(self.status_, step=t, evaluated=False)
 
     def _combine(self, t: int, evaluated: bool) -> TrainingStatus:
         fired, reasons, worst = [], [], State.HEALTHY
-        for name in ("layer", "attention", "loss", "centroid", "collapse"):
+        for name in _MONITORS:
             st = self._last.get(name)
-            state = _state_of(st)
-            if state is None:
+            if st is None:
                 continue
+            state = State(st.state)
             if state.severity > worst.severity:
                 worst = state
             if state is not State.HEALTHY:
                 fired.append(name)
-                reasons.append(f"{name}: {getattr(st, 'reason', '') or state.value}")
+                reasons.append(f"{name}: {st.reason or state.value}")
         return TrainingStatus(
             t,
             worst,
-            tuple(fired),
             "; ".join(reasons),
-            self._last.get("layer"),
-            self._last.get("attention"),
-            self._last.get("loss"),
-            self._last.get("centroid"),
-            self._last.get("collapse"),
-            evaluated,
+            fired=tuple(fired),
+            evaluated=evaluated,
+            **{name: self._last.get(name) for name in _MONITORS},
         )
 
     # ------------------------------------------------------------------------------ state
@@ -432,20 +438,21 @@ class TrainingMonitor:
     @property
     def should_stop(self) -> bool:
         """True when a monitor named in ``stop_on`` says stop."""
-        return any(
-            bool(getattr(m, "should_stop", False))
-            for name, m in self.monitors.items()
-            if name in self.stop_on
-        )
+        return any(m.should_stop for name, m in self.monitors.items() if name in self.stop_on)
 
     @property
     def step_(self) -> int:
         """Calls of :meth:`step` so far."""
         return self._calls
 
+    @property
+    def last_status_(self) -> TrainingStatus | None:
+        """The status of the last :meth:`step` (the same as ``status_``)."""
+        return self.status_
+
     def summary(self) -> dict[str, Any]:
-        """Each monitor's ``summary()`` (where it has one) by name."""
-        return {name: m.summary() for name, m in self.monitors.items() if hasattr(m, "summary")}
+        """The ``summary()`` of the layer, attention and centroid monitors by name."""
+        return {name: m.summary() for name, m in self.monitors.items() if name in _SUMMARISED}
 
     def reset(self) -> None:
         """Forget every step (monitors reset, collector sums and buffered losses dropped)."""
@@ -485,26 +492,37 @@ class TrainingMonitor:
                 f"state has monitors {sorted(names)}, "
                 f"this TrainingMonitor has {sorted(self.monitors)}"
             )
-        for name, m in self.monitors.items():
-            m.load_state_dict(state["monitors"][name])
-        self._calls = int(state["calls"])
-        self._monitored = int(state["monitored"])
+        calls, monitored = state.get("calls"), state.get("monitored")
+        for key, v in (("calls", calls), ("monitored", monitored)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InputError(f"state[{key!r}] must be an int >= 0, got {describe(v)}")
+        backup = {name: m.state_dict() for name, m in self.monitors.items()}
+        try:
+            for name, m in self.monitors.items():
+                m.load_state_dict(state["monitors"][name])
+        except BaseException:
+            for name, m in self.monitors.items():  # all or nothing
+                m.load_state_dict(backup[name])
+            raise
+        self._calls, self._monitored = calls, monitored
         self._losses.clear()
         self.status_ = None
-        self._last = {}
+        # each monitor's last status is part of its state: the combined status continues
+        self._last = {
+            name: m.last_status_ for name, m in self.monitors.items() if m.last_status_ is not None
+        }
         self._arm(self._calls % self.every == 0)
 
     # ------------------------------------------------------------------------------ teardown
     def _close_collectors(self) -> None:
-        for c in getattr(self, "_collectors", []):
+        for c in self._collectors:
             c.close()
-        feats = getattr(self, "_features", None)
-        if feats is not None:
-            feats.close()
+        if self._features is not None:
+            self._features.close()
 
     def close(self) -> None:
         """Remove every hook and close the run writer this monitor opened (idempotent)."""
-        if getattr(self, "_closed", True):
+        if self._closed:
             self._close_collectors()
             return
         self._closed = True
@@ -516,7 +534,7 @@ class TrainingMonitor:
     def run_dir_(self) -> Any:
         """The run directory written by the RunWriter (None without ``log_dir``)."""
         w = self._owned_writer
-        return None if w is None else getattr(w, "run_dir", None)
+        return None if w is None else w.run_dir
 
     def __enter__(self) -> TrainingMonitor:
         return self
@@ -525,11 +543,25 @@ class TrainingMonitor:
         self.close()
 
 
-def _state_of(status: Any) -> State | None:
-    if status is None:
+def _check_signals(signals: Any) -> tuple[str, ...]:
+    if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
+        raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
+    signals = tuple(signals)
+    unknown = [s for s in signals if s not in _SIGNALS]
+    if unknown or not signals or len(set(signals)) != len(signals):
+        raise InputError(f"signals must be distinct names from {_SIGNALS}, got {signals!r}")
+    return signals
+
+
+def _make_loss(loss: Any, writer: Any) -> LossRiseDetector | None:
+    if isinstance(loss, LossRiseDetector):
+        return loss
+    if loss is True:
+        return LossRiseDetector(writer=writer)
+    if isinstance(loss, Mapping):
+        return LossRiseDetector(**{"writer": writer, **loss})
+    if loss is False or loss is None:
         return None
-    st = getattr(status, "state", None)
-    if st is not None:
-        return State(str(st))
-    alert = getattr(status, "alert", None) or getattr(status, "is_collapsing", None)
-    return State.WATCH if alert else State.HEALTHY
+    raise InputTypeError(
+        f"loss must be True/False, a dict or a LossRiseDetector, got {describe(loss)}"
+    )

@@ -20,12 +20,27 @@ and another monitor's table with ``pl.scan_parquet(run_dir / "rank=*/centroid-*.
 journals); :func:`replay` re-runs a LayerMonitor over the recorded signals; :func:`recover`
 (run by every writer on open, and by ``streamtopo recover RUN``) turns journals a crash left
 behind into parts.
+
+A run directory is input, not truth: :func:`read_meta` checks every field of ``_meta.json``
+(bounded size and nesting) before use; readers name a part that does not open and tell the user
+to run ``streamtopo recover RUN``, which moves it to ``<run>/_quarantine/rank=<r>/`` (bytes
+kept, globbed by no reader); a hole in a rank's steps is a ``StepGapWarning``; symbolic links to
+ranks, parts or journals are refused. A writer reopening a run follows ``resume=`` and refuses
+steps it already recorded; when the disk refuses a write it follows ``on_error=``.
 """
 
 from __future__ import annotations
 
 from .journal import RunWriter
 from .recovery import RecoveryReport, recover
-from .replay import read_run, replay
+from .replay import read_meta, read_run, replay, run_summary
 
-__all__ = ["RecoveryReport", "RunWriter", "read_run", "recover", "replay"]
+__all__ = [
+    "RecoveryReport",
+    "RunWriter",
+    "read_meta",
+    "read_run",
+    "recover",
+    "replay",
+    "run_summary",
+]

@@ -6,15 +6,26 @@ a bad row leaves the writer exactly as it was.
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from collections import deque
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._validation import describe
 from ..errors import InputError, InputTypeError
-from ._layout import layer_journal_schema, scalar_journal_schema
+from ._layout import (
+    LAYER,
+    check_names,
+    layer_journal_schema,
+    layer_table_schema,
+    part_ext,
+    scalar_journal_schema,
+    table_schema_json,
+    wide_columns,
+)
 
 RESERVED = frozenset({"monitor", "step", "wall_time", "config"})
 NUMBERS = (int, float, np.integer, np.floating)
@@ -57,8 +68,8 @@ class LayerBuffer:
                 f"row['state'] and row['reason'] must be str, got {describe(state)}, "
                 f"{describe(reason)}"
             )
-        if type(h0) is not float and not isinstance(h0, NUMBERS):
-            raise InputTypeError(f"row['h0'] must be a float, got {describe(h0)}")
+        if type(h0) is not float:
+            h0 = as_float(h0, "row['h0']")
         self.h0[i] = h0
         if values.dtype is _F32:
             self.slots[i][...] = values
@@ -69,8 +80,13 @@ class LayerBuffer:
         self.reason[i] = reason
         return state
 
-    def batch(self, a: int, b: int, step: list, wall: list) -> pa.RecordBatch:
-        flat = pa.array(self.values[a:b].reshape(-1))
+    def batch(
+        self, a: int, b: int, step: list, wall: list, *, copy: bool = False
+    ) -> pa.RecordBatch:
+        """Rows ``a:b`` as a journal batch; ``copy`` makes it own its values (a kept batch
+        must survive the buffer's reuse; the flush path writes the zero-copy view at once)."""
+        flat = self.values[a:b].reshape(-1)
+        flat = pa.array(flat.copy() if copy else flat)
         return pa.RecordBatch.from_arrays(
             [
                 pa.array(step[a:b], pa.int64()),
@@ -82,6 +98,26 @@ class LayerBuffer:
             ],
             schema=self.schema,
         )
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def as_float(value: Any, what: str) -> float:
+    """``float(value)`` for a real number (NaN and inf are data); raise naming ``what``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, NUMBERS):
+        raise InputTypeError(f"{what} must be a float, got {describe(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InputError(f"{what} is beyond the float64 range, got {describe(value)}") from None
+
+
+def as_step(step: Any) -> int:
+    """A row's step as a Python int (numpy integers accepted, bool refused)."""
+    if isinstance(step, np.integer) and not isinstance(step, np.bool_):
+        return int(step)
+    raise InputTypeError(f"row['step'] must be an int, got {describe(step)}")
 
 
 def _scalar_type(value: Any) -> str | None:
@@ -137,13 +173,23 @@ class ScalarBuffer:
                 raise InputTypeError(
                     f"row[{key!r}] of monitor {self.kind!r} must be {t}, got {describe(value)}"
                 )
+            if t == "float64":
+                value = as_float(value, f"row[{key!r}] of monitor {self.kind!r}")
+            elif t == "int64":
+                value = int(value)
+                if not _INT64_MIN <= value <= _INT64_MAX:
+                    raise InputError(
+                        f"row[{key!r}] of monitor {self.kind!r} must fit in int64, got {value}"
+                    )
             values.append(value)
         for col, value in zip(self.data, values, strict=True):
             col[i] = value
         state = row.get("state")
         return state if isinstance(state, str) else None
 
-    def batch(self, a: int, b: int, step: list, wall: list) -> pa.RecordBatch:
+    def batch(
+        self, a: int, b: int, step: list, wall: list, *, copy: bool = False
+    ) -> pa.RecordBatch:
         arrays = [pa.array(step[a:b], pa.int64()), pa.array(wall[a:b], pa.float64())]
         arrays += [
             pa.array(col[a:b], _PA[t]) for col, (_, t) in zip(self.data, self.columns, strict=True)
@@ -155,7 +201,8 @@ _PA = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "string
 
 
 class Table:
-    """One monitor kind inside a rank: its buffer and its open journal."""
+    """One monitor kind inside a rank: its buffer, its open journal, and the rows the disk
+    refused (kept, oldest first, until a flush succeeds)."""
 
     def __init__(self, kind: str, buf: Any, cap: int, next_index: int, last_step: int) -> None:
         self.kind, self.buf = kind, buf
@@ -163,10 +210,74 @@ class Table:
         self.wall: list[Any] = [0.0] * cap
         self.n = 0  # rows buffered
         self.index = next_index  # part index of the next journal
-        self.sink: Any = None
-        self.ipc: Any = None
-        self.path: Path | None = None
-        self.journal_rows = 0
+        self.journal: Any = None
         self.last_state: str | None = None
         self.last_step = last_step
         self.offset = 0
+        self.floor = -1  # rows must have steps above it (the rank's last recorded step)
+        self.pending: deque[pa.RecordBatch] = deque()
+        self.pending_rows = 0
+
+    def keep(self, bound: int) -> tuple[int, int | None, int | None]:
+        """Move the buffered rows into ``pending`` (a copy: the buffer is reused); drop the
+        oldest kept batches beyond ``bound`` rows. Returns ``(dropped rows, first, last step)``."""
+        n = self.n
+        if n:
+            self.pending.append(self.buf.batch(0, n, self.step, self.wall, copy=True))
+            self.pending_rows += n
+            self.n = 0
+        dropped, first, last = 0, None, None
+        while self.pending_rows > bound and len(self.pending) > 1:
+            old = self.pending.popleft()
+            self.pending_rows -= old.num_rows
+            dropped += old.num_rows
+            lo, hi = _step_range(old)
+            first = lo if first is None else min(first, lo)
+            last = hi if last is None else max(last, hi)
+        return dropped, first, last
+
+    def pending_span(self) -> str:
+        """``steps a..b`` of the kept rows."""
+        if not self.pending:
+            return ""
+        ranges = [_step_range(b) for b in self.pending]
+        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        return f"step {lo}" if lo == hi else f"steps {lo}..{hi}"
+
+
+def _step_range(batch: pa.RecordBatch) -> tuple[int, int]:
+    steps = batch.column(0)
+    return int(pc.min(steps).as_py()), int(pc.max(steps).as_py())
+
+
+def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str, Any]]:
+    """The buffer of a new table and its ``_meta.json`` description, from its first row."""
+    try:
+        config = json.loads(json.dumps(row["config"], allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InputError(f"row['config'] must be JSON-serialisable: {exc}") from exc
+    if not isinstance(config, dict):
+        raise InputTypeError(f"row['config'] must be a dict, got {describe(row['config'])}")
+    if kind == LAYER:
+        for key in ("signals", "layer_names", "values", "h0", "state", "reason"):
+            if key not in row:
+                raise InputError(f"row of monitor 'layer' lacks key {key!r}")
+        signals = check_names(row["signals"], "row['signals']")
+        names = check_names(row["layer_names"], "row['layer_names']")
+        buf: Any = LayerBuffer(signals, names, cap)
+        info = {
+            "files": "rank=*/part-*.parquet",
+            "signals": list(signals),
+            "layer_names": list(names),
+            "config": config,
+            "schema": table_schema_json(layer_table_schema(signals, names)),
+            "columns": wide_columns(signals, names),
+        }
+    else:
+        buf = ScalarBuffer(kind, row, cap)
+        info = {
+            "files": f"rank=*/{kind}-*.{part_ext(kind)}",
+            "config": config,
+            "schema": table_schema_json(buf.table_schema),
+        }
+    return buf, info

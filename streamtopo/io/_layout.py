@@ -1,4 +1,4 @@
-"""Run-directory layout: names, paths, file names, schemas and ``_meta.json``.
+"""Run-directory layout: names, paths, file names, schemas, locks (``_meta.json``: ``_meta.py``).
 
 Layout (DESIGN.md §3)::
 
@@ -8,12 +8,14 @@ Layout (DESIGN.md §3)::
     <log_dir>/run=<run_id>/rank=<r>/<kind>-000000.pq         other monitor kinds ("centroid", ...)
     <log_dir>/run=<run_id>/rank=<r>/<kind>-000001.arrows     their journals
     <log_dir>/run=<run_id>/rank=<r>/.lock                    held by the one writer of that rank
+    <log_dir>/run=<run_id>/_quarantine/rank=<r>/<file>.corrupt  unreadable files, moved aside
 
 Only the layer table ends in ``.parquet``, so ``pl.scan_parquet(run / "**/*.parquet",
 hive_partitioning=True)`` reads exactly the layer table even when other monitors log to the same
 run; the other tables are Parquet files too, read with ``run / "rank=*/<kind>-*.pq"``.
 Nothing that is not a finished Parquet file ends in ``.parquet`` or ``.pq`` (temporary files end
-in ``.tmp``, quarantined unreadable journals in ``.corrupt``).
+in ``.tmp``, unreadable parts and journals are moved to ``_quarantine/`` with ``.corrupt``
+appended). Symbolic links to ranks, parts or journals are refused by every reader.
 
 Journal files are Arrow IPC streams. The layer journal stores the signal values of a row as one
 ``fixed_size_list<float32>`` column (one Arrow call per flush instead of one per column); the
@@ -42,21 +44,23 @@ LAYER_PREFIX = "part"
 JOURNAL_EXT = "arrows"
 MAX_NAME = 200
 MAX_RUN_ID = 128
+QUARANTINE = "_quarantine"
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _FILE = re.compile(r"(?P<prefix>[a-z][a-z0-9_]*)-(?P<index>[0-9]{6,})\.(?P<ext>parquet|pq|arrows)")
+_RANK = re.compile(r"rank=(0|[1-9][0-9]{0,8})")
 _RESERVED_KINDS = frozenset({LAYER_PREFIX})
 
 # JSON spelling of the Arrow types a table may hold
-_TYPES: dict[str, pa.DataType] = {
+TYPES: dict[str, pa.DataType] = {
     "int64": pa.int64(),
     "float64": pa.float64(),
     "float32": pa.float32(),
     "string": pa.string(),
     "bool": pa.bool_(),
 }
-_TYPE_NAMES = {v: k for k, v in _TYPES.items()}
+_TYPE_NAMES = {v: k for k, v in TYPES.items()}
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -159,12 +163,47 @@ def parse_file(name: str) -> tuple[str, int, str] | None:
 
 
 def rank_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(rank, directory)`` of every ``rank=<r>`` directory; a symbolic link is refused."""
     out = []
     for child in run_dir.iterdir():
-        m = re.fullmatch(r"rank=([0-9]+)", child.name)
-        if m and child.is_dir() and not child.is_symlink():
+        m = _RANK.fullmatch(child.name)
+        if m is None:
+            continue
+        if child.is_symlink():
+            raise RecoveryError(
+                f"{child} is a symbolic link; streamtopo refuses links inside a run directory "
+                "(a linked rank could pull in another run's rows): replace it by a directory"
+            )
+        if child.is_dir():
             out.append((int(m[1]), child))
     return sorted(out)
+
+
+def refuse_link(path: Path) -> Path:
+    """Return ``path`` unless it is a symbolic link (a part or journal linked into a run)."""
+    if path.is_symlink():
+        raise RecoveryError(
+            f"{path} is a symbolic link; streamtopo refuses links inside a run directory (it "
+            "could pull in another run's rows or make recovery write outside the run): replace "
+            "it by the file itself or remove it"
+        )
+    return path
+
+
+def quarantine_dir(rank_dir: Path) -> Path:
+    """``<run>/_quarantine/rank=<r>`` of a rank directory: where unreadable files are moved
+    (created if needed).
+
+    No reader globs it: nothing in it ends in ``.parquet``/``.pq``/``.arrows``, and
+    ``pyarrow.dataset`` skips ``_``-prefixed directories anyway.
+    """
+    run_dir = rank_dir.parent
+    top = run_dir / QUARANTINE
+    for path in (top, top / rank_dir.name):
+        if path.is_symlink():
+            raise RecoveryError(f"{path} is a symbolic link; refusing to move files into it")
+        path.mkdir(exist_ok=True)
+    return inside(top / rank_dir.name, run_dir)
 
 
 # -- schemas -------------------------------------------------------------------------------
@@ -224,16 +263,26 @@ def table_schema_json(schema: pa.Schema) -> list[list[str]]:
 
 def table_schema_from_json(items: Any) -> pa.Schema:
     try:
-        return pa.schema([pa.field(str(n), _TYPES[t]) for n, t in items])
+        return pa.schema([pa.field(str(n), TYPES[t]) for n, t in items])
     except (KeyError, TypeError, ValueError) as exc:
         raise RecoveryError(f"{META_NAME} has an unreadable schema: {exc!r}") from exc
 
 
 # -- _meta.json ----------------------------------------------------------------------------
+def open_lock_file(path: Path) -> int:
+    """Open (create) a lock file; a symbolic link there is refused, not followed."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        raise RecoveryError(
+            f"lock file {path} cannot be opened ({exc}); a link is refused"
+        ) from exc
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, *, blocking: bool = True):
     """Exclusive ``flock`` on ``path`` (created if needed); yields False if not acquired."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(path)
     try:
         try:
             import fcntl
@@ -258,7 +307,7 @@ class RankLock:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd: int | None = open_lock_file(path)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no inter-process lock
@@ -277,75 +326,3 @@ class RankLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
-
-
-def read_meta(run_dir: Path) -> dict[str, Any] | None:
-    """The parsed ``_meta.json`` of a run, None if it does not exist yet."""
-    path = run_dir / META_NAME
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecoveryError(f"{path} is not valid JSON ({exc}); fix or remove it") from exc
-    if not isinstance(meta, dict) or meta.get("format") != "streamtopo-run":
-        raise RecoveryError(f"{path} is not a streamtopo run description")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise RecoveryError(f"{path} has an invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise RecoveryError(
-            f"{path} has format_version {version}; this streamtopo reads versions up to "
-            f"{FORMAT_VERSION} (upgrade streamtopo to read this run)"
-        )
-    if not isinstance(meta.get("tables"), dict):
-        raise RecoveryError(f"{path} has no 'tables' mapping")
-    return meta
-
-
-def write_json_atomic(path: Path, obj: Any, *, fsync: bool = False) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(obj, indent=1, sort_keys=False).encode("utf-8")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def register_table(
-    run_dir: Path, run_id: str, kind: str, info: dict[str, Any], *, fsync: bool = False
-) -> None:
-    """Add (or check) the description of table ``kind`` in ``_meta.json``, under a lock so
-    several ranks can register concurrently. A different existing description is an error."""
-    with file_lock(run_dir / ".meta.lock"):
-        meta = read_meta(run_dir)
-        if meta is None:
-            meta = {
-                "format": "streamtopo-run",
-                "format_version": FORMAT_VERSION,
-                "run_id": run_id,
-                "layer_names": None,
-                "signal_names": None,
-                "monitor_config": None,
-                "hive": {"run": "string", "rank": "int64"},
-                "tables": {},
-            }
-        old = meta["tables"].get(kind)
-        if old is not None:
-            if old != info:
-                diff = sorted(k for k in set(old) | set(info) if old.get(k) != info.get(k))
-                raise InputError(
-                    f"run {run_id!r} already records {kind!r} rows with a different {diff}; "
-                    "log this monitor to another run_id"
-                )
-            return
-        meta["tables"][kind] = info
-        if kind == LAYER:
-            meta["layer_names"] = info["layer_names"]
-            meta["signal_names"] = info["signals"]
-            meta["monitor_config"] = info["config"]
-        write_json_atomic(run_dir / META_NAME, meta, fsync=fsync)

@@ -6,53 +6,41 @@ holds ``roll_rows`` rows it is closed and a background thread turns it into
 ``part-NNNNNN.parquet`` (``.tmp`` then ``os.replace``, then the journal is deleted). What a
 flush has written survives ``kill -9`` (the page cache keeps it; ``fsync`` guards against power
 loss too), and :func:`~streamtopo.io.recovery.recover`, run on every open, turns leftover
-journals into parts.
+journals into parts. When the disk refuses a write, the policy of ``_failures.py`` applies; the
+run-id reuse policy and the step floor of a reopened rank are in ``_resume.py``.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import queue
 import secrets
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from .._validation import check_choice, check_positive_int, describe
-from ..errors import InputError, InputTypeError, StreamtopoError
-from ._buffers import NUMBERS, LayerBuffer, ScalarBuffer, Table
-from ._layout import (
-    JOURNAL_EXT,
-    LAYER,
-    RankLock,
-    check_kind,
-    check_names,
-    check_run_id,
-    file_name,
-    layer_table_schema,
-    parse_file,
-    part_ext,
-    rank_path,
-    read_meta,
-    register_table,
-    run_path,
-    table_schema_json,
-    wide_columns,
-)
-from .recovery import RecoveryReport, convert_journal, expected_schemas, recover, recover_rank
+from ..errors import InputError, InputTypeError, StreamtopoError, WriteError, WriteFailedWarning
+from ._buffers import Table, as_float, as_step, new_buffer
+from ._failures import FailurePolicy, step_span
+from ._journalfile import Journal
+from ._layout import JOURNAL_EXT, LAYER, check_kind, check_run_id, file_name, rank_path, run_path
+from ._meta import register_table
+from ._resume import STEP_LIMIT, check_resume_args, open_rank, start_steps, step_error
+from .recovery import RecoveryReport, convert_journal, recover
 
 __all__ = ["RunWriter", "recover"]
 
 _ALARMS = frozenset({"WATCH", "COLLAPSE"})
 _FSYNC = ("never", "part", "flush")
+_ON_ERROR = ("warn", "raise")
 _STOP = object()
 
 
@@ -65,8 +53,7 @@ class RunWriter:
         Directory holding runs; created if needed. Everything is written strictly inside it.
     run_id : str, optional
         ``[A-Za-z0-9._-]``, at most 128 characters. Default: UTC time plus a random suffix
-        (required when ``rank > 0`` so that all ranks agree on it). Reopening an existing run
-        appends to it.
+        (required when ``rank > 0`` so that all ranks agree on it).
     rank : int, default 0
         Process rank; each rank writes its own ``rank=<r>/`` directory.
     flush_rows : int, default 512
@@ -78,23 +65,47 @@ class RunWriter:
     roll_rows : int, default 65536
         Rows per journal before it is rolled into a Parquet part (also rolled at
         ``roll_bytes``). Parts of ~65k rows keep the file count low and row groups large.
-    roll_bytes : int, default 64 MiB
-        Upper bound of a journal's size before it is rolled (wide runs).
     fsync : {"never", "part", "flush"}, default "never"
         "never" survives ``kill -9`` through the page cache; "part" fsyncs each Parquet part
         before its journal is deleted; "flush" also fsyncs the journal at every flush.
+    roll_bytes : int, default 64 MiB
+        Upper bound of a journal's size before it is rolled (wide runs); also the bound of the
+        rows one table keeps in memory while the disk refuses writes (see ``on_error``).
     step_offset : int or "continue", default 0
-        Added to every logged step. ``"continue"`` starts where this rank's recorded steps end
-        (:attr:`next_step_`), for a monitor that restarts at step 0 on a resumed run.
+        Added to every logged step (0 <= offset < 2**62). ``"continue"`` starts where this
+        rank's recorded steps end (:attr:`next_step_`), for a monitor that restarts at step 0
+        on a resumed run.
     handle_sigterm : bool, default True
         Flush on SIGTERM, then run the previous handler (installed only from the main thread).
+    resume : {"never", "allow", "must"}, default "never"
+        What to do when this rank of ``run_id`` already holds rows. "never": an error naming the
+        run id (reusing a run id used to append silently and mix two runs' steps); "allow":
+        continue the run; "must": continue it, and a rank without rows is an error. A
+        continued table accepts only steps above its last recorded one (a monitor restarting
+        at step 0 is refused with that step and the ways on: ``step_offset="continue"`` or
+        ``rewind_to``).
+    rewind_to : int, optional
+        Training restarted from a checkpoint taken at this step (``resume`` "allow" or "must"):
+        rows from this step on are accepted again, and replay keeps them over the recorded
+        ones (the later copy wins). The recorded rows stay on disk.
+    on_error : {"warn", "raise"}, default "warn"
+        When the disk refuses a flush (full, read-only, quota): "warn" keeps training, emits one
+        :class:`~streamtopo.errors.WriteFailedWarning` and one ERROR record on
+        ``logging.getLogger("streamtopo")`` per failure episode, keeps the refused rows in
+        memory (at most ``max(flush_rows, roll_bytes // row size)`` rows per table; beyond it
+        the oldest are dropped, said once, and readers report the hole as a step gap) and
+        retries them at every later flush; "raise" raises
+        :class:`~streamtopo.errors.WriteError` at each failed flush, keeping the rows the same
+        way. Rows already on disk are never touched: a batch cut short is truncated away.
 
     Attributes
     ----------
     run_dir, rank_dir : Path
         ``<log_dir>/run=<run_id>`` and its ``rank=<r>`` directory.
     recovery_ : RecoveryReport
-        What the recovery of this rank did on open.
+        What the recovery of this rank did on open. Unreadable files it moved to
+        ``<run>/_quarantine/`` are also announced with a
+        :class:`~streamtopo.errors.RecoveryWarning`.
     rows_written_ : int
         Rows flushed to journals so far.
     flushed_step_ : int
@@ -103,15 +114,18 @@ class RunWriter:
         Parquet parts written by the background thread.
     next_step_ : int
         One past the largest layer step recorded in this rank.
+    pending_rows_ : int
+        Rows kept in memory because the disk refused them (0 when all is well).
 
     Notes
     -----
-    Rows are dicts (the contract every monitor follows): ``"monitor"`` (kind), ``"step"``,
-    ``"wall_time"``, ``"config"``; for ``"layer"`` also ``"signals"``, ``"layer_names"``,
-    ``"values"`` (float array of shape (signals, layers)), ``"h0"``, ``"state"``, ``"reason"``;
-    other kinds add scalar columns (int, float, str, bool) fixed by their first row. A bad row
-    raises ``ValueError``/``TypeError`` and leaves the writer unchanged. Close the writer (or use
-    ``with``); atexit closes writers left open. A forked child never writes its parent's files.
+    Rows are dicts (the contract every monitor follows): ``"monitor"`` (kind), ``"step"``
+    (an int, 0 <= step < 2**62), ``"wall_time"``, ``"config"``; for ``"layer"`` also
+    ``"signals"``, ``"layer_names"``, ``"values"`` (float array of shape (signals, layers)),
+    ``"h0"``, ``"state"``, ``"reason"``; other kinds add scalar columns (int, float, str, bool)
+    fixed by their first row. A bad row raises ``ValueError``/``TypeError`` and leaves the
+    writer and its files unchanged. Close the writer (or use ``with``); atexit closes writers
+    left open. A forked child never writes its parent's files.
 
     Examples
     --------
@@ -126,6 +140,16 @@ class RunWriter:
     >>> df = pl.read_parquet(writer.run_dir / "**/*.parquet", hive_partitioning=True)
     >>> df.select("step", "grad_norm/fc2", "h0", "rank").rows()
     [(0, 2.0, 1.0, 0), (1, 3.0, 2.0, 0), (2, 4.0, 3.0, 0)]
+
+    Reopening the run takes a decision, and its steps continue:
+
+    >>> RunWriter(log_dir, run_id="demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamtopo.errors.InputError: run_id 'demo' already holds rows of rank 0 in ...
+    >>> with RunWriter(log_dir, run_id="demo", resume="allow") as writer:
+    ...     writer.next_step_
+    3
     """
 
     def __init__(
@@ -141,10 +165,15 @@ class RunWriter:
         roll_bytes: int = 64 * 2**20,
         step_offset: int | str = 0,
         handle_sigterm: bool = True,
+        resume: str = "never",
+        rewind_to: int | None = None,
+        on_error: str = "warn",
     ) -> None:
         if not isinstance(log_dir, (str, os.PathLike)):
             raise InputTypeError(f"log_dir must be a path, got {describe(log_dir)}")
         rank = check_positive_int(rank, "rank", minimum=0)
+        if rank >= 10**9:
+            raise InputError(f"rank must be < 10**9, got {rank}")
         if run_id is None:
             if rank != 0:
                 raise InputError(f"run_id is required when rank > 0 (got rank={rank})")
@@ -152,47 +181,40 @@ class RunWriter:
         self.run_id = check_run_id(run_id)
         self.rank = rank
         self.flush_rows = check_positive_int(flush_rows, "flush_rows")
+        if not isinstance(handle_sigterm, bool):
+            raise InputTypeError(f"handle_sigterm must be a bool, got {describe(handle_sigterm)}")
         if isinstance(flush_seconds, bool) or not isinstance(flush_seconds, (int, float)):
             raise InputTypeError(f"flush_seconds must be a number, got {describe(flush_seconds)}")
-        if not flush_seconds > 0:
-            raise InputError(f"flush_seconds must be > 0, got {flush_seconds!r}")
+        if not 0 < flush_seconds < 1e9:
+            raise InputError(f"flush_seconds must be > 0 (and < 1e9), got {flush_seconds!r}")
         self.flush_seconds = float(flush_seconds)
         self.roll_rows = check_positive_int(roll_rows, "roll_rows")
         self.roll_bytes = check_positive_int(roll_bytes, "roll_bytes")
         self.fsync = check_choice(fsync, "fsync", _FSYNC)
-        if step_offset != "continue" and (
-            isinstance(step_offset, bool) or not isinstance(step_offset, (int, np.integer))
-        ):
-            raise InputError(
-                f"step_offset must be an int or 'continue', got {describe(step_offset)}"
-            )
-        self.step_offset = step_offset
+        self.resume, self.rewind_to, self.step_offset = check_resume_args(
+            resume, rewind_to, step_offset
+        )
+        self.on_error = check_choice(on_error, "on_error", _ON_ERROR)
 
         self.log_dir = Path(log_dir)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir = run_path(self.log_dir, self.run_id)
-        self.run_dir.mkdir(exist_ok=True)
-        self.rank_dir = rank_path(self.run_dir, rank)
-        self.rank_dir.mkdir(exist_ok=True)
-        meta = read_meta(self.run_dir)  # unknown version: RecoveryError before touching files
-        self._rank_lock = RankLock(self.rank_dir / ".lock")
         try:
-            self.recovery_: RecoveryReport = recover_rank(
-                self.rank_dir,
-                expected_schemas(meta),
-                fsync=self.fsync != "never",
-                root=self.run_dir,
-            )
-            self._next_index, self._last_step = _scan_rank(self.rank_dir)
-        except BaseException:
-            self._rank_lock.release()
-            raise
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"log_dir {self.log_dir} cannot be created: {exc}") from exc
+        self.run_dir = run_path(self.log_dir, self.run_id)
+        self.rank_dir = rank_path(self.run_dir, rank)
+        self._rank_lock, self.recovery_, self._next_index, self._last_step = open_rank(
+            self.rank_dir, self.run_id, self.resume, fsync=self.fsync != "never"
+        )
 
         self._tables: dict[str, Table] = {}
         self._lock = threading.RLock()
         self._term_pending = False
         self._closed = False
-        self._error: BaseException | None = None
+        self._attention = False  # closed, or a failure to deliver: checked once per row
+        self._failures = FailurePolicy(self.on_error, self.rank_dir)
+        self._leftover: list[tuple[Path, pa.Schema]] = []  # journals not yet rolled to parts
+        self._leftover_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._pid = os.getpid()
         self.rows_written_ = 0
@@ -202,12 +224,13 @@ class RunWriter:
         self._thread = threading.Thread(
             target=self._background, name=f"streamtopo-writer-{rank}", daemon=True
         )
+        self._failures.thread = self._thread
         self._thread.start()
         _register(self, handle_sigterm)
 
     # -- the hot path ----------------------------------------------------------------------
     def __call__(self, row: dict[str, Any]) -> None:
-        """Append one monitor row (see the writer contract in the module docs)."""
+        """Append one monitor row (see the writer contract in the class notes)."""
         try:
             table = self._tables[row["monitor"]]
         except KeyError:
@@ -217,19 +240,22 @@ class RunWriter:
                 f"row must be a dict with a 'monitor' key, got {describe(row)}"
             ) from None
         with self._lock:
-            if self._closed or self._error is not None:
-                self._raise_closed()
+            if self._attention:
+                self._attend()
             i = table.n
             try:
                 step, wall = row["step"], row["wall_time"]
-                if type(step) is not int and not isinstance(step, np.integer):
-                    raise InputTypeError(f"row['step'] must be an int, got {describe(step)}")
-                if type(wall) is not float and not isinstance(wall, NUMBERS):
-                    raise InputTypeError(f"row['wall_time'] must be a float, got {describe(wall)}")
+                if type(step) is not int:
+                    step = as_step(step)
+                stored = step + table.offset
+                if step < 0 or not table.floor < stored < STEP_LIMIT:
+                    raise self._step_error(table, step, stored)
+                if type(wall) is not float:
+                    wall = as_float(wall, "row['wall_time']")
                 state = table.buf.put(i, row)
             except KeyError as exc:
                 raise InputError(f"row of monitor {table.kind!r} lacks key {exc}") from None
-            table.step[i] = step + table.offset
+            table.step[i] = stored
             table.wall[i] = wall
             table.n = i + 1  # commit: nothing above changed the writer if it raised
             urgent = state != table.last_state and state in _ALARMS
@@ -243,19 +269,22 @@ class RunWriter:
         if self._term_pending:
             self._signal_if_pending()
 
+    def _step_error(self, table: Table, step: int, stored: int) -> StreamtopoError:
+        return step_error(table.kind, self.rank_dir, step, table.offset, table.floor)
+
+    def _attend(self, *, row: bool = True) -> None:
+        """The writer is closed, or a failure noticed in the background is to be delivered
+        (before this call's ``row`` is taken)."""
+        if self._closed:
+            raise StreamtopoError(f"RunWriter {self.rank_dir} is closed")
+        self._attention = False
+        self._failures.deliver(row_taken=not row)
+
     def _signal_if_pending(self) -> None:
         """Handle a SIGTERM that arrived while this thread was inside the writer."""
         if self._term_pending:
             self._term_pending = False
             _on_sigterm(signal.SIGTERM, None)
-
-    def _raise_closed(self) -> None:
-        if self._error is not None:
-            raise StreamtopoError(
-                f"RunWriter {self.rank_dir} failed in its background thread: {self._error!r} "
-                "(journals are kept; `streamtopo recover` converts them)"
-            ) from self._error
-        raise StreamtopoError(f"RunWriter {self.rank_dir} is closed")
 
     # -- tables ----------------------------------------------------------------------------
     def _open_table(self, row: Any) -> Table:
@@ -265,44 +294,35 @@ class RunWriter:
         for key in ("step", "wall_time", "config"):
             if key not in row:
                 raise InputError(f"row of monitor {kind!r} lacks key {key!r}")
-        try:
-            config = json.loads(json.dumps(row["config"], allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"row['config'] must be JSON-serialisable: {exc}") from exc
         cap = self.flush_rows
-        if kind == LAYER:
-            for key in ("signals", "layer_names", "values", "h0", "state", "reason"):
-                if key not in row:
-                    raise InputError(f"row of monitor 'layer' lacks key {key!r}")
-            signals = check_names(row["signals"], "row['signals']")
-            names = check_names(row["layer_names"], "row['layer_names']")
-            buf: Any = LayerBuffer(signals, names, cap)
-            info = {
-                "files": "rank=*/part-*.parquet",
-                "signals": list(signals),
-                "layer_names": list(names),
-                "config": config,
-                "schema": table_schema_json(layer_table_schema(signals, names)),
-                "columns": wide_columns(signals, names),
-            }
-        else:
-            buf = ScalarBuffer(kind, row, cap)
-            info = {
-                "files": f"rank=*/{kind}-*.{part_ext(kind)}",
-                "config": config,
-                "schema": table_schema_json(buf.table_schema),
-            }
+        buf, info = new_buffer(kind, row, cap)
         with self._lock:
             if kind in self._tables:  # another thread got here first
                 return self._tables[kind]
-            register_table(self.run_dir, self.run_id, kind, info, fsync=self.fsync != "never")
+            if self._attention:
+                self._attend()
             table = Table(
                 kind, buf, cap, self._next_index.get(kind, 0), self._last_step.get(kind, -1)
             )
-            if self.step_offset == "continue":
-                table.offset = table.last_step + 1
-            else:
-                table.offset = int(self.step_offset)
+            table.offset, table.floor = start_steps(
+                table.last_step, self.step_offset, self.rewind_to
+            )
+            # the whole first row is checked before _meta.json registers the table
+            step = row["step"]
+            step = step if type(step) is int else as_step(step)
+            if step < 0 or not table.floor < step + table.offset < STEP_LIMIT:
+                raise self._step_error(table, step, step + table.offset)
+            if type(row["wall_time"]) is not float:
+                as_float(row["wall_time"], "row['wall_time']")
+            buf.put(0, row)
+            try:
+                register_table(self.run_dir, self.run_id, kind, info, fsync=self.fsync != "never")
+            except OSError as exc:  # not kept in memory: without _meta.json no reader knows it
+                raise WriteError(
+                    f"RunWriter {self.rank_dir}: registering table {kind!r} in _meta.json "
+                    f"failed in the calling thread: {exc!r}; this row and table are not "
+                    "recorded (call again once the disk accepts writes), other tables go on"
+                ) from exc
             self._tables[kind] = table
         return table
 
@@ -314,61 +334,111 @@ class RunWriter:
             last = self._last_step.get(LAYER, -1)
             if t is not None:
                 last = max(last, t.last_step, *(int(x) for x in t.step[: t.n]))
+                for batch in t.pending:
+                    last = max(last, int(pc.max(batch.column(0)).as_py()))
             return last + 1
+
+    @property
+    def pending_rows_(self) -> int:
+        """Rows kept in memory because the disk refused them."""
+        with self._lock:
+            return sum(t.pending_rows for t in self._tables.values())
 
     # -- flushing --------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write buffered rows to the journal now."""
+        """Write buffered rows to the journal now (and retry rows the disk refused before)."""
         with self._lock:
             if not self._closed:
+                if self._attention:
+                    self._attend(row=False)
                 self._flush_locked(roll=True)
         self._signal_if_pending()
 
     def _flush_locked(self, *, roll: bool) -> None:
-        """Write every table's buffered rows as one batch each. Caller holds the lock."""
-        for table in self._tables.values():
-            n = table.n
-            if n == 0:
-                continue
-            try:
-                batch = table.buf.batch(0, n, table.step, table.wall)
-                if table.ipc is None:
-                    self._open_journal(table)
-                table.ipc.write_batch(batch)
-                if self.fsync == "flush":
-                    os.fsync(table.sink.fileno())
-            except BaseException as exc:
-                # a half-written batch would hide every later one from readers: stop here
-                self._error = exc
-                raise
-            table.n = 0
-            table.journal_rows += n
-            table.last_step = max(table.last_step, int(table.step[n - 1]))
-            self.rows_written_ += n
-            self.flushed_step_ = int(table.step[n - 1])
-            if roll and (
-                table.journal_rows >= self.roll_rows
-                or table.journal_rows * table.buf.row_bytes >= self.roll_bytes
-            ):
-                self._queue.put(self._close_journal(table))  # blocks: backpressure
-        self._last_flush = time.monotonic()
+        """Write every table's kept and buffered rows. Caller holds the lock.
 
-    def _open_journal(self, table: Table) -> None:
-        path = self.rank_dir / file_name(table.kind, table.index, JOURNAL_EXT)
-        table.index += 1
-        table.sink = pa.OSFile(str(path), "wb")
-        table.ipc = pa.ipc.new_stream(table.sink, table.buf.schema)
-        table.path = path
-        table.journal_rows = 0
+        A table the disk refuses keeps its rows (see ``on_error``); the others are written.
+        """
+        failed: tuple[Table, BaseException, int] | None = None
+        written = 0
+        for table in self._tables.values():
+            if table.n == 0 and not table.pending:
+                continue
+            before = table.pending_rows + table.n
+            try:
+                self._write_table(table)
+            except Exception as exc:
+                self._keep(table)
+                if failed is None:
+                    failed = (table, exc, before)
+                continue
+            written += before
+            if roll and (
+                table.journal.rows >= self.roll_rows
+                or table.journal.rows * table.buf.row_bytes >= self.roll_bytes
+            ):
+                job = self._close_journal(table)
+                if threading.current_thread() is self._thread:
+                    with self._leftover_lock:  # never wait on our own queue
+                        self._leftover.append(job)
+                else:
+                    self._queue.put(job)  # blocks: backpressure
+        self._last_flush = time.monotonic()
+        if failed is not None:
+            table, exc, _ = failed
+            background = threading.current_thread() is self._thread
+            self._failures.flush_failed(
+                table.kind, exc, list(self._tables.values()), self.flushed_step_, background
+            )
+            self._attention = self._attention or background
+        elif self._failures.failing and not any(t.pending for t in self._tables.values()):
+            self._failures.recovered(written)
+
+    def _write_table(self, table: Table) -> None:
+        if table.journal is None:
+            path = self.rank_dir / file_name(table.kind, table.index, JOURNAL_EXT)
+            table.journal = Journal(path, table.buf.schema, fsync=self.fsync == "flush")
+            table.index += 1
+        while table.pending:
+            self._append(table, table.pending[0])
+            batch = table.pending.popleft()
+            table.pending_rows -= batch.num_rows
+            self._count(batch.num_rows, int(pc.max(batch.column(0)).as_py()))
+        n = table.n
+        if n:
+            self._append(table, table.buf.batch(0, n, table.step, table.wall))
+            table.n = 0
+            self._count(n, int(table.step[n - 1]))
+        table.last_step = max(table.last_step, self.flushed_step_)
+
+    def _append(self, table: Table, batch: pa.RecordBatch) -> None:
+        journal = table.journal
+        try:
+            journal.append(batch)
+        except BaseException:
+            table.journal = None
+            if journal.abandoned == 0:
+                table.index -= 1  # the file is gone: its index is free again
+            elif journal.rows:
+                with self._leftover_lock:
+                    self._leftover.append((journal.path, journal.schema))
+            raise
+
+    def _count(self, n: int, last: int) -> None:
+        self.rows_written_ += n
+        self.flushed_step_ = last
+
+    def _keep(self, table: Table) -> None:
+        """Move the buffered rows of a refused flush into the table's bounded memory."""
+        bound = max(self.flush_rows, self.roll_bytes // table.buf.row_bytes)
+        dropped, first, last = table.keep(bound)
+        if dropped:
+            self._failures.dropped_rows_(dropped, step_span(first, last), bound, table.kind)
+            self._attention = True
 
     def _close_journal(self, table: Table) -> tuple[Path, pa.Schema]:
-        table.ipc.close()  # writes the end-of-stream marker
-        if self.fsync == "flush":
-            os.fsync(table.sink.fileno())
-        table.sink.close()
-        job = (table.path, table.buf.schema)
-        table.ipc = table.sink = table.path = None
-        table.journal_rows = 0
+        job = table.journal.close()
+        table.journal = None
         return job
 
     # -- background thread: Parquet parts and timed flushes --------------------------------
@@ -384,14 +454,19 @@ class RunWriter:
             if job is None:
                 self._timed_flush()
                 continue
-            path, schema = job
-            report = RecoveryReport()
-            try:
-                convert_journal(path, schema, report, fsync=self.fsync != "never", validate=False)
-            except BaseException as exc:  # kept for the training thread to raise
-                self._error = exc
-            else:
-                self.parts_.extend(self.rank_dir / p for p in report.parts_written)
+            self._convert(*job)
+
+    def _convert(self, path: Path, schema: pa.Schema) -> None:
+        report = RecoveryReport()
+        try:
+            convert_journal(path, schema, report, fsync=self.fsync != "never", validate=False)
+        except Exception as exc:  # the journal stays; never take the writer lock here
+            with self._leftover_lock:
+                self._leftover.append((path, schema))
+            self._failures.roll_failed(path, exc, self.run_dir)
+            self._attention = True
+        else:
+            self.parts_.extend(self.rank_dir / p for p in report.parts_written)
 
     def _timed_flush(self) -> None:
         if time.monotonic() - self._last_flush < self.flush_seconds:
@@ -402,32 +477,40 @@ class RunWriter:
         try:
             if not self._closed:
                 self._flush_locked(roll=False)
-        except BaseException as exc:
-            self._error = exc
         finally:
             self._lock.release()
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Flush, roll every journal into a Parquet part, stop the thread, release the rank."""
+        """Flush, roll every journal into a Parquet part, stop the thread, release the rank.
+
+        Rows the disk still refuses are lost here: said by a WriteFailedWarning ("warn") or a
+        WriteError ("raise") raised after the writer is closed and its rank released.
+        """
         jobs = []
+        error: BaseException | None = None
+        lost = ""
         with self._lock:
             if self._closed:
                 return
             try:
-                if self._error is None:
-                    try:
-                        self._flush_locked(roll=False)
-                    except Exception:
-                        pass  # kept in self._error, raised below
+                try:
+                    self._flush_locked(roll=False)
+                except WriteError as exc:
+                    error = exc
+                lost = ", ".join(
+                    f"{t.pending_rows} {t.kind!r} row(s) ({t.pending_span()})"
+                    for t in self._tables.values()
+                    if t.pending_rows
+                )
                 for table in self._tables.values():
-                    if table.ipc is not None:
-                        try:
-                            jobs.append(self._close_journal(table))
-                        except Exception as exc:
-                            self._error = self._error or exc
+                    if table.journal is not None:
+                        jobs.append(self._close_journal(table))
+                with self._leftover_lock:
+                    jobs += self._leftover
+                    self._leftover = []
             finally:
-                self._closed = True
+                self._closed = self._attention = True
         self._signal_if_pending()
         try:
             for job in jobs:
@@ -437,8 +520,17 @@ class RunWriter:
         finally:
             self._rank_lock.release()
             _unregister(self)
-        if self._error is not None:
-            self._raise_closed()
+        self._failures.deliver(row_taken=True)
+        if lost:
+            msg = (
+                f"RunWriter {self.rank_dir} closed while the disk still refused writes: "
+                f"{lost} could not be written and are lost; rows already on disk are kept"
+            )
+            if self.on_error == "raise":
+                raise WriteError(msg) from error
+            warnings.warn(msg, WriteFailedWarning, stacklevel=2)
+        elif error is not None:
+            raise error
 
     def __enter__(self) -> RunWriter:
         return self
@@ -460,28 +552,8 @@ class RunWriter:
         if self._closed or self._pid != os.getpid():
             return
         with self._lock:
-            if not self._closed and self._error is None:
+            if not self._closed:
                 self._flush_locked(roll=False)
-
-
-def _scan_rank(rank_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """Next part index and last recorded step per table kind, from the committed parts."""
-    next_index: dict[str, int] = {}
-    last_step: dict[str, int] = {}
-    for path in rank_dir.iterdir():
-        base = path.name.split(".corrupt")[0]  # quarantined journals keep their index taken
-        parsed = parse_file(base)
-        if parsed is None:
-            continue
-        kind, index, ext = parsed
-        next_index[kind] = max(next_index.get(kind, 0), index + 1)
-        if ext != JOURNAL_EXT and base == path.name:
-            md = pq.ParquetFile(path).metadata
-            for g in range(md.num_row_groups):
-                stats = md.row_group(g).column(0).statistics
-                if stats is not None and stats.has_min_max:
-                    last_step[kind] = max(last_step.get(kind, -1), int(stats.max))
-    return next_index, last_step
 
 
 # -- process-wide hooks: atexit, SIGTERM, fork -----------------------------------------------
@@ -549,7 +621,7 @@ def _close_all() -> None:
 def _after_fork_in_child() -> None:
     # a forked child (e.g. a DataLoader worker) must never write the parent's files
     for w in list(_LIVE):
-        w._closed = True
+        w._closed = w._attention = True
     _LIVE.clear()
 
 

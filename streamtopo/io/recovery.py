@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import RecoveryError
+from ..errors import InputTypeError, RecoveryError
 from ._layout import (
     FORMAT_VERSION,
     JOURNAL_EXT,
@@ -30,9 +30,13 @@ from ._layout import (
     journal_schema_for,
     parse_file,
     part_ext,
+    quarantine_dir,
     rank_dirs,
-    read_meta,
+    refuse_link,
+    table_schema_from_json,
 )
+from ._meta import load_meta
+from ._parts import part_problem
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -82,7 +86,7 @@ class RecoveryReport:
             ("torn journals (read up to the torn batch)", self.torn),
             ("journals removed (already converted or empty)", self.journals_removed),
             ("temporary files removed", self.tmp_removed),
-            ("unreadable journals moved aside", self.quarantined),
+            ("unreadable files moved to _quarantine/ (bytes kept)", self.quarantined),
             ("ranks skipped (a writer holds them)", [f"rank={r}" for r in self.busy_ranks]),
         ):
             if items:
@@ -179,17 +183,21 @@ def write_part(table: pa.Table, path: Path, *, fsync: bool) -> None:
     strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
     tmp = path.with_name(path.name + ".tmp")
     table = table.replace_schema_metadata({"streamtopo.format_version": str(FORMAT_VERSION)})
-    pq.write_table(
-        table,
-        tmp,
-        compression="zstd",
-        use_dictionary=strings,
-        use_byte_stream_split=floats or False,
-        row_group_size=max(table.num_rows, 1),
-        store_schema=False,
-    )
-    if fsync:
-        _fsync_file(tmp)
+    try:
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            use_dictionary=strings,
+            use_byte_stream_split=floats or False,
+            row_group_size=max(table.num_rows, 1),
+            store_schema=False,
+        )
+        if fsync:
+            _fsync_file(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: give the space back; the journal is kept
+        raise
     os.replace(tmp, path)
     if fsync:
         _fsync_dir(path.parent)
@@ -252,48 +260,96 @@ def convert_journal(
     report.journals_removed.append(rel)
 
 
-def _quarantine(journal: Path, rel: str, report: RecoveryReport, why: str) -> None:
-    target = journal.with_name(journal.name + ".corrupt")
+def _quarantine(path: Path, rel: str, report: RecoveryReport, why: str) -> None:
+    """Move an unreadable part or journal to ``<run>/_quarantine/rank=<r>/<name>.corrupt``."""
+    folder = quarantine_dir(path.parent)
+    target = folder / f"{path.name}.corrupt"
     n = 1
     while target.exists():
-        target = journal.with_name(f"{journal.name}.corrupt.{n}")
+        target = folder / f"{path.name}.corrupt.{n}"
         n += 1
-    os.replace(journal, target)
-    report.quarantined.append(f"{rel} -> {target.name} ({why})")
-    _log.warning("streamtopo: %s is unreadable (%s); moved to %s", journal, why, target.name)
+    os.replace(path, target)
+    moved = f"{folder.parent.name}/{folder.name}/{target.name}"
+    report.quarantined.append(f"{rel} -> {moved} ({why})")
 
 
 # -- recovery ------------------------------------------------------------------------------
 def expected_schemas(meta: dict | None) -> dict[str, pa.Schema]:
+    """Journal schema of every table ``_meta.json`` registers."""
     if meta is None:
         return {}
     return {kind: journal_schema_for(kind, info) for kind, info in meta["tables"].items()}
 
 
+def part_schemas(meta: dict | None) -> dict[str, pa.Schema]:
+    """Parquet schema of every table ``_meta.json`` registers."""
+    if meta is None:
+        return {}
+    return {kind: table_schema_from_json(info["schema"]) for kind, info in meta["tables"].items()}
+
+
+def _data_files(rank_dir: Path) -> list[tuple[Path, tuple[str, int, str]]]:
+    """Parts and journals of a rank, sorted; a symbolic link among them is refused before
+    anything is changed (recovery would otherwise import rows from outside the run)."""
+    out = []
+    for path in sorted(rank_dir.iterdir()):
+        parsed = parse_file(path.name)
+        if parsed is not None or path.name.endswith((".parquet.tmp", ".pq.tmp")):
+            refuse_link(path)
+        if parsed is not None:
+            out.append((path, parsed))
+    return out
+
+
 def recover_rank(
-    rank_dir: Path, schemas: dict[str, pa.Schema], *, fsync: bool = False, root: Path
+    rank_dir: Path,
+    schemas: dict[str, pa.Schema],
+    *,
+    fsync: bool = False,
+    root: Path,
+    parts: dict[str, pa.Schema] | None = None,
+    verify: bool = False,
 ) -> RecoveryReport:
-    """Recover one rank directory; the caller holds its lock."""
+    """Recover one rank directory; the caller holds its lock.
+
+    Order matters: parts that do not open (checked against ``parts``, the Parquet schemas; every
+    page decoded when ``verify``) are quarantined *before* journals are converted, so that a
+    journal whose part is unreadable is converted again instead of being deleted as done.
+    """
     report = RecoveryReport()
+    files = _data_files(rank_dir)
     for path in sorted(rank_dir.iterdir()):
         if path.name.endswith((".parquet.tmp", ".pq.tmp")):
             path.unlink()
             report.tmp_removed.append(str(path.relative_to(root)))
-    for path in sorted(rank_dir.iterdir()):
-        parsed = parse_file(path.name)
-        if parsed is None or parsed[2] != JOURNAL_EXT or not path.is_file():
+    for path, (kind, _, ext) in files:
+        if ext == JOURNAL_EXT:
             continue
-        convert_journal(path, schemas.get(parsed[0]), report, fsync=fsync, root=root)
+        why = part_problem(path, (parts or {}).get(kind), full=verify)
+        if why is not None:
+            _quarantine(path, str(path.relative_to(root)), report, why)
+    for path, (kind, _, ext) in files:
+        if ext != JOURNAL_EXT or not path.is_file():
+            continue
+        convert_journal(path, schemas.get(kind), report, fsync=fsync, root=root)
     return report
 
 
-def recover(run_dir: str | os.PathLike[str], *, fsync: bool = False) -> RecoveryReport:
+def recover(
+    run_dir: str | os.PathLike[str], *, fsync: bool = False, verify: bool = True
+) -> RecoveryReport:
     """Make a run directory consistent after a crash; safe to run any number of times.
 
-    Deletes interrupted ``*.parquet.tmp`` files and turns every leftover journal into a Parquet
-    part, reading its batches up to the first torn one. A journal that is not an Arrow stream
-    (or has a schema other than ``_meta.json`` says) is moved aside to ``*.arrows.corrupt``,
-    never deleted. Ranks whose writer is still running (their lock is held) are skipped.
+    Deletes interrupted ``*.parquet.tmp`` files, moves aside every Parquet part that does not
+    open (truncated, garbage, empty, other columns than ``_meta.json`` records) and turns every
+    leftover journal into a Parquet part, reading its batches up to the first torn one. A
+    journal that is not an Arrow stream (or has a schema other than ``_meta.json`` says) is
+    moved aside too. Moved files go to ``<run>/_quarantine/rank=<r>/<name>.corrupt``, bytes
+    unchanged, never deleted; no reader globs that folder, so the rest of the run reads again.
+    Each move is logged as a WARNING on ``logging.getLogger("streamtopo")`` and listed in
+    :attr:`RecoveryReport.quarantined`. Ranks whose writer is still running (their lock is
+    held) are skipped. A symbolic link among a run's ranks, parts or journals is refused
+    before anything is changed.
 
     Parameters
     ----------
@@ -301,6 +357,9 @@ def recover(run_dir: str | os.PathLike[str], *, fsync: bool = False) -> Recovery
         The ``run=<id>`` directory.
     fsync : bool, default False
         fsync each new part before its journal is deleted.
+    verify : bool, default True
+        Decode every page of every part (a flipped byte inside a page is found, at the cost of
+        reading the whole run); False checks footers and columns only, as a writer does on open.
 
     Returns
     -------
@@ -324,24 +383,41 @@ def recover(run_dir: str | os.PathLike[str], *, fsync: bool = False) -> Recovery
     >>> print(recover(w.run_dir))
     nothing to recover
     """
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise InputTypeError(f"run_dir must be a path, got {run_dir!r:.60}")
+    if not isinstance(fsync, bool):
+        raise InputTypeError(f"fsync must be a bool, got {fsync!r:.60}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RecoveryError(f"{run_dir} is not a directory")
-    meta = read_meta(run_dir)
+        raise RecoveryError(f"run_dir {run_dir} is not a directory")
+    meta = load_meta(run_dir)
     if meta is None and not run_dir.name.startswith("run="):
-        raise RecoveryError(f"{run_dir} is not a run directory (no _meta.json, not run=<id>)")
-    schemas = expected_schemas(meta)
+        raise RecoveryError(
+            f"run_dir {run_dir} is not a run directory (no _meta.json, not run=<id>)"
+        )
+    if not isinstance(verify, bool):
+        raise InputTypeError(f"verify must be a bool, got {verify!r}")
+    schemas, parts = expected_schemas(meta), part_schemas(meta)
+    ranks = rank_dirs(run_dir)
+    for _, rank_dir in ranks:  # refuse links before changing anything
+        inside(rank_dir, run_dir)
+        _data_files(rank_dir)
     report = RecoveryReport()
     with file_lock(run_dir / ".meta.lock", blocking=False) as acquired:
         if acquired:  # writers write _meta.json.<pid>.tmp only under this lock: these are stale
             for tmp in run_dir.glob(f"{META_NAME}.*.tmp"):
                 tmp.unlink()
                 report.tmp_removed.append(tmp.name)
-    for rank, rank_dir in rank_dirs(run_dir):
-        inside(rank_dir, run_dir)
+    for rank, rank_dir in ranks:
         with file_lock(rank_dir / ".lock", blocking=False) as acquired:
             if not acquired:
                 report.busy_ranks.append(rank)
                 continue
-            report.merge(recover_rank(rank_dir, schemas, fsync=fsync, root=run_dir))
+            report.merge(
+                recover_rank(
+                    rank_dir, schemas, fsync=fsync, root=run_dir, parts=parts, verify=verify
+                )
+            )
+    for item in report.quarantined:
+        _log.warning("streamtopo: moved an unreadable file aside in %s: %s", run_dir, item)
     return report

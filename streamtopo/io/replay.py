@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._validation import describe
-from ..errors import InputError, InputTypeError, RecoveryError, StreamtopoError
+from .._validation import check_positive_int, describe
+from ..errors import InputError, InputTypeError, RecoveryError, StepGapWarning, StreamtopoError
 from ._layout import (
     JOURNAL_EXT,
     LAYER,
@@ -22,27 +23,63 @@ from ._layout import (
     parse_file,
     part_ext,
     rank_dirs,
-    read_meta,
+    refuse_link,
     table_schema_from_json,
 )
+from ._meta import check_sizes, load_meta
+from ._parts import Piece, check_part, step_gaps, table_piece
 from .recovery import read_journal, wide_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-__all__ = ["read_run", "replay"]
+__all__ = ["read_meta", "read_run", "replay", "run_summary", "summarize"]
+
+
+def _run_dir(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputTypeError(f"path must be a run directory path, got {describe(path)}")
+    return Path(path)
 
 
 def _meta_of(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
-        raise RecoveryError(f"{run_dir} is not a directory")
-    meta = read_meta(run_dir)
+        raise RecoveryError(f"path {run_dir} is not a directory")
+    meta = load_meta(run_dir)
     if meta is None:
-        raise RecoveryError(f"{run_dir} has no {META_NAME} (not a run directory, or no row yet)")
+        raise RecoveryError(
+            f"path {run_dir} has no {META_NAME} (not a run directory, or no row yet)"
+        )
     return meta
 
 
-def _table_info(meta: dict[str, Any], table: str, run_dir: Path) -> dict[str, Any]:
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run's ``_meta.json``, checked field by field before anything uses it.
+
+    The size, the nesting depth (before ``json.loads`` could recurse), every field's presence
+    and type, names and the table schemas are checked; a bad field raises
+    :class:`~streamtopo.errors.RecoveryError` naming it.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> run = Path(tempfile.mkdtemp()) / "run=x"
+    >>> run.mkdir()
+    >>> _ = (run / "_meta.json").write_text(json.dumps(
+    ...     {"format": "streamtopo-run", "format_version": 1, "run_id": "x",
+    ...      "tables": {"layer": {"files": "", "config": {}}}}))
+    >>> read_meta(run)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamtopo.errors.RecoveryError: .../_meta.json: field 'tables.layer.schema' is missing
+    """
+    return _meta_of(_run_dir(path))
+
+
+def _table_info(meta: dict[str, Any], table: Any, run_dir: Path) -> dict[str, Any]:
+    if not isinstance(table, str):
+        raise InputTypeError(f"table must be a str, got {describe(table)}")
     info = meta["tables"].get(table)
     if info is None:
         raise InputError(
@@ -93,15 +130,26 @@ def read_run(
     >>> read_run(w.run_dir).select("run", "rank", "step", "g/b").collect().rows()
     [('demo', 0, 0, 0.0), ('demo', 0, 1, 1.0), ('demo', 0, 2, 2.0), ('demo', 0, 3, 3.0)]
     """
+    frame, _ = _read(path, include_journal, table, stacklevel=3)
+    return frame
+
+
+def _read(
+    path: Any, include_journal: Any, table: Any, *, stacklevel: int
+) -> tuple[pl.LazyFrame, int]:
+    """read_run's frame and its number of rows (from the footers and the journals read)."""
     import polars as pl
 
-    run_dir = Path(path)
+    run_dir = _run_dir(path)
+    if not isinstance(include_journal, bool):
+        raise InputTypeError(f"include_journal must be a bool, got {describe(include_journal)}")
     meta = _meta_of(run_dir)
     info = _table_info(meta, table, run_dir)
     schema = table_schema_from_json(info["schema"])
     pl_schema = pl.from_arrow(schema.empty_table()).schema
-    run_id = str(meta.get("run_id") or run_dir.name.removeprefix("run="))
+    run_id = str(meta["run_id"])
     frames = []
+    n_rows = 0
     for rank, rank_dir in rank_dirs(run_dir):
         parts, journals = _rank_files(rank_dir, table)
         pieces: list[pl.LazyFrame] = []
@@ -120,6 +168,16 @@ def read_run(
                 if jschema is not None and batches:
                     tables.append((index, wide_table(jschema, batches)))
         ordered: list[tuple[int, Any]] = sorted([*parts.items(), *tables], key=lambda item: item[0])
+        steps: list[Piece] = []
+        for _, item in ordered:
+            piece = (
+                check_part(item, schema, run_dir)
+                if isinstance(item, Path)
+                else table_piece("journal", item)
+            )
+            steps.append(piece)
+            n_rows += piece.rows
+        _warn_gaps(run_dir, rank, table, steps, stacklevel + 1)
         run_of_parts: list[Path] = []
         for _, item in [*ordered, (None, None)]:
             if isinstance(item, Path):
@@ -138,10 +196,23 @@ def read_run(
             )
     if not frames:
         empty = pl.DataFrame(schema=pl_schema).lazy()
-        return empty.with_columns(
+        empty = empty.with_columns(
             pl.lit(run_id, pl.String).alias("run"), pl.lit(0, pl.Int64).alias("rank")
         ).clear()
-    return pl.concat(frames, how="vertical")
+        return empty, 0
+    return pl.concat(frames, how="vertical"), n_rows
+
+
+def _warn_gaps(run_dir: Path, rank: int, table: str, pieces: list[Piece], stacklevel: int) -> None:
+    gaps = step_gaps(pieces)
+    if gaps:
+        holes = "; ".join(f"steps {a}..{b} (between {x} and {y})" for a, b, x, y in gaps)
+        warnings.warn(
+            f"{run_dir} rank {rank} table {table!r} has no rows for {holes}: a file was deleted "
+            "or lost (or the writer dropped rows it could not write)",
+            StepGapWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _rank_files(rank_dir: Path, table: str) -> tuple[dict[int, Path], list[tuple[int, Path]]]:
@@ -151,6 +222,7 @@ def _rank_files(rank_dir: Path, table: str) -> tuple[dict[int, Path], list[tuple
         parsed = parse_file(p.name)
         if parsed is None or parsed[0] != table:
             continue
+        refuse_link(p)
         _, index, ext = parsed
         if ext == JOURNAL_EXT:
             journals.append((index, p))
@@ -230,20 +302,18 @@ def replay(
     """
     import polars as pl
 
-    run_dir = Path(path)
+    run_dir = _run_dir(path)
+    if rank is not None:
+        rank = check_positive_int(rank, "rank", minimum=0)
+    chunk = check_positive_int(chunk, "chunk")
+    if not isinstance(progress, bool):
+        raise InputTypeError(f"progress must be a bool, got {describe(progress)}")
     meta = _meta_of(run_dir)
     info = _table_info(meta, LAYER, run_dir)
     signals, names = tuple(info["signals"]), tuple(info["layer_names"])
+    frame, n_rows = _read(run_dir, include_journal, LAYER, stacklevel=3)
     if monitor is None:
-        cls = _layer_monitor_class()
-        config = dict(info["config"])
-        if "rule" in overrides and "layer_rule" in config and "layer_rule" not in overrides:
-            config["layer_rule"] = None  # recorded resolved from the old rule: derive it anew
-        config.update(overrides)
-        try:
-            monitor = cls(**config)
-        except TypeError as exc:
-            raise InputError(f"cannot rebuild the monitor from the recorded config: {exc}") from exc
+        monitor = _rebuild(run_dir, info["config"], overrides, n_rows)
     elif overrides:
         raise InputError(f"pass either monitor= or overrides, got both ({sorted(overrides)})")
     if not callable(getattr(monitor, "run", None)):
@@ -253,10 +323,14 @@ def replay(
             f"monitor has signals {tuple(monitor.signals)} and n_layers={monitor.n_layers}; the "
             f"run recorded signals {signals} and {len(names)} layers"
         )
-    chunk = max(int(chunk), 1)
     columns = [f"{s}/{n}" for s in signals for n in names]
-    frame = read_run(run_dir, include_journal)
-    data = frame.select("rank", "step", "h0", "state", *columns).collect()
+    try:
+        data = frame.select("rank", "step", "h0", "state", *columns).collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise RecoveryError(
+            f"reading {run_dir} failed ({exc}); run `streamtopo recover {run_dir}`: it decodes "
+            "every part and moves unreadable ones aside into _quarantine/ (bytes kept)"
+        ) from exc
     if rank is not None:
         present = sorted(data["rank"].unique().to_list())
         if rank not in present:
@@ -304,24 +378,78 @@ def replay(
     return pl.concat(out, how="vertical")
 
 
-def summarize(statuses: pl.DataFrame) -> pl.DataFrame:
-    """One row per rank: steps, counts per state, first alarm steps, agreement with the live run."""
+def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any], rows: int) -> Any:
+    """A LayerMonitor from the recorded config and the caller's overrides, sizes bounded first."""
+    cls = _layer_monitor_class()
+    field = f"{run_dir / META_NAME}: field 'tables.layer.config."
+    check_sizes(recorded, rows, recorded=True, where=field)
+    check_sizes(overrides, rows, recorded=False, where="")
+    config = dict(recorded)
+    if "rule" in overrides and "layer_rule" in config and "layer_rule" not in overrides:
+        config["layer_rule"] = None  # recorded resolved from the old rule: derive it anew
+    config.update(overrides)
+    try:
+        return cls(**config)
+    except (TypeError, ValueError, OverflowError, StreamtopoError) as exc:
+        if overrides:
+            raise InputError(
+                f"the recorded config with overrides {sorted(overrides)} does not build a "
+                f"LayerMonitor: {exc}"
+            ) from exc
+        raise RecoveryError(
+            f"{run_dir / META_NAME}: field 'tables.layer.config' does not build a LayerMonitor: "
+            f"{exc}"
+        ) from exc
+
+
+def run_summary(frame: pl.DataFrame) -> pl.DataFrame:
+    """The one run summary of a status table (a layer table, or :func:`replay`'s statuses):
+    one row per ``rank`` (rank 0 when the frame has no rank column), rows in step order.
+
+    Columns: ``steps`` (rows), ``first_step``/``last_step`` (of the first and last row),
+    ``peak_h0`` (the largest *finite* h0 over the rows; null when none is finite — not the
+    peak rule's warm-up peak, which ``LayerMonitor.summary()`` reports), ``last_h0`` (the last
+    row's h0, NaN included), ``watch_steps``, ``collapse_steps``, ``alarm_episodes`` (runs of
+    consecutive rows not HEALTHY), ``first_alarm_step``, ``first_watch_step``,
+    ``first_collapse_step`` (null when never), ``final_status`` (the last row's state) and,
+    when the frame has ``live_state``/``live_h0`` (replay), ``differ_from_live`` (rows whose
+    state or h0 differ from the live run, NaN equal to NaN).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"step": [0, 1, 2, 3], "h0": [1.0, float("inf"), 3.0, float("nan")],
+    ...                    "state": ["HEALTHY", "WATCH", "HEALTHY", "COLLAPSE"]})
+    >>> s = run_summary(df).row(0, named=True)
+    >>> s["peak_h0"], s["alarm_episodes"], s["first_collapse_step"], s["final_status"]
+    (3.0, 2, 3, 'COLLAPSE')
+    """
     import polars as pl
 
+    if "rank" not in frame.columns:
+        frame = frame.with_columns(rank=pl.lit(0, dtype=pl.Int64))
+    state, step, h0 = pl.col("state"), pl.col("step"), pl.col("h0")
+    alarm = state != "HEALTHY"
     aggs = [
         pl.len().alias("steps"),
-        pl.col("step").min().alias("first_step"),
-        pl.col("step").max().alias("last_step"),
-        (pl.col("state") == "WATCH").sum().alias("watch_steps"),
-        (pl.col("state") == "COLLAPSE").sum().alias("collapse_steps"),
-        pl.col("step").filter(pl.col("state") != "HEALTHY").min().alias("first_alarm_step"),
-        pl.col("h0").max().alias("max_h0"),
+        step.first().alias("first_step"),
+        step.last().alias("last_step"),
+        h0.filter(h0.is_finite()).max().alias("peak_h0"),
+        h0.last().alias("last_h0"),
+        (state == "WATCH").sum().alias("watch_steps"),
+        (state == "COLLAPSE").sum().alias("collapse_steps"),
+        (alarm & ~alarm.shift(1).fill_null(False)).sum().alias("alarm_episodes"),
+        step.filter(alarm).first().alias("first_alarm_step"),
+        step.filter(state == "WATCH").first().alias("first_watch_step"),
+        step.filter(state == "COLLAPSE").first().alias("first_collapse_step"),
+        state.last().alias("final_status"),
     ]
-    if "live_state" in statuses.columns:
-        same_h0 = (pl.col("h0") == pl.col("live_h0")) | (
-            pl.col("h0").is_nan() & pl.col("live_h0").is_nan()
-        )
-        aggs.append(
-            ((pl.col("state") != pl.col("live_state")) | ~same_h0).sum().alias("differ_from_live")
-        )
-    return statuses.group_by("rank", maintain_order=True).agg(aggs)
+    if "live_state" in frame.columns:
+        same_h0 = (h0 == pl.col("live_h0")) | (h0.is_nan() & pl.col("live_h0").is_nan())
+        aggs.append(((state != pl.col("live_state")) | ~same_h0).sum().alias("differ_from_live"))
+    return frame.group_by("rank", maintain_order=True).agg(aggs)
+
+
+def summarize(statuses: pl.DataFrame) -> pl.DataFrame:
+    """One row per rank of :func:`replay`'s statuses: :func:`run_summary` (the old name)."""
+    return run_summary(statuses)

@@ -4,6 +4,15 @@ status record (a :class:`MonitorStatus`), ``update(...)`` feeds data without a s
 ``should_stop`` mean the same on every monitor. Monitors never touch files: rows go to an
 injected writer. Every name here is also re-exported from ``streamtopo``; they are imported
 lazily (PEP 562), so ``import streamtopo.monitors`` stays light.
+
+Steps: LayerMonitor, LossRiseDetector and CollapseMonitor number statuses from 0 and ``step_``
+is the next status's step; CentroidMonitor counts checks from 1 (seed 004) and MorseMonitor
+counts edits since ``initialize`` (0 for it), so there ``step_`` equals the last status's step.
+MorseMonitor has no alarm rule: its status is always HEALTHY and says what changed.
+
+:class:`DepthProfile` is *not* a monitor: it profiles a fixed probe batch once per layer
+(``add`` / ``omega`` / ``theta``, seed 003), has no per-step ``check`` and no alarm, so it does
+not take the Monitor contract; it is re-exported here for compatibility.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "CollapseMonitor": "streamtopo.monitors.collapse",
     "CollapseStatus": "streamtopo.monitors.collapse",
     "MorseMonitor": "streamtopo.monitors.morse",
+    "MorseStatus": "streamtopo.monitors.morse",
     "DepthProfile": "streamtopo.monitors.depth",
 }
 

@@ -3,68 +3,69 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from .._validation import check_positive_int, describe
 from ..errors import InputError, InputTypeError
-from ..status import State
+from ._status import MonitorStatus
 
-__all__ = ["GapStatus", "difficulty", "status_from_dict", "status_to_dict"]
+__all__ = ["GapStatus", "difficulty"]
 
 # seed 004's difficulty labels restated per merge (mean death); see difficulty()
 _DIFFICULTY_EDGES = (0.15, 0.40)
 
 
 @dataclass(frozen=True, slots=True)
-class GapStatus:
+class GapStatus(MonitorStatus):
     """What one :meth:`CentroidMonitor.check` found (immutable).
 
-    ``h0_train`` is the size-matched train H0 used in the gap (``h0_gap = h0_train -
-    h0_test``), ``h0_train_full`` the H0 of all train rows (NaN when not computed, see
-    ``history``). ``gap_noise`` is the gap's standard error; ``deviation`` is ``(gap -
-    baseline_gap) / sd`` under ``rule="baseline"`` (sd combines this check's and the
-    baseline's noise). ``alert`` is this check's gap rule, ``direction`` "rising"/"falling"
-    when it fired, ``alert_streak`` the consecutive alerts, ``gap_stop`` the streak reached
-    ``patience``. The ``*loss*`` fields are the early-stopping rule on ``test_loss`` (NaN when no
-    loss was given); ``should_stop = gap_stop or loss_stop``. ``state`` is COLLAPSE when
-    ``should_stop``, WATCH on an alert or a check without a new loss minimum, else HEALTHY.
-    ``n_train``/``n_test`` are the summed effective class sizes of the matched sides,
-    ``size_matched`` whether every class could be matched. ``missing_classes`` lack rows on
-    a split and are left out of both H0s; ``dropped_rows`` counts NaN/inf/zero rows since the
-    last check. ``valid`` is False when the gap is undefined (fewer than two classes on both
-    splits); the numbers are then NaN and ``reason`` says why.
+    ``step`` counts checks from 1. ``h0_train`` is the size-matched train H0 used in the gap
+    (``h0_gap = h0_train - h0_test``), ``h0_train_full`` the H0 of all train rows (NaN when not
+    computed, see ``history``). ``gap_noise`` is the gap's standard error; ``deviation`` is
+    ``(gap - baseline_gap) / sd`` under ``rule="baseline"`` (sd combines this check's and the
+    baseline's noise). ``alert`` is this check's gap rule (seed 004's name; the uniform "not
+    HEALTHY" is :attr:`~MonitorStatus.alarm`), ``direction`` "rising"/"falling" when it fired,
+    ``alert_streak`` the consecutive alerts, ``gap_stop`` the streak reached ``patience``. The
+    ``*loss*`` fields are the early-stopping rule on ``test_loss`` (NaN when no loss was given);
+    ``should_stop = gap_stop or loss_stop``. ``state`` is COLLAPSE when ``should_stop``, WATCH
+    on an alert or a check without a new loss minimum, else HEALTHY; ``calibrating`` is True
+    while ``rule="baseline"`` has no baseline yet. ``n_train``/``n_test`` are the summed
+    effective class sizes of the matched sides, ``size_matched`` whether every class could be
+    matched. ``missing_classes`` lack rows on a split and are left out of both H0s;
+    ``dropped_rows`` counts NaN/inf/zero rows since the last check. ``valid`` is False when the
+    gap is undefined (fewer than two classes on both splits); the numbers are then NaN and
+    ``reason`` says why.
     """
 
-    step: int
-    h0_train: float
-    h0_test: float
-    h0_gap: float
-    gap_noise: float
-    baseline_gap: float
-    deviation: float
-    alert: bool
-    direction: str
-    alert_streak: int
-    gap_stop: bool
-    test_loss: float
-    best_test_loss: float
-    loss_checks_since_best: int
-    loss_stop: bool
-    should_stop: bool
-    state: State
-    reason: str
-    h0_train_full: float
-    n_train: float
-    n_test: float
-    size_matched: bool
-    missing_classes: tuple[str, ...]
-    dropped_rows: int
-    valid: bool
+    kind: ClassVar[str] = "centroid"
+
+    h0_train: float = math.nan
+    h0_test: float = math.nan
+    h0_gap: float = math.nan
+    gap_noise: float = math.nan
+    baseline_gap: float = math.nan
+    deviation: float = math.nan
+    alert: bool = False
+    direction: str = ""
+    alert_streak: int = 0
+    gap_stop: bool = False
+    test_loss: float = math.nan
+    best_test_loss: float = math.nan
+    loss_checks_since_best: int = 0
+    loss_stop: bool = False
+    should_stop: bool = False
+    h0_train_full: float = math.nan
+    n_train: float = 0.0
+    n_test: float = 0.0
+    size_matched: bool = False
+    missing_classes: tuple[str, ...] = ()
+    dropped_rows: int = 0
+    valid: bool = False
 
     def as_row(self) -> dict[str, Any]:
         """Scalar columns for the run writer (``missing_classes`` joined by commas)."""
-        row = asdict(self)
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
         row["state"] = str(self.state)
         row["missing_classes"] = ",".join(self.missing_classes)
         return row
@@ -95,17 +96,3 @@ def difficulty(h0: float, n_classes: int = 10) -> str:
     if mean >= _DIFFICULTY_EDGES[1]:
         return "easy"
     return "medium" if mean >= _DIFFICULTY_EDGES[0] else "hard"
-
-
-def status_to_dict(status: GapStatus) -> dict[str, Any]:
-    r = asdict(status)
-    r["state"] = str(status.state)
-    r["missing_classes"] = list(status.missing_classes)
-    return r
-
-
-def status_from_dict(row: dict[str, Any]) -> GapStatus:
-    r = dict(row)
-    r["state"] = State(r["state"])
-    r["missing_classes"] = tuple(r["missing_classes"])
-    return GapStatus(**r)

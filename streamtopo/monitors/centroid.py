@@ -30,20 +30,20 @@ Memory: float64 sums of shape (2 splits, R, n_classes, d) — ``16 * R * n_class
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .._validation import check_choice, check_positive_int, describe
+from ..alarms import FrozenBaseline, State, Streak
 from ..errors import InputError, InputTypeError
-from ..status import State
 from ..topology import MergeEdges
-from . import _centroid_stats as stats
+from ..topology import centroid as stats
+from ._base import Monitor
 from ._centroid_inputs import as_features, as_labels, finite_float, positive_float
-from ._centroid_results import CentroidResults
-from ._centroid_status import GapStatus, difficulty, status_from_dict, status_to_dict
+from ._centroid_status import GapStatus, difficulty
+from ._centroid_tree import dendrogram_text, merge_history_frame, pairs_in_merge_order
 
 __all__ = ["CentroidMonitor", "GapStatus", "difficulty"]
 
@@ -52,7 +52,7 @@ _RULES = ("baseline", "seed")
 _MODES = ("epoch", "ema")
 
 
-class CentroidMonitor(CentroidResults):
+class CentroidMonitor(Monitor):
     """Streaming per-class centroid directions on a train and a test split, their H0 gap,
     and the classes' merge structure.
 
@@ -129,6 +129,46 @@ class CentroidMonitor(CentroidResults):
     2
     """
 
+    kind = "centroid"
+    _config_keys = (
+        "n_classes",
+        "class_names",
+        "rule",
+        "patience",
+        "metric",
+        "mode",
+        "half_life",
+        "matched_size",
+        "groups",
+        "k",
+        "gap_threshold",
+        "warmup",
+        "baseline_checks",
+        "precision",
+        "history",
+        "seed",
+    )
+    _state_ = (
+        "_d",
+        "_sums",
+        "_wsum",
+        "_w2sum",
+        "_rng_state",
+        "_dropped",
+        "_base_gap",
+        "_base_noise2",
+        "_streak",
+        "_best_loss",
+        "_loss_streak",
+        "_n_alerts",
+        "_first_alert_step",
+        "_log",
+        "_history",
+        "_snap",
+        "_trees",
+    )
+    _last: GapStatus | None
+
     def __init__(
         self,
         n_classes: int,
@@ -193,7 +233,7 @@ class CentroidMonitor(CentroidResults):
         self.reset()
 
     # ------------------------------------------------------------------ state
-    def reset(self) -> None:
+    def _init_state(self) -> None:
         """Forget all data, the baseline, the loss record and the history."""
         self._d: int | None = None
         self._sums: np.ndarray | None = None  # (2, R, K, d)
@@ -202,88 +242,38 @@ class CentroidMonitor(CentroidResults):
         self._rng = np.random.default_rng(self.seed)
         self._dropped = 0
         self._kept = 0
-        self._step = 0
-        self._baseline: list[tuple[float, float]] = []  # (gap, noise)
-        self._streak = 0
+        self._base_gap = FrozenBaseline(self.baseline_checks)  # gaps of the baseline checks
+        self._base_noise2 = FrozenBaseline(self.baseline_checks)  # and their noise**2
+        self._streak = Streak(self.patience, name="patience")  # consecutive gap alerts
         self._best_loss = math.inf
-        self._loss_bad = 0
+        self._loss_streak = Streak(self.patience, name="patience")  # checks without a new best
         self._n_alerts = 0
         self._first_alert_step = -1
         self._log: list[tuple[int, float, float, float, str]] = []  # step, h0s, gap, state
         self._history: list[tuple[int, int, int, int, float]] = []  # step, a, b, rank, dist
         self._snap: dict[str, np.ndarray] = {}  # last check's centroid sums per split
         self._trees: dict[str, MergeEdges] = {}  # last check's trees per split
-        self._last: GapStatus | None = None
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: JSON-serialisable values and numpy arrays."""
-        return {
-            "config": self._config(),
-            "d": self._d,
-            "sums": None if self._sums is None else self._sums.copy(),
-            "wsum": self._wsum.copy(),
-            "w2sum": self._w2sum.copy(),
-            "rng": self._rng.bit_generator.state,
-            "dropped": self._dropped,
-            "step": self._step,
-            "baseline": [list(b) for b in self._baseline],
-            "streak": self._streak,
-            "best_loss": self._best_loss,
-            "loss_bad": self._loss_bad,
-            "n_alerts": self._n_alerts,
-            "first_alert_step": self._first_alert_step,
-            "log": [list(r) for r in self._log],
-            "history": np.array(self._history, dtype=np.float64).reshape(-1, 5),
-            "snap": {k: v.copy() for k, v in self._snap.items()},
-            "trees": {k: [e.i.copy(), e.j.copy(), e.death.copy()] for k, e in self._trees.items()},
-            "last": None if self._last is None else status_to_dict(self._last),
-        }
+    @property
+    def _rng_state(self) -> dict[str, Any]:
+        """The group generator's state (plain ints and strings), as ``state_dict`` stores it."""
+        return self._rng.bit_generator.state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict` (the configuration must match)."""
-        if not isinstance(state, dict) or "config" not in state:
-            raise InputTypeError(f"state must be a dict from state_dict(), got {describe(state)}")
-        if state["config"] != self._config():
-            raise InputError("state was saved by a CentroidMonitor with a different config")
-        shape = (2, self.groups, self.n_classes)
-        for key in ("wsum", "w2sum"):
-            if np.shape(state[key]) != shape:
-                raise InputError(
-                    f"state[{key!r}] has shape {np.shape(state[key])}, expected {shape}"
-                )
-        d = state["d"]
-        sums = state["sums"]
-        if sums is not None and np.shape(sums) != (*shape, d):
-            raise InputError(f"state['sums'] has shape {np.shape(sums)}, expected {(*shape, d)}")
+    @_rng_state.setter
+    def _rng_state(self, state: dict[str, Any]) -> None:
         rng = np.random.default_rng()
-        rng.bit_generator.state = state["rng"]
-        self._d = None if d is None else int(d)
-        self._sums = None if sums is None else np.array(sums, dtype=np.float64)
-        self._wsum = np.array(state["wsum"], dtype=np.float64)
-        self._w2sum = np.array(state["w2sum"], dtype=np.float64)
+        rng.bit_generator.state = state
         self._rng = rng
-        self._dropped = int(state["dropped"])
-        self._step = int(state["step"])
-        self._baseline = [(float(g), float(n)) for g, n in state["baseline"]]
-        self._streak = int(state["streak"])
-        self._best_loss = float(state["best_loss"])
-        self._loss_bad = int(state["loss_bad"])
-        self._n_alerts = int(state["n_alerts"])
-        self._first_alert_step = int(state["first_alert_step"])
-        self._log = [
-            (int(a), float(b), float(c), float(e), str(f)) for a, b, c, e, f in state["log"]
-        ]
-        self._history = [
-            (int(a), int(b), int(c), int(e), float(f))
-            for a, b, c, e, f in np.asarray(state["history"])
-        ]
-        self._snap = {k: np.array(v) for k, v in state["snap"].items()}
-        self._trees = {
-            k: MergeEdges(np.array(i, dtype=np.int64), np.array(j, dtype=np.int64), np.array(w))
-            for k, (i, j, w) in state["trees"].items()
-        }
-        last = state["last"]
-        self._last = None if last is None else status_from_dict(last)
+
+    def _after_load(self) -> None:
+        shape = (2, self.groups, self.n_classes)
+        if self._sums is not None:
+            if self._d is None or self._sums.shape != (*shape, self._d):
+                raise InputError(
+                    f"state['sums'] has shape {self._sums.shape}, expected {(*shape, self._d)}"
+                )
+            self._sums = self._sums.astype(np.float64)
+        self._trees = {k: MergeEdges(*v) for k, v in self._trees.items()}
 
     def merge(self, other: CentroidMonitor) -> None:
         """Add the rows ``other`` has accumulated since its last check (another rank, another
@@ -296,8 +286,8 @@ class CentroidMonitor(CentroidResults):
         """
         if not isinstance(other, CentroidMonitor):
             raise InputTypeError(f"other must be a CentroidMonitor, got {describe(other)}")
-        mine = {k: v for k, v in self._config().items() if k != "seed"}
-        theirs = {k: v for k, v in other._config().items() if k != "seed"}
+        mine = {k: v for k, v in self.config.items() if k != "seed"}
+        theirs = {k: v for k, v in other.config.items() if k != "seed"}
         if mine != theirs:
             diff = sorted(k for k in mine if mine[k] != theirs[k])
             raise InputError(f"other has a different configuration ({', '.join(diff)})")
@@ -312,26 +302,6 @@ class CentroidMonitor(CentroidResults):
         self._wsum += other._wsum
         self._w2sum += other._w2sum
         self._dropped += other._dropped
-
-    def _config(self) -> dict[str, Any]:
-        return {
-            "n_classes": self.n_classes,
-            "class_names": list(self.class_names),
-            "rule": self.rule,
-            "patience": self.patience,
-            "metric": self.metric,
-            "mode": self.mode,
-            "half_life": self.half_life,
-            "matched_size": self.matched_size,
-            "groups": self.groups,
-            "k": self.k,
-            "gap_threshold": self.gap_threshold,
-            "warmup": self.warmup,
-            "baseline_checks": self.baseline_checks,
-            "precision": self.precision,
-            "history": self.history,
-            "seed": self.seed,
-        }
 
     # ------------------------------------------------------------------ update
     def update(self, features: Any, labels: Any, split: str = "train") -> int:
@@ -432,15 +402,11 @@ class CentroidMonitor(CentroidResults):
             self._wsum = np.zeros(self._wsum.shape)
             self._w2sum = np.zeros(self._w2sum.shape)
         self._dropped = 0
-        self._last = status
+        self._last = status  # steps count from 1 here: step_ == status.step (seed 004)
         self._log.append(
             (status.step, status.h0_train, status.h0_test, status.h0_gap, str(status.state))
         )
-        if self.writer is not None:
-            row = {"monitor": "centroid", "step": status.step, "wall_time": time.time()}
-            row.update({k: v for k, v in status.as_row().items() if k != "step"})
-            row["config"] = self._config()
-            self.writer(row)
+        self._emit(status.step, **{k: v for k, v in status.as_row().items() if k != "step"})
         return status
 
     def _evaluate(self, loss: float | None) -> GapStatus:
@@ -494,34 +460,35 @@ class CentroidMonitor(CentroidResults):
             self._snap = {}
         if self._dropped:
             reasons.insert(0, f"{self._dropped} row(s) with NaN/inf or zero norm dropped")
+        calibrating = self.rule == "baseline" and not self._base_gap.ready
         alert, direction, base, dev, rule_reason = self._apply_rule(valid, gap, noise)
         reasons.insert(0, rule_reason)
-        self._streak = self._streak + 1 if alert else 0
+        streak = self._streak.update(alert)
         if alert:
             self._n_alerts += 1
             if self._first_alert_step < 0:
                 self._first_alert_step = self._step
-        gap_stop = self._streak >= self.patience
+        gap_stop = self._streak.done
         if gap_stop:
-            reasons[0] += f"; {self._streak} consecutive alerts >= patience {self.patience}"
+            reasons[0] += f"; {streak} consecutive alerts >= patience {self.patience}"
         loss_stop = False
         loss_val = nan if loss is None else loss
         if loss is not None:
-            if math.isfinite(loss) and loss < self._best_loss:
-                self._best_loss, self._loss_bad = loss, 0
-            else:
-                self._loss_bad += 1
-            loss_stop = self._loss_bad >= self.patience
-            if self._loss_bad:
+            improved = math.isfinite(loss) and loss < self._best_loss
+            if improved:
+                self._best_loss = loss
+            self._loss_streak.update(not improved)
+            loss_stop = self._loss_streak.done
+            if self._loss_streak.count:
                 what = "is not finite" if not math.isfinite(loss) else "did not improve"
                 reasons.append(
-                    f"test loss {what} ({self._loss_bad} check(s) since best "
+                    f"test loss {what} ({self._loss_streak.count} check(s) since best "
                     f"{self._best_loss:.4g})" + ("; loss patience exhausted" if loss_stop else "")
                 )
         stop = gap_stop or loss_stop
         if stop:
             state = State.COLLAPSE
-        elif alert or self._loss_bad > 0:
+        elif alert or self._loss_streak.count > 0:
             state = State.WATCH
         else:
             state = State.HEALTHY
@@ -535,11 +502,11 @@ class CentroidMonitor(CentroidResults):
             deviation=dev,
             alert=alert,
             direction=direction,
-            alert_streak=self._streak,
+            alert_streak=streak,
             gap_stop=gap_stop,
             test_loss=loss_val,
             best_test_loss=self._best_loss if loss is not None else nan,
-            loss_checks_since_best=self._loss_bad,
+            loss_checks_since_best=self._loss_streak.count,
             loss_stop=loss_stop,
             should_stop=stop,
             state=state,
@@ -551,6 +518,7 @@ class CentroidMonitor(CentroidResults):
             missing_classes=missing,
             dropped_rows=self._dropped,
             valid=valid,
+            calibrating=calibrating,
         )
 
     def _apply_rule(self, valid: bool, gap: float, noise: float):
@@ -564,14 +532,15 @@ class CentroidMonitor(CentroidResults):
             return alert, "rising" if alert else "", nan, nan, reason
         if self._step <= self.warmup:
             return False, "", nan, nan, "warmup"
-        if len(self._baseline) < self.baseline_checks:
+        if not self._base_gap.ready:
             if math.isfinite(noise):
-                self._baseline.append((gap, noise))
-                return False, "", nan, nan, f"baseline {len(self._baseline)}/{self.baseline_checks}"
+                self._base_gap.push(gap)
+                self._base_noise2.push(noise * noise)
+                n = self._base_gap.count
+                return False, "", nan, nan, f"baseline {n}/{self.baseline_checks}"
             return False, "", nan, nan, "baseline: noise undefined, check not used"
         base = self._baseline_gap()
-        bnoise2 = float(np.mean([n * n for _, n in self._baseline]))
-        sd = math.sqrt(noise * noise + bnoise2 / len(self._baseline))
+        sd = math.sqrt(noise * noise + self._base_noise2.mean / self._base_gap.count)
         if not math.isfinite(sd) or sd == 0.0:
             return False, "", base, nan, "noise undefined (too few rows per group)"
         dev = (gap - base) / sd
@@ -584,21 +553,9 @@ class CentroidMonitor(CentroidResults):
         return alert, direction, base, dev, reason
 
     def _baseline_gap(self) -> float:
-        if len(self._baseline) < self.baseline_checks:
-            return float("nan")
-        return float(np.mean([g for g, _ in self._baseline]))
+        return self._base_gap.mean if self._base_gap.ready else float("nan")
 
     # ------------------------------------------------------------------ results
-    @property
-    def step_(self) -> int:
-        """Number of checks so far."""
-        return self._step
-
-    @property
-    def last_status_(self) -> GapStatus | None:
-        """The status of the last check (None before the first)."""
-        return self._last
-
     @property
     def should_stop(self) -> bool:
         """True when the last check reached ``patience`` truly consecutive gap alerts, or the
@@ -625,3 +582,56 @@ class CentroidMonitor(CentroidResults):
             "last_gap": float("nan") if last is None else last.h0_gap,
             "best_test_loss": self._best_loss if math.isfinite(self._best_loss) else None,
         }
+
+    # ------------------------------------------------------------------ merge structure
+    def _edges(self, split: str) -> tuple[MergeEdges, np.ndarray]:
+        check_choice(split, "split", _SPLITS)
+        if not self._snap:
+            raise InputError("no valid check yet: confusion pairs need a check() with >= 2 classes")
+        if split not in self._trees:  # the all-train tree is built lazily (history != "train")
+            tree = stats.centroid_tree(
+                self._snap[split], metric=self.metric, precision=self.precision
+            )
+            self._trees[split] = tree.edges
+        return self._trees[split], self._snap["idx"]
+
+    def confusion_pairs(
+        self, split: str = "train", k: int | None = None
+    ) -> list[tuple[str, str, float]]:
+        """Class pairs joined by the last check's MST, in merge order: ``(a, b, distance)``.
+
+        The first pairs are the classes whose centroids are closest — candidates for confusion.
+        ``k`` keeps the first k. ``split="train"`` uses all train rows.
+        """
+        e, idx = self._edges(split)
+        kk = None if k is None else check_positive_int(k, "k", minimum=0)
+        return pairs_in_merge_order(e, idx, self.class_names, kk)
+
+    def linkage(self, split: str = "train") -> np.ndarray:
+        """Single-linkage matrix in scipy's format over the classes of the last check
+        (leaf ``t`` is class ``linkage_classes_[t]``); heights are the H0 deaths."""
+        from .._kernels.unionfind import single_linkage_from_sorted
+
+        e, idx = self._edges(split)
+        return single_linkage_from_sorted(idx.shape[0], e.i, e.j, e.death)
+
+    @property
+    def linkage_classes_(self) -> tuple[str, ...]:
+        """Names of the leaves of :meth:`linkage` (classes present at the last check)."""
+        return tuple(self.class_names[c] for c in self._snap.get("idx", []))
+
+    def dendrogram_text(self, split: str = "train") -> str:
+        """The merge tree as lines ``d=0.0312 -> [Shirt, Tshirt]`` (seed 004's format)."""
+        return dendrogram_text(self.confusion_pairs(split))
+
+    def merge_order_history(self):
+        """polars DataFrame of every recorded merge: step, class_a, class_b, pair, rank
+        (0 = first merge), distance — to see when two classes start to merge."""
+        return merge_history_frame(self._history, self.class_names)
+
+    def centroids_(self, split: str = "train") -> np.ndarray:
+        """Unit centroid directions of the last check (rows follow ``linkage_classes_``)."""
+        check_choice(split, "split", _SPLITS)
+        if not self._snap:
+            raise InputError("no valid check yet")
+        return stats.unit_rows(self._snap[split])

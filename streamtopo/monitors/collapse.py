@@ -1,6 +1,6 @@
 """CollapseMonitor: the Collapse Index of embeddings, checked every few steps (seed 000).
 
-The arithmetic lives in :mod:`streamtopo.collapse`; this class keeps the history, the run's
+The arithmetic lives in :mod:`streamtopo.topology.collapse`; this class keeps the history, the run's
 baseline and the alarm rule.
 
 Alarm rules
@@ -41,26 +41,26 @@ measured against the median of the checks so far, afterwards against the median 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .._validation import check_choice, check_positive_int, describe
-from ..collapse import (
-    VARIANTS,
-    _as_embeddings,
-    _as_labels,
-    _combine,
-    _prepare,
-    _seed000,
-    collapse_components,
-)
+from ..alarms import FrozenBaseline, State
 from ..errors import InputError, InputTypeError
-from ..status import State
-from ._collapse_report import render_report
+from ..topology.collapse import (
+    VARIANTS,
+    as_embeddings,
+    as_labels,
+    collapse_components,
+    combine_components,
+    prepare_embeddings,
+    seed000_index,
+)
+from ._base import Monitor
+from ._status import MonitorStatus
 
 __all__ = ["CollapseMonitor", "CollapseStatus"]
 
@@ -117,26 +117,35 @@ _AWAY = (
 
 
 @dataclass(frozen=True, slots=True)
-class CollapseStatus:
+class CollapseStatus(MonitorStatus):
     """Result of one :meth:`CollapseMonitor.check` call.
 
-    ``checked`` is False on steps that are not a multiple of ``check_every``; such statuses
-    repeat the last check's state and CI. ``dominant`` names the component that decided the
-    state (largest |z| in baseline mode, largest weighted score otherwise) and ``z`` is its
-    z-score (NaN when not z-scored).
+    ``evaluated`` is False on steps that are not a multiple of ``check_every``; such statuses
+    repeat the last check's state and CI (``checked`` is the old name, kept as an alias).
+    ``calibrating`` is True on the baseline checks of ``mode="baseline"``. ``dominant`` names
+    the component that decided the state (largest |z| in baseline mode, largest weighted score
+    otherwise) and ``z`` is its z-score (NaN when not z-scored).
     """
 
-    step: int
-    checked: bool
-    state: State
-    ci: float
-    reason: str
-    dominant: str
-    z: float
+    kind: ClassVar[str] = "collapse"
+
+    ci: float = math.nan
+    dominant: str = ""
+    z: float = math.nan
+
+    @property
+    def checked(self) -> bool:
+        """Alias of :attr:`evaluated` (the name before the monitor contract)."""
+        return self.evaluated
 
 
-class CollapseMonitor:
+class CollapseMonitor(Monitor):
     """Collapse Index of embeddings every ``check_every`` steps, with a baseline or seed alarm.
+
+    Verbs: :meth:`check` (embeddings, or ``ci=`` computed elsewhere) is the per-step entry and
+    returns a :class:`CollapseStatus` on every step (``evaluated=False`` between checks);
+    :meth:`update` feeds a precomputed CI without returning a status. Steps count from 0 and
+    ``step_`` is the next step.
 
     Parameters
     ----------
@@ -145,7 +154,7 @@ class CollapseMonitor:
     threshold : float
         CI level for seed mode's alarm and for WATCH (seed 000: 0.7).
     variant : {"default", "seed000", "seed002"}
-        See :func:`streamtopo.collapse.collapse_index`.
+        See :func:`streamtopo.topology.collapse.collapse_index`.
     baseline_checks : int
         Checks that form the baseline (≥ 1).
     mode : {"baseline", "seed"}
@@ -226,121 +235,50 @@ class CollapseMonitor:
 
     # --- state ---------------------------------------------------------------------------
 
-    def reset(self) -> None:
+    kind = "collapse"
+    _config_keys = (
+        "check_every",
+        "threshold",
+        "variant",
+        "baseline_checks",
+        "mode",
+        "z",
+        "direction",
+        "max_points",
+        "seed",
+        "rel_floor",
+        "ci_floor",
+        "topology",
+    )
+    _state_ = ("_collapse_step", "_d", "_hist")
+    _last: CollapseStatus | None
+
+    def _init_state(self) -> None:
         """Forget every check and the baseline."""
-        self._next_step = 0
-        self._last: CollapseStatus | None = None
         self._collapse_step: int | None = None
         self._d: int | None = None  # feature dimension, fixed by the first check
         self._hist: dict[str, list[Any]] = {
             k: [] for k in ("step", "ci", "state", "reason", "dominant", "z", *self._columns)
         }
+        # the first baseline_checks values of the CI and of every column, frozen (derived
+        # from the history, so not stored separately)
+        self._base = {c: FrozenBaseline(self.baseline_checks) for c in ("ci", *self._columns)}
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """JSON-serialisable constructor arguments (without the writer)."""
-        return {
-            "check_every": self.check_every,
-            "threshold": self.threshold,
-            "variant": self.variant,
-            "baseline_checks": self.baseline_checks,
-            "mode": self.mode,
-            "z": self.z,
-            "direction": self.direction,
-            "max_points": self.max_points,
-            "seed": self.seed,
-            "rel_floor": self.rel_floor,
-            "ci_floor": self.ci_floor,
-            "topology": self.topology,
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        """Config, counters and history as JSON values and numpy arrays (no pickle)."""
+    def _after_load(self) -> None:
         h = self._hist
-        hist: dict[str, Any] = {
-            "step": np.asarray(h["step"], dtype=np.int64),
-            "ci": np.asarray(h["ci"], dtype=np.float64),
-            "z": np.asarray(h["z"], dtype=np.float64),
-            "state": list(h["state"]),
-            "reason": list(h["reason"]),
-            "dominant": list(h["dominant"]),
-        }
-        for k in self._columns:
-            hist[k] = np.asarray(h[k], dtype=np.float64)
-        last = self._last
-        return {
-            "version": 1,
-            "config": self.config,
-            "next_step": self._next_step,
-            "collapse_step": self._collapse_step,
-            "n_features": self._d,
-            "last": None
-            if last is None
-            else {
-                "step": last.step,
-                "checked": last.checked,
-                "state": str(last.state),
-                "ci": last.ci,
-                "reason": last.reason,
-                "dominant": last.dominant,
-                "z": last.z,
-            },
-            "history": hist,
-        }
+        if set(h) != set(self._init_hist_keys()):
+            raise InputError(f"history has columns {sorted(h)}, expected {self._init_hist_keys()}")
+        n = len(h["step"])
+        for k, col in h.items():
+            if len(col) != n:
+                raise InputError(f"history column {k!r} has {len(col)} values, expected {n}")
+        h["state"] = [State(v) for v in h["state"]]
+        for c, base in self._base.items():
+            for v in h[c][: self.baseline_checks]:
+                base.push(v)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output; the config must match this monitor's."""
-        try:
-            if state["version"] != 1:
-                raise InputError(f"state version must be 1, got {state['version']!r}")
-            cfg = dict(state["config"])
-            if cfg != self.config:
-                diff = sorted(
-                    k for k in set(cfg) | set(self.config) if cfg.get(k) != self.config.get(k)
-                )
-                raise InputError(f"state was saved with a different config (keys {diff})")
-            src = state["history"]
-            hist = {k: [] for k in self._hist}
-            n = len(src["step"])
-            for k in hist:
-                col = src[k]
-                if len(col) != n:
-                    raise InputError(f"history column {k!r} has {len(col)} values, expected {n}")
-                if k == "step":
-                    hist[k] = [int(v) for v in col]
-                elif k in ("state", "reason", "dominant"):
-                    hist[k] = [str(v) for v in col]
-                else:
-                    hist[k] = [float(v) for v in col]
-            hist["state"] = [State(v) for v in hist["state"]]
-            last = state["last"]
-            last_status = (
-                None
-                if last is None
-                else CollapseStatus(
-                    int(last["step"]),
-                    bool(last["checked"]),
-                    State(last["state"]),
-                    float(last["ci"]),
-                    str(last["reason"]),
-                    str(last["dominant"]),
-                    float(last["z"]),
-                )
-            )
-            next_step = int(state["next_step"])
-            cstep = state["collapse_step"]
-            cstep = None if cstep is None else int(cstep)
-            n_features = state.get("n_features")
-            n_features = None if n_features is None else int(n_features)
-        except KeyError as exc:
-            raise InputError(f"state is missing key {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, InputError):
-                raise
-            raise InputError(f"state has an invalid value: {exc}") from None
-        self._hist, self._last = hist, last_status
-        self._next_step, self._collapse_step = next_step, cstep
-        self._d = n_features
+    def _init_hist_keys(self) -> list[str]:
+        return ["step", "ci", "state", "reason", "dominant", "z", *self._columns]
 
     # --- results -------------------------------------------------------------------------
 
@@ -348,6 +286,11 @@ class CollapseMonitor:
     def is_collapsing(self) -> bool:
         """True when the latest check's state is COLLAPSE (the seed's flag never cleared)."""
         return self._last is not None and self._last.state is State.COLLAPSE
+
+    @property
+    def should_stop(self) -> bool:
+        """Alias of :attr:`is_collapsing` (the contract's stopping flag)."""
+        return self.is_collapsing
 
     @property
     def collapse_step_(self) -> int | None:
@@ -376,26 +319,47 @@ class CollapseMonitor:
 
     def due(self, step: int | None = None) -> bool:
         """Whether :meth:`check` at ``step`` (default: the next step) computes a CI."""
-        s = self._next_step if step is None else int(step)
+        s = self._step if step is None else int(step)
         return s % self.check_every == 0
 
-    def check(self, embeddings: Any, labels: Any = None, step: int | None = None) -> CollapseStatus:
+    def check(
+        self,
+        embeddings: Any = None,
+        labels: Any = None,
+        step: int | None = None,
+        *,
+        ci: float | None = None,
+        components: Mapping[str, float] | None = None,
+    ) -> CollapseStatus:
         """Compute the CI of ``embeddings`` (numpy or torch, (n, d)) if ``step`` is due.
 
-        On steps that are not due the embeddings are not read. Errors leave the monitor
-        unchanged.
+        On steps that are not due the embeddings are not read. Instead of embeddings, ``ci``
+        (and optionally raw ``components``) computed elsewhere, e.g. replayed from a log, can
+        be given; missing components are NaN. Errors leave the monitor unchanged.
+
+        Examples
+        --------
+        >>> mon = CollapseMonitor(check_every=1, mode="seed", variant="seed000")
+        >>> [str(mon.check(ci=v).state) for v in (0.2, 0.5, 0.8, 0.75, 0.9)]
+        ['HEALTHY', 'HEALTHY', 'COLLAPSE', 'WATCH', 'COLLAPSE']
         """
+        if ci is not None or components is not None:
+            if embeddings is not None or labels is not None:
+                raise InputError("check() takes embeddings (and labels) or ci=, not both")
+            return self._check_ci(ci, components, step)
         s = self._take_step(step)
         if s % self.check_every != 0:
             return self._skip(s)
-        arr = _as_embeddings(embeddings, "embeddings")
+        if embeddings is None:
+            raise InputError("check() needs embeddings (n, d) or ci= on a check step, got neither")
+        arr = as_embeddings(embeddings, "embeddings")
         if self._d is not None and arr.shape[1] != self._d:
             raise InputError(
                 f"embeddings have {arr.shape[1]} features, expected {self._d} (the dimension of "
                 "the first check: a baseline of one feature space cannot judge another)"
             )
         if labels is not None:
-            _as_labels(labels, arr.shape[0])
+            as_labels(labels, arr.shape[0])
         n_finite = int(np.count_nonzero(np.isfinite(arr).all(axis=1)))
         if arr.shape[0] >= 3 and n_finite < 3:  # diverged: a finding, not an input error
             bad = arr.shape[0] - n_finite
@@ -416,19 +380,29 @@ class CollapseMonitor:
 
     def update(
         self, ci: float, components: Mapping[str, float] | None = None, step: int | None = None
-    ) -> CollapseStatus:
-        """Feed a CI (and optionally raw components) computed elsewhere, e.g. replayed from a log.
-
-        The step schedule applies as in :meth:`check`; missing components are NaN.
+    ) -> None:
+        """Feed a CI (and optionally raw components) computed elsewhere, without a status:
+        ``check(ci=ci, components=components, step=step)`` whose status stays in
+        :attr:`last_status_`.
 
         Examples
         --------
         >>> mon = CollapseMonitor(check_every=1, mode="seed", variant="seed000")
-        >>> [str(mon.update(v).state) for v in (0.2, 0.5, 0.8, 0.75, 0.9)]
-        ['HEALTHY', 'HEALTHY', 'COLLAPSE', 'WATCH', 'COLLAPSE']
+        >>> for v in (0.2, 0.5, 0.8):
+        ...     mon.update(v)
+        >>> str(mon.last_status_.state), mon.step_
+        ('COLLAPSE', 3)
         """
+        self._check_ci(ci, components, step)
+
+    def _check_ci(
+        self, ci: Any, components: Mapping[str, float] | None, step: int | None
+    ) -> CollapseStatus:
         s = self._take_step(step)
-        civ = float(ci)
+        try:
+            civ = float(ci)
+        except (TypeError, ValueError):
+            raise InputTypeError(f"ci must be a number, got {describe(ci)}") from None
         if math.isnan(civ):
             raise InputError("ci must be a number, got NaN")
         comp = dict(components or {})
@@ -445,28 +419,36 @@ class CollapseMonitor:
 
     def _take_step(self, step: int | None) -> int:
         if step is None:
-            return self._next_step
+            return self._step
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
             raise InputTypeError(f"step must be an integer, got {describe(step)}")
-        if step < self._next_step:
-            raise InputError(f"step must increase: got {step}, expected >= {self._next_step}")
+        if step < self._step:
+            raise InputError(f"step must increase: got {step}, expected >= {self._step}")
         return int(step)
 
     def _skip(self, s: int) -> CollapseStatus:
         last = self._last
-        self._next_step = s + 1
         if last is None:
-            st = CollapseStatus(s, False, State.HEALTHY, math.nan, "not a check step", "", math.nan)
+            st = CollapseStatus(s, State.HEALTHY, "not a check step", evaluated=False)
         else:
-            st = CollapseStatus(s, False, last.state, last.ci, last.reason, last.dominant, last.z)
-        return st
+            st = CollapseStatus(
+                s,
+                last.state,
+                last.reason,
+                ci=last.ci,
+                dominant=last.dominant,
+                z=last.z,
+                evaluated=False,
+                calibrating=last.calibrating,
+            )
+        return self._record(st)
 
     def _compute(self, embeddings: Any, labels: Any):
         if self.variant == "seed000":
-            arr, lab, dropped = _prepare(embeddings, labels)
+            arr, lab, dropped = prepare_embeddings(embeddings, labels)
             if not np.any(arr != arr[0]):
                 raise InputError("embeddings have zero variance; seed000's formula is undefined")
-            ci, comp = _seed000(arr, lab)
+            ci, comp = seed000_index(arr, lab)
             comp["n_dropped"] = dropped
             comp["n_points"] = arr.shape[0]
             scores = {k[6:]: v for k, v in comp.items() if k.startswith("score_")}
@@ -476,18 +458,18 @@ class CollapseMonitor:
         )
         base = None
         if self.variant == "default":
-            k = min(len(self._hist["step"]), self.baseline_checks)
-            rows = {c: [*self._hist[c][:k]] for c in self._columns}
-            if k < self.baseline_checks:  # the current check joins the baseline
+            rows = {c: [*self._base[c].values] for c in self._columns}
+            if not self._base["ci"].ready:  # the current check joins the baseline
                 for c in self._columns:
                     rows[c].append(float(comp.get(c, math.nan)))
             base = {c: _nanmedian(v) for c, v in rows.items()}
-        ci, scores, weights = _combine(comp, self.variant, base, None)
+        ci, scores, weights = combine_components(comp, self.variant, base, None)
         return ci, comp, scores, weights
 
     def _commit(self, s, ci, comp, scores, weights, forced=None) -> CollapseStatus:
         values = {c: _scalar(comp.get(c, math.nan)) for c in self._columns}
         n_prev = len(self._hist["step"])
+        calibrating = self.mode == "baseline" and n_prev < self.baseline_checks
         if forced is not None:
             state, reason, dominant = forced
             zval = math.nan
@@ -501,33 +483,37 @@ class CollapseMonitor:
         dropped = comp.get("n_dropped", 0)
         if forced is None and dropped:
             reason += f"; {dropped} row(s) with NaN/inf dropped"
-        status = CollapseStatus(s, True, state, float(ci), reason, dominant, float(zval))
+        status = CollapseStatus(
+            s,
+            state,
+            reason,
+            ci=float(ci),
+            dominant=dominant,
+            z=float(zval),
+            calibrating=calibrating,
+        )
         h = self._hist
         for k, v in (("step", s), ("ci", float(ci)), ("state", state), ("reason", reason),
                      ("dominant", dominant), ("z", float(zval))):  # fmt: skip
             h[k].append(v)
         for c, v in values.items():
             h[c].append(v)
-        self._last = status
-        self._next_step = s + 1
+        self._base["ci"].push(float(ci))
+        for c, v in values.items():
+            self._base[c].push(v)
         if state is State.COLLAPSE and self._collapse_step is None:
             self._collapse_step = s
-        if self.writer is not None:
-            row: dict[str, Any] = {
-                "monitor": "collapse",
-                "step": s,
-                "wall_time": time.time(),
-                "ci": float(ci),
-                "state": str(state),
-                "reason": reason,
-                "dominant": dominant,
-                "z": float(zval),
-                "variant": self.variant,
-            }
-            row.update(values)
-            row["config"] = self.config
-            self.writer(row)
-        return status
+        self._emit(
+            s,
+            ci=float(ci),
+            state=str(state),
+            reason=reason,
+            dominant=dominant,
+            z=float(zval),
+            variant=self.variant,
+            **values,
+        )
+        return self._record(status)
 
     def _top_score(self, scores, weights) -> str:
         if not scores:
@@ -547,23 +533,19 @@ class CollapseMonitor:
         return State.HEALTHY, f"CI {ci:.4f} <= {self.threshold}", dom, math.nan
 
     def _baseline_rule(self, ci, values, scores, weights):
-        k = self.baseline_checks
-        tracked = {"ci": (+1, ci, self._hist["ci"][:k])}
+        tracked = {"ci": (+1, ci, self._base["ci"])}
         for c, sign in self._columns.items():
             if sign:
-                tracked[c] = (sign, values[c], self._hist[c][:k])
+                tracked[c] = (sign, values[c], self._base[c])
         n_pts = values.get("n_points", math.nan)
         # the floors were measured at n = 500; spectral noise grows like 1/sqrt(n) below that
         small_n = math.sqrt(500.0 / n_pts) if 0 < n_pts < 500 else 1.0
         worst: tuple[float, str, float, float, int] | None = None
         fired = []
         for name, (sign, v, base) in tracked.items():
-            b = np.asarray(base, dtype=np.float64)
-            b = b[np.isfinite(b)]
-            if b.size == 0 or not math.isfinite(v):
+            if not base.finite().size or not math.isfinite(v):
                 continue
-            center = float(np.median(b))
-            sd = float(np.std(b, ddof=1)) if b.size > 1 else 0.0
+            center, sd = base.median, base.std
             floor = self.ci_floor if name == "ci" else self.rel_floor * abs(center) * small_n
             sigma = max(sd, floor, 1e-12)
             zv = (v - center) / sigma
@@ -607,7 +589,9 @@ class CollapseMonitor:
         matplotlib is installed (a plain table otherwise).
         """
         check_choice(format, "format", ("markdown", "html"))
-        return render_report(self._hist, list(self._columns), self.threshold, format)
+        from ..report import collapse_report
+
+        return collapse_report(self._hist, list(self._columns), self.threshold, format)
 
 
 def _nonneg(x: Any, name: str, *, positive: bool = False) -> float:

@@ -10,17 +10,20 @@ rebuilt, and the result equals a from-scratch computation exactly: same deaths m
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
 from .._validation import as_float_matrix, check_choice, describe
+from ..alarms import State
 from ..errors import InputError, InputTypeError, StreamtopoError
-from ..topology import _mst_unsorted, _pow2_scale, prepare_points
+from ..topology.h0 import mst_unsorted, pow2_scale, prepare_points
+from ._base import Monitor
+from ._status import MonitorStatus
 
-__all__ = ["MorseMonitor", "MorsePairs"]
+__all__ = ["MorseMonitor", "MorsePairs", "MorseStatus"]
 
 _METRICS = ("euclidean", "cosine")
 # Rows sampled for the default scale (median pairwise distance) when n is larger than this.
@@ -41,6 +44,26 @@ class MorsePairs(NamedTuple):
     death: np.ndarray
 
 
+@dataclass(frozen=True, slots=True)
+class MorseStatus(MonitorStatus):
+    """What :meth:`MorseMonitor.check` reports after moving the points.
+
+    MorseMonitor has no alarm rule (it keeps H0 exact; a rule on ``h0`` belongs to the monitor
+    that reads it), so ``state`` is always HEALTHY and ``reason`` says what changed.
+    ``changed`` is seed 000's significant-change flag (see ``change_threshold``), ``moved_rows``
+    the rows repaired this step and ``fell_back`` whether the tree was rebuilt instead.
+    """
+
+    kind: ClassVar[str] = "morse"
+
+    h0: float = math.nan
+    betti0: int = 0
+    n_points: int = 0
+    changed: bool = False
+    moved_rows: int = 0
+    fell_back: bool = False
+
+
 def _nonneg(value: Any, name: str, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
@@ -52,7 +75,7 @@ def _nonneg(value: Any, name: str, *, allow_none: bool = False) -> float | None:
     return v
 
 
-class MorseMonitor:
+class MorseMonitor(Monitor):
     """H0 persistence of n tracked points, repaired incrementally when a few rows move.
 
     ``initialize(X)`` builds the minimum spanning tree (the H0 deaths) and the discrete gradient
@@ -116,6 +139,11 @@ class MorseMonitor:
         (components after removing the moved rows' tree edges), ``piece_pairs`` (pairs of
         pieces whose between edges were evaluated), ``fell_back`` and ``reason``.
 
+    Verbs: :meth:`check` (move the rows, return a :class:`MorseStatus`) is the per-step
+    entry; :meth:`initialize`, :meth:`update`, :meth:`add_points` and :meth:`remove_points`
+    feed points without a status (they return the monitor, for chaining). ``step_`` is the
+    number of edits since :meth:`initialize` (0 after it), the ``step`` of the last row.
+
     Examples
     --------
     >>> import numpy as np
@@ -128,7 +156,15 @@ class MorseMonitor:
     [1.0, 2.0, 2.0, inf]
     >>> mon.betti0_, mon.stats_["moved_rows"]
     (1, 1)
+    >>> s = mon.check(X + [0.0, 0.5])            # every row moves: the same H0
+    >>> s.step, s.h0, s.betti0, s.moved_rows
+    (2, 5.0, 1, 4)
     """
+
+    kind = "morse"
+    _config_keys = ("scale", "change_threshold", "tolerance", "metric", "rebuild_fraction")
+    _state_ = ("scale_", "_P", "_pow2", "_tree_state", "_n_edges", "changed_", "stats_")
+    _last: MorseStatus | None
 
     def __init__(
         self,
@@ -159,9 +195,7 @@ class MorseMonitor:
         self.reset()
 
     # ----------------------------------------------------------------- state
-    def reset(self) -> MorseMonitor:
-        """Forget every point; the monitor is as freshly constructed."""
-        self.step_ = 0
+    def _init_state(self) -> None:
         self.scale_: float | None = self.scale
         self._P: np.ndarray | None = None  # effective prepared points (unit rows for cosine)
         self._Q: np.ndarray | None = None  # what the kernels read: P / pow2 (Euclidean, d > 1)
@@ -173,80 +207,44 @@ class MorseMonitor:
         self.changed_ = False
         self.stats_: dict[str, Any] = {}
         self._derive(None)
+
+    def reset(self) -> MorseMonitor:  # type: ignore[override]
+        """Forget every point; the monitor is as freshly constructed."""
+        super().reset()
         return self
 
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable values and numpy arrays (no pickle) that restore this monitor."""
-        return {
-            "config": self._config(),
-            "step": self.step_,
-            "scale_": self.scale_,
-            "n_edges": -1 if self._n_edges is None else int(self._n_edges),
-            "changed": bool(self.changed_),
-            "stats": dict(self.stats_),
-            "pow2": self._pow2,
-            "points": None if self._P is None else self._P.copy(),
-            "tree_src": self._src.copy(),
-            "tree_dst": self._dst.copy(),
-            "tree_key": self._key.copy(),
-        }
+    def load_state_dict(self, state: Mapping[str, Any]) -> MorseMonitor:  # type: ignore[override]
+        """Restore from :meth:`state_dict` (same configuration); validated before any change."""
+        super().load_state_dict(state)
+        return self
 
-    def load_state_dict(self, state: dict[str, Any]) -> MorseMonitor:
-        """Restore from :meth:`state_dict` (configuration included); validated before any change."""
-        if not isinstance(state, dict):
-            raise InputTypeError(f"state must be a dict, got {describe(state)}")
-        missing = {"config", "step", "scale_", "n_edges", "points", "tree_src", "tree_dst",
-                   "tree_key", "pow2"} - set(state)  # fmt: skip
-        if missing:
-            raise InputError(f"state is missing key(s) {sorted(missing)}")
-        cfg = dict(state["config"])
-        probe = MorseMonitor(
-            cfg.get("scale"),
-            cfg.get("change_threshold", 0.01),
-            cfg.get("tolerance", 0.0),
-            cfg.get("metric", "euclidean"),
-            rebuild_fraction=cfg.get("rebuild_fraction", 0.5),
-        )
-        P = state["points"]
-        src = np.asarray(state["tree_src"], dtype=np.int64)
-        dst = np.asarray(state["tree_dst"], dtype=np.int64)
-        key = np.asarray(state["tree_key"], dtype=np.float64)
-        if P is not None:
-            P = as_float_matrix(P, "state['points']")
-            n = P.shape[0]
+    @property
+    def _tree_state(self) -> dict[str, np.ndarray]:
+        """The spanning tree's edges (variable length, so stored as one tagged dict)."""
+        return {"src": self._src, "dst": self._dst, "key": self._key}
+
+    @_tree_state.setter
+    def _tree_state(self, tree: Mapping[str, Any]) -> None:
+        self._src = np.asarray(tree["src"], dtype=np.int64).copy()
+        self._dst = np.asarray(tree["dst"], dtype=np.int64).copy()
+        self._key = np.asarray(tree["key"], dtype=np.float64).copy()
+
+    def _after_load(self) -> None:
+        src, dst, key = self._src, self._dst, self._key
+        if self._P is not None:
+            self._P = as_float_matrix(self._P, "state['points']").copy()
+            n = self._P.shape[0]
             ok = src.shape == dst.shape == key.shape == (n - 1,)
             in_range = n < 2 or (min(src.min(), dst.min()) >= 0 and max(src.max(), dst.max()) < n)
-            ok = ok and in_range
-            if not ok:
+            if not (ok and in_range):
                 raise InputError(
                     f"state tree arrays must hold n - 1 = {n - 1} edges over {n} points, got "
                     f"{describe(src)}, {describe(dst)}, {describe(key)}"
                 )
-        probe.step_ = int(state["step"])
-        probe.scale_ = None if state["scale_"] is None else float(state["scale_"])
-        self.scale, self.change_threshold = probe.scale, probe.change_threshold
-        self.tolerance, self.metric = probe.tolerance, probe.metric
-        self.rebuild_fraction = probe.rebuild_fraction
-        self.step_, self.scale_ = probe.step_, probe.scale_
-        self._pow2 = float(state["pow2"])
-        self._P = None if P is None else P.copy()
-        self._Q = None if P is None else self._scaled(self._P, self._pow2)
-        self._src, self._dst, self._key = src.copy(), dst.copy(), key.copy()
-        n_edges = int(state["n_edges"])
-        self._n_edges = None if n_edges < 0 else n_edges
-        self.changed_ = bool(state.get("changed", False))
-        self.stats_ = dict(state.get("stats", {}))
+        self.scale_ = None if self.scale_ is None else float(self.scale_)
+        self._pow2 = float(self._pow2)
+        self._Q = None if self._P is None else self._scaled(self._P, self._pow2)
         self._derive(None)
-        return self
-
-    def _config(self) -> dict[str, Any]:
-        return {
-            "scale": self.scale,
-            "change_threshold": self.change_threshold,
-            "tolerance": self.tolerance,
-            "metric": self.metric,
-            "rebuild_fraction": self.rebuild_fraction,
-        }
 
     # -------------------------------------------------------------- helpers
     @property
@@ -254,7 +252,7 @@ class MorseMonitor:
         return 0 if self._P is None else int(self._P.shape[0])
 
     def _modes(self, d: int) -> tuple[bool, bool, float]:
-        """(absdiff, sqrt_mode, mul) matching ``topology._mst_unsorted`` for this metric and d."""
+        """(absdiff, sqrt_mode, mul) matching ``topology.mst_unsorted`` for this metric and d."""
         if self.metric == "cosine":
             return False, False, 0.5
         if d == 1:
@@ -262,7 +260,7 @@ class MorseMonitor:
         return False, True, self._pow2
 
     def _pow2_for(self, P: np.ndarray) -> float:
-        return _pow2_scale(P) if self.metric == "euclidean" and P.shape[1] > 1 else 1.0
+        return pow2_scale(P) if self.metric == "euclidean" and P.shape[1] > 1 else 1.0
 
     @staticmethod
     def _scaled(P: np.ndarray, pow2: float) -> np.ndarray:
@@ -274,7 +272,7 @@ class MorseMonitor:
         return self._P
 
     def _weights(self, key: np.ndarray) -> np.ndarray:
-        """Death times from keys, with the same numpy operations as ``_mst_unsorted``."""
+        """Death times from keys, with the same numpy operations as ``mst_unsorted``."""
         w = key.copy()
         _, sqrt_mode, mul = self._modes(self._P.shape[1]) if self._P is not None else (0, 0, 1)
         if sqrt_mode:
@@ -310,7 +308,7 @@ class MorseMonitor:
     def _rebuild(self, P: np.ndarray, pow2: float) -> None:
         from .._kernels.incremental import tree_keys
 
-        src, dst, _ = _mst_unsorted(P, self.metric)
+        src, dst, _ = mst_unsorted(P, self.metric)
         Q = self._scaled(P, pow2)
         key = np.empty(src.shape[0], dtype=np.float64)
         self._pow2 = pow2
@@ -327,23 +325,17 @@ class MorseMonitor:
             mul = pow2
         return int(count_within(Q, absdiff, sqrt_mode, mul, float(self.scale_), flags))
 
-    def _emit(self) -> None:
-        if self.writer is None:
-            return
-        self.writer(
-            {
-                "monitor": "morse",
-                "step": self.step_,
-                "wall_time": time.time(),
-                "n_points": self.n_points,
-                "betti0": self.betti0_,
-                "h0": float(np.sum(self._merge[2])),
-                "changed": bool(self.changed_),
-                "moved_rows": int(self.stats_.get("moved_rows", 0)),
-                "edges_examined": int(self.stats_.get("edges_examined", 0)),
-                "fell_back": bool(self.stats_.get("fell_back", False)),
-                "config": {**self._config(), "scale_": self.scale_},
-            }
+    def _write_row(self) -> None:
+        self._emit(
+            self._step,
+            n_points=self.n_points,
+            betti0=self.betti0_,
+            h0=float(np.sum(self._merge[2])),
+            changed=bool(self.changed_),
+            moved_rows=int(self.stats_.get("moved_rows", 0)),
+            edges_examined=int(self.stats_.get("edges_examined", 0)),
+            fell_back=bool(self.stats_.get("fell_back", False)),
+            scale=self.scale_,
         )
 
     def _default_scale(self, P: np.ndarray) -> float:
@@ -371,7 +363,7 @@ class MorseMonitor:
         self._n_edges = None
         self.stats_ = self._stats(n, n * (n - 1) // 2, n, 0, True, "initialize")
         self._derive(None)
-        self._emit()
+        self._write_row()
         return self
 
     @staticmethod
@@ -384,6 +376,33 @@ class MorseMonitor:
             "fell_back": bool(fell_back),
             "reason": reason,
         }
+
+    def check(self, X: Any) -> MorseStatus:
+        """Move the rows to ``X`` (the first call initialises) and report the new H0.
+
+        Same errors as :meth:`update`, which leave the monitor unchanged.
+        """
+        if self._P is None:
+            self.initialize(X)
+        else:
+            self.update(X)
+        h0 = float(np.sum(self._merge[2]))
+        moved = int(self.stats_.get("moved_rows", 0))
+        why = f"h0 {h0:.6g}, beta0 {self._betti0_value} at scale {self.scale_:.6g}"
+        why += f"; {moved} row(s) moved" + ("; significant change" if self.changed_ else "")
+        status = MorseStatus(
+            self._step,
+            State.HEALTHY,
+            why,
+            h0=h0,
+            betti0=self._betti0_value,
+            n_points=self.n_points,
+            changed=bool(self.changed_),
+            moved_rows=moved,
+            fell_back=bool(self.stats_.get("fell_back", False)),
+        )
+        self._last = status  # step_ is the number of edits: the status's step, not one past it
+        return status
 
     def update(self, X_new: Any) -> MorseMonitor:
         """Take the new coordinates of the same n rows and repair the tree.
@@ -503,9 +522,9 @@ class MorseMonitor:
                 stats = self._stats(k, kstats[0], kstats[1], kstats[2], False, "")
         self._n_edges = n_edges
         self.stats_ = stats
-        self.step_ += 1
+        self._step += 1
         self._derive(old_sorted)
-        self._emit()
+        self._write_row()
 
     # -------------------------------------------------------------- results
     @property

@@ -39,6 +39,20 @@ a regex
 a list of module names
     Exactly these modules (``model.get_submodule(name)``), in this order.
 
+Transformer signals
+-------------------
+:class:`AttentionEntropyCollector` (``attn_entropy``) and :class:`AttentionLogitCollector`
+(``attn_logit``, max |q·k|/√d per attention layer) read every attention module found by
+:func:`attention_sites` — ``nn.MultiheadAttention`` whatever ``need_weights`` its caller
+passes, Hugging Face GPT-2 / BERT-style / Llama-style attention (rotary embeddings included),
+and :class:`AttentionTap` in custom blocks — recomputing the logits from the module's inputs on
+a sample (first batch element, every head, ≤ 32 queries); share one :class:`AttentionSampler`
+between the two so the sample is computed once. :class:`UpdateRatioCollector`
+(``update_ratio``, ‖ΔW‖/‖W‖ per layer group around ``optimizer.step()``) and
+:class:`OutputLogitCollector` (``out_logit``: max |logit| and mean logit of the LM head)
+complete the set. Values not observed since the last collection are NaN *and* flagged in the
+collector's ``missing_`` mask; an unflagged NaN is a genuinely non-finite value.
+
 Distributed
 -----------
 Under ``torch.distributed``, gradient norms are global: squared norms of sharded gradients
@@ -57,24 +71,38 @@ import torch
 
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
-from ._collect import GradNormCollector, _distributed, collect
+from ._attention import AttentionSample, AttentionSite, AttentionTap, attention_sites
+from ._collect import GradNormCollector, collect, distributed_world
 from ._groups import LayerGroup, layer_groups
-from ._hooks import (
-    ActivationNormCollector,
-    AttentionEntropyCollector,
-    AttentionTap,
-    FeatureCollector,
+from ._hooks import ActivationNormCollector, AttentionEntropyCollector, FeatureCollector
+from ._snapshot import TorchState, copy_tree, decode_tree, encode_tree
+from ._transformer import (
+    AttentionLogitCollector,
+    AttentionSampler,
+    OutputLogitCollector,
+    UpdateRatioCollector,
 )
 
 __all__ = [
     "ActivationNormCollector",
     "AttentionEntropyCollector",
+    "AttentionLogitCollector",
+    "AttentionSample",
+    "AttentionSampler",
+    "AttentionSite",
     "AttentionTap",
     "FeatureCollector",
     "GradNormCollector",
     "LayerGroup",
     "LossBuffer",
+    "OutputLogitCollector",
+    "TorchState",
+    "UpdateRatioCollector",
+    "attention_sites",
     "collect",
+    "copy_tree",
+    "decode_tree",
+    "encode_tree",
     "labels_to_numpy",
     "layer_groups",
     "rank",
@@ -86,7 +114,7 @@ __all__ = [
 
 def rank() -> int:
     """This process's rank under ``torch.distributed`` (0 when not distributed)."""
-    is_dist, _ = _distributed()
+    is_dist, _ = distributed_world()
     return torch.distributed.get_rank() if is_dist else 0
 
 

@@ -12,17 +12,28 @@ from torch import nn
 from ...errors import InputError
 from ._groups import layer_groups
 
-__all__ = ["GradNormCollector", "collect"]
+__all__ = [
+    "Collector",
+    "GradNormCollector",
+    "collect",
+    "distributed_world",
+    "first_tensor",
+    "model_device",
+    "safe_ratio",
+]
 
 # --------------------------------------------------------------------------- packing protocol
 
 
-class _Collector:
+class Collector:
     """Base: ``_pack()`` returns a float32 device vector of sums; ``_unpack`` turns the reduced
     host vector into one value per layer. ``enabled`` switches hooks off between monitored steps."""
 
     signal: str = ""
     layer_names: tuple[str, ...] = ()
+    #: layers without an observation at the last collection (their value is NaN, but a NaN
+    #: there is "not measured", not a non-finite measurement); all False unless overridden
+    missing_: np.ndarray = np.zeros(0, dtype=bool)
 
     def __init__(self) -> None:
         self._enabled = True
@@ -58,6 +69,12 @@ class _Collector:
     def _register(module: nn.Module, kind: str, fn: Any) -> Any:
         if kind == "pre":
             return module.register_forward_pre_hook(fn, with_kwargs=True)
+        if kind == "forward_kw":
+            return module.register_forward_hook(fn, with_kwargs=True)
+        if kind == "opt_pre":  # module is a torch.optim.Optimizer here
+            return module.register_step_pre_hook(fn)
+        if kind == "opt_post":
+            return module.register_step_post_hook(fn)
         return module.register_forward_hook(fn)
 
     def _remove_handles(self) -> None:
@@ -98,15 +115,13 @@ class _Collector:
         self.close()
 
 
-def _distributed() -> tuple[bool, int]:
+def distributed_world() -> tuple[bool, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return True, torch.distributed.get_world_size()
     return False, 1
 
 
-def collect(
-    collectors: Sequence[_Collector], extra: torch.Tensor | None = None
-) -> list[np.ndarray]:
+def collect(collectors: Sequence[Collector], extra: torch.Tensor | None = None) -> list[np.ndarray]:
     """Values of several collectors with one packed ``all_reduce`` and one host copy.
 
     ``extra`` (a float32 vector, e.g. buffered losses) rides along in the same reduction and
@@ -117,7 +132,7 @@ def collect(
         packs.append(extra.detach().to(torch.float32).reshape(-1))
     device = packs[0].device if packs else torch.device("cpu")
     flat = torch.cat([p.to(device) for p in packs]) if len(packs) > 1 else packs[0]
-    is_dist, world = _distributed()
+    is_dist, world = distributed_world()
     if is_dist:
         if torch.distributed.get_backend() == "gloo" and flat.device.type != "cpu":
             flat = flat.cpu()
@@ -136,30 +151,30 @@ def collect(
     return out
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full(num.shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
     return out
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
+def first_tensor(out: Any) -> torch.Tensor | None:
     """The first tensor of a module output (a tensor, a tuple/list, or a dict-like)."""
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)):
         for item in out:
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     elif isinstance(out, dict):
         for item in out.values():
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     return None
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -167,7 +182,7 @@ def _model_device(model: nn.Module) -> torch.device:
 # --------------------------------------------------------------------------- gradient norms
 
 
-class GradNormCollector(_Collector):
+class GradNormCollector(Collector):
     """Per-layer L2 norms of the gradients, all parameters at once.
 
     Squared norms of every gradient come from one ``torch._foreach_norm`` (on CPU, a BLAS dot
@@ -220,6 +235,7 @@ class GradNormCollector(_Collector):
         self._stash: torch.Tensor | None = None
         self._dev_idx: tuple[torch.Tensor, torch.Tensor] | None = None
         self._missing = np.zeros(self.n_layers, dtype=bool)
+        self.missing_ = np.zeros(self.n_layers, dtype=bool)
 
     def capture(self) -> None:
         """Compute this step's squared norms now (on device, no sync) for a later :func:`collect`.
@@ -236,7 +252,7 @@ class GradNormCollector(_Collector):
         grads = [p.grad for p in self._params]
         G = self.n_layers
         device = _model_device_of(self._params)
-        if not _distributed()[0] and all(g is not None for g in grads):
+        if not distributed_world()[0] and all(g is not None for g in grads):
             return self._fast_sums(grads, device)
         present = [i for i, g in enumerate(grads) if g is not None]
         out = torch.zeros(2 * G, dtype=torch.float32, device=device)
@@ -273,7 +289,7 @@ class GradNormCollector(_Collector):
         """Common case: every gradient present, one process: no masks, cached indices."""
         G = self.n_layers
         self._missing = np.zeros(G, dtype=bool)
-        sq = _squared_norms(grads, device)
+        sq = squared_norms(grads, device)
         if self._dev_idx is None or self._dev_idx[0].device != device:
             self._dev_idx = (self._pidx.to(device), self._gidx.to(device))
         pidx, gidx = self._dev_idx
@@ -289,10 +305,11 @@ class GradNormCollector(_Collector):
         sq = host[:G] + host[G:] / world_size
         out = np.sqrt(np.maximum(sq, 0.0))
         out[self._missing] = np.nan
+        self.missing_ = self._missing.copy()  # no gradient this step: not measured
         return out
 
 
-def _squared_norms(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+def squared_norms(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """Squared L2 norm of each gradient, float32, stacked on ``device`` (no host sync).
 
     On CUDA one ``torch._foreach_norm`` launches a handful of kernels for all tensors. On CPU

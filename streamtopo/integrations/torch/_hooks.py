@@ -11,8 +11,10 @@ from torch import nn
 
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
-from ._collect import _Collector, _first_tensor, _model_device, _ratio
+from ._attention import AttentionTap
+from ._collect import Collector, first_tensor, model_device, safe_ratio
 from ._groups import layer_groups
+from ._transformer import AttentionSampler
 
 __all__ = [
     "ActivationNormCollector",
@@ -24,7 +26,7 @@ __all__ = [
 # --------------------------------------------------------------------------- forward-hook sums
 
 
-class _SumCountCollector(_Collector):
+class _SumCountCollector(Collector):
     """Keeps, per layer, a sum and an element count; the value is sum / count.
 
     Hooks only append one 0-d device tensor and a layer index (cheap: no indexing or in-place
@@ -39,6 +41,7 @@ class _SumCountCollector(_Collector):
         self._vals: list[torch.Tensor] = []
         self._idx: list[int] = []
         self._counts = [0] * self.n_layers
+        self.missing_ = np.ones(self.n_layers, dtype=bool)
 
     def _record(self, i: int, value: torch.Tensor, count: int) -> None:
         self._vals.append(value)
@@ -70,7 +73,8 @@ class _SumCountCollector(_Collector):
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         G = self.n_layers
-        return _ratio(host[:G], host[G:])
+        self.missing_ = host[G:] == 0
+        return safe_ratio(host[:G], host[G:])
 
 
 class ActivationNormCollector(_SumCountCollector):
@@ -113,7 +117,7 @@ class ActivationNormCollector(_SumCountCollector):
         resolved = layer_groups(model, groups)
         self.layer_names = tuple(g.name for g in resolved)
         self.training_only = bool(training_only)
-        self._init_buffers(_model_device(model))
+        self._init_buffers(model_device(model))
         for i, group in enumerate(resolved):
             self._add_hook(group.module, "forward", self._make_hook(i))
 
@@ -121,7 +125,7 @@ class ActivationNormCollector(_SumCountCollector):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not self.enabled or (self.training_only and not module.training):
                 return
-            x = _first_tensor(output)
+            x = first_tensor(output)
             if x is None or not x.is_floating_point():
                 return
             x = x.detach()
@@ -133,36 +137,27 @@ class ActivationNormCollector(_SumCountCollector):
 # --------------------------------------------------------------------------- attention entropy
 
 
-class AttentionTap(nn.Module):
-    """Identity module that marks attention probabilities for :class:`AttentionEntropyCollector`.
-
-    In a custom attention block, pass the probabilities through it; it returns its input
-    unchanged and costs nothing when no collector listens::
-
-        self.tap = AttentionTap()          # in __init__
-        probs = self.tap(scores.softmax(-1))   # in forward, shape (..., queries, keys)
-
-    The last dimension must be the probability distribution (rows summing to 1).
-    """
-
-    def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        return probs
-
-
 class AttentionEntropyCollector(_SumCountCollector):
     """Mean entropy (nats) of the attention distributions of each attention layer.
 
-    Layers are every ``nn.MultiheadAttention`` and every :class:`AttentionTap` in the model, in
-    module order. For each query row, H = −Σ p log p over the keys (0 log 0 = 0, so masked keys
-    count as absent); the layer value is the mean over rows, heads and batch. For
-    ``nn.MultiheadAttention`` the probabilities are read from its output tuple, so the caller
-    must pass ``need_weights=True``; with ``average_attn_weights=True`` (torch's default) the
-    entropy is that of the head-averaged distribution, with ``False`` it is the mean of the
-    per-head entropies. ``force_weights=True`` makes every ``nn.MultiheadAttention`` compute its
-    weights (a forward pre-hook sets ``need_weights=True, average_attn_weights=False``, and the
-    weights are removed from the output again when the caller did not ask for them); this
-    disables torch's fused attention path and costs time, and outputs can differ by float
-    rounding between the fused and the plain path.
+    Layers are the sites of :func:`~streamtopo.integrations.torch.attention_sites`, in module
+    order: every ``nn.MultiheadAttention`` (so ``nn.TransformerEncoderLayer`` /
+    ``nn.TransformerDecoderLayer``), Hugging Face GPT-2, BERT-style and Llama-style attention
+    modules, and every :class:`AttentionTap`. For each query row, H = −Σ p log p over the keys
+    (0 log 0 = 0, so masked keys count as absent); the layer value is a mean over rows, heads
+    and calls. Where the probabilities are at hand they are used whole: an
+    :class:`AttentionTap`'s input, and the weights an ``nn.MultiheadAttention`` returns when
+    its caller passes ``need_weights=True`` (with ``average_attn_weights=True``, torch's
+    default, that is the entropy of the head-averaged distribution). Otherwise — an encoder
+    layer calling with ``need_weights=False``, a Hugging Face module on the fused SDPA path —
+    the probabilities are recomputed from the module's inputs and q/k projection weights on a
+    sample: the first batch element, every head, at most ``max_queries`` evenly spaced queries
+    (see :class:`AttentionSampler`); each call then counts as one row-mean. Rows whose keys are
+    all masked are left out. ``force_weights=True`` instead makes every
+    ``nn.MultiheadAttention`` compute its full per-head weights (a forward pre-hook sets
+    ``need_weights=True, average_attn_weights=False`` and strips them again when the caller did
+    not ask); that disables torch's fused path and costs time. A layer without an observation
+    is NaN and flagged in ``missing_``.
 
     Examples
     --------
@@ -183,33 +178,35 @@ class AttentionEntropyCollector(_SumCountCollector):
     signal = "attn_entropy"
 
     def __init__(
-        self, model: nn.Module, *, training_only: bool = True, force_weights: bool = False
+        self,
+        model: nn.Module,
+        *,
+        training_only: bool = True,
+        force_weights: bool = False,
+        max_queries: int = 32,
+        sampler: AttentionSampler | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise InputTypeError(f"model must be a torch.nn.Module, got {describe(model)}")
-        found = [
-            (name, m)
-            for name, m in model.named_modules()
-            if isinstance(m, (nn.MultiheadAttention, AttentionTap))
-        ]
-        if not found:
-            raise InputError(
-                "the model has no nn.MultiheadAttention and no AttentionTap: pass attention "
-                "probabilities of custom blocks through streamtopo.integrations.torch.AttentionTap"
-            )
-        self.layer_names = tuple(name or "root" for name, _ in found)
+        if sampler is None:
+            sampler = AttentionSampler(model, max_queries=max_queries)
+        elif not isinstance(sampler, AttentionSampler):
+            raise InputTypeError(f"sampler must be an AttentionSampler, got {describe(sampler)}")
+        self.sampler = sampler
+        self.layer_names = sampler.layer_names
         self.training_only = bool(training_only)
         self.force_weights = bool(force_weights)
-        self._init_buffers(_model_device(model))
-        for i, (_, m) in enumerate(found):
-            if isinstance(m, nn.MultiheadAttention):
-                asked: list[bool] = [True]
-                if self.force_weights:
-                    self._add_hook(m, "pre", self._make_force(asked))
-                self._add_hook(m, "forward", self._make_mha_hook(i, asked))
-            else:
+        self._init_buffers(model_device(model))
+        for i, site in enumerate(sampler.sites):
+            m = site.module
+            if site.kind == "tap":
                 self._add_hook(m, "forward", self._make_tap_hook(i))
+                continue
+            asked: list[bool] = [True]
+            if self.force_weights and site.kind == "mha":
+                self._add_hook(m, "pre", self._make_force(asked))
+            self._add_hook(m, "forward_kw", self._make_hook(i, asked, site.kind == "mha"))
 
     def _active(self, module: nn.Module) -> bool:
         return self.enabled and not (self.training_only and not module.training)
@@ -218,6 +215,16 @@ class AttentionEntropyCollector(_SumCountCollector):
         p = probs.detach().to(torch.float32)
         rows = p.numel() // max(p.shape[-1], 1)
         self._record(i, -torch.special.xlogy(p, p).sum(), rows)
+
+    def _add_sampled(self, i: int, logits: torch.Tensor, full_rows: bool = False) -> None:
+        if full_rows:  # no query row entirely masked: no row filter needed
+            p = logits.softmax(-1)
+            self._record(i, -torch.special.xlogy(p, p).sum(-1).mean(), 1)
+            return
+        valid = ~torch.isneginf(logits).all(-1)
+        p = logits.masked_fill(~valid[..., None], 0.0).softmax(-1)
+        h = -torch.special.xlogy(p, p).sum(-1)
+        self._record(i, (h * valid).sum() / valid.sum(), 1)
 
     def _make_force(self, asked: list[bool]) -> Callable[..., Any]:
         def pre(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -236,15 +243,21 @@ class AttentionEntropyCollector(_SumCountCollector):
 
         return pre
 
-    def _make_mha_hook(self, i: int, asked: list[bool]) -> Callable[..., Any]:
-        def hook(module: nn.Module, args: Any, output: Any) -> Any:
+    def _make_hook(self, i: int, asked: list[bool], mha: bool) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
             if not self._active(module):
                 return None
-            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            weights = None
+            if mha and isinstance(output, tuple) and len(output) > 1:
+                weights = output[1]
             if weights is not None:
                 self._add(i, weights)
                 if self.force_weights and not asked[0]:
                     return (output[0], None)
+                return None
+            smp = self.sampler.sample(i, args, kwargs, output)
+            if smp is not None and smp.logits is not None:
+                self._add_sampled(i, smp.logits, smp.full_rows)
             return None
 
         return hook
@@ -308,7 +321,7 @@ class FeatureCollector:
     def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
         if not self.enabled:
             return
-        x = _first_tensor(args) if self.use_input else _first_tensor(output)
+        x = first_tensor(args) if self.use_input else first_tensor(output)
         if x is None:
             return
         self.features_ = x.detach().reshape(x.shape[0], -1) if x.dim() > 1 else x.detach()[None]

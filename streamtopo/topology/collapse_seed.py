@@ -6,9 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from .topology import h1_diagram
+from .h0 import h1_diagram
 
-__all__ = ["SEED000_WEIGHTS"]
+__all__ = [
+    "SEED000_WEIGHTS",
+    "h1_of_points",
+    "seed000_index",
+]
 
 #: Seed 000's weights, keyed by the seed's component names.
 SEED000_WEIGHTS: dict[str, float] = {
@@ -19,12 +23,12 @@ SEED000_WEIGHTS: dict[str, float] = {
 }
 
 
-def _h1(points: np.ndarray) -> np.ndarray:
+def h1_of_points(points: np.ndarray) -> np.ndarray:
     """H1 diagram of all ``points`` (no subsampling here: the callers choose the rows)."""
     return h1_diagram(points, max_points=None)
 
 
-def _seed000(X: np.ndarray, labels: np.ndarray | None) -> tuple[float, dict[str, Any]]:
+def seed000_index(X: np.ndarray, labels: np.ndarray | None) -> tuple[float, dict[str, Any]]:
     """Seed 000's ``compute_collapse_index``, operation for operation.
 
     Differences from the skill file: ripser's result key is ``"dgms"`` (the seed asks for
@@ -39,7 +43,7 @@ def _seed000(X: np.ndarray, labels: np.ndarray | None) -> tuple[float, dict[str,
     comp["anisotropy"] = float(np.log1p(ev[-1] / (ev[0] + 1e-10)))
     evn = ev / ev.sum()
     comp["dim_ratio"] = float(1.0 - (1.0 / (evn**2).sum()) / len(ev))
-    dgm1 = _h1(X[: min(500, len(X))])
+    dgm1 = h1_of_points(X[: min(500, len(X))])
     if len(dgm1) > 0:
         finite = np.isfinite(dgm1[:, 1])
         life = dgm1[finite, 1] - dgm1[finite, 0]

@@ -1,4 +1,5 @@
-"""Pure functions behind :class:`~streamtopo.monitors.centroid.CentroidMonitor`.
+"""Centroid statistics: the pure functions behind
+:class:`~streamtopo.monitors.centroid.CentroidMonitor`.
 
 Notation: K classes, d feature dimensions, R random groups of rows, s in {0: train, 1: test}.
 
@@ -12,8 +13,8 @@ smaller weights. The effective sample size
 of a weighted mean is ``n_eff = wsum**2 / w2sum`` and its sampling variance is
 ``sigma**2 / n_eff``, which is what size matching equalises.
 
-Everything H0 goes through :mod:`streamtopo.topology`: centroid cosine distances come from one
-BLAS Gram product, the tree from ``topology.mst_edges(D, "precomputed")``, and every chosen
+Everything H0 goes through :mod:`streamtopo.topology.h0`: centroid cosine distances come from one
+BLAS Gram product, the tree from ``h0.mst_edges(D, "precomputed")``, and every chosen
 edge is re-evaluated in float64 as ``|u - v|**2 / 2`` on unit centroids (DESIGN.md §2,
 precision), so a death is within ~1e-15 absolute of a direct float64 evaluation.
 """
@@ -24,13 +25,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import topology
 from .._kernels.centroid import (
     combine_groups,
     edge_half_sq_dists,
     tree_gradient,
     unit_rows_into,
 )
+from .h0 import MergeEdges, mst_edges
 
 __all__ = [
     "CentroidTree",
@@ -48,7 +49,7 @@ __all__ = [
 class CentroidTree(NamedTuple):
     """H0 of one set of unit centroids: MST edges in merge order and the distance matrix."""
 
-    edges: topology.MergeEdges
+    edges: MergeEdges
     h0: float
     unit: np.ndarray  # (K, d) unit centroids the tree was built on
 
@@ -98,11 +99,11 @@ def centroid_tree(
     """
     U = unit_rows(C)
     D = _cosine_distances(U, precision)
-    e = topology.mst_edges(D, "precomputed")
+    e = mst_edges(D, "precomputed")
     w = _exact_weights(U, e.i, e.j)
     order = np.argsort(w, kind="stable")
     w = _metric_weights(w[order], metric)
-    edges = topology.MergeEdges(e.i[order], e.j[order], w)
+    edges = MergeEdges(e.i[order], e.j[order], w)
     return CentroidTree(edges, float(np.sum(w)), U)
 
 

@@ -23,11 +23,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._kernels.gram import gram_bound_constants, gram_matrix, gram_prepare, prim_gram_sq
-from ._kernels.mst import h0_diagram_points, h0_total_points, mst_1d, prim_dense, prim_points_sq
-from ._kernels.unionfind import single_linkage_from_sorted
-from ._validation import as_float_matrix, check_choice, describe
-from .errors import InputError
+from .._kernels.gram import gram_bound_constants, gram_prepare, prim_gram_sq
+from .._kernels.mst import h0_diagram_points, h0_total_points, mst_1d, prim_dense, prim_points_sq
+from .._kernels.unionfind import single_linkage_from_sorted
+from .._validation import as_float_matrix, check_choice, describe
+from ..errors import InputError
+from .blas import gram_matrix
 
 __all__ = [
     "METRICS",
@@ -38,7 +39,11 @@ __all__ = [
     "h1_diagram",
     "linkage",
     "merge_order",
+    "mst_edges",
+    "mst_unsorted",
     "persistence_entropy",
+    "pow2_scale",
+    "prepare_points",
 ]
 
 METRICS = ("euclidean", "cosine", "precomputed")
@@ -52,7 +57,7 @@ class MergeEdges(NamedTuple):
     death: np.ndarray
 
 
-def _pow2_scale(X: np.ndarray) -> float:
+def pow2_scale(X: np.ndarray) -> float:
     """A power of two near max |X|: dividing by it is exact and keeps squares in range."""
     m = float(np.max(np.abs(X))) if X.size else 0.0
     if m == 0.0 or not math.isfinite(m):
@@ -131,7 +136,7 @@ def _choose_path(n: int, d: int, metric: str) -> str:
     return "direct"
 
 
-def _mst_unsorted(
+def mst_unsorted(
     P: np.ndarray, metric: str, *, path: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unsorted MST edges ``(src, dst, weight)`` of prepared points (see :func:`prepare_points`).
@@ -163,7 +168,7 @@ def _mst_unsorted(
         del Y
         prim_gram_sq(P, f, G, nrm, *gram_bound_constants(d, dtype), src, dst, w)
     else:
-        scale = _pow2_scale(P) if metric == "euclidean" else 1.0
+        scale = pow2_scale(P) if metric == "euclidean" else 1.0
         prim_points_sq(P / scale if scale != 1.0 else P, src, dst, w)
     if metric == "euclidean":
         np.sqrt(w, out=w)
@@ -191,7 +196,7 @@ _F64 = np.dtype(np.float64)
 def mst_edges(X: Any, metric: str = "euclidean") -> MergeEdges:
     """Validated MST of ``X`` in merge order (shared by :func:`merge_order` and the monitors)."""
     P = prepare_points(X, metric)
-    src, dst, w = _mst_unsorted(P, metric)
+    src, dst, w = mst_unsorted(P, metric)
     order = np.argsort(w, kind="stable")
     return MergeEdges(src[order], dst[order], w[order])
 
@@ -242,7 +247,7 @@ def h0_total(X: Any, metric: str = "euclidean") -> float:
         if total >= 0.0:
             return total
     P = prepare_points(X, metric)
-    return float(np.sum(_mst_unsorted(P, metric)[2]))
+    return float(np.sum(mst_unsorted(P, metric)[2]))
 
 
 def merge_order(X: Any, metric: str = "euclidean") -> MergeEdges:
@@ -287,7 +292,7 @@ def betti0_at(X: Any, scale: float, metric: str = "euclidean") -> int:
     if not (s >= 0.0):
         raise InputError(f"scale must be a non-negative number, got {scale!r}")
     P = prepare_points(X, metric)
-    w = _mst_unsorted(P, metric)[2]
+    w = mst_unsorted(P, metric)[2]
     return int(P.shape[0] - np.count_nonzero(w <= s))
 
 

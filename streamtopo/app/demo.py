@@ -13,13 +13,13 @@ A healthy phase, then at 60% of the steps an injected failure:
 
 A :class:`~streamtopo.integrations.training.TrainingMonitor` watches activation and gradient
 norms of every layer (LayerMonitor) and the loss (loss-rise alarm), plus the CentroidMonitor and
-CollapseMonitor on the penultimate features where they are installed. It writes a run directory,
+CollapseMonitor on the penultimate features. Before training it runs the numba warmers
+(:mod:`.warmup`) its monitors need. It writes a run directory,
 replays it, and writes ``report.html`` (or ``summary.md``). Everything is seeded.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 import time
@@ -41,26 +41,16 @@ _WIDTH = 64
 _DEPTH = 8  # Linear layers: 7 hidden + the head
 
 
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+#: Kernel modules whose warmers (:mod:`.warmup`) the demo runs before training: the layer
+#: monitor, H0 of class centroids and of the collapse subsample, single linkage.
+DEMO_WARMERS = ("layer", "mst", "unionfind", "centroid")
 
 
 def warm_numba_cache() -> float:
     """Compile (first run) or load (later runs) the numba kernels the monitors use; seconds."""
-    t0 = time.perf_counter()
-    from .monitors.layer import LayerMonitor
-    from .topology import h0_diagram
+    from .warmup import warm
 
-    rng = np.random.default_rng(0)
-    mon = LayerMonitor(n_layers=4, signals=("a", "b"), window=4, baseline=8)
-    for _ in range(12):
-        mon.check({"a": rng.random(4) + 0.1, "b": rng.random(4) + 0.1})
-    for metric in ("euclidean", "cosine"):
-        h0_diagram(rng.random((12, 3)), metric=metric)
-    return time.perf_counter() - t0
+    return sum(seconds for _, seconds in warm(DEMO_WARMERS))
 
 
 def _build_model(torch: Any) -> Any:
@@ -79,17 +69,11 @@ def _build_model(torch: Any) -> Any:
     return model
 
 
-def _optional_monitors() -> tuple[Any, Any]:
-    centroid = collapse = None
-    if _has("streamtopo.monitors.centroid"):
-        from .monitors.centroid import CentroidMonitor
+def _monitors() -> tuple[Any, Any]:
+    from ..monitors.centroid import CentroidMonitor
+    from ..monitors.collapse import CollapseMonitor
 
-        centroid = CentroidMonitor(n_classes=10, patience=5)
-    if _has("streamtopo.monitors.collapse"):
-        from .monitors.collapse import CollapseMonitor
-
-        collapse = CollapseMonitor(check_every=10)
-    return centroid, collapse
+    return CentroidMonitor(n_classes=10, patience=5), CollapseMonitor(check_every=10)
 
 
 def _bar(done: int, total: int, width: int = 20) -> str:
@@ -136,7 +120,7 @@ def run_demo(
     Raises ``ImportError`` (with :data:`TORCH_MISSING` as message) when torch is missing.
     """
     if fault not in FAULTS:
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError(f"fault must be one of {FAULTS}, got {fault!r}")
     stream = sys.stdout if stream is None else stream
@@ -173,8 +157,8 @@ def _train(
     say: Any,
     t_start: float,
 ) -> dict[str, Any]:
-    from .data import load_digits
-    from .integrations.training import TrainingMonitor
+    from ..data import load_digits
+    from ..integrations.training import TrainingMonitor
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -190,16 +174,13 @@ def _train(
     model = _build_model(torch)
     lr = 0.01
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    centroid, collapse = _optional_monitors()
+    centroid, collapse = _monitors()
     run_id = f"demo-{fault}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    log_dir = out if _has("streamtopo.io.journal") else None
-    if log_dir is None:
-        say("streamtopo.io is not installed: the run is not logged (no replay)")
     fault_at = int(steps * 0.6)
     warmup = fault_at // 2  # centroid/collapse baselines start once the digits are learnt
     tm = TrainingMonitor(
         model,
-        log_dir=log_dir,
+        log_dir=out,
         run_id=run_id,
         centroid=centroid,
         collapse=collapse,
@@ -327,9 +308,9 @@ def _alarm_text(fault: str, fault_at: int, first: dict[str, int], before: dict[s
 
 
 def _replay(run_dir: Any, live: list[Any], say: Any) -> bool | None:
-    if run_dir is None or not _has("streamtopo.io.replay"):
+    if run_dir is None:
         return None
-    from .io.replay import replay
+    from ..io.replay import replay
 
     rep = replay(run_dir)
     live_h0 = np.array([s.h0 for s in live if s is not None], dtype=np.float64)
@@ -344,8 +325,8 @@ def _replay(run_dir: Any, live: list[Any], say: Any) -> bool | None:
 
 def _write_outputs(out: Path, run_dir: Any, result: dict[str, Any], say: Any) -> list[Path]:
     files: list[Path] = []
-    if run_dir is not None and _has("streamtopo.report"):
-        from .report import build_report
+    if run_dir is not None:
+        from ..report import build_report
 
         paths = build_report(run_dir, out / "report.html")
         files += [paths.html, paths.markdown]

@@ -1,0 +1,271 @@
+"""Guard evaluation: how many failing digits runs does a Guard save, and at what cost?
+
+    python benchmarks/eval_guard.py --tune               # knob sweep on seeds 0-9 (choose defaults)
+    python benchmarks/eval_guard.py                      # defaults on fresh seeds 1000-1009
+    python benchmarks/eval_guard.py --smoke              # 1 seed, 300 steps (tests)
+
+The scenarios are ``benchmarks/evaluation/scenarios.py``'s (same configs, data split, batches,
+cosine LR and fault injection), but run *live*: a :class:`TrainingMonitor` with today's defaults
+(act + grad norms → LayerMonitor, loss-rise rule) watches every step and its status drives a
+:class:`streamtopo.Guard` attached to the model, the Adam optimizer and the TrainingMonitor.
+The fault is a property of the step, as in the scenarios: after a rollback an LR spike keeps
+going until its window ends, ``explode`` keeps growing the restored weights, ``wd_ramp`` keeps
+shrinking them; ``dead_relu`` is a one-off at t0. The loader moves on (batches are not replayed).
+
+A run is *saved* when its final test accuracy is at least 98% of the healthy run's with the same
+seed (same architecture, LR, batch) — and, separately reported, when its final test loss is at
+most 102% of it. A run stopped by the guard (``max_rollbacks`` used up) is scored at the step it
+stopped. Output: ``rows.jsonl`` (one line per run x variant) and ``table.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.evaluation.scenarios import build_body, make_config
+
+FAULTS = ("healthy", "lr_spike", "dead_relu", "explode", "wd_ramp")
+# the sweep gives every knob explicitly, so a later change of the Guard's defaults cannot
+# change what a variant means; "default" is the Guard() of this checkout
+CENTER = {"every": 50, "keep": 4, "margin": 10, "lr_factor": 0.1, "cooldown": 200,
+          "max_rollbacks": 3, "act_on": "WATCH", "patience": 10}  # fmt: skip
+SWEEP = {
+    "watch p1 lr0.5": {**CENTER, "patience": 1, "lr_factor": 0.5},
+    "watch p10 lr0.5": {**CENTER, "lr_factor": 0.5},
+    "watch p10 lr0.1": CENTER,
+    "watch p20 lr0.1": {**CENTER, "patience": 20},
+    "collapse p1 lr0.1": {**CENTER, "act_on": "COLLAPSE", "patience": 1},
+    "watch p10 lr0.1 cd500": {**CENTER, "cooldown": 500},
+    "watch p10 lr0.1 m0": {**CENTER, "margin": 0},
+    "watch p10 lr0.1 e100": {**CENTER, "every": 100},
+}
+
+
+def live_run(cfg, guard_kwargs: dict | None) -> dict:
+    """One scenario run with a live TrainingMonitor (and a Guard unless ``guard_kwargs`` None)."""
+    import torch
+    from torch import nn
+
+    from streamtopo import Guard
+    from streamtopo.data import load_digits
+    from streamtopo.integrations.training import TrainingMonitor
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    X, y = load_digits()
+    perm = rng.permutation(len(y))
+    X, y = X[perm], y[perm]
+    Xtr, ytr, Xte, yte = X[:1300], y[:1300], X[1300:], y[1300:]
+    mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-3
+    Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+    xtr_t = torch.tensor(Xtr, dtype=torch.float32)
+    ytr_t = torch.tensor(ytr, dtype=torch.int64)
+    xte_t = torch.tensor(Xte, dtype=torch.float32)
+    yte_t = torch.tensor(yte, dtype=torch.int64)
+    xpr_t = xtr_t[: min(256, len(ytr))]
+
+    body = build_body(cfg)
+    head = nn.Linear(cfg.width, 10)
+    model = nn.Sequential(body, head)
+    linears = [m for m in body if isinstance(m, (nn.Linear, nn.Conv2d))]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    lossf = nn.CrossEntropyLoss()
+    tm = TrainingMonitor(model)
+    guard = None
+    if guard_kwargs is not None:
+        guard = Guard(**guard_kwargs).attach(model=model, optimizer=opt, monitors=[tm])
+
+    T, t0, p = cfg.steps, cfg.t0, cfg.fault_params
+    losses = np.full(T, np.nan)
+    alarm_steps = 0
+    stopped_at = None
+    wall = time.perf_counter()
+    for t in range(T):
+        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * t / T))
+        rho = 0.0
+        if t0 is not None and t >= t0:
+            if cfg.fault == "lr_spike" and t < t0 + p["window"]:
+                lr = p["spike_lr"]
+            elif cfg.fault == "wd_ramp":
+                rho = p["rho_max"] * (t - t0) / max(T - t0, 1)
+            elif cfg.fault == "explode":
+                with torch.no_grad():
+                    linears[p["layer"]].weight.mul_(1.0 + p["rate"])
+            elif cfg.fault == "dead_relu" and t == t0:
+                with torch.no_grad():
+                    lin = linears[p["layer"]]
+                    z = lin(body[: list(body).index(lin)](xpr_t))
+                    dims = (0, 2, 3) if z.ndim == 4 else (0,)
+                    lin.bias.sub_(3.0 * z.std(dims) + z.mean(dims).clamp(min=0))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.as_tensor(rng.integers(0, len(ytr), size=cfg.batch))
+        loss = lossf(model(xtr_t[idx]), ytr_t[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if rho:
+            with torch.no_grad():
+                for m in linears:
+                    m.weight.mul_(1.0 - rho)
+        losses[t] = float(loss.detach())
+        status = tm.step(loss)
+        alarm_steps += status.state != "HEALTHY"
+        if guard is not None:
+            guard.step(t, status)
+            if guard.should_stop:
+                stopped_at = t
+                break
+    wall = time.perf_counter() - wall
+    with torch.no_grad():
+        out = model(xte_t)
+        test_loss = float(lossf(out, yte_t))
+        test_acc = float((out.argmax(1) == yte_t).float().mean())
+    tm.close()
+    row = {
+        "test_loss": test_loss if math.isfinite(test_loss) else 1e9,
+        "test_acc": test_acc,
+        "alarm_steps": int(alarm_steps),
+        "wall": wall,
+        "loss_hash": hashlib.sha1(losses.tobytes()).hexdigest(),
+        "stopped_at": stopped_at,
+        "rollbacks": 0,
+        "steps_redone": 0,
+        "interventions": [],
+    }
+    if guard is not None:
+        guard.close()
+        row.update(
+            rollbacks=guard.rollbacks_,
+            steps_redone=guard.steps_redone_,
+            interventions=[
+                [i.step, i.action, i.restored_step, i.onset, i.level] for i in guard.interventions_
+            ],
+        )
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tune", action="store_true", help="sweep SWEEP on seeds 0-9")
+    ap.add_argument("--smoke", action="store_true", help="1 seed, 300 steps, default guard")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument(
+        "--seed-offset", type=int, default=None, help="default: 0 with --tune, else 1000"
+    )
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--variants", default=None, help="comma-separated subset of the sweep")
+    ap.add_argument("--out", default="eval-guard-out")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    offset = args.seed_offset if args.seed_offset is not None else (0 if args.tune else 1000)
+    if args.smoke:
+        args.seeds, args.steps = 1, 300
+    variants = dict(SWEEP) if args.tune else {"default": {}}
+    if args.variants:
+        variants = {k: SWEEP[k] for k in args.variants.split(",")}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    done = set()
+    if rows_path.exists():  # resumable: a cut-off sweep continues where it stopped
+        for line in rows_path.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["fault"], r["seed"], r["variant"], r["steps"]))
+    start = time.perf_counter()
+    with rows_path.open("a") as fh:
+        for seed in range(offset, offset + args.seeds):
+            for fault in FAULTS:
+                cfg = make_config(fault, seed, args.steps)
+                for name, kw in {"none": None, **variants}.items():
+                    if (fault, seed, name, args.steps) in done:
+                        continue
+                    r = live_run(cfg, None if kw is None else kw)
+                    r.update(fault=fault, seed=seed, variant=name, steps=args.steps, arch=cfg.arch)
+                    fh.write(json.dumps(r) + "\n")
+                    fh.flush()
+                    print(
+                        f"[{time.perf_counter() - start:7.1f}s] {fault:9s} seed={seed:4d} "
+                        f"{name:16s} acc={r['test_acc']:.3f} rollbacks={r['rollbacks']} "
+                        f"stop={r['stopped_at']}",
+                        flush=True,
+                    )
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    seeds = range(offset, offset + args.seeds)
+    rows = [r for r in rows if r["steps"] == args.steps and r["seed"] in seeds]
+    table = summarise(rows)
+    (out / "table.md").write_text(table)
+    print(table)
+    return 0
+
+
+def summarise(rows: list[dict]) -> str:
+    """Per variant x fault: runs saved (acc, loss), stops, rollbacks, steps redone."""
+    healthy = {r["seed"]: r for r in rows if r["fault"] == "healthy" and r["variant"] == "none"}
+    variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "none", v != "default", v))
+    lines = [
+        "| variant | fault | runs | saved (acc) | saved (loss) | stopped (acc ok) | rollbacks "
+        "| steps redone (mean per rollback) | interventions | same losses as no guard "
+        "| rescued (failed without guard) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    bare = {
+        (r["fault"], r["seed"]): r["test_acc"] >= 0.98 * healthy[r["seed"]]["test_acc"]
+        for r in rows
+        if r["variant"] == "none" and r["seed"] in healthy
+    }
+    for v in variants:
+        abrupt = [0, 0, 0, 0]
+        for f in FAULTS:
+            fr = [r for r in rows if r["variant"] == v and r["fault"] == f and r["seed"] in healthy]
+            if not fr:
+                continue
+            ref = [healthy[r["seed"]] for r in fr]
+            done = [r["stopped_at"] is None for r in fr]
+            acc = [r["test_acc"] >= 0.98 * h["test_acc"] for r, h in zip(fr, ref, strict=True)]
+            los = [r["test_loss"] <= 1.02 * h["test_loss"] for r, h in zip(fr, ref, strict=True)]
+            saved_acc = sum(d and a for d, a in zip(done, acc, strict=True))
+            saved_loss = sum(d and x for d, x in zip(done, los, strict=True))
+            stopped = sum(not d for d in done)
+            stopped_ok = sum(not d and a for d, a in zip(done, acc, strict=True))
+            rb = sum(r["rollbacks"] for r in fr)
+            redone = sum(r["steps_redone"] for r in fr) / rb if rb else 0.0
+            n_int = sum(len(r["interventions"]) for r in fr)
+            same = sum(r["loss_hash"] == h["loss_hash"] for r, h in zip(fr, ref, strict=True))
+            same_txt = f"{same}/{len(fr)}" if f == "healthy" else ""
+            failed = [bare.get((f, r["seed"])) is False for r in fr]
+            rescued = sum(x and d and a for x, d, a in zip(failed, done, acc, strict=True))
+            if f in ("lr_spike", "dead_relu"):
+                abrupt = [abrupt[0] + saved_acc, abrupt[1] + len(fr), abrupt[2] + rescued,
+                          abrupt[3] + sum(failed)]  # fmt: skip
+            lines.append(
+                f"| {v} | {f} | {len(fr)} | {saved_acc} | {saved_loss} | {stopped} ({stopped_ok}) "
+                f"| {rb} | {redone:.0f} | {n_int} | {same_txt} | {rescued}/{sum(failed)} |"
+            )
+        lines.append(f"| {v} | **abrupt (lr_spike + dead_relu)** | {abrupt[1]} | {abrupt[0]} "
+                     f"| | | | | | | {abrupt[2]}/{abrupt[3]} |")  # fmt: skip
+    lines.append("")
+    lines.append(
+        "saved (acc): ran to the end and final test accuracy >= 98% of the same seed's healthy "
+        "run without guard; saved (loss): ran to the end and final test loss <= 102% of it. "
+        "stopped: the guard used up max_rollbacks and stopped the run (acc ok: its accuracy at "
+        "the stop was within 2%). interventions: rollbacks + stops + no_snapshot records. "
+        "rescued: runs saved (acc) among those whose no-guard run was not."
+    )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

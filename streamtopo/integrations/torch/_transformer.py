@@ -1,0 +1,412 @@
+"""Transformer signals: attention logits, update ratios and output-logit statistics.
+
+Notation: L attention layers (or layer groups), P parameters.
+
+Like every collector here, values are kept on the device and reach the host with the one
+packed copy of :func:`~streamtopo.integrations.torch.collect`. A value that was not observed
+since the last collection (a layer that did not run, a tap without logits, no optimizer step)
+is NaN **and** flagged in ``missing_`` (a bool array beside the values, refreshed by every
+collection); a NaN that is not flagged missing is a genuinely non-finite value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from weakref import ref
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..._validation import describe
+from ...errors import InputError, InputTypeError
+from ._attention import AttentionSample, attention_sites, sample_logits
+from ._collect import Collector, first_tensor, model_device, squared_norms
+from ._groups import layer_groups
+
+__all__ = [
+    "AttentionLogitCollector",
+    "AttentionSampler",
+    "OutputLogitCollector",
+    "UpdateRatioCollector",
+]
+
+
+class AttentionSampler:
+    """The attention sites of a model and their sampled logits, shared between collectors.
+
+    Computes each site's sample (first batch element, every head, at most ``max_queries``
+    evenly spaced queries; see :mod:`streamtopo.integrations.torch._attention`) at most once
+    per forward call, however many collectors (entropy, logits) read it: pass the same sampler
+    to :class:`~streamtopo.integrations.torch.AttentionEntropyCollector` and
+    :class:`AttentionLogitCollector`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    max_queries : int
+        Query positions sampled per call (default 32).
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    >>> enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    >>> AttentionSampler(enc).layer_names
+    ('layers.0.self_attn', 'layers.1.self_attn')
+    """
+
+    def __init__(self, model: nn.Module, *, max_queries: int = 32) -> None:
+        if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
+            raise InputError(f"max_queries must be an int >= 1, got {max_queries!r}")
+        self.sites = attention_sites(model)
+        self.layer_names = tuple(s.name for s in self.sites)
+        self.max_queries = max_queries
+        self._last: list[tuple[Any, AttentionSample | None] | None] = [None] * len(self.sites)
+
+    def sample(self, i: int, args: tuple, kwargs: dict, output: Any) -> AttentionSample | None:
+        """Sampled logits/probabilities of the current call of site ``i`` (cached per call)."""
+        key = first_tensor(output)
+        last = self._last[i]
+        if last is not None and key is not None and last[0]() is key:
+            return last[1]
+        smp = sample_logits(self.sites[i], args, kwargs, output, self.max_queries)
+        self._last[i] = (ref(key), smp) if key is not None else None
+        return smp
+
+
+def _check_sampler(model: nn.Module, sampler: Any, max_queries: int) -> AttentionSampler:
+    if sampler is None:
+        return AttentionSampler(model, max_queries=max_queries)
+    if not isinstance(sampler, AttentionSampler):
+        raise InputTypeError(f"sampler must be an AttentionSampler, got {describe(sampler)}")
+    return sampler
+
+
+class _MaxCollector(Collector):
+    """Per-layer maximum over the calls since the last collection; [max, observed] packed so a
+    sum-reduction across ranks gives the mean over ranks of each rank's maximum."""
+
+    def _init_buffers(self, device: torch.device) -> None:
+        self._device = device
+        self._vals: list[torch.Tensor] = []
+        self._idx: list[int] = []
+        self.missing_ = np.ones(self.n_layers, dtype=bool)
+
+    def reset(self) -> None:
+        self._vals.clear()
+        self._idx.clear()
+
+    def _pack(self) -> torch.Tensor:
+        L = self.n_layers
+        out = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
+        if self._vals:
+            device = self._vals[0].device
+            v = torch.stack([t.to(device) for t in self._vals]).to(torch.float32)
+            if self._idx == list(range(L)):
+                maxima = v
+            else:
+                idx = torch.tensor(self._idx, dtype=torch.long, device=device)
+                maxima = torch.full((L,), float("-inf"), device=device).scatter_reduce(
+                    0, idx, v, "amax"
+                )
+            seen = torch.zeros(L, dtype=torch.float32)
+            seen[sorted(set(self._idx))] = 1.0
+            out = torch.cat([torch.where(seen.to(device) > 0, maxima, 0.0), seen.to(device)])
+        return out
+
+    def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
+        L = self.n_layers
+        seen = host[L:]
+        self.missing_ = seen == 0
+        out = np.full(L, np.nan)
+        np.divide(host[:L], seen, out=out, where=seen > 0)
+        return out
+
+
+class AttentionLogitCollector(_MaxCollector):
+    """Largest attention logit per attention layer, max |q·k| · scale (Wortsman et al. 2023).
+
+    The logit is the pre-softmax score the softmax sees: q·k/√d_head for
+    ``nn.MultiheadAttention`` and Llama/BERT-style modules (after rotary embeddings and
+    qk-norms), times the module's own ``scaling`` for Hugging Face modules. Masked keys are
+    excluded. Sampling (bounded cost): the first batch element, every head, at most
+    ``max_queries`` evenly spaced queries with all their keys, recomputed from the module's
+    inputs and q/k projection weights in a forward hook — nothing changes in the forward pass
+    and ``need_weights`` does not matter. The layer value is the maximum over the calls since
+    the last collection; under ``torch.distributed`` it is the mean over ranks of each rank's
+    maximum. Non-finite logits give NaN/inf; a layer without an observation (it did not run,
+    or an :class:`AttentionTap` given no ``logits``) is NaN and flagged in ``missing_``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    training_only : bool
+        Ignore forwards in eval mode (default True).
+    max_queries : int
+        Sampled query positions per call (ignored when ``sampler`` is given).
+    sampler : AttentionSampler, optional
+        Share the sampled logits with an :class:`AttentionEntropyCollector`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> layer = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    >>> enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    >>> logits = AttentionLogitCollector(enc)
+    >>> _ = enc(torch.randn(4, 6, 8))
+    >>> values = logits.compute()
+    >>> values.shape, bool((values > 0).all()), logits.missing_.tolist()
+    ((2,), True, [False, False])
+    >>> logits.close()
+    """
+
+    signal = "attn_logit"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        training_only: bool = True,
+        max_queries: int = 32,
+        sampler: AttentionSampler | None = None,
+    ) -> None:
+        super().__init__()
+        self.sampler = _check_sampler(model, sampler, max_queries)
+        self.layer_names = self.sampler.layer_names
+        self.training_only = bool(training_only)
+        self._init_buffers(model_device(model))
+        for i, site in enumerate(self.sampler.sites):
+            self._add_hook(site.module, "forward_kw", self._make_hook(i))
+
+    def _make_hook(self, i: int):
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            if not self.enabled or (self.training_only and not module.training):
+                return
+            smp = self.sampler.sample(i, args, kwargs, output)
+            if smp is None or smp.logits is None:
+                return
+            s = smp.logits
+            self._vals.append(s.abs().masked_fill(torch.isneginf(s), 0.0).amax())
+            self._idx.append(i)
+
+        return hook
+
+
+class OutputLogitCollector(Collector):
+    """Statistics of a language-model head's logits: max |logit| and mean logit.
+
+    ``compute()`` returns two values, in ``layer_names`` order ``("max_abs", "mean")``:
+    the largest |logit| and the mean logit (over vocabulary and positions) of the sample — the
+    quantities of Wortsman et al.'s output-logit divergence (the mean drifts far below zero,
+    the max grows). Sampling: the first batch element of a (batch, seq, vocab) output; of a
+    2-D (rows, vocab) output, the first 512 rows. Over several forwards the maximum of the max
+    and the mean of the means are kept; under ``torch.distributed`` both are averaged over
+    ranks. ``missing_`` flags a collection with no forward of the head.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    head : "auto" or str
+        ``"auto"``: the model's ``get_output_embeddings()`` (Hugging Face) when it returns a
+        module, else its last ``nn.Linear`` in module order; or the name of the head module.
+    training_only : bool
+        Ignore forwards in eval mode (default True).
+
+    Examples
+    --------
+    >>> import torch
+    >>> head = torch.nn.Linear(2, 3, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -4.0], [1.0, 1.0]]))
+    >>> model = torch.nn.Sequential(head)
+    >>> out = OutputLogitCollector(model)
+    >>> _ = model(torch.tensor([[[1.0, 1.0]]]))   # logits (1, -4, 2)
+    >>> out.layer_names, out.compute().round(4)
+    (('max_abs', 'mean'), array([ 4.    , -0.3333], dtype=float32))
+    >>> out.close()
+    """
+
+    signal = "out_logit"
+    layer_names = ("max_abs", "mean")
+
+    def __init__(self, model: nn.Module, head: str = "auto", *, training_only: bool = True) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise InputTypeError(f"model must be a torch.nn.Module, got {describe(model)}")
+        if head == "auto":
+            module = None
+            get = getattr(model, "get_output_embeddings", None)
+            if callable(get):
+                module = get()
+            if not isinstance(module, nn.Module):
+                linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+                if not linears:
+                    raise InputError(
+                        "head='auto' found no output embedding and no nn.Linear; name the "
+                        "language-model head module"
+                    )
+                module = linears[-1][1]
+        elif isinstance(head, str):
+            try:
+                module = model.get_submodule(head)
+            except AttributeError as exc:
+                raise InputError(f"head {head!r} is not a module of the model") from exc
+        else:
+            raise InputTypeError(f"head must be 'auto' or a module name, got {describe(head)}")
+        self.head_name = next(n for n, m in model.named_modules() if m is module) or "root"
+        self.training_only = bool(training_only)
+        self._device = model_device(model)
+        self._max: list[torch.Tensor] = []
+        self._mean: list[torch.Tensor] = []
+        self.missing_ = np.ones(2, dtype=bool)
+        self._add_hook(module, "forward", self._hook)
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not self.enabled or (self.training_only and not module.training):
+            return
+        x = first_tensor(output)
+        if x is None or not x.is_floating_point() or x.dim() < 2:
+            return
+        x = x.detach()
+        x = x[0] if x.dim() >= 3 else x[:512]
+        self._max.append(torch.linalg.vector_norm(x, float("inf"), dtype=torch.float32))
+        self._mean.append(x.mean(dtype=torch.float32))
+
+    def reset(self) -> None:
+        self._max.clear()
+        self._mean.clear()
+
+    def _pack(self) -> torch.Tensor:
+        if not self._max:
+            return torch.zeros(4, dtype=torch.float32, device=self._device)
+        mx = torch.stack(self._max).amax()
+        mean = torch.stack(self._mean).mean()
+        one = torch.ones((), dtype=torch.float32, device=mx.device)
+        return torch.stack([mx, mean, one, one])
+
+    def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
+        seen = host[2:]
+        self.missing_ = seen == 0
+        out = np.full(2, np.nan)
+        np.divide(host[:2], seen, out=out, where=seen > 0)
+        return out
+
+
+class UpdateRatioCollector(Collector):
+    """Relative size of the optimizer's update per layer group, ‖ΔW‖ / ‖W‖.
+
+    ``W`` is the group's parameters before ``optimizer.step()`` (all of them as one vector),
+    ΔW the change the step made. With ``optimizer`` given, step pre/post hooks do the work on
+    monitored steps only (:attr:`enabled`): the pre-hook copies the parameters into a buffer
+    kept on the device (one extra copy of the model's parameters in memory), the post-hook
+    turns the difference into two squared norms per group — no host copy until
+    :func:`collect`. Without ``optimizer``, call :meth:`snapshot` before and :meth:`capture`
+    after the step. Under DDP (replicated parameters) the squared norms are averaged over
+    ranks, which leaves the ratio unchanged. ``missing_`` flags a collection without a
+    captured step, and a group whose weights were all zero (undefined ratio); the value is then
+    NaN.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    groups : "auto", regex or list of module names
+        See :func:`~streamtopo.integrations.torch.layer_groups`.
+    optimizer : torch.optim.Optimizer, optional
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> upd = UpdateRatioCollector(model, optimizer=opt)
+    >>> for p in model.parameters():
+    ...     p.grad = p.detach().clone()     # SGD step: W <- 0.9 W
+    >>> opt.step()
+    >>> upd.compute().round(4)
+    array([0.1, 0.1], dtype=float32)
+    >>> upd.close()
+    """
+
+    signal = "update_ratio"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: str | Sequence[str] = "auto",
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        super().__init__()
+        resolved = layer_groups(model, groups)
+        self.layer_names = tuple(g.name for g in resolved)
+        params: list[nn.Parameter] = []
+        index: dict[int, int] = {}
+        owner: list[int] = []
+        for g, (name, module, recurse) in enumerate(resolved):
+            own = [p for p in module.parameters(recurse=recurse) if p.requires_grad]
+            if not own:
+                raise InputError(f"layer group {name!r} has no parameter that requires grad")
+            for p in own:
+                if id(p) not in index:  # a tied parameter counts in its first group
+                    index[id(p)] = len(params)
+                    params.append(p)
+                    owner.append(g)
+        self._params = params
+        self._device = model_device(model)
+        self._gidx = torch.tensor(owner, dtype=torch.long, device=self._device)
+        self._buf: list[torch.Tensor] | None = None
+        self._stash: torch.Tensor | None = None
+        self._armed = False
+        self.missing_ = np.ones(self.n_layers, dtype=bool)
+        if optimizer is not None:
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                raise InputTypeError(
+                    f"optimizer must be a torch.optim.Optimizer, got {describe(optimizer)}"
+                )
+            self._add_hook(optimizer, "opt_pre", lambda *_: self.snapshot())
+            self._add_hook(optimizer, "opt_post", lambda *_: self.capture())
+
+    def snapshot(self) -> None:
+        """Copy the parameters now (call right before ``optimizer.step()``)."""
+        with torch.no_grad():
+            if self._buf is None:
+                self._buf = [p.detach().clone() for p in self._params]
+            else:
+                torch._foreach_copy_(self._buf, [p.detach() for p in self._params])
+        self._armed = True
+
+    def capture(self) -> None:
+        """Squared norms of the update and of the old weights (call right after the step)."""
+        if not self._armed or self._buf is None:
+            return
+        with torch.no_grad():
+            cur = [p.detach() for p in self._params]
+            old_sq = squared_norms(self._buf, self._device)
+            torch._foreach_sub_(self._buf, cur)
+            delta_sq = squared_norms(self._buf, self._device)
+            L = self.n_layers
+            sums = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
+            sums[:L].index_add_(0, self._gidx, delta_sq)
+            sums[L:].index_add_(0, self._gidx, old_sq)
+        self._stash = sums if self._stash is None else self._stash + sums
+        self._armed = False
+
+    def reset(self) -> None:
+        self._stash = None
+
+    def _pack(self) -> torch.Tensor:
+        if self._stash is None:
+            return torch.zeros(2 * self.n_layers, dtype=torch.float32, device=self._device)
+        return self._stash
+
+    def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
+        L = self.n_layers
+        # no step captured, or all-zero weights (a zero-initialised group's first step): the
+        # ratio is undefined, which is "not measured", not a non-finite measurement
+        self.missing_ = np.full(L, self._stash is None) | (host[L:] == 0)
+        out = np.full(L, np.nan)
+        np.divide(host[:L], host[L:], out=out, where=host[L:] > 0)
+        return np.sqrt(out)
