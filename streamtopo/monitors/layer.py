@@ -484,12 +484,15 @@ class LayerMonitor(Monitor):
 
     def _firing_stat(self, status: LayerStatus) -> float:
         """The statistic of the rule that holds the state: NaN when HEALTHY or for non-finite
-        input (no statistic), the ratio to peak under ``rule="peak"``, else the topology z when
+        input (no statistic), the ratio to peak under ``rule="peak"``, the CUSUM statistic under
+        ``rule="cusum"``, else the topology z when
         over ``watch_z`` and the largest per-layer z otherwise."""
         if status.state is State.HEALTHY or status.nonfinite:
             return math.nan
         if self.rule == "peak":
             return float(status.ratio)
+        if self.rule == "cusum":
+            return float(status.stat)  # the CUSUM statistic S that crossed its threshold
         z = float(status.z)
         return z if abs(z) >= self.watch_z else float(status.layer_z)
 
