@@ -297,11 +297,12 @@ class TrainingMonitor:
         return LayerMonitor(len(self.layer_names), signals, **kwargs)
 
     def _attention_row(self, row: dict[str, Any]) -> None:
-        # attention layers differ from the layer groups: log them as scalar columns
+        # attention layers differ from the layer groups: their own table, one
+        # attn_entropy/<layer> column per layer (the layer table's <signal>/<layer> rule)
         out = {k: row[k] for k in ("step", "wall_time", "h0", "state", "reason", "config")}
         out["monitor"] = "attention"
         for name, value in zip(row["layer_names"], row["values"][0], strict=True):
-            out[f"entropy:{name}"] = float(value)
+            out[f"attn_entropy/{name}"] = float(value)
         self.writer(out)
 
     # ------------------------------------------------------------------------------ per step

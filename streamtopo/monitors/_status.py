@@ -142,6 +142,9 @@ class LayerStatus(MonitorStatus):
         Indices of layers with a NaN/inf value at this step.
     layer_z : float
         Largest per-layer z-score (signed) at this step.
+    stat : float
+        ``rule="cusum"``: the change detector's statistic (largest CUSUM over streams; inf on a
+        jump); NaN for the other rules and on steps the detector did not see.
     """
 
     kind: ClassVar[str] = "layer"
@@ -154,6 +157,7 @@ class LayerStatus(MonitorStatus):
     culprits: tuple[str, ...] = ()
     nonfinite: tuple[int, ...] = ()
     layer_z: float = math.nan
+    stat: float = math.nan
 
     @property
     def status(self) -> str:
