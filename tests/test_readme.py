@@ -37,7 +37,7 @@ def test_the_log_reading_snippet_reads_the_run_layout(tmp_path, monkeypatch):
     from streamtopo.io import RunWriter
     from tests.journal_rows import layer_row
 
-    (block,) = [b for b in _python_blocks() if "table=layer" in b]
+    (block,) = [b for b in _python_blocks() if "table=layer" in b and "table=loss" in b]
     monkeypatch.chdir(tmp_path)
     with RunWriter("runs", run_id="exp1") as w:
         for s in range(5):

@@ -36,8 +36,10 @@ def test_polars_and_duckdb_snippets_read_the_run(tmp_path, monkeypatch):
                 v[2] *= 100.0
             mon.check(v)
     monkeypatch.chdir(tmp_path)
-    scope: dict = {}
-    exec(compile(_block("pl.scan_parquet"), "README polars", "exec"), scope)
+    import streamtopo
+
+    scope: dict = {"streamtopo": streamtopo}
+    exec(compile(_block("read_run"), "README polars", "exec"), scope)
     alarms = scope["layer"].filter(scope["pl"].col("state") != "HEALTHY").collect()
     assert alarms.height > 0 and alarms["step"].min() >= 250
     out = io.StringIO()
