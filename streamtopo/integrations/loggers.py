@@ -48,9 +48,12 @@ def _finite(value: Any) -> float | None:
 
 
 def _first(status: Any, names: tuple[str, ...]) -> float | None:
+    """The first finite value among the fields ``names`` (``stat`` is NaN unless the monitor
+    runs a change detector; otherwise the z-score is the firing statistic)."""
     for name in names:
-        if hasattr(status, name):
-            return _finite(getattr(status, name))
+        v = _finite(getattr(status, name, None))
+        if v is not None:
+            return v
     return None
 
 
@@ -61,24 +64,25 @@ def _subs(status: Any) -> dict[str, Any]:
 def status_scalars(status: Any) -> dict[str, float]:
     """The scalars logged for one status, keyed ``streamtopo/...``.
 
-    ``streamtopo/state`` is 0 (HEALTHY), 1 (WATCH) or 2 (COLLAPSE); ``streamtopo/calibrating``
-    is 1.0 while any monitor's baseline is not yet trusted; ``streamtopo/h0`` and
-    ``streamtopo/stat`` are the layer monitor's total H0 and firing statistic (its z-score).
-    For every monitor that has run, ``streamtopo/<name>/state`` and, when defined,
-    ``streamtopo/<name>/h0`` and ``streamtopo/<name>/stat`` (``loss/loss`` for the loss).
-    Non-finite values are left out (a NaN z while calibrating is no data point).
+        ``streamtopo/state`` is 0 (HEALTHY), 1 (WATCH) or 2 (COLLAPSE); ``streamtopo/calibrating``
+        is 1.0 while any monitor's baseline is not yet trusted; ``streamtopo/h0`` and
+        ``streamtopo/stat`` are the layer monitor's total H0 and firing statistic (``stat`` under
+    ``rule="cusum"``, else its z-score).
+        For every monitor that has run, ``streamtopo/<name>/state`` and, when defined,
+        ``streamtopo/<name>/h0`` and ``streamtopo/<name>/stat`` (``loss/loss`` for the loss).
+        Non-finite values are left out (a NaN z while calibrating is no data point).
 
-    Examples
-    --------
-    >>> from streamtopo.monitors import LayerStatus, MonitorStatus
-    >>> from streamtopo.alarms import State
-    >>> from streamtopo.integrations.training import TrainingStatus
-    >>> layer = LayerStatus(4, State.WATCH, "topology z=+3.4", h0=0.5, z=3.4)
-    >>> s = TrainingStatus(4, State.WATCH, "layer: ...", fired=("layer",), layer=layer)
-    >>> status_scalars(s)  # doctest: +NORMALIZE_WHITESPACE
-    {'streamtopo/state': 1.0, 'streamtopo/calibrating': 0.0, 'streamtopo/h0': 0.5,
-     'streamtopo/stat': 3.4, 'streamtopo/layer/state': 1.0, 'streamtopo/layer/h0': 0.5,
-     'streamtopo/layer/stat': 3.4}
+        Examples
+        --------
+        >>> from streamtopo.monitors import LayerStatus, MonitorStatus
+        >>> from streamtopo.alarms import State
+        >>> from streamtopo.integrations.training import TrainingStatus
+        >>> layer = LayerStatus(4, State.WATCH, "topology z=+3.4", h0=0.5, z=3.4)
+        >>> s = TrainingStatus(4, State.WATCH, "layer: ...", fired=("layer",), layer=layer)
+        >>> status_scalars(s)  # doctest: +NORMALIZE_WHITESPACE
+        {'streamtopo/state': 1.0, 'streamtopo/calibrating': 0.0, 'streamtopo/h0': 0.5,
+         'streamtopo/stat': 3.4, 'streamtopo/layer/state': 1.0, 'streamtopo/layer/h0': 0.5,
+         'streamtopo/layer/stat': 3.4}
     """
     subs = _subs(status)
     calibrating = bool(status.calibrating) or any(s.calibrating for s in subs.values())
