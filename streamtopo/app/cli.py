@@ -108,7 +108,7 @@ def _configure_collapse(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", help="a .npy or .csv file with one class label per row")
     p.add_argument("--variant", default="all", choices=("all", "default", "seed000", "seed002"))
     p.add_argument("--max-points", type=int, default=500, help="H1 subsample size")
-    p.add_argument("--seed", type=int, default=0, help="subsample seed")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="subsample seed")
 
 
 _cmd_collapse.configure = _configure_collapse
@@ -134,7 +134,7 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
         "--steps", type=_at_least(50), default=600, help="training steps, >= 50 (default 600)"
     )
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_at_least(0), default=0)
 
 
 _cmd_demo.configure = _configure_demo
@@ -169,7 +169,7 @@ def _cmd_centroid(args: argparse.Namespace) -> int:
 
 def _configure_centroid(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-fraction", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_at_least(0), default=0)
 
 
 _cmd_centroid.configure = _configure_centroid

@@ -306,6 +306,9 @@ class LayerMonitor(Monitor):
         self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
+        check_names = getattr(writer, "check_layer_names", None)
+        if check_names is not None:  # a name the log cannot hold fails here, not at every check
+            check_names(self.signals, self.layer_names)
         self.writer = writer
         self.reset()
 
