@@ -314,21 +314,19 @@ class TrainingMonitor:
         """
         if self._closed:
             raise InputError("this TrainingMonitor is closed")
-        if loss is not None and self.loss_monitor is not None:
-            self._losses.add(loss)
+        # validate everything first, then mutate: a step() that raises changes nothing
         t = self._calls
+        monitored = t % self.every == 0
+        y = None
+        if monitored:
+            self._check_forward()
+            y = self._check_labels(labels, t)
+        if loss is not None and self.loss_monitor is not None:
+            self._losses.add(loss)  # validates the loss; appends only when it is good
         self._calls += 1
-        if t % self.every:
+        if not monitored:
             self._arm(self._calls % self.every == 0)
             return self._repeat(t)
-        for c in self._collectors:
-            # no forward pass since the last monitored step: activation norms would be NaN
-            # (0 / 0) and the layer monitor would report a non-finite COLLAPSE that is not there
-            if isinstance(c, st_torch.ActivationNormCollector) and not any(c._counts):
-                raise InputError(
-                    "no forward pass since the last monitored step(): activation norms are "
-                    "missing; call step() once per optimizer step, after forward and backward"
-                )
         extra = self._losses.take()
         values = st_torch.collect(self._collectors, extra=extra)
         self.host_copies_ += 1
@@ -349,7 +347,7 @@ class TrainingMonitor:
             and self._features.features_ is not None
             and t >= self.feature_warmup
         ):
-            statuses.update(self._feed_features(labels))
+            statuses.update(self._feed_features(y))
         self._monitored += 1
         self._last.update(statuses)
         self._arm(self._calls % self.every == 0)
@@ -377,9 +375,37 @@ class TrainingMonitor:
         self._last["centroid"] = status
         return status
 
-    def _feed_features(self, labels: Any) -> dict[str, Any]:
+    def _check_forward(self) -> None:
+        for c in self._collectors:
+            # no forward pass since the last monitored step: activation norms would be NaN
+            # (0 / 0) and the layer monitor would report a non-finite COLLAPSE that is not there
+            if isinstance(c, st_torch.ActivationNormCollector) and not any(c._counts):
+                raise InputError(
+                    "no forward pass since the last monitored step(): activation norms are "
+                    "missing; call step() once per optimizer step, after forward and backward"
+                )
+
+    def _check_labels(self, labels: Any, t: int) -> Any:
+        """The labels as a host int array when the feature monitors will read them (else None);
+        raises on labels that do not fit the last forward pass's features."""
+        if labels is None or self._features is None or t < self.feature_warmup:
+            return None
+        feats = self._features.features_
+        if feats is None:
+            return None
+        try:
+            y = st_torch.labels_to_numpy(labels)
+        except (TypeError, ValueError) as exc:
+            raise InputTypeError(f"labels must be class labels, got {describe(labels)}") from exc
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(feats):
+            raise InputError(
+                f"labels must be a 1-D integer array of {len(feats)} labels (one per row of the "
+                f"last forward pass's features), got {describe(labels)}"
+            )
+        return y
+
+    def _feed_features(self, y: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        y = None if labels is None else st_torch.labels_to_numpy(labels)
         if self.centroid_monitor is not None and y is not None:
             self.centroid_monitor.update(self._features.take(), y, split="train")
             self.host_copies_ += 1
