@@ -317,12 +317,15 @@ class TrainingMonitor:
         # validate everything first, then mutate: a step() that raises changes nothing
         t = self._calls
         monitored = t % self.every == 0
+        item = None
+        if loss is not None and self.loss_monitor is not None:
+            item = self._losses.prepare(loss)
         y = None
         if monitored:
             self._check_forward()
             y = self._check_labels(labels, t)
-        if loss is not None and self.loss_monitor is not None:
-            self._losses.add(loss)  # validates the loss; appends only when it is good
+        if item is not None:
+            self._losses.append(item)
         self._calls += 1
         if not monitored:
             self._arm(self._calls % self.every == 0)
