@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -107,3 +108,91 @@ def test_a_step_that_raises_changes_nothing(every):
         assert same_state(snapshot(tm), before)
     tm.close()
     ref.close()
+
+
+# ------------------------------------------------------------------ item 2: absent is not NaN
+def test_layer_monitor_absent_values_are_never_a_collapse():
+    from streamtopo.monitors.layer import LayerMonitor
+
+    rng = np.random.default_rng(0)
+    names = [f"l{i}" for i in range(5)]
+    mon = LayerMonitor(5, ("grad_norm", "act_norm"), layer_names=names, patience=2)
+    for t in range(40):
+        v = rng.lognormal(size=(2, 5))
+        missing = np.zeros((2, 5), bool)
+        if 10 <= t < 30:
+            missing[0, 2] = True  # l2 frozen: no gradient, activations still measured
+            v[0, 2] = np.nan
+        st = mon.check(v, missing=missing)
+        assert st.state.value != "COLLAPSE" and not mon.should_stop
+        if 10 <= t < 30:
+            assert st.absent == ("l2",) and st.nonfinite == ()
+            assert st.reason.startswith("layers [l2] absent (no value this step)")
+            assert math.isnan(st.z)  # left out of the rules
+    # a real NaN (not flagged missing) still collapses
+    v = rng.lognormal(size=(2, 5))
+    v[1, 4] = np.nan
+    st = mon.check(v, missing=np.zeros(5, bool))
+    assert st.state.value == "COLLAPSE" and st.nonfinite == (4,) and st.absent == ()
+
+
+def test_absent_values_with_nonfinite_raise_do_not_raise():
+    from streamtopo.monitors.layer import LayerMonitor
+
+    mon = LayerMonitor(3, nonfinite="raise")
+    st = mon.check([1.0, np.nan, 2.0], missing=[False, True, False])
+    assert st.absent == ("1",)
+    with pytest.raises(InputError, match="NaN/inf"):
+        mon.check([1.0, np.nan, 2.0], missing=[True, False, False])
+    assert mon.step == 1
+
+
+@pytest.mark.parametrize(
+    "missing, words",
+    [
+        (np.zeros(4, bool), "shape"),
+        (np.zeros(3, int), "bool"),
+        ("abc", "bool"),
+    ],
+)
+def test_bad_missing_is_rejected_and_changes_nothing(missing, words):
+    from streamtopo.monitors.layer import LayerMonitor
+
+    mon = LayerMonitor(3)
+    mon.check([1.0, 2.0, 3.0])
+    before = mon.state_dict()
+    with pytest.raises(StreamtopoError, match=words):
+        mon.check([1.0, 2.0, 3.0], missing=missing)
+    assert deep_equal(mon.state_dict(), before)
+
+
+def test_replay_of_absent_values_is_bit_identical(tmp_path):
+    from streamtopo.io import RunWriter, read_run, replay
+    from streamtopo.monitors.layer import LayerMonitor
+
+    rng = np.random.default_rng(1)
+    signals = ("grad_norm", "act_norm")
+    writer = RunWriter(tmp_path, run_id="absent", flush_rows=16, roll_rows=64)
+    mon = LayerMonitor(6, signals, writer=writer, baseline=20, raise_after=3)
+    live, masks = [], []
+    for t in range(150):
+        v = rng.lognormal(size=(2, 6)).astype(np.float32)
+        m = np.zeros((2, 6), bool)
+        if 40 <= t < 80:
+            m[0, 1] = True
+            v[0, 1] = 7.0  # ignored: the value is missing
+        if t == 100:
+            v[1, 3] = np.nan  # a real NaN
+        masks.append(m)
+        live.append(mon.check(v, missing=m))
+    writer.close()
+    assert sum(s.state.value == "COLLAPSE" for s in live) == 1
+    rec = read_run(writer.run_dir).collect()
+    col = rec["grad_norm/1"]
+    assert col.is_null().to_list() == [40 <= t < 80 for t in range(150)]  # logged as null
+    assert rec["act_norm/3"].is_nan().to_list()[100] and rec["act_norm/3"].null_count() == 0
+    out = replay(writer.run_dir)
+    h0 = np.asarray([s.h0 for s in live])
+    assert np.array_equal(np.asarray(out["h0"]).view(np.int64), h0.view(np.int64))
+    assert out["state"].to_list() == [str(s.state) for s in live]
+    assert out["reason"].to_list() == [s.reason for s in live]

@@ -103,6 +103,9 @@ class LayerStatus(MonitorStatus):
         Indices of layers with a NaN/inf value at this step.
     layer_z : float
         Largest per-layer z-score (signed) at this step.
+    absent : tuple of str
+        Layers without a value this step (``check(..., missing=...)``: a frozen layer, no
+        backward pass): left out of H0 and the rules, never a collapse.
     """
 
     kind: ClassVar[str] = "layer"
@@ -115,6 +118,7 @@ class LayerStatus(MonitorStatus):
     culprits: tuple[str, ...] = ()
     nonfinite: tuple[int, ...] = ()
     layer_z: float = math.nan
+    absent: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
