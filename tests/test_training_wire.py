@@ -196,3 +196,77 @@ def test_replay_of_absent_values_is_bit_identical(tmp_path):
     assert np.array_equal(np.asarray(out["h0"]).view(np.int64), h0.view(np.int64))
     assert out["state"].to_list() == [str(s.state) for s in live]
     assert out["reason"].to_list() == [s.reason for s in live]
+
+
+def _warm(model, opt, tm, n=5):
+    for t in range(n):
+        loss, y = fit_step(model, opt, 100 + t)
+        assert tm.step(loss, labels=y).state.value == "HEALTHY"
+        opt.zero_grad()
+
+
+def _frozen(model, opt, seed):
+    model[0].requires_grad_(False)
+    loss, _ = fit_step(model, opt, seed)
+    return loss
+
+
+def _grad_none(model, opt, seed):
+    x, y = batch(seed)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    for p in model[0].parameters():
+        p.grad = None
+    opt.step()
+    return loss
+
+
+def _no_grad(model, opt, seed):
+    x, y = batch(seed)
+    with torch.no_grad():
+        return nn.functional.cross_entropy(model(x), y)
+
+
+def _no_backward(model, opt, seed):
+    x, y = batch(seed)
+    return nn.functional.cross_entropy(model(x), y)
+
+
+@pytest.mark.parametrize(
+    "case, absent",
+    [
+        (_frozen, ("0",)),
+        (_grad_none, ("0",)),
+        (_no_grad, ("0", "2", "4", "6")),
+        (_no_backward, ("0", "2", "4", "6")),
+    ],
+)
+def test_a_missing_gradient_is_absent_not_a_collapse(case, absent):
+    """Issue 16 item 1: frozen layer, grad=None, no_grad forward, forward without backward."""
+    model, opt = make()
+    tm = TrainingMonitor(model)
+    _warm(model, opt, tm)
+    for t in range(8):
+        loss = case(model, opt, t)
+        status = tm.step(loss)
+        opt.zero_grad()
+        assert status.state.value != "COLLAPSE", status.reason
+        assert status.layer.absent == absent and status.layer.nonfinite == ()
+        assert f"layers [{', '.join(absent)}] absent (no value this step)" in status.reason
+        assert not tm.should_stop
+    tm.close()
+
+
+def test_a_real_nan_gradient_still_collapses():
+    model, opt = make()
+    tm = TrainingMonitor(model)
+    _warm(model, opt, tm)
+    x, y = batch(7)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    with torch.no_grad():
+        model[2].weight.grad[0, 0] = float("nan")
+    status = tm.step(loss)
+    assert status.state.value == "COLLAPSE" and status.layer.nonfinite == (1,)
+    assert status.layer.absent == ()
+    tm.close()

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import numpy as np
+
 from .._validation import check_positive_int, describe
 from ..alarms import State
 from ..errors import InputError, InputTypeError
@@ -39,7 +41,8 @@ class TrainingStatus(MonitorStatus):
 
     ``state`` is the most severe state among the monitors; ``fired`` names the monitors not
     HEALTHY (``"layer"``, ``"attention"``, ``"loss"``, ``"centroid"``, ``"collapse"``), and
-    ``reason`` joins their reasons. The monitors' own statuses are kept in the other fields
+    ``reason`` joins their reasons (and, for a HEALTHY layer monitor with absent layers, which
+    layers had no value this step). The monitors' own statuses are kept in the other fields
     (None when that monitor is off or has not run yet). ``evaluated`` is False on the calls
     between monitored steps, which repeat the last monitored status.
     """
@@ -339,12 +342,18 @@ class TrainingMonitor:
                 statuses["loss"] = self.loss_monitor.check(float(v))
         by_signal = {c.signal: v for c, v in zip(self._collectors, values, strict=False)}
         self.values_ = by_signal
+        # a value a collector did not observe (no gradient: frozen layer, no backward) is
+        # absent, not NaN: the monitors leave it out and name it, never a collapse
+        missing = {c.signal: _missing_of(c) for c in self._collectors}
         if self.layer_monitor is not None:
+            sigs = self.layer_monitor.signals
             statuses["layer"] = self.layer_monitor.check(
-                {s: by_signal[s] for s in self.layer_monitor.signals}
+                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
             )
         if self.attention_monitor is not None:
-            statuses["attention"] = self.attention_monitor.check(by_signal["attn_entropy"])
+            statuses["attention"] = self.attention_monitor.check(
+                by_signal["attn_entropy"], missing=missing["attn_entropy"]
+            )
         if (
             self._features is not None
             and self._features.features_ is not None
@@ -442,6 +451,8 @@ class TrainingMonitor:
             if state is not State.HEALTHY:
                 fired.append(name)
                 reasons.append(f"{name}: {st.reason or state.value}")
+            elif getattr(st, "absent", ()):  # healthy, but say which layers were not measured
+                reasons.append(f"{name}: {st.reason}")
         return TrainingStatus(
             t,
             worst,
@@ -570,6 +581,12 @@ class TrainingMonitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _missing_of(collector: Any) -> np.ndarray:
+    """The collector's ``missing_`` flags (all False when it flags nothing)."""
+    m = np.asarray(collector.missing_, dtype=bool)
+    return m if m.shape == (collector.n_layers,) else np.zeros(collector.n_layers, dtype=bool)
 
 
 def _check_signals(signals: Any) -> tuple[str, ...]:
