@@ -270,3 +270,94 @@ def test_a_real_nan_gradient_still_collapses():
     assert status.state.value == "COLLAPSE" and status.layer.nonfinite == (1,)
     assert status.layer.absent == ()
     tm.close()
+
+
+# ------------------------------------------------------------------ item 3: transformer signals
+ALL_SIGNALS = ("act_norm", "grad_norm", "update_ratio", "attn_entropy", "attn_logit", "out_logit")
+VOCAB = 40
+
+
+class TinyEncoderLM(nn.Module):
+    """Stock nn.TransformerEncoder (its layers call attention with need_weights=False)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(32, VOCAB)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.emb(ids)))
+
+
+def tiny_gpt2():
+    import transformers
+
+    cfg = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, attn_pdrop=0.0,
+        resid_pdrop=0.0, embd_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(cfg)
+
+
+def token_batch(t):
+    g = torch.Generator().manual_seed(t)
+    start = torch.randint(0, VOCAB, (8, 1), generator=g)
+    return (start + torch.arange(17)) % VOCAB  # learnable: next token = this + 1
+
+
+def run_lm(kind, steps, tmp_path, signals=ALL_SIGNALS):
+    from streamtopo.io import read_run
+
+    torch.manual_seed(0)
+    model = TinyEncoderLM() if kind == "encoder" else tiny_gpt2()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    tm = TrainingMonitor(model, log_dir=tmp_path, signals=signals, optimizer=opt)
+    statuses, values = [], []
+    for t in range(steps):
+        ids = token_batch(t)
+        if kind == "encoder":
+            logits = model(ids[:, :-1])
+            loss = nn.functional.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
+        else:
+            loss = model(ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        statuses.append(tm.step(loss))
+        values.append({k: v.copy() for k, v in tm.values_.items()})
+        opt.zero_grad()
+    tm.close()
+    return tm, statuses, values, read_run(tm.run_dir_, table="out_logit").collect()
+
+
+@pytest.mark.parametrize("kind", ["encoder", "gpt2"])
+def test_transformer_signals_on_a_healthy_run(kind, tmp_path):
+    """Issue 18: no false alarm at step 0 (the old bug), values finite, one host copy a step."""
+    steps = 30
+    tm, statuses, values, out_logit = run_lm(kind, steps, tmp_path)
+    assert tm.host_copies_ == steps
+    assert all(s.state.value == "HEALTHY" and not s.alarm for s in statuses), [
+        s.reason for s in statuses if s.alarm
+    ]
+    assert statuses[0].layer.calibrating and statuses[0].attention.calibrating
+    assert not tm.should_stop
+    for v in values:
+        assert set(v) == set(ALL_SIGNALS)
+        assert all(np.isfinite(x).all() for x in v.values())
+    assert statuses[-1].attention.absent == () and statuses[-1].layer.absent == ()
+    assert tm.attention_monitor.signals == ("attn_entropy", "attn_logit")
+    assert tm.layer_monitor.signals == ("act_norm", "grad_norm", "update_ratio")
+    assert out_logit["step"].to_list() == list(range(steps))
+    assert np.isfinite(out_logit["max_abs"].to_numpy()).all()
+    assert "out_logit" not in tm.monitors  # logged, not alarmed on
+
+
+def test_signals_that_cannot_be_collected_fail_at_construction():
+    model, _ = make()
+    with pytest.raises(InputError, match="optimizer"):
+        TrainingMonitor(model, signals=("grad_norm", "update_ratio"))
+    for sig in ("attn_entropy", "attn_logit"):
+        with pytest.raises(InputError, match="attention module"):
+            TrainingMonitor(model, signals=("grad_norm", sig))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())

@@ -29,8 +29,10 @@ from . import torch as st_torch
 
 __all__ = ["TrainingMonitor", "TrainingStatus"]
 
-_SIGNALS = ("act_norm", "grad_norm", "attn_entropy")
-_LAYER_SIGNALS = ("act_norm", "grad_norm")
+_SIGNALS = ("act_norm", "grad_norm", "update_ratio", "attn_entropy", "attn_logit", "out_logit")
+_LAYER_SIGNALS = ("act_norm", "grad_norm", "update_ratio")  # one value per layer group
+_ATTN_SIGNALS = ("attn_entropy", "attn_logit")  # one value per attention module
+_ATTN_COLUMNS = {"attn_entropy": "entropy", "attn_logit": "logit"}
 _MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
 _SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 
@@ -67,10 +69,20 @@ class TrainingMonitor:
     log_dir : str or Path, optional
         Write a run directory there with :class:`streamtopo.io.journal.RunWriter` (rank 0 only
         unless ``log_all_ranks``).
-    signals : sequence of {"act_norm", "grad_norm", "attn_entropy"}
-        Per-layer signals for the LayerMonitor. ``"attn_entropy"`` (one value per attention
-        module, see :class:`~streamtopo.integrations.torch.AttentionEntropyCollector`) feeds a
-        second LayerMonitor, reported as ``"attention"``, because its layers differ.
+    signals : sequence of {"act_norm", "grad_norm", "update_ratio", "attn_entropy", \
+"attn_logit", "out_logit"}
+        Per-layer signals. ``"act_norm"``, ``"grad_norm"`` and ``"update_ratio"`` (‖ΔW‖/‖W‖
+        of each layer group per ``optimizer.step()``, needs ``optimizer``) are one value per
+        layer group and feed the LayerMonitor. ``"attn_entropy"`` and ``"attn_logit"`` (one
+        value per attention module, see
+        :class:`~streamtopo.integrations.torch.AttentionEntropyCollector` and
+        :class:`~streamtopo.integrations.torch.AttentionLogitCollector`; one shared
+        :class:`~streamtopo.integrations.torch.AttentionSampler`: first batch element, every
+        head, at most 32 queries) feed a second LayerMonitor, reported as ``"attention"``,
+        because its layers differ. ``"out_logit"`` (max |logit| and mean logit of the
+        language-model head) is logged as a table of its own and not alarmed on. A signal
+        this model cannot give (no attention module streamtopo can observe, no ``optimizer``
+        for ``"update_ratio"``, no head) fails here, at construction.
     centroid : CentroidMonitor, optional
         Fed with penultimate features and the ``labels`` given to :meth:`step` (train split) or
         to :meth:`observe` (any split); checked by :meth:`check_centroid` (e.g. after an
@@ -100,6 +112,8 @@ class TrainingMonitor:
         Where :class:`~streamtopo.integrations.torch.FeatureCollector` reads features.
     force_attention_weights : bool
         See :class:`~streamtopo.integrations.torch.AttentionEntropyCollector`.
+    optimizer : torch.optim.Optimizer, optional
+        Needed by ``"update_ratio"`` (hooks on its ``step()``).
 
     Attributes
     ----------
@@ -148,12 +162,20 @@ class TrainingMonitor:
         feature_layer: str = "auto",
         feature_warmup: int = 0,
         force_attention_weights: bool = False,
+        optimizer: Any = None,
     ) -> None:
         self._closed = True  # until fully built: close() then only removes hooks
         self._collectors: list[Any] = []
         self._features: Any = None
         self._owned_writer: Any = None
+        self._attn: Any = None
+        self._out_logit: Any = None
         self.signals = _check_signals(signals)
+        if "update_ratio" in self.signals and optimizer is None:
+            raise InputError(
+                "signals includes 'update_ratio' but optimizer is None; pass "
+                "TrainingMonitor(..., optimizer=opt) so its step() can be observed"
+            )
         self.every = check_positive_int(every, "every")
         self.feature_warmup = check_positive_int(feature_warmup, "feature_warmup", minimum=0)
         self.centroid_every = (
@@ -174,6 +196,7 @@ class TrainingMonitor:
                 feature_layer,
                 force_attention_weights,
                 features=centroid is not None or collapse is not None,
+                optimizer=optimizer,
             )
             self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks)
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
@@ -201,7 +224,14 @@ class TrainingMonitor:
         return names
 
     def _register_hooks(
-        self, model: Any, groups: Any, feature_layer: str, force_weights: bool, *, features: bool
+        self,
+        model: Any,
+        groups: Any,
+        feature_layer: str,
+        force_weights: bool,
+        *,
+        features: bool,
+        optimizer: Any,
     ) -> None:
         """The one place hooks go on the model (close() removes them): one collector per
         signal, and the feature reader when a centroid or collapse monitor needs features."""
@@ -209,11 +239,33 @@ class TrainingMonitor:
             self._collectors.append(st_torch.ActivationNormCollector(model, groups))
         if "grad_norm" in self.signals:
             self._collectors.append(st_torch.GradNormCollector(model, groups))
+        if "update_ratio" in self.signals:
+            upd = st_torch.UpdateRatioCollector(model, groups, optimizer=optimizer)
+            self._collectors.append(upd)
         self._layer_collectors = list(self._collectors)
-        self._attn = None
-        if "attn_entropy" in self.signals:
-            self._attn = st_torch.AttentionEntropyCollector(model, force_weights=force_weights)
-            self._collectors.append(self._attn)
+        attn = [s for s in self.signals if s in _ATTN_SIGNALS]
+        if attn:
+            sampler = st_torch.AttentionSampler(model)
+            if len(sampler.sites) < 2:
+                raise InputError(
+                    f"signals includes {attn} but the model has {len(sampler.sites)} attention "
+                    "module(s) streamtopo can observe, at least 2 are needed (nn.MultiheadAttention"
+                    " / nn.Transformer*Layer, Hugging Face GPT-2, BERT or Llama-style attention, "
+                    "or an AttentionTap in custom blocks); add AttentionTaps or drop the signal"
+                )
+            for s in attn:
+                if s == "attn_entropy":
+                    c = st_torch.AttentionEntropyCollector(
+                        model, force_weights=force_weights, sampler=sampler
+                    )
+                else:
+                    c = st_torch.AttentionLogitCollector(model, sampler=sampler)
+                self._collectors.append(c)
+                if self._attn is None:
+                    self._attn = c
+        if "out_logit" in self.signals:
+            self._out_logit = st_torch.OutputLogitCollector(model)
+            self._collectors.append(self._out_logit)
         if features:
             self._features = st_torch.FeatureCollector(model, feature_layer)
 
@@ -249,14 +301,9 @@ class TrainingMonitor:
     def _make_attention(self) -> Any:
         from ..monitors.layer import LayerMonitor
 
-        if self._attn.n_layers < 2:
-            raise InputError(
-                "signals includes 'attn_entropy' but the model has "
-                f"{self._attn.n_layers} attention layer(s), at least 2 are needed"
-            )
         return LayerMonitor(
             self._attn.n_layers,
-            ("attn_entropy",),
+            tuple(s for s in self.signals if s in _ATTN_SIGNALS),
             layer_names=self._attn.layer_names,
             writer=self._attention_row if self.writer is not None else None,
         )
@@ -291,9 +338,18 @@ class TrainingMonitor:
         # attention layers differ from the layer groups: log them as scalar columns
         out = {k: row[k] for k in ("step", "wall_time", "h0", "state", "reason", "config")}
         out["monitor"] = "attention"
-        for name, value in zip(row["layer_names"], row["values"][0], strict=True):
-            out[f"entropy:{name}"] = float(value)
+        for signal, values in zip(row["signals"], row["values"], strict=True):
+            for name, value in zip(row["layer_names"], values, strict=True):
+                out[f"{_ATTN_COLUMNS[signal]}:{name}"] = float(value)
         self.writer(out)
+
+    def _log_out_logit(self, t: int, values: Any) -> None:
+        """Output-logit statistics: logged (a table of their own), not alarmed on."""
+        import time
+
+        row = {"monitor": "out_logit", "step": t, "wall_time": time.time(), "config": {}}
+        row.update({k: float(v) for k, v in zip(self._out_logit.layer_names, values, strict=True)})
+        self.writer(row)
 
     # ------------------------------------------------------------------------------ per step
     def capture_grads(self) -> None:
@@ -351,9 +407,12 @@ class TrainingMonitor:
                 {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
             )
         if self.attention_monitor is not None:
+            sigs = self.attention_monitor.signals
             statuses["attention"] = self.attention_monitor.check(
-                by_signal["attn_entropy"], missing=missing["attn_entropy"]
+                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
             )
+        if self._out_logit is not None and self.writer is not None:
+            self._log_out_logit(t, by_signal["out_logit"])
         if (
             self._features is not None
             and self._features.features_ is not None
