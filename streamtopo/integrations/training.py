@@ -24,6 +24,7 @@ import numpy as np
 from .._validation import check_positive_int, describe
 from ..alarms import State
 from ..errors import InputError, InputTypeError
+from ..guard import check_guard
 from ..monitors import LossRiseDetector, LossStatus, MonitorStatus
 from . import torch as st_torch
 
@@ -46,7 +47,10 @@ class TrainingStatus(MonitorStatus):
     ``reason`` joins their reasons (and, for a HEALTHY layer monitor with absent layers, which
     layers had no value this step). The monitors' own statuses are kept in the other fields
     (None when that monitor is off or has not run yet). ``evaluated`` is False on the calls
-    between monitored steps, which repeat the last monitored status.
+    between monitored steps, which repeat the last monitored status. ``step`` is the global
+    step (calls of :meth:`TrainingMonitor.step`, never rewound by a guard's rollback);
+    ``intervention`` is what the guard did at this step (a
+    :class:`~streamtopo.guard.Intervention`), or None.
     """
 
     kind: ClassVar[str] = "training"
@@ -57,6 +61,7 @@ class TrainingStatus(MonitorStatus):
     loss: LossStatus | None = None
     centroid: MonitorStatus | None = None
     collapse: MonitorStatus | None = None
+    intervention: Any = None
 
 
 class TrainingMonitor:
@@ -113,7 +118,18 @@ class TrainingMonitor:
     force_attention_weights : bool
         See :class:`~streamtopo.integrations.torch.AttentionEntropyCollector`.
     optimizer : torch.optim.Optimizer, optional
-        Needed by ``"update_ratio"`` (hooks on its ``step()``).
+        Needed by ``"update_ratio"`` (hooks on its ``step()``) and by ``guard``.
+    scheduler, scaler : optional
+        The LR scheduler and ``GradScaler`` a guard restores with the model and optimizer.
+    guard : streamtopo.Guard, optional
+        Attached here to the model, optimizer, scheduler, scaler and this monitor (it logs its
+        interventions into this monitor's run unless it has a writer). :meth:`step` shows it
+        every status; a rollback restores the training state in place, this monitor's
+        included, and is reported in ``status.intervention`` and :attr:`interventions_`.
+        Step numbers: a rollback rewinds the monitors' own counters with their state, but
+        ``status.step`` (the global step) and the steps of every logged row keep counting
+        forward, so a table never repeats a step: after a rollback a table's rows continue
+        from its last written step.
 
     Attributes
     ----------
@@ -163,11 +179,17 @@ class TrainingMonitor:
         feature_warmup: int = 0,
         force_attention_weights: bool = False,
         optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        guard: Any = None,
     ) -> None:
         self._closed = True  # until fully built: close() then only removes hooks
         self._collectors: list[Any] = []
         self._features: Any = None
         self._owned_writer: Any = None
+        self.guard = check_guard(guard)
+        if self.guard is not None and self.guard.state is not None:
+            raise InputError("guard is already attached; make one Guard per training loop")
         self._attn: Any = None
         self._out_logit: Any = None
         self.signals = _check_signals(signals)
@@ -199,14 +221,25 @@ class TrainingMonitor:
                 optimizer=optimizer,
             )
             self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks)
+            self._init_sink()
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
+            self._losses = st_torch.LossBuffer()
+            self._init_counters()
+            if self.guard is not None:
+                self.guard.attach(
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    monitors=[self],
+                )
+                if self.guard.writer is None and self.writer is not None:
+                    self.guard.writer = self._sink
         except BaseException:
             self._close_collectors()
             if self._owned_writer is not None:
                 self._owned_writer.close()
             raise
-        self._losses = st_torch.LossBuffer()
-        self._init_counters()
         self._closed = False
 
     # ------------------------------------------------------------------------------ builders
@@ -285,10 +318,31 @@ class TrainingMonitor:
             return self._owned_writer
         return writer
 
+    def _init_sink(self) -> None:
+        self._last_row: dict[str, int] = {}  # table -> last step written (never rewound)
+        self._shift: dict[str, int] = {}  # table -> added to the monitor's step
+
+    def _sink(self, row: dict[str, Any]) -> None:
+        """The monitors' writer: their rows, with steps that never go back (a guard's rollback
+        rewinds the monitors' counters; the table continues after its last written step)."""
+        kind = row.get("monitor")
+        step = row.get("step")
+        if isinstance(step, int) and isinstance(kind, str):
+            step += self._shift.get(kind, 0)
+            last = self._last_row.get(kind)
+            if last is not None and step <= last:
+                self._shift[kind] = self._shift.get(kind, 0) + last + 1 - step
+                step = last + 1
+            row["step"] = step
+            self.writer(row)
+            self._last_row[kind] = step
+            return
+        self.writer(row)
+
     def _build_monitors(
         self, layer: Any, layer_sigs: tuple[str, ...], loss: Any, centroid: Any, collapse: Any
     ) -> None:
-        writer = self.writer
+        writer = self._sink if self.writer is not None else None
         self.layer_monitor = self._make_layer(layer, layer_sigs) if layer_sigs else None
         self.attention_monitor = self._make_attention() if self._attn is not None else None
         self.loss_monitor = _make_loss(loss, writer)
@@ -309,6 +363,7 @@ class TrainingMonitor:
         )
 
     def _init_counters(self) -> None:
+        self._global = 0  # calls of step() ever: not rewound by a guard's rollback
         self._calls = 0
         self._monitored = 0
         self.host_copies_ = 0
@@ -331,7 +386,8 @@ class TrainingMonitor:
                 "layer must be a dict of LayerMonitor options or a LayerMonitor, "
                 f"got {describe(layer)}"
             )
-        kwargs = {"layer_names": self.layer_names, "writer": self.writer, **(layer or {})}
+        sink = self._sink if self.writer is not None else None
+        kwargs = {"layer_names": self.layer_names, "writer": sink, **(layer or {})}
         return LayerMonitor(len(self.layer_names), signals, **kwargs)
 
     def _attention_row(self, row: dict[str, Any]) -> None:
@@ -341,7 +397,7 @@ class TrainingMonitor:
         for signal, values in zip(row["signals"], row["values"], strict=True):
             for name, value in zip(row["layer_names"], values, strict=True):
                 out[f"{_ATTN_COLUMNS[signal]}:{name}"] = float(value)
-        self.writer(out)
+        self._sink(out)
 
     def _log_out_logit(self, t: int, values: Any) -> None:
         """Output-logit statistics: logged (a table of their own), not alarmed on."""
@@ -349,7 +405,7 @@ class TrainingMonitor:
 
         row = {"monitor": "out_logit", "step": t, "wall_time": time.time(), "config": {}}
         row.update({k: float(v) for k, v in zip(self._out_logit.layer_names, values, strict=True)})
-        self.writer(row)
+        self._sink(row)
 
     # ------------------------------------------------------------------------------ per step
     def capture_grads(self) -> None:
@@ -385,10 +441,12 @@ class TrainingMonitor:
             y = self._check_labels(labels, t)
         if item is not None:
             self._losses.append(item)
+        g = self._global
+        self._global += 1
         self._calls += 1
         if not monitored:
             self._arm(self._calls % self.every == 0)
-            return self._repeat(t)
+            return self._guarded(self._repeat(g))
         extra = self._losses.take()
         values = st_torch.collect(self._collectors, extra=extra)
         self.host_copies_ += 1
@@ -412,7 +470,7 @@ class TrainingMonitor:
                 {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
             )
         if self._out_logit is not None and self.writer is not None:
-            self._log_out_logit(t, by_signal["out_logit"])
+            self._log_out_logit(self._monitored, by_signal["out_logit"])
         if (
             self._features is not None
             and self._features.features_ is not None
@@ -422,8 +480,20 @@ class TrainingMonitor:
         self._monitored += 1
         self._last.update(statuses)
         self._arm(self._calls % self.every == 0)
-        status = self._combine(t, evaluated=True)
+        status = self._combine(g, evaluated=True)
+        status = self._guarded(status)
         self.status_ = status
+        return status
+
+    def _guarded(self, status: TrainingStatus) -> TrainingStatus:
+        """Show the guard the status (it may roll everything back, this monitor included)."""
+        if self.guard is None:
+            return status
+        # None, not status.step: the guard counts its own calls (a restore rewinds ours)
+        rec = self.guard.step(None, status)
+        if rec is not None:
+            status = replace(status, intervention=rec)
+            self.status_ = status
         return status
 
     def observe(self, labels: Any, split: str = "test") -> None:
@@ -494,9 +564,9 @@ class TrainingMonitor:
             self._features.enabled = on or self.centroid_monitor is not None
 
     def _repeat(self, t: int) -> TrainingStatus:
-        if self.status_ is None:  # pragma: no cover - step 0 is always monitored
-            return TrainingStatus(t, State.HEALTHY, "", evaluated=False)
-        return replace(self.status_, step=t, evaluated=False)
+        if self.status_ is None:  # after a rollback or load_state_dict: the monitors' last
+            return replace(self._combine(t, evaluated=False), intervention=None)
+        return replace(self.status_, step=t, evaluated=False, intervention=None)
 
     def _combine(self, t: int, evaluated: bool) -> TrainingStatus:
         fired, reasons, worst = [], [], State.HEALTHY
@@ -536,8 +606,16 @@ class TrainingMonitor:
 
     @property
     def should_stop(self) -> bool:
-        """True when a monitor named in ``stop_on`` says stop."""
+        """True when a monitor named in ``stop_on`` says stop, or the guard does (its
+        rollbacks are used up)."""
+        if self.guard is not None and self.guard.should_stop:
+            return True
         return any(m.should_stop for name, m in self.monitors.items() if name in self.stop_on)
+
+    @property
+    def interventions_(self) -> list[Any]:
+        """The guard's interventions so far (empty without a guard)."""
+        return [] if self.guard is None else list(self.guard.interventions_)
 
     @property
     def step_(self) -> int:
@@ -550,8 +628,12 @@ class TrainingMonitor:
         return self.status_
 
     def summary(self) -> dict[str, Any]:
-        """The ``summary()`` of the layer, attention and centroid monitors by name."""
-        return {name: m.summary() for name, m in self.monitors.items() if name in _SUMMARISED}
+        """The ``summary()`` of the layer, attention and centroid monitors by name (and the
+        guard's under ``"guard"``)."""
+        out = {name: m.summary() for name, m in self.monitors.items() if name in _SUMMARISED}
+        if self.guard is not None:
+            out["guard"] = self.guard.summary()
+        return out
 
     def reset(self) -> None:
         """Forget every step (monitors reset, collector sums and buffered losses dropped)."""
@@ -560,7 +642,7 @@ class TrainingMonitor:
         for c in self._collectors:
             c.reset()
         self._losses.clear()
-        self._calls = self._monitored = 0
+        self._calls = self._monitored = self._global = 0
         self.status_ = None
         self._last = {}
         self._arm(True)
@@ -604,6 +686,7 @@ class TrainingMonitor:
                 m.load_state_dict(backup[name])
             raise
         self._calls, self._monitored = calls, monitored
+        self._global = max(self._global, calls)  # never back: see ``guard``
         self._losses.clear()
         self.status_ = None
         # each monitor's last status is part of its state: the combined status continues
@@ -626,6 +709,8 @@ class TrainingMonitor:
             return
         self._closed = True
         self._close_collectors()
+        if self.guard is not None:
+            self.guard.close()
         if self._owned_writer is not None:
             self._owned_writer.close()
 
