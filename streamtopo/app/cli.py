@@ -123,7 +123,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         print(TORCH_MISSING, file=sys.stderr)
         return 3
-    run_demo(args.fault, args.steps, args.out, seed=args.seed)
+    run_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
@@ -135,6 +135,12 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help="attach a streamtopo.Guard (roll back and cut the LR on an alarm) and compare "
+        "with unguarded and fault-free copies of the run",
+    )
 
 
 _cmd_demo.configure = _configure_demo

@@ -130,6 +130,9 @@ class TrainingMonitor:
         ``status.step`` (the global step) and the steps of every logged row keep counting
         forward, so a table never repeats a step: after a rollback a table's rows continue
         from its last written step.
+    guard_on : sequence of str, optional
+        Monitors whose alarms the guard acts on (default: ``stop_on``); the guard is shown
+        their combined status.
 
     Attributes
     ----------
@@ -182,6 +185,7 @@ class TrainingMonitor:
         scheduler: Any = None,
         scaler: Any = None,
         guard: Any = None,
+        guard_on: Sequence[str] | None = None,
     ) -> None:
         self._closed = True  # until fully built: close() then only removes hooks
         self._collectors: list[Any] = []
@@ -208,6 +212,10 @@ class TrainingMonitor:
         if writer is not None and log_dir is not None:
             raise InputError("give log_dir or writer, not both")
         self.stop_on = tuple(stop_on)
+        self.guard_on = self.stop_on if guard_on is None else tuple(guard_on)
+        for name, given in (("stop_on", self.stop_on), ("guard_on", self.guard_on)):
+            if any(n not in _MONITORS for n in given):
+                raise InputError(f"{name} must name monitors from {_MONITORS}, got {given!r}")
         self.rank = st_torch.rank()
         layer_sigs = tuple(s for s in self.signals if s in _LAYER_SIGNALS)
         self.layer_names = self._layer_names(model, groups, layer_sigs)
@@ -489,8 +497,11 @@ class TrainingMonitor:
         """Show the guard the status (it may roll everything back, this monitor included)."""
         if self.guard is None:
             return status
+        seen = status
+        if set(self.guard_on) != set(_MONITORS):
+            seen = self._combine(status.step, status.evaluated, names=self.guard_on)
         # None, not status.step: the guard counts its own calls (a restore rewinds ours)
-        rec = self.guard.step(None, status)
+        rec = self.guard.step(None, seen)
         if rec is not None:
             status = replace(status, intervention=rec)
             self.status_ = status
@@ -568,10 +579,10 @@ class TrainingMonitor:
             return replace(self._combine(t, evaluated=False), intervention=None)
         return replace(self.status_, step=t, evaluated=False, intervention=None)
 
-    def _combine(self, t: int, evaluated: bool) -> TrainingStatus:
+    def _combine(self, t: int, evaluated: bool, names: Sequence[str] = _MONITORS) -> TrainingStatus:
         fired, reasons, worst = [], [], State.HEALTHY
         for name in _MONITORS:
-            st = self._last.get(name)
+            st = self._last.get(name) if name in names else None
             if st is None:
                 continue
             state = State(st.state)
