@@ -27,15 +27,20 @@ from ..errors import InputError, InputTypeError
 from ..guard import check_guard
 from ..monitors import LossRiseDetector, LossStatus, MonitorStatus
 from . import torch as st_torch
+from ._training_parts import (
+    ATTN_COLUMNS,
+    ATTN_SIGNALS,
+    LAYER_SIGNALS,
+    MONITORS,
+    SUMMARISED,
+    RowSink,
+    add_collectors,
+    check_signals,
+    make_loss,
+    missing_of,
+)
 
 __all__ = ["TrainingMonitor", "TrainingStatus"]
-
-_SIGNALS = ("act_norm", "grad_norm", "update_ratio", "attn_entropy", "attn_logit", "out_logit")
-_LAYER_SIGNALS = ("act_norm", "grad_norm", "update_ratio")  # one value per layer group
-_ATTN_SIGNALS = ("attn_entropy", "attn_logit")  # one value per attention module
-_ATTN_COLUMNS = {"attn_entropy": "entropy", "attn_logit": "logit"}
-_MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
-_SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +201,7 @@ class TrainingMonitor:
             raise InputError("guard is already attached; make one Guard per training loop")
         self._attn: Any = None
         self._out_logit: Any = None
-        self.signals = _check_signals(signals)
+        self.signals = check_signals(signals)
         if "update_ratio" in self.signals and optimizer is None:
             raise InputError(
                 "signals includes 'update_ratio' but optimizer is None; pass "
@@ -214,10 +219,10 @@ class TrainingMonitor:
         self.stop_on = tuple(stop_on)
         self.guard_on = self.stop_on if guard_on is None else tuple(guard_on)
         for name, given in (("stop_on", self.stop_on), ("guard_on", self.guard_on)):
-            if any(n not in _MONITORS for n in given):
-                raise InputError(f"{name} must name monitors from {_MONITORS}, got {given!r}")
+            if any(n not in MONITORS for n in given):
+                raise InputError(f"{name} must name monitors from {MONITORS}, got {given!r}")
         self.rank = st_torch.rank()
-        layer_sigs = tuple(s for s in self.signals if s in _LAYER_SIGNALS)
+        layer_sigs = tuple(s for s in self.signals if s in LAYER_SIGNALS)
         self.layer_names = self._layer_names(model, groups, layer_sigs)
         try:
             self._register_hooks(
@@ -229,7 +234,7 @@ class TrainingMonitor:
                 optimizer=optimizer,
             )
             self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks)
-            self._init_sink()
+            self._sink = RowSink(self.writer)
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
             self._losses = st_torch.LossBuffer()
             self._init_counters()
@@ -276,37 +281,14 @@ class TrainingMonitor:
     ) -> None:
         """The one place hooks go on the model (close() removes them): one collector per
         signal, and the feature reader when a centroid or collapse monitor needs features."""
-        if "act_norm" in self.signals:
-            self._collectors.append(st_torch.ActivationNormCollector(model, groups))
-        if "grad_norm" in self.signals:
-            self._collectors.append(st_torch.GradNormCollector(model, groups))
-        if "update_ratio" in self.signals:
-            upd = st_torch.UpdateRatioCollector(model, groups, optimizer=optimizer)
-            self._collectors.append(upd)
-        self._layer_collectors = list(self._collectors)
-        attn = [s for s in self.signals if s in _ATTN_SIGNALS]
-        if attn:
-            sampler = st_torch.AttentionSampler(model)
-            if len(sampler.sites) < 2:
-                raise InputError(
-                    f"signals includes {attn} but the model has {len(sampler.sites)} attention "
-                    "module(s) streamtopo can observe, at least 2 are needed (nn.MultiheadAttention"
-                    " / nn.Transformer*Layer, Hugging Face GPT-2, BERT or Llama-style attention, "
-                    "or an AttentionTap in custom blocks); add AttentionTaps or drop the signal"
-                )
-            for s in attn:
-                if s == "attn_entropy":
-                    c = st_torch.AttentionEntropyCollector(
-                        model, force_weights=force_weights, sampler=sampler
-                    )
-                else:
-                    c = st_torch.AttentionLogitCollector(model, sampler=sampler)
-                self._collectors.append(c)
-                if self._attn is None:
-                    self._attn = c
-        if "out_logit" in self.signals:
-            self._out_logit = st_torch.OutputLogitCollector(model)
-            self._collectors.append(self._out_logit)
+        self._layer_collectors = add_collectors(
+            self._collectors, model, self.signals, groups, force_weights, optimizer
+        )
+        for c in self._collectors:
+            if c.signal in ATTN_SIGNALS and self._attn is None:
+                self._attn = c  # the first attention collector: its layers are the sites
+            if c.signal == "out_logit":
+                self._out_logit = c
         if features:
             self._features = st_torch.FeatureCollector(model, feature_layer)
 
@@ -326,34 +308,13 @@ class TrainingMonitor:
             return self._owned_writer
         return writer
 
-    def _init_sink(self) -> None:
-        self._last_row: dict[str, int] = {}  # table -> last step written (never rewound)
-        self._shift: dict[str, int] = {}  # table -> added to the monitor's step
-
-    def _sink(self, row: dict[str, Any]) -> None:
-        """The monitors' writer: their rows, with steps that never go back (a guard's rollback
-        rewinds the monitors' counters; the table continues after its last written step)."""
-        kind = row.get("monitor")
-        step = row.get("step")
-        if isinstance(step, int) and isinstance(kind, str):
-            step += self._shift.get(kind, 0)
-            last = self._last_row.get(kind)
-            if last is not None and step <= last:
-                self._shift[kind] = self._shift.get(kind, 0) + last + 1 - step
-                step = last + 1
-            row["step"] = step
-            self.writer(row)
-            self._last_row[kind] = step
-            return
-        self.writer(row)
-
     def _build_monitors(
         self, layer: Any, layer_sigs: tuple[str, ...], loss: Any, centroid: Any, collapse: Any
     ) -> None:
         writer = self._sink if self.writer is not None else None
         self.layer_monitor = self._make_layer(layer, layer_sigs) if layer_sigs else None
         self.attention_monitor = self._make_attention() if self._attn is not None else None
-        self.loss_monitor = _make_loss(loss, writer)
+        self.loss_monitor = make_loss(loss, writer)
         self.centroid_monitor = centroid
         self.collapse_monitor = collapse
         for m in (centroid, collapse):  # log them into the same run unless they have a writer
@@ -365,7 +326,7 @@ class TrainingMonitor:
 
         return LayerMonitor(
             self._attn.n_layers,
-            tuple(s for s in self.signals if s in _ATTN_SIGNALS),
+            tuple(s for s in self.signals if s in ATTN_SIGNALS),
             layer_names=self._attn.layer_names,
             writer=self._attention_row if self.writer is not None else None,
         )
@@ -404,7 +365,7 @@ class TrainingMonitor:
         out["monitor"] = "attention"
         for signal, values in zip(row["signals"], row["values"], strict=True):
             for name, value in zip(row["layer_names"], values, strict=True):
-                out[f"{_ATTN_COLUMNS[signal]}:{name}"] = float(value)
+                out[f"{ATTN_COLUMNS[signal]}:{name}"] = float(value)
         self._sink(out)
 
     def _log_out_logit(self, t: int, values: Any) -> None:
@@ -466,7 +427,7 @@ class TrainingMonitor:
         self.values_ = by_signal
         # a value a collector did not observe (no gradient: frozen layer, no backward) is
         # absent, not NaN: the monitors leave it out and name it, never a collapse
-        missing = {c.signal: _missing_of(c) for c in self._collectors}
+        missing = {c.signal: missing_of(c) for c in self._collectors}
         if self.layer_monitor is not None:
             sigs = self.layer_monitor.signals
             statuses["layer"] = self.layer_monitor.check(
@@ -498,7 +459,7 @@ class TrainingMonitor:
         if self.guard is None:
             return status
         seen = status
-        if set(self.guard_on) != set(_MONITORS):
+        if set(self.guard_on) != set(MONITORS):
             seen = self._combine(status.step, status.evaluated, names=self.guard_on)
         # None, not status.step: the guard counts its own calls (a restore rewinds ours)
         rec = self.guard.step(None, seen)
@@ -579,9 +540,9 @@ class TrainingMonitor:
             return replace(self._combine(t, evaluated=False), intervention=None)
         return replace(self.status_, step=t, evaluated=False, intervention=None)
 
-    def _combine(self, t: int, evaluated: bool, names: Sequence[str] = _MONITORS) -> TrainingStatus:
+    def _combine(self, t: int, evaluated: bool, names: Sequence[str] = MONITORS) -> TrainingStatus:
         fired, reasons, worst = [], [], State.HEALTHY
-        for name in _MONITORS:
+        for name in MONITORS:
             st = self._last.get(name) if name in names else None
             if st is None:
                 continue
@@ -599,7 +560,7 @@ class TrainingMonitor:
             "; ".join(reasons),
             fired=tuple(fired),
             evaluated=evaluated,
-            **{name: self._last.get(name) for name in _MONITORS},
+            **{name: self._last.get(name) for name in MONITORS},
         )
 
     # ------------------------------------------------------------------------------ state
@@ -641,7 +602,7 @@ class TrainingMonitor:
     def summary(self) -> dict[str, Any]:
         """The ``summary()`` of the layer, attention and centroid monitors by name (and the
         guard's under ``"guard"``)."""
-        out = {name: m.summary() for name, m in self.monitors.items() if name in _SUMMARISED}
+        out = {name: m.summary() for name, m in self.monitors.items() if name in SUMMARISED}
         if self.guard is not None:
             out["guard"] = self.guard.summary()
         return out
@@ -736,33 +697,3 @@ class TrainingMonitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _missing_of(collector: Any) -> np.ndarray:
-    """The collector's ``missing_`` flags (all False when it flags nothing)."""
-    m = np.asarray(collector.missing_, dtype=bool)
-    return m if m.shape == (collector.n_layers,) else np.zeros(collector.n_layers, dtype=bool)
-
-
-def _check_signals(signals: Any) -> tuple[str, ...]:
-    if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
-        raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
-    signals = tuple(signals)
-    unknown = [s for s in signals if s not in _SIGNALS]
-    if unknown or not signals or len(set(signals)) != len(signals):
-        raise InputError(f"signals must be distinct names from {_SIGNALS}, got {signals!r}")
-    return signals
-
-
-def _make_loss(loss: Any, writer: Any) -> LossRiseDetector | None:
-    if isinstance(loss, LossRiseDetector):
-        return loss
-    if loss is True:
-        return LossRiseDetector(writer=writer)
-    if isinstance(loss, Mapping):
-        return LossRiseDetector(**{"writer": writer, **loss})
-    if loss is False or loss is None:
-        return None
-    raise InputTypeError(
-        f"loss must be True/False, a dict or a LossRiseDetector, got {describe(loss)}"
-    )
