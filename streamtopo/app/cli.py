@@ -123,6 +123,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         print(TORCH_MISSING, file=sys.stderr)
         return 3
+    if args.model == "transformer":
+        from .demo_transformer import run_transformer_demo
+
+        run_transformer_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
+        return 0
     run_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
 
 
@@ -140,6 +145,13 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="attach a streamtopo.Guard (roll back and cut the LR on an alarm) and compare "
         "with unguarded and fault-free copies of the run",
+    )
+    p.add_argument(
+        "--model",
+        default="mlp",
+        choices=("mlp", "transformer"),
+        help="mlp: digits MLP (default); transformer: char-level transformer on the standard "
+        "library's source, with attention signals (faults lr-spike or none)",
     )
 
 
