@@ -5,8 +5,9 @@ table: for L layers x S signals x window W, our p50/p99 per ``check()`` call (ev
 conversion, ring, window update, H0, alarms, Status) and steps/s, beside the H0 alone of the
 same points each step by (a) numpy/scipy (pdist + single linkage) and (b) ripser, and the
 ratios of their p50 to ours; also our mean CPU (thread) time per call, which preemption on a
-shared machine does not inflate. Then the bytes a monitor holds for 128 layers x 3 signals x
-capacity 1024.
+shared machine does not inflate. First, the same for ``rule="streak"`` against
+``rule="cusum"`` at 64 layers x 3 signals (``--rules``: only that table). Then the bytes a
+monitor holds for 128 layers x 3 signals x capacity 1024.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ def percentiles(ts):
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-def bench_ours(x, L, S, W, warm, steps):
+def bench_ours(x, L, S, W, warm, steps, rule="streak"):
     from streamtopo import LayerMonitor
 
-    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], window=W)
+    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], window=W, rule=rule)
     rows = [{f"s{k}": x[t, k] for k in range(S)} if S > 1 else x[t, 0] for t in range(len(x))]
     for t in range(warm):
         mon.check(rows[t])
@@ -131,13 +132,38 @@ def false_alarms(steps):
             )
 
 
+def rules(reps: int, steps: int, warm: int) -> None:
+    """``check()`` per call with rule="streak" (today's default) and rule="cusum" (the change
+    detector), 64 layers x 3 signals, W=16, alternating the rules ``reps`` times on the same
+    stream: the median over repetitions of each p50 and of the thread CPU time per call."""
+    rng = np.random.default_rng(2)
+    L, S, W = 64, 3, 16
+    x = stream(rng, warm + steps, L, S)
+    got = {"streak": [], "cusum": []}
+    for _ in range(reps):
+        for rule in got:
+            got[rule].append(bench_ours(x, L, S, W, warm, steps, rule=rule))
+    print()
+    print(f"Rules, {L} layers x {S} signals, W={W}, median of {reps} repetitions x {steps} steps:")
+    print()
+    print("| rule | p50 µs | p99 µs | CPU µs/call | CPU / streak |")
+    print("|---|---|---|---|---|")
+    med = {r: np.median(np.asarray(v), axis=0) for r, v in got.items()}
+    for rule, (p50, p99, cpu) in med.items():
+        print(f"| {rule} | {p50:.1f} | {p99:.1f} | {cpu:.1f} | {cpu / med['streak'][2]:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps")
+    parser.add_argument("--rules", action="store_true", help="only the streak/cusum comparison")
     args = parser.parse_args()
     steps, ref_steps, warm = (300, 30, 120) if args.quick else (2000, 200, 300)
     rng = np.random.default_rng(0)
     print(f"load average: {os.getloadavg()}, cores: {os.cpu_count()}")
+    rules(3 if args.quick else 7, steps, warm)
+    if args.rules:
+        return
     print()
     print("| L | S | W | ours p50 µs | ours p99 µs | ours CPU µs/call | steps/s |"
           " naive scipy p50 µs | ripser p50 µs | naive/ours | ripser/ours |")  # fmt: skip

@@ -17,6 +17,9 @@ builds its rule from the pieces below; none hand-writes a baseline or a streak c
 - :class:`FrozenBaseline` — the first ``size`` accepted values of a series, frozen, with a
   robust centre (median) or the mean and the sample spread (the collapse and centroid rules).
 - :func:`sidak_z` — the threshold of the largest of ``n`` z-scores.
+- :class:`ChangeDetector` — the sequential change detector (two-sided CUSUM on small-sample
+  residuals, one false-alarm knob, live from the first evaluation, held shifts absorbed);
+  defined in :mod:`streamtopo.changepoint` and loaded on first use, with its kernel.
 
 Status records live in :mod:`streamtopo.monitors` (``MonitorStatus`` and one subclass per
 monitor); this module knows only :class:`State`.
@@ -27,14 +30,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validation import check_positive_int, describe
 from .errors import InputError
 
+if TYPE_CHECKING:  # loaded on first use (see __getattr__ at the end)
+    from .changepoint import ChangeDetector, cusum_threshold  # noqa: F401
+
 __all__ = [
+    "ChangeDetector",
     "FrozenBaseline",
     "Patience",
     "PeakRule",
@@ -536,3 +543,12 @@ def sidak_z(z: float, n: int) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
+
+
+def __getattr__(name: str) -> Any:
+    # the change detector lives in its own module (and pulls numba in only when first used)
+    if name in ("ChangeDetector", "cusum_threshold"):
+        from . import changepoint
+
+        return getattr(changepoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -83,7 +83,7 @@ class Child:
 
 def check_run(run_dir: Path, at_least: int) -> pl.DataFrame:
     """Steps 0..M contiguous, no duplicates, M >= at_least, every cell right, parts open."""
-    parts = list(run_dir.glob("rank=*/*.parquet"))
+    parts = list(run_dir.glob("table=*/rank=*/*.parquet"))
     for part in parts:
         pl.read_parquet(part)  # every part opens
     if not parts:  # killed before its first flush (only possible if nothing was reported)
@@ -91,7 +91,7 @@ def check_run(run_dir: Path, at_least: int) -> pl.DataFrame:
         return pl.DataFrame({"step": []}, schema={"step": pl.Int64})
     assert not list(run_dir.glob("**/*.tmp")), "a temporary file survived recovery"
     assert not list(run_dir.glob("**/*.arrows")), "a journal survived recovery"
-    df = pl.scan_parquet(run_dir / "**/*.parquet", hive_partitioning=True).collect()
+    df = pl.scan_parquet(run_dir / "table=layer/**/*.parquet", hive_partitioning=True).collect()
     steps = df["step"].sort().to_numpy()
     assert steps.size > at_least
     np.testing.assert_array_equal(steps, np.arange(steps.size))  # contiguous, no duplicates
@@ -115,14 +115,14 @@ def test_sigkill_at_random_moments_and_mid_roll_loses_nothing_flushed(tmp_path):
         if trial < 4:
             time.sleep(float(rng.uniform(0.05, 0.5)))
         else:
-            rank_dir = run_dir / "rank=0"
+            rank_dir = run_dir / "table=layer" / "rank=0"
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not list(rank_dir.glob("*.tmp")):
                 time.sleep(0.0005)
         child.proc.send_signal(signal.SIGKILL)
         rc, err = child.finish()
         assert rc == -signal.SIGKILL, err
-        leftovers = sorted(p.name for p in (run_dir / "rank=0").iterdir())
+        leftovers = sorted(p.name for p in (run_dir / "table=layer" / "rank=0").iterdir())
         parts = {n.split(".")[0] for n in leftovers if n.endswith(".parquet")}
         mid_roll = any(n.endswith(".tmp") for n in leftovers) or any(
             n.endswith(".arrows") and n.split(".")[0] in parts for n in leftovers

@@ -48,7 +48,7 @@ def steps_of(run_dir: Path) -> list[int]:
 def test_recover_a_journal_left_open(tmp_path):
     dead, _ = crashed_run(tmp_path)
     report = recover(dead)
-    assert report.parts_written == ["rank=0/part-000001.parquet"]
+    assert report.parts_written == ["table=layer/rank=0/part-000001.parquet"]
     assert report.rows_recovered == 20 and not report.torn
     assert steps_of(dead) == list(range(30))  # 10 committed + 4 flushes of 5
     assert recover(dead).clean
@@ -57,7 +57,7 @@ def test_recover_a_journal_left_open(tmp_path):
 @pytest.mark.parametrize("cut", ["schema", "mid_batch", "boundary", "one_byte_short", "random"])
 def test_truncated_journal_keeps_every_complete_batch(tmp_path, cut):
     dead, sizes = crashed_run(tmp_path)
-    journal = dead / "rank=0" / "part-000001.arrows"
+    journal = dead / "table=layer" / "rank=0" / "part-000001.arrows"
     data = journal.read_bytes()
     rng = np.random.default_rng(len(cut))
     length = {
@@ -80,7 +80,7 @@ def test_truncated_journal_keeps_every_complete_batch(tmp_path, cut):
 
 def test_zero_byte_journal_and_stray_tmp_are_removed(tmp_path):
     dead, _ = crashed_run(tmp_path)
-    rank = dead / "rank=0"
+    rank = dead / "table=layer" / "rank=0"
     (rank / "part-000007.arrows").write_bytes(b"")
     (rank / "part-000003.parquet.tmp").write_bytes(b"PAR1 half a file")
     (rank / "centroid-000002.pq.tmp").write_bytes(b"junk")
@@ -88,10 +88,10 @@ def test_zero_byte_journal_and_stray_tmp_are_removed(tmp_path):
     report = recover(dead)
     assert sorted(report.tmp_removed) == [
         "_meta.json.4242.tmp",
-        "rank=0/centroid-000002.pq.tmp",
-        "rank=0/part-000003.parquet.tmp",
+        "table=layer/rank=0/centroid-000002.pq.tmp",
+        "table=layer/rank=0/part-000003.parquet.tmp",
     ]
-    assert "rank=0/part-000007.arrows" in report.journals_removed
+    assert "table=layer/rank=0/part-000007.arrows" in report.journals_removed
     assert steps_of(dead) == list(range(30))
     assert sorted(p.name for p in rank.iterdir() if p.name != ".lock") == [
         "part-000000.parquet",
@@ -101,12 +101,12 @@ def test_zero_byte_journal_and_stray_tmp_are_removed(tmp_path):
 
 def test_garbage_journal_is_moved_aside_never_deleted(tmp_path):
     dead, _ = crashed_run(tmp_path)
-    rank = dead / "rank=0"
+    rank = dead / "table=layer" / "rank=0"
     garbage = np.random.default_rng(0).bytes(5000)
     (rank / "part-000004.arrows").write_bytes(garbage)
     report = recover(dead)
     assert len(report.quarantined) == 1 and "part-000004.arrows" in report.quarantined[0]
-    moved = dead / "_quarantine" / "rank=0" / "part-000004.arrows.corrupt"
+    moved = dead / "_quarantine" / "table=layer" / "rank=0" / "part-000004.arrows.corrupt"
     assert moved.read_bytes() == garbage
     assert steps_of(dead) == list(range(30))  # the good journal was still recovered
     # a writer reopening the run does not reuse the quarantined index
@@ -122,7 +122,9 @@ def test_journal_with_a_foreign_schema_is_moved_aside(tmp_path):
     # a journal of a 4-layer run dropped into a run registered with 6 layers
     with RunWriter(tmp_path / "six", run_id="six") as w:
         w(layer_row(0, n_layers=6))
-    shutil.copy(other / "rank=0" / "part-000001.arrows", w.rank_dir / "part-000009.arrows")
+    shutil.copy(
+        other / "table=layer" / "rank=0" / "part-000001.arrows", w.rank_dir / "part-000009.arrows"
+    )
     report = recover(w.run_dir)
     assert len(report.quarantined) == 1 and "schema" in report.quarantined[0]
     assert steps_of(w.run_dir) == [0]
@@ -131,13 +133,13 @@ def test_journal_with_a_foreign_schema_is_moved_aside(tmp_path):
 def test_journal_whose_part_exists_is_only_deleted(tmp_path):
     # killed between os.replace(part) and unlink(journal): no duplicated rows
     dead, _ = crashed_run(tmp_path)
-    rank = dead / "rank=0"
+    rank = dead / "table=layer" / "rank=0"
     journal = rank / "part-000001.arrows"
     kept = journal.read_bytes()
     recover(dead)
     journal.write_bytes(kept)
     report = recover(dead)
-    assert report.journals_removed == ["rank=0/part-000001.arrows"]
+    assert report.journals_removed == ["table=layer/rank=0/part-000001.arrows"]
     assert not report.parts_written
     assert steps_of(dead) == list(range(30))
 
@@ -198,10 +200,10 @@ def test_cli_recover(tmp_path, capsys):
 
 def test_read_run_include_journal_on_a_dead_run_changes_nothing(tmp_path):
     dead, _ = crashed_run(tmp_path)
-    before = sorted(p.name for p in (dead / "rank=0").iterdir())
+    before = sorted(p.name for p in (dead / "table=layer" / "rank=0").iterdir())
     df = read_run(dead, include_journal=True).collect()
     assert df["step"].to_list() == list(range(30))
-    assert sorted(p.name for p in (dead / "rank=0").iterdir()) == before
+    assert sorted(p.name for p in (dead / "table=layer" / "rank=0").iterdir()) == before
     assert read_run(dead).collect()["step"].to_list() == list(range(10))
     assert df.schema == read_run(dead).collect().schema
     assert isinstance(df, pl.DataFrame)

@@ -44,24 +44,38 @@ def journals(rank_dir: Path) -> list[str]:
 def test_round_trip_columns_values_and_scan_parquet(tmp_path):
     with RunWriter(tmp_path, run_id="rt", flush_rows=7, roll_rows=20) as w:
         write_rows(w, range(53), state="HEALTHY")
-    df = pl.scan_parquet(w.run_dir / "**/*.parquet", hive_partitioning=True).collect()
+    df = pl.scan_parquet(w.run_dir / "table=layer/**/*.parquet", hive_partitioning=True).collect()
     assert df.columns[:2] == ["step", "wall_time"]
     assert df.columns[2:10] == [f"{s}/blocks.{i}.mlp" for s in SIGNALS for i in range(4)]
-    assert df.columns[10:] == ["h0", "state", "reason", "run", "rank"]
+    assert df.columns[10:] == [
+        "h0",
+        "state",
+        "reason",
+        "z",
+        "stat",
+        "culprits",
+        "direction",
+        "calibrating",
+        "run",
+        "table",
+        "rank",
+    ]
     assert df.schema["grad_norm/blocks.0.mlp"] == pl.Float32
     assert df.schema["step"] == pl.Int64 and df.schema["h0"] == pl.Float64
     df = df.sort("step")
     assert df["step"].to_list() == list(range(53))
     check_cells(df, 4)
     assert df["h0"].to_list() == [s / 7 for s in range(53)]
-    assert df["wall_time"].to_list() == [1.7e9 + s for s in range(53)]
+    assert df.schema["wall_time"] == pl.Datetime("us", "UTC")
+    seconds = df["wall_time"].dt.epoch("us").to_numpy() / 1e6
+    assert seconds.tolist() == [1.7e9 + s for s in range(53)]
     assert set(df["run"]) == {"rt"} and set(df["rank"]) == {0}
     # three parts of 21 rows (7-row flushes crossing roll_rows=20) and one of 11
     parts = sorted(p.name for p in w.rank_dir.glob("*.parquet"))
     assert parts == [f"part-{i:06d}.parquet" for i in range(3)]
     assert [pq.ParquetFile(w.rank_dir / p).metadata.num_rows for p in parts] == [21, 21, 11]
     assert journals(w.rank_dir) == []
-    assert read_run(w.run_dir).collect().drop("run", "rank").equals(df.drop("run", "rank"))
+    assert read_run(w.run_dir).collect().drop("run", "rank").equals(df.drop("run", "table", "rank"))
 
 
 def test_parquet_encoding_zstd_byte_stream_split_no_float_dictionary(tmp_path):
@@ -75,9 +89,9 @@ def test_parquet_encoding_zstd_byte_stream_split_no_float_dictionary(tmp_path):
         seen[col.path_in_schema] = (col.compression, set(col.encodings))
     for name, (compression, encodings) in seen.items():
         assert compression == "ZSTD", name
-        if name in ("state", "reason"):
+        if name in ("state", "reason", "direction"):
             assert "RLE_DICTIONARY" in encodings or "PLAIN_DICTIONARY" in encodings
-        elif name != "step":
+        elif name in ("h0", "z", "stat") or "/" in name:
             assert "BYTE_STREAM_SPLIT" in encodings, (name, encodings)
             assert not encodings & {"RLE_DICTIONARY", "PLAIN_DICTIONARY"}, (name, encodings)
 
@@ -86,13 +100,14 @@ def test_meta_json_describes_the_run(tmp_path):
     with RunWriter(tmp_path, run_id="meta") as w:
         write_rows(w, range(3), n_layers=2)
     meta = json.loads((w.run_dir / "_meta.json").read_text())
-    assert meta["format_version"] == 1 and meta["run_id"] == "meta"
+    assert meta["format_version"] == 2 and meta["run_id"] == "meta"
     assert meta["layer_names"] == ["blocks.0.mlp", "blocks.1.mlp"]
     assert meta["signal_names"] == list(SIGNALS)
     assert meta["monitor_config"] == CONFIG
     schema = dict(meta["tables"]["layer"]["schema"])
     assert schema["step"] == "int64" and schema["act_norm/blocks.1.mlp"] == "float32"
-    assert schema["state"] == "string"
+    assert schema["state"] == "string" and schema["wall_time"] == "timestamp"
+    assert schema["culprits"] == "list<string>" and schema["calibrating"] == "bool"
 
 
 def test_nonfinite_values_are_recorded_as_data(tmp_path):
@@ -102,7 +117,7 @@ def test_nonfinite_values_are_recorded_as_data(tmp_path):
     with RunWriter(tmp_path, run_id="nan") as w:
         w(row)
     df = read_run(w.run_dir).collect()
-    got = df.select(pl.exclude("step", "wall_time", "h0", "state", "reason", "run", "rank"))
+    got = df.select(c for c in df.columns if "/" in c)
     np.testing.assert_array_equal(got.to_numpy()[0], row["values"].reshape(-1))
     assert np.isnan(df["h0"][0])
 
@@ -198,8 +213,10 @@ def test_one_writer_per_rank_and_ranks_write_their_own_directory(tmp_path):
     w1.close()
     df = read_run(w0.run_dir).collect()
     assert df.group_by("rank").len().sort("rank").rows() == [(0, 5), (1, 7)]
-    scanned = pl.scan_parquet(w0.run_dir / "**/*.parquet", hive_partitioning=True).collect()
-    assert scanned.sort("rank", "step").equals(df.sort("rank", "step"))
+    scanned = pl.scan_parquet(
+        w0.run_dir / "table=layer/**/*.parquet", hive_partitioning=True
+    ).collect()
+    assert scanned.drop("table").sort("rank", "step").equals(df.sort("rank", "step"))
     with pytest.raises(InputError, match="run_id is required"):
         RunWriter(tmp_path, rank=1)
 
@@ -218,7 +235,9 @@ def test_other_kinds_get_their_own_table_and_the_layer_glob_still_works(tmp_path
             if s % 2 == 0:
                 w(centroid_row(s))
     # the documented raw-polars recipe reads the layer table only
-    layer = pl.scan_parquet(w.run_dir / "**/*.parquet", hive_partitioning=True).collect()
+    layer = pl.scan_parquet(
+        w.run_dir / "table=layer/**/*.parquet", hive_partitioning=True
+    ).collect()
     assert layer.height == 20 and "h0_gap" not in layer.columns
     cen = read_run(w.run_dir, table="centroid").collect()
     assert cen.columns == [
@@ -226,7 +245,9 @@ def test_other_kinds_get_their_own_table_and_the_layer_glob_still_works(tmp_path
     ]  # fmt: skip
     assert cen["step"].to_list() == list(range(0, 20, 2))
     assert cen["alert"].to_list() == [True] * 10 and cen["n_classes"].dtype == pl.Int64
-    raw = pl.scan_parquet(w.run_dir / "rank=*/centroid-*.pq", hive_partitioning=True).collect()
+    raw = pl.scan_parquet(
+        w.run_dir / "table=centroid/rank=*/*.parquet", hive_partitioning=True
+    ).collect()
     assert raw.sort("step")["h0_gap"].to_list() == cen["h0_gap"].to_list()
     meta = json.loads((w.run_dir / "_meta.json").read_text())
     assert sorted(meta["tables"]) == ["centroid", "layer"]
@@ -361,7 +382,8 @@ def test_scan_parquet_works_without_streamtopo(tmp_path):
         write_rows(w, range(23))
     code = (
         "import sys, polars as pl\n"
-        f"df = pl.scan_parquet({str(w.run_dir / '**/*.parquet')!r}, hive_partitioning=True)"
+        f"df = pl.scan_parquet({str(w.run_dir / 'table=layer/**/*.parquet')!r}, "
+        "hive_partitioning=True)"
         ".collect()\n"
         "assert not any(m.startswith('streamtopo') for m in sys.modules), 'imported'\n"
         "print(df.height, sorted(df['step'].to_list()) == list(range(23)), df['run'][0])\n"
@@ -439,7 +461,8 @@ def test_numpy_scalars_in_rows(tmp_path):
         w(row)
         w({**layer_row(1), "step": np.int64(1), "wall_time": 3, "h0": 0})
     df = read_run(w.run_dir).collect()
-    assert df.select("step", "wall_time", "h0").rows() == [(0, 2.5, 1.0), (1, 3.0, 0.0)]
+    wall = df["wall_time"].dt.epoch("us").to_list()
+    assert df.select("step", "h0").rows() == [(0, 1.0), (1, 0.0)] and wall == [2_500_000, 3_000_000]
 
 
 def test_writing_never_imports_polars():
@@ -487,3 +510,19 @@ def test_two_rank_processes_share_one_run(tmp_path):
     meta = json.loads((run_dir / "_meta.json").read_text())
     assert sorted(meta["tables"]) == ["centroid", "layer"]
     assert not list(run_dir.glob("**/*.arrows")) and not list(run_dir.glob("**/*.tmp"))
+
+
+def test_layer_rows_keep_the_alarm_fields(tmp_path):
+    with RunWriter(tmp_path, run_id="why") as w:
+        w(layer_row(0))  # the alarm fields are optional: NaN, NaN, [], "", False
+        w({**layer_row(1), "z": 4.5, "stat": -3.25, "culprits": ("blocks.2.mlp",),
+           "direction": "rising", "calibrating": np.bool_(True)})  # fmt: skip
+        with pytest.raises(InputTypeError, match=r"row\['culprits'\]"):
+            w({**layer_row(2), "culprits": "blocks.2.mlp"})
+        with pytest.raises(InputTypeError, match=r"row\['calibrating'\]"):
+            w({**layer_row(2), "calibrating": 1})
+    df = read_run(w.run_dir).collect()
+    got = df.select("z", "stat", "culprits", "direction", "calibrating").rows()
+    assert np.isnan(got[0][0]) and np.isnan(got[0][1]) and got[0][2:] == ([], "", False)
+    assert got[1] == (4.5, -3.25, ["blocks.2.mlp"], "rising", True)
+    assert df.height == 2

@@ -281,7 +281,9 @@ def test_writer_gets_contract_rows():
     assert len(rows) == 2
     row = rows[0]
     assert set(row) == {"monitor", "step", "wall_time", "signals", "layer_names", "values",
-                        "h0", "state", "reason", "config"}  # fmt: skip
+                        "h0", "state", "reason", "config", "z", "stat", "culprits", "direction",
+                        "calibrating"}  # fmt: skip
+    assert row["calibrating"] is True and row["culprits"] == () and np.isnan(row["stat"])
     assert row["monitor"] == "layer" and row["step"] == 0 and row["h0"] == st.h0
     assert row["signals"] == ("g", "a") and row["layer_names"] == ("x", "y", "z")
     assert row["values"].dtype == np.float32 and row["values"].shape == (2, 3)

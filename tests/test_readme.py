@@ -29,3 +29,24 @@ def test_quick_start_names_the_diverging_layer():
     step, *_ = first.split()
     assert 300 <= int(step) <= 310, first
     assert "('7',)" in first and "layers diverging" in first
+
+
+def test_the_log_reading_snippet_reads_the_run_layout(tmp_path, monkeypatch):
+    import polars as pl
+
+    from streamtopo.io import RunWriter
+    from tests.journal_rows import layer_row
+
+    (block,) = [b for b in _python_blocks() if "table=layer" in b]
+    monkeypatch.chdir(tmp_path)
+    with RunWriter("runs", run_id="exp1") as w:
+        for s in range(5):
+            w(layer_row(s))
+            w({"monitor": "loss", "step": s, "wall_time": 0.0, "config": {}, "loss": 1.0 / (s + 1)})
+    out = io.StringIO()
+    scope: dict = {}
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README logs", "exec"), scope)
+    assert "shape: (5, 3)" in out.getvalue()
+    assert scope["layer_rows"].num_rows == 5
+    assert isinstance(scope["layer"], pl.LazyFrame)

@@ -49,7 +49,9 @@ def test_layer_names_are_escaped_in_markdown_and_html(tmp_path):
 def test_a_symlinked_rank_directory_is_refused(tmp_path):
     run = run_with_parts(tmp_path, steps=12)
     other = run_with_parts(tmp_path / "other", run_id="o", steps=5)
-    (run / "rank=1").symlink_to(other / "rank=0", target_is_directory=True)
+    (run / "table=layer" / "rank=1").symlink_to(
+        other / "table=layer" / "rank=0", target_is_directory=True
+    )
     before = hashes(run)
     for call in (lambda: read_run(run), lambda: recover(run), lambda: replay(run)):
         with pytest.raises(RecoveryError, match=r"rank=1 is a symbolic link"):
@@ -67,7 +69,7 @@ def test_a_journal_linked_from_outside_is_refused_by_recover(tmp_path):
         stolen = outside / "copy.arrows"
         shutil.copy(w.rank_dir / "part-000000.arrows", stolen)
     run = run_with_parts(tmp_path, steps=12)
-    link = run / "rank=0" / "part-000009.arrows"
+    link = run / "table=layer" / "rank=0" / "part-000009.arrows"
     link.symlink_to(stolen)
     before, outside_before = hashes(run), stolen.read_bytes()
     with pytest.raises(RecoveryError, match=r"part-000009\.arrows is a symbolic link"):
@@ -85,7 +87,9 @@ def test_a_journal_linked_from_outside_is_refused_by_recover(tmp_path):
 def test_a_symlinked_part_is_refused_by_readers(tmp_path):
     run = run_with_parts(tmp_path, steps=20)
     other = run_with_parts(tmp_path / "o", run_id="o", steps=10)
-    (run / "rank=0" / "part-000005.parquet").symlink_to(other / "rank=0" / "part-000000.parquet")
+    (run / "table=layer" / "rank=0" / "part-000005.parquet").symlink_to(
+        other / "table=layer" / "rank=0" / "part-000000.parquet"
+    )
     with pytest.raises(RecoveryError, match=r"part-000005\.parquet is a symbolic link"):
         read_run(run)
     with pytest.raises(RecoveryError, match="symbolic link"):

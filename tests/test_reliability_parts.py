@@ -27,7 +27,7 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("how", sorted(CORRUPTIONS))
 def test_a_bad_part_is_named_then_quarantined_and_the_rest_reads(tmp_path, how):
     run = run_with_parts(tmp_path)
-    bad = run / "rank=0" / "part-000001.parquet"
+    bad = run / "table=layer" / "rank=0" / "part-000001.parquet"
     data = CORRUPTIONS[how](bad.read_bytes())
     bad.write_bytes(data)
     before = hashes(run)
@@ -43,9 +43,12 @@ def test_a_bad_part_is_named_then_quarantined_and_the_rest_reads(tmp_path, how):
     assert hashes(run) == before  # readers changed nothing
     # recover moves it aside, bytes kept, and says so
     report = recover(run)
-    assert len(report.quarantined) == 1 and "rank=0/part-000001.parquet" in report.quarantined[0]
+    assert (
+        len(report.quarantined) == 1
+        and "table=layer/rank=0/part-000001.parquet" in report.quarantined[0]
+    )
     assert "_quarantine" in str(report) and "bytes kept" in str(report)
-    moved = run / "_quarantine" / "rank=0" / "part-000001.parquet.corrupt"
+    moved = run / "_quarantine" / "table=layer" / "rank=0" / "part-000001.parquet.corrupt"
     assert moved.read_bytes() == data
     # no reader globs the quarantine: the rest of the run reads (with the hole named)
     with pytest.warns(StepGapWarning, match=r"steps 10\.\.19"):
@@ -60,13 +63,13 @@ def test_a_bad_part_is_named_then_quarantined_and_the_rest_reads(tmp_path, how):
     with RunWriter(tmp_path, run_id="r", resume="allow") as w:
         assert w.next_step_ == 30
         w(layer_row(30))
-    assert (run / "rank=0" / "part-000003.parquet").exists()
+    assert (run / "table=layer" / "rank=0" / "part-000003.parquet").exists()
     assert recover(run).clean
 
 
 def test_reopening_a_writer_quarantines_a_bad_part_and_warns(tmp_path, caplog):
     run = run_with_parts(tmp_path)
-    bad = run / "rank=0" / "part-000002.parquet"
+    bad = run / "table=layer" / "rank=0" / "part-000002.parquet"
     bad.write_bytes(b"PAR1 not really")
     with caplog.at_level(logging.WARNING, logger="streamtopo"):
         with pytest.warns(RecoveryWarning, match="part-000002.parquet"):
@@ -76,13 +79,13 @@ def test_reopening_a_writer_quarantines_a_bad_part_and_warns(tmp_path, caplog):
     assert w.next_step_ == 20  # the steps of the quarantined part are unknown: they may be reused
     w(layer_row(20))
     w.close()
-    assert (run / "_quarantine" / "rank=0" / "part-000002.parquet.corrupt").exists()
+    assert (run / "_quarantine" / "table=layer" / "rank=0" / "part-000002.parquet.corrupt").exists()
     assert read_run(run).collect()["step"].to_list() == list(range(21))
 
 
 def test_recover_logs_each_quarantined_file(tmp_path, caplog):
     run = run_with_parts(tmp_path)
-    (run / "rank=0" / "part-000000.parquet").write_bytes(b"")
+    (run / "table=layer" / "rank=0" / "part-000000.parquet").write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="streamtopo"):
         recover(run)
     assert any("part-000000.parquet" in r.getMessage() for r in caplog.records)
@@ -101,7 +104,7 @@ def test_a_journal_whose_part_is_bad_is_converted_again(tmp_path):
     journal.write_bytes(kept)  # the crash left the journal beside its part
     (w.rank_dir / "part-000000.parquet").write_bytes(b"truncated")
     report = recover(w.run_dir)
-    assert report.parts_written == ["rank=0/part-000000.parquet"] and report.quarantined
+    assert report.parts_written == ["table=layer/rank=0/part-000000.parquet"] and report.quarantined
     assert read_run(w.run_dir).collect()["step"].to_list() == list(range(10))
 
 
@@ -109,7 +112,7 @@ def test_a_flipped_byte_inside_a_page_is_found_by_recover(tmp_path):
     """The footer still opens, so readers cannot see it up front; replay names the run and
     recover (which decodes every page) quarantines the part."""
     run = run_with_parts(tmp_path, steps=20)
-    part = run / "rank=0" / "part-000001.parquet"
+    part = run / "table=layer" / "rank=0" / "part-000001.parquet"
     data = bytearray(part.read_bytes())
     for k in range(8, 200):  # inside the first column chunk's compressed pages
         data[k] ^= 0xFF
@@ -126,8 +129,8 @@ def test_a_flipped_byte_inside_a_page_is_found_by_recover(tmp_path):
 # -- 4a: step gaps --------------------------------------------------------------------------
 def test_a_deleted_middle_part_is_a_named_step_gap(tmp_path):
     run = run_with_parts(tmp_path, steps=50)
-    (run / "rank=0" / "part-000001.parquet").unlink()
-    (run / "rank=0" / "part-000003.parquet").unlink()
+    (run / "table=layer" / "rank=0" / "part-000001.parquet").unlink()
+    (run / "table=layer" / "rank=0" / "part-000003.parquet").unlink()
     with pytest.warns(StepGapWarning) as rec:
         df = read_run(run).collect()
     msg = str(rec[0].message)
@@ -168,5 +171,5 @@ def test_a_healthy_resumed_run_and_a_rewind_are_not_gaps(tmp_path):
         for s in range(15, 25):
             w(layer_row(s))
     assert read_run(run).collect().height == 30  # overlaps are not holes: no warning
-    shutil.rmtree(run / "rank=0")
+    shutil.rmtree(run / "table=layer" / "rank=0")
     assert read_run(run).collect().height == 0

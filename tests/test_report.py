@@ -28,15 +28,15 @@ def run_dir(tmp_path):
         return w.run_dir, mon.summary()
 
 
-def test_report_html_and_markdown(run_dir):
+def test_static_report_html_and_markdown(run_dir):
     path, summary = run_dir
-    paths = build_report(path)
+    paths = build_report(path, path.parent / "static.html", interactive=False)
     page = paths.html.read_text()
     pngs = re.findall(r"base64,([A-Za-z0-9+/=]+)", page)
     assert paths.figures == len(pngs) >= 2
     assert all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     md = paths.markdown.read_text()
-    assert "Alarm episodes" in md and "Centroid monitor" in md
+    assert "Alarm episodes" in md and "centroid (last row of 1)" in md
     # the injected layer (index 2, named "2") is named in the first alarm episode's reason
     first_episode = md.split("Alarm episodes (why each began):")[1].strip().splitlines()[0]
     assert "2 z=" in first_episode, first_episode
@@ -60,3 +60,116 @@ def test_report_cli_and_bad_path(run_dir, tmp_path, capsys):
     assert out.is_file() and out.with_suffix(".md").is_file()
     assert main(["report", str(tmp_path / "nope")]) == 1
     assert "_meta.json" in capsys.readouterr().err
+
+
+def test_report_is_written_beside_the_run_never_inside(run_dir):
+    import pyarrow.dataset as ds
+
+    from streamtopo.errors import InputError
+
+    path, _ = run_dir
+    paths = build_report(path)
+    assert paths.html == path.parent / "run=r.report.html" and paths.markdown.is_file()
+    assert not list(path.rglob("*.html"))
+    rows = ds.dataset(path / "table=layer", format="parquet", partitioning="hive").count_rows()
+    assert rows == 400
+    before = sorted(p.name for p in path.iterdir())
+    with pytest.raises(InputError, match="outside the run directory"):
+        build_report(path, path / "report.html")
+    assert sorted(p.name for p in path.iterdir()) == before
+
+
+def test_headline_names_the_first_alarm_step_rule_and_layer(run_dir):
+    from streamtopo.io import read_run
+
+    path, _ = run_dir
+    df = read_run(path).collect()
+    first = df.filter(df["state"] != "HEALTHY").row(0, named=True)
+    page = build_report(path).html.read_text()
+    head = page.split('<section id="headline"')[1].split("</section>")[0]
+    assert "NOT HEALTHY" in head
+    assert f"First alarm: step {first['step']}, {first['state']}" in head
+    rule = first["reason"].split(":")[0]
+    assert f"by rule &#x27;{rule}&#x27;" in head and "2" in first["culprits"]
+    assert "in layers 2" in head and "No loss table" in head
+    md = build_report(path).markdown.read_text()
+    assert f"First alarm: step {first['step']}" in md
+
+
+def test_a_healthy_run_says_so_and_the_loss_rule_lead_is_measured(tmp_path):
+    rng = np.random.default_rng(1)
+    with RunWriter(tmp_path, run_id="ok") as w:
+        mon = LayerMonitor(n_layers=6, signals=("act_norm",), writer=w)
+        for t in range(300):
+            mon.check(np.exp(rng.normal(0, 0.05, 6)) * np.arange(1, 7))
+            w({"monitor": "loss", "step": t, "wall_time": 0.0, "loss": 1.0 / (t + 1),
+               "state": "HEALTHY", "reason": "", "config": {}})  # fmt: skip
+    page = build_report(w.run_dir).html.read_text()
+    head = page.split('<section id="headline"')[1].split("</section>")[0]
+    assert ">HEALTHY<" in head and "Healthy: no alarm in 300 recorded steps." in head
+    assert "The loss rule never fired." in head
+
+
+def test_without_plotly_the_report_falls_back_to_static_figures(run_dir, monkeypatch):
+    import sys
+
+    path, _ = run_dir
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    paths = build_report(path, path.parent / "fallback.html")
+    page = paths.html.read_text()
+    assert "plotly" not in page.lower().split("</title>")[0]
+    assert paths.figures >= 2 and 'src="data:image/png;base64,' in page
+    assert "Plotly.newPlot" not in page and 'id="headline"' in page
+
+
+def test_long_lines_are_decimated_keeping_spikes_and_gaps():
+    from streamtopo.report.interactive import decimate, heat_matrix
+
+    y = np.ones(100_000)
+    y[31_337], y[77_000] = 50.0, np.nan
+    keep = decimate(y, 6000)
+    assert len(keep) <= 6000 and 31_337 in keep and 77_000 in keep and keep[0] == 0
+    assert np.array_equal(decimate(y[:100], 6000), np.arange(100))
+    values = np.ones((10_000, 3))
+    values[5_000, 1], values[:10, 2], values[9_999, 0] = 1e9, 0.0, np.inf
+    m, nonfinite, zero, starts, lo, hi = heat_matrix(values, np.ones(10_000, bool), 100)
+    assert m.shape == (100, 3) and len(starts) == 100 and lo == hi - 1e-6 == 0.0
+    assert m[50, 1] == 9.0 and nonfinite[99, 0] and zero[0, 2] and not zero[1, 2]
+
+
+def test_guard_interventions_and_other_tables_are_in_the_headline_and_panels(tmp_path):
+    rng = np.random.default_rng(2)
+    with RunWriter(tmp_path, run_id="g") as w:
+        mon = LayerMonitor(n_layers=4, signals=("act_norm",), writer=w)
+        for t in range(300):
+            v = np.exp(rng.normal(0, 0.05, 4)) * np.arange(1, 5)
+            v[1] *= 100.0 if t >= 240 else 1.0
+            mon.check(v)
+            if t in (250, 280):
+                w({"monitor": "interventions", "step": t, "wall_time": 0.0,
+                   "action": "rollback", "to_step": t - 50, "config": {}})  # fmt: skip
+            if t % 10 == 0:
+                w({"monitor": "attention", "step": t // 10, "wall_time": float(t),
+                   "attn_entropy/h.0": 1.0, "attn_entropy/h.1": 2.0, "config": {}})  # fmt: skip
+    page = build_report(w.run_dir).html.read_text()
+    head = page.split('<section id="headline"')[1].split("</section>")[0]
+    assert "Guard interventions: 2 (step 250: rollback; step 280: rollback)" in head
+    assert "intervention 1" in page and "attention: log10 attn_entropy per layer" in page
+
+
+def test_headline_counts_the_centroid_gap_rule_not_its_test_loss_patience():
+    import polars as pl
+
+    from streamtopo.report.headline import headline
+
+    layer = pl.DataFrame({"step": [0, 1, 2, 3], "state": ["HEALTHY"] * 4,
+                          "calibrating": [True, True, False, False]})  # fmt: skip
+    centroid = pl.DataFrame({"step": [1, 2, 3], "state": ["WATCH", "WATCH", "COLLAPSE"],
+                             "alert": [False, False, True],
+                             "reason": ["loss", "loss", "gap"]})  # fmt: skip
+    h = headline({"layer": layer, "centroid": centroid})
+    assert not h.healthy and h.first_alarm_step == 3 and "(centroid monitor)" in h.lines[1]
+    assert "The layer monitor was calibrating until step 2." in h.lines
+    patience_only = centroid.with_columns(pl.lit(False).alias("alert"))
+    h = headline({"layer": layer, "centroid": patience_only})
+    assert h.healthy and h.verdict == "Healthy: no alarm in 4 recorded steps."

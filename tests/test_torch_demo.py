@@ -45,6 +45,11 @@ def test_demo_smoke(fault, tmp_path, capsys):
     assert f"wrote         : {tmp_path / 'summary.md'}" in out
     summary = (tmp_path / "summary.md").read_text()
     assert f"fault `{fault}`" in summary
+    verdict = next(ln for ln in out.splitlines() if ln.startswith("verdict       : "))
+    assert ("healthy" in verdict) and ("NOT" not in verdict or "topology false alarms" in verdict)
+    for line in (ln for ln in out.splitlines() if ln.startswith("  before the fault: ")):
+        assert " by rule '" in line  # each pre-fault alarm names its monitor and rule
+    assert (tmp_path / "report.html").is_file() and not list(tmp_path.glob("run=*/*.html"))
     if fault == "dead-relu":  # 120 healthy steps, then the fault is seen within a few steps
         assert "first alarms: none" not in summary
     run_dirs = list(tmp_path.glob("run=*"))

@@ -70,8 +70,9 @@ def test_ddp_example(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[rank 0] step    0" in proc.stdout
-    assert (tmp_path / "run=ddp-example" / "rank=0").is_dir()
-    assert not (tmp_path / "run=ddp-example" / "rank=1").exists()  # only rank 0 logs
+    # only rank 0 logs
+    assert (tmp_path / "run=ddp-example" / "table=layer" / "rank=0").is_dir()
+    assert not (tmp_path / "run=ddp-example" / "table=layer" / "rank=1").exists()
 
 
 def test_replay_example(tmp_path, monkeypatch, capsys):

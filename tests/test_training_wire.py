@@ -446,3 +446,17 @@ def test_guard_bad_wiring_registers_nothing():
     with pytest.raises(StreamtopoError, match="optimizer"):
         TrainingMonitor(model, guard=Guard())
     assert all(not m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("rule", ["streak", "peak", "cusum"])
+def test_absent_layers_under_every_rule(rule):
+    from streamtopo.monitors.layer import LayerMonitor
+
+    rng = np.random.default_rng(2)
+    mon = LayerMonitor(4, rule=rule, layer_names=["a", "b", "c", "d"], patience=1)
+    for t in range(60):
+        v = rng.lognormal(size=4)
+        st = mon.check(v, missing=np.array([False, t >= 30, False, False]))
+        assert st.state.value != "COLLAPSE" and not mon.should_stop
+        if t >= 30:
+            assert st.absent == ("b",) and "layers [b] absent (no value this step)" in st.reason

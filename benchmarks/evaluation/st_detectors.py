@@ -27,6 +27,10 @@ DETECTORS: dict[str, Callable[[RunRecord], np.ndarray]] = {
     "st_layer[act] topology only": _layer(("act_norm",), layer_rule=False),
     "st_layer[grad] default": _layer(("grad_norm",)),
     "st_layer[act+grad] default": _layer(("act_norm", "grad_norm")),
+    # the change detector (rule="cusum", fa_per_1k=0.1), the library implementation
+    "st_layer[act] cusum": _layer(("act_norm",), rule="cusum"),
+    "st_layer[grad] cusum": _layer(("grad_norm",), rule="cusum"),
+    "st_layer[act+grad] cusum": _layer(("act_norm", "grad_norm"), rule="cusum"),
     "ph_compat[grad] raw peak": _layer(("grad_norm",), transform="none", window=1, rule="peak"),
     "ph_compat[act] raw peak": _layer(("act_norm",), transform="none", window=1, rule="peak"),
 }

@@ -265,7 +265,9 @@ def _configure_replay(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
     p.add_argument("--window", type=int, help="override the recorded window")
     p.add_argument("--transform", choices=("log", "none"), help="override the transform")
-    p.add_argument("--rule", choices=("zscore", "peak"), help="override the alarm rule")
+    p.add_argument(
+        "--rule", choices=("streak", "zscore", "cusum", "peak"), help="override the alarm rule"
+    )
     p.add_argument("--check-every", type=int, dest="check_every", help="override check_every")
     p.add_argument("--rank", type=int, help="replay one rank only")
     p.add_argument("--include-journal", action="store_true", help="also use unrolled journals")
@@ -287,7 +289,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _configure_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
-    p.add_argument("--out", help="HTML file to write (default: <run>/report.html)")
+    p.add_argument(
+        "--out",
+        help="HTML file to write (default: <run>.report.html beside the run; never inside it)",
+    )
     p.add_argument(
         "--committed-only", action="store_true", help="ignore rows still in live journals"
     )

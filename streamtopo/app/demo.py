@@ -220,6 +220,7 @@ def _train(
     )
     first: dict[str, int] = {}  # first alarm to start at or after the fault step, per monitor
     before: dict[str, int] = {}  # first alarm of each monitor before it (on a healthy model)
+    before_rule: dict[str, str] = {}  # ... and the rule that raised it
     firing: set[str] = set()  # monitors in alarm at the previous step
     live_layer: list[Any] = []
     statuses: list[Any] = []
@@ -256,6 +257,8 @@ def _train(
             statuses.append(status)
             for name in set(status.fired) - firing:  # an alarm that starts at this step
                 (first if step >= fault_at else before).setdefault(name, step)
+                if step < fault_at:
+                    before_rule.setdefault(name, _rule_of(name, getattr(status, name, None)))
             firing = set(status.fired)
             if step % eval_every == eval_every - 1 or step == steps - 1:
                 acc = _evaluate(torch, model, tm, Xte, yte, centroid if step >= warmup else None)
@@ -279,6 +282,7 @@ def _train(
         "steps_run": len(live_layer),
         "first_alarm": first,
         "alarms_before_fault": before,
+        "alarm_rules_before_fault": before_rule,
         "run_dir": run_dir,
         "final_state": None if status is None else status.state.value,
         "test_acc": acc,
@@ -293,9 +297,12 @@ def _train(
     result["replay_identical"] = _replay(run_dir, live_layer, say, rollback_at)
     result["files"] = _write_outputs(out, run_dir, result, say)
     say("")
+    say(_verdict(fault, fault_at, first, before_rule))
     say(_alarm_text(fault, fault_at, first, before))
     if "guard" in result:
         say(_guard_text(result["guard"]))
+    for line in _pre_fault_lines(before, before_rule):
+        say(line)
     say(f"run directory : {run_dir}")
     for f in result["files"]:
         say(f"wrote         : {f}")
@@ -407,6 +414,53 @@ def _evaluate(torch: Any, model: Any, tm: Any, Xte: Any, yte: Any, centroid: Any
     return acc
 
 
+#: monitors whose alarm is a statement about the network's topology (a false alarm if raised
+#: on a healthy model); the loss rule and test-loss patience are not
+_TOPOLOGY = ("layer", "attention", "collapse", "centroid")
+_PATIENCE = "test-loss patience (early stopping, not a topology alarm)"
+
+
+def _rule_of(name: str, status: Any) -> str:
+    """The rule behind a monitor's alarm, in words."""
+    if status is None:
+        return "?"
+    if name == "centroid" and not getattr(status, "alert", False):  # the gap rule is quiet
+        return _PATIENCE
+    reason = str(getattr(status, "reason", "") or "")
+    return reason.split(":", 1)[0].strip() or reason or "?"
+
+
+def _false_alarms(rules: dict[str, str]) -> list[str]:
+    """Monitors whose alarm before the fault was the topology's (not the loss, not patience)."""
+    return sorted(n for n, r in rules.items() if n in _TOPOLOGY and r != _PATIENCE)
+
+
+def _verdict(fault: str, fault_at: int, first: dict[str, int], rules: dict[str, str]) -> str:
+    """One plain line: was the run healthy, and was the fault seen."""
+    wolves = _false_alarms(rules)
+    cried = f"topology false alarms before step {fault_at}: {', '.join(wolves)}"
+    if fault == "none":
+        if wolves:
+            return f"verdict       : NOT clean: no fault injected, but {cried}"
+        return "verdict       : healthy: no fault injected and no topology alarm"
+    seen = f"fault seen at step {min(first.values())}" if first else "fault NOT detected"
+    healthy = f"NOT clean before the fault ({cried})" if wolves else "healthy before the fault"
+    return f"verdict       : {healthy}; {seen}"
+
+
+def _pre_fault_lines(before: dict[str, int], rules: dict[str, str]) -> list[str]:
+    """One line per monitor that alarmed before the fault: its step and rule."""
+    return [
+        f"  before the fault: {name} at step {step} by rule '{rules.get(name, '?')}'"
+        + (
+            ""
+            if name in _false_alarms(rules) or rules.get(name) == _PATIENCE
+            else " (not a topology false alarm)"
+        )
+        for name, step in sorted(before.items())
+    ]
+
+
 def _first_text(first: dict[str, int], fault_at: int) -> str:
     if not first:
         return "none"
@@ -457,7 +511,10 @@ def _write_outputs(out: Path, run_dir: Any, result: dict[str, Any], say: Any) ->
     if run_dir is not None:
         from ..report import build_report
 
-        paths = build_report(run_dir, out / "report.html")
+        markers = (
+            {} if result["fault"] == "none" else {f"fault {result['fault']}": result["fault_at"]}
+        )
+        paths = build_report(run_dir, out / "report.html", markers=markers)
         files += [paths.html, paths.markdown]
     md = out / "summary.md"
     md.write_text(_markdown(result), encoding="utf-8")
@@ -469,7 +526,21 @@ def _markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# streamtopo demo: fault `{result['fault']}`",
         "",
-        f"- fault injected at step {result['fault_at']}, {result['steps_run']} steps run",
+        "- **"
+        + _verdict(
+            result["fault"],
+            result["fault_at"],
+            result["first_alarm"],
+            result["alarm_rules_before_fault"],
+        )
+        .split(":", 1)[1]
+        .strip()
+        + "**",
+        (
+            f"- no fault injected, {result['steps_run']} steps run"
+            if result["fault"] == "none"
+            else f"- fault injected at step {result['fault_at']}, {result['steps_run']} steps run"
+        ),
         f"- final state: {result['final_state']}, final test accuracy {result['test_acc']:.1%}",
         "- "
         + _alarm_text(
@@ -477,6 +548,12 @@ def _markdown(result: dict[str, Any]) -> str:
             result["fault_at"],
             result["first_alarm"],
             result["alarms_before_fault"],
+        ),
+        *(
+            "- " + line.strip()
+            for line in _pre_fault_lines(
+                result["alarms_before_fault"], result["alarm_rules_before_fault"]
+            )
         ),
         f"- run directory: `{result['run_dir']}`",
         f"- replay identical to live: {result['replay_identical']}",

@@ -2,8 +2,8 @@
 so a training loop never waits on a compile mid-run.
 
 ``WARMERS`` maps each kernel module of :mod:`streamtopo._kernels` (mst, gram, unionfind,
-incremental, cubical, centroid, layer) to a function that drives its public kernels once, on
-tiny inputs, through the library's own code paths: the kernels are compiled for exactly the
+incremental, cubical, centroid, layer, changepoint) to a function that drives its public kernels
+once, on tiny inputs, through the library's own code paths: the kernels are compiled for exactly the
 argument types (float64 points, float32 and float64 Gram matrices, int64 indices, ...) the
 library passes at run time. A new kernel module adds a warmer here (a test checks that every
 kernel module has one and that every public kernel has a compiled signature afterwards).
@@ -128,6 +128,21 @@ def warm_layer() -> None:
         mon.state_dict()  # flushes the pending baseline push (its own kernel)
 
 
+def warm_changepoint() -> None:
+    """The change detector: LayerMonitor(rule="cusum") (a jump, an alarm, the absorption
+    buffer) and a plain ChangeDetector with a non-finite value."""
+    from ..alarms import ChangeDetector
+    from ..monitors.layer import LayerMonitor
+
+    rng = np.random.default_rng(0)
+    mon = LayerMonitor(n_layers=4, signals=("a",), window=2, rule="cusum")
+    for t in range(40):
+        mon.check(rng.random(4) + 0.1 + 1000.0 * (t >= 30) * np.eye(4)[0])
+    det = ChangeDetector(2, absorb_after=4)
+    for x in ([0.0, 1.0], [0.0, 50.0], [np.nan, 0.0]):
+        det.update(x)
+
+
 WARMERS: dict[str, Callable[[], None]] = {
     "mst": warm_mst,
     "gram": warm_gram,
@@ -136,6 +151,7 @@ WARMERS: dict[str, Callable[[], None]] = {
     "cubical": warm_cubical,
     "centroid": warm_centroid,
     "layer": warm_layer,
+    "changepoint": warm_changepoint,
 }
 
 

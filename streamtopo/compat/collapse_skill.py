@@ -318,7 +318,7 @@ class CollapseMonitor:
         if epoch % self.check_every != 0:
             return None
         ci, components = compute_collapse_index(embeddings, labels)
-        status = self.monitor_.update(ci, components, step=int(epoch))
+        status = self.monitor_.check(ci=ci, components=components, step=int(epoch))
         self.history.append({"epoch": int(epoch), "collapse_index": ci, "components": components})
         if status.state == st.State.COLLAPSE:
             self.is_collapsing = True

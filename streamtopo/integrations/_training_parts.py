@@ -15,7 +15,6 @@ from ..monitors import LossRiseDetector
 from . import torch as st_torch
 
 __all__ = [
-    "ATTN_COLUMNS",
     "ATTN_SIGNALS",
     "LAYER_SIGNALS",
     "MONITORS",
@@ -31,7 +30,6 @@ __all__ = [
 SIGNALS = ("act_norm", "grad_norm", "update_ratio", "attn_entropy", "attn_logit", "out_logit")
 LAYER_SIGNALS = ("act_norm", "grad_norm", "update_ratio")  # one value per layer group
 ATTN_SIGNALS = ("attn_entropy", "attn_logit")  # one value per attention module
-ATTN_COLUMNS = {"attn_entropy": "entropy", "attn_logit": "logit"}
 MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
 SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 

@@ -28,7 +28,6 @@ from ..guard import check_guard
 from ..monitors import LossRiseDetector, LossStatus, MonitorStatus
 from . import torch as st_torch
 from ._training_parts import (
-    ATTN_COLUMNS,
     ATTN_SIGNALS,
     LAYER_SIGNALS,
     MONITORS,
@@ -360,12 +359,13 @@ class TrainingMonitor:
         return LayerMonitor(len(self.layer_names), signals, **kwargs)
 
     def _attention_row(self, row: dict[str, Any]) -> None:
-        # attention layers differ from the layer groups: log them as scalar columns
+        # attention layers differ from the layer groups: their own table, one
+        # attn_entropy/<layer> column per layer (the layer table's <signal>/<layer> rule)
         out = {k: row[k] for k in ("step", "wall_time", "h0", "state", "reason", "config")}
         out["monitor"] = "attention"
         for signal, values in zip(row["signals"], row["values"], strict=True):
             for name, value in zip(row["layer_names"], values, strict=True):
-                out[f"{ATTN_COLUMNS[signal]}:{name}"] = float(value)
+                out[f"{signal}/{name}"] = float(value)
         self._sink(out)
 
     def _log_out_logit(self, t: int, values: Any) -> None:

@@ -7,6 +7,7 @@ a bad row leaves the writer exactly as it was.
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from typing import Any
 
@@ -18,10 +19,11 @@ from .._validation import describe
 from ..errors import InputError, InputTypeError
 from ._layout import (
     LAYER,
+    WALL,
     check_names,
+    column_name_ok,
     layer_journal_schema,
     layer_table_schema,
-    part_ext,
     scalar_journal_schema,
     table_schema_json,
     wide_columns,
@@ -48,6 +50,11 @@ class LayerBuffer:
         self.h0: list[Any] = [0.0] * cap  # list stores beat numpy scalar stores per row
         self.state: list[str | None] = [None] * cap
         self.reason: list[str | None] = [None] * cap
+        self.z: list[float] = [math.nan] * cap
+        self.stat: list[float] = [math.nan] * cap
+        self.culprits: list[Any] = [()] * cap
+        self.direction: list[str] = [""] * cap
+        self.calibrating: list[bool] = [False] * cap
 
     def put(self, i: int, row: dict[str, Any]) -> str:
         """Copy ``row`` into slot ``i`` (not committed until the caller advances); return state."""
@@ -87,7 +94,10 @@ class LayerBuffer:
         elif self.has_missing[i]:
             self.missing[i] = False
             self.has_missing[i] = False
+        z, stat, culprits, direction, calibrating = _alarm_fields(row)
         self.h0[i] = h0
+        self.z[i], self.stat[i], self.culprits[i] = z, stat, culprits
+        self.direction[i], self.calibrating[i] = direction, calibrating
         if values.dtype is _F32:
             self.slots[i][...] = values
         else:  # float64 beyond the float32 range is recorded as inf, like any overflow
@@ -108,14 +118,57 @@ class LayerBuffer:
         return pa.RecordBatch.from_arrays(
             [
                 pa.array(step[a:b], pa.int64()),
-                pa.array(wall[a:b], pa.float64()),
+                wall_array(wall[a:b]),
                 pa.FixedSizeListArray.from_arrays(flat, self.shape[0] * self.shape[1]),
                 pa.array(self.h0[a:b], pa.float64()),
                 pa.array(self.state[a:b], pa.string()),
                 pa.array(self.reason[a:b], pa.string()),
+                pa.array(self.z[a:b], pa.float64()),
+                pa.array(self.stat[a:b], pa.float64()),
+                pa.array(self.culprits[a:b], pa.list_(pa.string())),
+                pa.array(self.direction[a:b], pa.string()),
+                pa.array(self.calibrating[a:b], pa.bool_()),
             ],
             schema=self.schema,
         )
+
+
+def _alarm_fields(row: dict[str, Any]) -> tuple[float, float, tuple[str, ...], str, bool]:
+    """The optional alarm fields of a layer row (``z``, ``stat``, ``culprits``, ``direction``,
+    ``calibrating``), checked; absent ones are NaN, NaN, (), "" and False."""
+    z, stat = row.get("z", math.nan), row.get("stat", math.nan)
+    if type(z) is not float:
+        z = as_float(z, "row['z']")
+    if type(stat) is not float:
+        stat = as_float(stat, "row['stat']")
+    culprits = row.get("culprits", ())
+    if type(culprits) is not tuple:
+        if isinstance(culprits, (str, bytes)) or not isinstance(culprits, (list, tuple)):
+            raise InputTypeError(
+                f"row['culprits'] must be a tuple of str, got {describe(culprits)}"
+            )
+        culprits = tuple(culprits)
+    if culprits and not all(type(c) is str for c in culprits):
+        raise InputTypeError(f"row['culprits'] must be a tuple of str, got {describe(culprits)}")
+    direction, calibrating = row.get("direction", ""), row.get("calibrating", False)
+    if type(direction) is not str:
+        raise InputTypeError(f"row['direction'] must be a str, got {describe(direction)}")
+    if type(calibrating) is not bool:
+        if not isinstance(calibrating, np.bool_):
+            raise InputTypeError(f"row['calibrating'] must be a bool, got {describe(calibrating)}")
+        calibrating = bool(calibrating)
+    return z, stat, culprits, direction, calibrating
+
+
+_WALL_LIMIT = 9.2e12  # seconds that fit in int64 microseconds
+
+
+def wall_array(wall: list[Any]) -> pa.Array:
+    """``wall_time`` seconds as a UTC microsecond timestamp array (non-finite: null)."""
+    w = np.asarray(wall, dtype=np.float64)
+    ok = np.isfinite(w) & (np.abs(w) < _WALL_LIMIT)
+    us = np.where(ok, np.round(w * 1e6), 0.0).astype(np.int64)
+    return pa.array(us, type=WALL, mask=None if ok.all() else ~ok)
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -158,8 +211,11 @@ class ScalarBuffer:
         for key, value in row.items():
             if key in RESERVED:
                 continue
-            if not isinstance(key, str) or "/" in key or not key:
-                raise InputError(f"row key {key!r} of monitor {kind!r} is not a column name")
+            if not column_name_ok(key):
+                raise InputError(
+                    f"row key {key!r} of monitor {kind!r} is not a column name (a name, or "
+                    "<signal>/<layer>)"
+                )
             t = _scalar_type(value)
             if t is None:
                 raise InputTypeError(
@@ -168,7 +224,7 @@ class ScalarBuffer:
                 )
             self.columns.append((key, t))
         self.keys = frozenset(k for k, _ in self.columns) | {"monitor", "step", "wall_time"}
-        fields = [pa.field("step", pa.int64()), pa.field("wall_time", pa.float64())]
+        fields = [pa.field("step", pa.int64()), pa.field("wall_time", WALL)]
         fields += [pa.field(k, _PA[t]) for k, t in self.columns]
         self.table_schema = pa.schema(fields)
         self.schema = scalar_journal_schema(kind, self.table_schema)
@@ -208,7 +264,7 @@ class ScalarBuffer:
     def batch(
         self, a: int, b: int, step: list, wall: list, *, copy: bool = False
     ) -> pa.RecordBatch:
-        arrays = [pa.array(step[a:b], pa.int64()), pa.array(wall[a:b], pa.float64())]
+        arrays = [pa.array(step[a:b], pa.int64()), wall_array(wall[a:b])]
         arrays += [
             pa.array(col[a:b], _PA[t]) for col, (_, t) in zip(self.data, self.columns, strict=True)
         ]
@@ -284,7 +340,7 @@ def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str,
         names = check_names(row["layer_names"], "row['layer_names']")
         buf: Any = LayerBuffer(signals, names, cap)
         info = {
-            "files": "rank=*/part-*.parquet",
+            "files": "table=layer/rank=*/part-*.parquet",
             "signals": list(signals),
             "layer_names": list(names),
             "config": config,
@@ -294,7 +350,7 @@ def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str,
     else:
         buf = ScalarBuffer(kind, row, cap)
         info = {
-            "files": f"rank=*/{kind}-*.{part_ext(kind)}",
+            "files": f"table={kind}/rank=*/part-*.parquet",
             "config": config,
             "schema": table_schema_json(buf.table_schema),
         }

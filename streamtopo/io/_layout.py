@@ -1,21 +1,24 @@
 """Run-directory layout: names, paths, file names, schemas, locks (``_meta.json``: ``_meta.py``).
 
-Layout (DESIGN.md §3)::
+Layout (DESIGN.md §3, format version 2): one directory per table, so every reader of a
+directory gets one schema::
 
     <log_dir>/run=<run_id>/_meta.json
-    <log_dir>/run=<run_id>/rank=<r>/part-000000.parquet      layer table, committed, immutable
-    <log_dir>/run=<run_id>/rank=<r>/part-000001.arrows       layer table, active journal
-    <log_dir>/run=<run_id>/rank=<r>/<kind>-000000.pq         other monitor kinds ("centroid", ...)
-    <log_dir>/run=<run_id>/rank=<r>/<kind>-000001.arrows     their journals
-    <log_dir>/run=<run_id>/rank=<r>/.lock                    held by the one writer of that rank
-    <log_dir>/run=<run_id>/_quarantine/rank=<r>/<file>.corrupt  unreadable files, moved aside
+    <log_dir>/run=<run_id>/table=<kind>/rank=<r>/part-000000.parquet   committed, immutable
+    <log_dir>/run=<run_id>/table=<kind>/rank=<r>/part-000001.arrows    active journal
+    <log_dir>/run=<run_id>/.rank=<r>.lock                held by the one writer of that rank
+    <log_dir>/run=<run_id>/_quarantine/table=<kind>/rank=<r>/<file>.corrupt   moved aside
 
-Only the layer table ends in ``.parquet``, so ``pl.scan_parquet(run / "**/*.parquet",
-hive_partitioning=True)`` reads exactly the layer table even when other monitors log to the same
-run; the other tables are Parquet files too, read with ``run / "rank=*/<kind>-*.pq"``.
-Nothing that is not a finished Parquet file ends in ``.parquet`` or ``.pq`` (temporary files end
-in ``.tmp``, unreadable parts and journals are moved to ``_quarantine/`` with ``.corrupt``
-appended). Symbolic links to ranks, parts or journals are refused by every reader.
+``kind`` is ``layer``, ``loss``, ``centroid``, ``collapse``, ... (the ``"monitor"`` key of a
+row). ``pl.scan_parquet(run / "table=layer/**/*.parquet", hive_partitioning=True)`` and
+``pyarrow.dataset.dataset(run / "table=layer", partitioning="hive")`` read exactly the layer
+table. Nothing that is not a finished Parquet file ends in ``.parquet`` (temporary files end in
+``.tmp``, unreadable parts and journals are moved to ``_quarantine/`` with ``.corrupt``
+appended). Symbolic links to tables, ranks, parts or journals are refused by every reader.
+
+Format version 1 (still read, and continued by a resumed writer in the new layout) kept every
+table of a rank in ``rank=<r>/``: the layer table as ``part-NNNNNN.parquet``, the others as
+``<kind>-NNNNNN.pq``.
 
 Journal files are Arrow IPC streams. The layer journal stores the signal values of a row as one
 ``fixed_size_list<float32>`` column (one Arrow call per flush instead of one per column); the
@@ -37,7 +40,7 @@ import pyarrow as pa
 from .._validation import describe
 from ..errors import InputError, InputTypeError, RecoveryError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_NAME = "_meta.json"
 LAYER = "layer"
 LAYER_PREFIX = "part"
@@ -50,7 +53,11 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _FILE = re.compile(r"(?P<prefix>[a-z][a-z0-9_]*)-(?P<index>[0-9]{6,})\.(?P<ext>parquet|pq|arrows)")
 _RANK = re.compile(r"rank=(0|[1-9][0-9]{0,8})")
+_TABLE = re.compile(r"table=([a-z][a-z0-9_]{0,31})")
+_PART = re.compile(r"part-(?P<index>[0-9]{6,})\.(?P<ext>parquet|arrows)")
 _RESERVED_KINDS = frozenset({LAYER_PREFIX})
+
+WALL = pa.timestamp("us", tz="UTC")  # wall_time (format 1: float64 seconds)
 
 # JSON spelling of the Arrow types a table may hold
 TYPES: dict[str, pa.DataType] = {
@@ -59,7 +66,18 @@ TYPES: dict[str, pa.DataType] = {
     "float32": pa.float32(),
     "string": pa.string(),
     "bool": pa.bool_(),
+    "timestamp": WALL,
+    "list<string>": pa.list_(pa.string()),
 }
+
+# the layer table's alarm columns after reason: why a step is in its state
+LAYER_ALARM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("z", "float64"),
+    ("stat", "float64"),
+    ("culprits", "list<string>"),
+    ("direction", "string"),
+    ("calibrating", "bool"),
+)
 _TYPE_NAMES = {v: k for k, v in TYPES.items()}
 
 
@@ -119,6 +137,17 @@ def check_kind(kind: Any) -> str:
     return kind
 
 
+def column_name_ok(key: Any) -> bool:
+    """A column name of a scalar table: a plain name, or ``<signal>/<layer>`` (one column
+    naming rule for every per-layer signal, as in the layer table)."""
+    if not isinstance(key, str) or not key or len(key) > 2 * MAX_NAME + 1:
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key or ".." in key:
+        return False
+    parts = key.split("/")
+    return len(parts) == 1 or (len(parts) == 2 and all(parts))
+
+
 def wide_columns(signals: tuple[str, ...], layer_names: tuple[str, ...]) -> list[str]:
     """``<signal>/<layer>`` column names, signal-major (the order of ``values.reshape(-1)``)."""
     return [f"{s}/{name}" for s in signals for name in layer_names]
@@ -138,45 +167,107 @@ def run_path(log_dir: Path, run_id: str) -> Path:
 
 
 def rank_path(run_dir: Path, rank: int) -> Path:
+    """``rank=<r>`` directory of the format-1 layout (read, never written)."""
     return inside(run_dir / f"rank={rank}", run_dir)
 
 
+def table_path(run_dir: Path, kind: str, rank: int) -> Path:
+    """``table=<kind>/rank=<r>``: where a rank writes table ``kind``."""
+    return inside(run_dir / f"table={kind}" / f"rank={rank}", run_dir)
+
+
+def lock_path(run_dir: Path, rank: int) -> Path:
+    """The lock file held by the one writer of a rank (hidden: no reader globs it)."""
+    return inside(run_dir / f".rank={rank}.lock", run_dir)
+
+
 def file_name(kind: str, index: int, ext: str) -> str:
-    prefix = LAYER_PREFIX if kind == LAYER else kind
-    return f"{prefix}-{index:06d}.{ext}"
+    """Name of a part (``ext="parquet"``) or journal (``"arrows"``) in a table directory."""
+    return f"part-{index:06d}.{ext}"
 
 
 def part_ext(kind: str) -> str:
-    return "parquet" if kind == LAYER else "pq"
+    return "parquet"
+
+
+def part_name(journal_name: str) -> str:
+    """Name of the part a journal becomes (format 1: ``<kind>-NNNNNN.pq`` for other tables)."""
+    stem = journal_name.removesuffix(f".{JOURNAL_EXT}")
+    return f"{stem}.parquet" if stem.startswith(f"{LAYER_PREFIX}-") else f"{stem}.pq"
 
 
 def parse_file(name: str) -> tuple[str, int, str] | None:
-    """``(kind, index, ext)`` of a part or journal file name, None for anything else."""
+    """``(kind, index, ext)`` of a format-1 part or journal file name, None for anything else."""
     m = _FILE.fullmatch(name)
     if m is None:
         return None
     prefix, ext = m["prefix"], m["ext"]
     kind = LAYER if prefix == LAYER_PREFIX else prefix
-    if ext != JOURNAL_EXT and ext != part_ext(kind):
+    if ext != JOURNAL_EXT and ext != ("parquet" if kind == LAYER else "pq"):
         return None
     return kind, int(m["index"]), ext
 
 
-def rank_dirs(run_dir: Path) -> list[tuple[int, Path]]:
-    """``(rank, directory)`` of every ``rank=<r>`` directory; a symbolic link is refused."""
+def parse_path(path: Path, name: str | None = None) -> tuple[str, int, str] | None:
+    """``(kind, index, ext)`` of a part or journal of either layout (the table from the
+    ``table=<kind>`` directory above the rank), None for anything else. ``name`` replaces
+    ``path.name`` (a quarantined file's name without ``.corrupt``)."""
+    name = path.name if name is None else name
+    table = _TABLE.fullmatch(path.parent.parent.name)
+    if table is None:
+        return parse_file(name)
+    m = _PART.fullmatch(name)
+    return None if m is None else (table[1], int(m["index"]), m["ext"])
+
+
+def _refuse_dir_link(child: Path) -> None:
+    if child.is_symlink():
+        raise RecoveryError(
+            f"{child} is a symbolic link; streamtopo refuses links inside a run directory "
+            "(a linked rank or table could pull in another run's rows): replace it by a directory"
+        )
+
+
+def _rank_children(parent: Path) -> list[tuple[int, Path]]:
     out = []
-    for child in run_dir.iterdir():
+    for child in parent.iterdir():
         m = _RANK.fullmatch(child.name)
         if m is None:
             continue
-        if child.is_symlink():
-            raise RecoveryError(
-                f"{child} is a symbolic link; streamtopo refuses links inside a run directory "
-                "(a linked rank could pull in another run's rows): replace it by a directory"
-            )
+        _refuse_dir_link(child)
         if child.is_dir():
             out.append((int(m[1]), child))
     return sorted(out)
+
+
+def rank_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(rank, directory)`` of every directory holding a rank's files, in both layouts
+    (``rank=<r>`` of format 1 first, then ``table=<kind>/rank=<r>``); links are refused."""
+    out = _rank_children(run_dir)
+    for _, table_dir in table_dirs(run_dir):
+        out += _rank_children(table_dir)
+    return out
+
+
+def table_dirs(run_dir: Path) -> list[tuple[str, Path]]:
+    """``(kind, directory)`` of every ``table=<kind>`` directory; a link is refused."""
+    out = []
+    for child in run_dir.iterdir():
+        m = _TABLE.fullmatch(child.name)
+        if m is None:
+            continue
+        _refuse_dir_link(child)
+        if child.is_dir():
+            out.append((m[1], child))
+    return sorted(out)
+
+
+def ranks_of(run_dir: Path) -> dict[int, list[Path]]:
+    """Every rank of a run and the directories holding its files (see :func:`rank_dirs`)."""
+    out: dict[int, list[Path]] = {}
+    for rank, path in rank_dirs(run_dir):
+        out.setdefault(rank, []).append(path)
+    return dict(sorted(out.items()))
 
 
 def refuse_link(path: Path) -> Path:
@@ -190,38 +281,48 @@ def refuse_link(path: Path) -> Path:
     return path
 
 
-def quarantine_dir(rank_dir: Path) -> Path:
-    """``<run>/_quarantine/rank=<r>`` of a rank directory: where unreadable files are moved
-    (created if needed).
+def quarantine_dir(rank_dir: Path, *, create: bool = True) -> Path:
+    """``<run>/_quarantine/[table=<kind>/]rank=<r>`` of a directory holding a rank's files:
+    where its unreadable files are moved (created if ``create``).
 
     No reader globs it: nothing in it ends in ``.parquet``/``.pq``/``.arrows``, and
     ``pyarrow.dataset`` skips ``_``-prefixed directories anyway.
     """
-    run_dir = rank_dir.parent
-    top = run_dir / QUARANTINE
-    for path in (top, top / rank_dir.name):
+    if _TABLE.fullmatch(rank_dir.parent.name) is not None:
+        run_dir, rel = rank_dir.parent.parent, [rank_dir.parent.name, rank_dir.name]
+    else:
+        run_dir, rel = rank_dir.parent, [rank_dir.name]
+    path = run_dir / QUARANTINE
+    for part in [None, *rel]:
+        path = path if part is None else path / part
         if path.is_symlink():
             raise RecoveryError(f"{path} is a symbolic link; refusing to move files into it")
-        path.mkdir(exist_ok=True)
-    return inside(top / rank_dir.name, run_dir)
+        if create:
+            path.mkdir(exist_ok=True)
+    return inside(path, run_dir)
 
 
 # -- schemas -------------------------------------------------------------------------------
-def layer_journal_schema(signals: tuple[str, ...], layer_names: tuple[str, ...]) -> pa.Schema:
-    """Journal of the layer table: the signal values of a row as one fixed-size list."""
+def layer_journal_schema(
+    signals: tuple[str, ...], layer_names: tuple[str, ...], *, version: int = FORMAT_VERSION
+) -> pa.Schema:
+    """Journal of the layer table: the signal values of a row as one fixed-size list
+    (``version=1``: the format-1 journal, float64 wall_time and no alarm columns)."""
     wide = wide_columns(signals, layer_names)
+    alarm = [] if version == 1 else [pa.field(n, TYPES[t]) for n, t in LAYER_ALARM_COLUMNS]
     return pa.schema(
         [
             pa.field("step", pa.int64()),
-            pa.field("wall_time", pa.float64()),
+            pa.field("wall_time", pa.float64() if version == 1 else WALL),
             pa.field("values", pa.list_(pa.float32(), len(wide))),
             pa.field("h0", pa.float64()),
             pa.field("state", pa.string()),
             pa.field("reason", pa.string()),
+            *alarm,
         ],
         metadata={
             "streamtopo.kind": LAYER,
-            "streamtopo.format_version": str(FORMAT_VERSION),
+            "streamtopo.format_version": str(version),
             "streamtopo.columns": json.dumps(wide),
         },
     )
@@ -230,29 +331,35 @@ def layer_journal_schema(signals: tuple[str, ...], layer_names: tuple[str, ...])
 def layer_table_schema(signals: tuple[str, ...], layer_names: tuple[str, ...]) -> pa.Schema:
     """Parquet schema of the layer table (wide ``<signal>/<layer>`` float32 columns)."""
     return pa.schema(
-        [pa.field("step", pa.int64()), pa.field("wall_time", pa.float64())]
+        [pa.field("step", pa.int64()), pa.field("wall_time", WALL)]
         + [pa.field(c, pa.float32()) for c in wide_columns(signals, layer_names)]
         + [
             pa.field("h0", pa.float64()),
             pa.field("state", pa.string()),
             pa.field("reason", pa.string()),
         ]
+        + [pa.field(n, TYPES[t]) for n, t in LAYER_ALARM_COLUMNS]
     )
 
 
-def scalar_journal_schema(kind: str, table_schema: pa.Schema) -> pa.Schema:
+def scalar_journal_schema(
+    kind: str, table_schema: pa.Schema, *, version: int = FORMAT_VERSION
+) -> pa.Schema:
     """Journal of another monitor kind: its Parquet schema plus the kind in the metadata."""
     return table_schema.with_metadata(
-        {"streamtopo.kind": kind, "streamtopo.format_version": str(FORMAT_VERSION)}
+        {"streamtopo.kind": kind, "streamtopo.format_version": str(version)}
     )
 
 
 def journal_schema_for(kind: str, info: dict[str, Any]) -> pa.Schema:
     """Journal schema of table ``kind`` from its ``_meta.json`` description."""
     try:
+        table = table_schema_from_json(info["schema"])
+        version = 1 if table.field("wall_time").type == pa.float64() else FORMAT_VERSION
         if kind == LAYER:
-            return layer_journal_schema(tuple(info["signals"]), tuple(info["layer_names"]))
-        return scalar_journal_schema(kind, table_schema_from_json(info["schema"]))
+            names = tuple(info["signals"]), tuple(info["layer_names"])
+            return layer_journal_schema(*names, version=version)
+        return scalar_journal_schema(kind, table, version=version)
     except (KeyError, TypeError) as exc:
         raise RecoveryError(f"{META_NAME} describes table {kind!r} incompletely: {exc!r}") from exc
 
@@ -318,7 +425,8 @@ class RankLock:
             os.close(self._fd)
             self._fd = None
             raise InputError(
-                f"{path.parent} is already open in another RunWriter (one writer per rank); "
+                f"{path.parent} rank {path.name[6:-5]} is already open in another RunWriter "
+                "(one writer per rank); "
                 "close it or use another rank/run_id"
             ) from None
 

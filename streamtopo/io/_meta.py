@@ -27,11 +27,13 @@ from ..errors import InputError, InputTypeError, RecoveryError, StreamtopoError
 from ._layout import (
     FORMAT_VERSION,
     LAYER,
+    LAYER_ALARM_COLUMNS,
     META_NAME,
     TYPES,
     check_kind,
     check_names,
     check_run_id,
+    column_name_ok,
     file_lock,
     wide_columns,
 )
@@ -75,6 +77,9 @@ def parse_bounded(data: bytes, path: Path) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RecoveryError(f"{path} is not valid JSON ({exc}); fix or remove it") from exc
+
+
+WALL_TIME = (["wall_time", "timestamp"], ["wall_time", "float64"])  # format 2, format 1
 
 
 def load_meta(run_dir: Path) -> dict[str, Any] | None:
@@ -173,8 +178,8 @@ def _check_table(kind: str, info: dict[str, Any], path: Path) -> None:
         if not ok:
             raise _bad(path, f"{where}.schema[{i}]", f"[name, one of {sorted(TYPES)}]", item)
     names = [n for n, _ in schema]
-    if schema[0] != ["step", "int64"] or schema[1] != ["wall_time", "float64"]:
-        raise _bad(path, f"{where}.schema", "to start with step int64, wall_time float64", schema)
+    if schema[0] != ["step", "int64"] or schema[1] not in WALL_TIME:
+        raise _bad(path, f"{where}.schema", "to start with step int64, wall_time timestamp", schema)
     if len(set(names)) != len(names):
         raise _bad(path, f"{where}.schema", "unique column names", sorted(names))
     if kind == LAYER:
@@ -185,9 +190,12 @@ def _check_table(kind: str, info: dict[str, Any], path: Path) -> None:
             raise _bad(
                 path, f"{where}.columns", "the <signal>/<layer> columns", info.get("columns")
             )
-        want = [["step", "int64"], ["wall_time", "float64"]]
+        want = [["step", "int64"], schema[1]]
         want += [[c, "float32"] for c in wide]
         want += [["h0", "float64"], ["state", "string"], ["reason", "string"]]
+        alarm = [list(c) for c in LAYER_ALARM_COLUMNS]
+        if schema[1] == ["wall_time", "timestamp"]:  # format 2; format 1 had no alarm columns
+            want += alarm
         if schema != want:
             raise _bad(path, f"{where}.schema", "the layer-table schema of its names", schema)
         n_layers = config.get("n_layers", len(layers))
@@ -197,7 +205,7 @@ def _check_table(kind: str, info: dict[str, Any], path: Path) -> None:
             )
     else:
         for i, name in enumerate(names[2:], start=2):
-            if not name or "/" in name or name in ("monitor", "config"):
+            if not column_name_ok(name) or name in ("monitor", "config"):
                 raise _bad(path, f"{where}.schema[{i}]", "a column name", name)
 
 
@@ -267,8 +275,11 @@ def register_table(
             }
         old = meta["tables"].get(kind)
         if old is not None:
-            if old != info:
-                diff = sorted(k for k in set(old) | set(info) if old.get(k) != info.get(k))
+            # "files" is the glob of the layout; a format-1 run continued here differs only there
+            diff = sorted(
+                k for k in set(old) | set(info) if k != "files" and old.get(k) != info.get(k)
+            )
+            if diff:
                 raise InputError(
                     f"run {run_id!r} already records {kind!r} rows with a different {diff}; "
                     "log this monitor to another run_id"

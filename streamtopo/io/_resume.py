@@ -25,7 +25,15 @@ import numpy as np
 
 from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError, RecoveryWarning, WriteError
-from ._layout import JOURNAL_EXT, QUARANTINE, RankLock, parse_file
+from ._layout import (
+    FORMAT_VERSION,
+    JOURNAL_EXT,
+    RankLock,
+    lock_path,
+    parse_path,
+    quarantine_dir,
+    ranks_of,
+)
 from ._meta import load_meta
 from ._parts import part_piece
 from .recovery import RecoveryReport, expected_schemas, part_schemas, recover_rank
@@ -48,30 +56,37 @@ def _base(name: str) -> str:
     return name.split(".corrupt")[0]
 
 
-def holds_rows(rank_dir: Path) -> bool:
-    """True if the rank directory has a part or journal (rows were recorded there)."""
-    if not rank_dir.is_dir():
-        return False
-    quarantine = rank_dir.parent / QUARANTINE / rank_dir.name
-    names = [p.name for p in rank_dir.iterdir()]
-    if quarantine.is_dir():
-        names += [p.name for p in quarantine.iterdir()]
-    return any(parse_file(_base(n)) is not None for n in names)
+def _rank_files(run_dir: Path, rank: int) -> list[tuple[Path, str, bool]]:
+    """``(path, name without .corrupt, quarantined)`` of every file of a rank, both layouts."""
+    out = []
+    if not run_dir.is_dir():
+        return out
+    for folder in ranks_of(run_dir).get(rank, []):
+        out += [(p, p.name, False) for p in folder.iterdir()]
+        quarantine = quarantine_dir(folder, create=False)
+        if quarantine.is_dir():
+            out += [(p, _base(p.name), True) for p in quarantine.iterdir()]
+    return out
 
 
-def check_resume(resume: str, run_id: str, rank: int, rank_dir: Path) -> bool:
+def holds_rows(run_dir: Path, rank: int) -> bool:
+    """True if the rank has a part or journal in the run (rows were recorded there)."""
+    return any(parse_path(p, name) is not None for p, name, _ in _rank_files(run_dir, rank))
+
+
+def check_resume(resume: str, run_id: str, rank: int, run_dir: Path) -> bool:
     """Apply the run-id policy before anything is created; return whether the rank holds rows."""
-    held = holds_rows(rank_dir)
+    held = holds_rows(run_dir, rank)
     if held and resume == "never":
         raise InputError(
-            f"run_id {run_id!r} already holds rows of rank {rank} in {rank_dir.parent}; "
+            f"run_id {run_id!r} already holds rows of rank {rank} in {run_dir}; "
             "pass resume='allow' to continue it, or choose another run_id (run_id=None picks a "
             "new unique one)"
         )
     if not held and resume == "must":
         raise InputError(
             f"resume='must' but run_id {run_id!r} holds no rows of rank {rank} in "
-            f"{rank_dir.parent}; check the run_id, or pass resume='allow'"
+            f"{run_dir}; check the run_id, or pass resume='allow'"
         )
     return held
 
@@ -103,36 +118,39 @@ def check_resume_args(
 
 
 def open_rank(
-    rank_dir: Path, run_id: str, resume: str, *, fsync: bool
+    run_dir: Path, rank: int, run_id: str, resume: str, *, fsync: bool
 ) -> tuple[RankLock, RecoveryReport, dict[str, int], dict[str, int]]:
-    """Check, create, lock and recover a writer's rank directory.
+    """Check, create, lock and recover a writer's rank.
 
     Every check that can fail (``_meta.json``, the run-id policy) runs before anything is
     created or changed. Returns the held lock, the recovery report (unreadable files moved
     aside are also announced with a RecoveryWarning), and the rank's next part index and last
     recorded step per table.
     """
-    run_dir = rank_dir.parent
-    rank = int(rank_dir.name.removeprefix("rank="))
     meta = load_meta(run_dir) if run_dir.is_dir() else None
-    check_resume(resume, run_id, rank, rank_dir)
+    if meta is not None and meta["format_version"] < FORMAT_VERSION:
+        raise InputError(
+            f"run_id {run_id!r} in {run_dir} was written in run format "
+            f"{meta['format_version']}; streamtopo reads it (read_run, replay, report, recover) "
+            f"but writes only format {FORMAT_VERSION}: choose another run_id"
+        )
+    check_resume(resume, run_id, rank, run_dir)
     try:
         run_dir.mkdir(exist_ok=True)
-        rank_dir.mkdir(exist_ok=True)
     except OSError as exc:
-        raise WriteError(f"RunWriter cannot create {rank_dir}: {exc!r}") from exc
-    lock = RankLock(rank_dir / ".lock")
+        raise WriteError(f"RunWriter cannot create {run_dir}: {exc!r}") from exc
+    lock = RankLock(lock_path(run_dir, rank))
     try:
         report = recover_rank(
-            rank_dir, expected_schemas(meta), fsync=fsync, root=run_dir, parts=part_schemas(meta)
+            run_dir, rank, expected_schemas(meta), fsync=fsync, parts=part_schemas(meta)
         )
-        next_index, last_step = scan_rank(rank_dir)
+        next_index, last_step = scan_rank(run_dir, rank)
     except BaseException:
         lock.release()
         raise
     if report.quarantined:
         warnings.warn(
-            f"RunWriter moved unreadable files of {rank_dir} aside (bytes kept): "
+            f"RunWriter moved unreadable files of rank {rank} of {run_dir} aside (bytes kept): "
             + "; ".join(report.quarantined),
             RecoveryWarning,
             stacklevel=3,
@@ -140,24 +158,19 @@ def open_rank(
     return lock, report, next_index, last_step
 
 
-def scan_rank(rank_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
+def scan_rank(run_dir: Path, rank: int) -> tuple[dict[str, int], dict[str, int]]:
     """Next part index and last recorded step per table kind, from the committed parts (the
     rank was recovered and checked first, so every part opens). Quarantined files keep their
     index taken."""
     next_index: dict[str, int] = {}
     last_step: dict[str, int] = {}
-    quarantine = rank_dir.parent / QUARANTINE / rank_dir.name
-    paths = list(rank_dir.iterdir())
-    if quarantine.is_dir():
-        paths += list(quarantine.iterdir())
-    for path in paths:
-        base = _base(path.name)
-        parsed = parse_file(base)
+    for path, name, quarantined in _rank_files(run_dir, rank):
+        parsed = parse_path(path, name)
         if parsed is None:
             continue
         kind, index, ext = parsed
         next_index[kind] = max(next_index.get(kind, 0), index + 1)
-        if ext != JOURNAL_EXT and base == path.name and path.parent == rank_dir:
+        if ext != JOURNAL_EXT and not quarantined:
             piece = part_piece(path)
             if piece.rows:
                 last_step[kind] = max(last_step.get(kind, -1), piece.last)

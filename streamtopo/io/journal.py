@@ -31,7 +31,7 @@ from ..errors import InputError, InputTypeError, StreamtopoError, WriteError, Wr
 from ._buffers import Table, as_float, as_step, new_buffer
 from ._failures import FailurePolicy, step_span
 from ._journalfile import Journal
-from ._layout import JOURNAL_EXT, LAYER, check_kind, check_run_id, file_name, rank_path, run_path
+from ._layout import JOURNAL_EXT, LAYER, check_kind, check_run_id, file_name, run_path, table_path
 from ._meta import register_table
 from ._resume import STEP_LIMIT, check_resume_args, open_rank, start_steps, step_error
 from .recovery import RecoveryReport, convert_journal, recover
@@ -55,7 +55,7 @@ class RunWriter:
         ``[A-Za-z0-9._-]``, at most 128 characters. Default: UTC time plus a random suffix
         (required when ``rank > 0`` so that all ranks agree on it).
     rank : int, default 0
-        Process rank; each rank writes its own ``rank=<r>/`` directory.
+        Process rank; each rank writes its own ``table=<kind>/rank=<r>/`` directories.
     flush_rows : int, default 512
         Rows buffered before a flush to the journal (the buffer is preallocated to this size).
         At 64 layers a row is ~300 bytes, so one flush is one ~150 kB write.
@@ -101,7 +101,7 @@ class RunWriter:
     Attributes
     ----------
     run_dir, rank_dir : Path
-        ``<log_dir>/run=<run_id>`` and its ``rank=<r>`` directory.
+        ``<log_dir>/run=<run_id>`` and its layer table directory ``table=layer/rank=<r>``.
     recovery_ : RecoveryReport
         What the recovery of this rank did on open. Unreadable files it moved to
         ``<run>/_quarantine/`` are also announced with a
@@ -137,7 +137,7 @@ class RunWriter:
     ...                 "signals": ("grad_norm",), "layer_names": ("fc1", "fc2"),
     ...                 "values": np.array([[1.0, 2.0 + step]], np.float32),
     ...                 "h0": 1.0 + step, "state": "HEALTHY", "reason": "ok", "config": {}})
-    >>> df = pl.read_parquet(writer.run_dir / "**/*.parquet", hive_partitioning=True)
+    >>> df = pl.read_parquet(writer.run_dir / "table=layer/**/*.parquet", hive_partitioning=True)
     >>> df.select("step", "grad_norm/fc2", "h0", "rank").rows()
     [(0, 2.0, 1.0, 0), (1, 3.0, 2.0, 0), (2, 4.0, 3.0, 0)]
 
@@ -202,9 +202,9 @@ class RunWriter:
         except OSError as exc:
             raise InputError(f"log_dir {self.log_dir} cannot be created: {exc}") from exc
         self.run_dir = run_path(self.log_dir, self.run_id)
-        self.rank_dir = rank_path(self.run_dir, rank)
+        self.rank_dir = table_path(self.run_dir, LAYER, rank)
         self._rank_lock, self.recovery_, self._next_index, self._last_step = open_rank(
-            self.rank_dir, self.run_id, self.resume, fsync=self.fsync != "never"
+            self.run_dir, rank, self.run_id, self.resume, fsync=self.fsync != "never"
         )
 
         self._tables: dict[str, Table] = {}
@@ -396,7 +396,9 @@ class RunWriter:
 
     def _write_table(self, table: Table) -> None:
         if table.journal is None:
-            path = self.rank_dir / file_name(table.kind, table.index, JOURNAL_EXT)
+            folder = table_path(self.run_dir, table.kind, self.rank)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / file_name(table.kind, table.index, JOURNAL_EXT)
             table.journal = Journal(path, table.buf.schema, fsync=self.fsync == "flush")
             table.index += 1
         while table.pending:
@@ -466,7 +468,7 @@ class RunWriter:
             self._failures.roll_failed(path, exc, self.run_dir)
             self._attention = True
         else:
-            self.parts_.extend(self.rank_dir / p for p in report.parts_written)
+            self.parts_.extend(path.parent / p for p in report.parts_written)
 
     def _timed_flush(self) -> None:
         if time.monotonic() - self._last_flush < self.flush_seconds:

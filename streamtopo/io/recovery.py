@@ -25,13 +25,13 @@ from ._layout import (
     JOURNAL_EXT,
     META_NAME,
     file_lock,
-    file_name,
     inside,
     journal_schema_for,
-    parse_file,
-    part_ext,
+    lock_path,
+    parse_path,
+    part_name,
     quarantine_dir,
-    rank_dirs,
+    ranks_of,
     refuse_link,
     table_schema_from_json,
 )
@@ -247,11 +247,10 @@ def convert_journal(
     validate: bool = True,
 ) -> None:
     """Turn one closed or torn journal into its part (or remove/quarantine it)."""
-    parsed = parse_file(journal.name)
+    parsed = parse_path(journal)
     assert parsed is not None and parsed[2] == JOURNAL_EXT
-    kind, index, _ = parsed
     rel = str(journal.relative_to(root)) if root is not None else journal.name
-    part = journal.with_name(file_name(kind, index, part_ext(kind)))
+    part = journal.with_name(part_name(journal.name))
     if part.exists():  # converted before a crash removed the journal
         journal.unlink()
         report.journals_removed.append(rel)
@@ -280,7 +279,8 @@ def convert_journal(
 
 
 def _quarantine(path: Path, rel: str, report: RecoveryReport, why: str) -> None:
-    """Move an unreadable part or journal to ``<run>/_quarantine/rank=<r>/<name>.corrupt``."""
+    """Move an unreadable part or journal to
+    ``<run>/_quarantine/table=<kind>/rank=<r>/<name>.corrupt``."""
     folder = quarantine_dir(path.parent)
     target = folder / f"{path.name}.corrupt"
     n = 1
@@ -288,7 +288,8 @@ def _quarantine(path: Path, rel: str, report: RecoveryReport, why: str) -> None:
         target = folder / f"{path.name}.corrupt.{n}"
         n += 1
     os.replace(path, target)
-    moved = f"{folder.parent.name}/{folder.name}/{target.name}"
+    top = next(p for p in folder.parents if p.name == "_quarantine")
+    moved = str(target.relative_to(top.parent))
     report.quarantined.append(f"{rel} -> {moved} ({why})")
 
 
@@ -307,50 +308,57 @@ def part_schemas(meta: dict | None) -> dict[str, pa.Schema]:
     return {kind: table_schema_from_json(info["schema"]) for kind, info in meta["tables"].items()}
 
 
-def _data_files(rank_dir: Path) -> list[tuple[Path, tuple[str, int, str]]]:
-    """Parts and journals of a rank, sorted; a symbolic link among them is refused before
-    anything is changed (recovery would otherwise import rows from outside the run)."""
+def _data_files(folders: list[Path]) -> list[tuple[Path, tuple[str, int, str]]]:
+    """Parts and journals of a rank (its directories in both layouts), sorted; a symbolic link
+    among them is refused before anything is changed (recovery would otherwise import rows from
+    outside the run)."""
     out = []
-    for path in sorted(rank_dir.iterdir()):
-        parsed = parse_file(path.name)
-        if parsed is not None or path.name.endswith((".parquet.tmp", ".pq.tmp")):
-            refuse_link(path)
-        if parsed is not None:
-            out.append((path, parsed))
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            parsed = parse_path(path)
+            if parsed is not None or path.name.endswith(_TMP):
+                refuse_link(path)
+            if parsed is not None:
+                out.append((path, parsed))
     return out
 
 
+_TMP = (".parquet.tmp", ".pq.tmp")
+
+
 def recover_rank(
-    rank_dir: Path,
+    run_dir: Path,
+    rank: int,
     schemas: dict[str, pa.Schema],
     *,
     fsync: bool = False,
-    root: Path,
     parts: dict[str, pa.Schema] | None = None,
     verify: bool = False,
 ) -> RecoveryReport:
-    """Recover one rank directory; the caller holds its lock.
+    """Recover one rank (every directory holding its files); the caller holds its lock.
 
     Order matters: parts that do not open (checked against ``parts``, the Parquet schemas; every
     page decoded when ``verify``) are quarantined *before* journals are converted, so that a
     journal whose part is unreadable is converted again instead of being deleted as done.
     """
     report = RecoveryReport()
-    files = _data_files(rank_dir)
-    for path in sorted(rank_dir.iterdir()):
-        if path.name.endswith((".parquet.tmp", ".pq.tmp")):
-            path.unlink()
-            report.tmp_removed.append(str(path.relative_to(root)))
+    folders = ranks_of(run_dir).get(rank, [])
+    files = _data_files(folders)
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            if path.name.endswith(_TMP):
+                path.unlink()
+                report.tmp_removed.append(str(path.relative_to(run_dir)))
     for path, (kind, _, ext) in files:
         if ext == JOURNAL_EXT:
             continue
         why = part_problem(path, (parts or {}).get(kind), full=verify)
         if why is not None:
-            _quarantine(path, str(path.relative_to(root)), report, why)
+            _quarantine(path, str(path.relative_to(run_dir)), report, why)
     for path, (kind, _, ext) in files:
         if ext != JOURNAL_EXT or not path.is_file():
             continue
-        convert_journal(path, schemas.get(kind), report, fsync=fsync, root=root)
+        convert_journal(path, schemas.get(kind), report, fsync=fsync, root=run_dir)
     return report
 
 
@@ -363,12 +371,13 @@ def recover(
     open (truncated, garbage, empty, other columns than ``_meta.json`` records) and turns every
     leftover journal into a Parquet part, reading its batches up to the first torn one. A
     journal that is not an Arrow stream (or has a schema other than ``_meta.json`` says) is
-    moved aside too. Moved files go to ``<run>/_quarantine/rank=<r>/<name>.corrupt``, bytes
-    unchanged, never deleted; no reader globs that folder, so the rest of the run reads again.
-    Each move is logged as a WARNING on ``logging.getLogger("streamtopo")`` and listed in
-    :attr:`RecoveryReport.quarantined`. Ranks whose writer is still running (their lock is
-    held) are skipped. A symbolic link among a run's ranks, parts or journals is refused
-    before anything is changed.
+    moved aside too. Moved files go to
+    ``<run>/_quarantine/table=<kind>/rank=<r>/<name>.corrupt``, bytes unchanged, never deleted;
+    no reader globs that folder, so the rest of the run reads again. Each move is logged as a
+    WARNING on ``logging.getLogger("streamtopo")`` and listed in
+    :attr:`RecoveryReport.quarantined`. Ranks whose writer is still running (their lock is held)
+    are skipped. A symbolic link among a run's ranks, parts or journals is refused before
+    anything is changed.
 
     Parameters
     ----------
@@ -417,25 +426,24 @@ def recover(
     if not isinstance(verify, bool):
         raise InputTypeError(f"verify must be a bool, got {verify!r}")
     schemas, parts = expected_schemas(meta), part_schemas(meta)
-    ranks = rank_dirs(run_dir)
-    for _, rank_dir in ranks:  # refuse links before changing anything
-        inside(rank_dir, run_dir)
-        _data_files(rank_dir)
+    ranks = ranks_of(run_dir)
+    for folders in ranks.values():  # refuse links before changing anything
+        for folder in folders:
+            inside(folder, run_dir)
+        _data_files(folders)
     report = RecoveryReport()
     with file_lock(run_dir / ".meta.lock", blocking=False) as acquired:
         if acquired:  # writers write _meta.json.<pid>.tmp only under this lock: these are stale
             for tmp in run_dir.glob(f"{META_NAME}.*.tmp"):
                 tmp.unlink()
                 report.tmp_removed.append(tmp.name)
-    for rank, rank_dir in ranks:
-        with file_lock(rank_dir / ".lock", blocking=False) as acquired:
+    for rank in ranks:
+        with file_lock(lock_path(run_dir, rank), blocking=False) as acquired:
             if not acquired:
                 report.busy_ranks.append(rank)
                 continue
             report.merge(
-                recover_rank(
-                    rank_dir, schemas, fsync=fsync, root=run_dir, parts=parts, verify=verify
-                )
+                recover_rank(run_dir, rank, schemas, fsync=fsync, parts=parts, verify=verify)
             )
     for item in report.quarantined:
         _log.warning("streamtopo: moved an unreadable file aside in %s: %s", run_dir, item)

@@ -19,10 +19,9 @@ from ._layout import (
     JOURNAL_EXT,
     LAYER,
     META_NAME,
-    file_name,
-    parse_file,
-    part_ext,
-    rank_dirs,
+    parse_path,
+    part_name,
+    ranks_of,
     refuse_link,
     table_schema_from_json,
 )
@@ -114,8 +113,8 @@ def read_run(
     ``run`` and ``rank`` are the hive partitions of the layout, added from the directory names
     this function walks rather than by polars' ``hive_partitioning``, which parses every
     ``key=value`` directory of the full path (a ``log_dir`` such as ``/data/lr=3e-4/`` would add
-    an ``lr`` column). Plain ``pl.scan_parquet(run_dir / "**/*.parquet",
-    hive_partitioning=True)`` works too.
+    an ``lr`` column). Plain ``pl.scan_parquet(run_dir / "table=layer/**/*.parquet",
+    hive_partitioning=True)`` works too (format-2 runs).
 
     Examples
     --------
@@ -150,8 +149,8 @@ def _read(
     run_id = str(meta["run_id"])
     frames = []
     n_rows = 0
-    for rank, rank_dir in rank_dirs(run_dir):
-        parts, journals = _rank_files(rank_dir, table)
+    for rank, folders in ranks_of(run_dir).items():
+        parts, journals = _rank_files(folders, table)
         pieces: list[pl.LazyFrame] = []
         tables = []
         if include_journal:
@@ -161,7 +160,7 @@ def _read(
                 try:
                     jschema, batches, _ = read_journal(journal)
                 except FileNotFoundError:  # rolled while we listed: read its part instead
-                    part = journal.with_name(file_name(table, index, part_ext(table)))
+                    part = journal.with_name(part_name(journal.name))
                     if part.exists():
                         parts[index] = part
                     continue
@@ -215,11 +214,11 @@ def _warn_gaps(run_dir: Path, rank: int, table: str, pieces: list[Piece], stackl
         )
 
 
-def _rank_files(rank_dir: Path, table: str) -> tuple[dict[int, Path], list[tuple[int, Path]]]:
+def _rank_files(folders: list[Path], table: str) -> tuple[dict[int, Path], list[tuple[int, Path]]]:
     parts: dict[int, Path] = {}
     journals: list[tuple[int, Path]] = []
-    for p in rank_dir.iterdir():
-        parsed = parse_file(p.name)
+    for p in (p for folder in folders for p in folder.iterdir()):
+        parsed = parse_path(p)
         if parsed is None or parsed[0] != table:
             continue
         refuse_link(p)

@@ -100,6 +100,8 @@ def status_frame(statuses: Sequence[LayerStatus]) -> Any:
             "reason": [s.reason for s in statuses],
             "nonfinite": [list(s.nonfinite) for s in statuses],
             "layer_z": [s.layer_z for s in statuses],
+            "stat": [s.stat for s in statuses],
+            "calibrating": [s.calibrating for s in statuses],
             "evaluated": [s.evaluated for s in statuses],
         },
         schema={
@@ -114,6 +116,8 @@ def status_frame(statuses: Sequence[LayerStatus]) -> Any:
             "reason": pl.String,
             "nonfinite": pl.List(pl.Int64),
             "layer_z": pl.Float64,
+            "stat": pl.Float64,
+            "calibrating": pl.Boolean,
             "evaluated": pl.Boolean,
         },
     )

@@ -103,6 +103,9 @@ class LayerStatus(MonitorStatus):
         Indices of layers with a NaN/inf value at this step.
     layer_z : float
         Largest per-layer z-score (signed) at this step.
+    stat : float
+        ``rule="cusum"``: the change detector's statistic (largest CUSUM over streams; inf on a
+        jump); NaN for the other rules and on steps the detector did not see.
     absent : tuple of str
         Layers without a value this step (``check(..., missing=...)``: a frozen layer, no
         backward pass): left out of H0 and the rules, never a collapse.
@@ -118,6 +121,7 @@ class LayerStatus(MonitorStatus):
     culprits: tuple[str, ...] = ()
     nonfinite: tuple[int, ...] = ()
     layer_z: float = math.nan
+    stat: float = math.nan
     absent: tuple[str, ...] = ()
 
     @property

@@ -6,11 +6,15 @@ i becomes the point ``p_i = (f(v_s[i, t-W+1..t]) for s in signals)`` and the mon
 with ``f = log`` (zeros floored at ``1e-8`` x the step's largest value), so a global rescaling
 of every layer (LR decay, loss scaling, clipping) leaves h0 unchanged. See DESIGN.md §2.
 
-Alarms (``rule="zscore"``, default): a two-sided z-score of ``log h0`` against the previous
-``baseline`` accepted values (the *topology* rule) and, per layer, a z-score of its own
-median-relative log value (the *layer* rule, which also names the culprits). ``rule="peak"`` is
-ph-training's ratio-to-peak rule; with ``transform="none", window=1`` h0 is exactly
-``max - min`` of the raw values, as in ph-training's ``LayerPHMonitor``.
+Alarms (``rule="streak"``, default; ``"zscore"`` is its old name): a two-sided z-score of
+``log h0`` against the previous ``baseline`` accepted values (the *topology* rule) and, per
+layer, a z-score of its own median-relative log value (the *layer* rule, which also names the
+culprits), raised after ``raise_after`` consecutive evaluations. ``rule="cusum"``: the same
+streams (``log h0`` and every layer's median-relative value) feed the alarm engine's sequential
+change detector (:class:`~streamtopo.alarms.ChangeDetector`), live from the first evaluation,
+with one knob ``fa_per_1k``. ``rule="peak"`` is ph-training's ratio-to-peak rule; with
+``transform="none", window=1`` h0 is exactly ``max - min`` of the raw values, as in
+ph-training's ``LayerPHMonitor``.
 """
 
 from __future__ import annotations
@@ -24,10 +28,19 @@ import numpy as np
 
 from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, layer_step
 from .._validation import check_choice, check_positive_int, describe
-from ..alarms import Patience, PeakRule, RollingBaseline, State, ZScoreAlarm, sidak_z
+from ..alarms import (
+    ChangeDetector,
+    Patience,
+    PeakRule,
+    RollingBaseline,
+    State,
+    ZScoreAlarm,
+    sidak_z,
+)
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
+from ._cusum_reason import cusum_reason
 from ._inputs import as_stream, fill_row, missing_mask, split_absent
 from ._records import RunSummary, status_frame
 from ._status import LayerStatus
@@ -35,7 +48,10 @@ from ._status import LayerStatus
 __all__ = ["LayerMonitor", "status_frame"]
 
 _TRANSFORMS = ("log", "none")
-_RULES = ("zscore", "peak")
+_RULES = ("streak", "cusum", "peak")
+_RULE_ALIASES = {"zscore": "streak"}  # runs recorded before the rename replay bit-identically
+_DEFAULT_RULE = "streak"  # the lead flips this to "cusum" after the evaluation
+_STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
 _NONFINITE = ("collapse", "flag", "raise")
 # Zeros are floored at this fraction of the step's largest value before the log: relative, so
 # the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
@@ -45,7 +61,7 @@ _CONFIG_KEYS = (
     "n_layers", "signals", "window", "transform", "rule", "baseline", "watch_z", "collapse_z",
     "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
     "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
-    "refresh_every", "min_std", "max_culprits",
+    "refresh_every", "min_std", "max_culprits", "fa_per_1k",
 )  # fmt: skip
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 
@@ -64,8 +80,16 @@ class LayerMonitor(Monitor):
     transform : {"log", "none"}, default "log"
         ``"log"`` needs non-negative signals (norms, entropies) and makes h0 invariant to a
         global rescaling; ``"none"`` uses raw values (ph-training compatibility).
-    rule : {"zscore", "peak"}, default "zscore"
-        Alarm rule for h0 (see DESIGN.md §2 "Status").
+    rule : {"streak", "cusum", "peak"}, default "streak"
+        Alarm rule (see DESIGN.md §2 "Status"). ``"streak"`` (alias ``"zscore"``, its name in
+        runs recorded before the change detector): z-scores against the previous ``baseline``
+        values, raised after ``raise_after`` consecutive evaluations. ``"cusum"``: a two-sided
+        CUSUM on ``log h0`` and every layer's median-relative log value, live from the first
+        evaluation: a non-finite value is COLLAPSE and a layer moving x100 against its own
+        history fires at once, a small persistent shift once its evidence accumulates, a
+        drift by its slope; a shift that holds for 30 evaluations is absorbed (the reason
+        says "shift at step N absorbed"). ``status.calibrating`` stays True until every stream
+        has 100 accepted values. ``"peak"``: ph-training's ratio to the peak.
     baseline : int, default 200
         K, the number of previous accepted values each z-score is taken against (alarms are
         active once K values exist). Calibrated on recorded digits runs
@@ -83,7 +107,9 @@ class LayerMonitor(Monitor):
         Consecutive calm steps that end an alarm.
     layer_rule : bool or None, default None
         Let the per-layer rule raise WATCH on its own (largest |z| > ``layer_z`` for
-        ``raise_after`` steps). None: on for ``rule="zscore"``, off for ``rule="peak"``.
+        ``raise_after`` steps; with ``rule="cusum"``: feed the per-layer streams to the
+        detector, not only ``log h0``). None: on for ``"streak"`` and ``"cusum"``, off for
+        ``"peak"``.
     layer_z : float or None, default None
         Threshold of the per-layer rule; layers beyond it are named as culprits. None: 3.0
         corrected for the number n = n_layers x n_signals of z-scores whose largest is taken
@@ -122,6 +148,10 @@ class LayerMonitor(Monitor):
         (With ``transform="none"`` the per-layer floor is in the signal's own units.)
     max_culprits : int, default 3
         Most layers named in ``Status.culprits``.
+    fa_per_1k : float, default 0.1
+        ``rule="cusum"``'s knob: expected false alarms per 1,000 evaluations of a healthy run
+        (sets the CUSUM thresholds; COLLAPSE is the threshold of a 100x smaller rate). Larger
+        is faster and noisier. ``escalate_after`` and ``min_std`` apply to it too.
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     signal_name : str, optional
@@ -153,6 +183,19 @@ class LayerMonitor(Monitor):
     ('COLLAPSE', 'fc3', 'rising', True)
     >>> status.reason.split(":")[0]
     'topology+layer'
+
+    The change detector sees the same jump at once, and is live (``calibrating``) from step 0:
+
+    >>> mon = LayerMonitor(8, rule="cusum", layer_names=[f"fc{i}" for i in range(8)])
+    >>> for t in range(45):
+    ...     x = np.exp(levels[0] + 0.05 * rng.normal(size=8))
+    ...     if t >= 40:
+    ...         x[3] *= 100.0
+    ...     status = mon.check(x)
+    ...     if t in (39, 40):
+    ...         print(t, status.state.value, status.calibrating, status.culprits)
+    39 HEALTHY True ()
+    40 COLLAPSE True ('fc3',)
     """
 
     kind = "layer"
@@ -161,6 +204,7 @@ class LayerMonitor(Monitor):
     _state_ = (
         "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
         "_summary", "ring_", "_T", "_P", "_Tbad", "_nbad", "_D", "_B", "_ref", "_s1", "_s2",
+        "_detector",
     )  # fmt: skip
 
     def __init__(
@@ -170,7 +214,7 @@ class LayerMonitor(Monitor):
         *,
         window: int = 16,
         transform: str = "log",
-        rule: str = "zscore",
+        rule: str = _DEFAULT_RULE,
         baseline: int = 200,
         watch_z: float = 3.0,
         collapse_z: float = 6.0,
@@ -190,6 +234,7 @@ class LayerMonitor(Monitor):
         refresh_every: int = 1024,
         min_std: float = 1e-3,
         max_culprits: int = 3,
+        fa_per_1k: float = 0.1,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         signal_name: str | None = None,
     ) -> None:
@@ -203,7 +248,9 @@ class LayerMonitor(Monitor):
             raise InputError(f"signals must be non-empty and unique, got {self.signals!r}")
         self.window = check_positive_int(window, "window")
         self.transform = check_choice(transform, "transform", _TRANSFORMS)
-        self.rule = check_choice(rule, "rule", _RULES)
+        self.rule = check_choice(
+            _RULE_ALIASES.get(rule, rule) if isinstance(rule, str) else rule, "rule", _RULES
+        )
         self.baseline = check_positive_int(baseline, "baseline", minimum=2)
         self.watch_z, self.collapse_z = (
             _positive(watch_z, "watch_z"),
@@ -220,7 +267,7 @@ class LayerMonitor(Monitor):
             raise InputTypeError(
                 f"layer_rule must be True, False or None, got {describe(layer_rule)}"
             )
-        self.layer_rule = (self.rule == "zscore") if layer_rule is None else layer_rule
+        self.layer_rule = (self.rule != "peak") if layer_rule is None else layer_rule
         self.layer_z = None if layer_z is None else _positive(layer_z, "layer_z")
         self.layer_z_ = (
             sidak_z(3.0, self.n_layers * len(self.signals)) if layer_z is None else self.layer_z
@@ -256,6 +303,7 @@ class LayerMonitor(Monitor):
         if not self.min_std > 0.0:
             raise InputError(f"min_std must be > 0, got {min_std!r}")
         self.max_culprits = check_positive_int(max_culprits, "max_culprits")
+        self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
         self.writer = writer
@@ -291,7 +339,7 @@ class LayerMonitor(Monitor):
         self._row = np.zeros((S, L), dtype=np.float32)
         self._out = np.zeros(6)
         # per-layer baseline ring of median-relative values (sums live in self._work)
-        self._B = np.zeros((K, S, L))
+        self._B = np.zeros((1 if self.rule == "cusum" else K, S, L))  # unused by cusum
         self._bn = self._bpos = self._bpushes = 0
         self._chunk = -(-(S * L) // K)  # baseline entries refreshed exactly per push
         self._pending = _NO_PUSH
@@ -311,6 +359,15 @@ class LayerMonitor(Monitor):
         self._patience = Patience(self.patience)
         self._summary = RunSummary()
         self._peak_rule = self.rule == "peak"
+        self._cusum = self.rule == "cusum"
+        self._detector = None
+        if self._cusum:  # streams: log h0, then every (signal, layer)'s median-relative value
+            n = 1 + (S * L if self.layer_rule else 0)
+            self._detector = ChangeDetector(
+                n, self.fa_per_1k, min_std=self.min_std, escalate_after=self.escalate_after
+            )
+            self._cx = np.zeros(n)
+            self._cx_u = self._cx[1:].reshape(S, L) if self.layer_rule else None
         self._bind_kernel_args()
 
     def _bind_kernel_args(self) -> None:
@@ -347,8 +404,10 @@ class LayerMonitor(Monitor):
         return self._peak.peak
 
     def acknowledge(self) -> None:
-        """End the current alarm and re-baseline on purpose: the z-score baselines forget their
-        values and refill from the next steps (the topology rule warms up again)."""
+        """End the current alarm and re-baseline on purpose: the z-score baselines (or the
+        change detector) forget their values and refill from the next steps."""
+        if self._detector is not None:
+            self._detector.reset()
         self._alarm.reset()
         self._h0_base.reset()
         self._bn = self._bpos = self._bpushes = 0
@@ -398,7 +457,7 @@ class LayerMonitor(Monitor):
         layer_step(
             *args, ring.count_ % self.capacity, step, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
-            self._bn if self._bn == self.baseline else 0, *self._pending,
+            self._bn if self._bn == self.baseline and not self._cusum else 0, *self._pending,
         )  # fmt: skip
         code, n_bad, h0, top, excluded, lzt = self._out.tolist()
         if code == NEGATIVE:
@@ -422,7 +481,16 @@ class LayerMonitor(Monitor):
         absent: tuple[int, ...] = ()
         if mask is not None and nonfinite:
             nonfinite, absent = split_absent(nonfinite, mask, self._row)
-        if evaluate:
+        if evaluate and self._cusum:
+            status = self._evaluate_cusum(step, nonfinite, h0, excluded > 0.0 or bool(absent))
+            if absent:
+                status = replace(
+                    status,
+                    absent=tuple(self.layer_names[i] for i in absent),
+                    reason=self._absent_reason(absent)
+                    + ("" if status.state is State.HEALTHY else f"; {status.reason}"),
+                )
+        elif evaluate:
             status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0, absent)
         else:
             status = self._skipped(step, nonfinite, absent)
@@ -437,9 +505,28 @@ class LayerMonitor(Monitor):
                 h0=status.h0,
                 state=str(status.state),
                 reason=status.reason,
+                z=status.z,
+                stat=self._firing_stat(status),
+                culprits=status.culprits,
+                direction=status.direction,
+                calibrating=status.calibrating,
                 **({} if mask is None else {"missing": mask}),
             )
         return status
+
+    def _firing_stat(self, status: LayerStatus) -> float:
+        """The statistic of the rule that holds the state: NaN when HEALTHY or for non-finite
+        input (no statistic), the ratio to peak under ``rule="peak"``, the CUSUM statistic under
+        ``rule="cusum"``, else the topology z when
+        over ``watch_z`` and the largest per-layer z otherwise."""
+        if status.state is State.HEALTHY or status.nonfinite:
+            return math.nan
+        if self.rule == "peak":
+            return float(status.ratio)
+        if self.rule == "cusum":
+            return float(status.stat)  # the CUSUM statistic S that crossed its threshold
+        z = float(status.z)
+        return z if abs(z) >= self.watch_z else float(status.layer_z)
 
     def _bad_names(self) -> list[str]:
         return [self.layer_names[i] for i in np.flatnonzero(self._bad)]
@@ -554,6 +641,51 @@ class LayerMonitor(Monitor):
         self._summary.record(status)
         return status
 
+    def _evaluate_cusum(
+        self, step: int, nonfinite: tuple[int, ...], h0: float, excluded: bool
+    ) -> LayerStatus:
+        """``rule="cusum"``: feed ``log h0`` and the per-layer median-relative values (left in
+        ``self._u`` by the kernel) to the change detector. Steps with a layer left out of H0
+        are not comparable: the detector holds (its alarm, if any, persists)."""
+        excluded = excluded or bool(nonfinite)
+        det = self._detector
+        logh = math.log(h0) if h0 > 0.0 else -math.inf
+        self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
+        if excluded:
+            state = _STATES[det.code]
+        else:
+            self._cx[0] = logh
+            if self._cx_u is not None:
+                np.copyto(self._cx_u, self._u)
+            state = _STATES[det.step(self._cx, step)]
+        if nonfinite and self.nonfinite == "collapse":
+            state = State.COLLAPSE
+        calibrating = det.calibrating
+        direction, culprits, stat = "", (), math.nan
+        if excluded:
+            reason = self._reason(state, math.nan, math.nan, -1, nonfinite, excluded)
+        elif state is State.HEALTHY:
+            stat = det.stat
+            reason = "ok"
+            if calibrating:
+                reason = f"ok, calibrating ({det.history}/{det.trusted_after} baseline values)"
+            if det.absorbed:
+                reason += f"; shift at step {det.absorbed_start} absorbed"
+        else:
+            stat = det.stat
+            direction = "rising" if det.direction > 0 else "falling" if det.direction < 0 else ""
+            culprits, reason = cusum_reason(
+                det, state, direction, self.layer_names, self.signals, self.max_culprits,
+                self.escalate_after,
+            )  # fmt: skip
+        self._patience.update(state)
+        status = LayerStatus(
+            step, state, reason, h0, math.nan, self._peak.ratio, self._peak.peak, direction,
+            culprits, nonfinite, math.nan, stat, calibrating=calibrating,
+        )  # fmt: skip
+        self._summary.record(status)
+        return status
+
     def _culprits(self) -> tuple[str, ...]:
         a = np.abs(self._lz)
         a[np.isnan(a)] = -1.0
@@ -569,7 +701,7 @@ class LayerMonitor(Monitor):
             names = ", ".join(self.layer_names[i] for i in np.flatnonzero(self._nbad))
             return f"layers [{names}] left out of H0 (non-finite or absent value in window)"
         if state is State.HEALTHY:
-            if self.rule == "zscore" and not self._h0_base.ready:
+            if self.rule == "streak" and not self._h0_base.ready:
                 return f"warmup ({self._h0_base.count}/{self.baseline} baseline values)"
             if self.rule == "peak" and self._peak.warming_up:
                 return f"warmup ({self._peak.n}/{self.warmup} steps)"

@@ -1,20 +1,21 @@
-"""Run reports: a self-contained HTML page (inline PNG figures) and a markdown summary.
+"""Run reports: a self-contained HTML page and a markdown summary of a run directory.
 
-``build_report(run_dir)`` reads a run directory written by :class:`streamtopo.io.RunWriter`
-(every rank, committed parts and, by default, live journals) and renders:
+``build_report(run_dir)`` reads every table of a run written by
+:class:`streamtopo.io.RunWriter` (every rank, committed parts and, by default, live journals)
+and writes ``<run>.report.html`` beside the run (never inside it):
 
-- h0 of the layer monitor over steps, with WATCH / COLLAPSE bands, and the first alarm steps;
-- a heatmap of every recorded per-layer signal (log10, layers x steps);
-- the centroid monitor's h0_train / h0_test / gap (when it logged to the run);
-- the collapse monitor's index and components over time (when it logged to the run);
-- a summary table and every alarm episode with the reason it began (rule, layers, direction).
+- a headline card (:mod:`.headline`): healthy or not, the first alarm (step, rule, layers,
+  direction), its lead or lag against the loss rule, guard interventions;
+- panels on one shared x-axis in training steps (:mod:`.interactive`, Plotly with plotly.js
+  inlined so the file works offline): loss, h0 with WATCH/COLLAPSE bands and fault/intervention
+  markers, one heatmap per per-layer signal, the other tables (any kind) aligned below;
+- the raw tables last, rounded, and every alarm episode with the reason it began.
 
-It also holds the renderings the monitors offer as convenience methods (they delegate here, so
-no monitor draws or formats anything itself): :func:`collapse_report` behind
-``CollapseMonitor.report`` and :func:`plot_depth_profile` behind ``DepthProfile.plot``.
-
-Figures need matplotlib (``pip install "streamtopo[plot]"``); without it the report keeps every
-table and says how to get the figures. Nothing here is imported by ``import streamtopo``.
+Without plotly (``pip install "streamtopo[report]"``) the panels fall back to static
+matplotlib figures (``streamtopo[plot]``). It also holds the renderings the monitors offer as
+convenience methods (they delegate here, so no monitor draws or formats anything itself):
+:func:`collapse_report` behind ``CollapseMonitor.report`` and :func:`plot_depth_profile` behind
+``DepthProfile.plot``. Nothing here is imported by ``import streamtopo``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class ReportPaths:
 def _read(run_dir: Path, meta: dict[str, Any], table: str, include_journal: bool) -> Any:
     """One table of the run as a polars DataFrame sorted by (rank, step); None if the run never
     logged that table (read errors of a table that exists are raised, not hidden)."""
-    from .io import read_run
+    from ..io import read_run
 
     if table not in meta.get("tables", {}):
         return None
@@ -76,7 +77,7 @@ def run_summary(layer: Any) -> dict[str, Any]:
     layer : polars.DataFrame
         Rows of the layer table with at least ``step``, ``h0`` and ``state``, in step order.
     """
-    from .io import run_summary as summary_frame
+    from ..io import run_summary as summary_frame
 
     rows = summary_frame(layer).drop("rank").to_dicts()
     out: dict[str, Any] = rows[0] if rows else {"steps": 0}
@@ -231,68 +232,136 @@ def _md_table(rows: list[tuple[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _fmt(value: Any) -> str:
+    """A value for a table: floats rounded to 4 significant digits, lists joined."""
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _report_path(run: Path, out: str | os.PathLike[str] | None) -> Path:
+    """Where the HTML goes: ``out``, or ``<run>.report.html`` beside the run; never inside it
+    (a report inside the run would be read as part of it by dataset readers)."""
+    from ..errors import InputError
+
+    path = Path(out) if out is not None else run.parent / f"{run.name}.report.html"
+    if path.resolve().is_relative_to(run.resolve()):
+        raise InputError(
+            f"out must be outside the run directory {run} (a report inside it would be read "
+            f"as part of the run), got {path}"
+        )
+    return path
+
+
+def _interactive_available() -> bool:
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def build_report(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     *,
     include_journal: bool = True,
+    markers: dict[str, int] | None = None,
+    interactive: bool | None = None,
 ) -> ReportPaths:
-    """Write ``report.html`` (self-contained) and ``report.md`` for a run directory.
+    """Write a self-contained HTML report and a markdown summary of a run directory.
+
+    The page opens with a headline (healthy or not, the first alarm with its step, rule, layers
+    and direction, its lead or lag against the loss rule, guard interventions), then panels on
+    one shared x-axis in training steps (loss, h0 with WATCH/COLLAPSE bands and markers, one
+    heatmap per per-layer signal, the other tables), then the raw tables, rounded.
 
     Parameters
     ----------
     run_dir : path
         A ``run=<id>`` directory written by :class:`streamtopo.io.RunWriter`.
     out : path, optional
-        The HTML file to write (default ``<run_dir>/report.html``); the markdown summary goes
-        beside it with the suffix ``.md``.
+        The HTML file to write (default ``<run_dir>.report.html`` beside the run; never inside
+        it); the markdown summary goes beside it with the suffix ``.md``.
     include_journal : bool, default True
         Include rows still in journals (a live or crashed run), read without modifying them.
+    markers : dict of str to int, optional
+        Labelled steps drawn on every panel (e.g. ``{"fault": 300}``); guard interventions
+        are added from an ``interventions`` table.
+    interactive : bool, optional
+        Plotly panels (zoom, hover, linked axes; plotly.js inlined, the file works offline;
+        ``pip install "streamtopo[report]"``). None: when plotly is installed; otherwise static
+        matplotlib figures (``streamtopo[plot]``).
 
     Returns
     -------
     ReportPaths
     """
-    from .errors import InputError
-    from .io import read_meta
+    from ..errors import InputError
+    from ..io import read_meta
+    from .headline import headline, headline_html, headline_markdown
 
     run = Path(run_dir)
     meta_path = run / "_meta.json"
     if not meta_path.is_file():
         raise InputError(f"run_dir must be a run directory containing _meta.json, got {run}")
     meta = read_meta(run)  # checked: _meta.json is input, not truth
-    html_path = Path(out) if out is not None else run / "report.html"
+    html_path = _report_path(run, out)
     md_path = html_path.with_suffix(".md")
+    if interactive is None:
+        interactive = _interactive_available()
+    elif not isinstance(interactive, bool):
+        raise InputError(f"interactive must be a bool or None, got {interactive!r}")
 
-    try:
-        import matplotlib  # noqa: F401
+    import polars as pl
 
-        have_plot = True
-    except ImportError:
-        have_plot = False
+    tables = {k: _read(run, meta, k, include_journal) for k in sorted(meta.get("tables", {}))}
+    tables = {k: v for k, v in tables.items() if v is not None}
+    ranks = sorted(set(tables["layer"]["rank"].to_list())) if "layer" in tables else [0]
+    first_rank = {k: v.filter(pl.col("rank") == ranks[0]) for k, v in tables.items()}
+    first_rank = {k: v for k, v in first_rank.items() if v.height} or tables
+    from .interactive import align
 
-    figures: list[tuple[str, str]] = []
+    head = headline(align(first_rank))
+    marks = dict(markers or {})
+    if "interventions" in first_rank:
+        for i, step in enumerate(first_rank["interventions"]["step"].to_list()[:50]):
+            marks[f"intervention {i + 1}"] = int(step)
+
     md = [f"# streamtopo report: {md_escape(run.name)}", ""]
-    body = [f"<h1>streamtopo report: {html.escape(run.name)}</h1>"]
-    if not have_plot:
-        note = 'Figures need matplotlib: pip install "streamtopo[plot]"'
-        md += [note, ""]
-        body.append(f"<p><em>{html.escape(note)}</em></p>")
+    word, lines = headline_markdown(head)
+    md += [f"- {word}", *(f"- {md_escape(x)}" for x in lines), ""]
+    body = [f"<h1>streamtopo report: {html.escape(run.name)}</h1>", headline_html(head)]
+    if len(ranks) > 1:
+        body.append(f"<p>Headline and panels: rank {ranks[0]} of ranks {ranks}.</p>")
+    figures = 0
+    if interactive:
+        from .interactive import figure_html
 
-    layer = _read(run, meta, "layer", include_journal)
-    if layer is not None:
-        signals = list(meta.get("tables", {}).get("layer", {}).get("signals", [])) or sorted(
-            {c.split("/", 1)[0] for c in layer.columns if "/" in c}
-        )
-        for rank in sorted(set(layer["rank"].to_list())):
-            import polars as pl
+        body.append(figure_html(first_rank, markers=marks))
+        figures = 1
+    else:
+        static, note = _static_figures(first_rank, meta)
+        if note:
+            md += [note, ""]
+            body.append(f"<p><em>{html.escape(note)}</em></p>")
+        for title, png in static:
+            body.append(f"<h2>{html.escape(title)}</h2>")
+            body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}"/>')
+        figures = len(static)
 
-            part = layer.filter(pl.col("rank") == rank)
+    body.append("<h2>Raw tables</h2>")
+    if "layer" in tables:
+        for rank in ranks:
+            part = tables["layer"].filter(pl.col("rank") == rank)
             summ = run_summary(part)
             episodes = summ.pop("episodes")
-            md += [f"## Layer monitor (rank {rank})", "", _md_table(list(summ.items())), ""]
-            body.append(f"<h2>Layer monitor (rank {rank})</h2>")
-            body.append(_html_table(list(summ.items())))
+            rows = [(k, _fmt(v)) for k, v in summ.items()]
+            md += [f"## Layer monitor (rank {rank})", "", _md_table(rows), ""]
+            body.append(f"<h3>Layer monitor (rank {rank})</h3>")
+            body.append(_html_table(rows))
             if episodes:
                 lines = [f"steps {a}–{b}: {worst} — {r}" for a, b, worst, r in episodes[:20]]
                 more = len(episodes) - len(lines)
@@ -300,51 +369,65 @@ def build_report(
                     lines.append(f"... and {more} more")
                 md += ["Alarm episodes (why each began):", ""]
                 md += [f"- {md_escape(x)}" for x in lines] + [""]
-                body.append("<h3>Alarm episodes (why each began)</h3><ul>")
+                body.append("<h4>Alarm episodes (why each began)</h4><ul>")
                 body += [f"<li>{html.escape(x)}</li>" for x in lines]
                 body.append("</ul>")
-            if have_plot:
-                for title, png in _layer_figures(part, signals):
-                    figures.append((f"{title} (rank {rank})", png))
     else:
         md += ["No layer-monitor rows in this run.", ""]
         body.append("<p>No layer-monitor rows in this run.</p>")
-
-    for kind, title in (("centroid", "Centroid monitor"), ("collapse", "Collapse monitor")):
-        df = _read(run, meta, kind, include_journal)
-        if df is None:
+    for kind, df in tables.items():
+        if kind == "layer":
             continue
-        cols = _numeric(df, {"step", "rank", "wall_time"})
         last = df.tail(1).to_dicts()[0]
-        rows = [(k, last[k]) for k in df.columns if k not in ("run", "wall_time")]
-        md += [f"## {title} (last check)", "", _md_table(rows), ""]
-        body.append(f"<h2>{title} (last check)</h2>")
+        rows = [(k, _fmt(last[k])) for k in df.columns if k not in ("run", "wall_time")]
+        md += [f"## {kind} (last row of {df.height})", "", _md_table(rows), ""]
+        body.append(f"<h3>{html.escape(kind)} (last row of {df.height})</h3>")
         body.append(_html_table(rows))
-        if have_plot and cols:
-            if kind == "centroid":
-                main = [c for c in ("h0_train", "h0_test", "h0_gap", "gap_noise") if c in cols]
-                rel: list[str] = []
-            else:  # collapse: the index itself, then its components relative to their start
-                main = [c for c in ("ci",) if c in cols]
-                skip = {"ci", "z", "n_points", "n_dropped", "checked"}
-                rel = [c for c in cols if c not in skip and not c.startswith("score_")][:8]
-            figures.append(_scalar_figure(df, f"{title} over steps", main or cols[:8], rel))
-
-    for title, png in figures:
-        body.append(f"<h2>{html.escape(title)}</h2>")
-        body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}"/>')
 
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>streamtopo report: {html.escape(run.name)}</title>"
-        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+        "<style>body{font-family:sans-serif;max-width:1300px;margin:1em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
         "img{max-width:100%}</style></head><body>" + "\n".join(body) + "</body></html>"
     )
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(page, encoding="utf-8")
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
-    return ReportPaths(html=html_path, markdown=md_path, figures=len(figures))
+    return ReportPaths(html=html_path, markdown=md_path, figures=figures)
+
+
+def _static_figures(tables: dict[str, Any], meta: dict[str, Any]) -> tuple[list, str]:
+    """The matplotlib fallback: ``([(title, png)], note)``."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return [], 'Figures need plotly or matplotlib: pip install "streamtopo[report]"'
+    figures: list[tuple[str, str]] = []
+    note = 'Static figures: pip install "streamtopo[report]" for zoom and hover.'
+    layer = tables.get("layer")
+    if layer is not None:
+        signals = list(meta.get("tables", {}).get("layer", {}).get("signals", [])) or sorted(
+            {c.split("/", 1)[0] for c in layer.columns if "/" in c}
+        )
+        figures += _layer_figures(layer, signals)
+    for kind, df in tables.items():
+        if kind == "layer":
+            continue
+        cols = _numeric(df, {"step", "rank", "wall_time"})
+        if not cols:
+            continue
+        if kind == "centroid":
+            main = [c for c in ("h0_train", "h0_test", "h0_gap", "gap_noise") if c in cols]
+            rel: list[str] = []
+        elif kind == "collapse":  # the index itself, then its components relative to their start
+            main = [c for c in ("ci",) if c in cols]
+            skip = {"ci", "z", "n_points", "n_dropped", "checked"}
+            rel = [c for c in cols if c not in skip and not c.startswith("score_")][:8]
+        else:
+            main, rel = [], []
+        figures.append(_scalar_figure(df, f"{kind} over steps", main or cols[:8], rel))
+    return figures, note
 
 
 def _html_table(rows: list[tuple[str, Any]]) -> str:
@@ -359,7 +442,7 @@ def collapse_report(h: dict[str, list[Any]], columns: list[str], threshold: floa
     """Seed 000's table (Epoch, Collapse Index, Status) plus every component with a value, of a
     CollapseMonitor history ``h`` (lists keyed by step, ci, state, reason and each column);
     ``fmt="html"`` adds an inline PNG of the index when matplotlib is installed."""
-    from .alarms import State
+    from ..alarms import State
 
     label = {State.HEALTHY: "✅ OK", State.WATCH: "👀 WATCH", State.COLLAPSE: "⚠️ COLLAPSE"}
     if not h["step"]:
@@ -387,7 +470,7 @@ def collapse_report(h: dict[str, list[Any]], columns: list[str], threshold: floa
 
 
 def _collapse_png(h: dict[str, list[Any]], threshold: float) -> str | None:
-    from .alarms import State
+    from ..alarms import State
 
     try:
         from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
