@@ -123,7 +123,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         print(TORCH_MISSING, file=sys.stderr)
         return 3
-    run_demo(args.fault, args.steps, args.out, seed=args.seed)
+    if args.model == "transformer":
+        from .demo_transformer import run_transformer_demo
+
+        run_transformer_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
+        return 0
+    run_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
@@ -135,6 +140,19 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
     p.add_argument("--seed", type=_at_least(0), default=0)
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help="attach a streamtopo.Guard (roll back and cut the LR on an alarm) and compare "
+        "with unguarded and fault-free copies of the run",
+    )
+    p.add_argument(
+        "--model",
+        default="mlp",
+        choices=("mlp", "transformer"),
+        help="mlp: digits MLP (default); transformer: char-level transformer on the standard "
+        "library's source, with attention signals (faults lr-spike or none)",
+    )
 
 
 _cmd_demo.configure = _configure_demo
