@@ -222,7 +222,7 @@ def _configure_collapse(p: argparse.ArgumentParser) -> None:
         help="which Collapse Index form(s) to compute",
     )
     p.add_argument("--max-points", type=int, default=500, help="H1 subsample size")
-    p.add_argument("--seed", type=int, default=0, help="subsample seed")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="subsample seed")
     _add_json(p)
 
 
@@ -238,7 +238,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ImportError:
         print(TORCH_MISSING, file=sys.stderr)
         return 3
-    run_demo(args.fault, args.steps, args.out, seed=args.seed)
+    if args.model == "transformer":
+        from .demo_transformer import run_transformer_demo
+
+        run_transformer_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
+        return 0
+    run_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
@@ -247,7 +252,20 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fault", default="lr-spike", choices=FAULTS, help="failure to inject")
     p.add_argument("--steps", type=_at_least(50), default=600, help="training steps, >= 50")
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
+    p.add_argument(
+        "--guard",
+        action="store_true",
+        help="attach a streamtopo.Guard (roll back and cut the LR on an alarm) and compare "
+        "with unguarded and fault-free copies of the run",
+    )
+    p.add_argument(
+        "--model",
+        default="mlp",
+        choices=("mlp", "transformer"),
+        help="mlp: digits MLP; transformer: char-level transformer on the standard "
+        "library's source, with attention signals (faults lr-spike or none)",
+    )
 
 
 _cmd_demo.configure = _configure_demo
@@ -295,7 +313,7 @@ def _cmd_centroid(args: argparse.Namespace) -> int:
 
 def _configure_centroid(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-fraction", type=float, default=0.7, help="train share of the rows")
-    p.add_argument("--seed", type=int, default=0, help="split and sampling seed")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="split and sampling seed")
     _add_json(p)
 
 

@@ -3,7 +3,8 @@
 A healthy phase, then at 60% of the steps an injected failure:
 
 ``lr-spike``
-    the learning rate jumps ×40 (training diverges);
+    the learning rate jumps ×40 for ``steps // 12`` steps (50 of 600), then returns (training
+    diverges unless something rolls it back);
 ``dead-relu``
     one hidden layer's bias is pushed to −20, so its ReLUs die and the layers after it starve;
 ``label-noise``
@@ -16,6 +17,12 @@ norms of every layer (LayerMonitor) and the loss (loss-rise alarm), plus the Cen
 CollapseMonitor on the penultimate features. Before training it runs the numba warmers
 (:mod:`.warmup`) its monitors need. It writes a run directory,
 replays it, and writes ``report.html`` (or ``summary.md``). Everything is seeded.
+
+With ``guard=True`` (``streamtopo demo --guard``) a :class:`~streamtopo.Guard` with its
+defaults watches the statuses: it snapshots the training state while HEALTHY and, on an alarm,
+rolls the model and optimizer back and cuts the learning rate. Two shadow copies of the model
+train on the same batches without any monitor — one with the same fault, one without — so the
+summary can say, with their final test loss and accuracy, whether the guard saved the run.
 """
 
 from __future__ import annotations
@@ -114,6 +121,7 @@ def run_demo(
     seed: int = 0,
     print_every: int | None = None,
     stream: Any = None,
+    guard: bool = False,
 ) -> dict[str, Any]:
     """Run the demo; return a dict with the run directory, files written and first alarms.
 
@@ -142,7 +150,7 @@ def run_demo(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 64-wide layers: thread hand-offs cost more than they save
     try:
-        return _train(torch, fault, steps, out, seed, print_every, say, t_start)
+        return _train(torch, fault, steps, out, seed, print_every, say, t_start, guard)
     finally:
         torch.set_num_threads(threads)
 
@@ -156,6 +164,7 @@ def _train(
     print_every: int | None,
     say: Any,
     t_start: float,
+    guarded: bool = False,
 ) -> dict[str, Any]:
     from ..data import load_digits
     from ..integrations.training import TrainingMonitor
@@ -174,9 +183,18 @@ def _train(
     model = _build_model(torch)
     lr = 0.01
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    # with a guard: the same model trained on the same batches without monitors, with the
+    # fault ("unguarded") and without ("healthy"), to measure what the guard saved
+    shadows = _Shadows(torch, model, lr, fault) if guarded else None
+    guard = None
+    if guarded:
+        from ..guard import Guard
+
+        guard = Guard()
     centroid, collapse = _monitors()
     run_id = f"demo-{fault}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     fault_at = int(steps * 0.6)
+    spike_len = max(10, steps // 12)
     warmup = fault_at // 2  # centroid/collapse baselines start once the digits are learnt
     tm = TrainingMonitor(
         model,
@@ -187,7 +205,11 @@ def _train(
         feature_warmup=warmup,
         # the centroid monitor's test-loss patience is early stopping, not a failure alarm:
         # the demo shows it and the collapse index, and stops on the layer and loss alarms
-        stop_on=("layer", "loss"),
+        # (with a guard: the guard acts on those, and the run stops only when it gives up)
+        stop_on=() if guarded else ("layer", "loss"),
+        guard_on=("layer", "loss"),
+        optimizer=opt,
+        guard=guard,
     )
     print_every = print_every or max(10, steps // 20)
     eval_every = max(10, steps // 30)
@@ -201,22 +223,38 @@ def _train(
     before_rule: dict[str, str] = {}  # ... and the rule that raised it
     firing: set[str] = set()  # monitors in alarm at the previous step
     live_layer: list[Any] = []
+    statuses: list[Any] = []
     acc = float("nan")
     status = None
     try:
         for step in range(steps):
             if step == fault_at:
                 _inject(fault, torch, model, opt, ytr_live, rng, lr)
+                if shadows is not None:
+                    shadows.inject(fault, lr)
                 if fault != "none":
                     say(f"  >>> step {step}: injected fault '{fault}'")
+            if fault == "lr-spike" and step == fault_at + spike_len:
+                for g in opt.param_groups:
+                    g["lr"] = lr  # the spike ends (a rollback restores lr before it anyway)
+                if shadows is not None:
+                    shadows.end_spike(lr)
+            if fault == "lr-spike" and fault_at <= step < fault_at + spike_len:
+                for g in opt.param_groups:  # the spike is a property of the step: a rollback
+                    g["lr"] = lr * 40  # does not end it
             idx = torch.from_numpy(rng.integers(0, n_train, batch))
             xb, yb = Xtr[idx], ytr_live[idx]
+            if shadows is not None:
+                shadows.step(xb, yb, ytr[idx])
             loss = torch.nn.functional.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
             status = tm.step(loss, labels=yb)
+            if status.intervention is not None:
+                say(f"  >>> guard: {status.intervention.message}")
             live_layer.append(status.layer)
+            statuses.append(status)
             for name in set(status.fired) - firing:  # an alarm that starts at this step
                 (first if step >= fault_at else before).setdefault(name, step)
                 if step < fault_at:
@@ -250,11 +288,19 @@ def _train(
         "test_acc": acc,
         "summary": tm.summary(),
     }
-    result["replay_identical"] = _replay(run_dir, live_layer, say)
+    if shadows is not None:
+        result["guard"] = shadows.verdict(_test_metrics(torch, model, Xte, yte), Xte, yte)
+        result["guard"]["interventions"] = [i.message for i in tm.interventions_]
+    rollback_at = next(
+        (i for i, st in enumerate(statuses) if st.intervention is not None), len(statuses)
+    )
+    result["replay_identical"] = _replay(run_dir, live_layer, say, rollback_at)
     result["files"] = _write_outputs(out, run_dir, result, say)
     say("")
     say(_verdict(fault, fault_at, first, before_rule))
     say(_alarm_text(fault, fault_at, first, before))
+    if "guard" in result:
+        say(_guard_text(result["guard"]))
     for line in _pre_fault_lines(before, before_rule):
         say(line)
     say(f"run directory : {run_dir}")
@@ -275,6 +321,84 @@ def _inject(fault: str, torch: Any, model: Any, opt: Any, labels: Any, rng: Any,
         n = len(labels)
         flip = rng.random(n) < 0.5
         labels[torch.from_numpy(flip)] = torch.from_numpy(rng.integers(0, 10, int(flip.sum())))
+
+
+def _test_metrics(torch: Any, model: Any, Xte: Any, yte: Any) -> tuple[float, float]:
+    """(test loss, test accuracy) of ``model``, in eval mode, without touching any monitor."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(Xte)
+        test_loss = float(torch.nn.functional.cross_entropy(logits, yte))
+        acc = float((logits.argmax(1) == yte).float().mean())
+    model.train()
+    return test_loss, acc
+
+
+class _Shadows:
+    """Two unmonitored copies of the model on the same batches: with the fault and without."""
+
+    def __init__(self, torch: Any, model: Any, lr: float, fault: str) -> None:
+        import copy
+
+        self.torch = torch
+        self.models = {"unguarded": copy.deepcopy(model), "healthy": copy.deepcopy(model)}
+        self.opts = {
+            k: torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9) for k, m in self.models.items()
+        }
+        self.labels: Any = None  # label-noise: the unguarded copy sees the noisy labels
+        self.fault = fault
+
+    def inject(self, fault: str, lr: float) -> None:
+        m, opt = self.models["unguarded"], self.opts["unguarded"]
+        if fault == "lr-spike":
+            for g in opt.param_groups:
+                g["lr"] = lr * 40
+        elif fault == "dead-relu":
+            with self.torch.no_grad():
+                m[6].bias.fill_(-20.0)
+
+    def end_spike(self, lr: float) -> None:
+        for g in self.opts["unguarded"].param_groups:
+            g["lr"] = lr
+
+    def step(self, xb: Any, y_live: Any, y_clean: Any) -> None:
+        F = self.torch.nn.functional
+        for name, m in self.models.items():
+            opt = self.opts[name]
+            loss = F.cross_entropy(m(xb), y_live if name == "unguarded" else y_clean)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def verdict(self, guarded: tuple[float, float], Xte: Any, yte: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"guarded": guarded}
+        for name, m in self.models.items():
+            out[name] = _test_metrics(self.torch, m, Xte, yte)
+        (g_loss, g_acc), (h_loss, h_acc) = guarded, out["healthy"]
+        u_loss = out["unguarded"][0]
+        # saved: test accuracy within 2 points of the healthy copy's, and the unguarded copy
+        # clearly worse (otherwise there was nothing to save)
+        out["saved"] = bool(
+            math.isfinite(g_loss) and g_acc >= h_acc - 0.02 and not (u_loss <= 1.5 * h_loss)
+        )
+        return out
+
+
+def _guard_text(g: dict[str, Any]) -> str:
+    (gl, ga), (ul, ua), (hl, ha) = g["guarded"], g["unguarded"], g["healthy"]
+    n = len(g["interventions"])
+    head = (
+        "the guard SAVED the run"
+        if g["saved"]
+        else "the guard did not save the run"
+        if n
+        else "the guard did not intervene"
+    )
+    return (
+        f"guard: {head} ({n} intervention(s)); final test loss / accuracy: guarded "
+        f"{gl:.3f} / {ga:.1%}, same fault without the guard {ul:.3f} / {ua:.1%}, no fault "
+        f"{hl:.3f} / {ha:.1%}"
+    )
 
 
 def _evaluate(torch: Any, model: Any, tm: Any, Xte: Any, yte: Any, centroid: Any) -> float:
@@ -361,12 +485,17 @@ def _alarm_text(fault: str, fault_at: int, first: dict[str, int], before: dict[s
     )
 
 
-def _replay(run_dir: Any, live: list[Any], say: Any) -> bool | None:
+def _replay(run_dir: Any, live: list[Any], say: Any, upto: int | None = None) -> bool | None:
+    """Replay the run and compare with the live statuses (the first ``upto`` of them: after a
+    guard's rollback the live monitors continued from a restored state, a replay does not)."""
     if run_dir is None:
         return None
     from ..io.replay import replay
 
     rep = replay(run_dir)
+    if upto is not None and upto < len(live):
+        rep, live = rep.head(upto), live[:upto]
+        say(f"the guard restored the monitors' state at step {upto}: replay compared up to it")
     live_h0 = np.array([s.h0 for s in live if s is not None], dtype=np.float64)
     live_state = [s.state.value for s in live if s is not None]
     same = rep.height == len(live_h0) and bool(
@@ -428,6 +557,8 @@ def _markdown(result: dict[str, Any]) -> str:
         ),
         f"- run directory: `{result['run_dir']}`",
         f"- replay identical to live: {result['replay_identical']}",
+        *([f"- {_guard_text(result['guard'])}"] if "guard" in result else []),
+        *[f"  - {m}" for m in result.get("guard", {}).get("interventions", [])],
         "",
         "## Monitor summaries",
         "",

@@ -19,19 +19,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import numpy as np
+
 from .._validation import check_positive_int, describe
 from ..alarms import State
 from ..errors import InputError, InputTypeError
+from ..guard import check_guard
 from ..monitors import LossRiseDetector, LossStatus, MonitorStatus
 from . import torch as st_torch
+from ._training_parts import (
+    ATTN_SIGNALS,
+    LAYER_SIGNALS,
+    MONITORS,
+    SUMMARISED,
+    RowSink,
+    add_collectors,
+    check_signals,
+    make_loss,
+    missing_of,
+)
 from .loggers import AlarmReporter
 
 __all__ = ["TrainingMonitor", "TrainingStatus"]
-
-_SIGNALS = ("act_norm", "grad_norm", "attn_entropy")
-_LAYER_SIGNALS = ("act_norm", "grad_norm")
-_MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
-_SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +49,13 @@ class TrainingStatus(MonitorStatus):
 
     ``state`` is the most severe state among the monitors; ``fired`` names the monitors not
     HEALTHY (``"layer"``, ``"attention"``, ``"loss"``, ``"centroid"``, ``"collapse"``), and
-    ``reason`` joins their reasons. The monitors' own statuses are kept in the other fields
+    ``reason`` joins their reasons (and, for a HEALTHY layer monitor with absent layers, which
+    layers had no value this step). The monitors' own statuses are kept in the other fields
     (None when that monitor is off or has not run yet). ``evaluated`` is False on the calls
-    between monitored steps, which repeat the last monitored status.
+    between monitored steps, which repeat the last monitored status. ``step`` is the global
+    step (calls of :meth:`TrainingMonitor.step`, never rewound by a guard's rollback);
+    ``intervention`` is what the guard did at this step (a
+    :class:`~streamtopo.guard.Intervention`), or None.
     """
 
     kind: ClassVar[str] = "training"
@@ -53,6 +66,7 @@ class TrainingStatus(MonitorStatus):
     loss: LossStatus | None = None
     centroid: MonitorStatus | None = None
     collapse: MonitorStatus | None = None
+    intervention: Any = None
 
 
 class TrainingMonitor:
@@ -65,10 +79,20 @@ class TrainingMonitor:
     log_dir : str or Path, optional
         Write a run directory there with :class:`streamtopo.io.journal.RunWriter` (rank 0 only
         unless ``log_all_ranks``).
-    signals : sequence of {"act_norm", "grad_norm", "attn_entropy"}
-        Per-layer signals for the LayerMonitor. ``"attn_entropy"`` (one value per attention
-        module, see :class:`~streamtopo.integrations.torch.AttentionEntropyCollector`) feeds a
-        second LayerMonitor, reported as ``"attention"``, because its layers differ.
+    signals : sequence of {"act_norm", "grad_norm", "update_ratio", "attn_entropy", \
+"attn_logit", "out_logit"}
+        Per-layer signals. ``"act_norm"``, ``"grad_norm"`` and ``"update_ratio"`` (‖ΔW‖/‖W‖
+        of each layer group per ``optimizer.step()``, needs ``optimizer``) are one value per
+        layer group and feed the LayerMonitor. ``"attn_entropy"`` and ``"attn_logit"`` (one
+        value per attention module, see
+        :class:`~streamtopo.integrations.torch.AttentionEntropyCollector` and
+        :class:`~streamtopo.integrations.torch.AttentionLogitCollector`; one shared
+        :class:`~streamtopo.integrations.torch.AttentionSampler`: first batch element, every
+        head, at most 32 queries) feed a second LayerMonitor, reported as ``"attention"``,
+        because its layers differ. ``"out_logit"`` (max |logit| and mean logit of the
+        language-model head) is logged as a table of its own and not alarmed on. A signal
+        this model cannot give (no attention module streamtopo can observe, no ``optimizer``
+        for ``"update_ratio"``, no head) fails here, at construction.
     centroid : CentroidMonitor, optional
         Fed with penultimate features and the ``labels`` given to :meth:`step` (train split) or
         to :meth:`observe` (any split); checked by :meth:`check_centroid` (e.g. after an
@@ -106,6 +130,22 @@ class TrainingMonitor:
     on_alarm : callable, optional
         ``on_alarm(status)`` once per alarm episode start and when :attr:`should_stop` turns
         True. Alarms and stops are also logged on ``logging.getLogger("streamtopo")``.
+    optimizer : torch.optim.Optimizer, optional
+        Needed by ``"update_ratio"`` (hooks on its ``step()``) and by ``guard``.
+    scheduler, scaler : optional
+        The LR scheduler and ``GradScaler`` a guard restores with the model and optimizer.
+    guard : streamtopo.Guard, optional
+        Attached here to the model, optimizer, scheduler, scaler and this monitor (it logs its
+        interventions into this monitor's run unless it has a writer). :meth:`step` shows it
+        every status; a rollback restores the training state in place, this monitor's
+        included, and is reported in ``status.intervention`` and :attr:`interventions_`.
+        Step numbers: a rollback rewinds the monitors' own counters with their state, but
+        ``status.step`` (the global step) and the steps of every logged row keep counting
+        forward, so a table never repeats a step: after a rollback a table's rows continue
+        from its last written step.
+    guard_on : sequence of str, optional
+        Monitors whose alarms the guard acts on (default: ``stop_on``); the guard is shown
+        their combined status.
 
     Attributes
     ----------
@@ -156,12 +196,27 @@ class TrainingMonitor:
         force_attention_weights: bool = False,
         loggers: Sequence[Any] = (),
         on_alarm: Callable[[Any], Any] | None = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        guard: Any = None,
+        guard_on: Sequence[str] | None = None,
     ) -> None:
         self._closed = True  # until fully built: close() then only removes hooks
         self._collectors: list[Any] = []
         self._features: Any = None
         self._owned_writer: Any = None
-        self.signals = _check_signals(signals)
+        self.guard = check_guard(guard)
+        if self.guard is not None and self.guard.state is not None:
+            raise InputError("guard is already attached; make one Guard per training loop")
+        self._attn: Any = None
+        self._out_logit: Any = None
+        self.signals = check_signals(signals)
+        if "update_ratio" in self.signals and optimizer is None:
+            raise InputError(
+                "signals includes 'update_ratio' but optimizer is None; pass "
+                "TrainingMonitor(..., optimizer=opt) so its step() can be observed"
+            )
         self.every = check_positive_int(every, "every")
         self.feature_warmup = check_positive_int(feature_warmup, "feature_warmup", minimum=0)
         self.centroid_every = (
@@ -173,8 +228,12 @@ class TrainingMonitor:
             raise InputError("give log_dir or writer, not both")
         self.stop_on = tuple(stop_on)
         self._reporter = AlarmReporter(loggers, on_alarm, should_stop=lambda: self.should_stop)
+        self.guard_on = self.stop_on if guard_on is None else tuple(guard_on)
+        for name, given in (("stop_on", self.stop_on), ("guard_on", self.guard_on)):
+            if any(n not in MONITORS for n in given):
+                raise InputError(f"{name} must name monitors from {MONITORS}, got {given!r}")
         self.rank = st_torch.rank()
-        layer_sigs = tuple(s for s in self.signals if s in _LAYER_SIGNALS)
+        layer_sigs = tuple(s for s in self.signals if s in LAYER_SIGNALS)
         self.layer_names = self._layer_names(model, groups, layer_sigs)
         try:
             self._register_hooks(
@@ -183,16 +242,28 @@ class TrainingMonitor:
                 feature_layer,
                 force_attention_weights,
                 features=centroid is not None or collapse is not None,
+                optimizer=optimizer,
             )
             self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks)
+            self._sink = RowSink(self.writer)
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
+            self._losses = st_torch.LossBuffer()
+            self._init_counters()
+            if self.guard is not None:
+                self.guard.attach(
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    monitors=[self],
+                )
+                if self.guard.writer is None and self.writer is not None:
+                    self.guard.writer = self._sink
         except BaseException:
             self._close_collectors()
             if self._owned_writer is not None:
                 self._owned_writer.close()
             raise
-        self._losses = st_torch.LossBuffer()
-        self._init_counters()
         self._closed = False
 
     # ------------------------------------------------------------------------------ builders
@@ -210,19 +281,25 @@ class TrainingMonitor:
         return names
 
     def _register_hooks(
-        self, model: Any, groups: Any, feature_layer: str, force_weights: bool, *, features: bool
+        self,
+        model: Any,
+        groups: Any,
+        feature_layer: str,
+        force_weights: bool,
+        *,
+        features: bool,
+        optimizer: Any,
     ) -> None:
         """The one place hooks go on the model (close() removes them): one collector per
         signal, and the feature reader when a centroid or collapse monitor needs features."""
-        if "act_norm" in self.signals:
-            self._collectors.append(st_torch.ActivationNormCollector(model, groups))
-        if "grad_norm" in self.signals:
-            self._collectors.append(st_torch.GradNormCollector(model, groups))
-        self._layer_collectors = list(self._collectors)
-        self._attn = None
-        if "attn_entropy" in self.signals:
-            self._attn = st_torch.AttentionEntropyCollector(model, force_weights=force_weights)
-            self._collectors.append(self._attn)
+        self._layer_collectors = add_collectors(
+            self._collectors, model, self.signals, groups, force_weights, optimizer
+        )
+        for c in self._collectors:
+            if c.signal in ATTN_SIGNALS and self._attn is None:
+                self._attn = c  # the first attention collector: its layers are the sites
+            if c.signal == "out_logit":
+                self._out_logit = c
         if features:
             self._features = st_torch.FeatureCollector(model, feature_layer)
 
@@ -245,10 +322,10 @@ class TrainingMonitor:
     def _build_monitors(
         self, layer: Any, layer_sigs: tuple[str, ...], loss: Any, centroid: Any, collapse: Any
     ) -> None:
-        writer = self.writer
+        writer = self._sink if self.writer is not None else None
         self.layer_monitor = self._make_layer(layer, layer_sigs) if layer_sigs else None
         self.attention_monitor = self._make_attention() if self._attn is not None else None
-        self.loss_monitor = _make_loss(loss, writer)
+        self.loss_monitor = make_loss(loss, writer)
         self.centroid_monitor = centroid
         self.collapse_monitor = collapse
         for m in (centroid, collapse):  # log them into the same run unless they have a writer
@@ -258,19 +335,15 @@ class TrainingMonitor:
     def _make_attention(self) -> Any:
         from ..monitors.layer import LayerMonitor
 
-        if self._attn.n_layers < 2:
-            raise InputError(
-                "signals includes 'attn_entropy' but the model has "
-                f"{self._attn.n_layers} attention layer(s), at least 2 are needed"
-            )
         return LayerMonitor(
             self._attn.n_layers,
-            ("attn_entropy",),
+            tuple(s for s in self.signals if s in ATTN_SIGNALS),
             layer_names=self._attn.layer_names,
             writer=self._attention_row if self.writer is not None else None,
         )
 
     def _init_counters(self) -> None:
+        self._global = 0  # calls of step() ever: not rewound by a guard's rollback
         self._calls = 0
         self._monitored = 0
         self.host_copies_ = 0
@@ -293,7 +366,8 @@ class TrainingMonitor:
                 "layer must be a dict of LayerMonitor options or a LayerMonitor, "
                 f"got {describe(layer)}"
             )
-        kwargs = {"layer_names": self.layer_names, "writer": self.writer, **(layer or {})}
+        sink = self._sink if self.writer is not None else None
+        kwargs = {"layer_names": self.layer_names, "writer": sink, **(layer or {})}
         return LayerMonitor(len(self.layer_names), signals, **kwargs)
 
     def _attention_row(self, row: dict[str, Any]) -> None:
@@ -301,9 +375,18 @@ class TrainingMonitor:
         # attn_entropy/<layer> column per layer (the layer table's <signal>/<layer> rule)
         out = {k: row[k] for k in ("step", "wall_time", "h0", "state", "reason", "config")}
         out["monitor"] = "attention"
-        for name, value in zip(row["layer_names"], row["values"][0], strict=True):
-            out[f"attn_entropy/{name}"] = float(value)
-        self.writer(out)
+        for signal, values in zip(row["signals"], row["values"], strict=True):
+            for name, value in zip(row["layer_names"], values, strict=True):
+                out[f"{signal}/{name}"] = float(value)
+        self._sink(out)
+
+    def _log_out_logit(self, t: int, values: Any) -> None:
+        """Output-logit statistics: logged (a table of their own), not alarmed on."""
+        import time
+
+        row = {"monitor": "out_logit", "step": t, "wall_time": time.time(), "config": {}}
+        row.update({k: float(v) for k, v in zip(self._out_logit.layer_names, values, strict=True)})
+        self._sink(row)
 
     # ------------------------------------------------------------------------------ per step
     def capture_grads(self) -> None:
@@ -327,21 +410,24 @@ class TrainingMonitor:
         """
         if self._closed:
             raise InputError("this TrainingMonitor is closed")
-        if loss is not None and self.loss_monitor is not None:
-            self._losses.add(loss)
+        # validate everything first, then mutate: a step() that raises changes nothing
         t = self._calls
+        monitored = t % self.every == 0
+        item = None
+        if loss is not None and self.loss_monitor is not None:
+            item = self._losses.prepare(loss)
+        y = None
+        if monitored:
+            self._check_forward()
+            y = self._check_labels(labels, t)
+        if item is not None:
+            self._losses.append(item)
+        g = self._global
+        self._global += 1
         self._calls += 1
-        if t % self.every:
+        if not monitored:
             self._arm(self._calls % self.every == 0)
-            return self._repeat(t)
-        for c in self._collectors:
-            # no forward pass since the last monitored step: activation norms would be NaN
-            # (0 / 0) and the layer monitor would report a non-finite COLLAPSE that is not there
-            if isinstance(c, st_torch.ActivationNormCollector) and not any(c._counts):
-                raise InputError(
-                    "no forward pass since the last monitored step(): activation norms are "
-                    "missing; call step() once per optimizer step, after forward and backward"
-                )
+            return self._guarded(self._repeat(g))
         extra = self._losses.take()
         values = st_torch.collect(self._collectors, extra=extra)
         self.host_copies_ += 1
@@ -351,24 +437,48 @@ class TrainingMonitor:
                 statuses["loss"] = self.loss_monitor.check(float(v))
         by_signal = {c.signal: v for c, v in zip(self._collectors, values, strict=False)}
         self.values_ = by_signal
+        # a value a collector did not observe (no gradient: frozen layer, no backward) is
+        # absent, not NaN: the monitors leave it out and name it, never a collapse
+        missing = {c.signal: missing_of(c) for c in self._collectors}
         if self.layer_monitor is not None:
+            sigs = self.layer_monitor.signals
             statuses["layer"] = self.layer_monitor.check(
-                {s: by_signal[s] for s in self.layer_monitor.signals}
+                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
             )
         if self.attention_monitor is not None:
-            statuses["attention"] = self.attention_monitor.check(by_signal["attn_entropy"])
+            sigs = self.attention_monitor.signals
+            statuses["attention"] = self.attention_monitor.check(
+                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
+            )
+        if self._out_logit is not None and self.writer is not None:
+            self._log_out_logit(self._monitored, by_signal["out_logit"])
         if (
             self._features is not None
             and self._features.features_ is not None
             and t >= self.feature_warmup
         ):
-            statuses.update(self._feed_features(labels))
+            statuses.update(self._feed_features(y))
         self._monitored += 1
         self._last.update(statuses)
         self._arm(self._calls % self.every == 0)
-        status = self._combine(t, evaluated=True)
+        status = self._combine(g, evaluated=True)
+        status = self._guarded(status)
         self.status_ = status
         self._reporter.report(status)
+        return status
+
+    def _guarded(self, status: TrainingStatus) -> TrainingStatus:
+        """Show the guard the status (it may roll everything back, this monitor included)."""
+        if self.guard is None:
+            return status
+        seen = status
+        if set(self.guard_on) != set(MONITORS):
+            seen = self._combine(status.step, status.evaluated, names=self.guard_on)
+        # None, not status.step: the guard counts its own calls (a restore rewinds ours)
+        rec = self.guard.step(None, seen)
+        if rec is not None:
+            status = replace(status, intervention=rec)
+            self.status_ = status
         return status
 
     def observe(self, labels: Any, split: str = "test") -> None:
@@ -391,9 +501,37 @@ class TrainingMonitor:
         self._last["centroid"] = status
         return status
 
-    def _feed_features(self, labels: Any) -> dict[str, Any]:
+    def _check_forward(self) -> None:
+        for c in self._collectors:
+            # no forward pass since the last monitored step: activation norms would be NaN
+            # (0 / 0) and the layer monitor would report a non-finite COLLAPSE that is not there
+            if isinstance(c, st_torch.ActivationNormCollector) and not any(c._counts):
+                raise InputError(
+                    "no forward pass since the last monitored step(): activation norms are "
+                    "missing; call step() once per optimizer step, after forward and backward"
+                )
+
+    def _check_labels(self, labels: Any, t: int) -> Any:
+        """The labels as a host int array when the feature monitors will read them (else None);
+        raises on labels that do not fit the last forward pass's features."""
+        if labels is None or self._features is None or t < self.feature_warmup:
+            return None
+        feats = self._features.features_
+        if feats is None:
+            return None
+        try:
+            y = st_torch.labels_to_numpy(labels)
+        except (TypeError, ValueError) as exc:
+            raise InputTypeError(f"labels must be class labels, got {describe(labels)}") from exc
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(feats):
+            raise InputError(
+                f"labels must be a 1-D integer array of {len(feats)} labels (one per row of the "
+                f"last forward pass's features), got {describe(labels)}"
+            )
+        return y
+
+    def _feed_features(self, y: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        y = None if labels is None else st_torch.labels_to_numpy(labels)
         if self.centroid_monitor is not None and y is not None:
             self.centroid_monitor.update(self._features.take(), y, split="train")
             self.host_copies_ += 1
@@ -411,14 +549,14 @@ class TrainingMonitor:
             self._features.enabled = on or self.centroid_monitor is not None
 
     def _repeat(self, t: int) -> TrainingStatus:
-        if self.status_ is None:  # pragma: no cover - step 0 is always monitored
-            return TrainingStatus(t, State.HEALTHY, "", evaluated=False)
-        return replace(self.status_, step=t, evaluated=False)
+        if self.status_ is None:  # after a rollback or load_state_dict: the monitors' last
+            return replace(self._combine(t, evaluated=False), intervention=None)
+        return replace(self.status_, step=t, evaluated=False, intervention=None)
 
-    def _combine(self, t: int, evaluated: bool) -> TrainingStatus:
+    def _combine(self, t: int, evaluated: bool, names: Sequence[str] = MONITORS) -> TrainingStatus:
         fired, reasons, worst = [], [], State.HEALTHY
-        for name in _MONITORS:
-            st = self._last.get(name)
+        for name in MONITORS:
+            st = self._last.get(name) if name in names else None
             if st is None:
                 continue
             state = State(st.state)
@@ -427,13 +565,15 @@ class TrainingMonitor:
             if state is not State.HEALTHY:
                 fired.append(name)
                 reasons.append(f"{name}: {st.reason or state.value}")
+            elif getattr(st, "absent", ()):  # healthy, but say which layers were not measured
+                reasons.append(f"{name}: {st.reason}")
         return TrainingStatus(
             t,
             worst,
             "; ".join(reasons),
             fired=tuple(fired),
             evaluated=evaluated,
-            **{name: self._last.get(name) for name in _MONITORS},
+            **{name: self._last.get(name) for name in MONITORS},
         )
 
     # ------------------------------------------------------------------------------ state
@@ -451,8 +591,16 @@ class TrainingMonitor:
 
     @property
     def should_stop(self) -> bool:
-        """True when a monitor named in ``stop_on`` says stop."""
+        """True when a monitor named in ``stop_on`` says stop, or the guard does (its
+        rollbacks are used up)."""
+        if self.guard is not None and self.guard.should_stop:
+            return True
         return any(m.should_stop for name, m in self.monitors.items() if name in self.stop_on)
+
+    @property
+    def interventions_(self) -> list[Any]:
+        """The guard's interventions so far (empty without a guard)."""
+        return [] if self.guard is None else list(self.guard.interventions_)
 
     @property
     def step_(self) -> int:
@@ -465,8 +613,12 @@ class TrainingMonitor:
         return self.status_
 
     def summary(self) -> dict[str, Any]:
-        """The ``summary()`` of the layer, attention and centroid monitors by name."""
-        return {name: m.summary() for name, m in self.monitors.items() if name in _SUMMARISED}
+        """The ``summary()`` of the layer, attention and centroid monitors by name (and the
+        guard's under ``"guard"``)."""
+        out = {name: m.summary() for name, m in self.monitors.items() if name in SUMMARISED}
+        if self.guard is not None:
+            out["guard"] = self.guard.summary()
+        return out
 
     def reset(self) -> None:
         """Forget every step (monitors reset, collector sums and buffered losses dropped)."""
@@ -475,7 +627,7 @@ class TrainingMonitor:
         for c in self._collectors:
             c.reset()
         self._losses.clear()
-        self._calls = self._monitored = 0
+        self._calls = self._monitored = self._global = 0
         self.status_ = None
         self._last = {}
         self._arm(True)
@@ -519,6 +671,7 @@ class TrainingMonitor:
                 m.load_state_dict(backup[name])
             raise
         self._calls, self._monitored = calls, monitored
+        self._global = max(self._global, calls)  # never back: see ``guard``
         self._losses.clear()
         self.status_ = None
         # each monitor's last status is part of its state: the combined status continues
@@ -542,6 +695,8 @@ class TrainingMonitor:
         self._closed = True
         self._close_collectors()
         self._reporter.close()
+        if self.guard is not None:
+            self.guard.close()
         if self._owned_writer is not None:
             self._owned_writer.close()
 
@@ -556,27 +711,3 @@ class TrainingMonitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _check_signals(signals: Any) -> tuple[str, ...]:
-    if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
-        raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
-    signals = tuple(signals)
-    unknown = [s for s in signals if s not in _SIGNALS]
-    if unknown or not signals or len(set(signals)) != len(signals):
-        raise InputError(f"signals must be distinct names from {_SIGNALS}, got {signals!r}")
-    return signals
-
-
-def _make_loss(loss: Any, writer: Any) -> LossRiseDetector | None:
-    if isinstance(loss, LossRiseDetector):
-        return loss
-    if loss is True:
-        return LossRiseDetector(writer=writer)
-    if isinstance(loss, Mapping):
-        return LossRiseDetector(**{"writer": writer, **loss})
-    if loss is False or loss is None:
-        return None
-    raise InputTypeError(
-        f"loss must be True/False, a dict or a LossRiseDetector, got {describe(loss)}"
-    )

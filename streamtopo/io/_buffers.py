@@ -43,6 +43,9 @@ class LayerBuffer:
         self.schema = layer_journal_schema(signals, layer_names)
         self.row_bytes = 4 * self.shape[0] * self.shape[1] + 64
         self.values = np.zeros((cap, *self.shape), np.float32)
+        # values not measured (a row's "missing" flags): written as nulls (Arrow validity)
+        self.missing = np.zeros((cap, *self.shape), np.bool_)
+        self.has_missing = [False] * cap
         self.slots = list(self.values)  # one view per row: cheaper to fill than values[i]
         self.h0: list[Any] = [0.0] * cap  # list stores beat numpy scalar stores per row
         self.state: list[str | None] = [None] * cap
@@ -77,6 +80,20 @@ class LayerBuffer:
             )
         if type(h0) is not float:
             h0 = as_float(h0, "row['h0']")
+        missing = row.get("missing")
+        if missing is not None and (
+            getattr(missing, "shape", None) != self.shape or missing.dtype != np.bool_
+        ):
+            raise InputError(
+                f"row['missing'] is {describe(missing)}, expected a bool array of shape "
+                f"{self.shape} (signals, layers)"
+            )
+        if missing is not None:
+            self.missing[i] = missing
+            self.has_missing[i] = True
+        elif self.has_missing[i]:
+            self.missing[i] = False
+            self.has_missing[i] = False
         z, stat, culprits, direction, calibrating = _alarm_fields(row)
         self.h0[i] = h0
         self.z[i], self.stat[i], self.culprits[i] = z, stat, culprits
@@ -96,7 +113,8 @@ class LayerBuffer:
         """Rows ``a:b`` as a journal batch; ``copy`` makes it own its values (a kept batch
         must survive the buffer's reuse; the flush path writes the zero-copy view at once)."""
         flat = self.values[a:b].reshape(-1)
-        flat = pa.array(flat.copy() if copy else flat)
+        mask = self.missing[a:b].reshape(-1) if any(self.has_missing[a:b]) else None
+        flat = pa.array(flat.copy() if copy else flat, mask=mask)
         return pa.RecordBatch.from_arrays(
             [
                 pa.array(step[a:b], pa.int64()),

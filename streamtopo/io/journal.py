@@ -31,7 +31,16 @@ from ..errors import InputError, InputTypeError, StreamtopoError, WriteError, Wr
 from ._buffers import Table, as_float, as_step, new_buffer
 from ._failures import FailurePolicy, step_span
 from ._journalfile import Journal
-from ._layout import JOURNAL_EXT, LAYER, check_kind, check_run_id, file_name, run_path, table_path
+from ._layout import (
+    JOURNAL_EXT,
+    LAYER,
+    check_kind,
+    check_names,
+    check_run_id,
+    file_name,
+    run_path,
+    table_path,
+)
 from ._meta import register_table
 from ._resume import STEP_LIMIT, check_resume_args, open_rank, start_steps, step_error
 from .recovery import RecoveryReport, convert_journal, recover
@@ -227,6 +236,13 @@ class RunWriter:
         self._failures.thread = self._thread
         self._thread.start()
         _register(self, handle_sigterm)
+
+    def check_layer_names(self, signals: Any, layer_names: Any) -> None:
+        """Raise now (naming the bad name) if a layer table with these signal and layer names
+        could not be written: monitors call this when a writer is attached, so a name the
+        table cannot hold fails at construction instead of at every ``check()``."""
+        check_names(signals, "signals")
+        check_names(layer_names, "layer_names")
 
     # -- the hot path ----------------------------------------------------------------------
     def __call__(self, row: dict[str, Any]) -> None:

@@ -148,15 +148,34 @@ def wide_table(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Table:
         return table.replace_schema_metadata(None)
     columns = json.loads(meta[b"streamtopo.columns"])
     matrix = _transpose(table.column("values"), table.num_rows, len(columns))
+    nulls = _null_matrix(table.column("values"), table.num_rows, len(columns))
     arrays, names = [], []
     for name in schema.names:
         if name == "values":
-            arrays.extend(pa.array(matrix[j]) for j in range(len(columns)))
+            arrays.extend(
+                pa.array(matrix[j], mask=None if nulls is None else nulls[j])
+                for j in range(len(columns))
+            )
             names.extend(columns)
         else:
             arrays.append(table.column(name))
             names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def _null_matrix(values: pa.ChunkedArray, n_rows: int, width: int) -> np.ndarray | None:
+    """The (width, n_rows) null flags of a fixed-size-list column (values not measured), or
+    None when it holds no null."""
+    children = [chunk.flatten() for chunk in values.chunks]
+    if not any(c.null_count for c in children):
+        return None
+    out = np.empty((width, n_rows), dtype=np.bool_)
+    at = 0
+    for c in children:
+        m = c.is_null().to_numpy(zero_copy_only=False).reshape(-1, width)
+        out[:, at : at + len(m)] = m.T
+        at += len(m)
+    return out
 
 
 def _transpose(values: pa.ChunkedArray, n_rows: int, width: int, block: int = 2048) -> np.ndarray:

@@ -347,10 +347,15 @@ def replay(
     out = []
     for (r,), part in data.group_by("rank", maintain_order=True):
         monitor.reset()
-        values = part.select(columns).to_numpy().reshape(part.height, len(signals), len(names))
+        shape = (part.height, len(signals), len(names))
+        values = part.select(columns).to_numpy().reshape(shape)
+        # nulls are values that were not measured: passed back as check(..., missing=...)
+        nulls = part.select(pl.col(c).is_null() for c in columns).to_numpy().reshape(shape)
+        missing = nulls if nulls.any() else None
         statuses = []
         for a in range(0, part.height, chunk):
-            statuses.append(monitor.run(values[a : a + chunk]))
+            m = None if missing is None else missing[a : a + chunk]
+            statuses.append(monitor.run(values[a : a + chunk], missing=m))
             if progress:
                 print(
                     f"\rreplay rank {r}: {min(a + chunk, part.height)}/{part.height} steps",

@@ -181,3 +181,34 @@ def as_stream(values: Any, signals: tuple[str, ...], n: int) -> np.ndarray:
             f"values must have shape (T, {S}, {n}) (steps, signals, layers), got {describe(arr)}"
         )
     return arr
+
+
+def missing_mask(missing: Any, n_signals: int, n_layers: int) -> np.ndarray | None:
+    """``missing`` (one bool per layer, or per signal and layer) as an (n_signals, n_layers)
+    bool array, or None when nothing is missing."""
+    try:
+        arr = np.asarray(missing)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"missing must be an array of bool, got {describe(missing)}") from exc
+    if arr.dtype != np.bool_:
+        raise InputTypeError(f"missing must be an array of bool, got {describe(missing)}")
+    S, L = n_signals, n_layers
+    if arr.shape == (L,):
+        arr = np.broadcast_to(arr, (S, L))
+    elif arr.shape != (S, L):
+        raise InputError(
+            f"missing must have shape ({L},) or ({S}, {L}) (signals, layers), got shape {arr.shape}"
+        )
+    return arr.copy() if arr.any() else None
+
+
+def split_absent(
+    bad: tuple[int, ...], mask: np.ndarray, row: np.ndarray
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Layers ``bad`` (a non-finite value in the recorded ``row``) split into (really
+    non-finite: a non-finite value that is not missing, absent: only missing values)."""
+    real, absent = [], []
+    for i in bad:
+        present = ~mask[:, i]
+        (absent if np.isfinite(row[present, i]).all() else real).append(i)
+    return tuple(real), tuple(absent)

@@ -145,6 +145,9 @@ class LayerStatus(MonitorStatus):
     stat : float
         ``rule="cusum"``: the change detector's statistic (largest CUSUM over streams; inf on a
         jump); NaN for the other rules and on steps the detector did not see.
+    absent : tuple of str
+        Layers without a value this step (``check(..., missing=...)``: a frozen layer, no
+        backward pass): left out of H0 and the rules, never a collapse.
     """
 
     kind: ClassVar[str] = "layer"
@@ -158,6 +161,7 @@ class LayerStatus(MonitorStatus):
     nonfinite: tuple[int, ...] = ()
     layer_z: float = math.nan
     stat: float = math.nan
+    absent: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:

@@ -411,6 +411,11 @@ class CollapseMonitor(Monitor):
             raise InputError(
                 f"components has unknown key(s) {unknown}, expected {list(self._columns)}"
             )
+        for key, value in comp.items():  # a number (NaN allowed: a missing component), not "x"
+            if isinstance(value, (bool, str, bytes)) or not isinstance(
+                value, (int, float, np.integer, np.floating)
+            ):
+                raise InputTypeError(f"components[{key!r}] must be a number, got {describe(value)}")
         if s % self.check_every != 0:
             return self._skip(s)
         return self._commit(s, civ, comp, {}, {})

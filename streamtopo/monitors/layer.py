@@ -41,7 +41,7 @@ from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
 from ._cusum_reason import cusum_reason
-from ._inputs import as_stream, fill_row
+from ._inputs import as_stream, fill_row, missing_mask, split_absent
 from ._records import RunSummary, status_frame
 from ._status import LayerStatus
 
@@ -306,6 +306,9 @@ class LayerMonitor(Monitor):
         self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
+        check_names = getattr(writer, "check_layer_names", None)
+        if check_names is not None:  # a name the log cannot hold fails here, not at every check
+            check_names(self.signals, self.layer_names)
         self.writer = writer
         self.reset()
 
@@ -378,6 +381,8 @@ class LayerMonitor(Monitor):
             self.min_std, *self.ring_.kernel_buffers(), self._work, self._med, self._lvec,
             self._livec, self._T, self._P, self._Tbad, self._D, self._B, self._chunk, self._out,
         )  # fmt: skip
+        # the same with non-finite values kept: a step whose only NaNs are absent values
+        self._kernel_args_keep = (*self._kernel_args[:4], False, *self._kernel_args[5:])
 
     @property
     def step(self) -> int:
@@ -415,7 +420,7 @@ class LayerMonitor(Monitor):
         self._patience.reset()
 
     # -- the per-step call -----------------------------------------------------------------
-    def check(self, values: Any) -> LayerStatus:
+    def check(self, values: Any, *, missing: Any = None) -> LayerStatus:
         """Record one step of signals and return its :class:`~streamtopo.monitors.LayerStatus`.
 
         Parameters
@@ -424,8 +429,27 @@ class LayerMonitor(Monitor):
             ``n_layers`` values (numpy array, list of floats or of 0-d tensors, 1-D tensor) for a
             single signal; a dict ``{signal: vector}`` or an ``(n_signals, n_layers)`` array for
             several. Bad input raises ``ValueError``/``TypeError`` and changes nothing.
+        missing : array-like of bool, optional
+            Values not measured this step (a frozen layer has no gradient): one flag per layer
+            (``(n_layers,)``) or per signal and layer (``(n_signals, n_layers)``). A layer with a
+            missing value is *absent*: recorded as NaN (logged as null), left out of H0 and the
+            rules while the value is in its window (as a non-finite value is), named in
+            ``status.absent``, and never a COLLAPSE. Its value in ``values`` is ignored.
+
+        Examples
+        --------
+        >>> mon = LayerMonitor(3, layer_names=["a", "b", "c"])
+        >>> st = mon.check([1.0, 2.0, 0.0], missing=[False, False, True])
+        >>> st.state.value, st.absent, st.reason
+        ('HEALTHY', ('c',), 'layers [c] absent (no value this step)')
         """
+        mask = None if missing is None else missing_mask(missing, len(self.signals), self.n_layers)
         fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
+        args = self._kernel_args
+        if mask is not None:
+            self._raw[mask] = math.nan
+            if args[4] and np.isfinite(self._raw.astype(np.float32)[~mask]).all():
+                args = self._kernel_args_keep  # only absent values are NaN: nothing to raise
         step = self._step
         W = self.window
         pos = step % W
@@ -434,7 +458,7 @@ class LayerMonitor(Monitor):
         scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
         ring = self.ring_
         layer_step(
-            *self._kernel_args, ring.count_ % self.capacity, step, pos, full,
+            *args, ring.count_ % self.capacity, step, pos, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
             self._bn if self._bn == self.baseline and not self._cusum else 0, *self._pending,
         )  # fmt: skip
@@ -457,12 +481,22 @@ class LayerMonitor(Monitor):
         if not full:
             self._rows += 1
         nonfinite = tuple(np.flatnonzero(self._bad).tolist()) if n_bad else ()
+        absent: tuple[int, ...] = ()
+        if mask is not None and nonfinite:
+            nonfinite, absent = split_absent(nonfinite, mask, self._row)
         if evaluate and self._cusum:
-            status = self._evaluate_cusum(step, nonfinite, h0, excluded > 0.0)
+            status = self._evaluate_cusum(step, nonfinite, h0, excluded > 0.0 or bool(absent))
+            if absent:
+                status = replace(
+                    status,
+                    absent=tuple(self.layer_names[i] for i in absent),
+                    reason=self._absent_reason(absent)
+                    + ("" if status.state is State.HEALTHY else f"; {status.reason}"),
+                )
         elif evaluate:
-            status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0)
+            status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0, absent)
         else:
-            status = self._skipped(step, nonfinite)
+            status = self._skipped(step, nonfinite, absent)
         self._last = status  # what Monitor._record does, inlined on the per-step path
         self._step = step + 1
         if self.writer is not None:  # no row built (nor values copied) without a writer
@@ -479,6 +513,7 @@ class LayerMonitor(Monitor):
                 culprits=status.culprits,
                 direction=status.direction,
                 calibrating=status.calibrating,
+                **({} if mask is None else {"missing": mask}),
             )
         return status
 
@@ -499,16 +534,31 @@ class LayerMonitor(Monitor):
     def _bad_names(self) -> list[str]:
         return [self.layer_names[i] for i in np.flatnonzero(self._bad)]
 
-    def _skipped(self, step: int, nonfinite: tuple[int, ...]) -> LayerStatus:
+    def _skipped(
+        self, step: int, nonfinite: tuple[int, ...], absent: tuple[int, ...] = ()
+    ) -> LayerStatus:
         last = self._last
         assert last is not None  # step 0 is always evaluated
         state, reason = last.state, f"not evaluated (check_every={self.check_every})"
+        if absent:
+            reason = self._absent_reason(absent)
         if nonfinite:
             reason = self._nonfinite_reason(nonfinite)
             if self.nonfinite == "collapse":
                 state = State.COLLAPSE
         return replace(
-            last, step=step, state=state, reason=reason, nonfinite=nonfinite, evaluated=False
+            last,
+            step=step,
+            state=state,
+            reason=reason,
+            nonfinite=nonfinite,
+            evaluated=False,
+            absent=tuple(self.layer_names[i] for i in absent),
+        )
+
+    def _absent_reason(self, absent: tuple[int, ...]) -> str:
+        return (
+            f"layers [{', '.join(self.layer_names[i] for i in absent)}] absent (no value this step)"
         )
 
     def _nonfinite_reason(self, nonfinite: tuple[int, ...]) -> str:
@@ -524,11 +574,19 @@ class LayerMonitor(Monitor):
         return f"{'; '.join(parts)} (nonfinite={self.nonfinite!r})"
 
     def _evaluate(
-        self, step: int, nonfinite: tuple[int, ...], h0: float, top: int, lzt: float, excluded: bool
+        self,
+        step: int,
+        nonfinite: tuple[int, ...],
+        h0: float,
+        top: int,
+        lzt: float,
+        excluded: bool,
+        absent: tuple[int, ...] = (),
     ) -> LayerStatus:
         """Rules, baselines and the status of an evaluated step (``top``: layer with the
-        largest |z|, ``lzt`` its z; ``excluded``: some layer is left out of H0)."""
-        excluded = excluded or bool(nonfinite)
+        largest |z|, ``lzt`` its z; ``excluded``: some layer is left out of H0; ``absent``:
+        layers without a value this step)."""
+        excluded = excluded or bool(nonfinite) or bool(absent)
         K = self.baseline
         logh = math.log(h0) if h0 > 0.0 else -math.inf
         z = math.nan if excluded else self._h0_base.zscore(logh)
@@ -554,6 +612,9 @@ class LayerMonitor(Monitor):
         if top >= 0 and (abs(lzt) > self.layer_z_ or state is not State.HEALTHY):
             culprits = self._culprits()
         reason = self._reason(state, z, lzt, top, nonfinite, excluded)
+        if absent:
+            held = nonfinite or state is not State.HEALTHY
+            reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
         # values seen while an alarm is active (or with layers left out) never enter a baseline;
         # per-layer values also stay out while the layer rule is over its threshold but not yet
         # for raise_after steps, or a jump of one layer would inflate the spread it is judged
@@ -578,6 +639,7 @@ class LayerMonitor(Monitor):
         status = LayerStatus(
             step, state, reason, h0, z, self._peak.ratio, self._peak.peak, direction, culprits,
             nonfinite, lzt, calibrating=calibrating,
+            absent=tuple(self.layer_names[i] for i in absent) if absent else (),
         )  # fmt: skip
         self._summary.record(status)
         return status
@@ -640,7 +702,7 @@ class LayerMonitor(Monitor):
             return self._nonfinite_reason(nonfinite)
         if excluded:
             names = ", ".join(self.layer_names[i] for i in np.flatnonzero(self._nbad))
-            return f"layers [{names}] left out of H0 (non-finite value in window)"
+            return f"layers [{names}] left out of H0 (non-finite or absent value in window)"
         if state is State.HEALTHY:
             if self.rule == "streak" and not self._h0_base.ready:
                 return f"warmup ({self._h0_base.count}/{self.baseline} baseline values)"
@@ -674,16 +736,20 @@ class LayerMonitor(Monitor):
             self._pending = _NO_PUSH
 
     # -- batch / replay --------------------------------------------------------------------
-    def run(self, values: Any) -> Any:
+    def run(self, values: Any, *, missing: Any = None) -> Any:
         """Check every row of a recorded stream and return the statuses as a polars DataFrame.
 
         ``values`` is a (T, n_signals, n_layers) array (or (T, n_layers) for one signal, or a dict
         ``{signal: (T, n_layers)}``). The rows go through :meth:`check` one by one, so the result
         is bit-identical to live calls from the same state (a fresh monitor, or one restored
-        with :meth:`load_state_dict`).
+        with :meth:`load_state_dict`). ``missing``: a bool array of the same shape, the
+        ``missing`` argument of each :meth:`check`.
         """
         arr = as_stream(values, self.signals, self.n_layers)
-        return status_frame([self.check(arr[t]) for t in range(arr.shape[0])])
+        if missing is None:
+            return status_frame([self.check(arr[t]) for t in range(arr.shape[0])])
+        m = np.asarray(missing, dtype=bool).reshape(arr.shape)
+        return status_frame([self.check(arr[t], missing=m[t]) for t in range(arr.shape[0])])
 
     # -- summary and persistence -----------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -277,10 +277,16 @@ def collapse_components(
     # Centre, then divide by a power of two near max |x| (exact): every component is
     # translation- and scale-free, and float32 ripser and squared norms stay in range for
     # embeddings near 1e±150. Only lambda_* and scale carry units; they are scaled back.
+    # A first power of two keeps the column sums of the mean in range (values near 1e308);
+    # both divisions are exact, so for ordinary inputs the arrays are bit-identical to one step.
+    pre = pow2_scale(arr)
+    if pre != 1.0:
+        arr = arr / pre
     arr = arr - arr.mean(axis=0)
     unit = pow2_scale(arr)
     if unit != 1.0:
         arr = arr / unit
+    unit *= pre
     spec = _spectrum(arr)
     spec["lambda_max"] = spec["lambda_max"] * unit * unit
     spec["lambda_min_pos"] = spec["lambda_min_pos"] * unit * unit

@@ -62,7 +62,8 @@ def pow2_scale(X: np.ndarray) -> float:
     m = float(np.max(np.abs(X))) if X.size else 0.0
     if m == 0.0 or not math.isfinite(m):
         return 1.0
-    return math.ldexp(1.0, math.frexp(m)[1])
+    # 2**1024 is not a float: for max |X| >= 2**1023 divide by 2**1023 (quotients stay < 2)
+    return math.ldexp(1.0, min(math.frexp(m)[1], 1023))
 
 
 def prepare_points(X: Any, metric: str = "euclidean", *, name: str = "X") -> np.ndarray:

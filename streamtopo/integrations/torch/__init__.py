@@ -129,18 +129,24 @@ class LossBuffer:
 
     def add(self, loss: Any) -> None:
         """Append a loss: a tensor with one element (read detached) or a real number."""
+        self._items.append(self.prepare(loss))
+
+    def append(self, item: torch.Tensor) -> None:
+        """Append a loss already checked by :meth:`prepare`."""
+        self._items.append(item)
+
+    @staticmethod
+    def prepare(loss: Any) -> torch.Tensor:
+        """Check a loss and return it as a 0-d float32 tensor (nothing is buffered)."""
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise InputError(
                     f"loss must have one element, got a tensor of shape {tuple(loss.shape)}"
                 )
-            self._items.append(loss.detach().reshape(()).to(torch.float32))
-        elif isinstance(loss, (int, float, np.number)) and not isinstance(loss, bool):
-            self._items.append(torch.tensor(float(loss), dtype=torch.float32))
-        else:
-            raise InputTypeError(
-                f"loss must be a number or a one-element tensor, got {describe(loss)}"
-            )
+            return loss.detach().reshape(()).to(torch.float32)
+        if isinstance(loss, (int, float, np.number)) and not isinstance(loss, bool):
+            return torch.tensor(float(loss), dtype=torch.float32)
+        raise InputTypeError(f"loss must be a number or a one-element tensor, got {describe(loss)}")
 
     def take(self) -> torch.Tensor | None:
         """All buffered losses as one float32 vector (on the device of the first), then empty."""

@@ -344,19 +344,20 @@ class UpdateRatioCollector(Collector):
         self.layer_names = tuple(g.name for g in resolved)
         params: list[nn.Parameter] = []
         index: dict[int, int] = {}
-        owner: list[int] = []
+        pairs: list[tuple[int, int]] = []
         for g, (name, module, recurse) in enumerate(resolved):
             own = [p for p in module.parameters(recurse=recurse) if p.requires_grad]
             if not own:
                 raise InputError(f"layer group {name!r} has no parameter that requires grad")
             for p in own:
-                if id(p) not in index:  # a tied parameter counts in its first group
+                if id(p) not in index:
                     index[id(p)] = len(params)
                     params.append(p)
-                    owner.append(g)
+                pairs.append((index[id(p)], g))  # a tied parameter counts in every group
         self._params = params
         self._device = model_device(model)
-        self._gidx = torch.tensor(owner, dtype=torch.long, device=self._device)
+        self._pidx = torch.tensor([p for p, _ in pairs], dtype=torch.long, device=self._device)
+        self._gidx = torch.tensor([g for _, g in pairs], dtype=torch.long, device=self._device)
         self._buf: list[torch.Tensor] | None = None
         self._stash: torch.Tensor | None = None
         self._armed = False
@@ -389,8 +390,8 @@ class UpdateRatioCollector(Collector):
             delta_sq = squared_norms(self._buf, self._device)
             L = self.n_layers
             sums = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
-            sums[:L].index_add_(0, self._gidx, delta_sq)
-            sums[L:].index_add_(0, self._gidx, old_sq)
+            sums[:L].index_add_(0, self._gidx, delta_sq[self._pidx])
+            sums[L:].index_add_(0, self._gidx, old_sq[self._pidx])
         self._stash = sums if self._stash is None else self._stash + sums
         self._armed = False
 
