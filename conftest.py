@@ -36,4 +36,6 @@ except ImportError:
         "streamtopo/integrations/training.py",
         "streamtopo/integrations/hf.py",
         "streamtopo/integrations/lightning.py",
+        "streamtopo/integrations/_training_parts.py",
+        "tests/naive_attention.py",
     ]
