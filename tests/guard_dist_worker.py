@@ -57,6 +57,9 @@ def main(argv: list[str]) -> None:
     tm.close()
     with open(out, "w") as fh:
         json.dump(result, fh)
+    # both ranks reach this point before the group goes: destroying it while the peer is still
+    # tearing down made gloo abort a worker ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 

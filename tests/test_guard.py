@@ -342,8 +342,8 @@ def test_two_gloo_ranks_take_the_same_decisions(tmp_path):
         )
         for r in range(2)
     ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
+    errs = [p.communicate(timeout=300)[1] for p in procs]  # read both before asserting
+    for p, err in zip(procs, errs, strict=True):
         assert p.returncode == 0, err.decode()[-3000:]
     r0, r1 = (json.loads(o.read_text()) for o in outs)
     assert r0["interventions"] == r1["interventions"]
