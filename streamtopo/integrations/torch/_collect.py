@@ -18,9 +18,33 @@ __all__ = [
     "collect",
     "distributed_world",
     "first_tensor",
+    "group_parameters",
     "model_device",
     "safe_ratio",
 ]
+
+
+def group_parameters(
+    model: nn.Module, groups: str | Sequence[str] = "auto"
+) -> tuple[tuple[str, ...], list[nn.Parameter], list[tuple[int, int]]]:
+    """``(layer_names, params, pairs)`` of the layer groups: every trainable parameter once in
+    ``params``, and one ``(param index, group index)`` pair per membership, so a tied parameter
+    counts in every group it belongs to. A group without a trainable parameter is an error."""
+    resolved = layer_groups(model, groups)
+    params: list[nn.Parameter] = []
+    index: dict[int, int] = {}
+    pairs: list[tuple[int, int]] = []
+    for g, (name, module, recurse) in enumerate(resolved):
+        own = [p for p in module.parameters(recurse=recurse) if p.requires_grad]
+        if not own:
+            raise InputError(f"layer group {name!r} has no parameter that requires grad")
+        for p in own:
+            if id(p) not in index:
+                index[id(p)] = len(params)
+                params.append(p)
+            pairs.append((index[id(p)], g))
+    return tuple(g.name for g in resolved), params, pairs
+
 
 # --------------------------------------------------------------------------- packing protocol
 
@@ -214,20 +238,7 @@ class GradNormCollector(Collector):
 
     def __init__(self, model: nn.Module, groups: str | Sequence[str] = "auto") -> None:
         super().__init__()
-        resolved = layer_groups(model, groups)
-        self.layer_names = tuple(g.name for g in resolved)
-        params: list[nn.Parameter] = []
-        index: dict[int, int] = {}
-        pairs: list[tuple[int, int]] = []
-        for g, (name, module, recurse) in enumerate(resolved):
-            own = [p for p in module.parameters(recurse=recurse) if p.requires_grad]
-            if not own:
-                raise InputError(f"layer group {name!r} has no parameter that requires grad")
-            for p in own:
-                if id(p) not in index:
-                    index[id(p)] = len(params)
-                    params.append(p)
-                pairs.append((index[id(p)], g))
+        self.layer_names, params, pairs = group_parameters(model, groups)
         self._params = params
         self._pairs = pairs
         self._pidx = torch.tensor([p for p, _ in pairs], dtype=torch.long)

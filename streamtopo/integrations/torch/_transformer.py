@@ -22,8 +22,7 @@ from torch import nn
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
 from ._attention import AttentionSample, attention_sites, sample_logits
-from ._collect import Collector, first_tensor, model_device, squared_norms
-from ._groups import layer_groups
+from ._collect import Collector, first_tensor, group_parameters, model_device, squared_norms
 
 __all__ = [
     "AttentionLogitCollector",
@@ -340,20 +339,7 @@ class UpdateRatioCollector(Collector):
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         super().__init__()
-        resolved = layer_groups(model, groups)
-        self.layer_names = tuple(g.name for g in resolved)
-        params: list[nn.Parameter] = []
-        index: dict[int, int] = {}
-        pairs: list[tuple[int, int]] = []
-        for g, (name, module, recurse) in enumerate(resolved):
-            own = [p for p in module.parameters(recurse=recurse) if p.requires_grad]
-            if not own:
-                raise InputError(f"layer group {name!r} has no parameter that requires grad")
-            for p in own:
-                if id(p) not in index:
-                    index[id(p)] = len(params)
-                    params.append(p)
-                pairs.append((index[id(p)], g))  # a tied parameter counts in every group
+        self.layer_names, params, pairs = group_parameters(model, groups)
         self._params = params
         self._device = model_device(model)
         self._pidx = torch.tensor([p for p, _ in pairs], dtype=torch.long, device=self._device)
