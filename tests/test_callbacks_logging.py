@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 
@@ -10,7 +11,7 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 from torch import nn  # noqa: E402
 
-from streamtopo.errors import InputTypeError  # noqa: E402
+from streamtopo.errors import InputError, InputTypeError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning:lightning",
@@ -28,10 +29,20 @@ def data(n=64, seed=0):
     return x, (x[:, 0] > 0).long()
 
 
-def layer_steps(run_dir) -> list[int]:
+def layer_steps(run_dir, table="layer") -> list[int]:
     from streamtopo.io.replay import read_run
 
-    return read_run(run_dir).select("step").collect()["step"].to_list()
+    return read_run(run_dir, table=table).select("step").collect()["step"].to_list()
+
+
+def check_resumed_run(run_dir, first, second):
+    """Layer rows of both runs on the trainer's step axis; replay keeps the resumed copy."""
+    from streamtopo.io.replay import replay
+
+    assert layer_steps(run_dir) == first + second
+    replayed = replay(run_dir)
+    assert replayed["step"].to_list() == sorted(set(first + second))
+    assert (replayed["h0"] == replayed["live_h0"]).all()  # the later copy wins, bit for bit
 
 
 # ----------------------------------------------------------------------------- Lightning
@@ -67,7 +78,7 @@ def lightning_trainer(pl, callback, max_steps, **kw):
         devices=1,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[callback],
+        callbacks=kw.pop("callbacks", [callback]),
         **kw,
     )
 
@@ -100,7 +111,8 @@ def test_lightning_logs_the_streamtopo_keys_and_warns_on_stop(tmp_path, caplog):
     metrics = plr.read_csv(f"{csv.log_dir}/metrics.csv")
     assert metrics["streamtopo/state"].drop_nulls().to_list() == [0.0] * 4 + [2.0, 2.0]
     messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith("streamtopo alarm starts at step 4: COLLAPSE") for m in messages)
+    # the trainer's global step: the NaN loss of the batch after 4 optimizer steps is step 5
+    assert any(m.startswith("streamtopo alarm starts at step 5: COLLAPSE") for m in messages)
     assert any(m.startswith("streamtopo stops the Trainer at global step 6") for m in messages)
 
 
@@ -119,29 +131,33 @@ def test_lightning_argument_typo_fails_at_construction():
 
 
 def test_lightning_resume_from_checkpoint_continues_steps(tmp_path):
+    """fit(ckpt_path=) from step 6 of a run that went on to step 8 (a crash after the last
+    checkpoint): the monitor and the run continue at step 7, steps 7-8 superseded."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     from streamtopo.integrations.lightning import StreamtopoCallback
 
-    logs = tmp_path / "runs"
+    logs, ckpts = tmp_path / "runs", tmp_path / "ckpt"
     pl, module = lightning_module()
-    cb = StreamtopoCallback(log_dir=logs, run_id="r1")
-    first = lightning_trainer(pl, cb, 6, logger=False, enable_checkpointing=False)
+    cb = StreamtopoCallback(log_dir=logs, run_id="r1", every=2)
+    every3 = ModelCheckpoint(dirpath=ckpts, every_n_train_steps=3, save_top_k=-1)
+    first = lightning_trainer(pl, cb, 8, logger=False, callbacks=[cb, every3])
     first.fit(module, loader())
-    ckpt = tmp_path / "six.ckpt"
-    first.save_checkpoint(ckpt)
+    ckpt = ckpts / "epoch=0-step=6.ckpt"
     saved = torch.load(ckpt, weights_only=True)  # the callback's state is weights_only-safe
     assert any("StreamtopoCallback" in k for k in saved["callbacks"])
 
-    from streamtopo.io.journal import RunWriter
-
     pl, module = lightning_module()
-    # TrainingMonitor has no resume= yet: continue the run through a writer that allows it
-    with RunWriter(logs, run_id="r1", resume="allow") as writer:
-        cb2 = StreamtopoCallback(writer=writer)
-        second = lightning_trainer(pl, cb2, 10, logger=False, enable_checkpointing=False)
-        second.fit(module, loader(), ckpt_path=ckpt)
-    assert second.global_step == 10
-    assert cb2.monitor.step_ == 10
-    assert layer_steps(writer.run_dir) == list(range(10))
+    with pytest.raises(InputError, match="resume must be one of"):
+        StreamtopoCallback(log_dir=logs, run_id="r1", resume="yes")
+    cb2 = StreamtopoCallback(log_dir=logs, run_id="r1", resume="allow", every=2)
+    second = lightning_trainer(pl, cb2, 10, logger=False, enable_checkpointing=False)
+    second.fit(module, loader(), ckpt_path=ckpt)
+    assert second.global_step == 10 and cb2.status_.step == 10
+    assert cb2.monitor.step_ == 10  # calls: 6 restored + 4
+    # every=2 monitors calls 0, 2, ...: Lightning's steps 1, 3, ...; the loss every step
+    check_resumed_run(cb.monitor.run_dir_, [1, 3, 5, 7], [7, 9])
+    assert layer_steps(cb.monitor.run_dir_, "loss") == list(range(1, 9)) + list(range(7, 11))
 
 
 # ----------------------------------------------------------------------------- Hugging Face
@@ -233,19 +249,25 @@ def test_hf_errors_come_before_train(tmp_path):
 
 
 def test_hf_resume_from_checkpoint_continues_steps(tmp_path):
+    """resume_from_checkpoint=True from checkpoint-6 of a run that went on to step 8: the
+    monitor and the run continue at HF's step 7, steps 7-8 superseded."""
     from streamtopo.integrations.hf import StreamtopoTrainerCallback
-    from streamtopo.io.journal import RunWriter
 
     logs = tmp_path / "runs"
     saving = {"save_strategy": "steps", "save_steps": 3}
-    with RunWriter(logs, run_id="r1") as writer:
-        first = hf_trainer(tmp_path, StreamtopoTrainerCallback(writer=writer), 6, **saving)
-        first.train()
-    with RunWriter(logs, run_id="r1", resume="allow") as writer:
-        cb = StreamtopoTrainerCallback(writer=writer)
-        second = hf_trainer(tmp_path, cb, 10, **saving)
-        second.train(resume_from_checkpoint=True)
-    assert second.state.global_step == 10 and cb.monitor.step_ == 10
-    assert layer_steps(writer.run_dir) == list(range(10))
+    cb = StreamtopoTrainerCallback(log_dir=logs, run_id="r1")
+    first = hf_trainer(tmp_path, cb, 8, **saving)
+    first.train()
+    shutil.rmtree(tmp_path / "out" / "checkpoint-8")  # as if it crashed before saving it
+    with pytest.raises(InputError, match="run_id 'r1' already holds rows"):
+        hf_trainer(tmp_path, StreamtopoTrainerCallback(log_dir=logs, run_id="r1"), 10)
+    cb2 = StreamtopoTrainerCallback(log_dir=logs, run_id="r1", resume="allow")
+    second = hf_trainer(tmp_path, cb2, 10, **saving)
+    second.train(resume_from_checkpoint=True)
+    assert second.state.global_step == 10 and cb2.monitor.step_ == 10
+    check_resumed_run(cb.monitor.run_dir_, list(range(1, 9)), list(range(7, 11)))
+    assert layer_steps(cb.monitor.run_dir_, "loss") == list(range(1, 9)) + list(range(7, 11))
     steps = [h["step"] for h in second.state.log_history if "loss" in h]
     assert steps == list(range(1, 11))
+    statuses = [h["streamtopo/state"] for h in second.state.log_history if "loss" in h]
+    assert statuses == [0.0] * 10

@@ -98,10 +98,12 @@ def test_log_and_add_scalar_protocols_receive_the_same_keys():
     rec, sc = Recorder(), ScalarRecorder()
     with TrainingMonitor(model, every=2, loggers=[rec, sc]) as tm:
         statuses = _train(tm, model, [1.0] * 6)
-    assert [step for step, _ in rec.rows] == [0, 2, 4]  # evaluated steps only
-    assert rec.rows[-1][1] == status_scalars(statuses[-1])
+    # evaluated steps only, and step 5, whose buffered loss close() checks
+    assert [step for step, _ in rec.rows] == [0, 2, 4, 5]
+    assert not statuses[-1].evaluated and tm.status_.evaluated and tm.status_.step == 5
+    assert rec.rows[-1][1] == status_scalars(tm.status_)
     assert {tag for tag, _, _ in sc.calls} == set(rec.rows[-1][1])
-    assert sorted({step for _, _, step in sc.calls}) == [0, 2, 4]
+    assert sorted({step for _, _, step in sc.calls}) == [0, 2, 4, 5]
     assert sc.flushed == 1  # close() flushes, does not close
 
 

@@ -176,7 +176,8 @@ def test_hf_callback_steps_grads_and_loss(tmp_path):
     assert trainer.state.global_step == 10 and tm.step_ == 10
     assert tm.layer_names == ("layers.0", "layers.1", "layers.2", "layers.3", "head")
     assert tm.layer_monitor.step == 5  # every=2
-    assert tm.loss_monitor.step_ == 9  # the 10th step's loss waits for the next monitored step
+    assert tm.loss_monitor.step_ == 10  # the 10th step's loss, buffered, is checked at close()
+    assert cb.status_.step == 10 and tm.status_.loss.step == 10  # HF's global step
     assert math.isfinite(tm.loss_monitor.status_.loss)
     assert not any(m._forward_hooks for m in model.modules())
 

@@ -197,17 +197,28 @@ def test_bad_loss_type():
         assert tm.step_ == 0
 
 
-def test_step_without_a_forward_pass_is_a_clear_error_not_a_collapse():
-    from streamtopo.errors import InputError
-
+@pytest.mark.parametrize("signals", [("act_norm", "grad_norm"), ("act_norm",)])
+def test_step_without_a_forward_pass_reports_absent_layers_not_a_collapse(signals):
+    """Issue 16 item 1: no activations captured since the last monitored step is *absent*."""
     model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(3)])
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    tm = TrainingMonitor(model)
+    tm = TrainingMonitor(model, signals=signals)
     loss = model(torch.randn(8, 4)).pow(2).mean()
     loss.backward()
     opt.step()
     assert tm.step(loss).state == "HEALTHY"
     opt.step()
-    with pytest.raises(InputError, match="no forward pass since the last monitored step"):
-        tm.step(loss)
+    status = tm.step(loss)  # no forward pass since the last step
+    assert status.state == "HEALTHY" and status.evaluated
+    assert status.layer.absent == ("0", "1", "2") and not status.layer.nonfinite
+    assert status.reason == "layer: layers [0, 1, 2] absent (no value this step)"
+    assert tm.values_["act_norm"].shape == (3,) and np.isnan(tm.values_["act_norm"]).all()
+    for _ in range(3):  # forward passes again: measured again
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        status = tm.step(loss)
+        opt.zero_grad()
+    assert status.state == "HEALTHY" and status.layer.absent == ()
+    assert np.isfinite(tm.values_["act_norm"]).all()
     tm.close()

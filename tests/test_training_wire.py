@@ -44,7 +44,7 @@ def snapshot(tm):
         tm._monitored,
         len(tm._losses),
         tm.host_copies_,
-        {n: m.state_dict() for n, m in tm.monitors.items()},
+        tm.state_dict(),
     )
 
 
@@ -99,12 +99,12 @@ def test_a_step_that_raises_changes_nothing(every):
         ref_status = ref.step(ref_loss, labels=ref_y)
         ref_opt.zero_grad()
         assert deep_equal(status, ref_status)  # the rejected calls left no trace
-    # no forward pass: the check runs before anything moves
-    opt.step()
+    # a training step that does not increase: refused before anything moves
     before = snapshot(tm)
-    if tm.step_ % every == 0:
-        with pytest.raises(InputError, match="no forward pass"):
-            tm.step(torch.tensor(5.0))
+    for bad, match in ((5, "step must be an int in \\[6, 2\\*\\*62\\) .*the last step was 5"),
+                       (2**62, "2\\*\\*62"), (True, "step must be an int"), (6.0, "got 6.0")):
+        with pytest.raises(StreamtopoError, match=match):
+            tm.step(torch.tensor(5.0), step=bad)
         assert same_state(snapshot(tm), before)
     tm.close()
     ref.close()

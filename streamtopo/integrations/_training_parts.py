@@ -1,10 +1,11 @@
 """Parts of :class:`~streamtopo.integrations.training.TrainingMonitor`: signal names, the
-collectors a signal list needs, the row sink that keeps logged steps monotonic, and small
-argument helpers."""
+collectors a signal list needs, the row sink that puts every table on the training-step axis,
+and small argument helpers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,14 @@ __all__ = [
     "ATTN_SIGNALS",
     "LAYER_SIGNALS",
     "MONITORS",
+    "RESUME",
     "SIGNALS",
     "SUMMARISED",
     "RowSink",
     "add_collectors",
+    "at_step",
     "check_signals",
+    "check_step",
     "make_loss",
     "missing_of",
 ]
@@ -32,6 +36,8 @@ LAYER_SIGNALS = ("act_norm", "grad_norm", "update_ratio")  # one value per layer
 ATTN_SIGNALS = ("attn_entropy", "attn_logit")  # one value per attention module
 MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
 SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
+STEP_LIMIT = 2**62  # steps a RunWriter accepts
+RESUME = ("never", "allow", "must")  # a RunWriter's run-id policies
 
 
 def add_collectors(
@@ -76,31 +82,58 @@ def add_collectors(
 
 
 class RowSink:
-    """The monitors' writer: their rows, with steps that never go back.
+    """The monitors' writer: every row on the training-step axis, no table repeating a step.
 
-    A guard's rollback rewinds the monitors' counters with their state; each table then
-    continues after its last written step (the row's step is shifted), so no table repeats a
-    step. Without a rollback the steps pass unchanged.
+    The monitors number their rows with their own counters (a LayerMonitor counts monitored
+    steps, a guard's rollback rewinds them). The TrainingMonitor sets :attr:`at` to the training
+    step before a monitor runs, and each row with a step is stamped with it, so the layer, loss,
+    attention, centroid, collapse and interventions tables share one axis. A row at or before
+    its table's last written step (``check_centroid()`` twice between two steps) goes right
+    after it.
     """
 
     def __init__(self, writer: Callable[[dict[str, Any]], Any] | None) -> None:
         self.writer = writer
+        self.at: int | None = None  # the training step of the rows being written
         self._last: dict[str, int] = {}  # table -> last step written
-        self._shift: dict[str, int] = {}  # table -> added to the monitor's step
+
+    @property
+    def written(self) -> bool:
+        """Whether a row went through this sink."""
+        return bool(self._last)
 
     def __call__(self, row: dict[str, Any]) -> None:
         kind, step = row.get("monitor"), row.get("step")
         if not (isinstance(step, int) and isinstance(kind, str)):
             self.writer(row)
             return
-        step += self._shift.get(kind, 0)
+        if self.at is not None:
+            step = self.at
         last = self._last.get(kind)
         if last is not None and step <= last:
-            self._shift[kind] = self._shift.get(kind, 0) + last + 1 - step
             step = last + 1
         row["step"] = step
         self.writer(row)
         self._last[kind] = step
+
+
+def at_step(status: Any, step: int) -> Any:
+    """``status`` with its ``step`` set to the training step (a monitor counts its own)."""
+    return status if status is None or status.step == step else replace(status, step=step)
+
+
+def check_step(step: Any, after: int) -> int:
+    """A training step given to ``TrainingMonitor.step(step=)``: an int >= ``after`` (the
+    steps strictly increase) and below 2**62 (the run writer's bound)."""
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise InputTypeError(
+            f"step must be an int (the trainer's global step) or None, got {describe(step)}"
+        )
+    step = int(step)
+    if not after <= step < STEP_LIMIT:
+        last = "" if after == 0 else f" (steps must increase; the last step was {after - 1})"
+        raise InputError(f"step must be an int in [{after}, 2**62){last}, got {step}")
+    return step
 
 
 def missing_of(collector: Any) -> np.ndarray:

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._validation import check_positive_int, describe
+from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputTypeError
 from .loggers import AlarmReporter
 
@@ -41,7 +41,7 @@ def check_monitor_kwargs(
 
     Unknown names raise :class:`~streamtopo.errors.InputTypeError` naming the argument, the
     closest valid name and every valid name (``own`` are the callback's own arguments);
-    ``every``, ``loggers`` and ``on_alarm`` are validated as the monitor would.
+    ``every``, ``resume``, ``loggers`` and ``on_alarm`` are validated as the monitor would.
 
     Examples
     --------
@@ -63,6 +63,10 @@ def check_monitor_kwargs(
             )
     if "every" in kwargs:
         check_positive_int(kwargs["every"], "every")
+    if "resume" in kwargs:
+        from ._training_parts import RESUME
+
+        check_choice(kwargs["resume"], "resume", RESUME)
     if "loggers" in kwargs or "on_alarm" in kwargs:
         AlarmReporter(kwargs.get("loggers", ()), kwargs.get("on_alarm"))
     return dict(kwargs)

@@ -8,17 +8,22 @@ imported::
                       callbacks=[StreamtopoTrainerCallback(log_dir="runs", stop=True)])
 
 Gradients are read in ``on_pre_optimizer_step`` (after clipping, before ``zero_grad``), the
-step is counted in ``on_step_end``. The loss-rise alarm gets the loss of each optimizer step's
-last forward pass, read by a forward hook on the model from its output (``output.loss``,
-``output["loss"]``, or a scalar first element of a tuple) while the model is training. With
-``stop=True`` a ``should_stop`` of the monitor sets ``control.should_training_stop``.
+step is counted in ``on_step_end`` at ``state.global_step`` (1 after the first optimizer
+step): the step of every status and of every row of the run, as in ``state.log_history``
+and the ``checkpoint-<step>`` directories. The loss-rise alarm gets the loss of each
+optimizer step's last forward pass, read by a forward hook on the model from its output
+(``output.loss``, ``output["loss"]``, or a scalar first element of a tuple) while the model is
+training. With ``stop=True`` a ``should_stop`` of the monitor sets
+``control.should_training_stop``.
 
-With ``guard=Guard(...)`` the guard is attached in ``on_train_begin`` to the Trainer's model,
-optimizer (accelerate's wrapper is opened) and LR scheduler, and to the callback's
-TrainingMonitor; it sees every status in ``on_step_end`` and may roll them back in place (the
-Trainer's step counter and data loader move on). A guard that used up its rollbacks sets
-``control.should_training_stop``. Under mixed precision the accelerator's GradScaler is not
-captured (the callback does not see it).
+With ``guard=Guard(...)`` the guard is attached in ``on_train_begin``
+(:meth:`TrainingMonitor.attach_guard`) to the Trainer's model, optimizer (accelerate's wrapper
+is opened), LR scheduler and, under fp16 mixed precision, the accelerator's GradScaler (the
+one ``Trainer`` saves as ``accelerator.scaler``, which accelerate hands to the wrapped
+optimizer as ``optimizer.scaler``), and to the callback's TrainingMonitor, which shows it every
+status, as in a plain loop: it may roll them back in place (the Trainer's step counter and
+data loader move on), ``status_.intervention`` says so and the interventions go into the
+run's log. A guard that used up its rollbacks sets ``control.should_training_stop``.
 
 The monitor is built in ``on_init_end``, i.e. when ``Trainer(...)`` is constructed, so a
 signal this model cannot give (e.g. ``"attn_entropy"`` without attention layers) fails there;
@@ -29,7 +34,9 @@ training loss the ``streamtopo/...`` scalars of
 them before user callbacks: :meth:`attach` puts this callback ahead of them, so every backend
 receives the keys. The monitor's state is saved with every checkpoint (in the Trainer state's
 ``stateful_callbacks["streamtopo"]``, plain JSON) and restored by
-``train(resume_from_checkpoint=...)``: a resumed run continues the monitor's steps.
+``train(resume_from_checkpoint=...)``: a resumed run continues the monitor's steps; with
+``log_dir`` give ``run_id`` and ``resume="allow"`` to continue the same run (rows the run
+recorded after the checkpoint are superseded).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import InputError
 from ..guard import check_guard
 
 _LOG = logging.getLogger("streamtopo")
@@ -105,6 +113,8 @@ def _build() -> type:
                 monitor_kwargs, "StreamtopoTrainerCallback", ("stop", "labels", "guard")
             )
             self.guard = check_guard(guard)
+            if self.guard is not None and self.guard.state is not None:
+                raise InputError("guard is already attached; make one Guard per training loop")
             self.intervention_: Any = None
             self.stop = bool(stop)
             self.labels = check_labels(labels)
@@ -141,14 +151,14 @@ def _build() -> type:
             if saved and self._handle is None:
                 self.monitor.load_state_dict(saved)  # train(resume_from_checkpoint=...)
             if self._handle is None:
-                if self.guard is not None and self.guard.state is None:
+                if self.guard is not None and self.monitor.guard is None:
+                    opt, sched = kw.get("optimizer"), kw.get("lr_scheduler")
                     try:
-                        sched = kw.get("lr_scheduler")
-                        self.guard.attach(
-                            model=model,
-                            optimizer=kw.get("optimizer"),
-                            scheduler=getattr(sched, "scheduler", sched),
-                            monitors=[self.monitor],
+                        self.monitor.attach_guard(
+                            self.guard,
+                            opt,
+                            getattr(sched, "scheduler", sched),
+                            getattr(opt, "scaler", None),  # accelerate's: accelerator.scaler
                         )
                     except BaseException:
                         self.monitor.close()
@@ -170,15 +180,13 @@ def _build() -> type:
             if self.monitor is None:
                 return control
             loss, self._loss = self._loss, None
-            self.status_ = self.monitor.step(loss)
-            if self.guard is not None:  # before the stop check: a rollback resets the monitors
-                self.intervention_ = self.guard.step(state.global_step, self.status_)
-                if self.guard.should_stop:
-                    control.should_training_stop = True
+            self.status_ = self.monitor.step(loss, step=state.global_step)
+            self.intervention_ = self.status_.intervention
+            if self.monitor.guard is not None and self.monitor.guard.should_stop:
+                control.should_training_stop = True  # the guard said why (a WARNING)
             if self.stop and self.monitor.should_stop and not control.should_training_stop:
                 _LOG.warning(
-                    "streamtopo stops the Trainer at global step %s (monitor step %s): %s",
-                    state.global_step,
+                    "streamtopo stops the Trainer at global step %s: %s",
                     self.status_.step,
                     self.status_.reason or self.status_.state,
                 )
@@ -205,9 +213,7 @@ def _build() -> type:
                 self._handle.remove()
                 self._handle = None
             if self.monitor is not None:
-                self.monitor.close()
-            if self.guard is not None:
-                self.guard.close()
+                self.monitor.close()  # and its guard
 
     StreamtopoTrainerCallback.__module__ = __name__
     return StreamtopoTrainerCallback

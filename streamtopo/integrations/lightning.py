@@ -8,21 +8,27 @@ used, not when this module is imported::
 
 Gradients are read in ``on_before_optimizer_step`` (after Lightning's AMP unscaling and
 before ``zero_grad``); the step is counted in ``on_train_batch_end`` with the batch loss,
-only for batches that ended with an optimizer step (gradient accumulation). With
-``stop=True`` a ``should_stop`` of the monitor sets ``trainer.should_stop``.
+only for batches that ended with an optimizer step (gradient accumulation), at the Trainer's
+``global_step`` (1 after the first optimizer step): the step of every status and of every row
+of the run, as in Lightning's own logs and checkpoints. With ``stop=True`` a ``should_stop``
+of the monitor sets ``trainer.should_stop``.
 
-With ``guard=Guard(...)`` the guard is attached in ``on_train_start`` to the LightningModule,
-the Trainer's optimizer, its LR scheduler (if any), the precision plugin's GradScaler (if any)
-and the callback's TrainingMonitor, and sees every status right after the monitor: it may roll
-them back in place (Lightning's step counter and data loader move on). A guard that used up
-its rollbacks sets ``trainer.should_stop``.
+With ``guard=Guard(...)`` the guard is attached in ``on_train_start``
+(:meth:`TrainingMonitor.attach_guard`) to the LightningModule, the Trainer's optimizer, its
+LR scheduler (if any), the precision plugin's GradScaler (if any) and the callback's
+TrainingMonitor, which shows it every status, as in a plain loop: it may roll them back in
+place (Lightning's step counter and data loader move on), ``status_.intervention`` says so
+and the interventions go into the run's log. A guard that used up its rollbacks sets
+``trainer.should_stop``.
 
 At every monitored step the ``streamtopo/...`` scalars of
 :func:`~streamtopo.integrations.loggers.status_scalars` go to ``pl_module.log_dict`` (so to
 every Lightning logger; ``streamtopo/state`` also to the progress bar), and a stop is logged
 as a WARNING on ``logging.getLogger("streamtopo")``. Arguments are checked when the callback
 is constructed. Its ``state_dict`` holds plain containers only, so checkpoints load under
-``torch.load(weights_only=True)`` and ``fit(ckpt_path=...)`` continues the monitor's steps.
+``torch.load(weights_only=True)`` and ``fit(ckpt_path=...)`` continues the monitor's steps;
+with ``log_dir`` give ``run_id`` and ``resume="allow"`` to continue the same run (rows the run
+recorded after the checkpoint are superseded).
 """
 
 from __future__ import annotations
@@ -92,6 +98,8 @@ def _build() -> type:
                 monitor_kwargs, "StreamtopoCallback", ("stop", "labels", "guard")
             )
             self.guard = check_guard(guard)
+            if self.guard is not None and self.guard.state is not None:
+                raise InputError("guard is already attached; make one Guard per training loop")
             self.intervention_: Any = None
             self.stop = bool(stop)
             self.labels = check_labels(labels)
@@ -110,7 +118,7 @@ def _build() -> type:
                 self._pending = None
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            if self.guard is None or self.guard.state is not None:
+            if self.guard is None or self.monitor is None or self.monitor.guard is not None:
                 return
             optimizers = list(trainer.optimizers)
             schedulers = [c.scheduler for c in getattr(trainer, "lr_scheduler_configs", [])]
@@ -119,12 +127,11 @@ def _build() -> type:
                     "guard= needs one optimizer and at most one LR scheduler, the Trainer has "
                     f"{len(optimizers)} optimizer(s) and {len(schedulers)} scheduler(s)"
                 )
-            self.guard.attach(
-                model=pl_module,
-                optimizer=optimizers[0],
-                scheduler=schedulers[0] if schedulers else None,
-                scaler=getattr(trainer.precision_plugin, "scaler", None),
-                monitors=[self.monitor],
+            self.monitor.attach_guard(
+                self.guard,
+                optimizers[0],
+                schedulers[0] if schedulers else None,
+                getattr(trainer.precision_plugin, "scaler", None),
             )
 
         def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
@@ -143,17 +150,15 @@ def _build() -> type:
             if loss is not None and accumulate > 1:
                 loss = loss * accumulate  # Lightning hands over the loss divided by it
             labels = self.labels(batch) if self.labels is not None else None
-            self.status_ = self.monitor.step(loss, labels=labels)
+            self.status_ = self.monitor.step(loss, labels=labels, step=trainer.global_step)
+            self.intervention_ = self.status_.intervention
             if self.status_.evaluated:
                 self._log(pl_module, self.status_)
-            if self.guard is not None:  # before the stop check: a rollback resets the monitors
-                self.intervention_ = self.guard.step(trainer.global_step, self.status_)
-                if self.guard.should_stop:
-                    trainer.should_stop = True
+            if self.monitor.guard is not None and self.monitor.guard.should_stop:
+                trainer.should_stop = True  # the guard said why (a WARNING)
             if self.stop and self.monitor.should_stop and not trainer.should_stop:
                 _LOG.warning(
-                    "streamtopo stops the Trainer at global step %s (monitor step %s): %s",
-                    trainer.global_step,
+                    "streamtopo stops the Trainer at global step %s: %s",
                     self.status_.step,
                     self.status_.reason or self.status_.state,
                 )
@@ -171,9 +176,7 @@ def _build() -> type:
 
         def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
             if stage == "fit" and self.monitor is not None:
-                self.monitor.close()
-            if stage == "fit" and self.guard is not None:
-                self.guard.close()
+                self.monitor.close()  # and its guard
 
         def state_dict(self) -> dict[str, Any]:
             return {} if self.monitor is None else self.monitor.state_dict()

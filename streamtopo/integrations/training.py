@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validation import check_positive_int, describe
+from .._validation import check_choice, check_positive_int, describe
 from ..alarms import State
 from ..errors import InputError, InputTypeError
 from ..guard import check_guard
@@ -31,10 +31,13 @@ from ._training_parts import (
     ATTN_SIGNALS,
     LAYER_SIGNALS,
     MONITORS,
+    RESUME,
     SUMMARISED,
     RowSink,
     add_collectors,
+    at_step,
     check_signals,
+    check_step,
     make_loss,
     missing_of,
 )
@@ -52,9 +55,11 @@ class TrainingStatus(MonitorStatus):
     ``reason`` joins their reasons (and, for a HEALTHY layer monitor with absent layers, which
     layers had no value this step). The monitors' own statuses are kept in the other fields
     (None when that monitor is off or has not run yet). ``evaluated`` is False on the calls
-    between monitored steps, which repeat the last monitored status. ``step`` is the global
-    step (calls of :meth:`TrainingMonitor.step`, never rewound by a guard's rollback);
-    ``intervention`` is what the guard did at this step (a
+    between monitored steps, which repeat the last monitored status. ``step`` is the training
+    step (the ``step=`` given to :meth:`TrainingMonitor.step`, by default counted from 0; never
+    rewound by a guard's rollback), and the monitors' statuses carry the training step they
+    were made at, as every table of the run does; ``intervention`` is what the guard did at
+    this step (a
     :class:`~streamtopo.guard.Intervention`), or None.
     """
 
@@ -101,7 +106,10 @@ class TrainingMonitor:
         Given the penultimate features (and labels) of every monitored step; it reads them
         (one host copy) only on its own ``check_every`` steps.
     every : int
-        Monitor every k-th call of :meth:`step` (the first call is monitored).
+        Monitor every k-th call of :meth:`step` (the first call is monitored). Every table and
+        status stays on the training-step axis: with ``every=5`` the layer table holds steps
+        0, 5, 10, ... and the loss table every step (the losses in between are buffered, and
+        flushed by :meth:`close`).
     groups : "auto", regex or list of module names
         Layer groups (see :func:`~streamtopo.integrations.torch.layer_groups`).
     layer : dict or LayerMonitor, optional
@@ -113,6 +121,12 @@ class TrainingMonitor:
         A row sink instead of ``log_dir`` (any callable; see the writer contract).
     run_id : str, optional
         Run id for the RunWriter.
+    resume : {"never", "allow", "must"}
+        The RunWriter's run-id policy (with ``log_dir``): ``"allow"`` or ``"must"`` continue a
+        run that holds rows. A monitor restored with :meth:`load_state_dict` before its first
+        step (a run resumed from a checkpoint) continues the checkpoint's steps; rows the run
+        recorded from there on are superseded (the RunWriter's ``rewind_to``; replay keeps the
+        later copy).
     stop_on : sequence of str
         Monitors whose ``should_stop`` makes :attr:`should_stop` true.
     feature_warmup : int
@@ -135,14 +149,13 @@ class TrainingMonitor:
     scheduler, scaler : optional
         The LR scheduler and ``GradScaler`` a guard restores with the model and optimizer.
     guard : streamtopo.Guard, optional
-        Attached here to the model, optimizer, scheduler, scaler and this monitor (it logs its
-        interventions into this monitor's run unless it has a writer). :meth:`step` shows it
-        every status; a rollback restores the training state in place, this monitor's
-        included, and is reported in ``status.intervention`` and :attr:`interventions_`.
-        Step numbers: a rollback rewinds the monitors' own counters with their state, but
-        ``status.step`` (the global step) and the steps of every logged row keep counting
-        forward, so a table never repeats a step: after a rollback a table's rows continue
-        from its last written step.
+        Attached here (or later with :meth:`attach_guard`) to the model, optimizer, scheduler,
+        scaler and this monitor (it logs its interventions into this monitor's run unless it
+        has a writer). :meth:`step` shows it every status with the training step; a rollback
+        restores the training state in place, this monitor's included, and is reported in
+        ``status.intervention`` and :attr:`interventions_`. A rollback rewinds the monitors'
+        own counters with their state, but not the training step that every status and logged
+        row carries, so no table repeats a step.
     guard_on : sequence of str, optional
         Monitors whose alarms the guard acts on (default: ``stop_on``); the guard is shown
         their combined status.
@@ -154,7 +167,8 @@ class TrainingMonitor:
     status_ : TrainingStatus or None
         The last status.
     host_copies_ : int
-        Device→host copies made so far (one per monitored step, plus one per feature read).
+        Device→host copies made so far (one per monitored step, plus one per feature read,
+        plus one at :meth:`close` for losses buffered after the last monitored step).
 
     Examples
     --------
@@ -171,7 +185,7 @@ class TrainingMonitor:
     ...         status = tm.step(loss)
     ...         opt.zero_grad()
     >>> status.step, status.state.value, tm.layer_monitor.n_layers, tm.host_copies_
-    (5, 'HEALTHY', 4, 3)
+    (5, 'HEALTHY', 4, 4)
     """
 
     def __init__(
@@ -188,6 +202,7 @@ class TrainingMonitor:
         loss: bool | Mapping[str, Any] | LossRiseDetector = True,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         run_id: str | None = None,
+        resume: str = "never",
         log_all_ranks: bool = False,
         centroid_every: int | None = None,
         stop_on: Sequence[str] = ("layer", "attention", "loss", "centroid", "collapse"),
@@ -206,8 +221,9 @@ class TrainingMonitor:
         self._collectors: list[Any] = []
         self._features: Any = None
         self._owned_writer: Any = None
-        self.guard = check_guard(guard)
-        if self.guard is not None and self.guard.state is not None:
+        self.guard = None
+        guard = check_guard(guard)
+        if guard is not None and guard.state is not None:
             raise InputError("guard is already attached; make one Guard per training loop")
         self._attn: Any = None
         self._out_logit: Any = None
@@ -226,6 +242,9 @@ class TrainingMonitor:
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
         if writer is not None and log_dir is not None:
             raise InputError("give log_dir or writer, not both")
+        resume = check_choice(resume, "resume", RESUME)
+        if resume != "never" and log_dir is None:
+            raise InputError(f"resume={resume!r} needs log_dir (it is the RunWriter's policy)")
         self.stop_on = tuple(stop_on)
         self._reporter = AlarmReporter(loggers, on_alarm, should_stop=lambda: self.should_stop)
         self.guard_on = self.stop_on if guard_on is None else tuple(guard_on)
@@ -244,21 +263,14 @@ class TrainingMonitor:
                 features=centroid is not None or collapse is not None,
                 optimizer=optimizer,
             )
-            self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks)
+            self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks, resume)
             self._sink = RowSink(self.writer)
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
             self._losses = st_torch.LossBuffer()
             self._init_counters()
-            if self.guard is not None:
-                self.guard.attach(
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    scaler=scaler,
-                    monitors=[self],
-                )
-                if self.guard.writer is None and self.writer is not None:
-                    self.guard.writer = self._sink
+            self.model = model
+            if guard is not None:
+                self._attach_guard(guard, optimizer, scheduler, scaler)
         except BaseException:
             self._close_collectors()
             if self._owned_writer is not None:
@@ -309,13 +321,14 @@ class TrainingMonitor:
         writer: Callable[[dict[str, Any]], Any] | None,
         run_id: Any,
         all_ranks: bool,
+        resume: str,
     ) -> Callable[[dict[str, Any]], Any] | None:
         """The row sink: the given writer, or a RunWriter on ``log_dir`` (rank 0 unless
         ``log_all_ranks``) that this monitor owns and closes."""
         if log_dir is not None and (self.rank == 0 or all_ranks):
             from ..io.journal import RunWriter
 
-            self._owned_writer = RunWriter(log_dir, run_id=run_id, rank=self.rank)
+            self._owned_writer = RunWriter(log_dir, run_id=run_id, rank=self.rank, resume=resume)
             return self._owned_writer
         return writer
 
@@ -343,7 +356,9 @@ class TrainingMonitor:
         )
 
     def _init_counters(self) -> None:
-        self._global = 0  # calls of step() ever: not rewound by a guard's rollback
+        self._global = 0  # the next training step: never rewound by a guard's rollback
+        self._loss_steps: list[int] = []  # training steps of the buffered losses
+        self._started = False  # step() was called (load_state_dict then does not resume)
         self._calls = 0
         self._monitored = 0
         self.host_copies_ = 0
@@ -388,6 +403,26 @@ class TrainingMonitor:
         row.update({k: float(v) for k, v in zip(self._out_logit.layer_names, values, strict=True)})
         self._sink(row)
 
+    def attach_guard(
+        self, guard: Any, optimizer: Any, scheduler: Any = None, scaler: Any = None
+    ) -> None:
+        """Attach ``guard`` (see ``guard`` above) when the optimizer exists only after this
+        monitor (the Lightning and Hugging Face callbacks attach it when training starts).
+        Bad input raises before anything is attached."""
+        if self._closed or self.guard is not None:
+            raise InputError("this TrainingMonitor is closed or already has a guard")
+        self._attach_guard(guard, optimizer, scheduler, scaler)
+
+    def _attach_guard(self, guard: Any, optimizer: Any, scheduler: Any, scaler: Any) -> None:
+        if check_guard(guard) is None:
+            raise InputTypeError("guard must be a streamtopo.Guard, got None")
+        if guard.state is not None:
+            raise InputError("guard is already attached; make one Guard per training loop")
+        guard.attach(self.model, optimizer, scheduler, scaler, monitors=[self])
+        if guard.writer is None and self.writer is not None:
+            guard.writer = self._sink
+        self.guard = guard
+
     # ------------------------------------------------------------------------------ per step
     def capture_grads(self) -> None:
         """Read the gradients now (on device, no sync) for the coming :meth:`step`.
@@ -400,31 +435,38 @@ class TrainingMonitor:
                 if isinstance(c, st_torch.GradNormCollector):
                     c.capture()
 
-    def step(self, loss: Any = None, labels: Any = None) -> TrainingStatus:
+    def step(
+        self, loss: Any = None, labels: Any = None, *, step: int | None = None
+    ) -> TrainingStatus:
         """Advance one training step; returns the combined :class:`TrainingStatus`.
 
         Call after ``optimizer.step()`` and before ``optimizer.zero_grad()`` (or use
         :meth:`capture_grads`). ``loss`` (a tensor or number) feeds the loss-rise alarm;
         ``labels`` of the batch feed the centroid/collapse monitors with the penultimate
-        features of the last forward pass.
+        features of the last forward pass. ``step`` is the trainer's global step (strictly
+        increasing; default: the last step + 1, from 0): the step of the status and of every
+        row this call writes. A layer with no value this step (no gradient, or no forward
+        pass since the last monitored step) is reported absent, not collapsed.
         """
         if self._closed:
             raise InputError("this TrainingMonitor is closed")
         # validate everything first, then mutate: a step() that raises changes nothing
         t = self._calls
+        g = self._global if step is None else check_step(step, self._global)
         monitored = t % self.every == 0
         item = None
         if loss is not None and self.loss_monitor is not None:
             item = self._losses.prepare(loss)
         y = None
         if monitored:
-            self._check_forward()
             y = self._check_labels(labels, t)
         if item is not None:
             self._losses.append(item)
-        g = self._global
-        self._global += 1
+            self._loss_steps.append(g)
+        self._global = g + 1
         self._calls += 1
+        self._started = True
+        self._sink.at = g
         if not monitored:
             self._arm(self._calls % self.every == 0)
             return self._guarded(self._repeat(g))
@@ -433,8 +475,8 @@ class TrainingMonitor:
         self.host_copies_ += 1
         statuses: dict[str, Any] = {}
         if self.loss_monitor is not None and extra is not None:
-            for v in values[-1]:
-                statuses["loss"] = self.loss_monitor.check(float(v))
+            self._last["loss"] = self._check_losses(values[-1])
+            self._sink.at = g
         by_signal = {c.signal: v for c, v in zip(self._collectors, values, strict=False)}
         self.values_ = by_signal
         # a value a collector did not observe (no gradient: frozen layer, no backward) is
@@ -451,7 +493,7 @@ class TrainingMonitor:
                 {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
             )
         if self._out_logit is not None and self.writer is not None:
-            self._log_out_logit(self._monitored, by_signal["out_logit"])
+            self._log_out_logit(g, by_signal["out_logit"])
         if (
             self._features is not None
             and self._features.features_ is not None
@@ -459,7 +501,7 @@ class TrainingMonitor:
         ):
             statuses.update(self._feed_features(y))
         self._monitored += 1
-        self._last.update(statuses)
+        self._last.update({name: at_step(st, g) for name, st in statuses.items()})
         self._arm(self._calls % self.every == 0)
         status = self._combine(g, evaluated=True)
         status = self._guarded(status)
@@ -474,8 +516,7 @@ class TrainingMonitor:
         seen = status
         if set(self.guard_on) != set(MONITORS):
             seen = self._combine(status.step, status.evaluated, names=self.guard_on)
-        # None, not status.step: the guard counts its own calls (a restore rewinds ours)
-        rec = self.guard.step(None, seen)
+        rec = self.guard.step(status.step, seen)  # the training step: a restore keeps it
         if rec is not None:
             status = replace(status, intervention=rec)
             self.status_ = status
@@ -497,19 +538,20 @@ class TrainingMonitor:
         """Run ``centroid.check(**kwargs)`` now (e.g. at an epoch's end); keeps its status."""
         if self.centroid_monitor is None:
             raise InputError("no centroid monitor (TrainingMonitor(centroid=...))")
-        status = self.centroid_monitor.check(**kwargs)
+        at = max(self._global - 1, 0)  # the last training step
+        self._sink.at = at
+        status = at_step(self.centroid_monitor.check(**kwargs), at)
         self._last["centroid"] = status
         return status
 
-    def _check_forward(self) -> None:
-        for c in self._collectors:
-            # no forward pass since the last monitored step: activation norms would be NaN
-            # (0 / 0) and the layer monitor would report a non-finite COLLAPSE that is not there
-            if isinstance(c, st_torch.ActivationNormCollector) and not any(c._counts):
-                raise InputError(
-                    "no forward pass since the last monitored step(): activation norms are "
-                    "missing; call step() once per optimizer step, after forward and backward"
-                )
+    def _check_losses(self, losses: Any) -> LossStatus:
+        """Feed the buffered losses (host values) to the loss monitor, each at its step."""
+        status = None
+        for v, s in zip(losses, self._loss_steps, strict=True):
+            self._sink.at = s
+            status = at_step(self.loss_monitor.check(float(v)), s)
+        self._loss_steps.clear()
+        return status
 
     def _check_labels(self, labels: Any, t: int) -> Any:
         """The labels as a host int array when the feature monitors will read them (else None);
@@ -627,6 +669,7 @@ class TrainingMonitor:
         for c in self._collectors:
             c.reset()
         self._losses.clear()
+        self._loss_steps.clear()
         self._calls = self._monitored = self._global = 0
         self.status_ = None
         self._last = {}
@@ -642,6 +685,8 @@ class TrainingMonitor:
             "calls": self._calls,
             "monitored": self._monitored,
             "every": self.every,
+            "step": self._global,
+            "status_steps": {name: st.step for name, st in self._last.items()},
             "monitors": {name: m.state_dict() for name, m in self.monitors.items()},
         }
 
@@ -659,26 +704,54 @@ class TrainingMonitor:
                 f"this TrainingMonitor has {sorted(self.monitors)}"
             )
         calls, monitored = state.get("calls"), state.get("monitored")
-        for key, v in (("calls", calls), ("monitored", monitored)):
+        step, stamps = state.get("step", calls), state.get("status_steps", {})
+        if not isinstance(stamps, Mapping):
+            raise InputError(f"state['status_steps'] must be a dict, got {describe(stamps)}")
+        checked = [("'calls'", calls), ("'monitored'", monitored), ("'step'", step)]
+        checked += [(f"'status_steps'][{k!r}", v) for k, v in stamps.items()]
+        for key, v in checked:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise InputError(f"state[{key!r}] must be an int >= 0, got {describe(v)}")
+                raise InputError(f"state[{key}] must be an int >= 0, got {describe(v)}")
         backup = {name: m.state_dict() for name, m in self.monitors.items()}
         try:
             for name, m in self.monitors.items():
                 m.load_state_dict(state["monitors"][name])
+            if not self._started:  # a resumed run: its steps continue the checkpoint's
+                self._rewind_writer(step)
         except BaseException:
             for name, m in self.monitors.items():  # all or nothing
                 m.load_state_dict(backup[name])
             raise
         self._calls, self._monitored = calls, monitored
-        self._global = max(self._global, calls)  # never back: see ``guard``
+        # a resumed run continues the checkpoint's steps; a guard's restore never goes back
+        self._global = step if not self._started else max(self._global, step)
         self._losses.clear()
+        self._loss_steps.clear()
         self.status_ = None
         # each monitor's last status is part of its state: the combined status continues
         self._last = {
-            name: m.last_status_ for name, m in self.monitors.items() if m.last_status_ is not None
+            name: at_step(m.last_status_, stamps.get(name, m.last_status_.step))
+            for name, m in self.monitors.items()
+            if m.last_status_ is not None
         }
         self._arm(self._calls % self.every == 0)
+
+    def _rewind_writer(self, step: int) -> None:
+        """Rows from ``step`` on supersede those a resumed run recorded after its checkpoint:
+        the owned RunWriter, unused so far, reopens with ``rewind_to=step``."""
+        from ..io.journal import RunWriter
+
+        old = self._owned_writer
+        if old is None or old.resume == "never" or old.rewind_to == step or self._sink.written:
+            return
+        kwargs = {"run_id": old.run_id, "rank": old.rank, "resume": old.resume}
+        old.close()
+        try:
+            new = RunWriter(old.log_dir, rewind_to=step, **kwargs)
+        except BaseException:
+            self._owned_writer = self.writer = self._sink.writer = RunWriter(old.log_dir, **kwargs)
+            raise
+        self._owned_writer = self.writer = self._sink.writer = new
 
     # ------------------------------------------------------------------------------ teardown
     def _close_collectors(self) -> None:
@@ -688,17 +761,32 @@ class TrainingMonitor:
             self._features.close()
 
     def close(self) -> None:
-        """Remove every hook and close the run writer this monitor opened (idempotent)."""
+        """Check the losses buffered since the last monitored step, remove every hook and
+        close the run writer this monitor opened (idempotent)."""
         if self._closed:
             self._close_collectors()
             return
         self._closed = True
-        self._close_collectors()
-        self._reporter.close()
-        if self.guard is not None:
-            self.guard.close()
-        if self._owned_writer is not None:
-            self._owned_writer.close()
+        try:
+            self._flush_losses()
+        finally:
+            self._close_collectors()
+            self._reporter.close()
+            if self.guard is not None:
+                self.guard.close()
+            if self._owned_writer is not None:
+                self._owned_writer.close()
+
+    def _flush_losses(self) -> None:
+        """The loss monitor checks the losses of the steps after the last monitored one (one
+        host copy, averaged across ranks as at a monitored step); the status is reported."""
+        extra = self._losses.take()
+        if extra is None:
+            return
+        self.host_copies_ += 1
+        self._last["loss"] = self._check_losses(st_torch.collect([], extra=extra)[-1])
+        self.status_ = self._combine(self._global - 1, evaluated=True)
+        self._reporter.report(self.status_)
 
     @property
     def run_dir_(self) -> Any:
