@@ -101,8 +101,12 @@ def test_a_step_that_raises_changes_nothing(every):
         assert deep_equal(status, ref_status)  # the rejected calls left no trace
     # a training step that does not increase: refused before anything moves
     before = snapshot(tm)
-    for bad, match in ((5, "step must be an int in \\[6, 2\\*\\*62\\) .*the last step was 5"),
-                       (2**62, "2\\*\\*62"), (True, "step must be an int"), (6.0, "got 6.0")):
+    for bad, match in (
+        (5, "step must be an int in \\[6, 2\\*\\*62\\) .*the last step was 5"),
+        (2**62, "2\\*\\*62"),
+        (True, "step must be an int"),
+        (6.0, "got 6.0"),
+    ):
         with pytest.raises(StreamtopoError, match=match):
             tm.step(torch.tensor(5.0), step=bad)
         assert same_state(snapshot(tm), before)
@@ -364,8 +368,11 @@ def test_signals_that_cannot_be_collected_fail_at_construction():
 
 
 # ------------------------------------------------------------------ item 4: the guard
-def digits_run(spike, guard, log_dir=None, steps=600, t0=300, window=50, seed=0):
-    """An Adam MLP on the bundled digits; LR x100 (1e-3 -> 0.1) for steps t0..t0+window."""
+def digits_run(
+    spike, guard, log_dir=None, steps=600, t0=300, window=50, seed=0, every=1, step_of=None
+):
+    """An Adam MLP on the bundled digits; LR x100 (1e-3 -> 0.1) for steps t0..t0+window;
+    ``step_of(t)`` is the training step given to ``tm.step`` (default: none given)."""
     from streamtopo.data import load_digits
 
     torch.manual_seed(seed)
@@ -381,7 +388,7 @@ def digits_run(spike, guard, log_dir=None, steps=600, t0=300, window=50, seed=0)
         nn.Linear(64, 10),
     )  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    tm = TrainingMonitor(model, log_dir=log_dir, optimizer=opt, guard=guard)
+    tm = TrainingMonitor(model, log_dir=log_dir, optimizer=opt, guard=guard, every=every)
     losses, statuses = [], []
     for t in range(steps):
         for g in opt.param_groups:
@@ -391,7 +398,7 @@ def digits_run(spike, guard, log_dir=None, steps=600, t0=300, window=50, seed=0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        statuses.append(tm.step(loss))
+        statuses.append(tm.step(loss, step=None if step_of is None else step_of(t)))
         losses.append(loss.detach())
         if tm.should_stop:
             break
