@@ -4,6 +4,7 @@ and small argument helpers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -25,10 +26,15 @@ __all__ = [
     "RowSink",
     "add_collectors",
     "at_step",
+    "attention_row",
     "check_signals",
     "check_step",
+    "layer_group_names",
     "make_loss",
     "missing_of",
+    "out_logit_row",
+    "reopen_writer",
+    "state_steps",
 ]
 
 SIGNALS = ("act_norm", "grad_norm", "update_ratio", "attn_entropy", "attn_logit", "out_logit")
@@ -38,6 +44,19 @@ MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
 SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 STEP_LIMIT = 2**62  # steps a RunWriter accepts
 RESUME = ("never", "allow", "must")  # a RunWriter's run-id policies
+
+
+def layer_group_names(model: Any, groups: Any, layer_sigs: tuple[str, ...]) -> tuple[str, ...]:
+    """Names of the layer groups (no hooks yet); at least two when a layer signal is on."""
+    if not layer_sigs:
+        return ()
+    names = tuple(g.name for g in st_torch.layer_groups(model, groups))
+    if len(names) < 2:
+        raise InputError(
+            f"groups={groups!r} gives {len(names)} layer group(s) "
+            f"({list(names)}), the LayerMonitor needs at least 2"
+        )
+    return names
 
 
 def add_collectors(
@@ -134,6 +153,47 @@ def check_step(step: Any, after: int) -> int:
         last = "" if after == 0 else f" (steps must increase; the last step was {after - 1})"
         raise InputError(f"step must be an int in [{after}, 2**62){last}, got {step}")
     return step
+
+
+def attention_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The attention LayerMonitor's row for its own table: attention layers differ from the
+    layer groups, one ``attn_entropy/<layer>`` column per layer (the ``<signal>/<layer>`` rule
+    of the layer table)."""
+    out = {k: row[k] for k in ("step", "wall_time", "h0", "state", "reason", "config")}
+    out["monitor"] = "attention"
+    for signal, values in zip(row["signals"], row["values"], strict=True):
+        for name, value in zip(row["layer_names"], values, strict=True):
+            out[f"{signal}/{name}"] = float(value)
+    return out
+
+
+def out_logit_row(step: int, names: Sequence[str], values: Any) -> dict[str, Any]:
+    """The row of the output-logit statistics (a table of their own)."""
+    row = {"monitor": "out_logit", "step": step, "wall_time": time.time(), "config": {}}
+    row.update({k: float(v) for k, v in zip(names, values, strict=True)})
+    return row
+
+
+def state_steps(state: Mapping[str, Any], calls: int) -> tuple[int, Mapping[str, int]]:
+    """The checked training-step entries of a ``TrainingMonitor.state_dict()``: the next step
+    (``calls`` in states saved before it existed) and the step of each monitor's status."""
+    step, stamps = state.get("step", calls), state.get("status_steps", {})
+    if not isinstance(stamps, Mapping):
+        raise InputError(f"state['status_steps'] must be a dict, got {describe(stamps)}")
+    checked = [("'step'", step)] + [(f"'status_steps'][{k!r}", v) for k, v in stamps.items()]
+    for key, v in checked:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"state[{key}] must be an int >= 0, got {describe(v)}")
+    return step, stamps
+
+
+def reopen_writer(writer: Any, rewind_to: int | None) -> Any:
+    """Close ``writer`` (a RunWriter) and open its run and rank again with ``rewind_to``."""
+    from ..io.journal import RunWriter
+
+    kwargs = {"run_id": writer.run_id, "rank": writer.rank, "resume": writer.resume}
+    writer.close()
+    return RunWriter(writer.log_dir, rewind_to=rewind_to, **kwargs)
 
 
 def missing_of(collector: Any) -> np.ndarray:

@@ -36,10 +36,15 @@ from ._training_parts import (
     RowSink,
     add_collectors,
     at_step,
+    attention_row,
     check_signals,
     check_step,
+    layer_group_names,
     make_loss,
     missing_of,
+    out_logit_row,
+    reopen_writer,
+    state_steps,
 )
 from .loggers import AlarmReporter
 
@@ -59,8 +64,7 @@ class TrainingStatus(MonitorStatus):
     step (the ``step=`` given to :meth:`TrainingMonitor.step`, by default counted from 0; never
     rewound by a guard's rollback), and the monitors' statuses carry the training step they
     were made at, as every table of the run does; ``intervention`` is what the guard did at
-    this step (a
-    :class:`~streamtopo.guard.Intervention`), or None.
+    this step (a :class:`~streamtopo.guard.Intervention`), or None.
     """
 
     kind: ClassVar[str] = "training"
@@ -253,7 +257,7 @@ class TrainingMonitor:
                 raise InputError(f"{name} must name monitors from {MONITORS}, got {given!r}")
         self.rank = st_torch.rank()
         layer_sigs = tuple(s for s in self.signals if s in LAYER_SIGNALS)
-        self.layer_names = self._layer_names(model, groups, layer_sigs)
+        self.layer_names = layer_group_names(model, groups, layer_sigs)
         try:
             self._register_hooks(
                 model,
@@ -279,19 +283,6 @@ class TrainingMonitor:
         self._closed = False
 
     # ------------------------------------------------------------------------------ builders
-    @staticmethod
-    def _layer_names(model: Any, groups: Any, layer_sigs: tuple[str, ...]) -> tuple[str, ...]:
-        """Names of the layer groups (no hooks yet); at least two when a layer signal is on."""
-        if not layer_sigs:
-            return ()
-        names = tuple(g.name for g in st_torch.layer_groups(model, groups))
-        if len(names) < 2:
-            raise InputError(
-                f"groups={groups!r} gives {len(names)} layer group(s) "
-                f"({list(names)}), the LayerMonitor needs at least 2"
-            )
-        return names
-
     def _register_hooks(
         self,
         model: Any,
@@ -386,22 +377,7 @@ class TrainingMonitor:
         return LayerMonitor(len(self.layer_names), signals, **kwargs)
 
     def _attention_row(self, row: dict[str, Any]) -> None:
-        # attention layers differ from the layer groups: their own table, one
-        # attn_entropy/<layer> column per layer (the layer table's <signal>/<layer> rule)
-        out = {k: row[k] for k in ("step", "wall_time", "h0", "state", "reason", "config")}
-        out["monitor"] = "attention"
-        for signal, values in zip(row["signals"], row["values"], strict=True):
-            for name, value in zip(row["layer_names"], values, strict=True):
-                out[f"{signal}/{name}"] = float(value)
-        self._sink(out)
-
-    def _log_out_logit(self, t: int, values: Any) -> None:
-        """Output-logit statistics: logged (a table of their own), not alarmed on."""
-        import time
-
-        row = {"monitor": "out_logit", "step": t, "wall_time": time.time(), "config": {}}
-        row.update({k: float(v) for k, v in zip(self._out_logit.layer_names, values, strict=True)})
-        self._sink(row)
+        self._sink(attention_row(row))
 
     def attach_guard(
         self, guard: Any, optimizer: Any, scheduler: Any = None, scaler: Any = None
@@ -493,7 +469,8 @@ class TrainingMonitor:
                 {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
             )
         if self._out_logit is not None and self.writer is not None:
-            self._log_out_logit(g, by_signal["out_logit"])
+            # output-logit statistics: logged (a table of their own), not alarmed on
+            self._sink(out_logit_row(g, self._out_logit.layer_names, by_signal["out_logit"]))
         if (
             self._features is not None
             and self._features.features_ is not None
@@ -546,11 +523,10 @@ class TrainingMonitor:
 
     def _check_losses(self, losses: Any) -> LossStatus:
         """Feed the buffered losses (host values) to the loss monitor, each at its step."""
-        status = None
-        for v, s in zip(losses, self._loss_steps, strict=True):
+        status, steps, self._loss_steps = None, self._loss_steps, []
+        for v, s in zip(losses, steps, strict=True):
             self._sink.at = s
             status = at_step(self.loss_monitor.check(float(v)), s)
-        self._loss_steps.clear()
         return status
 
     def _check_labels(self, labels: Any, t: int) -> Any:
@@ -704,14 +680,10 @@ class TrainingMonitor:
                 f"this TrainingMonitor has {sorted(self.monitors)}"
             )
         calls, monitored = state.get("calls"), state.get("monitored")
-        step, stamps = state.get("step", calls), state.get("status_steps", {})
-        if not isinstance(stamps, Mapping):
-            raise InputError(f"state['status_steps'] must be a dict, got {describe(stamps)}")
-        checked = [("'calls'", calls), ("'monitored'", monitored), ("'step'", step)]
-        checked += [(f"'status_steps'][{k!r}", v) for k, v in stamps.items()]
-        for key, v in checked:
+        for key, v in (("calls", calls), ("monitored", monitored)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise InputError(f"state[{key}] must be an int >= 0, got {describe(v)}")
+                raise InputError(f"state[{key!r}] must be an int >= 0, got {describe(v)}")
+        step, stamps = state_steps(state, calls)
         backup = {name: m.state_dict() for name, m in self.monitors.items()}
         try:
             for name, m in self.monitors.items():
@@ -739,17 +711,13 @@ class TrainingMonitor:
     def _rewind_writer(self, step: int) -> None:
         """Rows from ``step`` on supersede those a resumed run recorded after its checkpoint:
         the owned RunWriter, unused so far, reopens with ``rewind_to=step``."""
-        from ..io.journal import RunWriter
-
         old = self._owned_writer
         if old is None or old.resume == "never" or old.rewind_to == step or self._sink.written:
             return
-        kwargs = {"run_id": old.run_id, "rank": old.rank, "resume": old.resume}
-        old.close()
         try:
-            new = RunWriter(old.log_dir, rewind_to=step, **kwargs)
+            new = reopen_writer(old, step)
         except BaseException:
-            self._owned_writer = self.writer = self._sink.writer = RunWriter(old.log_dir, **kwargs)
+            self._owned_writer = self.writer = self._sink.writer = reopen_writer(old, None)
             raise
         self._owned_writer = self.writer = self._sink.writer = new
 
