@@ -68,7 +68,7 @@ def test_every_table_and_status_is_on_the_training_step_axis(tmp_path, caplog):
         190,
         "COLLAPSE",
     )
-    assert [a.step for a in alarms] == [194]  # the alarm is told, not dropped
+    assert [a.step for a in alarms] == [194]  # told at close(), as at a monitored step
     assert any("alarm starts at step 194" in r.getMessage() for r in caplog.records)
     assert steps_of(tm.run_dir_, "layer") == monitored
     assert steps_of(tm.run_dir_, "loss") == given
@@ -78,6 +78,10 @@ def test_every_table_and_status_is_on_the_training_step_axis(tmp_path, caplog):
         replayed["h0"].to_numpy().view(np.int64), replayed["live_h0"].to_numpy().view(np.int64)
     )
     assert tm.host_copies_ == len(monitored) + 1  # + one at close() for steps 192, 194
+    from streamtopo.report import build_report
+
+    summary = build_report(tm.run_dir_, tmp_path / "r.html", interactive=False).markdown
+    assert "the loss rule fired at step 192" in summary.read_text()  # the first NaN's row
 
 
 def test_a_given_step_must_increase_and_a_rejected_one_changes_nothing():
