@@ -156,3 +156,37 @@ def test_attach_guard_checks_before_attaching():
         assert guard.snapshot_steps_ == [7]  # the guard sees the training step
     with pytest.raises(InputError, match="closed"):
         tm.attach_guard(Guard(), opt)
+
+
+def test_resume_continues_a_run_from_a_checkpoint_state(tmp_path):
+    """A raw loop: state saved after step 5, the run went on to step 9, then a new process
+    resumes from the state: steps 6.. are written again and supersede the recorded ones."""
+    model, opt = mlp()
+
+    def train(tm, steps, seed):
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            loss = model(torch.randn(8, 8, generator=g)).square().mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            tm.step(loss)
+
+    with TrainingMonitor(model, log_dir=tmp_path, run_id="r") as tm:
+        train(tm, 6, 0)
+        state = tm.state_dict()
+        train(tm, 4, 1)
+    for bad, match in (({"resume": "allow"}, "needs log_dir"), ({"resume": "yes"}, "resume must")):
+        with pytest.raises(InputError, match=match):
+            TrainingMonitor(model, **bad)
+    assert not any(m._forward_hooks for m in model.modules())  # nothing registered
+    with pytest.raises(InputError, match="already holds rows"):
+        TrainingMonitor(model, log_dir=tmp_path, run_id="r")
+    with TrainingMonitor(model, log_dir=tmp_path, run_id="r", resume="must") as tm2:
+        tm2.load_state_dict(state)
+        train(tm2, 4, 1)
+        assert tm2.status_.step == 9 and tm2.step_ == 10
+    assert steps_of(tm.run_dir_, "layer") == list(range(10)) + list(range(6, 10))
+    replayed = replay(tm.run_dir_)
+    assert replayed["step"].to_list() == list(range(10))
+    assert (replayed["h0"] == replayed["live_h0"]).all()
