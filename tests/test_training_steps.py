@@ -4,6 +4,7 @@ the last monitored step checked at close(), the guard through TrainingMonitor (i
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -190,3 +191,22 @@ def test_resume_continues_a_run_from_a_checkpoint_state(tmp_path):
     replayed = replay(tm.run_dir_)
     assert replayed["step"].to_list() == list(range(10))
     assert (replayed["h0"] == replayed["live_h0"]).all()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_close_checks_the_buffered_losses_unless_training_failed(fails):
+    """A failed loop's close() (``with`` left by an exception) runs no collective for them."""
+    model, opt = mlp()
+    with pytest.raises(RuntimeError, match="boom") if fails else nullcontext():
+        with TrainingMonitor(model, every=4) as tm:
+            for _ in range(3):
+                loss = model(torch.randn(8, 8)).square().mean()
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                tm.step(loss)
+            if fails:
+                raise RuntimeError("boom")
+    checked = 1 if fails else 3
+    assert tm.loss_monitor.step_ == checked and tm.host_copies_ == 1 + (not fails)
+    assert tm.status_.loss.step == checked - 1

@@ -30,6 +30,7 @@ __all__ = [
     "check_signals",
     "check_step",
     "layer_group_names",
+    "make_layer",
     "make_loss",
     "missing_of",
     "out_logit_row",
@@ -210,6 +211,25 @@ def check_signals(signals: Any) -> tuple[str, ...]:
     if unknown or not signals or len(set(signals)) != len(signals):
         raise InputError(f"signals must be distinct names from {SIGNALS}, got {signals!r}")
     return signals
+
+
+def make_layer(layer: Any, names: tuple[str, ...], signals: tuple[str, ...], writer: Any) -> Any:
+    """The layer-group LayerMonitor: built from a dict of options, or a ready one that fits."""
+    from ..monitors.layer import LayerMonitor
+
+    if isinstance(layer, LayerMonitor):
+        if layer.n_layers != len(names) or tuple(layer.signals) != signals:
+            raise InputError(
+                f"layer monitor has n_layers={layer.n_layers}, signals={layer.signals}; "
+                f"expected n_layers={len(names)}, signals={signals}"
+            )
+        return layer
+    if layer is not None and not isinstance(layer, Mapping):
+        raise InputTypeError(
+            f"layer must be a dict of LayerMonitor options or a LayerMonitor, got {describe(layer)}"
+        )
+    kwargs = {"layer_names": names, "writer": writer, **(layer or {})}
+    return LayerMonitor(len(names), signals, **kwargs)
 
 
 def make_loss(loss: Any, writer: Any) -> LossRiseDetector | None:

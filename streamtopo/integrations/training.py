@@ -40,6 +40,7 @@ from ._training_parts import (
     check_signals,
     check_step,
     layer_group_names,
+    make_layer,
     make_loss,
     missing_of,
     out_logit_row,
@@ -327,7 +328,9 @@ class TrainingMonitor:
         self, layer: Any, layer_sigs: tuple[str, ...], loss: Any, centroid: Any, collapse: Any
     ) -> None:
         writer = self._sink if self.writer is not None else None
-        self.layer_monitor = self._make_layer(layer, layer_sigs) if layer_sigs else None
+        self.layer_monitor = (
+            make_layer(layer, self.layer_names, layer_sigs, writer) if layer_sigs else None
+        )
         self.attention_monitor = self._make_attention() if self._attn is not None else None
         self.loss_monitor = make_loss(loss, writer)
         self.centroid_monitor = centroid
@@ -357,25 +360,6 @@ class TrainingMonitor:
         self.status_: TrainingStatus | None = None
         self._last: dict[str, Any] = {}
 
-    def _make_layer(self, layer: Any, signals: tuple[str, ...]) -> Any:
-        from ..monitors.layer import LayerMonitor
-
-        if isinstance(layer, LayerMonitor):
-            if layer.n_layers != len(self.layer_names) or tuple(layer.signals) != signals:
-                raise InputError(
-                    f"layer monitor has n_layers={layer.n_layers}, signals={layer.signals}; "
-                    f"expected n_layers={len(self.layer_names)}, signals={signals}"
-                )
-            return layer
-        if layer is not None and not isinstance(layer, Mapping):
-            raise InputTypeError(
-                "layer must be a dict of LayerMonitor options or a LayerMonitor, "
-                f"got {describe(layer)}"
-            )
-        sink = self._sink if self.writer is not None else None
-        kwargs = {"layer_names": self.layer_names, "writer": sink, **(layer or {})}
-        return LayerMonitor(len(self.layer_names), signals, **kwargs)
-
     def _attention_row(self, row: dict[str, Any]) -> None:
         self._sink(attention_row(row))
 
@@ -384,7 +368,28 @@ class TrainingMonitor:
     ) -> None:
         """Attach ``guard`` (see ``guard`` above) when the optimizer exists only after this
         monitor (the Lightning and Hugging Face callbacks attach it when training starts).
-        Bad input raises before anything is attached."""
+
+        Parameters
+        ----------
+        guard : streamtopo.Guard
+            Not attached elsewhere; this monitor must have none yet.
+        optimizer, scheduler, scaler
+            As for ``TrainingMonitor(optimizer=, scheduler=, scaler=)``.
+
+        Bad input raises before anything is attached.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from streamtopo import Guard
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> tm = TrainingMonitor(model, signals=("grad_norm",))
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)  # made after the monitor
+        >>> tm.attach_guard(Guard(every=10), opt)
+        >>> tm.guard.state.optimizer is opt
+        True
+        >>> tm.close()
+        """
         if self._closed or self.guard is not None:
             raise InputError("this TrainingMonitor is closed or already has a guard")
         self._attach_guard(guard, optimizer, scheduler, scaler)
@@ -765,5 +770,7 @@ class TrainingMonitor:
     def __enter__(self) -> TrainingMonitor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:  # training failed: no collective for its buffered losses
+            self._losses.clear()
         self.close()
