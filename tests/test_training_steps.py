@@ -191,6 +191,17 @@ def test_resume_continues_a_run_from_a_checkpoint_state(tmp_path):
     replayed = replay(tm.run_dir_)
     assert replayed["step"].to_list() == list(range(10))
     assert (replayed["h0"] == replayed["live_h0"]).all()
+    # no saved state (the callback came later), but the trainer's step: continued from there
+    with TrainingMonitor(model, log_dir=tmp_path, run_id="r", resume="allow") as tm3:
+        loss = model(torch.randn(8, 8)).square().mean()
+        loss.backward()
+        assert tm3.step(loss, step=8).step == 8
+    assert steps_of(tm.run_dir_, "layer")[-3:] == [8, 9, 8]
+    with TrainingMonitor(model, log_dir=tmp_path, run_id="r", resume="allow") as tm4:
+        loss = model(torch.randn(8, 8)).square().mean()
+        loss.backward()
+        with pytest.raises(InputError, match="already records table 'loss' up to step 9"):
+            tm4.step(loss)  # no step given: the writer refuses to write step 0 again
 
 
 @pytest.mark.parametrize("fails", [False, True])

@@ -426,8 +426,10 @@ class TrainingMonitor:
         ``labels`` of the batch feed the centroid/collapse monitors with the penultimate
         features of the last forward pass. ``step`` is the trainer's global step (strictly
         increasing; default: the last step + 1, from 0): the step of the status and of every
-        row this call writes. A layer with no value this step (no gradient, or no forward
-        pass since the last monitored step) is reported absent, not collapsed.
+        row this call writes (given on the first call of a resumed run, rows the run recorded
+        from that step on are superseded, as after :meth:`load_state_dict`). A layer with no
+        value this step (no gradient, or no forward pass since the last monitored step) is
+        reported absent, not collapsed.
         """
         if self._closed:
             raise InputError("this TrainingMonitor is closed")
@@ -441,6 +443,8 @@ class TrainingMonitor:
         y = None
         if monitored:
             y = self._check_labels(labels, t)
+        if not self._started and step is not None:
+            self._rewind_writer(g)  # a resumed run's first step: its rows supersede from g on
         if item is not None:
             self._losses.append(item)
             self._loss_steps.append(g)
