@@ -113,15 +113,10 @@ def _zscore(x, ist, fst, hb, par):
         return np.nan
     m = fst[F_HB_S1] / n
     var = fst[F_HB_S2] / n - m * m
-    sd = math.sqrt(var) if var > 0.0 else 0.0
-    if sd < par[Q_MIN_STD]:
-        sd = par[Q_MIN_STD]
-    d = x - (fst[F_HB_REF] + fst[F_HB_S1] / n)
-    if sd == 0.0:
-        if d == 0.0:
-            return 0.0
-        return math.copysign(math.inf, d)
-    return d / sd
+    sd = max(math.sqrt(var) if var > 0.0 else 0.0, par[Q_MIN_STD])
+    # sd >= min_std > 0 (the monitor refuses min_std <= 0): RollingBaseline's sd == 0 case
+    # cannot occur here
+    return (x - (fst[F_HB_REF] + fst[F_HB_S1] / n)) / sd
 
 
 @jit
@@ -246,17 +241,13 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
             fst[F_HB_S2] += d * d
             ist[I_HB_POS] = (pos + 1) % K
             ist[I_HB_PUSHES] += 1
+        push_pos, push_first = -1, 0
         if o1 == 0:  # per-layer push, done by the next row's layer_step
-            bpos = ist[I_BPOS]
-            ist[I_PUSH_POS] = bpos
-            ist[I_PUSH_N] = bn
-            ist[I_PUSH_FIRST] = (ist[I_BPUSHES] * chunk) % u_size
-            ist[I_BPOS] = (bpos + 1) % K
+            push_pos = ist[I_BPOS]
+            push_first = (ist[I_BPUSHES] * chunk) % u_size
+            ist[I_BPOS] = (push_pos + 1) % K
             ist[I_BN] = min(bn + 1, K)
             ist[I_BPUSHES] += 1
-            push = (ist[I_PUSH_POS], ist[I_PUSH_N], ist[I_PUSH_FIRST])
-        else:
-            push = (-1, 0, 0)
         _summary_record(step, h0, ist, fst)
         of[r, O_H0] = h0
         of[r, O_Z] = z
@@ -272,7 +263,8 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
         calibrating = ist[I_PEAK_N] <= int(par[Q_WARMUP]) if peak_rule else ist[I_HB_N] < K
         oi[r, C_FLAGS] = EVALUATED | (CALIBRATING if calibrating else 0)
         _advance(ist, par)
-        ist[I_PUSH_POS], ist[I_PUSH_N], ist[I_PUSH_FIRST] = push
+        if push_pos >= 0:
+            ist[I_PUSH_POS], ist[I_PUSH_N], ist[I_PUSH_FIRST] = push_pos, bn, push_first
     return DONE, n
 
 

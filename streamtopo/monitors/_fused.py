@@ -72,7 +72,7 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
         last = mon.last_status_
         held = last is not None and last.state is not State.HEALTHY
         k = int(np.searchsorted(stops, i))
-        if held or mon._nbad.any() or (k < stops.size and stops[k] == i):
+        if held or (k < stops.size and stops[k] == i):
             m = None if missing is None else missing[i]
             cols.put(i, mon.check(x[i], missing=m))
             i += 1
