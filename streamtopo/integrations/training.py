@@ -146,6 +146,9 @@ class TrainingMonitor:
     guard_on : sequence of str, optional
         Monitors whose alarms the guard acts on (default: ``stop_on``); the guard is shown
         their combined status.
+    config : path or dict, optional
+        A config written by ``streamtopo calibrate`` for the layer monitor (see
+        ``LayerMonitor(config=...)``); its settings replace those in ``layer``.
 
     Attributes
     ----------
@@ -201,6 +204,7 @@ class TrainingMonitor:
         scaler: Any = None,
         guard: Any = None,
         guard_on: Sequence[str] | None = None,
+        config: Any = None,
     ) -> None:
         self._closed = True  # until fully built: close() then only removes hooks
         self._collectors: list[Any] = []
@@ -323,6 +327,12 @@ class TrainingMonitor:
         self, layer: Any, layer_sigs: tuple[str, ...], loss: Any, centroid: Any, collapse: Any
     ) -> None:
         writer = self._sink if self.writer is not None else None
+        if config is not None and layer_sigs:  # the LayerMonitor reads (and checks) it
+            if isinstance(layer, Mapping) and "config" in layer:
+                raise InputError("pass config= or layer={'config': ...}, not both")
+            if layer is not None and not isinstance(layer, Mapping):
+                raise InputError("config= configures the LayerMonitor built here; got a ready one")
+            layer = {**(layer or {}), "config": config}
         self.layer_monitor = self._make_layer(layer, layer_sigs) if layer_sigs else None
         self.attention_monitor = self._make_attention() if self._attn is not None else None
         self.loss_monitor = make_loss(loss, writer)

@@ -37,6 +37,7 @@ from ..alarms import (
     ZScoreAlarm,
     sidak_z,
 )
+from ..config import read_config
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
@@ -63,6 +64,8 @@ _CONFIG_KEYS = (
     "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
     "refresh_every", "min_std", "max_culprits", "fa_per_1k",
 )  # fmt: skip
+# what a config may set: everything but the network's own description
+_FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals", "layer_names"))
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 
 
@@ -156,6 +159,11 @@ class LayerMonitor(Monitor):
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     signal_name : str, optional
         ph-training spelling of a single signal (``signals=(signal_name,)``).
+    config : path or dict, optional
+        A config written by ``streamtopo calibrate`` (a JSON path, or the same document as a
+        dict; a dict without ``"format"`` is the ``"layer"`` section itself): its settings
+        (``rule``, ``fa_per_1k``, ``window``...) *replace* the corresponding arguments. An
+        unknown key raises. See :mod:`streamtopo.config`.
 
     Examples
     --------
@@ -237,7 +245,12 @@ class LayerMonitor(Monitor):
         fa_per_1k: float = 0.1,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         signal_name: str | None = None,
+        config: Any = None,
     ) -> None:
+        if config is not None:  # the config's settings replace the arguments it names
+            args = {k: v for k, v in locals().items() if k not in ("self", "config")}
+            LayerMonitor.__init__(self, **{**args, **read_config(config, "layer", _FROM_CONFIG)})
+            return
         self.n_layers = check_positive_int(n_layers, "n_layers", minimum=2)
         if signal_name is not None:
             signals = (signal_name,)
