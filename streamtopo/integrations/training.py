@@ -250,6 +250,14 @@ class TrainingMonitor:
             )
             self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks)
             self._sink = RowSink(self.writer)
+            if config is not None and layer_sigs:  # the LayerMonitor reads and checks it
+                if isinstance(layer, Mapping) and "config" in layer:
+                    raise InputError("pass config= or layer={'config': ...}, not both; got both")
+                if layer is not None and not isinstance(layer, Mapping):
+                    raise InputError(
+                        "config= configures the LayerMonitor built here; got a ready one"
+                    )
+                layer = {**(layer or {}), "config": config}
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
             self._losses = st_torch.LossBuffer()
             self._init_counters()
@@ -327,12 +335,6 @@ class TrainingMonitor:
         self, layer: Any, layer_sigs: tuple[str, ...], loss: Any, centroid: Any, collapse: Any
     ) -> None:
         writer = self._sink if self.writer is not None else None
-        if config is not None and layer_sigs:  # the LayerMonitor reads (and checks) it
-            if isinstance(layer, Mapping) and "config" in layer:
-                raise InputError("pass config= or layer={'config': ...}, not both")
-            if layer is not None and not isinstance(layer, Mapping):
-                raise InputError("config= configures the LayerMonitor built here; got a ready one")
-            layer = {**(layer or {}), "config": config}
         self.layer_monitor = self._make_layer(layer, layer_sigs) if layer_sigs else None
         self.attention_monitor = self._make_attention() if self._attn is not None else None
         self.loss_monitor = make_loss(loss, writer)
