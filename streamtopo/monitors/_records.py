@@ -141,8 +141,9 @@ class StatusColumns:
         self.state = np.full(n, "HEALTHY", dtype=object)
         self.direction = np.full(n, "", dtype=object)
         self.reason = np.full(n, "", dtype=object)
-        self.culprits: list[list[str]] = [[]] * n
-        self.nonfinite: list[list[int]] = [[]] * n
+        # the list columns are sparse (almost every row is empty): row -> list
+        self.culprits: dict[int, list[str]] = {}
+        self.nonfinite: dict[int, list[int]] = {}
         self.calibrating = np.zeros(n, dtype=bool)
         self.evaluated = np.zeros(n, dtype=bool)
 
@@ -208,7 +209,8 @@ class StatusColumns:
         return LayerStatus(
             int(self.step[i]), State(self.state[i]), self.reason[i], float(f["h0"][i]),
             float(f["z"][i]), float(f["ratio"][i]), float(f["peak"][i]), self.direction[i],
-            tuple(self.culprits[i]), tuple(self.nonfinite[i]), float(f["layer_z"][i]),
+            tuple(self.culprits.get(i, ())), tuple(self.nonfinite.get(i, ())),
+            float(f["layer_z"][i]),
             float(f["stat"][i]), evaluated=bool(self.evaluated[i]),
             calibrating=bool(self.calibrating[i]),
         )  # fmt: skip
@@ -226,9 +228,9 @@ class StatusColumns:
                 "peak": f["peak"],
                 "state": self.state.tolist(),
                 "direction": self.direction.tolist(),
-                "culprits": self.culprits,
+                "culprits": _list_column(self.culprits, self.n, pl.String),
                 "reason": self.reason.tolist(),
-                "nonfinite": self.nonfinite,
+                "nonfinite": _list_column(self.nonfinite, self.n, pl.Int64),
                 "layer_z": f["layer_z"],
                 "stat": f["stat"],
                 "calibrating": self.calibrating,
@@ -236,6 +238,22 @@ class StatusColumns:
             },
             schema=_schema(),
         )
+
+
+def _list_column(rows: dict[int, list[Any]], n: int, inner: Any) -> Any:
+    """A polars list column of ``n`` rows, empty but for ``rows`` (built from offsets: a
+    Python list per row costs more than the rest of a fused replay)."""
+    import polars as pl
+    import pyarrow as pa
+
+    lengths = np.zeros(n + 1, dtype=np.int32)
+    flat: list[Any] = []
+    for i in sorted(rows):
+        lengths[i + 1] = len(rows[i])
+        flat.extend(rows[i])
+    offsets = pa.array(np.cumsum(lengths, dtype=np.int32))
+    kind = pa.string() if inner == pl.String else pa.int64()
+    return pl.Series(pa.ListArray.from_arrays(offsets, pa.array(flat, type=kind)))
 
 
 def _schema() -> dict[str, Any]:
