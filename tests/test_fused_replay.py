@@ -133,3 +133,15 @@ def test_progress_bar_goes_to_stderr(capsys):
     assert "replay" in capsys.readouterr().err
     with pytest.raises(InputTypeError, match="progress must be a bool"):
         LayerMonitor(L, SIGNALS).run(x, progress="yes")
+
+
+def test_replay_draws_a_progress_bar_per_rank(tmp_path, capsys):
+    from streamtopo.io import RunWriter, replay
+
+    x = stream(80, seed=6)
+    with RunWriter(tmp_path, run_id="bar") as w:
+        live = LayerMonitor(L, SIGNALS, window=4, writer=w)
+        want = status_frame([live.check(v) for v in x.astype(np.float32)])
+    out = replay(w.run_dir, progress=True, chunk=32)
+    assert "replay rank 0" in capsys.readouterr().err
+    same(out.select(want.columns), want)
