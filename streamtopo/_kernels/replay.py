@@ -303,9 +303,12 @@ def replay_cusum(values, ist, fst, par, args_f, raw, row, ring, ring_steps, work
             return FINISH, r
         _peak_update(h0, ist, fst, par)
         _summary_record(step, h0, ist, fst)
-        history = f[CNT, 0]
-        for j in range(1, f.shape[1]):
-            history = min(history, f[CNT, j])
+        calibrating = dout[O_CALIBRATING] > 0.0
+        history = 0.0
+        if calibrating:  # the reason names the fewest accepted values of any stream
+            history = f[CNT, 0]
+            for j in range(1, f.shape[1]):
+                history = min(history, f[CNT, j])
         of[r, O_H0] = h0
         of[r, O_Z] = np.nan
         of[r, O_RATIO] = fst[F_RATIO]
@@ -314,6 +317,6 @@ def replay_cusum(values, ist, fst, par, args_f, raw, row, ring, ring_steps, work
         of[r, O_STAT_COL] = dout[O_STAT]
         oi[r, C_COUNT] = int(history)
         oi[r, C_DIRECTION] = 0
-        oi[r, C_FLAGS] = EVALUATED | (CALIBRATING if dout[O_CALIBRATING] > 0.0 else 0)
+        oi[r, C_FLAGS] = EVALUATED | (CALIBRATING if calibrating else 0)
         _advance(ist, par)
     return DONE, n
