@@ -67,6 +67,9 @@ _EXPORTS: dict[str, str] = {
     "read_run": "streamtopo.io.replay",
     "recover": "streamtopo.io.recovery",
     "replay": "streamtopo.io.replay",
+    # calibration of the alarm knob on a user's healthy runs
+    "calibrate": "streamtopo.app.calibrate",
+    "Calibration": "streamtopo.app.calibrate",
     # training integration (torch is imported only when one of these is used)
     "LossRiseDetector": "streamtopo.monitors.loss",
     "LossStatus": "streamtopo.monitors._status",
@@ -92,6 +95,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .alarms import State
+    from .app.calibrate import Calibration, calibrate
     from .data import load_digits
     from .errors import InputError, InputTypeError, RecoveryError, StreamtopoError
     from .guard import Guard, Intervention

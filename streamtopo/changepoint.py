@@ -288,6 +288,13 @@ class ChangeDetector:
 
         return step
 
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays ``changepoint_step(x, *arrays, label)`` reads and updates in place (state
+        first, ``out`` fifth), for a compiled loop that calls the kernel itself (the layer
+        monitor's fused replay); the detector's properties then describe that loop's last
+        call."""
+        return (self._f, self._ist, self._par, self._buf, self._out, self._order)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically, in plain lists/ints/floats."""
         return {

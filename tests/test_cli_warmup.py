@@ -39,7 +39,7 @@ def _entry_kernels() -> set[tuple[str, str]]:
 def test_there_is_one_warmer_per_kernel_module():
     modules = {p.stem for p in KERNELS.glob("*.py") if not p.stem.startswith("_")}
     assert set(WARMERS) == modules
-    assert len(modules) == 8
+    assert len(modules) == 9
 
 
 def test_warmup_runs_every_warmer(capsys):

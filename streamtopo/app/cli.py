@@ -3,9 +3,9 @@
 Each command lives in a small function that imports what it needs when it runs, so
 ``streamtopo --help`` stays fast. Every ``--help`` shows the defaults and an example.
 
-``--json`` (on ``h0``, ``collapse``, ``centroid``, ``replay``, ``report``) prints one JSON
-object instead of the text, with a ``"schema"`` key ``"streamtopo.<command>/1"``; the fields of
-version 1 stay as documented below (new fields may be added, none renamed or removed).
+``--json`` (on ``h0``, ``collapse``, ``centroid``, ``replay``, ``report``, ``calibrate``) prints
+one JSON object instead of the text, with a ``"schema"`` key ``"streamtopo.<command>/1"``; the
+fields of version 1 stay as documented below (new fields may be added, none renamed or removed).
 Non-finite numbers are ``null`` (strict JSON).
 
 * ``h0``: ``source``, ``metric``, ``names``, ``bars`` (``birth``, ``death`` — ``null`` for the
@@ -17,6 +17,9 @@ Non-finite numbers are ``null`` (strict JSON).
 * ``replay``: ``run``, ``steps``, ``overrides``, ``summary`` (one object per rank with the
   columns of :func:`streamtopo.io.replay.run_summary`), ``out``.
 * ``report``: ``run``, ``html``, ``markdown``, ``figures``.
+* ``calibrate``: ``rule``, ``knob``, ``target_fa``, ``confidence``, ``certified``, ``runs``,
+  ``steps``, ``note``, ``rows`` (one per candidate knob: ``knob``, ``steps``, ``alarms``,
+  ``fa_per_1k``, ``upper``, ``meets``, ``chosen``, ``faults``), ``config``, ``path``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ _EXAMPLES = {
     "replay": "streamtopo replay runs/run=my-run --window 32 --out statuses.parquet\n"
     "  streamtopo replay runs/run=my-run --json | jq .summary",
     "report": "streamtopo report runs/run=my-run --out my-run.html",
+    "calibrate": "streamtopo calibrate runs/ --target-fa 0.1 --out streamtopo.json\n"
+    "  python train.py  # with TrainingMonitor(model, config='streamtopo.json')",
     "train": "streamtopo train --help            # seed 004's pipeline",
 }
 
@@ -416,6 +421,62 @@ def _configure_replay(p: argparse.ArgumentParser) -> None:
 
 
 _cmd_replay.configure = _configure_replay
+
+
+@command(
+    "calibrate",
+    "choose the layer monitor's alarm knob from your own healthy runs for a target false-alarm "
+    "rate, estimate its delay on injected faults, and write a config",
+)
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+
+    cal = calibrate(
+        args.runs,
+        args.target_fa,
+        rule=args.rule,
+        confidence=args.confidence,
+        out=args.out,
+        workers=args.workers,
+        horizon=args.horizon,
+        seed=args.seed,
+    )
+    if args.json:
+        return _print_json("calibrate", cal.to_dict())
+    knob = ", ".join(f"{k}={v}" for k, v in cal.knob.items())
+    print(
+        f"{cal.runs} run(s), {cal.steps:,} healthy evaluations; target {cal.target_fa} false "
+        f"alarms per 1k (upper {cal.confidence:.0%} bound)\n"
+    )
+    print(cal.table())
+    print(
+        f"\nchosen: rule={cal.rule!r}, {knob} ({'certified' if cal.certified else 'NOT certified'})"
+    )
+    if cal.note:
+        print(f"note: {cal.note}")
+    if cal.path:
+        print(
+            f"config written to {cal.path}: LayerMonitor(config=...) / TrainingMonitor(config=...)"
+        )
+    return 0
+
+
+def _configure_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run directories of healthy runs (or log directories)")
+    p.add_argument(
+        "--target-fa", type=float, default=0.1, dest="target_fa",
+        help="target false alarms per 1,000 evaluations",
+    )  # fmt: skip
+    p.add_argument("--rule", choices=("cusum", "streak"), default="cusum", help="rule to tune")
+    p.add_argument("--confidence", type=float, default=0.95, help="level of the upper bound")
+    p.add_argument("--out", help="write the config (JSON) here")
+    p.add_argument("--workers", type=int, help="parallel processes (default: usable cores)")
+    p.add_argument("--horizon", type=int, default=300, help="steps scored after an injection")
+    p.add_argument("--seed", type=int, default=0, help="picks the faulted layer of each run")
+    _add_json(p)
+
+
+_cmd_calibrate.configure = _configure_calibrate
 
 
 @command("report", "write a self-contained HTML report (and a markdown summary) of a run")

@@ -2,13 +2,13 @@
 so a training loop never waits on a compile mid-run.
 
 ``WARMERS`` maps each kernel module of :mod:`streamtopo._kernels` (mst, gram, unionfind,
-incremental, cubical, centroid, layer, changepoint) to a function that drives its public kernels
-once, on tiny inputs, through the library's own code paths: the kernels are compiled for exactly the
-argument types (float64 points, float32 and float64 Gram matrices, int64 indices, ...) the
-library passes at run time. A new kernel module adds a warmer here (a test checks that every
-kernel module has one and that every public kernel has a compiled signature afterwards).
-``streamtopo warmup`` runs them all and prints the time each took; ``streamtopo demo`` runs the
-ones its monitors need.
+incremental, cubical, centroid, layer, changepoint, replay) to a function that drives its
+public kernels once, on tiny inputs, through the library's own code paths: the kernels are
+compiled for exactly the argument types (float64 points, float32 and float64 Gram matrices,
+int64 indices, ...) the library passes at run time. A new kernel module adds a warmer here (a
+test checks that every kernel module has one and that every public kernel has a compiled
+signature afterwards). ``streamtopo warmup`` runs them all and prints the time each took;
+``streamtopo demo`` runs the ones its monitors need.
 """
 
 from __future__ import annotations
@@ -143,6 +143,15 @@ def warm_changepoint() -> None:
         det.update(x)
 
 
+def warm_replay() -> None:
+    """LayerMonitor.run's fused loop: the z-score rules (with a check_every skip) and cusum."""
+    from ..monitors.layer import LayerMonitor
+
+    x = np.exp(np.random.default_rng(0).normal(size=(12, 2, 4)))
+    for kwargs in ({"window": 4, "baseline": 4, "check_every": 2}, {"rule": "cusum"}):
+        LayerMonitor(n_layers=4, signals=("a", "b"), **kwargs).run(x)
+
+
 WARMERS: dict[str, Callable[[], None]] = {
     "mst": warm_mst,
     "gram": warm_gram,
@@ -152,6 +161,7 @@ WARMERS: dict[str, Callable[[], None]] = {
     "centroid": warm_centroid,
     "layer": warm_layer,
     "changepoint": warm_changepoint,
+    "replay": warm_replay,
 }
 
 

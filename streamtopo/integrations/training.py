@@ -164,6 +164,9 @@ class TrainingMonitor:
     guard_on : sequence of str, optional
         Monitors whose alarms the guard acts on (default: ``stop_on``); the guard is shown
         their combined status.
+    config : path or dict, optional
+        A config written by ``streamtopo calibrate`` for the layer monitor (see
+        ``LayerMonitor(config=...)``); its settings replace those in ``layer``.
 
     Attributes
     ----------
@@ -221,6 +224,7 @@ class TrainingMonitor:
         scaler: Any = None,
         guard: Any = None,
         guard_on: Sequence[str] | None = None,
+        config: Any = None,
     ) -> None:
         self._closed = True  # until fully built: close() then only removes hooks
         self._collectors: list[Any] = []
@@ -270,6 +274,14 @@ class TrainingMonitor:
             )
             self.writer = self._build_writer(log_dir, writer, run_id, log_all_ranks, resume)
             self._sink = RowSink(self.writer)
+            if config is not None and layer_sigs:  # the LayerMonitor reads and checks it
+                if isinstance(layer, Mapping) and "config" in layer:
+                    raise InputError("pass config= or layer={'config': ...}, not both; got both")
+                if layer is not None and not isinstance(layer, Mapping):
+                    raise InputError(
+                        "config= configures the LayerMonitor built here; got a ready one"
+                    )
+                layer = {**(layer or {}), "config": config}
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
             self._losses = st_torch.LossBuffer()
             self._init_counters()

@@ -272,7 +272,7 @@ def replay(
     chunk : int, default 65536
         Steps per call of the monitor's batch method (bounds memory; progress granularity).
     progress : bool, default False
-        Print progress to stderr.
+        Show a progress bar (tqdm) on stderr, updated every ``chunk`` steps.
     **overrides
         Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...). The other
         parameters keep their recorded values, except ``layer_rule``, which follows a new
@@ -353,18 +353,14 @@ def replay(
         nulls = part.select(pl.col(c).is_null() for c in columns).to_numpy().reshape(shape)
         missing = nulls if nulls.any() else None
         statuses = []
+        bar = _bar(part.height, f"replay rank {r}") if progress else None
         for a in range(0, part.height, chunk):
             m = None if missing is None else missing[a : a + chunk]
             statuses.append(monitor.run(values[a : a + chunk], missing=m))
-            if progress:
-                print(
-                    f"\rreplay rank {r}: {min(a + chunk, part.height)}/{part.height} steps",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        if progress:
-            print(file=sys.stderr)
+            if bar is not None:
+                bar.update(min(chunk, part.height - a))
+        if bar is not None:
+            bar.close()
         st = pl.concat(statuses, how="vertical") if statuses else None
         if st is None:
             continue
@@ -380,6 +376,14 @@ def replay(
             schema={"rank": pl.Int64, "step": pl.Int64, "h0": pl.Float64, "state": pl.String},
         )
     return pl.concat(out, how="vertical")
+
+
+def _bar(total: int, desc: str) -> Any:
+    """A tqdm progress bar on stderr (tqdm: one small pure-Python dependency that draws in a
+    terminal, a log file and a notebook alike)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", unit_scale=True, file=sys.stderr)
 
 
 def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any], rows: int) -> Any:

@@ -37,6 +37,7 @@ from ..alarms import (
     ZScoreAlarm,
     sidak_z,
 )
+from ..config import read_config
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
@@ -63,6 +64,8 @@ _CONFIG_KEYS = (
     "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
     "refresh_every", "min_std", "max_culprits", "fa_per_1k",
 )  # fmt: skip
+# what a config may set: everything but the network's own description
+_FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals", "layer_names"))
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 
 
@@ -156,6 +159,11 @@ class LayerMonitor(Monitor):
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     signal_name : str, optional
         ph-training spelling of a single signal (``signals=(signal_name,)``).
+    config : path or dict, optional
+        A config written by ``streamtopo calibrate`` (a JSON path, or the same document as a
+        dict; a dict without ``"format"`` is the ``"layer"`` section itself): its settings
+        (``rule``, ``fa_per_1k``, ``window``...) *replace* the corresponding arguments. An
+        unknown key raises. See :mod:`streamtopo.config`.
 
     Examples
     --------
@@ -237,7 +245,12 @@ class LayerMonitor(Monitor):
         fa_per_1k: float = 0.1,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         signal_name: str | None = None,
+        config: Any = None,
     ) -> None:
+        if config is not None:  # the config's settings replace the arguments it names
+            args = {k: v for k, v in locals().items() if k not in ("self", "config")}
+            LayerMonitor.__init__(self, **{**args, **read_config(config, "layer", _FROM_CONFIG)})
+            return
         self.n_layers = check_positive_int(n_layers, "n_layers", minimum=2)
         if signal_name is not None:
             signals = (signal_name,)
@@ -736,20 +749,37 @@ class LayerMonitor(Monitor):
             self._pending = _NO_PUSH
 
     # -- batch / replay --------------------------------------------------------------------
-    def run(self, values: Any, *, missing: Any = None) -> Any:
+    def run(self, values: Any, *, missing: Any = None, progress: bool = False) -> Any:
         """Check every row of a recorded stream and return the statuses as a polars DataFrame.
 
         ``values`` is a (T, n_signals, n_layers) array (or (T, n_layers) for one signal, or a dict
-        ``{signal: (T, n_layers)}``). The rows go through :meth:`check` one by one, so the result
-        is bit-identical to live calls from the same state (a fresh monitor, or one restored
-        with :meth:`load_state_dict`). ``missing``: a bool array of the same shape, the
-        ``missing`` argument of each :meth:`check`.
+        ``{signal: (T, n_layers)}``). The result is bit-identical to :meth:`check` called row by
+        row from the same state (a fresh monitor, or one restored with
+        :meth:`load_state_dict`), and so is the monitor's state afterwards. Without a writer
+        the rows run through one compiled loop (``streamtopo._kernels.replay``) that calls the
+        live per-step kernel; a row that raises an alarm, names culprits or holds a non-finite
+        value goes through :meth:`check`'s own code. ``missing``: a bool array of the same
+        shape, the ``missing`` argument of each :meth:`check` (rows run one by one then).
+        ``progress``: show a progress bar (tqdm) on stderr.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.exp(rng.normal(size=(1, 6)) + 0.05 * rng.normal(size=(300, 6)))
+        >>> x[250:, 2] *= 100.0
+        >>> df = LayerMonitor(6).run(x)
+        >>> df.height, df["state"][249], df["state"][299], df["culprits"][299].to_list()
+        (300, 'HEALTHY', 'COLLAPSE', ['2'])
         """
         arr = as_stream(values, self.signals, self.n_layers)
-        if missing is None:
-            return status_frame([self.check(arr[t]) for t in range(arr.shape[0])])
-        m = np.asarray(missing, dtype=bool).reshape(arr.shape)
-        return status_frame([self.check(arr[t], missing=m[t]) for t in range(arr.shape[0])])
+        if not isinstance(progress, bool):
+            raise InputTypeError(f"progress must be a bool, got {describe(progress)}")
+        m = None
+        if missing is not None:
+            m = np.asarray(missing, dtype=bool).reshape(arr.shape)
+        from ._fused import run_rows
+
+        return run_rows(self, arr, m, progress)
 
     # -- summary and persistence -----------------------------------------------------------
     def summary(self) -> dict[str, Any]:

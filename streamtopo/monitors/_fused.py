@@ -1,0 +1,254 @@
+"""LayerMonitor's batch path: the rows of a recorded stream through one compiled loop.
+
+:func:`run_rows` drives :mod:`streamtopo._kernels.replay`: it packs the monitor's rule state
+into arrays, lets the kernel run every *clean* row (module doc there), unpacks the state, and
+hands each other row to the monitor's own per-step code: :meth:`LayerMonitor.check` for a row
+the kernel did not touch, the monitor's evaluation (what ``check()`` does after its kernel) for
+a row the kernel recorded but did not decide. The statuses and the final state are therefore
+exactly those of ``check()`` row by row; ``tests/test_fused_replay.py`` compares them bit for
+bit, with and without the JIT.
+
+The module is the batch half of ``layer.py`` (it reads the same private state, as ``check()``
+does); it exists so the per-step module stays readable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..alarms import State
+from ._records import StatusColumns, status_frame
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._status import LayerStatus
+    from .layer import LayerMonitor
+
+__all__ = ["run_rows"]
+
+BLOCK = 16384  # rows per kernel call: bounds the progress bar's granularity, not the speed
+_NO_PUSH = (-1, 0, 0)
+
+
+def run_rows(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, progress: bool) -> Any:
+    """Statuses of every row of ``x`` (T, S, L), as ``status_frame`` of ``check()`` calls."""
+    n = x.shape[0]
+    bar = _bar(n, progress)
+    try:
+        if mon.writer is not None or x.dtype.kind != "f":  # a row per writer call / bad input
+            out = []
+            for t in range(n):
+                out.append(mon.check(x[t], missing=None if missing is None else missing[t]))
+                if bar is not None:
+                    bar.update(1)
+            return status_frame(out)
+        return _fused(mon, np.ascontiguousarray(x, dtype=np.float64), missing, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _bar(n: int, progress: bool) -> Any:
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=n, unit="step", unit_scale=True, desc="replay", leave=False)
+
+
+def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: Any) -> Any:
+    from .._kernels import replay as kr
+
+    n = x.shape[0]
+    cols = StatusColumns(n)
+    of = np.zeros((n, 6))
+    oi = np.zeros((n, 3), dtype=np.int64)
+    stops = np.zeros(0, dtype=np.int64)
+    if missing is not None:
+        stops = np.flatnonzero(missing.reshape(n, -1).any(axis=1))
+    i = 0
+    while i < n:
+        last = mon.last_status_
+        held = last is not None and last.state is not State.HEALTHY
+        k = int(np.searchsorted(stops, i))
+        if held or (k < stops.size and stops[k] == i):
+            m = None if missing is None else missing[i]
+            cols.put(i, mon.check(x[i], missing=m))
+            i += 1
+            if bar is not None:
+                bar.update(1)
+            continue
+        b = min(n, i + BLOCK, int(stops[k]) if k < stops.size else n)
+        code, done = _block(mon, kr, x, i, b, of, oi, cols, last)
+        i += done
+        if code == kr.CHECK:
+            cols.put(i, mon.check(x[i]))
+            i += 1
+        elif code == kr.FINISH:
+            cols.put(i, _finish(mon))
+            i += 1
+        if bar is not None:
+            bar.update(done + (code != kr.DONE))
+    return cols.frame()
+
+
+def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
+    """One kernel call over rows ``a..b-1``; returns (code, rows committed)."""
+    ist, fst, hb, par = _pack(mon, kr)
+    (raw, row, log_mode, floor_rel, raise_nf, min_std, ring, ring_steps, work, med, lvec, livec,
+     T, P, Tbad, D, B, chunk, out) = mon._kernel_args  # fmt: skip
+    args_f = np.array([floor_rel, min_std, chunk], dtype=np.float64)
+    common = (raw, row, ring, ring_steps, work, med, lvec, livec, T, P, Tbad, D, B, out)
+    step0 = mon.step_
+    if mon._cusum:
+        code, done = kr.replay_cusum(
+            x[a:b], ist, fst, par, args_f, *common, log_mode, raise_nf, mon._cx,
+            mon._detector.kernel_arrays(), of[a:b], oi[a:b],
+        )  # fmt: skip
+    else:
+        code, done = kr.replay_zscore(
+            x[a:b], ist, fst, hb, par, args_f, *common, log_mode, raise_nf, of[a:b], oi[a:b]
+        )
+    _unpack(mon, kr, ist, fst, hb, done)
+    if done:
+        evaluated = (oi[a : a + done, kr.C_FLAGS] & kr.EVALUATED) > 0
+        cols.fill(
+            a, a + done, step0, of[a : a + done], oi[a : a + done, kr.C_DIRECTION],
+            (oi[a : a + done, kr.C_FLAGS] & kr.CALIBRATING) > 0, evaluated,
+            _reasons(mon, oi[a : a + done, kr.C_COUNT], oi[a : a + done, kr.C_FLAGS], kr),
+            f"not evaluated (check_every={mon.check_every})", last,
+        )  # fmt: skip
+        mon._last = cols.row_status(a + done - 1)
+    return int(code), int(done)
+
+
+def _reasons(mon, count: np.ndarray, flags: np.ndarray, kr) -> np.ndarray:
+    """The reason of each clean row (what ``check()`` says of a HEALTHY evaluation)."""
+    reason = np.full(count.shape[0], "ok", dtype=object)
+    evaluated = (flags & kr.EVALUATED) > 0
+    if mon.rule == "streak":
+        warm = np.flatnonzero(evaluated & (count < mon.baseline))
+        fmt, total = "warmup ({}/{} baseline values)", mon.baseline
+    elif mon.rule == "peak":
+        warm = np.flatnonzero(evaluated & (count <= mon.warmup))
+        fmt, total = "warmup ({}/{} steps)", mon.warmup
+    else:
+        warm = np.flatnonzero(evaluated & ((flags & kr.CALIBRATING) > 0))
+        fmt, total = "ok, calibrating ({}/{} baseline values)", mon._detector.trusted_after
+    if warm.size:
+        reason[warm] = [fmt.format(c, total) for c in count[warm].tolist()]
+    return reason
+
+
+def _finish(mon: LayerMonitor) -> LayerStatus:
+    """What ``check()`` does after its kernel, for a row the fused loop recorded but left
+    undecided (the kernel consumed the pending baseline push; the input was finite)."""
+    step = mon.step_
+    full = mon._rows == mon.window
+    mon._pending = _NO_PUSH
+    mon.ring_.advance()
+    if not full:
+        mon._rows += 1
+    _, _, h0, top, excluded, lzt = mon._out.tolist()
+    if mon._cusum:
+        det = mon._detector
+        mon._detector = _Scored(det, int(det.code))
+        try:
+            status = mon._evaluate_cusum(step, (), h0, excluded > 0.0)
+        finally:
+            mon._detector = det
+    else:
+        status = mon._evaluate(step, (), h0, int(top), lzt, excluded > 0.0)
+    mon._last = status
+    mon._step = step + 1
+    return status
+
+
+class _Scored:
+    """A change detector whose call for this evaluation the fused loop has already made:
+    ``step`` returns that call's state code, everything else is the detector's."""
+
+    def __init__(self, det: Any, code: int) -> None:
+        self._det = det
+        self._code = code
+
+    def step(self, x: np.ndarray, label: int) -> int:
+        return self._code
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._det, name)
+
+
+# -- the rule state as arrays -------------------------------------------------------------------
+def _pack(mon, kr) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    hbs = mon._h0_base.state_dict()
+    al = mon._alarm.state_dict()
+    pk = mon._peak.state_dict()
+    sm = mon._summary.state_dict()
+    ist = np.zeros(kr.NI, dtype=np.int64)
+    ist[kr.I_STEP], ist[kr.I_ROWS], ist[kr.I_RING] = mon.step_, mon._rows, mon.ring_.count_
+    ist[kr.I_BN], ist[kr.I_BPOS], ist[kr.I_BPUSHES] = mon._bn, mon._bpos, mon._bpushes
+    ist[kr.I_PUSH_POS], ist[kr.I_PUSH_N], ist[kr.I_PUSH_FIRST] = mon._pending
+    ist[kr.I_HB_N], ist[kr.I_HB_POS], ist[kr.I_HB_PUSHES] = hbs["n"], hbs["pos"], hbs["pushes"]
+    ist[kr.I_OVER0], ist[kr.I_OVER1] = al["over"]
+    ist[kr.I_CRIT0], ist[kr.I_CRIT1] = al["crit"]
+    ist[kr.I_PEAK_N] = pk["n"]
+    ist[kr.I_PATIENCE] = mon._patience.state_dict()["count"]
+    ist[kr.I_SUM_N] = sm["n"]
+    ist[kr.I_SUM_FIRST] = -1 if sm["first_step"] is None else sm["first_step"]
+    ist[kr.I_SUM_LAST] = -1 if sm["last_step"] is None else sm["last_step"]
+    ist[kr.I_PREV_COLLAPSE] = int(sm["prev_collapse"])
+    fst = np.array(
+        [hbs["ref"], hbs["s1"], hbs["s2"], pk["peak"], pk["ratio"], sm["st"], sm["sh"],
+         sm["stt"], sm["sth"]], dtype=np.float64,
+    )  # fmt: skip
+    hb = np.array(hbs["buf"], dtype=np.float64)
+    par = np.zeros(kr.NQ)
+    par[kr.Q_W], par[kr.Q_REFRESH], par[kr.Q_EVERY] = (
+        mon.window, mon.refresh_every, mon.check_every,
+    )  # fmt: skip
+    par[kr.Q_WATCH_Z], par[kr.Q_COLLAPSE_Z], par[kr.Q_LAYER_Z] = (
+        mon.watch_z, mon.collapse_z, mon.layer_z_,
+    )  # fmt: skip
+    par[kr.Q_RAISE], par[kr.Q_WARMUP], par[kr.Q_MIN_STD] = (
+        mon.raise_after, mon.warmup, mon.min_std,
+    )  # fmt: skip
+    par[kr.Q_PEAK_RULE], par[kr.Q_LAYER_RULE] = float(mon.rule == "peak"), float(mon.layer_rule)
+    par[kr.Q_WATCH_RATIO], par[kr.Q_COLLAPSE_RATIO] = mon.watch_ratio, mon.collapse_ratio
+    return ist, fst, hb, par
+
+
+def _unpack(mon, kr, ist, fst, hb, done: int) -> None:
+    for _ in range(done):  # the ring's slots were written by the kernel
+        mon.ring_.advance()
+    mon._step = int(ist[kr.I_STEP])
+    mon._rows = int(ist[kr.I_ROWS])
+    mon._bn, mon._bpos, mon._bpushes = (int(v) for v in ist[[kr.I_BN, kr.I_BPOS, kr.I_BPUSHES]])
+    mon._pending = tuple(int(v) for v in ist[[kr.I_PUSH_POS, kr.I_PUSH_N, kr.I_PUSH_FIRST]])
+    if mon._pending[0] < 0:
+        mon._pending = _NO_PUSH
+    mon._h0_base.load_state_dict(
+        {
+            "buf": hb.tolist(), "n": int(ist[kr.I_HB_N]), "pos": int(ist[kr.I_HB_POS]),
+            "pushes": int(ist[kr.I_HB_PUSHES]), "ref": float(fst[kr.F_HB_REF]),
+            "s1": float(fst[kr.F_HB_S1]), "s2": float(fst[kr.F_HB_S2]),
+        }
+    )  # fmt: skip
+    al = mon._alarm.state_dict()
+    al["over"] = [int(ist[kr.I_OVER0]), int(ist[kr.I_OVER1])]
+    al["crit"] = [int(ist[kr.I_CRIT0]), int(ist[kr.I_CRIT1])]
+    mon._alarm.load_state_dict(al)
+    mon._peak.load_state_dict(
+        {"n": int(ist[kr.I_PEAK_N]), "peak": float(fst[kr.F_PEAK]), "ratio": float(fst[kr.F_RATIO])}
+    )
+    mon._patience.load_state_dict({"count": int(ist[kr.I_PATIENCE])})
+    sm = mon._summary.state_dict()
+    first, last = int(ist[kr.I_SUM_FIRST]), int(ist[kr.I_SUM_LAST])
+    sm.update(
+        n=int(ist[kr.I_SUM_N]), st=float(fst[kr.F_ST]), sh=float(fst[kr.F_SH]),
+        stt=float(fst[kr.F_STT]), sth=float(fst[kr.F_STH]),
+        first_step=None if first < 0 else first, last_step=None if last < 0 else last,
+        prev_collapse=bool(ist[kr.I_PREV_COLLAPSE]),
+    )  # fmt: skip
+    mon._summary.load_state_dict(sm)
