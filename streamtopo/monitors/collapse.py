@@ -165,6 +165,10 @@ class CollapseMonitor(Monitor):
         Baseline mode: towards collapse, away from it, or both.
     writer : callable, optional
         Called with one plain-dict row (``"monitor": "collapse"``) after every computed check.
+    name : str, optional
+        The monitor's identity in the run log ([a-z0-9_], at most 32 characters): its rows go
+        to table ``collapse.<name>`` instead of ``collapse`` (e.g. ``"eval"`` beside a train monitor
+        on the same writer, which refuses two unnamed monitors of one kind).
     max_points, seed
         H1 subsample size and seed (same rows at every check when n does not change).
     rel_floor, ci_floor
@@ -203,6 +207,7 @@ class CollapseMonitor(Monitor):
         direction: str = "both",
         writer: Callable[[dict[str, Any]], Any] | None = None,
         *,
+        name: str | None = None,
         max_points: int = 500,
         seed: int = 0,
         rel_floor: float = 0.05,
@@ -216,9 +221,7 @@ class CollapseMonitor(Monitor):
         self.mode = check_choice(mode, "mode", _MODES)
         self.z = _nonneg(z, "z", positive=True)
         self.direction = check_choice(direction, "direction", _DIRECTIONS)
-        if writer is not None and not callable(writer):
-            raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
-        self.writer = writer
+        self._attach(writer, name)
         self.max_points = check_positive_int(max_points, "max_points", minimum=3)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise InputTypeError(f"seed must be an integer, got {describe(seed)}")

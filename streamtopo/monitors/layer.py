@@ -20,6 +20,7 @@ ph-training's ``LayerPHMonitor``.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -154,6 +155,10 @@ class LayerMonitor(Monitor):
         is faster and noisier. ``escalate_after`` and ``min_std`` apply to it too.
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
+    name : str, optional
+        The monitor's identity in the run log ([a-z0-9_], at most 32 characters): its rows go
+        to table ``layer.<name>`` instead of ``layer`` (e.g. ``"eval"`` beside a train monitor
+        on the same writer, which refuses two unnamed monitors of one kind).
     signal_name : str, optional
         ph-training spelling of a single signal (``signals=(signal_name,)``).
 
@@ -236,6 +241,7 @@ class LayerMonitor(Monitor):
         max_culprits: int = 3,
         fa_per_1k: float = 0.1,
         writer: Callable[[dict[str, Any]], Any] | None = None,
+        name: str | None = None,
         signal_name: str | None = None,
     ) -> None:
         self.n_layers = check_positive_int(n_layers, "n_layers", minimum=2)
@@ -305,11 +311,11 @@ class LayerMonitor(Monitor):
         self.max_culprits = check_positive_int(max_culprits, "max_culprits")
         self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
         if writer is not None and not callable(writer):
-            raise InputTypeError(f"writer must be callable, got {describe(writer)}")
+            raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
         check_names = getattr(writer, "check_layer_names", None)
         if check_names is not None:  # a name the log cannot hold fails here, not at every check
             check_names(self.signals, self.layer_names)
-        self.writer = writer
+        self._attach(writer, name)
         self.reset()
 
     def __repr__(self) -> str:
@@ -408,7 +414,24 @@ class LayerMonitor(Monitor):
 
     def acknowledge(self) -> None:
         """End the current alarm and re-baseline on purpose: the z-score baselines (or the
-        change detector) forget their values and refill from the next steps."""
+        change detector) forget their values and refill from the next steps.
+
+        With a writer, the acknowledgement is logged first (a row of table ``events``:
+        ``table`` = this monitor's table, ``event="acknowledge"``, ``step`` = the next check's
+        step), so :func:`~streamtopo.io.replay` repeats it and stays bit-identical to the live
+        run; if the writer refuses the row, the monitor is left unchanged.
+        """
+        if self.writer is not None:
+            self.writer(
+                {
+                    "monitor": "events",
+                    "step": self._step,
+                    "wall_time": time.time(),
+                    "config": {},
+                    "table": self.table_,
+                    "event": "acknowledge",
+                }
+            )
         if self._detector is not None:
             self._detector.reset()
         self._alarm.reset()
