@@ -54,7 +54,9 @@ def test_train_and_eval_monitors_on_one_writer_replay_apart(tmp_path):
         assert out["state"].to_list() == [str(s.state) for s in live]
         assert run_summary(out)["differ_from_live"].item() == 0
     rows = read_run(w.run_dir, table="layer.eval").collect()
-    np.testing.assert_array_equal(rows.select(f"grad_norm/{i}" for i in range(N)), evals.astype(np.float32))
+    np.testing.assert_array_equal(
+        rows.select(f"grad_norm/{i}" for i in range(N)), evals.astype(np.float32)
+    )
     assert read_run(w.run_dir).collect().height == 150
     paths = build_report(w.run_dir, tmp_path / "two.html")
     assert "layer.eval" in paths.markdown.read_text()
@@ -66,7 +68,7 @@ def test_a_second_unnamed_monitor_on_one_table_is_refused(tmp_path):
         with pytest.raises(InputError, match=r"already has a LayerMonitor writing table 'layer'"):
             st.LayerMonitor(N, writer=w)
         loss_a = st.LossRiseDetector(writer=w, name="a")
-        with pytest.raises(InputError, match="table 'loss.a'.*give this one a name"):
+        with pytest.raises(InputError, match=r"table 'loss\.a'.*give this one a name"):
             st.LossRiseDetector(writer=w, name="a")
         assert loss_a.table_ == "loss.a"
         st.LossRiseDetector(writer=w)  # another table: its own claim
@@ -156,5 +158,5 @@ def test_runs_without_an_events_table_replay_as_before(tmp_path):
     assert np.array_equal(bits(out["h0"]), bits([s.h0 for s in live]))
     with pytest.raises(InputError, match="table must be a layer table"):
         replay(w.run_dir, table="loss")
-    with pytest.raises(InputError, match="table='layer.x' is not in run"):
+    with pytest.raises(InputError, match=r"table='layer\.x' is not in run"):
         replay(w.run_dir, table="layer.x")
