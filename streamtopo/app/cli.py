@@ -362,6 +362,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     }
     statuses = replay(
         args.run,
+        table=args.table,
         rank=args.rank,
         include_journal=args.include_journal,
         progress=args.progress,
@@ -409,6 +410,11 @@ def _configure_replay(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--check-every", type=int, dest="check_every", help="override check_every")
     p.add_argument("--rank", type=int, help="replay one rank only")
+    p.add_argument(
+        "--table",
+        default="layer",
+        help="layer table to replay: layer, or layer.<name> for a monitor built with name=",
+    )
     p.add_argument("--include-journal", action="store_true", help="also use unrolled journals")
     p.add_argument("--progress", action="store_true", help="progress on stderr")
     p.add_argument("--out", help="write the replayed statuses to this Parquet file")

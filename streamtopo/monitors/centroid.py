@@ -199,7 +199,15 @@ class CentroidMonitor(Monitor):
         if class_names is None:
             names = tuple(str(c) for c in range(self.n_classes))
         else:
-            names = tuple(str(c) for c in class_names)
+            if isinstance(class_names, (str, bytes)) or not all(
+                isinstance(c, str) for c in class_names
+            ):
+                raise InputTypeError(
+                    f"class_names must be a sequence of str, got {describe(class_names)}"
+                )
+            names = tuple(class_names)
+            if len(set(names)) != len(names):
+                raise InputError(f"class_names must be unique, got {list(names)}")
             if len(names) != self.n_classes:
                 raise InputError(
                     f"class_names has {len(names)} names, expected n_classes={self.n_classes}"
@@ -229,9 +237,7 @@ class CentroidMonitor(Monitor):
         if history is not None:
             check_choice(history, "history", _SPLITS)
         self.history = history
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputTypeError(f"seed must be an integer, got {describe(seed)}")
-        self.seed = int(seed)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
         self._attach(writer, name)
         # cumulative group shares 2**g / (2**R - 1), exact in float64 for R <= 52
         self._group_edges = np.cumsum(2.0 ** np.arange(self.groups)) / (2.0**self.groups - 1)

@@ -221,11 +221,8 @@ class CollapseMonitor(Monitor):
         self.mode = check_choice(mode, "mode", _MODES)
         self.z = _nonneg(z, "z", positive=True)
         self.direction = check_choice(direction, "direction", _DIRECTIONS)
-        self._attach(writer, name)
         self.max_points = check_positive_int(max_points, "max_points", minimum=3)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputTypeError(f"seed must be an integer, got {describe(seed)}")
-        self.seed = int(seed)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
         self.rel_floor = _nonneg(rel_floor, "rel_floor")
         self.ci_floor = _nonneg(ci_floor, "ci_floor")
         if not isinstance(topology, bool):
@@ -234,6 +231,7 @@ class CollapseMonitor(Monitor):
             raise InputError("topology=False is not available for variant='seed000'")
         self.topology = topology
         self._columns = _COLUMNS[self.variant]
+        self._attach(writer, name)
         self.reset()
 
     # --- state ---------------------------------------------------------------------------
@@ -356,6 +354,10 @@ class CollapseMonitor(Monitor):
         if embeddings is None:
             raise InputError("check() needs embeddings (n, d) or ci= on a check step, got neither")
         arr = as_embeddings(embeddings, "embeddings")
+        if arr.shape[0] < 3:
+            raise InputError(
+                f"embeddings must have at least 3 rows for a collapse index, got {arr.shape[0]}"
+            )
         if self._d is not None and arr.shape[1] != self._d:
             raise InputError(
                 f"embeddings have {arr.shape[1]} features, expected {self._d} (the dimension of "
@@ -404,10 +406,14 @@ class CollapseMonitor(Monitor):
         s = self._take_step(step)
         try:
             civ = float(ci)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputTypeError(f"ci must be a number, got {describe(ci)}") from None
-        if math.isnan(civ):
-            raise InputError("ci must be a number, got NaN")
+        if not math.isfinite(civ):
+            raise InputError(f"ci must be a finite number, got {civ}")
+        if components is not None and not isinstance(components, Mapping):
+            raise InputTypeError(
+                f"components must be a dict of name -> number, got {describe(components)}"
+            )
         comp = dict(components or {})
         unknown = sorted(set(comp) - set(self._columns))
         if unknown:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -247,7 +247,11 @@ class LayerMonitor(Monitor):
         self.n_layers = check_positive_int(n_layers, "n_layers", minimum=2)
         if signal_name is not None:
             signals = (signal_name,)
-        if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
+        if (
+            isinstance(signals, str)
+            or not isinstance(signals, Iterable)
+            or not all(isinstance(s, str) for s in signals)
+        ):
             raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
         self.signals = tuple(signals)
         if not self.signals or len(set(self.signals)) != len(self.signals):
@@ -278,7 +282,8 @@ class LayerMonitor(Monitor):
         self.layer_z_ = (
             sidak_z(3.0, self.n_layers * len(self.signals)) if layer_z is None else self.layer_z
         )
-        self.watch_ratio, self.collapse_ratio = float(watch_ratio), float(collapse_ratio)
+        self.watch_ratio = _number(watch_ratio, "watch_ratio")
+        self.collapse_ratio = _number(collapse_ratio, "collapse_ratio")
         if not 0.0 <= self.collapse_ratio < self.watch_ratio <= 1.0:
             raise InputError(
                 "ratios must satisfy 0 <= collapse_ratio < watch_ratio <= 1, got "
@@ -294,7 +299,11 @@ class LayerMonitor(Monitor):
         if layer_names is None:
             self.layer_names = tuple(str(i) for i in range(self.n_layers))
         else:
-            if isinstance(layer_names, str) or not all(isinstance(n, str) for n in layer_names):
+            if (
+                isinstance(layer_names, str)
+                or not isinstance(layer_names, Iterable)
+                or not all(isinstance(n, str) for n in layer_names)
+            ):
                 raise InputTypeError(
                     f"layer_names must be a sequence of str, got {describe(layer_names)}"
                 )
@@ -304,10 +313,13 @@ class LayerMonitor(Monitor):
                     f"layer_names has {len(self.layer_names)} names, expected n_layers="
                     f"{self.n_layers}"
                 )
+            if len(set(self.layer_names)) != self.n_layers:
+                dup = sorted({n for n in self.layer_names if self.layer_names.count(n) > 1})
+                raise InputError(f"layer_names must be unique, got duplicates {dup}")
         self.refresh_every = check_positive_int(refresh_every, "refresh_every")
-        self.min_std = float(min_std)
-        if not self.min_std > 0.0:
-            raise InputError(f"min_std must be > 0, got {min_std!r}")
+        self.min_std = _number(min_std, "min_std")
+        if not 0.0 < self.min_std < math.inf:
+            raise InputError(f"min_std must be > 0 (and finite), got {min_std!r}")
         self.max_culprits = check_positive_int(max_culprits, "max_culprits")
         self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
         if writer is not None and not callable(writer):
@@ -771,7 +783,13 @@ class LayerMonitor(Monitor):
         arr = as_stream(values, self.signals, self.n_layers)
         if missing is None:
             return status_frame([self.check(arr[t]) for t in range(arr.shape[0])])
-        m = np.asarray(missing, dtype=bool).reshape(arr.shape)
+        m = np.asarray(missing)
+        if m.dtype != np.bool_ or m.size != arr.size:
+            raise InputError(
+                f"missing must be a bool array with one flag per value {arr.shape}, "
+                f"got {describe(missing)}"
+            )
+        m = m.reshape(arr.shape)
         return status_frame([self.check(arr[t], missing=m[t]) for t in range(arr.shape[0])])
 
     # -- summary and persistence -----------------------------------------------------------
@@ -800,6 +818,12 @@ class LayerMonitor(Monitor):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise InputTypeError(f"{name} must be a number, got {describe(value)}")
+    return float(value)
+
+
 def _positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise InputTypeError(f"{name} must be a positive number, got {describe(value)}")

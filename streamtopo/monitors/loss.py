@@ -75,7 +75,11 @@ class LossRiseDetector(Monitor):
         name: str | None = None,
     ) -> None:
         self.span = check_positive_int(span, "span")
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+        if (
+            isinstance(factor, bool)
+            or not isinstance(factor, (int, float))
+            or not 1 < factor < math.inf
+        ):
             raise InputError(f"factor must be a number > 1, got {describe(factor)}")
         self.factor = float(factor)
         self.patience = check_positive_int(patience, "patience")
@@ -124,6 +128,8 @@ class LossRiseDetector(Monitor):
             raise InputTypeError(f"loss must be a real number, got {describe(loss)}")
         try:
             value = float(loss)
+        except OverflowError:
+            raise InputError(f"loss is beyond the float64 range, got {describe(loss)}") from None
         except (TypeError, ValueError) as exc:
             raise InputTypeError(f"loss must be a real number, got {describe(loss)}") from exc
         step = self._step
