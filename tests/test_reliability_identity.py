@@ -160,3 +160,22 @@ def test_runs_without_an_events_table_replay_as_before(tmp_path):
         replay(w.run_dir, table="loss")
     with pytest.raises(InputError, match=r"table='layer\.x' is not in run"):
         replay(w.run_dir, table="layer.x")
+
+
+def test_a_named_table_left_in_a_journal_is_recovered(tmp_path):
+    """A crash leaves table=layer.eval's rows in its journal: recover turns them into a part."""
+    import shutil
+
+    from streamtopo.io import recover
+
+    with RunWriter(tmp_path / "live", run_id="r", flush_rows=4) as w:
+        mon = st.LayerMonitor(N, **KW, writer=w, name="eval")
+        live = [mon.check(v) for v in stream(30, 5)]
+        w.flush()
+        crashed = tmp_path / "crashed" / "run=r"
+        shutil.copytree(w.run_dir, crashed)  # what kill -9 would leave: journals, no parts
+    assert list(crashed.glob("table=layer.eval/rank=0/*.arrows"))
+    report = recover(crashed)
+    assert report.parts_written
+    out = replay(crashed, table="layer.eval")
+    assert np.array_equal(bits(out["h0"]), bits([s.h0 for s in live]))

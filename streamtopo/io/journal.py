@@ -130,7 +130,8 @@ class RunWriter:
 
     Notes
     -----
-    Rows are dicts (the contract every monitor follows): ``"monitor"`` (kind), ``"step"``
+    Rows are dicts (the contract every monitor follows): ``"monitor"`` (the table: the
+    monitor's kind, or ``<kind>.<name>`` for a monitor built with ``name=``), ``"step"``
     (an int, 0 <= step < 2**62), ``"wall_time"``, ``"config"``; for ``"layer"`` also
     ``"signals"``, ``"layer_names"``, ``"values"`` (float array of shape (signals, layers)),
     ``"h0"``, ``"state"``, ``"reason"``; other kinds add scalar columns (int, float, str, bool)
