@@ -3,13 +3,23 @@ expected and what was received."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["as_float_matrix", "as_real_array", "check_choice", "check_positive_int", "describe"]
+__all__ = [
+    "as_float_matrix",
+    "as_real_array",
+    "check_choice",
+    "check_monitor_name",
+    "check_positive_int",
+    "describe",
+]
+
+MONITOR_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
 
 
 def describe(x: Any) -> str:
@@ -74,3 +84,21 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_monitor_name(name: Any) -> str | None:
+    """A monitor's ``name`` (its rows go to table ``<kind>.<name>``), or None (unnamed).
+
+    Lower case only: the name is a directory name, and a case-insensitive file system must not
+    merge ``Eval`` and ``eval``.
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise InputTypeError(f"name must be a str or None, got {describe(name)}")
+    if MONITOR_NAME.fullmatch(name) is None:
+        raise InputError(
+            "name must be 1-32 characters from [a-z0-9_] starting with a letter or digit "
+            f"(the monitor's rows go to table <kind>.<name>), got {describe(name)}"
+        )
+    return name

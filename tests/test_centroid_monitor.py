@@ -476,8 +476,10 @@ def test_cli_centroid_prints_the_gap_and_the_merge_order(capsys):
     assert main(["centroid", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "h0_gap=" in out and len([ln for ln in out.splitlines() if ln.startswith("d=")]) == 9
-    assert main(["centroid", "--train-fraction", "1.5"]) == 1
-    assert "train-fraction" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # refused by argparse, before any work
+        main(["centroid", "--train-fraction", "1.5"])
+    assert exc.value.code == 2
+    assert "argument --train-fraction" in capsys.readouterr().err
 
 
 def test_digits_random_splits_matched_gap_is_unbiased_and_noise_calibrated():

@@ -512,7 +512,9 @@ def test_cli_collapse(tmp_path, capsys):
     out = capsys.readouterr().out
     ci = collapse_index(X, np.repeat([0, 1, 2], 20), max_points=40)[0]
     assert f"default  CI = {ci:.4f}" in out and "seed000  CI" in out and "fisher_term" in out
-    assert main(["collapse", str(tmp_path / "x.npy"), "--max-points", "2"]) == 1
+    with pytest.raises(SystemExit) as exc:  # refused by argparse, before any work
+        main(["collapse", str(tmp_path / "x.npy"), "--max-points", "2"])
+    assert exc.value.code == 2
 
 
 def test_eigenvalue_only_checks():

@@ -32,6 +32,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .argtypes import at_least, number
+
 __all__ = ["main"]
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {}
@@ -226,8 +228,8 @@ def _configure_collapse(p: argparse.ArgumentParser) -> None:
         choices=("all", "default", "seed000", "seed002"),
         help="which Collapse Index form(s) to compute",
     )
-    p.add_argument("--max-points", type=int, default=500, help="H1 subsample size")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="subsample seed")
+    p.add_argument("--max-points", type=at_least(3), default=500, help="H1 subsample size")
+    p.add_argument("--seed", type=at_least(0), default=0, help="subsample seed")
     _add_json(p)
 
 
@@ -236,8 +238,11 @@ _cmd_collapse.configure = _configure_collapse
 
 @command("demo", "train a small MLP on the bundled digits, inject a failure, watch the monitors")
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from .demo import TORCH_MISSING, run_demo
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out} exists and is not a directory")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -255,9 +260,9 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
     from .demo import FAULTS
 
     p.add_argument("--fault", default="lr-spike", choices=FAULTS, help="failure to inject")
-    p.add_argument("--steps", type=_at_least(50), default=600, help="training steps, >= 50")
+    p.add_argument("--steps", type=at_least(50), default=600, help="training steps, >= 50")
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="random seed")
+    p.add_argument("--seed", type=at_least(0), default=0, help="random seed")
     p.add_argument(
         "--guard",
         action="store_true",
@@ -284,11 +289,14 @@ def _cmd_centroid(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..monitors.centroid import CentroidMonitor, difficulty
 
-    if not 0.0 < args.train_fraction < 1.0:
-        raise InputError(f"--train-fraction must be in (0, 1), got {args.train_fraction}")
     X, y = load_digits()
     order = np.random.default_rng(args.seed).permutation(y.size)
     n_train = round(args.train_fraction * y.size)
+    if not 10 <= n_train <= y.size - 10:
+        raise InputError(
+            f"--train-fraction {args.train_fraction} leaves {n_train} train and "
+            f"{y.size - n_train} test rows of {y.size}; expected at least 10 in each split"
+        )
     tr, te = order[:n_train], order[n_train:]
     mon = CentroidMonitor(10, seed=args.seed, warmup=0, baseline_checks=1)
     st = mon.check(X[tr], y[tr], X[te], y[te])
@@ -317,8 +325,13 @@ def _cmd_centroid(args: argparse.Namespace) -> int:
 
 
 def _configure_centroid(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--train-fraction", type=float, default=0.7, help="train share of the rows")
-    p.add_argument("--seed", type=_at_least(0), default=0, help="split and sampling seed")
+    p.add_argument(
+        "--train-fraction",
+        type=number(0.0, 1.0, strict=True),
+        default=0.7,
+        help="train share of the rows",
+    )
+    p.add_argument("--seed", type=at_least(0), default=0, help="split and sampling seed")
     _add_json(p)
 
 
@@ -365,8 +378,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         for k in ("window", "transform", "rule", "check_every")
         if getattr(args, k) is not None
     }
+    if args.out:
+        _check_out(args.out, args.run)
     statuses = replay(
         args.run,
+        table=args.table,
         rank=args.rank,
         include_journal=args.include_journal,
         progress=args.progress,
@@ -407,13 +423,20 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _configure_replay(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory (<log_dir>/run=<id>)")
-    p.add_argument("--window", type=int, help="override the recorded window")
+    p.add_argument("--window", type=at_least(1), help="override the recorded window")
     p.add_argument("--transform", choices=("log", "none"), help="override the transform")
     p.add_argument(
         "--rule", choices=("streak", "zscore", "cusum", "peak"), help="override the alarm rule"
     )
-    p.add_argument("--check-every", type=int, dest="check_every", help="override check_every")
-    p.add_argument("--rank", type=int, help="replay one rank only")
+    p.add_argument(
+        "--check-every", type=at_least(1), dest="check_every", help="override check_every"
+    )
+    p.add_argument("--rank", type=at_least(0), help="replay one rank only")
+    p.add_argument(
+        "--table",
+        default="layer",
+        help="layer table to replay: layer, or layer.<name> for a monitor built with name=",
+    )
     p.add_argument("--include-journal", action="store_true", help="also use unrolled journals")
     p.add_argument("--progress", action="store_true", help="progress on stderr")
     p.add_argument("--out", help="write the replayed statuses to this Parquet file")
@@ -483,6 +506,8 @@ _cmd_calibrate.configure = _configure_calibrate
 def _cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
 
+    if args.out:
+        _check_out(args.out, args.run, parents=True)
     paths = build_report(args.run, args.out, include_journal=not args.committed_only)
     if args.json:
         return _print_json(
@@ -533,23 +558,32 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 _cmd_train.configure = _configure_train
 
 
-def _at_least(minimum: int):
-    """argparse type: an integer >= ``minimum``, with an error naming the bound."""
+def _check_out(out: str, run: str, *, parents: bool = False) -> None:
+    """``--out``: a file path outside the run directory (whose files stay untouched), not a
+    directory, in a directory that exists (``parents``: one that can be created)."""
+    from pathlib import Path
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
+    from ..errors import InputError
 
-    return parse
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"--out {out} is a directory; expected a file path")
+    real, base = path.resolve(), Path(run).resolve()
+    if real.is_relative_to(base):
+        raise InputError(
+            f"--out {out} is inside the run directory {run}; write outputs beside the run"
+        )
+    parent = path.parent
+    while parents and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {out}: directory {parent} does not exist")
 
 
 def _load_points(path: str, *, ndim: int = 2):
     """A numeric .npy (no pickle) or comma-separated file; a clear error for anything else."""
+    import warnings
+
     import numpy as np
 
     from ..errors import InputError
@@ -558,7 +592,9 @@ def _load_points(path: str, *, ndim: int = 2):
         if path.endswith(".npy"):
             arr = np.load(path, allow_pickle=False)
         else:
-            arr = np.loadtxt(path, delimiter=",", ndmin=2)
+            with warnings.catch_warnings():  # an empty file: said below, not as a warning
+                warnings.simplefilter("ignore", UserWarning)
+                arr = np.loadtxt(path, delimiter=",", ndmin=2)
     except OSError:
         raise
     except ValueError as exc:  # text that is not numbers, object arrays, ...
@@ -568,10 +604,11 @@ def _load_points(path: str, *, ndim: int = 2):
         ) from None
     if ndim == 1 and arr.ndim == 2 and 1 in arr.shape:  # a one-column csv of labels
         arr = arr.ravel()
-    if arr.ndim != ndim or not np.issubdtype(arr.dtype, np.number):
+    real = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    if arr.ndim != ndim or not real or arr.size == 0:
         raise InputError(
-            f"{path} must hold a {ndim}-D numeric array, got shape {arr.shape} and dtype "
-            f"{arr.dtype}"
+            f"{path} must hold a non-empty {ndim}-D array of real numbers, got shape "
+            f"{arr.shape} and dtype {arr.dtype}"
         )
     return arr
 

@@ -22,6 +22,7 @@ from ._layout import (
     WALL,
     check_names,
     column_name_ok,
+    kind_of,
     layer_journal_schema,
     layer_table_schema,
     scalar_journal_schema,
@@ -332,15 +333,15 @@ def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str,
         raise InputError(f"row['config'] must be JSON-serialisable: {exc}") from exc
     if not isinstance(config, dict):
         raise InputTypeError(f"row['config'] must be a dict, got {describe(row['config'])}")
-    if kind == LAYER:
+    if kind_of(kind) == LAYER:
         for key in ("signals", "layer_names", "values", "h0", "state", "reason"):
             if key not in row:
-                raise InputError(f"row of monitor 'layer' lacks key {key!r}")
+                raise InputError(f"row of monitor {kind!r} lacks key {key!r}")
         signals = check_names(row["signals"], "row['signals']")
         names = check_names(row["layer_names"], "row['layer_names']")
         buf: Any = LayerBuffer(signals, names, cap)
         info = {
-            "files": "table=layer/rank=*/part-*.parquet",
+            "files": f"table={kind}/rank=*/part-*.parquet",
             "signals": list(signals),
             "layer_names": list(names),
             "config": config,

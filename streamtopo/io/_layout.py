@@ -10,7 +10,24 @@ directory gets one schema::
     <log_dir>/run=<run_id>/_quarantine/table=<kind>/rank=<r>/<file>.corrupt   moved aside
 
 ``kind`` is ``layer``, ``loss``, ``centroid``, ``collapse``, ... (the ``"monitor"`` key of a
-row). ``pl.scan_parquet(run / "table=layer/**/*.parquet", hive_partitioning=True)`` and
+row).
+
+**Monitor identity.** A table holds the rows of one monitor: two monitors of one kind on one
+writer (a train and an eval LayerMonitor) used to share ``table=layer`` with the same steps,
+and replay kept half of them. A monitor given a ``name`` writes table ``<kind>.<name>``
+(``LayerMonitor(..., name="eval")`` -> ``table=layer.eval/rank=<r>/``, the key ``layer.eval``
+in ``_meta.json``, ``read_run(run, table="layer.eval")``, ``replay(run, table="layer.eval")``),
+with its own schema, config and step sequence; an unnamed monitor writes ``table=<kind>`` as
+before, so runs recorded before names existed read and replay unchanged. A RunWriter refuses a
+second live monitor on a table it already gave to another (``RunWriter.claim_table``): name one
+of them. The name is the partition (the directory), not a column: a table keeps one schema.
+
+**Events.** ``table=events`` holds what a user did to a monitor between steps (columns
+``table``: the monitor's table key, ``event``: ``"acknowledge"``); its ``step`` is the step of
+the monitor's next check. :func:`~streamtopo.io.replay.replay` applies them at those steps, so a
+run with an ``acknowledge()`` replays bit-identically.
+
+``pl.scan_parquet(run / "table=layer/**/*.parquet", hive_partitioning=True)`` and
 ``pyarrow.dataset.dataset(run / "table=layer", partitioning="hive")`` read exactly the layer
 table. Nothing that is not a finished Parquet file ends in ``.parquet`` (temporary files end in
 ``.tmp``, unreadable parts and journals are moved to ``_quarantine/`` with ``.corrupt``
@@ -43,6 +60,7 @@ from ..errors import InputError, InputTypeError, RecoveryError
 FORMAT_VERSION = 2
 META_NAME = "_meta.json"
 LAYER = "layer"
+EVENTS = "events"  # acknowledgements (and other user actions) between a monitor's steps
 LAYER_PREFIX = "part"
 JOURNAL_EXT = "arrows"
 MAX_NAME = 200
@@ -51,9 +69,11 @@ QUARANTINE = "_quarantine"
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# a table: a monitor kind, or ``<kind>.<name>`` for a named monitor (LayerMonitor(name="eval"))
+_TABLE_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}(?:\.[a-z0-9][a-z0-9_]{0,31})?")
 _FILE = re.compile(r"(?P<prefix>[a-z][a-z0-9_]*)-(?P<index>[0-9]{6,})\.(?P<ext>parquet|pq|arrows)")
 _RANK = re.compile(r"rank=(0|[1-9][0-9]{0,8})")
-_TABLE = re.compile(r"table=([a-z][a-z0-9_]{0,31})")
+_TABLE = re.compile(r"table=([a-z][a-z0-9_]{0,31}(?:\.[a-z0-9][a-z0-9_]{0,31})?)")
 _PART = re.compile(r"part-(?P<index>[0-9]{6,})\.(?P<ext>parquet|arrows)")
 _RESERVED_KINDS = frozenset({LAYER_PREFIX})
 
@@ -126,15 +146,26 @@ def check_names(values: Any, what: str) -> tuple[str, ...]:
 
 
 def check_kind(kind: Any) -> str:
-    """Validate a monitor kind (the ``"monitor"`` key of a row)."""
+    """Validate a table key (the ``"monitor"`` key of a row): a monitor kind, or
+    ``<kind>.<name>`` for a named monitor."""
     if not isinstance(kind, str):
         raise InputTypeError(f"row['monitor'] must be a str, got {describe(kind)}")
-    if _KIND.fullmatch(kind) is None or kind in _RESERVED_KINDS:
+    if _TABLE_KEY.fullmatch(kind) is None or kind_of(kind) in _RESERVED_KINDS:
         raise InputError(
-            "row['monitor'] must match [a-z][a-z0-9_]{0,31} and not be 'part', "
-            f"got {describe(kind)}"
+            "row['monitor'] must match [a-z][a-z0-9_]{0,31} (a monitor kind other than 'part'), "
+            f"optionally followed by .<name> ([a-z0-9][a-z0-9_]{{0,31}}), got {describe(kind)}"
         )
     return kind
+
+
+def table_key(kind: str, name: str | None) -> str:
+    """The table of a monitor: its kind, or ``<kind>.<name>`` when it has a name."""
+    return kind if name is None else f"{kind}.{name}"
+
+
+def kind_of(table: str) -> str:
+    """The monitor kind of a table key (``"layer.eval"`` -> ``"layer"``)."""
+    return table.split(".", 1)[0]
 
 
 def column_name_ok(key: Any) -> bool:
@@ -356,7 +387,7 @@ def journal_schema_for(kind: str, info: dict[str, Any]) -> pa.Schema:
     try:
         table = table_schema_from_json(info["schema"])
         version = 1 if table.field("wall_time").type == pa.float64() else FORMAT_VERSION
-        if kind == LAYER:
+        if kind_of(kind) == LAYER:
             names = tuple(info["signals"]), tuple(info["layer_names"])
             return layer_journal_schema(*names, version=version)
         return scalar_journal_schema(kind, table, version=version)

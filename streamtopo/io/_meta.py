@@ -35,6 +35,7 @@ from ._layout import (
     check_run_id,
     column_name_ok,
     file_lock,
+    kind_of,
     wide_columns,
 )
 
@@ -182,7 +183,7 @@ def _check_table(kind: str, info: dict[str, Any], path: Path) -> None:
         raise _bad(path, f"{where}.schema", "to start with step int64, wall_time timestamp", schema)
     if len(set(names)) != len(names):
         raise _bad(path, f"{where}.schema", "unique column names", sorted(names))
-    if kind == LAYER:
+    if kind_of(kind) == LAYER:
         signals = _names(info, "signals", where, path)
         layers = _names(info, "layer_names", where, path)
         wide = wide_columns(signals, layers)

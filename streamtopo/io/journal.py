@@ -13,6 +13,7 @@ run-id reuse policy and the step floor of a reopened rank are in ``_resume.py``.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import queue
 import secrets
@@ -20,6 +21,7 @@ import signal
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +130,8 @@ class RunWriter:
 
     Notes
     -----
-    Rows are dicts (the contract every monitor follows): ``"monitor"`` (kind), ``"step"``
+    Rows are dicts (the contract every monitor follows): ``"monitor"`` (the table: the
+    monitor's kind, or ``<kind>.<name>`` for a monitor built with ``name=``), ``"step"``
     (an int, 0 <= step < 2**62), ``"wall_time"``, ``"config"``; for ``"layer"`` also
     ``"signals"``, ``"layer_names"``, ``"values"`` (float array of shape (signals, layers)),
     ``"h0"``, ``"state"``, ``"reason"``; other kinds add scalar columns (int, float, str, bool)
@@ -217,6 +220,7 @@ class RunWriter:
         )
 
         self._tables: dict[str, Table] = {}
+        self._owners: dict[str, weakref.ref[Any]] = {}
         self._lock = threading.RLock()
         self._term_pending = False
         self._closed = False
@@ -243,6 +247,29 @@ class RunWriter:
         table cannot hold fails at construction instead of at every ``check()``."""
         check_names(signals, "signals")
         check_names(layer_names, "layer_names")
+
+    def claim_table(self, table: Any, owner: object) -> None:
+        """Give table ``table`` to monitor ``owner``; raise if another live monitor holds it.
+
+        Two monitors writing one table (a train and an eval LayerMonitor, both unnamed) would
+        interleave the same steps, and replay would keep one row per step. Monitors call this
+        at construction; the claim ends when its monitor is garbage-collected.
+        """
+        table = check_kind(table)
+        with self._lock:
+            ref = self._owners.get(table)
+            other = None if ref is None else ref()
+            if other is not None and other is not owner:
+                gc.collect()  # a monitor dropped in a reference cycle is not a live owner
+                other = ref()
+            if other is not None and other is not owner:
+                raise InputError(
+                    f"RunWriter {self.run_dir} already has a {type(other).__name__} writing "
+                    f"table {table!r}; two monitors on one table mix their steps: give this "
+                    f"one a name (name='eval' writes table '{table.split('.')[0]}.eval'), or "
+                    "log it to another RunWriter"
+                )
+            self._owners[table] = weakref.ref(owner)
 
     # -- the hot path ----------------------------------------------------------------------
     def __call__(self, row: dict[str, Any]) -> None:

@@ -13,12 +13,16 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .._validation import check_positive_int, describe
 from ..errors import InputError, InputTypeError, RecoveryError, StepGapWarning, StreamtopoError
 from ._layout import (
+    EVENTS,
     JOURNAL_EXT,
     LAYER,
     META_NAME,
+    kind_of,
     parse_path,
     part_name,
     ranks_of,
@@ -100,7 +104,9 @@ def read_run(
         Also read rows still in journals (a live or crashed run), up to each journal's first
         torn batch. Nothing is modified on disk.
     table : str, default "layer"
-        Monitor kind to read (``"layer"``, or e.g. ``"centroid"`` for other monitors).
+        Table to read: a monitor kind (``"layer"``, or e.g. ``"centroid"``), or
+        ``"<kind>.<name>"`` for a named monitor (``LayerMonitor(..., name="eval")`` writes
+        ``"layer.eval"``), or ``"events"`` (acknowledgements).
 
     Returns
     -------
@@ -134,7 +140,7 @@ def read_run(
 
 
 def _read(
-    path: Any, include_journal: Any, table: Any, *, stacklevel: int
+    path: Any, include_journal: Any, table: Any, *, stacklevel: int, gaps: bool = True
 ) -> tuple[pl.LazyFrame, int]:
     """read_run's frame and its number of rows (from the footers and the journals read)."""
     import polars as pl
@@ -176,7 +182,8 @@ def _read(
             )
             steps.append(piece)
             n_rows += piece.rows
-        _warn_gaps(run_dir, rank, table, steps, stacklevel + 1)
+        if gaps:  # events are sparse by nature: no hole to report
+            _warn_gaps(run_dir, rank, table, steps, stacklevel + 1)
         run_of_parts: list[Path] = []
         for _, item in [*ordered, (None, None)]:
             if isinstance(item, Path):
@@ -250,6 +257,7 @@ def replay(
     include_journal: bool = False,
     chunk: int = 65536,
     progress: bool = False,
+    table: str = LAYER,
     **overrides: Any,
 ) -> pl.DataFrame:
     """Re-run a LayerMonitor over a run's recorded signals; return its statuses.
@@ -273,6 +281,9 @@ def replay(
         Steps per call of the monitor's batch method (bounds memory; progress granularity).
     progress : bool, default False
         Show a progress bar (tqdm) on stderr, updated every ``chunk`` steps.
+    table : str, default "layer"
+        The layer table to replay: ``"layer"``, or ``"layer.<name>"`` for a monitor built
+        with ``name=`` (e.g. the eval monitor beside the train one).
     **overrides
         Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...). The other
         parameters keep their recorded values, except ``layer_rule``, which follows a new
@@ -284,6 +295,8 @@ def replay(
         ``rank``, then the monitor's status columns (``step``, ``h0``, ``state``, ``reason`` ...),
         then ``live_h0`` and ``live_state``. Steps logged twice (a run resumed from an older
         checkpoint) count once, the later copy winning, as the resumed monitor saw it.
+        ``acknowledge()`` calls logged in the ``events`` table are repeated before the steps
+        they preceded.
 
     Examples
     --------
@@ -308,9 +321,12 @@ def replay(
     if not isinstance(progress, bool):
         raise InputTypeError(f"progress must be a bool, got {describe(progress)}")
     meta = _meta_of(run_dir)
-    info = _table_info(meta, LAYER, run_dir)
+    info = _table_info(meta, table, run_dir)
+    if kind_of(table) != LAYER:
+        raise InputError(f"table must be a layer table ('layer' or 'layer.<name>'), got {table!r}")
     signals, names = tuple(info["signals"]), tuple(info["layer_names"])
-    frame, n_rows = _read(run_dir, include_journal, LAYER, stacklevel=3)
+    frame, n_rows = _read(run_dir, include_journal, table, stacklevel=3)
+    acks = _acknowledged(run_dir, meta, table, include_journal)
     if monitor is None:
         monitor = _rebuild(run_dir, info["config"], overrides, n_rows)
     elif overrides:
@@ -347,6 +363,7 @@ def replay(
     out = []
     for (r,), part in data.group_by("rank", maintain_order=True):
         monitor.reset()
+        cuts = set(np.flatnonzero(part["step"].is_in(acks.get(r, [])).to_numpy()).tolist())
         shape = (part.height, len(signals), len(names))
         values = part.select(columns).to_numpy().reshape(shape)
         # nulls are values that were not measured: passed back as check(..., missing=...)
@@ -354,11 +371,14 @@ def replay(
         missing = nulls if nulls.any() else None
         statuses = []
         bar = _bar(part.height, f"replay rank {r}") if progress else None
-        for a in range(0, part.height, chunk):
-            m = None if missing is None else missing[a : a + chunk]
-            statuses.append(monitor.run(values[a : a + chunk], missing=m))
+        starts = sorted(set(range(0, part.height, chunk)) | cuts)
+        for a, b in zip(starts, [*starts[1:], part.height], strict=True):
+            if a in cuts:
+                monitor.acknowledge()  # as the live monitor did before this step
+            m = None if missing is None else missing[a:b]
+            statuses.append(monitor.run(values[a:b], missing=m))
             if bar is not None:
-                bar.update(min(chunk, part.height - a))
+                bar.update(b - a)
         if bar is not None:
             bar.close()
         st = pl.concat(statuses, how="vertical") if statuses else None
@@ -384,6 +404,33 @@ def _bar(total: int, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", unit_scale=True, file=sys.stderr)
+
+
+def _acknowledged(
+    run_dir: Path, meta: dict[str, Any], table: str, include_journal: bool
+) -> dict[int, list[int]]:
+    """Steps before which ``table``'s monitor was acknowledged, per rank (none for runs
+    recorded before acknowledgements were logged)."""
+    import polars as pl
+
+    if EVENTS not in meta["tables"]:
+        return {}
+    events, _ = _read(run_dir, include_journal, EVENTS, stacklevel=4, gaps=False)
+    try:
+        acks = (
+            events.filter((pl.col("table") == table) & (pl.col("event") == "acknowledge"))
+            .select("rank", "step")
+            .collect()
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise RecoveryError(
+            f"reading the events table of {run_dir} failed ({exc}); run `streamtopo recover "
+            f"{run_dir}`"
+        ) from exc
+    out: dict[int, list[int]] = {}
+    for rank, step in acks.iter_rows():
+        out.setdefault(rank, []).append(step)
+    return out
 
 
 def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any], rows: int) -> Any:

@@ -12,7 +12,9 @@ the attributes that hold it, in ``_state_`` — and gets from that declaration:
 - the config check: a state saved with another configuration is refused with an error that
   names the differing keys, and a state that fails to load leaves the monitor as it was;
 - ``step_``, ``last_status_``, ``should_stop`` and ``_emit(step, **fields)``, the one writer
-  envelope (``monitor``, ``step``, ``wall_time``, the fields, ``config``).
+  envelope (``monitor``, ``step``, ``wall_time``, the fields, ``config``);
+- ``name``: the monitor's identity in the run log (``monitor`` = ``<kind>.<name>``, its own
+  table; see ``streamtopo.io._layout``), set with the writer by ``_attach(writer, name)``.
 
 Verbs, the same on every monitor: ``check(...) -> <X>Status`` is the only per-step entry;
 ``update(...)`` feeds data and returns nothing; ``reset``, ``state_dict``, ``load_state_dict``.
@@ -26,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validation import describe
+from .._validation import check_monitor_name, describe
 from ..alarms import State
 from ..errors import InputError, InputTypeError, StreamtopoError
 from ._status import MonitorStatus, status_from_dict, status_to_dict
@@ -73,6 +75,29 @@ class Monitor:
     _state_: ClassVar[tuple[str, ...]] = ()
 
     writer: Callable[[dict[str, Any]], Any] | None
+    name: str | None = None  # identity in the run log: rows go to table <kind>.<name>
+    _table: str | None = None  # the table key of the rows, None: ``kind``
+
+    def _attach(self, writer: Any, name: Any) -> None:
+        """Check and set ``writer`` and ``name`` (call in ``__init__`` after the other checks).
+
+        The monitor's rows go to table ``kind`` (unnamed) or ``<kind>.<name>``. A writer with
+        ``claim_table`` (a RunWriter) refuses a second live monitor on one table here, at
+        construction, instead of mixing their steps in the log.
+        """
+        if writer is not None and not callable(writer):
+            raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
+        name = check_monitor_name(name)
+        table = self.kind if name is None else f"{self.kind}.{name}"
+        claim = getattr(writer, "claim_table", None)
+        if claim is not None:
+            claim(table, self)
+        self.name, self._table, self.writer = name, table, writer
+
+    @property
+    def table_(self) -> str:
+        """The table this monitor's rows go to: ``kind``, or ``<kind>.<name>`` if named."""
+        return self._table or self.kind
 
     # -- declared state ----------------------------------------------------------------------
     def _init_state(self) -> None:
@@ -117,7 +142,7 @@ class Monitor:
         if self.writer is not None:
             self.writer(
                 {
-                    "monitor": self.kind,
+                    "monitor": self._table or self.kind,
                     "step": step,
                     "wall_time": time.time(),
                     **fields,

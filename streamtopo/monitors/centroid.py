@@ -112,6 +112,10 @@ class CentroidMonitor(Monitor):
         Seed of the generator assigning rows to groups (deterministic, stored in state_dict).
     writer : callable, optional
         Called after every check with a dict row (``monitor="centroid"``).
+    name : str, optional
+        The monitor's identity in the run log ([a-z0-9_], at most 32 characters): its rows go
+        to table ``centroid.<name>`` instead of ``centroid`` (e.g. ``"eval"`` beside a train monitor
+        on the same writer, which refuses two unnamed monitors of one kind).
 
     Examples
     --------
@@ -189,12 +193,21 @@ class CentroidMonitor(Monitor):
         history: str | None = "train",
         seed: int = 0,
         writer: Callable[[dict[str, Any]], Any] | None = None,
+        name: str | None = None,
     ) -> None:
         self.n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
         if class_names is None:
             names = tuple(str(c) for c in range(self.n_classes))
         else:
-            names = tuple(str(c) for c in class_names)
+            if isinstance(class_names, (str, bytes)) or not all(
+                isinstance(c, str) for c in class_names
+            ):
+                raise InputTypeError(
+                    f"class_names must be a sequence of str, got {describe(class_names)}"
+                )
+            names = tuple(class_names)
+            if len(set(names)) != len(names):
+                raise InputError(f"class_names must be unique, got {list(names)}")
             if len(names) != self.n_classes:
                 raise InputError(
                     f"class_names has {len(names)} names, expected n_classes={self.n_classes}"
@@ -224,10 +237,8 @@ class CentroidMonitor(Monitor):
         if history is not None:
             check_choice(history, "history", _SPLITS)
         self.history = history
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputTypeError(f"seed must be an integer, got {describe(seed)}")
-        self.seed = int(seed)
-        self.writer = writer
+        self.seed = check_positive_int(seed, "seed", minimum=0)
+        self._attach(writer, name)
         # cumulative group shares 2**g / (2**R - 1), exact in float64 for R <= 52
         self._group_edges = np.cumsum(2.0 ** np.arange(self.groups)) / (2.0**self.groups - 1)
         self.reset()

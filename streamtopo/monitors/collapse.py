@@ -165,6 +165,10 @@ class CollapseMonitor(Monitor):
         Baseline mode: towards collapse, away from it, or both.
     writer : callable, optional
         Called with one plain-dict row (``"monitor": "collapse"``) after every computed check.
+    name : str, optional
+        The monitor's identity in the run log ([a-z0-9_], at most 32 characters): its rows go
+        to table ``collapse.<name>`` instead of ``collapse`` (e.g. ``"eval"`` beside a train monitor
+        on the same writer, which refuses two unnamed monitors of one kind).
     max_points, seed
         H1 subsample size and seed (same rows at every check when n does not change).
     rel_floor, ci_floor
@@ -203,6 +207,7 @@ class CollapseMonitor(Monitor):
         direction: str = "both",
         writer: Callable[[dict[str, Any]], Any] | None = None,
         *,
+        name: str | None = None,
         max_points: int = 500,
         seed: int = 0,
         rel_floor: float = 0.05,
@@ -216,13 +221,8 @@ class CollapseMonitor(Monitor):
         self.mode = check_choice(mode, "mode", _MODES)
         self.z = _nonneg(z, "z", positive=True)
         self.direction = check_choice(direction, "direction", _DIRECTIONS)
-        if writer is not None and not callable(writer):
-            raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
-        self.writer = writer
         self.max_points = check_positive_int(max_points, "max_points", minimum=3)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputTypeError(f"seed must be an integer, got {describe(seed)}")
-        self.seed = int(seed)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
         self.rel_floor = _nonneg(rel_floor, "rel_floor")
         self.ci_floor = _nonneg(ci_floor, "ci_floor")
         if not isinstance(topology, bool):
@@ -231,6 +231,7 @@ class CollapseMonitor(Monitor):
             raise InputError("topology=False is not available for variant='seed000'")
         self.topology = topology
         self._columns = _COLUMNS[self.variant]
+        self._attach(writer, name)
         self.reset()
 
     # --- state ---------------------------------------------------------------------------
@@ -353,6 +354,10 @@ class CollapseMonitor(Monitor):
         if embeddings is None:
             raise InputError("check() needs embeddings (n, d) or ci= on a check step, got neither")
         arr = as_embeddings(embeddings, "embeddings")
+        if arr.shape[0] < 3:
+            raise InputError(
+                f"embeddings must have at least 3 rows for a collapse index, got {arr.shape[0]}"
+            )
         if self._d is not None and arr.shape[1] != self._d:
             raise InputError(
                 f"embeddings have {arr.shape[1]} features, expected {self._d} (the dimension of "
@@ -401,10 +406,14 @@ class CollapseMonitor(Monitor):
         s = self._take_step(step)
         try:
             civ = float(ci)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputTypeError(f"ci must be a number, got {describe(ci)}") from None
-        if math.isnan(civ):
-            raise InputError("ci must be a number, got NaN")
+        if not math.isfinite(civ):
+            raise InputError(f"ci must be a finite number, got {civ}")
+        if components is not None and not isinstance(components, Mapping):
+            raise InputTypeError(
+                f"components must be a dict of name -> number, got {describe(components)}"
+            )
         comp = dict(components or {})
         unknown = sorted(set(comp) - set(self._columns))
         if unknown:

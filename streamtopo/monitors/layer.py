@@ -20,7 +20,8 @@ ph-training's ``LayerPHMonitor``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -157,6 +158,10 @@ class LayerMonitor(Monitor):
         is faster and noisier. ``escalate_after`` and ``min_std`` apply to it too.
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
+    name : str, optional
+        The monitor's identity in the run log ([a-z0-9_], at most 32 characters): its rows go
+        to table ``layer.<name>`` instead of ``layer`` (e.g. ``"eval"`` beside a train monitor
+        on the same writer, which refuses two unnamed monitors of one kind).
     signal_name : str, optional
         ph-training spelling of a single signal (``signals=(signal_name,)``).
     config : path or dict, optional
@@ -244,6 +249,7 @@ class LayerMonitor(Monitor):
         max_culprits: int = 3,
         fa_per_1k: float = 0.1,
         writer: Callable[[dict[str, Any]], Any] | None = None,
+        name: str | None = None,
         signal_name: str | None = None,
         config: Any = None,
     ) -> None:
@@ -254,7 +260,11 @@ class LayerMonitor(Monitor):
         self.n_layers = check_positive_int(n_layers, "n_layers", minimum=2)
         if signal_name is not None:
             signals = (signal_name,)
-        if isinstance(signals, str) or not all(isinstance(s, str) for s in signals):
+        if (
+            isinstance(signals, str)
+            or not isinstance(signals, Iterable)
+            or not all(isinstance(s, str) for s in signals)
+        ):
             raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
         self.signals = tuple(signals)
         if not self.signals or len(set(self.signals)) != len(self.signals):
@@ -285,7 +295,8 @@ class LayerMonitor(Monitor):
         self.layer_z_ = (
             sidak_z(3.0, self.n_layers * len(self.signals)) if layer_z is None else self.layer_z
         )
-        self.watch_ratio, self.collapse_ratio = float(watch_ratio), float(collapse_ratio)
+        self.watch_ratio = _number(watch_ratio, "watch_ratio")
+        self.collapse_ratio = _number(collapse_ratio, "collapse_ratio")
         if not 0.0 <= self.collapse_ratio < self.watch_ratio <= 1.0:
             raise InputError(
                 "ratios must satisfy 0 <= collapse_ratio < watch_ratio <= 1, got "
@@ -301,7 +312,11 @@ class LayerMonitor(Monitor):
         if layer_names is None:
             self.layer_names = tuple(str(i) for i in range(self.n_layers))
         else:
-            if isinstance(layer_names, str) or not all(isinstance(n, str) for n in layer_names):
+            if (
+                isinstance(layer_names, str)
+                or not isinstance(layer_names, Iterable)
+                or not all(isinstance(n, str) for n in layer_names)
+            ):
                 raise InputTypeError(
                     f"layer_names must be a sequence of str, got {describe(layer_names)}"
                 )
@@ -311,18 +326,21 @@ class LayerMonitor(Monitor):
                     f"layer_names has {len(self.layer_names)} names, expected n_layers="
                     f"{self.n_layers}"
                 )
+            if len(set(self.layer_names)) != self.n_layers:
+                dup = sorted({n for n in self.layer_names if self.layer_names.count(n) > 1})
+                raise InputError(f"layer_names must be unique, got duplicates {dup}")
         self.refresh_every = check_positive_int(refresh_every, "refresh_every")
-        self.min_std = float(min_std)
-        if not self.min_std > 0.0:
-            raise InputError(f"min_std must be > 0, got {min_std!r}")
+        self.min_std = _number(min_std, "min_std")
+        if not 0.0 < self.min_std < math.inf:
+            raise InputError(f"min_std must be > 0 (and finite), got {min_std!r}")
         self.max_culprits = check_positive_int(max_culprits, "max_culprits")
         self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
         if writer is not None and not callable(writer):
-            raise InputTypeError(f"writer must be callable, got {describe(writer)}")
+            raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
         check_names = getattr(writer, "check_layer_names", None)
         if check_names is not None:  # a name the log cannot hold fails here, not at every check
             check_names(self.signals, self.layer_names)
-        self.writer = writer
+        self._attach(writer, name)
         self.reset()
 
     def __repr__(self) -> str:
@@ -421,7 +439,24 @@ class LayerMonitor(Monitor):
 
     def acknowledge(self) -> None:
         """End the current alarm and re-baseline on purpose: the z-score baselines (or the
-        change detector) forget their values and refill from the next steps."""
+        change detector) forget their values and refill from the next steps.
+
+        With a writer, the acknowledgement is logged first (a row of table ``events``:
+        ``table`` = this monitor's table, ``event="acknowledge"``, ``step`` = the next check's
+        step), so :func:`~streamtopo.io.replay` repeats it and stays bit-identical to the live
+        run; if the writer refuses the row, the monitor is left unchanged.
+        """
+        if self.writer is not None:
+            self.writer(
+                {
+                    "monitor": "events",
+                    "step": self._step,
+                    "wall_time": time.time(),
+                    "config": {},
+                    "table": self.table_,
+                    "event": "acknowledge",
+                }
+            )
         if self._detector is not None:
             self._detector.reset()
         self._alarm.reset()
@@ -776,7 +811,13 @@ class LayerMonitor(Monitor):
             raise InputTypeError(f"progress must be a bool, got {describe(progress)}")
         m = None
         if missing is not None:
-            m = np.asarray(missing, dtype=bool).reshape(arr.shape)
+            m = np.asarray(missing)
+            if m.dtype != np.bool_ or m.size != arr.size:
+                raise InputError(
+                    f"missing must be a bool array with one flag per value {arr.shape}, "
+                    f"got {describe(missing)}"
+                )
+            m = m.reshape(arr.shape)
         from ._fused import run_rows
 
         return run_rows(self, arr, m, progress)
@@ -807,6 +848,12 @@ class LayerMonitor(Monitor):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise InputTypeError(f"{name} must be a number, got {describe(value)}")
+    return float(value)
+
+
 def _positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise InputTypeError(f"{name} must be a positive number, got {describe(value)}")

@@ -49,6 +49,10 @@ class LossRiseDetector(Monitor):
         Consecutive COLLAPSE (non-finite loss) steps before ``should_stop``.
     writer : callable, optional
         Receives one row per step (``{"monitor": "loss", ...}``), see the run-writer contract.
+    name : str, optional
+        The monitor's identity in the run log ([a-z0-9_], at most 32 characters): its rows go
+        to table ``loss.<name>`` instead of ``loss`` (e.g. ``"eval"`` beside a train monitor
+        on the same writer, which refuses two unnamed monitors of one kind).
 
     Examples
     --------
@@ -68,9 +72,14 @@ class LossRiseDetector(Monitor):
         warmup: int | None = None,
         stop_patience: int = 3,
         writer: Callable[[dict[str, Any]], Any] | None = None,
+        name: str | None = None,
     ) -> None:
         self.span = check_positive_int(span, "span")
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+        if (
+            isinstance(factor, bool)
+            or not isinstance(factor, (int, float))
+            or not 1 < factor < math.inf
+        ):
             raise InputError(f"factor must be a number > 1, got {describe(factor)}")
         self.factor = float(factor)
         self.patience = check_positive_int(patience, "patience")
@@ -80,7 +89,7 @@ class LossRiseDetector(Monitor):
             else check_positive_int(warmup, "warmup", minimum=0)
         )
         self.stop_patience = check_positive_int(stop_patience, "stop_patience")
-        self.writer = writer
+        self._attach(writer, name)
         self.reset()
 
     kind = "loss"
@@ -119,6 +128,8 @@ class LossRiseDetector(Monitor):
             raise InputTypeError(f"loss must be a real number, got {describe(loss)}")
         try:
             value = float(loss)
+        except OverflowError:
+            raise InputError(f"loss is beyond the float64 range, got {describe(loss)}") from None
         except (TypeError, ValueError) as exc:
             raise InputTypeError(f"loss must be a real number, got {describe(loss)}") from exc
         step = self._step

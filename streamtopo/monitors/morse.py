@@ -123,6 +123,10 @@ class MorseMonitor(Monitor):
     writer : callable, optional
         Called after every ``initialize``/``update``/``add_points``/``remove_points`` with a plain
         dict row (``"monitor": "morse"``, scalar columns, ``"config"``).
+    name : str, optional
+        The monitor's identity in the run log ([a-z0-9_], at most 32 characters): its rows go
+        to table ``morse.<name>`` instead of ``morse`` (e.g. ``"eval"`` beside a train monitor
+        on the same writer, which refuses two unnamed monitors of one kind).
 
     Attributes
     ----------
@@ -175,6 +179,7 @@ class MorseMonitor(Monitor):
         *,
         rebuild_fraction: float = 0.5,
         writer: Callable[[dict[str, Any]], Any] | None = None,
+        name: str | None = None,
     ) -> None:
         self.scale = _nonneg(scale, "scale", allow_none=True)
         self.change_threshold = _nonneg(change_threshold, "change_threshold")
@@ -189,9 +194,7 @@ class MorseMonitor(Monitor):
         if not float(rebuild_fraction) > 0.0:
             raise InputError(f"rebuild_fraction must be > 0, got {rebuild_fraction!r}")
         self.rebuild_fraction = float(rebuild_fraction)
-        if writer is not None and not callable(writer):
-            raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
-        self.writer = writer
+        self._attach(writer, name)
         self.reset()
 
     # ----------------------------------------------------------------- state
