@@ -141,6 +141,19 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--eps", "-1"], "--eps"),
     (["train", "--eps", "nan"], "--eps"),
     (["train", "--threads", "0"], "--threads"),
+    # calibrate
+    (["calibrate", "{root}/missing_run"], "missing_run"),
+    (["calibrate", "{root}/not_a_dir"], "not_a_dir"),
+    (["calibrate", R, "--target-fa", "0"], "--target-fa"),
+    (["calibrate", R, "--target-fa", "nan"], "--target-fa"),
+    (["calibrate", R, "--target-fa", "-1"], "--target-fa"),
+    (["calibrate", R, "--rule", "peak"], "--rule"),
+    (["calibrate", R, "--confidence", "1.5"], "--confidence"),
+    (["calibrate", R, "--confidence", "0"], "--confidence"),
+    (["calibrate", R, "--workers", "0"], "--workers"),
+    (["calibrate", R, "--horizon", "0"], "--horizon"),
+    (["calibrate", R, "--seed", "-1"], "--seed"),
+    (["calibrate", R, "--out", "{root}/no/such/dir/c.json"], "--out"),
 ]
 
 

@@ -216,6 +216,12 @@ def calibrate(
     seed = check_positive_int(seed, "seed", minimum=0)
     if overrides is not None and not isinstance(overrides, Mapping):
         raise InputTypeError(f"overrides must be a dict, got {describe(overrides)}")
+    if out is not None:  # refused before the work, not after it
+        if not isinstance(out, (str, os.PathLike)):
+            raise InputTypeError(f"out must be a path, got {describe(out)}")
+        parent = Path(out).parent
+        if not parent.is_dir() or Path(out).is_dir():
+            raise InputError(f"out must be a file path in an existing directory, got {str(out)!r}")
     base = _base_config(paths, rule, dict(overrides or {}))
     cands = candidates(rule)
     jobs = [(str(p), i, base, cands, horizon, inject_at, seed) for i, p in enumerate(paths)]
