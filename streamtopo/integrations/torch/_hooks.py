@@ -12,7 +12,15 @@ from torch import nn
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
 from ._attention import AttentionTap
-from ._collect import Collector, first_tensor, model_device, safe_ratio
+from ._collect import (
+    Collector,
+    distributed_world,
+    first_tensor,
+    model_device,
+    safe_ratio,
+    stack_scalars,
+    to_device,
+)
 from ._groups import layer_groups
 from ._transformer import AttentionSampler
 
@@ -30,17 +38,23 @@ class _SumCountCollector(Collector):
     """Keeps, per layer, a sum and an element count; the value is sum / count.
 
     Hooks only append one 0-d device tensor and a layer index (cheap: no indexing or in-place
-    ops on the hot path); :meth:`_pack` stacks them into per-layer sums in one go. Counts are
-    host integers (element counts are known without looking at the data).
+    ops on the hot path). Counts are host integers (element counts are known without looking at
+    the data). In the common case — one process, each layer seen once since the last
+    collection — :meth:`_pack` hands the recorded 0-d values to :func:`collect` as they are (it
+    stacks every collector's values in one op) and the rest is host arithmetic; otherwise they
+    are summed per layer on the device and, under ``torch.distributed``, the counts join them
+    for the one reduction.
     """
 
-    _square = False  # activations record norms (squared at pack time), attention records sums
+    _square = False  # activations record norms (squared when summed), attention records sums
 
     def _init_buffers(self, device: torch.device) -> None:
         self._device = device
         self._vals: list[torch.Tensor] = []
         self._idx: list[int] = []
         self._counts = [0] * self.n_layers
+        self._in_order = list(range(self.n_layers))
+        self._packed = "sums"  # "values" (one per layer, as recorded), "sums", "sums+counts"
         self.missing_ = np.ones(self.n_layers, dtype=bool)
 
     def _record(self, i: int, value: torch.Tensor, count: int) -> None:
@@ -53,28 +67,41 @@ class _SumCountCollector(Collector):
         self._idx.clear()
         self._counts = [0] * self.n_layers
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
         L = self.n_layers
+        is_dist = distributed_world()[0]
+        if not is_dist and self._idx == self._in_order:
+            self._packed = "values"
+            return list(self._vals)
         if self._vals:
             device = self._vals[0].device
-            v = torch.stack([t.to(device) for t in self._vals]).to(torch.float32)
+            v = stack_scalars(self._vals, device)
             if self._square:
                 v = v.square()
-            if self._idx == list(range(L)):
+            if self._idx == self._in_order:
                 sums = v
             else:
-                idx = torch.tensor(self._idx, dtype=torch.long, device=device)
+                idx = to_device(self._idx, device)
                 sums = torch.zeros(L, dtype=torch.float32, device=device).index_add_(0, idx, v)
         else:
             device = self._device
             sums = torch.zeros(L, dtype=torch.float32, device=device)
-        counts = torch.tensor(self._counts, dtype=torch.float32, device=device)
-        return torch.cat([sums, counts])
+        if not is_dist:
+            self._packed = "sums"
+            return [sums]
+        self._packed = "sums+counts"
+        counts = to_device(np.asarray(self._counts, dtype=np.float32), device)
+        return [torch.cat([sums, counts])]
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         G = self.n_layers
-        self.missing_ = host[G:] == 0
-        return safe_ratio(host[:G], host[G:])
+        if self._packed == "sums+counts":
+            sums, counts = host[:G], host[G:]
+        else:
+            counts = np.asarray(self._counts, dtype=np.float64)
+            sums = np.square(host) if self._square and self._packed == "values" else host
+        self.missing_ = counts == 0
+        return safe_ratio(sums, counts)
 
 
 class ActivationNormCollector(_SumCountCollector):

@@ -22,7 +22,15 @@ from torch import nn
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
 from ._attention import AttentionSample, attention_sites, sample_logits
-from ._collect import Collector, first_tensor, group_parameters, model_device, squared_norms
+from ._collect import (
+    Collector,
+    distributed_world,
+    first_tensor,
+    group_parameters,
+    model_device,
+    stack_scalars,
+    to_device,
+)
 
 __all__ = [
     "AttentionLogitCollector",
@@ -85,38 +93,48 @@ def _check_sampler(model: nn.Module, sampler: Any, max_queries: int) -> Attentio
 
 class _MaxCollector(Collector):
     """Per-layer maximum over the calls since the last collection; [max, observed] packed so a
-    sum-reduction across ranks gives the mean over ranks of each rank's maximum."""
+    sum-reduction across ranks gives the mean over ranks of each rank's maximum. One process
+    with each layer seen once: the recorded 0-d maxima go to :func:`collect` as they are."""
 
     def _init_buffers(self, device: torch.device) -> None:
         self._device = device
         self._vals: list[torch.Tensor] = []
         self._idx: list[int] = []
+        self._in_order = list(range(self.n_layers))
+        self._as_recorded = False
         self.missing_ = np.ones(self.n_layers, dtype=bool)
 
     def reset(self) -> None:
         self._vals.clear()
         self._idx.clear()
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
         L = self.n_layers
+        self._as_recorded = self._idx == self._in_order and not distributed_world()[0]
+        if self._as_recorded:
+            return list(self._vals)
         out = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
         if self._vals:
             device = self._vals[0].device
-            v = torch.stack([t.to(device) for t in self._vals]).to(torch.float32)
-            if self._idx == list(range(L)):
+            v = stack_scalars(self._vals, device)
+            if self._idx == self._in_order:
                 maxima = v
             else:
-                idx = torch.tensor(self._idx, dtype=torch.long, device=device)
+                idx = to_device(self._idx, device)
                 maxima = torch.full((L,), float("-inf"), device=device).scatter_reduce(
                     0, idx, v, "amax"
                 )
-            seen = torch.zeros(L, dtype=torch.float32)
-            seen[sorted(set(self._idx))] = 1.0
-            out = torch.cat([torch.where(seen.to(device) > 0, maxima, 0.0), seen.to(device)])
-        return out
+            seen_np = np.zeros(L, dtype=np.float32)
+            seen_np[self._idx] = 1.0
+            seen = to_device(seen_np, device)
+            out = torch.cat([torch.where(seen > 0, maxima, 0.0), seen])
+        return [out]
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         L = self.n_layers
+        if self._as_recorded:
+            self.missing_ = np.zeros(L, dtype=bool)
+            return host.copy()
         seen = host[L:]
         self.missing_ = seen == 0
         out = np.full(L, np.nan)
@@ -260,6 +278,7 @@ class OutputLogitCollector(Collector):
         self._device = model_device(model)
         self._max: list[torch.Tensor] = []
         self._mean: list[torch.Tensor] = []
+        self._as_recorded = False
         self.missing_ = np.ones(2, dtype=bool)
         self._add_hook(module, "forward", self._hook)
 
@@ -278,15 +297,24 @@ class OutputLogitCollector(Collector):
         self._max.clear()
         self._mean.clear()
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
+        self._as_recorded = False
         if not self._max:
-            return torch.zeros(4, dtype=torch.float32, device=self._device)
+            return [torch.zeros(4, dtype=torch.float32, device=self._device)]
+        # one forward in one process: its two statistics as they are ("seen" is known here);
+        # under torch.distributed every rank packs the same four values whatever it saw
+        self._as_recorded = len(self._max) == 1 and not distributed_world()[0]
+        if self._as_recorded:
+            return [self._max[0], self._mean[0]]
         mx = torch.stack(self._max).amax()
         mean = torch.stack(self._mean).mean()
         one = torch.ones((), dtype=torch.float32, device=mx.device)
-        return torch.stack([mx, mean, one, one])
+        return [mx, mean, one, one]
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
+        if self._as_recorded:
+            self.missing_ = np.zeros(2, dtype=bool)
+            return host.copy()
         seen = host[2:]
         self.missing_ = seen == 0
         out = np.full(2, np.nan)
@@ -344,8 +372,13 @@ class UpdateRatioCollector(Collector):
         self._device = model_device(model)
         self._pidx = torch.tensor([p for p, _ in pairs], dtype=torch.long, device=self._device)
         self._gidx = torch.tensor([g for _, g in pairs], dtype=torch.long, device=self._device)
+        self._pidx_np = np.array([p for p, _ in pairs], dtype=np.int64)
+        self._gidx_np = np.array([g for _, g in pairs], dtype=np.int64)
         self._buf: list[torch.Tensor] | None = None
-        self._stash: torch.Tensor | None = None
+        # one captured step in one process: [‖ΔW_p‖..., ‖W_p‖...] per parameter (0-d, grouped on
+        # the host); otherwise [Σ‖ΔW‖² per group, Σ‖W‖² per group] as one device vector
+        self._stash: list[torch.Tensor] | None = None
+        self._per_param = False
         self._armed = False
         self.missing_ = np.ones(self.n_layers, dtype=bool)
         if optimizer is not None:
@@ -361,36 +394,63 @@ class UpdateRatioCollector(Collector):
         with torch.no_grad():
             if self._buf is None:
                 self._buf = [p.detach().clone() for p in self._params]
-            else:
-                torch._foreach_copy_(self._buf, [p.detach() for p in self._params])
+            else:  # one fused copy; under no_grad the parameters need no detach
+                torch._foreach_copy_(self._buf, self._params)
         self._armed = True
 
     def capture(self) -> None:
-        """Squared norms of the update and of the old weights (call right after the step)."""
+        """Norms of the update and of the old weights (call right after the step)."""
         if not self._armed or self._buf is None:
             return
         with torch.no_grad():
-            cur = [p.detach() for p in self._params]
-            old_sq = squared_norms(self._buf, self._device)
-            torch._foreach_sub_(self._buf, cur)
-            delta_sq = squared_norms(self._buf, self._device)
-            L = self.n_layers
-            sums = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
-            sums[:L].index_add_(0, self._gidx, delta_sq[self._pidx])
-            sums[L:].index_add_(0, self._gidx, old_sq[self._pidx])
-        self._stash = sums if self._stash is None else self._stash + sums
+            old = torch._foreach_norm(self._buf, 2, dtype=torch.float32)
+            torch._foreach_sub_(self._buf, self._params)  # old - new: the same norm as ΔW
+            delta = torch._foreach_norm(self._buf, 2, dtype=torch.float32)
         self._armed = False
+        if self._stash is None and not distributed_world()[0]:
+            self._stash, self._per_param = [*delta, *old], True
+            return
+        sums = self._group_sums(delta, old)
+        if self._stash is not None:
+            sums = sums + self._stash_sums()
+        self._stash, self._per_param = [sums], False
+
+    def _group_sums(
+        self, delta: Sequence[torch.Tensor], old: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """[Σ‖ΔW‖² per group, Σ‖W‖² per group] on the device."""
+        L, device = self.n_layers, self._device
+        sums = torch.zeros(2 * L, dtype=torch.float32, device=device)
+        sums[:L].index_add_(0, self._gidx, stack_scalars(delta, device).square()[self._pidx])
+        sums[L:].index_add_(0, self._gidx, stack_scalars(old, device).square()[self._pidx])
+        return sums
+
+    def _stash_sums(self) -> torch.Tensor:
+        if not self._per_param:
+            return self._stash[0]
+        P = len(self._params)
+        return self._group_sums(self._stash[:P], self._stash[P:])
 
     def reset(self) -> None:
         self._stash = None
+        self._per_param = False
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
         if self._stash is None:
-            return torch.zeros(2 * self.n_layers, dtype=torch.float32, device=self._device)
+            return [torch.zeros(2 * self.n_layers, dtype=torch.float32, device=self._device)]
         return self._stash
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         L = self.n_layers
+        if self._per_param:  # squares in float64 on the host, summed per group
+            P = len(self._params)
+            sq = np.square(host)
+            host = np.concatenate(
+                [
+                    np.bincount(self._gidx_np, sq[:P][self._pidx_np], minlength=L),
+                    np.bincount(self._gidx_np, sq[P:][self._pidx_np], minlength=L),
+                ]
+            )
         # no step captured, or all-zero weights (a zero-initialised group's first step): the
         # ratio is undefined, which is "not measured", not a non-finite measurement
         self.missing_ = np.full(L, self._stash is None) | (host[L:] == 0)
