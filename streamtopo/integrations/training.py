@@ -428,7 +428,7 @@ class TrainingMonitor:
         if not monitored:
             self._arm(self._calls % self.every == 0)
             return self._guarded(self._repeat(g))
-        extra = self._losses.take()
+        extra = self._losses.take_items()
         values = st_torch.collect(self._collectors, extra=extra)
         self.host_copies_ += 1
         statuses: dict[str, Any] = {}
@@ -440,16 +440,14 @@ class TrainingMonitor:
         # a value a collector did not observe (no gradient: frozen layer, no backward) is
         # absent, not NaN: the monitors leave it out and name it, never a collapse
         missing = {c.signal: missing_of(c) for c in self._collectors}
-        if self.layer_monitor is not None:
-            sigs = self.layer_monitor.signals
-            statuses["layer"] = self.layer_monitor.check(
-                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
-            )
-        if self.attention_monitor is not None:
-            sigs = self.attention_monitor.signals
-            statuses["attention"] = self.attention_monitor.check(
-                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
-            )
+        for name, mon in (("layer", self.layer_monitor), ("attention", self.attention_monitor)):
+            if mon is not None:
+                flags = [missing[s] for s in mon.signals]
+                statuses[name] = mon.check(
+                    {s: by_signal[s] for s in mon.signals},
+                    # nothing absent (the usual step): no mask, the monitor's fast path
+                    missing=np.stack(flags) if any(f.any() for f in flags) else None,
+                )
         if self._out_logit is not None and self.writer is not None:
             self._log_out_logit(self._monitored, by_signal["out_logit"])
         if (

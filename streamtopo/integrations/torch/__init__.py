@@ -143,7 +143,8 @@ class LossBuffer:
                 raise InputError(
                     f"loss must have one element, got a tensor of shape {tuple(loss.shape)}"
                 )
-            return loss.detach().reshape(()).to(torch.float32)
+            loss = loss.detach()
+            return (loss if loss.dim() == 0 else loss.reshape(())).to(torch.float32)
         if isinstance(loss, (int, float, np.number)) and not isinstance(loss, bool):
             return torch.tensor(float(loss), dtype=torch.float32)
         raise InputTypeError(f"loss must be a number or a one-element tensor, got {describe(loss)}")
@@ -155,6 +156,15 @@ class LossBuffer:
         device = self._items[0].device
         out = torch.stack([t.to(device) for t in self._items])
         self._items.clear()
+        return out
+
+    def take_items(self) -> list[torch.Tensor] | None:
+        """All buffered losses as a list of 0-d tensors (for :func:`collect`, which stacks them
+        with the collectors' values in one op), then empty."""
+        if not self._items:
+            return None
+        out = self._items
+        self._items = []
         return out
 
     def clear(self) -> None:

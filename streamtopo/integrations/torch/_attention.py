@@ -259,53 +259,67 @@ def _mha(m: nn.MultiheadAttention, args, kwargs, max_queries) -> AttentionSample
     if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor):
         return None
     batched = query.dim() == 3
+    self_attn = query is key  # before slicing: the batch-0 views are new objects
     if batched:
         xq = query[0] if m.batch_first else query[:, 0]
-        xk = key[0] if m.batch_first else key[:, 0]
+        xk = xq if self_attn else (key[0] if m.batch_first else key[:, 0])
     else:
         xq, xk = query, key
     E, H = m.embed_dim, m.num_heads
     d_h = E // H
-    if m._qkv_same_embed_dim:
-        wq, wk = m.in_proj_weight[:E], m.in_proj_weight[E : 2 * E]
-    else:
-        wq, wk = m.q_proj_weight, m.k_proj_weight
-    bq = bk = None
-    if m.in_proj_bias is not None:
-        bq, bk = m.in_proj_bias[:E], m.in_proj_bias[E : 2 * E]
     qi = _query_index(xq.shape[0], max_queries, xq.device)
-    if xq is xk and m._qkv_same_embed_dim:  # self-attention: one projection for q and k
+    if self_attn and m._qkv_same_embed_dim:  # one projection for q and k
         qk = nn.functional.linear(
             xk.float(),
             m.in_proj_weight[: 2 * E].float(),
             _f(None if m.in_proj_bias is None else m.in_proj_bias[: 2 * E]),
         )
-        q, k = _heads(qk[qi, :E], d_h), _heads(qk[:, E:], d_h)
+        q, k = qk[qi, :E], qk[:, E:]
     else:
-        q = _heads(nn.functional.linear(xq[qi].float(), wq.float(), _f(bq)), d_h)
-        k = _heads(nn.functional.linear(xk.float(), wk.float(), _f(bk)), d_h)
+        if m._qkv_same_embed_dim:
+            wq, wk = m.in_proj_weight[:E], m.in_proj_weight[E : 2 * E]
+        else:
+            wq, wk = m.q_proj_weight, m.k_proj_weight
+        bq = bk = None
+        if m.in_proj_bias is not None:
+            bq, bk = m.in_proj_bias[:E], m.in_proj_bias[E : 2 * E]
+        q = nn.functional.linear(xq[qi].float(), wq.float(), _f(bq))
+        k = nn.functional.linear(xk.float(), wk.float(), _f(bk))
     if m.bias_k is not None:
-        k = torch.cat([k, _heads(m.bias_k.reshape(1, E).float(), d_h)], dim=1)
-    s = (q @ k.transpose(-1, -2)) / math.sqrt(d_h)
+        k = torch.cat([k, m.bias_k.reshape(1, E).float()])
+    q = q.reshape(len(qi), H, d_h).transpose(0, 1)  # (H, Q, d_h)
+    kt = k.reshape(k.shape[0], H, d_h).permute(1, 2, 0)  # (H, d_h, S)
+    scale = 1.0 / math.sqrt(d_h)
     attn_mask = _arg(args, kwargs, "attn_mask", 5)
     kpm = _arg(args, kwargs, "key_padding_mask", 3)
     S0 = xk.shape[0]
     full = True
-    if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2 and s.shape[-1] == S0:
+    if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2 and kt.shape[-1] == S0:
         bias, full = _static_bias(attn_mask, qi, S0)  # the same mask every step: cached
-        s = s + bias
-    elif isinstance(attn_mask, torch.Tensor):
-        am = attn_mask if attn_mask.dim() == 2 else attn_mask[:H]  # (B*H, L, S): batch 0
-        am = am[..., qi, :S0] if am.dim() == 3 else am[qi, :S0]
-        s = _apply_torch_mask(s, am)
-        full = False
-    elif bool(_arg(args, kwargs, "is_causal", 7)):
-        s = _mask_scores(s, qi, True)
+        s = torch.baddbmm(bias, q, kt, alpha=scale)  # bias + scale * q k^T in one op
+    else:
+        s = torch.baddbmm(_ZERO.get(q.device) or _zero(q.device), q, kt, beta=0.0, alpha=scale)
+        if isinstance(attn_mask, torch.Tensor):
+            am = attn_mask if attn_mask.dim() == 2 else attn_mask[:H]  # (B*H, L, S): batch 0
+            am = am[..., qi, :S0] if am.dim() == 3 else am[qi, :S0]
+            s = _apply_torch_mask(s, am)
+            full = False
+        elif bool(_arg(args, kwargs, "is_causal", 7)):
+            s = _mask_scores(s, qi, True)
     if isinstance(kpm, torch.Tensor):
         kp = (kpm[0] if batched else kpm)[:S0]
         s = _apply_torch_mask(s, kp[None, None, :])
         full = False
     return AttentionSample(s, None, full)
+
+
+_ZERO: dict[torch.device, torch.Tensor] = {}
+
+
+def _zero(device: torch.device) -> torch.Tensor:
+    """A 0-d zero on ``device``: the ignored ``input`` of ``baddbmm(..., beta=0)``."""
+    z = _ZERO[device] = torch.zeros((), device=device)
+    return z
 
 
 _BIAS: dict[tuple, tuple[torch.Tensor, bool, torch.Tensor]] = {}

@@ -17,8 +17,10 @@ __all__ = [
     "GradNormCollector",
     "collect",
     "distributed_world",
+    "each_once",
     "first_tensor",
     "group_parameters",
+    "in_layer_order",
     "model_device",
     "safe_ratio",
     "stack_scalars",
@@ -185,11 +187,13 @@ class _HostCopy:
 _HOST_COPY = _HostCopy()
 
 
-def collect(collectors: Sequence[Collector], extra: torch.Tensor | None = None) -> list[np.ndarray]:
+def collect(
+    collectors: Sequence[Collector], extra: torch.Tensor | Sequence[torch.Tensor] | None = None
+) -> list[np.ndarray]:
     """Values of several collectors with one packed ``all_reduce`` and one host copy.
 
-    ``extra`` (a float32 vector, e.g. buffered losses) rides along in the same reduction and
-    copy; its reduced, world-averaged value is returned last.
+    ``extra`` (a float32 vector or a list of 0-d tensors, e.g. buffered losses) rides along in
+    the same reduction and copy; its reduced, world-averaged value is returned last.
 
     Every collector's pack is a list of 0-d tensors or one vector; consecutive 0-d values of
     all collectors are stacked in one op, so a monitored step costs a few device ops
@@ -215,7 +219,9 @@ def collect(collectors: Sequence[Collector], extra: torch.Tensor | None = None) 
         if device is None:
             device = pieces[0].device
     if extra is not None:
-        if extra.dim() == 0:
+        if not isinstance(extra, torch.Tensor):
+            run.extend(extra)
+        elif extra.dim() == 0:
             run.append(extra.detach())
         else:
             if run:
@@ -245,6 +251,20 @@ def collect(collectors: Sequence[Collector], extra: torch.Tensor | None = None) 
         c.reset()
     if extra is not None:
         out.append((host[pos:] / world).astype(np.float32))
+    return out
+
+
+def each_once(idx: list[int], in_order: list[int]) -> bool:
+    """Whether the recorded layer indices ``idx`` name every layer exactly once (any order)."""
+    return idx == in_order or (len(idx) == len(in_order) and len(set(idx)) == len(idx))
+
+
+def in_layer_order(host: np.ndarray, idx: list[int], in_order: list[int]) -> np.ndarray:
+    """Values recorded in the order ``idx`` (each layer once), put in layer order."""
+    if idx == in_order:
+        return host
+    out = np.empty(len(in_order), dtype=host.dtype)
+    out[idx] = host
     return out
 
 

@@ -15,7 +15,9 @@ from ._attention import AttentionTap
 from ._collect import (
     Collector,
     distributed_world,
+    each_once,
     first_tensor,
+    in_layer_order,
     model_device,
     safe_ratio,
     stack_scalars,
@@ -52,25 +54,30 @@ class _SumCountCollector(Collector):
         self._device = device
         self._vals: list[torch.Tensor] = []
         self._idx: list[int] = []
+        self._scales: list[float] = []
         self._counts = [0] * self.n_layers
         self._in_order = list(range(self.n_layers))
-        self._packed = "sums"  # "values" (one per layer, as recorded), "sums", "sums+counts"
+        self._packed = "sums"  # "values" (each layer once, as recorded), "sums", "sums+counts"
         self.missing_ = np.ones(self.n_layers, dtype=bool)
 
-    def _record(self, i: int, value: torch.Tensor, count: int) -> None:
+    def _record(self, i: int, value: torch.Tensor, count: int, scale: float = 1.0) -> None:
+        """Add ``scale * value`` (a 0-d device tensor; the product is formed at collection) and
+        ``count`` elements to layer ``i``."""
         self._vals.append(value)
         self._idx.append(i)
+        self._scales.append(scale)
         self._counts[i] += count
 
     def reset(self) -> None:
         self._vals.clear()
         self._idx.clear()
+        self._scales.clear()
         self._counts = [0] * self.n_layers
 
     def _pack(self) -> list[torch.Tensor]:
         L = self.n_layers
         is_dist = distributed_world()[0]
-        if not is_dist and self._idx == self._in_order:
+        if not is_dist and each_once(self._idx, self._in_order):
             self._packed = "values"
             return list(self._vals)
         if self._vals:
@@ -78,6 +85,8 @@ class _SumCountCollector(Collector):
             v = stack_scalars(self._vals, device)
             if self._square:
                 v = v.square()
+            if any(c != 1.0 for c in self._scales):
+                v = v * to_device(np.asarray(self._scales, dtype=np.float32), device)
             if self._idx == self._in_order:
                 sums = v
             else:
@@ -99,7 +108,10 @@ class _SumCountCollector(Collector):
             sums, counts = host[:G], host[G:]
         else:
             counts = np.asarray(self._counts, dtype=np.float64)
-            sums = np.square(host) if self._square and self._packed == "values" else host
+            sums = host
+            if self._packed == "values":
+                sums = np.square(host) if self._square else host * np.asarray(self._scales)
+                sums = in_layer_order(sums, self._idx, self._in_order)
         self.missing_ = counts == 0
         return safe_ratio(sums, counts)
 
@@ -245,8 +257,9 @@ class AttentionEntropyCollector(_SumCountCollector):
 
     def _add_sampled(self, i: int, logits: torch.Tensor, full_rows: bool = False) -> None:
         if full_rows:  # no query row entirely masked: no row filter needed
-            p = logits.softmax(-1)
-            self._record(i, -torch.special.xlogy(p, p).sum(-1).mean(), 1)
+            # the mean row entropy: the sum of -p log p, divided by the rows on the host
+            rows = logits.numel() // max(logits.shape[-1], 1)
+            self._record(i, torch.special.entr(logits.softmax(-1)).sum(), 1, 1.0 / rows)
             return
         valid = ~torch.isneginf(logits).all(-1)
         p = logits.masked_fill(~valid[..., None], 0.0).softmax(-1)

@@ -12,6 +12,7 @@ collection); a NaN that is not flagged missing is a genuinely non-finite value.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import inf
 from typing import Any
 from weakref import ref
 
@@ -25,8 +26,10 @@ from ._attention import AttentionSample, attention_sites, sample_logits
 from ._collect import (
     Collector,
     distributed_world,
+    each_once,
     first_tensor,
     group_parameters,
+    in_layer_order,
     model_device,
     stack_scalars,
     to_device,
@@ -110,7 +113,7 @@ class _MaxCollector(Collector):
 
     def _pack(self) -> list[torch.Tensor]:
         L = self.n_layers
-        self._as_recorded = self._idx == self._in_order and not distributed_world()[0]
+        self._as_recorded = each_once(self._idx, self._in_order) and not distributed_world()[0]
         if self._as_recorded:
             return list(self._vals)
         out = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
@@ -134,7 +137,7 @@ class _MaxCollector(Collector):
         L = self.n_layers
         if self._as_recorded:
             self.missing_ = np.zeros(L, dtype=bool)
-            return host.copy()
+            return in_layer_order(host, self._idx, self._in_order).copy()
         seen = host[L:]
         self.missing_ = seen == 0
         out = np.full(L, np.nan)
@@ -205,8 +208,8 @@ class AttentionLogitCollector(_MaxCollector):
             smp = self.sampler.sample(i, args, kwargs, output)
             if smp is None or smp.logits is None:
                 return
-            s = smp.logits
-            self._vals.append(s.abs().masked_fill(torch.isneginf(s), 0.0).amax())
+            s = smp.logits  # masked keys (-inf) count as 0: max |logit| of the others
+            self._vals.append(torch.linalg.vector_norm(s.masked_fill(torch.isneginf(s), 0.0), inf))
             self._idx.append(i)
 
         return hook
