@@ -16,7 +16,7 @@ loss-rise rule still sees every step's loss, in order.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,6 +67,22 @@ class TrainingStatus(MonitorStatus):
     centroid: MonitorStatus | None = None
     collapse: MonitorStatus | None = None
     intervention: Any = None
+
+
+_STATUS_FIELDS = tuple(f.name for f in fields(TrainingStatus))
+_set = object.__setattr__
+
+
+def _repeated(status: TrainingStatus, t: int) -> TrainingStatus:
+    """``replace(status, step=t, evaluated=False, intervention=None)`` without ``replace``'s
+    per-call introspection: the status of every call between monitored steps."""
+    new = object.__new__(TrainingStatus)
+    for name in _STATUS_FIELDS:
+        _set(new, name, getattr(status, name))
+    _set(new, "step", t)
+    _set(new, "evaluated", False)
+    _set(new, "intervention", None)
+    return new
 
 
 class TrainingMonitor:
@@ -549,7 +565,7 @@ class TrainingMonitor:
     def _repeat(self, t: int) -> TrainingStatus:
         if self.status_ is None:  # after a rollback or load_state_dict: the monitors' last
             return replace(self._combine(t, evaluated=False), intervention=None)
-        return replace(self.status_, step=t, evaluated=False, intervention=None)
+        return _repeated(self.status_, t)
 
     def _combine(self, t: int, evaluated: bool, names: Sequence[str] = MONITORS) -> TrainingStatus:
         fired, reasons, worst = [], [], State.HEALTHY
