@@ -50,7 +50,15 @@ from torch import nn
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
 
-__all__ = ["AttentionSample", "AttentionSite", "AttentionTap", "attention_sites"]
+__all__ = [
+    "AttentionSample",
+    "AttentionSite",
+    "AttentionTap",
+    "Deferred",
+    "attention_sites",
+    "batched_logits",
+    "deferrable",
+]
 
 
 class AttentionTap(nn.Module):
@@ -298,7 +306,7 @@ def _mha(m: nn.MultiheadAttention, args, kwargs, max_queries) -> AttentionSample
         bias, full = _static_bias(attn_mask, qi, S0)  # the same mask every step: cached
         s = torch.baddbmm(bias, q, kt, alpha=scale)  # bias + scale * q k^T in one op
     else:
-        s = torch.baddbmm(_ZERO.get(q.device) or _zero(q.device), q, kt, beta=0.0, alpha=scale)
+        s = torch.baddbmm(_zero(q.device), q, kt, beta=0.0, alpha=scale)
         if isinstance(attn_mask, torch.Tensor):
             am = attn_mask if attn_mask.dim() == 2 else attn_mask[:H]  # (B*H, L, S): batch 0
             am = am[..., qi, :S0] if am.dim() == 3 else am[qi, :S0]
@@ -317,9 +325,72 @@ _ZERO: dict[torch.device, torch.Tensor] = {}
 
 
 def _zero(device: torch.device) -> torch.Tensor:
-    """A 0-d zero on ``device``: the ignored ``input`` of ``baddbmm(..., beta=0)``."""
-    z = _ZERO[device] = torch.zeros((), device=device)
+    """A 0-d zero on ``device`` (made once): the ignored ``input`` of ``baddbmm(..., beta=0)``."""
+    z = _ZERO.get(device)
+    if z is None:
+        z = _ZERO[device] = torch.zeros((), device=device)
     return z
+
+
+class Deferred(NamedTuple):
+    """A self-attention call of an ``nn.MultiheadAttention`` whose sampled logits are computed
+    later, with the other layers' of the same forward pass, in one batch: the input's batch
+    element 0 ``x`` (T, E), the query index, the static additive mask (Q, T) or None, and
+    whether every query row keeps a key."""
+
+    x: torch.Tensor
+    qi: torch.Tensor
+    bias: torch.Tensor | None
+    full: bool
+
+
+def deferrable(site: AttentionSite, args: tuple, kwargs: dict, max_queries: int) -> Deferred | None:
+    """The call's inputs when its logits can be batched with other layers' (an
+    ``nn.MultiheadAttention`` in self-attention on a batched input, packed q/k/v projection,
+    no ``bias_k``, no key padding mask, a 2-D or no ``attn_mask``); else None."""
+    m = site.module
+    if site.kind != "mha" or not m._qkv_same_embed_dim or m.bias_k is not None:
+        return None
+    query, key = _arg(args, kwargs, "query", 0), _arg(args, kwargs, "key", 1)
+    if not isinstance(query, torch.Tensor) or query is not key or query.dim() != 3:
+        return None
+    if _arg(args, kwargs, "key_padding_mask", 3) is not None:
+        return None
+    x = (query[0] if m.batch_first else query[:, 0]).detach()
+    qi = _query_index(x.shape[0], max_queries, x.device)
+    attn_mask = _arg(args, kwargs, "attn_mask", 5)
+    if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2:
+        bias, full = _static_bias(attn_mask, qi, x.shape[0])
+        return Deferred(x, qi, bias, full)
+    if attn_mask is None and not bool(_arg(args, kwargs, "is_causal", 7)):
+        return Deferred(x, qi, None, True)
+    return None
+
+
+def batched_logits(modules: list[nn.Module], calls: list[Deferred]) -> torch.Tensor:
+    """Sampled logits (N, H, Q, S) of N deferred calls of equal shapes, mask and query index:
+    the same arithmetic as the per-call path (q, k from the packed projection, scaled q·kᵀ
+    plus the mask) in a handful of batched ops instead of a dozen per layer."""
+    m0 = modules[0]
+    E, H = m0.embed_dim, m0.num_heads
+    d_h = E // H
+    x = torch.stack([c.x for c in calls]).float()  # (N, T, E)
+    w = torch.stack([m.in_proj_weight[: 2 * E] for m in modules]).float()  # (N, 2E, E)
+    if m0.in_proj_bias is not None:
+        b = torch.stack([m.in_proj_bias[: 2 * E] for m in modules]).float()
+        qk = torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
+    else:
+        qk = torch.bmm(x, w.transpose(1, 2))
+    N, T = x.shape[0], x.shape[1]
+    qi = calls[0].qi
+    Q = len(qi)
+    q = qk[:, qi, :E].reshape(N, Q, H, d_h).transpose(1, 2).reshape(N * H, Q, d_h)
+    kt = qk[:, :, E:].reshape(N, T, H, d_h).permute(0, 2, 3, 1).reshape(N * H, d_h, T)
+    bias = calls[0].bias
+    zero = _zero(q.device)
+    s = torch.baddbmm(zero if bias is None else bias, q, kt, beta=0.0 if bias is None else 1.0,
+                      alpha=1.0 / math.sqrt(d_h))  # fmt: skip
+    return s.reshape(N, H, Q, T)
 
 
 _BIAS: dict[tuple, tuple[torch.Tensor, bool, torch.Tensor]] = {}

@@ -246,6 +246,22 @@ class AttentionEntropyCollector(_SumCountCollector):
             if self.force_weights and site.kind == "mha":
                 self._add_hook(m, "pre", self._make_force(asked))
             self._add_hook(m, "forward_kw", self._make_hook(i, asked, site.kind == "mha"))
+        # queued self-attention calls are computed at the end of the model's forward pass
+        self._add_hook(model, "forward", lambda *_: self.sampler.flush())
+
+    def _pack(self) -> list[torch.Tensor]:
+        self.sampler.flush()  # calls queued without a forward hook of the model (rare)
+        return super()._pack()
+
+    def _on_batch(self, layers: list[int], logits: torch.Tensor, full: bool) -> None:
+        if not full:
+            for j, i in enumerate(layers):
+                self._add_sampled(i, logits[j])
+            return
+        _, H, Q, _ = logits.shape
+        h = torch.special.entr(logits.softmax(-1)).sum((1, 2, 3))  # per layer: Σ -p log p
+        for i, v in zip(layers, h.unbind(), strict=True):
+            self._record(i, v, 1, 1.0 / (H * Q))  # the mean row entropy
 
     def _active(self, module: nn.Module) -> bool:
         return self.enabled and not (self.training_only and not module.training)
@@ -294,6 +310,8 @@ class AttentionEntropyCollector(_SumCountCollector):
                 self._add(i, weights)
                 if self.force_weights and not asked[0]:
                     return (output[0], None)
+                return None
+            if self.sampler.defer(i, args, kwargs, self._on_batch):
                 return None
             smp = self.sampler.sample(i, args, kwargs, output)
             if smp is not None and smp.logits is not None:

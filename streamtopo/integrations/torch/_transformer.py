@@ -11,7 +11,7 @@ collection); a NaN that is not flagged missing is a genuinely non-finite value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import inf
 from typing import Any
 from weakref import ref
@@ -22,7 +22,14 @@ from torch import nn
 
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
-from ._attention import AttentionSample, attention_sites, sample_logits
+from ._attention import (
+    AttentionSample,
+    Deferred,
+    attention_sites,
+    batched_logits,
+    deferrable,
+    sample_logits,
+)
 from ._collect import (
     Collector,
     distributed_world,
@@ -74,6 +81,9 @@ class AttentionSampler:
         self.layer_names = tuple(s.name for s in self.sites)
         self.max_queries = max_queries
         self._last: list[tuple[Any, AttentionSample | None] | None] = [None] * len(self.sites)
+        # self-attention calls queued during a forward pass (see defer) and who waits for them
+        self._pending: dict[int, Deferred] = {}
+        self._waiting: dict[int, list[Callable[..., None]]] = {}
 
     def sample(self, i: int, args: tuple, kwargs: dict, output: Any) -> AttentionSample | None:
         """Sampled logits/probabilities of the current call of site ``i`` (cached per call)."""
@@ -84,6 +94,56 @@ class AttentionSampler:
         smp = sample_logits(self.sites[i], args, kwargs, output, self.max_queries)
         self._last[i] = (ref(key), smp) if key is not None else None
         return smp
+
+    def defer(self, i: int, args: tuple, kwargs: dict, listener: Callable[..., None]) -> bool:
+        """Queue this call of site ``i`` for :meth:`flush` (True), or say it must be sampled
+        now with :meth:`sample` (False: not a batchable self-attention call).
+
+        ``listener(layers, logits, full)`` is called by :meth:`flush` with the site indices,
+        their sampled logits (N, H, Q, S) and whether every query row keeps a key. The
+        collectors flush from a forward hook on the model, so the logits are computed with
+        the weights of this forward pass (the optimizer has not stepped yet).
+        """
+        waiting = self._waiting.get(i)
+        if waiting is not None and listener in waiting:  # the site runs again: settle first
+            self.flush()
+            waiting = None
+        if waiting is None:
+            call = deferrable(self.sites[i], args, kwargs, self.max_queries)
+            if call is None:
+                return False
+            self._pending[i] = call
+            waiting = self._waiting[i] = []
+        waiting.append(listener)
+        return True
+
+    def flush(self) -> None:
+        """Compute every queued call's logits, batched over layers of equal shapes, and hand
+        them to the listeners (a no-op when nothing is queued)."""
+        if not self._pending:
+            return
+        pending, waiting = self._pending, self._waiting
+        self._pending, self._waiting = {}, {}
+        groups: dict[tuple, list[int]] = {}
+        for i, call in pending.items():
+            m = self.sites[i].module
+            key = (
+                tuple(call.x.shape), call.x.dtype, call.x.device, m.num_heads,
+                m.in_proj_bias is None, m.in_proj_weight.dtype, id(call.qi),
+                None if call.bias is None else id(call.bias),
+            )  # fmt: skip
+            groups.setdefault(key, []).append(i)
+        with torch.no_grad():
+            for layers in groups.values():
+                calls = [pending[i] for i in layers]
+                logits = batched_logits([self.sites[i].module for i in layers], calls)
+                by_listener: dict[Any, list[int]] = {}
+                for j, i in enumerate(layers):
+                    for listener in waiting[i]:
+                        by_listener.setdefault(listener, []).append(j)
+                for listener, js in by_listener.items():
+                    sub = logits if len(js) == len(layers) else logits[js]
+                    listener([layers[j] for j in js], sub, calls[0].full)
 
 
 def _check_sampler(model: nn.Module, sampler: Any, max_queries: int) -> AttentionSampler:
@@ -200,10 +260,24 @@ class AttentionLogitCollector(_MaxCollector):
         self._init_buffers(model_device(model))
         for i, site in enumerate(self.sampler.sites):
             self._add_hook(site.module, "forward_kw", self._make_hook(i))
+        # queued self-attention calls are computed at the end of the model's forward pass
+        self._add_hook(model, "forward", lambda *_: self.sampler.flush())
+
+    def _pack(self) -> list[torch.Tensor]:
+        self.sampler.flush()  # calls queued without a forward hook of the model (rare)
+        return super()._pack()
+
+    def _on_batch(self, layers: list[int], logits: torch.Tensor, full: bool) -> None:
+        # masked keys (-inf) count as 0: max |logit| of the others, per layer
+        masked = logits.masked_fill(torch.isneginf(logits), 0.0)
+        self._vals.extend(torch.linalg.vector_norm(masked, inf, dim=(1, 2, 3)).unbind())
+        self._idx.extend(layers)
 
     def _make_hook(self, i: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
             if not self.enabled or (self.training_only and not module.training):
+                return
+            if self.sampler.defer(i, args, kwargs, self._on_batch):
                 return
             smp = self.sampler.sample(i, args, kwargs, output)
             if smp is None or smp.logits is None:
