@@ -276,23 +276,16 @@ def _mha(m: nn.MultiheadAttention, args, kwargs, max_queries) -> AttentionSample
     E, H = m.embed_dim, m.num_heads
     d_h = E // H
     qi = _query_index(xq.shape[0], max_queries, xq.device)
-    if self_attn and m._qkv_same_embed_dim:  # one projection for q and k
-        qk = nn.functional.linear(
-            xk.float(),
-            m.in_proj_weight[: 2 * E].float(),
-            _f(None if m.in_proj_bias is None else m.in_proj_bias[: 2 * E]),
-        )
-        q, k = qk[qi, :E], qk[:, E:]
+    # q for the sampled queries only, k for every key (fewer FLOPs than one packed projection)
+    if m._qkv_same_embed_dim:
+        wq, wk = m.in_proj_weight[:E], m.in_proj_weight[E : 2 * E]
     else:
-        if m._qkv_same_embed_dim:
-            wq, wk = m.in_proj_weight[:E], m.in_proj_weight[E : 2 * E]
-        else:
-            wq, wk = m.q_proj_weight, m.k_proj_weight
-        bq = bk = None
-        if m.in_proj_bias is not None:
-            bq, bk = m.in_proj_bias[:E], m.in_proj_bias[E : 2 * E]
-        q = nn.functional.linear(xq[qi].float(), wq.float(), _f(bq))
-        k = nn.functional.linear(xk.float(), wk.float(), _f(bk))
+        wq, wk = m.q_proj_weight, m.k_proj_weight
+    bq = bk = None
+    if m.in_proj_bias is not None:
+        bq, bk = m.in_proj_bias[:E], m.in_proj_bias[E : 2 * E]
+    q = nn.functional.linear(xq[qi].float(), wq.float(), _f(bq))
+    k = nn.functional.linear(xk.float(), wk.float(), _f(bk))
     if m.bias_k is not None:
         k = torch.cat([k, m.bias_k.reshape(1, E).float()])
     q = q.reshape(len(qi), H, d_h).transpose(0, 1)  # (H, Q, d_h)
@@ -356,7 +349,8 @@ def deferrable(site: AttentionSite, args: tuple, kwargs: dict, max_queries: int)
         return None
     if _arg(args, kwargs, "key_padding_mask", 3) is not None:
         return None
-    x = (query[0] if m.batch_first else query[:, 0]).detach()
+    # not detached: the batch is computed under no_grad, before backward frees anything
+    x = query[0] if m.batch_first else query[:, 0]
     qi = _query_index(x.shape[0], max_queries, x.device)
     attn_mask = _arg(args, kwargs, "attn_mask", 5)
     if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2:
@@ -376,16 +370,18 @@ def batched_logits(modules: list[nn.Module], calls: list[Deferred]) -> torch.Ten
     d_h = E // H
     x = torch.stack([c.x for c in calls]).float()  # (N, T, E)
     w = torch.stack([m.in_proj_weight[: 2 * E] for m in modules]).float()  # (N, 2E, E)
-    if m0.in_proj_bias is not None:
-        b = torch.stack([m.in_proj_bias[: 2 * E] for m in modules]).float()
-        qk = torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
-    else:
-        qk = torch.bmm(x, w.transpose(1, 2))
-    N, T = x.shape[0], x.shape[1]
     qi = calls[0].qi
+    xq = x[:, qi]  # q for the sampled queries only, k for every key
+    wq, wk = w[:, :E].transpose(1, 2), w[:, E:].transpose(1, 2)
+    if m0.in_proj_bias is not None:
+        b = torch.stack([m.in_proj_bias[: 2 * E] for m in modules]).float()[:, None, :]
+        q, k = torch.baddbmm(b[..., :E], xq, wq), torch.baddbmm(b[..., E:], x, wk)
+    else:
+        q, k = torch.bmm(xq, wq), torch.bmm(x, wk)
+    N, T = x.shape[0], x.shape[1]
     Q = len(qi)
-    q = qk[:, qi, :E].reshape(N, Q, H, d_h).transpose(1, 2).reshape(N * H, Q, d_h)
-    kt = qk[:, :, E:].reshape(N, T, H, d_h).permute(0, 2, 3, 1).reshape(N * H, d_h, T)
+    q = q.reshape(N, Q, H, d_h).transpose(1, 2).reshape(N * H, Q, d_h)
+    kt = k.reshape(N, T, H, d_h).permute(0, 2, 3, 1).reshape(N * H, d_h, T)
     bias = calls[0].bias
     zero = _zero(q.device)
     s = torch.baddbmm(zero if bias is None else bias, q, kt, beta=0.0 if bias is None else 1.0,

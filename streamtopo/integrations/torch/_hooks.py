@@ -116,6 +116,9 @@ class _SumCountCollector(Collector):
         return safe_ratio(sums, counts)
 
 
+_norm = torch.linalg.vector_norm
+
+
 class ActivationNormCollector(_SumCountCollector):
     """Per-layer RMS of each layer group's output, sqrt(mean(x²)), from forward hooks.
 
@@ -161,14 +164,20 @@ class ActivationNormCollector(_SumCountCollector):
             self._add_hook(group.module, "forward", self._make_hook(i))
 
     def _make_hook(self, i: int) -> Callable[..., None]:
+        vals, idx, scales, f32, norm = self._vals, self._idx, self._scales, torch.float32, _norm
+
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if not self.enabled or (self.training_only and not module.training):
+            # runs in every forward of every layer: _record inlined, no property lookups
+            if not self._enabled or (self.training_only and not module.training):
                 return
-            x = first_tensor(output)
+            x = output if type(output) is torch.Tensor else first_tensor(output)
             if x is None or not x.is_floating_point():
                 return
             x = x.detach()
-            self._record(i, torch.linalg.vector_norm(x, dtype=torch.float32), x.numel())
+            vals.append(norm(x) if x.dtype is f32 else norm(x, dtype=f32))
+            idx.append(i)
+            scales.append(1.0)
+            self._counts[i] += x.numel()
 
         return hook
 
