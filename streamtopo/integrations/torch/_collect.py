@@ -20,6 +20,7 @@ __all__ = [
     "each_once",
     "first_tensor",
     "group_parameters",
+    "host_copy",
     "in_layer_order",
     "model_device",
     "safe_ratio",
@@ -157,34 +158,25 @@ def stack_scalars(values: Sequence[torch.Tensor], device: torch.device) -> torch
     return out if out.dtype == torch.float32 else out.to(torch.float32)
 
 
-class _HostCopy:
+def host_copy(flat: torch.Tensor) -> np.ndarray:
     """The one device→host copy of a packed vector.
 
     On CPU the packed vector is already in host memory: it is read in place (``.numpy()``).
-    On CUDA it is copied with ``non_blocking=True`` into a pinned host buffer (reused while the
-    size stays the same) and one CUDA event is waited on: every reduction before it stays on
-    the device, queued behind the training step, and the host waits once, for exactly this copy.
+    On CUDA it is copied with ``non_blocking=True`` into pinned host memory (torch's caching
+    host allocator reuses it) and the host waits on one CUDA event recorded after the copy:
+    every reduction before it stays queued on the device behind the training step, and the host
+    waits once, for exactly this copy. Other devices copy blocking.
     """
-
-    def __init__(self) -> None:
-        self._pinned: torch.Tensor | None = None
-
-    def __call__(self, flat: torch.Tensor) -> np.ndarray:
-        if flat.device.type == "cpu":
-            return flat.numpy()
-        buf = self._pinned
-        if buf is None or buf.numel() != flat.numel() or buf.dtype != flat.dtype:
-            pin = flat.device.type == "cuda"
-            buf = self._pinned = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=pin)
-        buf.copy_(flat, non_blocking=True)
-        if flat.device.type == "cuda":
-            done = torch.cuda.Event()
-            done.record()
-            done.synchronize()
-        return buf.numpy()
-
-
-_HOST_COPY = _HostCopy()
+    if flat.device.type == "cpu":
+        return flat.numpy()
+    if flat.device.type != "cuda":
+        return flat.cpu().numpy()
+    buf = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+    buf.copy_(flat, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    done.synchronize()
+    return buf.numpy()
 
 
 def collect(
@@ -198,7 +190,7 @@ def collect(
     Every collector's pack is a list of 0-d tensors or one vector; consecutive 0-d values of
     all collectors are stacked in one op, so a monitored step costs a few device ops
     whatever the number of layers, then one reduction across ranks and one host copy (see
-    ``_HostCopy`` for the CUDA path).
+    :func:`host_copy` for the CUDA path).
     """
     is_dist, world = distributed_world()
     blocks: list[torch.Tensor] = []
@@ -241,7 +233,7 @@ def collect(
         if torch.distributed.get_backend() == "gloo" and flat.device.type != "cpu":
             flat = flat.cpu()
         torch.distributed.all_reduce(flat)
-    host = _HOST_COPY(flat).astype(np.float64)  # the one device -> host copy
+    host = host_copy(flat).astype(np.float64)  # the one device -> host copy
     out: list[np.ndarray] = []
     pos = 0
     for c, k in zip(collectors, sizes, strict=True):
