@@ -19,9 +19,11 @@ workload, each on its own copy of the same model:
   host copy) per step; ``activation + gradient norms every=1`` is the same without the four
   transformer signals, so the difference of the two rows is their cost.
 
-Variants run interleaved in rounds of ``--steps`` steps, so load drift on a shared machine
-hits all of them alike; the table gives the median over rounds of the mean step time, the
-overhead as the median over rounds of (variant / baseline of the same round) − 1, and the
+Variants run interleaved in rounds of ``--steps`` steps (the order reversed every other
+round), so load drift on a shared machine hits all of them alike; the table gives the median
+over rounds of the mean step time, the overhead as the median over rounds of (variant /
+baseline of the same round) − 1 — in wall time and in this thread's CPU time (which leaves out
+the time the process waits for a core: the better guide on a loaded machine) — and the
 median time of the monitoring call itself (``tm.step()`` or the ``.item()`` loop; forward-hook
 time is inside the forward pass and only in the overhead column).
 Host copies per step: ``TrainingMonitor.host_copies_`` (one per monitored step) and one per
@@ -34,11 +36,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's streamtopo
 
 from streamtopo.integrations import torch as st_torch
 from streamtopo.integrations.training import TrainingMonitor
@@ -114,6 +120,7 @@ class Variant:
             ]
         self.copies = 0
         self.times: list[float] = []
+        self.cpu: list[float] = []  # CPU time of this thread per step: no preemption in it
         self.extra: list[float] = []  # seconds spent in tm.step() / the .item() loop
         self.steps = 0
         self.item_calls = 0
@@ -143,10 +150,11 @@ class Variant:
         self.steps += 1
 
     def run(self, n: int) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(n):
             self.step()
         self.times.append((time.perf_counter() - t0) / n)
+        self.cpu.append((time.thread_time() - c0) / n)
 
     def copies_per_step(self) -> float:
         if self.tm is not None:
@@ -183,21 +191,24 @@ def main() -> None:
         for v in variants:  # warm-up: numba cache load, allocator, first-call costs
             v.run(5)
             v.times.clear()
+            v.cpu.clear()
             v.extra.clear()
-        for _ in range(args.rounds):
-            for v in variants:
+        for r in range(args.rounds):
+            for v in variants if r % 2 == 0 else variants[::-1]:  # alternate the order
                 v.run(args.steps)
-        base = variants[0].times
+        base, base_cpu = variants[0].times, variants[0].cpu
         n_params = len(variants[0].params)
         for v in variants:
             # paired: each round's ratio to the baseline of the same round (load drift cancels)
             paired = statistics.median(a / b for a, b in zip(v.times, base, strict=True))
+            paired_cpu = statistics.median(a / b for a, b in zip(v.cpu, base_cpu, strict=True))
             rows.append(
                 (
                     title,
                     v.name,
                     statistics.median(v.times) * 1e3,
                     (paired - 1.0) * 100.0,
+                    (paired_cpu - 1.0) * 100.0,
                     statistics.median(v.extra) * 1e6,
                     v.copies_per_step(),
                     v.n_layers or "",
@@ -212,14 +223,17 @@ def main() -> None:
     print()
     print(
         "| workload | variant | step ms (median) | overhead vs baseline (paired median) "
-        "| in step()/.item() µs (median) | host copies / step | layers | params |"
+        "| CPU-time overhead (paired median) | in step()/.item() µs (median) "
+        "| host copies / step | layers | params |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for w, name, ms, over, extra, copies, layers, n_params in rows:
-        over_text = "—" if name == "baseline" else f"{over:+.1f}%"
-        extra_text = "—" if name == "baseline" else f"{extra:.0f}"
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for w, name, ms, over, over_cpu, extra, copies, layers, n_params in rows:
+        base = name == "baseline"
+        over_text = "—" if base else f"{over:+.1f}%"
+        cpu_text = "—" if base else f"{over_cpu:+.1f}%"
+        extra_text = "—" if base else f"{extra:.0f}"
         print(
-            f"| {w} | {name} | {ms:.2f} | {over_text} | {extra_text} | {copies:.2f} "
+            f"| {w} | {name} | {ms:.2f} | {over_text} | {cpu_text} | {extra_text} | {copies:.2f} "
             f"| {layers} | {n_params} |"
         )
     print(f"\nload {os.getloadavg()[0]:.2f} at end")

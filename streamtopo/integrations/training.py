@@ -16,7 +16,7 @@ loss-rise rule still sees every step's loss, in order.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -77,6 +77,22 @@ class TrainingStatus(MonitorStatus):
     centroid: MonitorStatus | None = None
     collapse: MonitorStatus | None = None
     intervention: Any = None
+
+
+_STATUS_FIELDS = tuple(f.name for f in fields(TrainingStatus))
+_set = object.__setattr__
+
+
+def _repeated(status: TrainingStatus, t: int) -> TrainingStatus:
+    """``replace(status, step=t, evaluated=False, intervention=None)`` without ``replace``'s
+    per-call introspection: the status of every call between monitored steps."""
+    new = object.__new__(TrainingStatus)
+    for name in _STATUS_FIELDS:
+        _set(new, name, getattr(status, name))
+    _set(new, "step", t)
+    _set(new, "evaluated", False)
+    _set(new, "intervention", None)
+    return new
 
 
 class TrainingMonitor:
@@ -467,7 +483,7 @@ class TrainingMonitor:
         if not monitored:
             self._arm(self._calls % self.every == 0)
             return self._guarded(self._repeat(g))
-        extra = self._losses.take()
+        extra = self._losses.take_items()
         values = st_torch.collect(self._collectors, extra=extra)
         self.host_copies_ += 1
         statuses: dict[str, Any] = {}
@@ -479,16 +495,14 @@ class TrainingMonitor:
         # a value a collector did not observe (no gradient: frozen layer, no backward) is
         # absent, not NaN: the monitors leave it out and name it, never a collapse
         missing = {c.signal: missing_of(c) for c in self._collectors}
-        if self.layer_monitor is not None:
-            sigs = self.layer_monitor.signals
-            statuses["layer"] = self.layer_monitor.check(
-                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
-            )
-        if self.attention_monitor is not None:
-            sigs = self.attention_monitor.signals
-            statuses["attention"] = self.attention_monitor.check(
-                {s: by_signal[s] for s in sigs}, missing=np.stack([missing[s] for s in sigs])
-            )
+        for name, mon in (("layer", self.layer_monitor), ("attention", self.attention_monitor)):
+            if mon is not None:
+                flags = [missing[s] for s in mon.signals]
+                statuses[name] = mon.check(
+                    {s: by_signal[s] for s in mon.signals},
+                    # nothing absent (the usual step): no mask, the monitor's fast path
+                    missing=np.stack(flags) if any(f.any() for f in flags) else None,
+                )
         if self._out_logit is not None and self.writer is not None:
             # output-logit statistics: logged (a table of their own), not alarmed on
             self._sink(out_logit_row(g, self._out_logit.layer_names, by_signal["out_logit"]))
@@ -590,7 +604,7 @@ class TrainingMonitor:
     def _repeat(self, t: int) -> TrainingStatus:
         if self.status_ is None:  # after a rollback or load_state_dict: the monitors' last
             return replace(self._combine(t, evaluated=False), intervention=None)
-        return replace(self.status_, step=t, evaluated=False, intervention=None)
+        return _repeated(self.status_, t)
 
     def _combine(self, t: int, evaluated: bool, names: Sequence[str] = MONITORS) -> TrainingStatus:
         fired, reasons, worst = [], [], State.HEALTHY

@@ -20,6 +20,19 @@ initialised, and copies it to the host **once**:
 >>> norms.shape, bool((norms > 0).all())
 ((2,), True)
 
+What a monitored step costs
+---------------------------
+The hooks record 0-d device tensors (an activation norm, a sampled attention statistic) and
+never read them. :func:`collect` takes the gradient norms of every parameter with one
+``torch._foreach_norm``, stacks every collector's values (and the buffered losses) in one op,
+and makes the step's only host read: on CPU the stacked vector is read in place; on CUDA it is
+copied with ``non_blocking=True`` into a pinned host buffer and the host waits on one CUDA
+event recorded after the copy — every reduction before it stays queued on the device, nothing
+else synchronises (no ``.item()``, no blocking host→device copy of indices or counts: those
+stay on the host, where the per-group sums, square roots and ratios are taken in float64).
+``tests/test_torch_host_syncs.py`` counts the host reads of a training loop with every signal:
+one per monitored step, none between.
+
 Layer groups (``groups=``)
 --------------------------
 ``"auto"``
@@ -143,7 +156,10 @@ class LossBuffer:
                 raise InputError(
                     f"loss must have one element, got a tensor of shape {tuple(loss.shape)}"
                 )
-            return loss.detach().reshape(()).to(torch.float32)
+            loss = loss.detach()
+            if loss.dim():
+                loss = loss.reshape(())
+            return loss if loss.dtype == torch.float32 else loss.to(torch.float32)
         if isinstance(loss, (int, float, np.number)) and not isinstance(loss, bool):
             return torch.tensor(float(loss), dtype=torch.float32)
         raise InputTypeError(f"loss must be a number or a one-element tensor, got {describe(loss)}")
@@ -155,6 +171,15 @@ class LossBuffer:
         device = self._items[0].device
         out = torch.stack([t.to(device) for t in self._items])
         self._items.clear()
+        return out
+
+    def take_items(self) -> list[torch.Tensor] | None:
+        """All buffered losses as a list of 0-d tensors (for :func:`collect`, which stacks them
+        with the collectors' values in one op), then empty."""
+        if not self._items:
+            return None
+        out = self._items
+        self._items = []
         return out
 
     def clear(self) -> None:

@@ -50,7 +50,15 @@ from torch import nn
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
 
-__all__ = ["AttentionSample", "AttentionSite", "AttentionTap", "attention_sites"]
+__all__ = [
+    "AttentionSample",
+    "AttentionSite",
+    "AttentionTap",
+    "Deferred",
+    "attention_sites",
+    "batched_logits",
+    "deferrable",
+]
 
 
 class AttentionTap(nn.Module):
@@ -259,13 +267,16 @@ def _mha(m: nn.MultiheadAttention, args, kwargs, max_queries) -> AttentionSample
     if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor):
         return None
     batched = query.dim() == 3
+    self_attn = query is key  # before slicing: the batch-0 views are new objects
     if batched:
         xq = query[0] if m.batch_first else query[:, 0]
-        xk = key[0] if m.batch_first else key[:, 0]
+        xk = xq if self_attn else (key[0] if m.batch_first else key[:, 0])
     else:
         xq, xk = query, key
     E, H = m.embed_dim, m.num_heads
     d_h = E // H
+    qi = _query_index(xq.shape[0], max_queries, xq.device)
+    # q for the sampled queries only, k for every key (fewer FLOPs than one packed projection)
     if m._qkv_same_embed_dim:
         wq, wk = m.in_proj_weight[:E], m.in_proj_weight[E : 2 * E]
     else:
@@ -273,39 +284,109 @@ def _mha(m: nn.MultiheadAttention, args, kwargs, max_queries) -> AttentionSample
     bq = bk = None
     if m.in_proj_bias is not None:
         bq, bk = m.in_proj_bias[:E], m.in_proj_bias[E : 2 * E]
-    qi = _query_index(xq.shape[0], max_queries, xq.device)
-    if xq is xk and m._qkv_same_embed_dim:  # self-attention: one projection for q and k
-        qk = nn.functional.linear(
-            xk.float(),
-            m.in_proj_weight[: 2 * E].float(),
-            _f(None if m.in_proj_bias is None else m.in_proj_bias[: 2 * E]),
-        )
-        q, k = _heads(qk[qi, :E], d_h), _heads(qk[:, E:], d_h)
-    else:
-        q = _heads(nn.functional.linear(xq[qi].float(), wq.float(), _f(bq)), d_h)
-        k = _heads(nn.functional.linear(xk.float(), wk.float(), _f(bk)), d_h)
+    q = nn.functional.linear(xq[qi].float(), wq.float(), _f(bq))
+    k = nn.functional.linear(xk.float(), wk.float(), _f(bk))
     if m.bias_k is not None:
-        k = torch.cat([k, _heads(m.bias_k.reshape(1, E).float(), d_h)], dim=1)
-    s = (q @ k.transpose(-1, -2)) / math.sqrt(d_h)
+        k = torch.cat([k, m.bias_k.reshape(1, E).float()])
+    q = q.reshape(len(qi), H, d_h).transpose(0, 1)  # (H, Q, d_h)
+    kt = k.reshape(k.shape[0], H, d_h).permute(1, 2, 0)  # (H, d_h, S)
+    scale = 1.0 / math.sqrt(d_h)
     attn_mask = _arg(args, kwargs, "attn_mask", 5)
     kpm = _arg(args, kwargs, "key_padding_mask", 3)
     S0 = xk.shape[0]
     full = True
-    if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2 and s.shape[-1] == S0:
+    if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2 and kt.shape[-1] == S0:
         bias, full = _static_bias(attn_mask, qi, S0)  # the same mask every step: cached
-        s = s + bias
-    elif isinstance(attn_mask, torch.Tensor):
-        am = attn_mask if attn_mask.dim() == 2 else attn_mask[:H]  # (B*H, L, S): batch 0
-        am = am[..., qi, :S0] if am.dim() == 3 else am[qi, :S0]
-        s = _apply_torch_mask(s, am)
-        full = False
-    elif bool(_arg(args, kwargs, "is_causal", 7)):
-        s = _mask_scores(s, qi, True)
+        s = torch.baddbmm(bias, q, kt, alpha=scale)  # bias + scale * q k^T in one op
+    else:
+        s = torch.baddbmm(_zero(q.device), q, kt, beta=0.0, alpha=scale)
+        if isinstance(attn_mask, torch.Tensor):
+            am = attn_mask if attn_mask.dim() == 2 else attn_mask[:H]  # (B*H, L, S): batch 0
+            am = am[..., qi, :S0] if am.dim() == 3 else am[qi, :S0]
+            s = _apply_torch_mask(s, am)
+            full = False
+        elif bool(_arg(args, kwargs, "is_causal", 7)):
+            s = _mask_scores(s, qi, True)
     if isinstance(kpm, torch.Tensor):
         kp = (kpm[0] if batched else kpm)[:S0]
         s = _apply_torch_mask(s, kp[None, None, :])
         full = False
     return AttentionSample(s, None, full)
+
+
+_ZERO: dict[torch.device, torch.Tensor] = {}
+
+
+def _zero(device: torch.device) -> torch.Tensor:
+    """A 0-d zero on ``device`` (made once): the ignored ``input`` of ``baddbmm(..., beta=0)``."""
+    z = _ZERO.get(device)
+    if z is None:
+        z = _ZERO[device] = torch.zeros((), device=device)
+    return z
+
+
+class Deferred(NamedTuple):
+    """A self-attention call of an ``nn.MultiheadAttention`` whose sampled logits are computed
+    later, with the other layers' of the same forward pass, in one batch: the input's batch
+    element 0 ``x`` (T, E), the query index, the static additive mask (Q, T) or None, and
+    whether every query row keeps a key."""
+
+    x: torch.Tensor
+    qi: torch.Tensor
+    bias: torch.Tensor | None
+    full: bool
+
+
+def deferrable(site: AttentionSite, args: tuple, kwargs: dict, max_queries: int) -> Deferred | None:
+    """The call's inputs when its logits can be batched with other layers' (an
+    ``nn.MultiheadAttention`` in self-attention on a batched input, packed q/k/v projection,
+    no ``bias_k``, no key padding mask, a 2-D or no ``attn_mask``); else None."""
+    m = site.module
+    if site.kind != "mha" or not m._qkv_same_embed_dim or m.bias_k is not None:
+        return None
+    query, key = _arg(args, kwargs, "query", 0), _arg(args, kwargs, "key", 1)
+    if not isinstance(query, torch.Tensor) or query is not key or query.dim() != 3:
+        return None
+    if _arg(args, kwargs, "key_padding_mask", 3) is not None:
+        return None
+    # not detached: the batch is computed under no_grad, before backward frees anything
+    x = query[0] if m.batch_first else query[:, 0]
+    qi = _query_index(x.shape[0], max_queries, x.device)
+    attn_mask = _arg(args, kwargs, "attn_mask", 5)
+    if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2:
+        bias, full = _static_bias(attn_mask, qi, x.shape[0])
+        return Deferred(x, qi, bias, full)
+    if attn_mask is None and not bool(_arg(args, kwargs, "is_causal", 7)):
+        return Deferred(x, qi, None, True)
+    return None
+
+
+def batched_logits(modules: list[nn.Module], calls: list[Deferred]) -> torch.Tensor:
+    """Sampled logits (N, H, Q, S) of N deferred calls of equal shapes, mask and query index:
+    the same arithmetic as the per-call path (q, k from the packed projection, scaled q·kᵀ
+    plus the mask) in a handful of batched ops instead of a dozen per layer."""
+    m0 = modules[0]
+    E, H = m0.embed_dim, m0.num_heads
+    d_h = E // H
+    x = torch.stack([c.x for c in calls]).float()  # (N, T, E)
+    w = torch.stack([m.in_proj_weight[: 2 * E] for m in modules]).float()  # (N, 2E, E)
+    qi = calls[0].qi
+    xq = x[:, qi]  # q for the sampled queries only, k for every key
+    wq, wk = w[:, :E].transpose(1, 2), w[:, E:].transpose(1, 2)
+    if m0.in_proj_bias is not None:
+        b = torch.stack([m.in_proj_bias[: 2 * E] for m in modules]).float()[:, None, :]
+        q, k = torch.baddbmm(b[..., :E], xq, wq), torch.baddbmm(b[..., E:], x, wk)
+    else:
+        q, k = torch.bmm(xq, wq), torch.bmm(x, wk)
+    N, T = x.shape[0], x.shape[1]
+    Q = len(qi)
+    q = q.reshape(N, Q, H, d_h).transpose(1, 2).reshape(N * H, Q, d_h)
+    kt = k.reshape(N, T, H, d_h).permute(0, 2, 3, 1).reshape(N * H, d_h, T)
+    bias = calls[0].bias
+    zero = _zero(q.device)
+    s = torch.baddbmm(zero if bias is None else bias, q, kt, beta=0.0 if bias is None else 1.0,
+                      alpha=1.0 / math.sqrt(d_h))  # fmt: skip
+    return s.reshape(N, H, Q, T)
 
 
 _BIAS: dict[tuple, tuple[torch.Tensor, bool, torch.Tensor]] = {}

@@ -12,7 +12,17 @@ from torch import nn
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
 from ._attention import AttentionTap
-from ._collect import Collector, first_tensor, model_device, safe_ratio
+from ._collect import (
+    Collector,
+    distributed_world,
+    each_once,
+    first_tensor,
+    in_layer_order,
+    model_device,
+    safe_ratio,
+    stack_scalars,
+    to_device,
+)
 from ._groups import layer_groups
 from ._transformer import AttentionSampler
 
@@ -30,51 +40,83 @@ class _SumCountCollector(Collector):
     """Keeps, per layer, a sum and an element count; the value is sum / count.
 
     Hooks only append one 0-d device tensor and a layer index (cheap: no indexing or in-place
-    ops on the hot path); :meth:`_pack` stacks them into per-layer sums in one go. Counts are
-    host integers (element counts are known without looking at the data).
+    ops on the hot path). Counts are host integers (element counts are known without looking at
+    the data). In the common case — one process, each layer seen once since the last
+    collection — :meth:`_pack` hands the recorded 0-d values to :func:`collect` as they are (it
+    stacks every collector's values in one op) and the rest is host arithmetic; otherwise they
+    are summed per layer on the device and, under ``torch.distributed``, the counts join them
+    for the one reduction.
     """
 
-    _square = False  # activations record norms (squared at pack time), attention records sums
+    _square = False  # activations record norms (squared when summed), attention records sums
 
     def _init_buffers(self, device: torch.device) -> None:
         self._device = device
         self._vals: list[torch.Tensor] = []
         self._idx: list[int] = []
+        self._scales: list[float] = []
         self._counts = [0] * self.n_layers
+        self._in_order = list(range(self.n_layers))
+        self._packed = "sums"  # "values" (each layer once, as recorded), "sums", "sums+counts"
         self.missing_ = np.ones(self.n_layers, dtype=bool)
 
-    def _record(self, i: int, value: torch.Tensor, count: int) -> None:
+    def _record(self, i: int, value: torch.Tensor, count: int, scale: float = 1.0) -> None:
+        """Add ``scale * value`` (a 0-d device tensor; the product is formed at collection) and
+        ``count`` elements to layer ``i``."""
         self._vals.append(value)
         self._idx.append(i)
+        self._scales.append(scale)
         self._counts[i] += count
 
     def reset(self) -> None:
         self._vals.clear()
         self._idx.clear()
+        self._scales.clear()
         self._counts = [0] * self.n_layers
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
         L = self.n_layers
+        is_dist = distributed_world()[0]
+        if not is_dist and each_once(self._idx, self._in_order):
+            self._packed = "values"
+            return list(self._vals)
         if self._vals:
             device = self._vals[0].device
-            v = torch.stack([t.to(device) for t in self._vals]).to(torch.float32)
+            v = stack_scalars(self._vals, device)
             if self._square:
                 v = v.square()
-            if self._idx == list(range(L)):
+            if any(c != 1.0 for c in self._scales):
+                v = v * to_device(np.asarray(self._scales, dtype=np.float32), device)
+            if self._idx == self._in_order:
                 sums = v
             else:
-                idx = torch.tensor(self._idx, dtype=torch.long, device=device)
+                idx = to_device(self._idx, device)
                 sums = torch.zeros(L, dtype=torch.float32, device=device).index_add_(0, idx, v)
         else:
             device = self._device
             sums = torch.zeros(L, dtype=torch.float32, device=device)
-        counts = torch.tensor(self._counts, dtype=torch.float32, device=device)
-        return torch.cat([sums, counts])
+        if not is_dist:
+            self._packed = "sums"
+            return [sums]
+        self._packed = "sums+counts"
+        counts = to_device(np.asarray(self._counts, dtype=np.float32), device)
+        return [torch.cat([sums, counts])]
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         G = self.n_layers
-        self.missing_ = host[G:] == 0
-        return safe_ratio(host[:G], host[G:])
+        if self._packed == "sums+counts":
+            sums, counts = host[:G], host[G:]
+        else:
+            counts = np.asarray(self._counts, dtype=np.float64)
+            sums = host
+            if self._packed == "values":
+                sums = np.square(host) if self._square else host * np.asarray(self._scales)
+                sums = in_layer_order(sums, self._idx, self._in_order)
+        self.missing_ = counts == 0
+        return safe_ratio(sums, counts)
+
+
+_norm = torch.linalg.vector_norm
 
 
 class ActivationNormCollector(_SumCountCollector):
@@ -122,14 +164,20 @@ class ActivationNormCollector(_SumCountCollector):
             self._add_hook(group.module, "forward", self._make_hook(i))
 
     def _make_hook(self, i: int) -> Callable[..., None]:
+        vals, idx, scales, f32, norm = self._vals, self._idx, self._scales, torch.float32, _norm
+
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if not self.enabled or (self.training_only and not module.training):
+            # runs in every forward of every layer: _record inlined, no property lookups
+            if not self._enabled or (self.training_only and not module.training):
                 return
-            x = first_tensor(output)
+            x = output if type(output) is torch.Tensor else first_tensor(output)
             if x is None or not x.is_floating_point():
                 return
             x = x.detach()
-            self._record(i, torch.linalg.vector_norm(x, dtype=torch.float32), x.numel())
+            vals.append(norm(x) if x.dtype is f32 else norm(x, dtype=f32))
+            idx.append(i)
+            scales.append(1.0)
+            self._counts[i] += x.numel()
 
         return hook
 
@@ -207,6 +255,22 @@ class AttentionEntropyCollector(_SumCountCollector):
             if self.force_weights and site.kind == "mha":
                 self._add_hook(m, "pre", self._make_force(asked))
             self._add_hook(m, "forward_kw", self._make_hook(i, asked, site.kind == "mha"))
+        # queued self-attention calls are computed at the end of the model's forward pass
+        self._add_hook(model, "forward", lambda *_: self.sampler.flush())
+
+    def _pack(self) -> list[torch.Tensor]:
+        self.sampler.flush()  # calls queued without a forward hook of the model (rare)
+        return super()._pack()
+
+    def _on_batch(self, layers: list[int], logits: torch.Tensor, full: bool) -> None:
+        if not full:
+            for j, i in enumerate(layers):
+                self._add_sampled(i, logits[j])
+            return
+        _, H, Q, _ = logits.shape
+        h = torch.special.entr(logits.softmax(-1)).sum((1, 2, 3))  # per layer: Σ -p log p
+        for i, v in zip(layers, h.unbind(), strict=True):
+            self._record(i, v, 1, 1.0 / (H * Q))  # the mean row entropy
 
     def _active(self, module: nn.Module) -> bool:
         return self.enabled and not (self.training_only and not module.training)
@@ -218,8 +282,9 @@ class AttentionEntropyCollector(_SumCountCollector):
 
     def _add_sampled(self, i: int, logits: torch.Tensor, full_rows: bool = False) -> None:
         if full_rows:  # no query row entirely masked: no row filter needed
-            p = logits.softmax(-1)
-            self._record(i, -torch.special.xlogy(p, p).sum(-1).mean(), 1)
+            # the mean row entropy: the sum of -p log p, divided by the rows on the host
+            rows = logits.numel() // max(logits.shape[-1], 1)
+            self._record(i, torch.special.entr(logits.softmax(-1)).sum(), 1, 1.0 / rows)
             return
         valid = ~torch.isneginf(logits).all(-1)
         p = logits.masked_fill(~valid[..., None], 0.0).softmax(-1)
@@ -254,6 +319,8 @@ class AttentionEntropyCollector(_SumCountCollector):
                 self._add(i, weights)
                 if self.force_weights and not asked[0]:
                     return (output[0], None)
+                return None
+            if self.sampler.defer(i, args, kwargs, self._on_batch):
                 return None
             smp = self.sampler.sample(i, args, kwargs, output)
             if smp is not None and smp.logits is not None:

@@ -11,7 +11,8 @@ collection); a NaN that is not flagged missing is a genuinely non-finite value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from math import inf
 from typing import Any
 from weakref import ref
 
@@ -21,8 +22,25 @@ from torch import nn
 
 from ..._validation import describe
 from ...errors import InputError, InputTypeError
-from ._attention import AttentionSample, attention_sites, sample_logits
-from ._collect import Collector, first_tensor, group_parameters, model_device, squared_norms
+from ._attention import (
+    AttentionSample,
+    Deferred,
+    attention_sites,
+    batched_logits,
+    deferrable,
+    sample_logits,
+)
+from ._collect import (
+    Collector,
+    distributed_world,
+    each_once,
+    first_tensor,
+    group_parameters,
+    in_layer_order,
+    model_device,
+    stack_scalars,
+    to_device,
+)
 
 __all__ = [
     "AttentionLogitCollector",
@@ -63,6 +81,9 @@ class AttentionSampler:
         self.layer_names = tuple(s.name for s in self.sites)
         self.max_queries = max_queries
         self._last: list[tuple[Any, AttentionSample | None] | None] = [None] * len(self.sites)
+        # self-attention calls queued during a forward pass (see defer) and who waits for them
+        self._pending: dict[int, Deferred] = {}
+        self._waiting: dict[int, list[Callable[..., None]]] = {}
 
     def sample(self, i: int, args: tuple, kwargs: dict, output: Any) -> AttentionSample | None:
         """Sampled logits/probabilities of the current call of site ``i`` (cached per call)."""
@@ -73,6 +94,56 @@ class AttentionSampler:
         smp = sample_logits(self.sites[i], args, kwargs, output, self.max_queries)
         self._last[i] = (ref(key), smp) if key is not None else None
         return smp
+
+    def defer(self, i: int, args: tuple, kwargs: dict, listener: Callable[..., None]) -> bool:
+        """Queue this call of site ``i`` for :meth:`flush` (True), or say it must be sampled
+        now with :meth:`sample` (False: not a batchable self-attention call).
+
+        ``listener(layers, logits, full)`` is called by :meth:`flush` with the site indices,
+        their sampled logits (N, H, Q, S) and whether every query row keeps a key. The
+        collectors flush from a forward hook on the model, so the logits are computed with
+        the weights of this forward pass (the optimizer has not stepped yet).
+        """
+        waiting = self._waiting.get(i)
+        if waiting is not None and listener in waiting:  # the site runs again: settle first
+            self.flush()
+            waiting = None
+        if waiting is None:
+            call = deferrable(self.sites[i], args, kwargs, self.max_queries)
+            if call is None:
+                return False
+            self._pending[i] = call
+            waiting = self._waiting[i] = []
+        waiting.append(listener)
+        return True
+
+    def flush(self) -> None:
+        """Compute every queued call's logits, batched over layers of equal shapes, and hand
+        them to the listeners (a no-op when nothing is queued)."""
+        if not self._pending:
+            return
+        pending, waiting = self._pending, self._waiting
+        self._pending, self._waiting = {}, {}
+        groups: dict[tuple, list[int]] = {}
+        for i, call in pending.items():
+            m = self.sites[i].module
+            key = (
+                tuple(call.x.shape), call.x.dtype, call.x.device, m.num_heads,
+                m.in_proj_bias is None, m.in_proj_weight.dtype, id(call.qi),
+                None if call.bias is None else id(call.bias),
+            )  # fmt: skip
+            groups.setdefault(key, []).append(i)
+        with torch.no_grad():
+            for layers in groups.values():
+                calls = [pending[i] for i in layers]
+                logits = batched_logits([self.sites[i].module for i in layers], calls)
+                by_listener: dict[Any, list[int]] = {}
+                for j, i in enumerate(layers):
+                    for listener in waiting[i]:
+                        by_listener.setdefault(listener, []).append(j)
+                for listener, js in by_listener.items():
+                    sub = logits if len(js) == len(layers) else logits[js]
+                    listener([layers[j] for j in js], sub, calls[0].full)
 
 
 def _check_sampler(model: nn.Module, sampler: Any, max_queries: int) -> AttentionSampler:
@@ -85,38 +156,48 @@ def _check_sampler(model: nn.Module, sampler: Any, max_queries: int) -> Attentio
 
 class _MaxCollector(Collector):
     """Per-layer maximum over the calls since the last collection; [max, observed] packed so a
-    sum-reduction across ranks gives the mean over ranks of each rank's maximum."""
+    sum-reduction across ranks gives the mean over ranks of each rank's maximum. One process
+    with each layer seen once: the recorded 0-d maxima go to :func:`collect` as they are."""
 
     def _init_buffers(self, device: torch.device) -> None:
         self._device = device
         self._vals: list[torch.Tensor] = []
         self._idx: list[int] = []
+        self._in_order = list(range(self.n_layers))
+        self._as_recorded = False
         self.missing_ = np.ones(self.n_layers, dtype=bool)
 
     def reset(self) -> None:
         self._vals.clear()
         self._idx.clear()
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
         L = self.n_layers
+        self._as_recorded = each_once(self._idx, self._in_order) and not distributed_world()[0]
+        if self._as_recorded:
+            return list(self._vals)
         out = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
         if self._vals:
             device = self._vals[0].device
-            v = torch.stack([t.to(device) for t in self._vals]).to(torch.float32)
-            if self._idx == list(range(L)):
+            v = stack_scalars(self._vals, device)
+            if self._idx == self._in_order:
                 maxima = v
             else:
-                idx = torch.tensor(self._idx, dtype=torch.long, device=device)
+                idx = to_device(self._idx, device)
                 maxima = torch.full((L,), float("-inf"), device=device).scatter_reduce(
                     0, idx, v, "amax"
                 )
-            seen = torch.zeros(L, dtype=torch.float32)
-            seen[sorted(set(self._idx))] = 1.0
-            out = torch.cat([torch.where(seen.to(device) > 0, maxima, 0.0), seen.to(device)])
-        return out
+            seen_np = np.zeros(L, dtype=np.float32)
+            seen_np[self._idx] = 1.0
+            seen = to_device(seen_np, device)
+            out = torch.cat([torch.where(seen > 0, maxima, 0.0), seen])
+        return [out]
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         L = self.n_layers
+        if self._as_recorded:
+            self.missing_ = np.zeros(L, dtype=bool)
+            return in_layer_order(host, self._idx, self._in_order).copy()
         seen = host[L:]
         self.missing_ = seen == 0
         out = np.full(L, np.nan)
@@ -179,16 +260,30 @@ class AttentionLogitCollector(_MaxCollector):
         self._init_buffers(model_device(model))
         for i, site in enumerate(self.sampler.sites):
             self._add_hook(site.module, "forward_kw", self._make_hook(i))
+        # queued self-attention calls are computed at the end of the model's forward pass
+        self._add_hook(model, "forward", lambda *_: self.sampler.flush())
+
+    def _pack(self) -> list[torch.Tensor]:
+        self.sampler.flush()  # calls queued without a forward hook of the model (rare)
+        return super()._pack()
+
+    def _on_batch(self, layers: list[int], logits: torch.Tensor, full: bool) -> None:
+        # masked keys (-inf) count as 0: max |logit| of the others, per layer
+        masked = logits.masked_fill(torch.isneginf(logits), 0.0)
+        self._vals.extend(torch.linalg.vector_norm(masked, inf, dim=(1, 2, 3)).unbind())
+        self._idx.extend(layers)
 
     def _make_hook(self, i: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
             if not self.enabled or (self.training_only and not module.training):
                 return
+            if self.sampler.defer(i, args, kwargs, self._on_batch):
+                return
             smp = self.sampler.sample(i, args, kwargs, output)
             if smp is None or smp.logits is None:
                 return
-            s = smp.logits
-            self._vals.append(s.abs().masked_fill(torch.isneginf(s), 0.0).amax())
+            s = smp.logits  # masked keys (-inf) count as 0: max |logit| of the others
+            self._vals.append(torch.linalg.vector_norm(s.masked_fill(torch.isneginf(s), 0.0), inf))
             self._idx.append(i)
 
         return hook
@@ -260,6 +355,7 @@ class OutputLogitCollector(Collector):
         self._device = model_device(model)
         self._max: list[torch.Tensor] = []
         self._mean: list[torch.Tensor] = []
+        self._as_recorded = False
         self.missing_ = np.ones(2, dtype=bool)
         self._add_hook(module, "forward", self._hook)
 
@@ -278,15 +374,24 @@ class OutputLogitCollector(Collector):
         self._max.clear()
         self._mean.clear()
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
+        self._as_recorded = False
         if not self._max:
-            return torch.zeros(4, dtype=torch.float32, device=self._device)
+            return [torch.zeros(4, dtype=torch.float32, device=self._device)]
+        # one forward in one process: its two statistics as they are ("seen" is known here);
+        # under torch.distributed every rank packs the same four values whatever it saw
+        self._as_recorded = len(self._max) == 1 and not distributed_world()[0]
+        if self._as_recorded:
+            return [self._max[0], self._mean[0]]
         mx = torch.stack(self._max).amax()
         mean = torch.stack(self._mean).mean()
         one = torch.ones((), dtype=torch.float32, device=mx.device)
-        return torch.stack([mx, mean, one, one])
+        return [mx, mean, one, one]
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
+        if self._as_recorded:
+            self.missing_ = np.zeros(2, dtype=bool)
+            return host.copy()
         seen = host[2:]
         self.missing_ = seen == 0
         out = np.full(2, np.nan)
@@ -344,8 +449,13 @@ class UpdateRatioCollector(Collector):
         self._device = model_device(model)
         self._pidx = torch.tensor([p for p, _ in pairs], dtype=torch.long, device=self._device)
         self._gidx = torch.tensor([g for _, g in pairs], dtype=torch.long, device=self._device)
+        self._pidx_np = np.array([p for p, _ in pairs], dtype=np.int64)
+        self._gidx_np = np.array([g for _, g in pairs], dtype=np.int64)
         self._buf: list[torch.Tensor] | None = None
-        self._stash: torch.Tensor | None = None
+        # one captured step in one process: [‖ΔW_p‖..., ‖W_p‖...] per parameter (0-d, grouped on
+        # the host); otherwise [Σ‖ΔW‖² per group, Σ‖W‖² per group] as one device vector
+        self._stash: list[torch.Tensor] | None = None
+        self._per_param = False
         self._armed = False
         self.missing_ = np.ones(self.n_layers, dtype=bool)
         if optimizer is not None:
@@ -361,36 +471,63 @@ class UpdateRatioCollector(Collector):
         with torch.no_grad():
             if self._buf is None:
                 self._buf = [p.detach().clone() for p in self._params]
-            else:
-                torch._foreach_copy_(self._buf, [p.detach() for p in self._params])
+            else:  # one fused copy; under no_grad the parameters need no detach
+                torch._foreach_copy_(self._buf, self._params)
         self._armed = True
 
     def capture(self) -> None:
-        """Squared norms of the update and of the old weights (call right after the step)."""
+        """Norms of the update and of the old weights (call right after the step)."""
         if not self._armed or self._buf is None:
             return
         with torch.no_grad():
-            cur = [p.detach() for p in self._params]
-            old_sq = squared_norms(self._buf, self._device)
-            torch._foreach_sub_(self._buf, cur)
-            delta_sq = squared_norms(self._buf, self._device)
-            L = self.n_layers
-            sums = torch.zeros(2 * L, dtype=torch.float32, device=self._device)
-            sums[:L].index_add_(0, self._gidx, delta_sq[self._pidx])
-            sums[L:].index_add_(0, self._gidx, old_sq[self._pidx])
-        self._stash = sums if self._stash is None else self._stash + sums
+            old = torch._foreach_norm(self._buf, 2, dtype=torch.float32)
+            torch._foreach_sub_(self._buf, self._params)  # old - new: the same norm as ΔW
+            delta = torch._foreach_norm(self._buf, 2, dtype=torch.float32)
         self._armed = False
+        if self._stash is None and not distributed_world()[0]:
+            self._stash, self._per_param = [*delta, *old], True
+            return
+        sums = self._group_sums(delta, old)
+        if self._stash is not None:
+            sums = sums + self._stash_sums()
+        self._stash, self._per_param = [sums], False
+
+    def _group_sums(
+        self, delta: Sequence[torch.Tensor], old: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """[Σ‖ΔW‖² per group, Σ‖W‖² per group] on the device."""
+        L, device = self.n_layers, self._device
+        sums = torch.zeros(2 * L, dtype=torch.float32, device=device)
+        sums[:L].index_add_(0, self._gidx, stack_scalars(delta, device).square()[self._pidx])
+        sums[L:].index_add_(0, self._gidx, stack_scalars(old, device).square()[self._pidx])
+        return sums
+
+    def _stash_sums(self) -> torch.Tensor:
+        if not self._per_param:
+            return self._stash[0]
+        P = len(self._params)
+        return self._group_sums(self._stash[:P], self._stash[P:])
 
     def reset(self) -> None:
         self._stash = None
+        self._per_param = False
 
-    def _pack(self) -> torch.Tensor:
+    def _pack(self) -> list[torch.Tensor]:
         if self._stash is None:
-            return torch.zeros(2 * self.n_layers, dtype=torch.float32, device=self._device)
+            return [torch.zeros(2 * self.n_layers, dtype=torch.float32, device=self._device)]
         return self._stash
 
     def _unpack(self, host: np.ndarray, world_size: int) -> np.ndarray:
         L = self.n_layers
+        if self._per_param:  # squares in float64 on the host, summed per group
+            P = len(self._params)
+            sq = np.square(host)
+            host = np.concatenate(
+                [
+                    np.bincount(self._gidx_np, sq[:P][self._pidx_np], minlength=L),
+                    np.bincount(self._gidx_np, sq[P:][self._pidx_np], minlength=L),
+                ]
+            )
         # no step captured, or all-zero weights (a zero-initialised group's first step): the
         # ratio is undefined, which is "not measured", not a non-finite measurement
         self.missing_ = np.full(L, self._stash is None) | (host[L:] == 0)
