@@ -149,7 +149,8 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
             rollbacks=guard.rollbacks_,
             steps_redone=guard.steps_redone_,
             interventions=[
-                [i.step, i.action, i.restored_step, i.onset, i.level] for i in guard.interventions_
+                [i.step, i.action, i.restored_step, i.onset, i.level, i.reason[:160]]
+                for i in guard.interventions_
             ],
         )
     return row
@@ -165,6 +166,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--variants", default=None, help="comma-separated subset of the sweep")
+    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of faults")
     ap.add_argument("--out", default="eval-guard-out")
     args = ap.parse_args(argv)
     import torch
@@ -187,7 +189,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     with rows_path.open("a") as fh:
         for seed in range(offset, offset + args.seeds):
-            for fault in FAULTS:
+            for fault in args.faults.split(","):
                 cfg = make_config(fault, seed, args.steps)
                 for name, kw in {"none": None, **variants}.items():
                     if (fault, seed, name, args.steps) in done:

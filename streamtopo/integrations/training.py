@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -255,8 +256,11 @@ class TrainingMonitor:
                     optimizer=optimizer,
                     scheduler=scheduler,
                     scaler=scaler,
-                    monitors=[self],
-                )
+                    # a snapshot holds the monitors' state, not the guard's (a rollback must not
+                    # rewind the guard's own bookkeeping)
+                    monitors=[SimpleNamespace(state_dict=lambda: self.state_dict(guard=False),
+                                              load_state_dict=self.load_state_dict)],
+                )  # fmt: skip
                 if self.guard.writer is None and self.writer is not None:
                     self.guard.writer = self._sink
         except BaseException:
@@ -632,18 +636,24 @@ class TrainingMonitor:
         self._last = {}
         self._arm(True)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Counters and every monitor's ``state_dict()`` (JSON + numpy arrays, no pickle).
+    def state_dict(self, *, guard: bool = True) -> dict[str, Any]:
+        """Counters, every monitor's ``state_dict()`` (JSON + numpy arrays, no pickle) and,
+        with a guard (unless ``guard=False``), the guard's under ``"guard"``
+        (:meth:`streamtopo.Guard.state_dict`: its snapshots on disk by path, not in memory).
 
         Losses buffered between monitored steps are not saved: save right after a monitored
         step (``status.evaluated``) to lose nothing.
         """
-        return {
+        out = {
             "calls": self._calls,
+            "global": self._global,
             "monitored": self._monitored,
             "every": self.every,
             "monitors": {name: m.state_dict() for name, m in self.monitors.items()},
         }
+        if guard and self.guard is not None:
+            out["guard"] = self.guard.state_dict()
+        return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict` (same monitors and ``every``)."""
@@ -659,19 +669,27 @@ class TrainingMonitor:
                 f"this TrainingMonitor has {sorted(self.monitors)}"
             )
         calls, monitored = state.get("calls"), state.get("monitored")
-        for key, v in (("calls", calls), ("monitored", monitored)):
+        glob = state.get("global", calls)
+        for key, v in (("calls", calls), ("monitored", monitored), ("global", glob)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise InputError(f"state[{key!r}] must be an int >= 0, got {describe(v)}")
+        if "guard" in state and self.guard is None:
+            raise InputError("state has a guard's state, this TrainingMonitor has no guard")
         backup = {name: m.state_dict() for name, m in self.monitors.items()}
+        guard_backup = None if "guard" not in state else self.guard.state_dict()
         try:
+            if guard_backup is not None:
+                self.guard.load_state_dict(state["guard"])
             for name, m in self.monitors.items():
                 m.load_state_dict(state["monitors"][name])
         except BaseException:
             for name, m in self.monitors.items():  # all or nothing
                 m.load_state_dict(backup[name])
+            if guard_backup is not None:
+                self.guard.load_state_dict(guard_backup)
             raise
         self._calls, self._monitored = calls, monitored
-        self._global = max(self._global, calls)  # never back: see ``guard``
+        self._global = max(self._global, glob)  # never back: see ``guard``
         self._losses.clear()
         self.status_ = None
         # each monitor's last status is part of its state: the combined status continues

@@ -7,6 +7,7 @@ loads it.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import warnings
@@ -250,13 +251,17 @@ def replay(
     include_journal: bool = False,
     chunk: int = 65536,
     progress: bool = False,
+    interventions: bool = True,
     **overrides: Any,
 ) -> pl.DataFrame:
     """Re-run a LayerMonitor over a run's recorded signals; return its statuses.
 
     With the recorded configuration (``monitor=None`` and no overrides) the replayed ``h0`` and
     ``state`` are bit-identical to what the live run logged, which the output carries beside
-    them as ``live_h0`` and ``live_state``.
+    them as ``live_h0`` and ``live_state``, also across a guard's rollbacks: the run's
+    ``interventions`` table says at which step the live monitor's state was restored and from
+    which snapshot step, and the replay does the same (it keeps its monitor's state at exactly
+    the snapshot steps it will need, read from the table up front).
 
     Parameters
     ----------
@@ -273,6 +278,11 @@ def replay(
         Steps per call of the monitor's batch method (bounds memory; progress granularity).
     progress : bool, default False
         Print progress to stderr.
+    interventions : bool, default True
+        Apply the guard's rollbacks recorded in the run (``False``: replay the rows as one
+        stream, as if no state had been restored). Their steps are the guard's steps, which
+        are the layer table's when the guard runs inside a ``TrainingMonitor`` with
+        ``every=1`` (the default); a rollback whose steps have no layer row raises.
     **overrides
         Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...). The other
         parameters keep their recorded values, except ``layer_rule``, which follows a new
@@ -282,8 +292,10 @@ def replay(
     -------
     polars.DataFrame
         ``rank``, then the monitor's status columns (``step``, ``h0``, ``state``, ``reason`` ...),
-        then ``live_h0`` and ``live_state``. Steps logged twice (a run resumed from an older
-        checkpoint) count once, the later copy winning, as the resumed monitor saw it.
+        then ``live_h0``, ``live_state`` and ``intervention`` (the guard's action at that step,
+        e.g. ``"rollback to 400"``, null on the other steps). Steps logged twice (a run resumed
+        from an older checkpoint) count once, the later copy winning, as the resumed monitor saw
+        it.
 
     Examples
     --------
@@ -305,8 +317,9 @@ def replay(
     if rank is not None:
         rank = check_positive_int(rank, "rank", minimum=0)
     chunk = check_positive_int(chunk, "chunk")
-    if not isinstance(progress, bool):
-        raise InputTypeError(f"progress must be a bool, got {describe(progress)}")
+    for name, flag in (("progress", progress), ("interventions", interventions)):
+        if not isinstance(flag, bool):
+            raise InputTypeError(f"{name} must be a bool, got {describe(flag)}")
     meta = _meta_of(run_dir)
     info = _table_info(meta, LAYER, run_dir)
     signals, names = tuple(info["signals"]), tuple(info["layer_names"])
@@ -344,6 +357,7 @@ def replay(
         data = data.unique(subset=["rank", "step"], keep="last", maintain_order=True).sort(
             "rank", "step"
         )
+    actions = _interventions(run_dir, meta, include_journal) if interventions else {}
     out = []
     for (r,), part in data.group_by("rank", maintain_order=True):
         monitor.reset()
@@ -352,13 +366,22 @@ def replay(
         # nulls are values that were not measured: passed back as check(..., missing=...)
         nulls = part.select(pl.col(c).is_null() for c in columns).to_numpy().reshape(shape)
         missing = nulls if nulls.any() else None
+        steps = part["step"].to_list()
+        keep_at, restore_at, labels = _plan(actions.get(r, []), steps, run_dir, r)
         statuses = []
-        for a in range(0, part.height, chunk):
-            m = None if missing is None else missing[a : a + chunk]
-            statuses.append(monitor.run(values[a : a + chunk], missing=m))
+        saved: dict[int, Any] = {}
+        a = 0
+        for b in _segments(part.height, chunk, sorted({*keep_at, *restore_at})):
+            m = None if missing is None else missing[a:b]
+            statuses.append(monitor.run(values[a:b], missing=m))
+            if b - 1 in keep_at:  # a snapshot step a later rollback goes back to
+                saved[keep_at[b - 1]] = copy.deepcopy(monitor.state_dict())
+            if b - 1 in restore_at:  # the live run restored its monitors here
+                monitor.load_state_dict(copy.deepcopy(saved[restore_at[b - 1]]))
+            a = b
             if progress:
                 print(
-                    f"\rreplay rank {r}: {min(a + chunk, part.height)}/{part.height} steps",
+                    f"\rreplay rank {r}: {b}/{part.height} steps",
                     end="",
                     file=sys.stderr,
                     flush=True,
@@ -370,7 +393,9 @@ def replay(
             continue
         # the monitor numbers steps from its own counter; report the recorded ones
         st = st.with_columns(step=part["step"])
-        live = part.select(live_h0="h0", live_state="state")
+        live = part.select(live_h0="h0", live_state="state").with_columns(
+            intervention=pl.Series([labels.get(i) for i in range(part.height)], dtype=pl.String)
+        )
         out.append(
             pl.concat([pl.DataFrame({"rank": [r] * part.height}), st, live], how="horizontal")
         )
@@ -380,6 +405,58 @@ def replay(
             schema={"rank": pl.Int64, "step": pl.Int64, "h0": pl.Float64, "state": pl.String},
         )
     return pl.concat(out, how="vertical")
+
+
+def _interventions(run_dir: Path, meta: dict[str, Any], include_journal: bool) -> dict[int, list]:
+    """The guard's actions by rank, in step order: ``[(step, action, restored_step), ...]``."""
+    import polars as pl
+
+    if "interventions" not in meta["tables"]:
+        return {}
+    with warnings.catch_warnings():  # a guard acts at sparse steps: no hole to report
+        warnings.simplefilter("ignore", StepGapWarning)
+        frame, _ = _read(run_dir, include_journal, "interventions", stacklevel=4)
+    try:
+        rows = frame.select("rank", "step", "action", "restored_step").collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise RecoveryError(f"reading the interventions table of {run_dir} failed: {exc}") from exc
+    out: dict[int, list] = {}
+    for r, t, action, s in rows.sort("rank", "step", maintain_order=True).iter_rows():
+        out.setdefault(r, []).append((t, action, s))
+    return out
+
+
+def _plan(
+    actions: list[tuple[int, str, int]], steps: list[int], run_dir: Path, rank: int
+) -> tuple[dict[int, int], dict[int, int], dict[int, str]]:
+    """Row indices where the replay keeps its monitor's state (-> snapshot step), where it
+    restores one (-> snapshot step), and each action's label by row index."""
+    index = {step: i for i, step in enumerate(steps)}
+    keep_at: dict[int, int] = {}
+    restore_at: dict[int, int] = {}
+    labels: dict[int, str] = {}
+    for t, action, s in actions:
+        if action != "rollback":
+            if t in index:
+                labels[index[t]] = action
+            continue
+        if t not in index or s not in index or not index[s] < index[t]:
+            raise RecoveryError(
+                f"{run_dir} rank {rank}: the guard rolled back at step {t} to step {s}, but the "
+                f"layer table has no row for {'both' if t not in index else 'the latter'} (the "
+                "guard's steps are the layer table's only with TrainingMonitor(every=1)); "
+                "replay(..., interventions=False) replays the rows as one stream"
+            )
+        keep_at[index[s]] = s
+        restore_at[index[t]] = s
+        labels[index[t]] = f"rollback to {s}"
+    return keep_at, restore_at, labels
+
+
+def _segments(n: int, chunk: int, cuts: list[int]) -> list[int]:
+    """Ends of the row ranges to run: every ``chunk`` rows and right after each cut row."""
+    ends = sorted({*range(chunk, n, chunk), *(c + 1 for c in cuts), n})
+    return [e for e in ends if 0 < e <= n]
 
 
 def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any], rows: int) -> Any:
@@ -416,7 +493,8 @@ def run_summary(frame: pl.DataFrame) -> pl.DataFrame:
     row's h0, NaN included), ``watch_steps``, ``collapse_steps``, ``alarm_episodes`` (runs of
     consecutive rows not HEALTHY), ``first_alarm_step``, ``first_watch_step``,
     ``first_collapse_step`` (null when never), ``final_status`` (the last row's state) and,
-    when the frame has ``live_state``/``live_h0`` (replay), ``differ_from_live`` (rows whose
+    when the frame has ``intervention`` (replay), ``interventions`` (the guard's actions), and
+    when it has ``live_state``/``live_h0`` (replay), ``differ_from_live`` (rows whose
     state or h0 differ from the live run, NaN equal to NaN).
 
     Examples
@@ -448,6 +526,8 @@ def run_summary(frame: pl.DataFrame) -> pl.DataFrame:
         step.filter(state == "COLLAPSE").first().alias("first_collapse_step"),
         state.last().alias("final_status"),
     ]
+    if "intervention" in frame.columns:
+        aggs.append(pl.col("intervention").is_not_null().sum().alias("interventions"))
     if "live_state" in frame.columns:
         same_h0 = (h0 == pl.col("live_h0")) | (h0.is_nan() & pl.col("live_h0").is_nan())
         aggs.append(((state != pl.col("live_state")) | ~same_h0).sum().alias("differ_from_live"))
