@@ -13,7 +13,10 @@ snapshot written to disk (``Guard(dir=...)``) and the bytes held per snapshot (i
 Table 2, per workload: step time of the loop with a TrainingMonitor and without guard (the
 reference, measured in the same run), and with a Guard at its default interval added; the
 variants run interleaved in rounds of ``every`` steps (each guarded round takes exactly one
-snapshot), the overhead is the median over rounds of (guarded / reference of the same round) − 1.
+snapshot), in ABBA order so a drift of the machine's load hits both alike; the overhead is the
+median over rounds of (guarded / reference of the same round) − 1. Beside it, the snapshot's
+share of a round, capture time / (``every`` × reference step time), both measured in this run:
+the overhead without the load noise of two timed loops.
 """
 
 from __future__ import annotations
@@ -119,13 +122,15 @@ def main() -> None:
         for v in (ref, guarded):  # warm-up (numba cache load, allocator)
             v.run(every)
             v.times.clear()
-        for _ in range(args.rounds):
-            for v in (ref, guarded):
+        for r in range(args.rounds):
+            for v in (ref, guarded) if r % 2 == 0 else (guarded, ref):
                 v.run(every)
         paired = statistics.median(g / r for g, r in zip(guarded.times, ref.times, strict=True))
+        ref_ms = statistics.median(ref.times) * 1e3
+        share = snap_rows[-1][2] / (every * ref_ms) * 100
         step_rows.append(
-            (title, statistics.median(ref.times) * 1e3, statistics.median(guarded.times) * 1e3,
-             (paired - 1) * 100, len(guarded.guard.snapshot_steps_), guarded.guard.rollbacks_)
+            (title, ref_ms, statistics.median(guarded.times) * 1e3, (paired - 1) * 100, share,
+             len(guarded.guard.snapshot_steps_), guarded.guard.rollbacks_)
         )  # fmt: skip
         for v in (ref, guarded):
             v.tm.close()
@@ -140,11 +145,14 @@ def main() -> None:
     print()
     print(
         f"| workload | step ms, TrainingMonitor, no guard | step ms, + Guard(every={every}) "
-        "| guard overhead (paired median) | snapshots held | rollbacks |"
+        "| guard overhead (paired median) | snapshot share of a round | snapshots held "
+        "| rollbacks |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for w, ref_ms, g_ms, over, held, rb in step_rows:
-        print(f"| {w} | {ref_ms:.2f} | {g_ms:.2f} | {over:+.1f}% | {held} | {rb} |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for w, ref_ms, g_ms, over, share, held, rb in step_rows:
+        print(
+            f"| {w} | {ref_ms:.2f} | {g_ms:.2f} | {over:+.1f}% | {share:.2f}% | {held} | {rb} |"
+        )
     print(f"\nload {os.getloadavg()[0]:.2f} at end")
 
 

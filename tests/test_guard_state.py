@@ -15,7 +15,7 @@ from streamtopo.integrations.training import TrainingMonitor  # noqa: E402
 from streamtopo.io import read_run, replay, run_summary  # noqa: E402
 
 nn = torch.nn
-KNOBS = {"every": 10, "keep": 8, "margin": 0, "patience": 3, "cooldown": 30}
+KNOBS = {"every": 10, "keep": 8, "margin": 0, "patience": 3, "cooldown": 30, "act_on": "WATCH"}
 
 
 def lasting_fault_run(
@@ -120,7 +120,7 @@ def test_guard_state_loads_with_weights_only_and_bad_state_changes_nothing(tmp_p
 def test_in_memory_snapshots_are_listed_not_stored():
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    guard = Guard(every=2, margin=0, patience=1).attach(model=model, optimizer=opt)
+    guard = Guard(every=2, margin=0, patience=1, act_on="WATCH").attach(model=model, optimizer=opt)
     for t in range(5):
         guard.step(t, "HEALTHY")
     guard.step(5, "WATCH")  # rollback to 4: LR x0.1 in force
@@ -128,7 +128,7 @@ def test_in_memory_snapshots_are_listed_not_stored():
     assert state["snapshots"] == [] and state["dropped"] == [0, 2, 4]
     model2 = nn.Linear(2, 2)
     opt2 = torch.optim.SGD(model2.parameters(), lr=0.1)
-    resumed = Guard(every=2, margin=0, patience=1)
+    resumed = Guard(every=2, margin=0, patience=1, act_on="WATCH")
     resumed.load_state_dict(state)
     resumed.attach(model=model2, optimizer=opt2)  # the cut applies to the optimizer attached
     assert resumed.snapshot_steps_ == [] and resumed.lr_scale_ == 0.1 and resumed.rollbacks_ == 1
