@@ -150,9 +150,7 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for w, ref_ms, g_ms, over, share, held, rb in step_rows:
-        print(
-            f"| {w} | {ref_ms:.2f} | {g_ms:.2f} | {over:+.1f}% | {share:.2f}% | {held} | {rb} |"
-        )
+        print(f"| {w} | {ref_ms:.2f} | {g_ms:.2f} | {over:+.1f}% | {share:.2f}% | {held} | {rb} |")
     print(f"\nload {os.getloadavg()[0]:.2f} at end")
 
 
