@@ -173,3 +173,28 @@ def test_replay_refuses_rollback_steps_the_layer_table_lacks(tmp_path):
     with pytest.raises(RecoveryError, match="rolled back at step"):
         replay(run["tm"].run_dir_)
     assert replay(run["tm"].run_dir_, interventions=False).height == 75
+
+
+def test_training_monitor_state_with_a_bad_guard_state_changes_nothing(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    tm = TrainingMonitor(model, optimizer=opt, guard=Guard(every=2))
+    for _ in range(5):
+        loss = model(torch.randn(8, 4)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tm.step(loss)
+    state = tm.state_dict()
+    assert state["guard"]["calls"] == 5 and state["global"] == 5
+    assert "guard" not in tm.state_dict(guard=False)
+    before = tm.state_dict()
+    with pytest.raises(InputError, match="lr_scale"):
+        tm.load_state_dict({**state, "calls": 2, "guard": {**state["guard"], "lr_scale": 2.0}})
+    assert tm.state_dict() == before and tm.step_ == 5
+    plain = TrainingMonitor(model)
+    with pytest.raises(InputError, match="this TrainingMonitor has no guard"):
+        plain.load_state_dict(state)
+    plain.close()
+    tm.close()

@@ -676,17 +676,14 @@ class TrainingMonitor:
         if "guard" in state and self.guard is None:
             raise InputError("state has a guard's state, this TrainingMonitor has no guard")
         backup = {name: m.state_dict() for name, m in self.monitors.items()}
-        guard_backup = None if "guard" not in state else self.guard.state_dict()
         try:
-            if guard_backup is not None:
-                self.guard.load_state_dict(state["guard"])
             for name, m in self.monitors.items():
                 m.load_state_dict(state["monitors"][name])
+            if "guard" in state:  # last: it checks everything before it changes anything
+                self.guard.load_state_dict(state["guard"])
         except BaseException:
             for name, m in self.monitors.items():  # all or nothing
                 m.load_state_dict(backup[name])
-            if guard_backup is not None:
-                self.guard.load_state_dict(guard_backup)
             raise
         self._calls, self._monitored = calls, monitored
         self._global = max(self._global, glob)  # never back: see ``guard``
