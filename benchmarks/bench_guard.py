@@ -13,7 +13,12 @@ snapshot written to disk (``Guard(dir=...)``) and the bytes held per snapshot (i
 Table 2, per workload: step time of the loop with a TrainingMonitor and without guard (the
 reference, measured in the same run), and with a Guard at its default interval added; the
 variants run interleaved in rounds of ``every`` steps (each guarded round takes exactly one
-snapshot), the overhead is the median over rounds of (guarded / reference of the same round) − 1.
+snapshot), in ABBA order so a drift of the machine's load hits both alike; the overhead is the
+median over rounds of (guarded / reference of the same round) − 1. Beside it, the snapshot's
+share of a round, capture time / (``every`` × reference step time), both measured in this run:
+the overhead without the load noise of two timed loops. The paired median is also given in
+process CPU time (``time.process_time``; torch runs one thread), which other processes on a shared
+machine disturb less than wall time.
 """
 
 from __future__ import annotations
@@ -60,9 +65,10 @@ class Loop:
             guard.attach(model=self.model, optimizer=self.opt, monitors=[self.tm])
         self.t = 0
         self.times: list[float] = []
+        self.cpu: list[float] = []
 
     def run(self, n: int) -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             loss = self.loss_fn(self.model)
             self.opt.zero_grad(set_to_none=True)
@@ -73,6 +79,7 @@ class Loop:
                 self.guard.step(self.t, status)
             self.t += 1
         self.times.append((time.perf_counter() - start) / n)
+        self.cpu.append((time.process_time() - cpu) / n)
 
 
 def main() -> None:
@@ -119,13 +126,17 @@ def main() -> None:
         for v in (ref, guarded):  # warm-up (numba cache load, allocator)
             v.run(every)
             v.times.clear()
-        for _ in range(args.rounds):
-            for v in (ref, guarded):
+        for r in range(args.rounds):
+            for v in (ref, guarded) if r % 2 == 0 else (guarded, ref):
                 v.run(every)
         paired = statistics.median(g / r for g, r in zip(guarded.times, ref.times, strict=True))
+        paired_cpu = statistics.median(g / r for g, r in zip(guarded.cpu, ref.cpu, strict=True))
+        ref_ms = statistics.median(ref.times) * 1e3
+        share = snap_rows[-1][2] / (every * ref_ms) * 100
         step_rows.append(
-            (title, statistics.median(ref.times) * 1e3, statistics.median(guarded.times) * 1e3,
-             (paired - 1) * 100, len(guarded.guard.snapshot_steps_), guarded.guard.rollbacks_)
+            (title, ref_ms, statistics.median(guarded.times) * 1e3, (paired - 1) * 100,
+             (paired_cpu - 1) * 100, share, len(guarded.guard.snapshot_steps_),
+             guarded.guard.rollbacks_)
         )  # fmt: skip
         for v in (ref, guarded):
             v.tm.close()
@@ -140,11 +151,15 @@ def main() -> None:
     print()
     print(
         f"| workload | step ms, TrainingMonitor, no guard | step ms, + Guard(every={every}) "
-        "| guard overhead (paired median) | snapshots held | rollbacks |"
+        "| guard overhead, wall (paired median) | guard overhead, process CPU time (paired median) "
+        "| snapshot share of a round | snapshots held | rollbacks |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for w, ref_ms, g_ms, over, held, rb in step_rows:
-        print(f"| {w} | {ref_ms:.2f} | {g_ms:.2f} | {over:+.1f}% | {held} | {rb} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for w, ref_ms, g_ms, over, over_cpu, share, held, rb in step_rows:
+        print(
+            f"| {w} | {ref_ms:.2f} | {g_ms:.2f} | {over:+.1f}% | {over_cpu:+.1f}% | {share:.2f}% "
+            f"| {held} | {rb} |"
+        )
     print(f"\nload {os.getloadavg()[0]:.2f} at end")
 
 

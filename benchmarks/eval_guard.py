@@ -149,7 +149,8 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
             rollbacks=guard.rollbacks_,
             steps_redone=guard.steps_redone_,
             interventions=[
-                [i.step, i.action, i.restored_step, i.onset, i.level] for i in guard.interventions_
+                [i.step, i.action, i.restored_step, i.onset, i.level, i.reason[:160]]
+                for i in guard.interventions_
             ],
         )
     return row
@@ -165,6 +166,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--variants", default=None, help="comma-separated subset of the sweep")
+    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of faults")
     ap.add_argument("--out", default="eval-guard-out")
     args = ap.parse_args(argv)
     import torch
@@ -187,7 +189,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     with rows_path.open("a") as fh:
         for seed in range(offset, offset + args.seeds):
-            for fault in FAULTS:
+            for fault in args.faults.split(","):
                 cfg = make_config(fault, seed, args.steps)
                 for name, kw in {"none": None, **variants}.items():
                     if (fault, seed, name, args.steps) in done:
@@ -216,10 +218,11 @@ def summarise(rows: list[dict]) -> str:
     healthy = {r["seed"]: r for r in rows if r["fault"] == "healthy" and r["variant"] == "none"}
     variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "none", v != "default", v))
     lines = [
-        "| variant | fault | runs | saved (acc) | saved (loss) | stopped (acc ok) | rollbacks "
+        "| variant | fault | runs | saved (acc) | saved (loss) | stopped (acc ok) "
+        "| final acc / healthy acc (mean, min) | rollbacks "
         "| steps redone (mean per rollback) | interventions | same losses as no guard "
         "| rescued (failed without guard) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     bare = {
         (r["fault"], r["seed"]): r["test_acc"] >= 0.98 * healthy[r["seed"]]["test_acc"]
@@ -240,6 +243,8 @@ def summarise(rows: list[dict]) -> str:
             saved_loss = sum(d and x for d, x in zip(done, los, strict=True))
             stopped = sum(not d for d in done)
             stopped_ok = sum(not d and a for d, a in zip(done, acc, strict=True))
+            ratios = [r["test_acc"] / h["test_acc"] for r, h in zip(fr, ref, strict=True)]
+            ratio = f"{sum(ratios) / len(ratios):.3f}, {min(ratios):.3f}"
             rb = sum(r["rollbacks"] for r in fr)
             redone = sum(r["steps_redone"] for r in fr) / rb if rb else 0.0
             n_int = sum(len(r["interventions"]) for r in fr)
@@ -252,16 +257,19 @@ def summarise(rows: list[dict]) -> str:
                           abrupt[3] + sum(failed)]  # fmt: skip
             lines.append(
                 f"| {v} | {f} | {len(fr)} | {saved_acc} | {saved_loss} | {stopped} ({stopped_ok}) "
-                f"| {rb} | {redone:.0f} | {n_int} | {same_txt} | {rescued}/{sum(failed)} |"
+                f"| {ratio} | {rb} | {redone:.0f} | {n_int} | {same_txt} "
+                f"| {rescued}/{sum(failed)} |"
             )
         lines.append(f"| {v} | **abrupt (lr_spike + dead_relu)** | {abrupt[1]} | {abrupt[0]} "
-                     f"| | | | | | | {abrupt[2]}/{abrupt[3]} |")  # fmt: skip
+                     f"| | | | | | | | {abrupt[2]}/{abrupt[3]} |")  # fmt: skip
     lines.append("")
     lines.append(
         "saved (acc): ran to the end and final test accuracy >= 98% of the same seed's healthy "
         "run without guard; saved (loss): ran to the end and final test loss <= 102% of it. "
         "stopped: the guard used up max_rollbacks and stopped the run (acc ok: its accuracy at "
-        "the stop was within 2%). interventions: rollbacks + stops + no_snapshot records. "
+        "the stop was within 2%). final acc / healthy acc: the run's final test accuracy (at the "
+        "stop for a stopped run) over the same seed's healthy run without guard, measured in "
+        "the same sweep. interventions: rollbacks + stops + no_snapshot records. "
         "rescued: runs saved (acc) among those whose no-guard run was not."
     )
     return "\n".join(lines) + "\n"

@@ -32,13 +32,19 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from ._guard_parts import (
+    STATE_FORMAT,
+    GuardState,
+    Intervention,
+    check_number,
+    checked_state,
+    writable_dir,
+)
 from ._validation import check_choice, check_positive_int, describe
 from .errors import InputError, InputTypeError
 from .status import State
@@ -46,78 +52,6 @@ from .status import State
 __all__ = ["Guard", "GuardState", "Intervention", "check_guard"]
 
 logger = logging.getLogger("streamtopo")
-
-
-class GuardState(Protocol):
-    """What the guard needs from a framework: capture/restore of everything a restart needs."""
-
-    rank: int
-
-    def capture(self) -> Any:
-        """A deep copy of the training state (must not share memory with the live state)."""
-
-    def restore(self, snapshot: Any) -> None:
-        """Put ``snapshot`` back in place (must not keep references into ``snapshot``)."""
-
-    def save(self, snapshot: Any, path: Path) -> None:
-        """Write ``snapshot`` to ``path`` in a format that loads without pickle."""
-
-    def load(self, path: Path) -> Any:
-        """Read a snapshot written by :meth:`save`."""
-
-    def set_lr_scale(self, scale: float) -> None:
-        """Multiply every learning rate by ``scale`` from the next optimizer step on."""
-
-
-@dataclass(frozen=True, slots=True)
-class Intervention:
-    """One action of the guard.
-
-    Attributes
-    ----------
-    step : int
-        Step at which the guard acted (the caller's step number).
-    action : str
-        ``"rollback"``, ``"stop"`` (``max_rollbacks`` used up) or ``"no_snapshot"`` (nothing old
-        enough to restore; the run goes on untouched).
-    restored_step : int
-        Step of the restored snapshot (-1 when nothing was restored).
-    onset : int
-        First step of the alarm episode that triggered the action.
-    reason : str
-        The alarm's reason (from the status).
-    policy : str
-        What was applied, in words (``"restored step 400, lr x0.5 for 200 steps"``).
-    lr_scale : float
-        Learning-rate multiplier in force after the action (1.0 when unchanged).
-    level : int
-        Escalation level: 1 for a first rollback, k for the k-th rollback in a row.
-    steps_redone : int
-        ``step - restored_step`` (0 when nothing was restored).
-    """
-
-    step: int
-    action: str
-    restored_step: int
-    onset: int
-    reason: str
-    policy: str
-    lr_scale: float
-    level: int
-    steps_redone: int
-
-    @property
-    def message(self) -> str:
-        """One line for logs and summaries."""
-        return (
-            f"step {self.step}: {self.action} ({self.policy}); "
-            f"alarm since step {self.onset}: {self.reason}"
-        )
-
-    def as_row(self) -> dict[str, Any]:
-        """The run-log row (``monitor="interventions"``, see the run-writer contract)."""
-        return {"monitor": "interventions", "wall_time": time.time(), "state": "COLLAPSE",
-                "config": {}, **asdict(self)}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +70,6 @@ def _state_of(status: Any) -> State:
             "status must be a status with a .state (HEALTHY/WATCH/COLLAPSE) or a State, "
             f"got {describe(status)}"
         ) from None
-
-
-def _check_number(value: Any, name: str, low: float, high: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
-        raise InputError(f"{name} must be a number {what}, got {describe(value)}")
-    return float(value)
 
 
 class Guard:
@@ -173,10 +101,19 @@ class Guard:
         Rollbacks allowed in the run; the next alarm sets :attr:`should_stop`. Default 3.
     act_on : {"WATCH", "COLLAPSE"}
         State that triggers a rollback (once it has lasted ``patience`` steps). Default
-        ``"WATCH"``; ``"COLLAPSE"`` saved the same abrupt failures on the sweep, ~20 steps later.
+        ``"COLLAPSE"``. On the digits calibration seeds 0-4 both saved every abrupt failure
+        (10/10), but ``"WATCH"`` (patience 10) also acted on the layer rule's mild
+        "layers diverging" WATCH episodes of an exploding layer that training absorbs (3 of 4
+        such runs, which finish within 2% without a guard, rolled back three times and were
+        stopped) and rolled a healthy run back once; ``"COLLAPSE"`` acted on neither. On fresh
+        seeds 1000-1005: abrupt failures 12/12 saved either way, exploding layer 5/6 saved and
+        none stopped (WATCH: 0/6, 5 stopped). Its cost: a slow weight shrink (``wd_ramp``) is
+        no longer stopped early (WATCH stopped 6/6 while accuracy was within 2%; COLLAPSE
+        stopped 2 late, 4 end near chance as without a guard). ``benchmarks/EVALUATION.md``.
     patience : int
-        Consecutive steps at ``act_on`` or worse before acting. Default 10: acting on the first
-        WATCH step rolled healthy digits runs back (5 times in 2 runs); 10 and 20 never did.
+        Consecutive steps at ``act_on`` or worse before acting. Default 1 (COLLAPSE is already
+        debounced by the monitors). With ``act_on="WATCH"`` use 10: acting on the first WATCH
+        step rolled healthy digits runs back (5 times in 2 runs).
     dir : str or Path, optional
         Keep snapshots as files there (``snapshot-<step>-rank<r>.pt``, loadable with
         ``torch.load(weights_only=True)``) instead of in memory. Must be writable (checked here).
@@ -211,7 +148,7 @@ class Guard:
     ...     def restore(self, snap): self.weights[:] = snap
     ...     def set_lr_scale(self, scale): self.scale = scale
     >>> state = ListState()
-    >>> guard = Guard(every=2, margin=1, cooldown=3, patience=1).attach_state(state)
+    >>> guard = Guard(every=2, margin=1, cooldown=3, act_on="WATCH").attach_state(state)
     >>> for t, s in enumerate(["HEALTHY"] * 5 + ["WATCH"]):
     ...     state.weights[0] = float(t)
     ...     action = guard.step(t, s)
@@ -230,15 +167,15 @@ class Guard:
         cooldown: int = 200,
         max_rollbacks: int = 3,
         *,
-        act_on: str = "WATCH",
-        patience: int = 10,
+        act_on: str = "COLLAPSE",
+        patience: int = 1,
         dir: str | os.PathLike[str] | None = None,
         writer: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.every = check_positive_int(every, "every")
         self.keep = check_positive_int(keep, "keep")
         self.margin = check_positive_int(margin, "margin", minimum=0)
-        self.lr_factor = _check_number(lr_factor, "lr_factor", 0.0, 1.0, "in (0, 1]")
+        self.lr_factor = check_number(lr_factor, "lr_factor", 0.0, 1.0, "in (0, 1]")
         self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
         self.max_rollbacks = check_positive_int(max_rollbacks, "max_rollbacks", minimum=0)
         self.act_on = State(check_choice(act_on, "act_on", ("WATCH", "COLLAPSE")))
@@ -246,7 +183,7 @@ class Guard:
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
         self.writer = writer
-        self.dir = None if dir is None else _writable_dir(dir)
+        self.dir = None if dir is None else writable_dir(dir)
         self.state: GuardState | None = None
         self._reset()
 
@@ -317,7 +254,8 @@ class Guard:
 
     def attach_state(self, state: GuardState) -> Guard:
         """Guard any framework through a :class:`GuardState`-like object; returns ``self``."""
-        need = ["capture", "restore", "set_lr_scale"] + (["save", "load"] if self.dir else [])
+        on_disk = self.dir is not None or any(s.path for s in self._snapshots)
+        need = ["capture", "restore", "set_lr_scale"] + (["save", "load"] if on_disk else [])
         missing = [m for m in need if not callable(getattr(state, m, None))]
         if missing:
             raise InputTypeError(
@@ -326,6 +264,8 @@ class Guard:
         if self.state is not None:
             raise InputError("this Guard is already attached; make one Guard per training loop")
         self.state = state
+        if self.lr_scale_ != 1.0:  # loaded from a checkpoint taken during a cool-down
+            state.set_lr_scale(self.lr_scale_)
         return self
 
     # ------------------------------------------------------------------------------ per step
@@ -450,6 +390,81 @@ class Guard:
             if old.path is not None:
                 old.path.unlink(missing_ok=True)
 
+    # ------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The guard's bookkeeping in plain containers (loads with ``weights_only=True``).
+
+        Counters (steps seen, rollbacks, steps redone), the escalation level and the end of the
+        cool-down, the alarm episode in progress, the learning-rate multiplier in force, the
+        stop flag, every intervention, and the snapshot index: snapshots on disk (``dir=``) by
+        step and path. :meth:`TrainingMonitor.state_dict
+        <streamtopo.integrations.training.TrainingMonitor.state_dict>` includes it.
+
+        Snapshots held in memory (no ``dir``) are **not** included, only their steps
+        (``"dropped"``): each is a copy of the model and optimizer state (~3x the weights with
+        Adam), so ``keep`` of them would multiply a checkpoint's size by up to ~5. A guard
+        loaded from such a state holds no snapshot until its next one, and an alarm before
+        that is a ``"no_snapshot"`` record. Give the guard ``dir=`` for a resume that takes
+        the same decisions as the run that was never interrupted. A snapshot file deleted
+        since the checkpoint (the interrupted process went on and pruned it) is dropped by
+        :meth:`load_state_dict` with a WARNING.
+
+        Examples
+        --------
+        >>> guard = Guard(every=2)
+        >>> state = guard.state_dict()
+        >>> state["calls"], state["rollbacks"], state["snapshots"], state["lr_scale"]
+        (0, 0, [], 1.0)
+        >>> Guard(every=2).load_state_dict(state)
+        """
+        return {
+            "format": STATE_FORMAT,
+            "calls": self._calls,
+            "onset": self._onset,
+            "streak": self._streak,
+            "handled": self._handled,
+            "cool_until": self._cool_until,
+            "level": self._level,
+            "last_restored": self._last_restored,
+            "rollbacks": self.rollbacks_,
+            "steps_redone": self.steps_redone_,
+            "lr_scale": self.lr_scale_,
+            "should_stop": self.should_stop,
+            "stop_reason": self.stop_reason_,
+            "interventions": [asdict(i) for i in self.interventions_],
+            "snapshots": [{"step": s.step, "path": str(s.path)} for s in self._snapshots if s.path],
+            "dropped": [s.step for s in self._snapshots if s.path is None],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s bookkeeping (all or nothing: bad input changes nothing).
+
+        The knobs are this guard's (they may differ from the saved run's). A learning-rate cut
+        in force at the checkpoint is put back on the attached optimizer (or on the one
+        attached later).
+        """
+        new = checked_state(state)
+        paths = [Path(p) for _, p in new["snapshots"]]
+        if paths and self.state is not None and not callable(getattr(self.state, "load", None)):
+            raise InputTypeError(
+                f"state holds snapshots on disk; the attached {describe(self.state)} has no load()"
+            )
+        kept = []
+        for (step, _), path in zip(new["snapshots"], paths, strict=True):
+            if path.is_file():
+                kept.append(_Snapshot(step, None, path))
+            else:
+                logger.warning("streamtopo guard: snapshot file %s is gone; dropped", path)
+        self._snapshots = kept
+        for key in ("calls", "onset", "streak", "handled", "cool_until", "level", "last_restored"):
+            setattr(self, f"_{key}", new[key])
+        self.rollbacks_, self.steps_redone_ = new["rollbacks"], new["steps_redone"]
+        self.should_stop, self.stop_reason_ = new["should_stop"], new["stop_reason"]
+        self.interventions_ = [Intervention(**d) for d in new["interventions"]]
+        if self.state is not None and new["lr_scale"] != self.lr_scale_:
+            self._set_scale(new["lr_scale"])
+        self.lr_scale_ = new["lr_scale"]
+
     # ------------------------------------------------------------------------------ reading
     @property
     def snapshot_steps_(self) -> list[int]:
@@ -486,23 +501,3 @@ def check_guard(guard: Any) -> Guard | None:
     if guard is not None and not isinstance(guard, Guard):
         raise InputTypeError(f"guard must be a streamtopo.Guard or None, got {describe(guard)}")
     return guard
-
-
-def _writable_dir(dir: Any) -> Path:
-    if not isinstance(dir, (str, os.PathLike)):
-        raise InputTypeError(f"dir must be a path (str or os.PathLike), got {describe(dir)}")
-    path = Path(dir)
-    existed = path.exists()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".guard-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        if not existed and path.is_dir():
-            try:
-                path.rmdir()
-            except OSError:
-                pass
-        raise InputError(f"dir must be a writable directory, got {str(path)!r}: {exc}") from None
-    return path

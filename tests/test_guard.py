@@ -73,7 +73,7 @@ def test_healthy_run_has_no_intervention_and_bit_identical_losses():
     for guarded in (False, True):
         model, opt, sched = make()
         tm = TrainingMonitor(model)
-        guard = Guard(every=10, keep=3).attach(
+        guard = Guard(every=10, keep=3, act_on="WATCH").attach(
             model=model, optimizer=opt, scheduler=sched, monitors=[tm]
         ) if guarded else None  # fmt: skip
         losses = []
@@ -102,7 +102,7 @@ def test_rollback_continues_like_a_restart_from_the_snapshot():
     model, opt, sched = make()
     tm = TrainingMonitor(model)
     guard = Guard(every=10, margin=0, patience=1, lr_factor=cut["factor"],
-                  cooldown=cut["cooldown"]).attach(
+                  cooldown=cut["cooldown"], act_on="WATCH").attach(
         model=model, optimizer=opt, scheduler=sched, monitors=[tm]
     )  # fmt: skip
     losses_a = {}
@@ -154,7 +154,8 @@ def test_escalation_then_stop(caplog):
     data = batches(70)
     model, opt, sched = make(dropout=0.0)
     guard = Guard(every=10, keep=5, margin=0, patience=1, lr_factor=0.5, cooldown=20,
-                  max_rollbacks=3).attach(model=model, optimizer=opt, scheduler=sched)  # fmt: skip
+                  max_rollbacks=3, act_on="WATCH").attach(
+        model=model, optimizer=opt, scheduler=sched)  # fmt: skip
     at = {}
     plan = {45: "WATCH", 50: "WATCH", 53: "COLLAPSE", 56: "WATCH"}
     with caplog.at_level(logging.WARNING, logger="streamtopo"):
@@ -189,7 +190,9 @@ def test_escalation_then_stop(caplog):
 def test_snapshot_predates_onset_by_margin_and_only_healthy_steps_snapshot():
     model, opt, sched = make(dropout=0.0)
     data = batches(60)
-    guard = Guard(every=5, keep=10, margin=8, patience=4).attach(model=model, optimizer=opt)
+    guard = Guard(every=5, keep=10, margin=8, patience=4, act_on="WATCH").attach(
+        model=model, optimizer=opt
+    )
     states = {t: "HEALTHY" for t in range(60)}
     states.update({20: "WATCH", 21: "HEALTHY"})  # a blip: no snapshot at 20
     states.update({t: "WATCH" for t in range(41, 45)})  # onset 41, acts at 44
@@ -205,7 +208,7 @@ def test_snapshot_predates_onset_by_margin_and_only_healthy_steps_snapshot():
 
 def test_no_snapshot_old_enough_is_recorded_once():
     model, opt, _ = make(dropout=0.0)
-    guard = Guard(every=5, margin=10, patience=1).attach(model=model, optimizer=opt)
+    guard = Guard(every=5, margin=10, patience=1, act_on="WATCH").attach(model=model, optimizer=opt)
     assert guard.step(0, "HEALTHY") is None
     first = guard.step(3, "WATCH")
     assert first.action == "no_snapshot" and first.restored_step == -1
@@ -218,7 +221,7 @@ def test_lr_cut_applies_inside_step_and_leaves_scheduler_and_user_loop_alone():
     torch.manual_seed(0)
     model = nn.Linear(3, 1, bias=False)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    guard = Guard(every=1, margin=0, patience=1, lr_factor=0.25, cooldown=3)
+    guard = Guard(every=1, margin=0, patience=1, lr_factor=0.25, cooldown=3, act_on="WATCH")
     guard.attach(model=model, optimizer=opt)
     x = torch.ones(1, 3)
 
@@ -249,9 +252,9 @@ def test_disk_snapshots_load_with_weights_only_and_restore(tmp_path):
     model, opt, sched = make()
     scaler = torch.amp.GradScaler("cpu")
     tm = TrainingMonitor(model)
-    guard = Guard(every=10, keep=2, margin=0, patience=1, dir=tmp_path / "snaps").attach(
-        model=model, optimizer=opt, scheduler=sched, scaler=scaler, monitors=[tm]
-    )
+    guard = Guard(
+        every=10, keep=2, margin=0, patience=1, dir=tmp_path / "snaps", act_on="WATCH"
+    ).attach(model=model, optimizer=opt, scheduler=sched, scaler=scaler, monitors=[tm])
     at = {}
     for t in range(36):
         x, y = data[t]

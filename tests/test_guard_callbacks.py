@@ -53,7 +53,7 @@ def test_lightning_guard_rolls_back_escalates_and_stops(tmp_path):
     from streamtopo.integrations.lightning import StreamtopoCallback
 
     pl, module = lightning_module(fault_from=80)
-    guard = Guard(every=10, patience=3)
+    guard = Guard(every=10, patience=3, act_on="WATCH")
     cb = StreamtopoCallback(guard=guard, signals=("grad_norm",), log_dir=tmp_path)
     trainer = fit(pl, module, cb, max_steps=400)
     actions = [i.action for i in guard.interventions_]
@@ -84,7 +84,7 @@ def test_lightning_guard_leaves_a_healthy_run_identical():
     from streamtopo.integrations.lightning import StreamtopoCallback
 
     runs = []
-    for guard in (None, Guard(every=5)):
+    for guard in (None, Guard(every=5, act_on="WATCH")):
         pl, module = lightning_module()
         cb = StreamtopoCallback(guard=guard, signals=("grad_norm",))
         fit(pl, module, cb, max_steps=60)
@@ -103,7 +103,7 @@ def test_hf_guard_rolls_back_and_stops(tmp_path):
                 out["loss"] = out["loss"] * 5.0
             return out
 
-    guard = Guard(every=10, patience=3)
+    guard = Guard(every=10, patience=3, act_on="WATCH")
     cb = StreamtopoTrainerCallback(guard=guard, signals=("grad_norm",), log_dir=tmp_path / "r")
     trainer, model = hf_train_with(tmp_path, cb, Faulty())
     assert [i.action for i in guard.interventions_][:1] == ["rollback"]
@@ -128,7 +128,7 @@ def test_hf_guard_restores_the_accelerators_grad_scaler(tmp_path):
                 out["loss"] = out["loss"] * 5.0
             return out
 
-    guard = Guard(every=10, patience=3, max_rollbacks=1)
+    guard = Guard(every=10, patience=3, max_rollbacks=1, act_on="WATCH")
     cb = StreamtopoTrainerCallback(guard=guard, signals=("grad_norm",))
     trainer = hf_trainer_with(tmp_path, cb, Faulty(), max_steps=200)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=20)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -427,7 +428,12 @@ class TrainingMonitor:
             raise InputTypeError("guard must be a streamtopo.Guard, got None")
         if guard.state is not None:
             raise InputError("guard is already attached; make one Guard per training loop")
-        guard.attach(self.model, optimizer, scheduler, scaler, monitors=[self])
+        # a snapshot holds the monitors' state, not the guard's (a rollback must not rewind the
+        # guard's own bookkeeping)
+        view = SimpleNamespace(
+            state_dict=lambda: self.state_dict(guard=False), load_state_dict=self.load_state_dict
+        )
+        guard.attach(self.model, optimizer, scheduler, scaler, monitors=[view])
         if guard.writer is None and self.writer is not None:
             guard.writer = self._sink
         self.guard = guard
@@ -686,13 +692,15 @@ class TrainingMonitor:
         self._last = {}
         self._arm(True)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Counters and every monitor's ``state_dict()`` (JSON + numpy arrays, no pickle).
+    def state_dict(self, *, guard: bool = True) -> dict[str, Any]:
+        """Counters, every monitor's ``state_dict()`` (JSON + numpy arrays, no pickle) and,
+        with a guard (unless ``guard=False``), the guard's under ``"guard"``
+        (:meth:`streamtopo.Guard.state_dict`: its snapshots on disk by path, not in memory).
 
         Losses buffered between monitored steps are not saved: save right after a monitored
         step (``status.evaluated``) to lose nothing.
         """
-        return {
+        out = {
             "calls": self._calls,
             "monitored": self._monitored,
             "every": self.every,
@@ -700,6 +708,9 @@ class TrainingMonitor:
             "status_steps": {name: st.step for name, st in self._last.items()},
             "monitors": {name: m.state_dict() for name, m in self.monitors.items()},
         }
+        if guard and self.guard is not None:
+            out["guard"] = self.guard.state_dict()
+        return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict` (same monitors and ``every``)."""
@@ -719,12 +730,16 @@ class TrainingMonitor:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise InputError(f"state[{key!r}] must be an int >= 0, got {describe(v)}")
         step, stamps = state_steps(state, calls)
+        if "guard" in state and self.guard is None:
+            raise InputError("state has a guard's state, this TrainingMonitor has no guard")
         backup = {name: m.state_dict() for name, m in self.monitors.items()}
         try:
             for name, m in self.monitors.items():
                 m.load_state_dict(state["monitors"][name])
             if not self._started:  # a resumed run: its steps continue the checkpoint's
                 self._rewind_writer(step)
+            if "guard" in state:  # last: it checks everything before it changes anything
+                self.guard.load_state_dict(state["guard"])
         except BaseException:
             for name, m in self.monitors.items():  # all or nothing
                 m.load_state_dict(backup[name])

@@ -7,6 +7,7 @@ loads it.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import warnings
@@ -258,13 +259,17 @@ def replay(
     chunk: int = 65536,
     progress: bool = False,
     table: str = LAYER,
+    interventions: bool = True,
     **overrides: Any,
 ) -> pl.DataFrame:
     """Re-run a LayerMonitor over a run's recorded signals; return its statuses.
 
     With the recorded configuration (``monitor=None`` and no overrides) the replayed ``h0`` and
     ``state`` are bit-identical to what the live run logged, which the output carries beside
-    them as ``live_h0`` and ``live_state``.
+    them as ``live_h0`` and ``live_state``, also across a guard's rollbacks: the run's
+    ``interventions`` table says at which step the live monitor's state was restored and from
+    which snapshot step, and the replay does the same (it keeps its monitor's state at exactly
+    the snapshot steps it will need, read from the table up front).
 
     Parameters
     ----------
@@ -284,6 +289,11 @@ def replay(
     table : str, default "layer"
         The layer table to replay: ``"layer"``, or ``"layer.<name>"`` for a monitor built
         with ``name=`` (e.g. the eval monitor beside the train one).
+    interventions : bool, default True
+        Apply the guard's rollbacks recorded in the run (``False``: replay the rows as one
+        stream, as if no state had been restored). Their steps are the guard's steps, which
+        are the layer table's when the guard runs inside a ``TrainingMonitor`` with
+        ``every=1`` (the default); a rollback whose steps have no layer row raises.
     **overrides
         Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...). The other
         parameters keep their recorded values, except ``layer_rule``, which follows a new
@@ -293,9 +303,10 @@ def replay(
     -------
     polars.DataFrame
         ``rank``, then the monitor's status columns (``step``, ``h0``, ``state``, ``reason`` ...),
-        then ``live_h0`` and ``live_state``. Steps logged twice (a run resumed from an older
-        checkpoint) count once, the later copy winning, as the resumed monitor saw it.
-        ``acknowledge()`` calls logged in the ``events`` table are repeated before the steps
+        then ``live_h0``, ``live_state`` and ``intervention`` (the guard's action at that step,
+        e.g. ``"rollback to 400"``, null on the other steps). Steps logged twice (a run resumed
+        from an older checkpoint) count once, the later copy winning, as the resumed monitor saw
+        it. ``acknowledge()`` calls logged in the ``events`` table are repeated before the steps
         they preceded.
 
     Examples
@@ -318,8 +329,9 @@ def replay(
     if rank is not None:
         rank = check_positive_int(rank, "rank", minimum=0)
     chunk = check_positive_int(chunk, "chunk")
-    if not isinstance(progress, bool):
-        raise InputTypeError(f"progress must be a bool, got {describe(progress)}")
+    for name, flag in (("progress", progress), ("interventions", interventions)):
+        if not isinstance(flag, bool):
+            raise InputTypeError(f"{name} must be a bool, got {describe(flag)}")
     meta = _meta_of(run_dir)
     info = _table_info(meta, table, run_dir)
     if kind_of(table) != LAYER:
@@ -360,6 +372,7 @@ def replay(
         data = data.unique(subset=["rank", "step"], keep="last", maintain_order=True).sort(
             "rank", "step"
         )
+    actions = _interventions(run_dir, meta, include_journal) if interventions else {}
     out = []
     for (r,), part in data.group_by("rank", maintain_order=True):
         monitor.reset()
@@ -369,16 +382,24 @@ def replay(
         # nulls are values that were not measured: passed back as check(..., missing=...)
         nulls = part.select(pl.col(c).is_null() for c in columns).to_numpy().reshape(shape)
         missing = nulls if nulls.any() else None
+        steps = part["step"].to_list()
+        keep_at, restore_at, labels = _plan(actions.get(r, []), steps, run_dir, r)
         statuses = []
+        saved: dict[int, Any] = {}
         bar = _bar(part.height, f"replay rank {r}") if progress else None
-        starts = sorted(set(range(0, part.height, chunk)) | cuts)
-        for a, b in zip(starts, [*starts[1:], part.height], strict=True):
+        a = 0
+        for b in _segments(part.height, chunk, sorted({*keep_at, *restore_at}), cuts):
             if a in cuts:
                 monitor.acknowledge()  # as the live monitor did before this step
             m = None if missing is None else missing[a:b]
             statuses.append(monitor.run(values[a:b], missing=m))
+            if b - 1 in keep_at:  # a snapshot step a later rollback goes back to
+                saved[keep_at[b - 1]] = copy.deepcopy(monitor.state_dict())
+            if b - 1 in restore_at:  # the live run restored its monitors here
+                monitor.load_state_dict(copy.deepcopy(saved[restore_at[b - 1]]))
             if bar is not None:
                 bar.update(b - a)
+            a = b
         if bar is not None:
             bar.close()
         st = pl.concat(statuses, how="vertical") if statuses else None
@@ -386,7 +407,9 @@ def replay(
             continue
         # the monitor numbers steps from its own counter; report the recorded ones
         st = st.with_columns(step=part["step"])
-        live = part.select(live_h0="h0", live_state="state")
+        live = part.select(live_h0="h0", live_state="state").with_columns(
+            intervention=pl.Series([labels.get(i) for i in range(part.height)], dtype=pl.String)
+        )
         out.append(
             pl.concat([pl.DataFrame({"rank": [r] * part.height}), st, live], how="horizontal")
         )
@@ -433,6 +456,59 @@ def _acknowledged(
     return out
 
 
+def _interventions(run_dir: Path, meta: dict[str, Any], include_journal: bool) -> dict[int, list]:
+    """The guard's actions by rank, in step order: ``[(step, action, restored_step), ...]``."""
+    import polars as pl
+
+    if "interventions" not in meta["tables"]:
+        return {}
+    with warnings.catch_warnings():  # a guard acts at sparse steps: no hole to report
+        warnings.simplefilter("ignore", StepGapWarning)
+        frame, _ = _read(run_dir, include_journal, "interventions", stacklevel=4)
+    try:
+        rows = frame.select("rank", "step", "action", "restored_step").collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise RecoveryError(f"reading the interventions table of {run_dir} failed: {exc}") from exc
+    out: dict[int, list] = {}
+    for r, t, action, s in rows.sort("rank", "step", maintain_order=True).iter_rows():
+        out.setdefault(r, []).append((t, action, s))
+    return out
+
+
+def _plan(
+    actions: list[tuple[int, str, int]], steps: list[int], run_dir: Path, rank: int
+) -> tuple[dict[int, int], dict[int, int], dict[int, str]]:
+    """Row indices where the replay keeps its monitor's state (-> snapshot step), where it
+    restores one (-> snapshot step), and each action's label by row index."""
+    index = {step: i for i, step in enumerate(steps)}
+    keep_at: dict[int, int] = {}
+    restore_at: dict[int, int] = {}
+    labels: dict[int, str] = {}
+    for t, action, s in actions:
+        if action != "rollback":
+            if t in index:
+                labels[index[t]] = action
+            continue
+        if t not in index or s not in index or not index[s] < index[t]:
+            raise RecoveryError(
+                f"{run_dir} rank {rank}: the guard rolled back at step {t} to step {s}, but the "
+                f"layer table has no row for {'both' if t not in index else 'the latter'} (the "
+                "guard's steps are the layer table's only with TrainingMonitor(every=1)); "
+                "replay(..., interventions=False) replays the rows as one stream"
+            )
+        keep_at[index[s]] = s
+        restore_at[index[t]] = s
+        labels[index[t]] = f"rollback to {s}"
+    return keep_at, restore_at, labels
+
+
+def _segments(n: int, chunk: int, cuts: list[int], before: set[int]) -> list[int]:
+    """Ends of the row ranges to run: every ``chunk`` rows, right after each ``cuts`` row and
+    right before each ``before`` row."""
+    ends = sorted({*range(chunk, n, chunk), *(c + 1 for c in cuts), *before, n})
+    return [e for e in ends if 0 < e <= n]
+
+
 def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any], rows: int) -> Any:
     """A LayerMonitor from the recorded config and the caller's overrides, sizes bounded first."""
     cls = _layer_monitor_class()
@@ -467,7 +543,8 @@ def run_summary(frame: pl.DataFrame) -> pl.DataFrame:
     row's h0, NaN included), ``watch_steps``, ``collapse_steps``, ``alarm_episodes`` (runs of
     consecutive rows not HEALTHY), ``first_alarm_step``, ``first_watch_step``,
     ``first_collapse_step`` (null when never), ``final_status`` (the last row's state) and,
-    when the frame has ``live_state``/``live_h0`` (replay), ``differ_from_live`` (rows whose
+    when the frame has ``intervention`` (replay), ``interventions`` (the guard's actions), and
+    when it has ``live_state``/``live_h0`` (replay), ``differ_from_live`` (rows whose
     state or h0 differ from the live run, NaN equal to NaN).
 
     Examples
@@ -499,6 +576,8 @@ def run_summary(frame: pl.DataFrame) -> pl.DataFrame:
         step.filter(state == "COLLAPSE").first().alias("first_collapse_step"),
         state.last().alias("final_status"),
     ]
+    if "intervention" in frame.columns:
+        aggs.append(pl.col("intervention").is_not_null().sum().alias("interventions"))
     if "live_state" in frame.columns:
         same_h0 = (h0 == pl.col("live_h0")) | (h0.is_nan() & pl.col("live_h0").is_nan())
         aggs.append(((state != pl.col("live_state")) | ~same_h0).sum().alias("differ_from_live"))
