@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from streamtopo import Guard, InputError, RecoveryError  # noqa: E402
+from streamtopo import Guard, InputError  # noqa: E402
 from streamtopo.integrations.torch import decode_tree, encode_tree  # noqa: E402
 from streamtopo.integrations.training import TrainingMonitor  # noqa: E402
 from streamtopo.io import read_run, replay, run_summary  # noqa: E402
@@ -165,14 +165,22 @@ def test_replay_is_bit_identical_to_live_across_rollbacks(tmp_path):
     assert read_run(run["tm"].run_dir_, table="interventions").collect().height == 4
 
 
-def test_replay_refuses_rollback_steps_the_layer_table_lacks(tmp_path):
-    # with TrainingMonitor(every=2) the layer table has one row per monitored step, the guard
-    # counts every step: its rollback steps are not layer-table steps
-    run = lasting_fault_run(tmp_path, log_dir=tmp_path / "logs", every=2)
+@pytest.mark.parametrize("every", [2, 3])
+def test_replay_applies_rollbacks_between_monitored_steps(tmp_path, every):
+    # with TrainingMonitor(every>1) the layer table has one row per monitored step while the
+    # guard counts every step: a snapshot/rollback between rows applies after the row before it
+    run = lasting_fault_run(tmp_path, log_dir=tmp_path / "logs", every=every)
     assert [i.action for i in run["guard"].interventions_][:1] == ["rollback"]
-    with pytest.raises(RecoveryError, match="rolled back at step"):
-        replay(run["tm"].run_dir_)
-    assert replay(run["tm"].run_dir_, interventions=False).height == 75
+    df = replay(run["tm"].run_dir_)
+    assert df["intervention"].drop_nulls().len() == len(run["guard"].interventions_) > 0
+    assert (
+        df["h0"].to_numpy().view(np.int64).tolist()
+        == df["live_h0"].to_numpy().view(np.int64).tolist()
+    )
+    assert df["state"].to_list() == df["live_state"].to_list()
+    flat = replay(run["tm"].run_dir_, interventions=False)
+    assert flat.height == df.height
+    assert flat["h0"].to_list() != df["live_h0"].to_list()  # the rollbacks matter
 
 
 def test_training_monitor_state_with_a_bad_guard_state_changes_nothing(tmp_path):

@@ -291,9 +291,9 @@ def replay(
         with ``name=`` (e.g. the eval monitor beside the train one).
     interventions : bool, default True
         Apply the guard's rollbacks recorded in the run (``False``: replay the rows as one
-        stream, as if no state had been restored). Their steps are the guard's steps, which
-        are the layer table's when the guard runs inside a ``TrainingMonitor`` with
-        ``every=1`` (the default); a rollback whose steps have no layer row raises.
+        stream, as if no state had been restored). A snapshot or rollback between two layer
+        rows (``TrainingMonitor(every>1)``) applies after the row before it, where the live
+        monitor's state last changed.
     **overrides
         Monitor parameters to change (``window=``, ``transform=``, ``rule=`` ...). The other
         parameters keep their recorded values, except ``layer_rule``, which follows a new
@@ -478,27 +478,34 @@ def _interventions(run_dir: Path, meta: dict[str, Any], include_journal: bool) -
 def _plan(
     actions: list[tuple[int, str, int]], steps: list[int], run_dir: Path, rank: int
 ) -> tuple[dict[int, int], dict[int, int], dict[int, str]]:
-    """Row indices where the replay keeps its monitor's state (-> snapshot step), where it
-    restores one (-> snapshot step), and each action's label by row index."""
-    index = {step: i for i, step in enumerate(steps)}
+    """Row indices after which the replay keeps its monitor's state (-> snapshot step), after
+    which it restores one (-> snapshot step), and each action's label by row index.
+
+    The layer monitor's state changes only at its rows, so its state at a step is its state
+    after the last row at or before that step: a snapshot or a rollback between two monitored
+    steps (``TrainingMonitor(every>1)``) maps to the row before it."""
+    import bisect
+
     keep_at: dict[int, int] = {}
     restore_at: dict[int, int] = {}
     labels: dict[int, str] = {}
     for t, action, s in actions:
+        i = bisect.bisect_right(steps, t) - 1  # the last row at or before the action
         if action != "rollback":
-            if t in index:
-                labels[index[t]] = action
+            if i >= 0:
+                labels[i] = action if i not in labels else f"{labels[i]}; {action}"
             continue
-        if t not in index or s not in index or not index[s] < index[t]:
+        j = bisect.bisect_right(steps, s) - 1
+        if j < 0 or not j <= i:
             raise RecoveryError(
-                f"{run_dir} rank {rank}: the guard rolled back at step {t} to step {s}, but the "
-                f"layer table has no row for {'both' if t not in index else 'the latter'} (the "
-                "guard's steps are the layer table's only with TrainingMonitor(every=1)); "
-                "replay(..., interventions=False) replays the rows as one stream"
+                f"{run_dir} rank {rank}: the guard rolled back at step {t} to a snapshot of "
+                f"step {s}, before the layer table's first row (step {steps[0] if steps else '-'})"
+                "; replay(..., interventions=False) replays the rows as one stream"
             )
-        keep_at[index[s]] = s
-        restore_at[index[t]] = s
-        labels[index[t]] = f"rollback to {s}"
+        keep_at[j] = s
+        restore_at[i] = s
+        label = f"rollback to {s}"
+        labels[i] = label if i not in labels else f"{labels[i]}; {label}"
     return keep_at, restore_at, labels
 
 
