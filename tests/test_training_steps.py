@@ -110,8 +110,8 @@ def test_a_given_step_must_increase_and_a_rejected_one_changes_nothing():
 def test_guard_rollback_with_every_and_given_steps_repeats_no_step(tmp_path):
     """A rollback restores the monitors' counters but not the training step: with every=3 and
     the trainer's steps 1, 2, ... every table stays strictly increasing, replay bit-identical."""
-    _, _, statuses, tm = digits_run(
-        True, Guard(), log_dir=tmp_path, every=3, step_of=lambda t: t + 1
+    _, _, statuses, tm, _ = digits_run(
+        True, Guard(act_on="WATCH", patience=10), log_dir=tmp_path, every=3, step_of=lambda t: t + 1
     )
     recs = tm.interventions_
     assert [r.action for r in recs] == ["rollback"] and 300 < recs[0].step < 350
@@ -125,12 +125,13 @@ def test_guard_rollback_with_every_and_given_steps_repeats_no_step(tmp_path):
         assert st.layer.step <= st.step and st.loss.step <= st.step
     replayed = replay(tm.run_dir_)
     assert replayed["step"].to_list() == layer
-    # the monitors were restored mid-run: replay runs over the recorded rows, the live monitor
-    # over them plus its restored state, so only the steps before the rollback can match
-    before = replayed.filter(replayed["step"] <= recs[0].step)
+    # the monitors were restored mid-run: replay restores its monitor at the same place (the
+    # rollback's step lies between two monitored steps), so every row matches, bit for bit
     assert np.array_equal(
-        before["h0"].to_numpy().view(np.int64), before["live_h0"].to_numpy().view(np.int64)
+        replayed["h0"].to_numpy().view(np.int64), replayed["live_h0"].to_numpy().view(np.int64)
     )
+    assert replayed["state"].to_list() == replayed["live_state"].to_list()
+    assert replayed["intervention"].drop_nulls().len() == 1
 
 
 def test_attach_guard_checks_before_attaching():
