@@ -18,10 +18,12 @@ def cusum_reason(
     signals: Sequence[str],
     max_culprits: int,
     escalate_after: int,
+    log_units: bool = True,
 ) -> tuple[tuple[str, ...], str]:
     """Culprits (layers of the streams over the threshold, largest statistic first, at most
     ``max_culprits``) and the reason of an alarm of ``det``, whose stream 0 is ``log h0`` and
-    stream ``1 + s * L + i`` is layer i's median-relative value of signal s."""
+    stream ``1 + s * L + i`` is layer i's median-relative value of signal s (log values when
+    ``log_units``: a jump is then written as a factor)."""
     L = len(layer_names)
     streams = det.streams()
     stat = det.stat
@@ -45,8 +47,12 @@ def cusum_reason(
         how = direction
         if streams[0] == 0:
             how += " (layers diverging)" if direction == "rising" else " (layers converging)"
-        if stat == math.inf:
-            size = f"jump > x{math.exp(det.jump):.0f}"
+        if det.jumped:  # the jump check: a settled stream moved by orders of magnitude
+            move = abs(det.stream_move(streams[0]))
+            if log_units:
+                size = f"jump x{math.exp(min(move, 700.0)):.0f} > x{math.exp(det.jump):.0f}"
+            else:
+                size = f"jump {move:.3g} > {det.jump:.3g}"
         else:
             size = f"S={stat:.1f} >= {det.h_watch_:.1f}"
         text = f"{', '.join(what)} {how}, {size}"

@@ -184,7 +184,8 @@ class LayerMonitor(Monitor):
     >>> status.reason.split(":")[0]
     'topology+layer'
 
-    The change detector sees the same jump at once, and is live (``calibrating``) from step 0:
+    The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
+    and is live (``calibrating``) from step 0; the CUSUM reaches COLLAPSE as the jump holds:
 
     >>> mon = LayerMonitor(8, rule="cusum", layer_names=[f"fc{i}" for i in range(8)])
     >>> for t in range(45):
@@ -192,10 +193,11 @@ class LayerMonitor(Monitor):
     ...     if t >= 40:
     ...         x[3] *= 100.0
     ...     status = mon.check(x)
-    ...     if t in (39, 40):
+    ...     if t in (39, 40, 44):
     ...         print(t, status.state.value, status.calibrating, status.culprits)
     39 HEALTHY True ()
-    40 COLLAPSE True ('fc3',)
+    40 WATCH True ('fc3',)
+    44 COLLAPSE True ('fc3',)
     """
 
     kind = "layer"
@@ -679,7 +681,7 @@ class LayerMonitor(Monitor):
             direction = "rising" if det.direction > 0 else "falling" if det.direction < 0 else ""
             culprits, reason = cusum_reason(
                 det, state, direction, self.layer_names, self.signals, self.max_culprits,
-                self.escalate_after,
+                self.escalate_after, self.transform == "log",
             )  # fmt: skip
         self._patience.update(state)
         status = LayerStatus(
