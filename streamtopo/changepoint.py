@@ -148,7 +148,7 @@ class ChangeDetector:
         Laplace scale of the residuals assumed by the thresholds (heavy tails); None: Gaussian.
     mean_window, scale_window : int, default 20, 100
         Memory (evaluations) of the prediction and of its error variance.
-    min_history : int, default 20
+    min_history : int, default 40
         Accepted values before a stream's CUSUM runs.
     trusted_after : int, default 100
         Accepted values (of every stream) before ``calibrating`` turns False.
@@ -207,7 +207,7 @@ class ChangeDetector:
         tail: float | None = 1.6,
         mean_window: int = 20,
         scale_window: int = 100,
-        min_history: int = 20,
+        min_history: int = 40,
         trusted_after: int = 100,
         jump: float = math.log(30.0),
         jump_after: int = 5,

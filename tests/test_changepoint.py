@@ -184,7 +184,7 @@ def test_a_x100_jump_fires_within_two_evaluations(t_jump):
 @pytest.mark.parametrize("t_jump", [5, 12, 19])
 @pytest.mark.kernel
 def test_a_x100_jump_fires_in_the_first_twenty_evaluations(t_jump):
-    """Before ``min_history`` no CUSUM runs: once a stream has ``jump_after`` (5) values, the
+    """Before ``min_history`` (40) no CUSUM runs: once a stream has ``jump_after`` (5) values, the
     absolute check (a move of more than log 30 against its own first values) fires at once:
     WATCH with a finite statistic, between the two thresholds for a x100 move."""
     rng = np.random.default_rng(t_jump)
@@ -332,7 +332,7 @@ def test_cusum_monitor_matches_the_reference_fed_the_same_streams():
 
 @pytest.mark.parametrize("t_jump", [5, 8, 19, 30, 120])
 def test_cusum_monitor_fires_on_a_x100_layer_within_two_evaluations(t_jump):
-    """From the 6th evaluation (the absolute check, before the CUSUM is live at 20) and
+    """From the 6th evaluation (the absolute check, before the CUSUM is live at 40) and
     after, a layer moving x100 fires within two evaluations and is named. The check sees the
     median-relative value: one layer of 8 moving x100 also moves the median, so its
     median-relative move is about x46, over the check's x30."""

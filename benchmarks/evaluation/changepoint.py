@@ -132,7 +132,7 @@ class ChangeDetector:
         CUSUM reference (half the shift, in long-run sd, the detector is tuned for).
     mean_window, scale_window : int, default 50, 200
         Memory (evaluations) of the prediction and of its error variance.
-    min_history : int, default 20
+    min_history : int, default 40
         Accepted values before a stream's CUSUM runs.
     trusted_after : int, default 100
         Accepted values before ``calibrating`` turns False.
@@ -164,7 +164,7 @@ class ChangeDetector:
         k: float = 2.0,
         mean_window: int = 20,
         scale_window: int = 100,
-        min_history: int = 20,
+        min_history: int = 40,
         trusted_after: int = 100,
         jump: float = math.log(30.0),
         jump_after: int = 5,
