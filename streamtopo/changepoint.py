@@ -170,8 +170,10 @@ class ChangeDetector:
         Alarm age (evaluations) at which WATCH becomes COLLAPSE.
     clear_below : float, default 0.5
         The alarm ends when the statistic falls below ``clear_below * h_watch_``.
-    min_std : float, default 1e-3
-        Floor of every prediction-error sd (stream units).
+    min_std : float, default 0.01
+        Floor of every prediction-error sd (stream units; 1 % for log signals). A median-relative
+        layer stream is exactly 0 while that layer is the median (odd layer counts), so a
+        smaller floor (1e-3) made a change of median layer a large residual.
     autocorr : bool, default False
         Divide residuals by the long-run sd factor ``sqrt((1 + rho) / (1 - rho))``.
     z_cap : float, default inf
@@ -216,7 +218,7 @@ class ChangeDetector:
         hold_z: float = 4.0,
         escalate_after: int = 50,
         clear_below: float = 0.5,
-        min_std: float = 1e-3,
+        min_std: float = 0.01,
         autocorr: bool = False,
         z_cap: float = math.inf,
         pending: float = 0.5,

@@ -152,8 +152,10 @@ class ChangeDetector:
         Alarm age at which WATCH becomes COLLAPSE.
     clear_below : float, default 0.5
         The alarm ends when the statistic falls below ``clear_below * h_watch``.
-    min_std : float, default 1e-3
-        Floor of every prediction-error sd (log units).
+    min_std : float, default 0.01
+        Floor of every prediction-error sd (stream units; 1 % for log signals). A median-relative
+        layer stream is exactly 0 while that layer is the median (odd layer counts), so a
+        smaller floor (1e-3) made a change of median layer a large residual.
     """
 
     def __init__(
@@ -173,7 +175,7 @@ class ChangeDetector:
         hold_z: float = 4.0,
         escalate_after: int = 50,
         clear_below: float = 0.5,
-        min_std: float = 1e-3,
+        min_std: float = 0.01,
         autocorr: bool = False,
         z_cap: float = math.inf,
         tail: float | None = 1.6,

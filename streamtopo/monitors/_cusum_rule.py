@@ -27,11 +27,10 @@ class CusumRule:
         n_layers: int,
         layer_rule: bool,
         fa_per_1k: float,
-        min_std: float,
         escalate_after: int,
     ) -> None:
         n = 1 + (n_signals * n_layers if layer_rule else 0)
-        self.detector = ChangeDetector(n, fa_per_1k, min_std=min_std, escalate_after=escalate_after)
+        self.detector = ChangeDetector(n, fa_per_1k, escalate_after=escalate_after)
         self._x = np.zeros(n)
         self._u = self._x[1:].reshape(n_signals, n_layers) if layer_rule else None
 

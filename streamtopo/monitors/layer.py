@@ -151,7 +151,8 @@ class LayerMonitor(Monitor):
     fa_per_1k : float, default 0.1
         ``rule="cusum"``'s knob: expected false alarms per 1,000 evaluations of a healthy run
         (sets the CUSUM thresholds; COLLAPSE is the threshold of a 100x smaller rate). Larger
-        is faster and noisier. ``escalate_after`` and ``min_std`` apply to it too.
+        is faster and noisier. ``escalate_after`` applies to it too; its floor of the
+        prediction-error sd is its own (0.01 log units, ``ChangeDetector(min_std=)``).
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     signal_name : str, optional
@@ -368,7 +369,7 @@ class LayerMonitor(Monitor):
         self._detector = None
         if self._cusum:  # streams: log h0, then every (signal, layer)'s median-relative value
             self._detector = CusumRule(
-                S, L, self.layer_rule, self.fa_per_1k, self.min_std, self.escalate_after
+                S, L, self.layer_rule, self.fa_per_1k, self.escalate_after
             )
         self._bind_kernel_args()
 
