@@ -368,9 +368,7 @@ class LayerMonitor(Monitor):
         self._cusum = self.rule == "cusum"
         self._detector = None
         if self._cusum:  # streams: log h0, then every (signal, layer)'s median-relative value
-            self._detector = CusumRule(
-                S, L, self.layer_rule, self.fa_per_1k, self.escalate_after
-            )
+            self._detector = CusumRule(S, L, self.layer_rule, self.fa_per_1k, self.escalate_after)
         self._bind_kernel_args()
 
     def _bind_kernel_args(self) -> None:
