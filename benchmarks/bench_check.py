@@ -111,7 +111,7 @@ def monitor_bytes(L=128, S=3, capacity=1024, W=16):
 def false_alarms(steps):
     """Alarm steps and episodes per 1,000 steps on healthy synthetic streams (i.i.d. 5 % noise
     around fixed layer levels, cosine LR decay): the plain per-layer threshold 3.0 against the
-    default (Šidák-corrected for L x S z-scores)."""
+    default (Šidák-corrected for L x S z-scores), under ``rule="streak"``."""
     from streamtopo import LayerMonitor
 
     rng = np.random.default_rng(1)
@@ -121,7 +121,7 @@ def false_alarms(steps):
     for L, S in ((8, 1), (8, 3), (64, 1), (64, 3)):
         x = stream(rng, steps, L, S)
         for layer_z in (3.0, None):
-            mon = LayerMonitor(L, [f"s{k}" for k in range(S)], layer_z=layer_z)
+            mon = LayerMonitor(L, [f"s{k}" for k in range(S)], rule="streak", layer_z=layer_z)
             states = [mon.check(x[t]).state != "HEALTHY" for t in range(steps)]
             episodes = sum(1 for t in range(1, steps) if states[t] and not states[t - 1])
             scored = steps - mon.baseline
@@ -133,7 +133,7 @@ def false_alarms(steps):
 
 
 def rules(reps: int, steps: int, warm: int) -> None:
-    """``check()`` per call with rule="streak" (today's default) and rule="cusum" (the change
+    """``check()`` per call with rule="streak" (the default) and rule="cusum" (the change
     detector), 64 layers x 3 signals, W=16, alternating the rules ``reps`` times on the same
     stream: the median over repetitions of each p50 and of the thread CPU time per call."""
     rng = np.random.default_rng(2)

@@ -4,8 +4,8 @@
     python benchmarks/eval_changepoint.py calib      # score on the calibration seeds (0-19)
     python benchmarks/eval_changepoint.py fresh      # score on the report seeds (1000+)
 
-Every run is replayed through today's LayerMonitor (read-only) for its per-evaluation h0 and
-its default ``zscore`` ("streak") alarm; the change detector
+Every run is replayed through LayerMonitor (read-only) for its per-evaluation h0 and its
+``rule="streak"`` alarm (the default); the change detector
 (``benchmarks/evaluation/changepoint.py``) sees ``log h0`` and each layer's median-relative
 log signal (as LayerMonitor's layer rule does). Scores per detector: false-alarm episodes per
 1k healthy steps (from step 0, calibration included), share of healthy steps in alarm, and per
@@ -37,7 +37,7 @@ def _values(rec: Recorded, signals: tuple[str, ...]) -> np.ndarray:
 
 
 def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
-    """(log h0 (T,), today's default alarm (T,)) from LayerMonitor, cached per run."""
+    """(log h0 (T,), the streak rule's alarm (T,)) from LayerMonitor, cached per run."""
     FEAT.mkdir(parents=True, exist_ok=True)
     p = FEAT / f"{rec.scenario}_s{rec.seed}_T{rec.steps}_{sig}.npz"
     if p.exists():
@@ -46,7 +46,7 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
     from streamtopo import LayerMonitor
 
     vals = _values(rec, SIGS[sig])
-    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig])
+    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig], rule="streak")
     df = mon.run(vals)
     h0 = df["h0"].to_numpy().astype(np.float64)
     with np.errstate(divide="ignore"):
@@ -191,8 +191,8 @@ def detectors(kw: dict) -> dict:
         return lambda r: run_detector(streams(r, sig, parts), **kw)[0]
 
     return {
-        "streak (today's default) [act]": lambda r: layer_features(r, "act")[1],
-        "streak (today's default) [act+grad]": lambda r: layer_features(r, "act+grad")[1],
+        "streak (default) [act]": lambda r: layer_features(r, "act")[1],
+        "streak (default) [act+grad]": lambda r: layer_features(r, "act+grad")[1],
         "loss_rise": loss_rise,
         "changepoint [act+grad]": cp("act+grad"),
         "changepoint [act]": cp("act"),

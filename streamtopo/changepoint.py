@@ -24,10 +24,13 @@ Per stream and evaluation (the kernel is ``streamtopo._kernels.changepoint``):
    (union bound), i.e. a one-sided in-control run length ``ARL0 = 2 N 1000 / fa_per_1k``; with
    ``tail`` (a Laplace scale, heavy-tailed residuals) ``h = log(ARL0) / theta`` (Lundberg), with
    ``tail=None`` Siegmund's Gaussian approximation solved for h.
-5. **Live from evaluation 0**: a non-finite value is COLLAPSE at once; a move of more than
-   ``jump`` (log 30) from the baseline mean fires at once (the statistic is then inf); the
-   CUSUM of a stream starts after ``min_history`` accepted values; ``calibrating`` is True
-   until every stream has ``trusted_after``.
+5. **Live from evaluation 0**: a non-finite value is COLLAPSE at once (the statistic is then
+   inf). Once a stream has a settled own history (``jump_after`` accepted values, and the move
+   exceeds ``jump_sd`` prediction-error sd), a move of more than ``jump`` (log 30) from its
+   baseline mean fires at once, with the finite statistic
+   ``h_watch + (h_collapse - h_watch) (|move| / jump - 1)``: WATCH for a x30 move of a log
+   signal, the COLLAPSE threshold at x900. The CUSUM of a stream starts after ``min_history``
+   accepted values; ``calibrating`` is True until every stream has ``trusted_after``.
 6. **Baseline hygiene**: a value enters its stream's baseline only while no alarm is active and
    the stream's own statistic is at most ``pending * h_watch``. During an alarm the last
    ``absorb_after`` vectors are kept; once the alarm is that old and every stream holds the
@@ -145,14 +148,20 @@ class ChangeDetector:
         Laplace scale of the residuals assumed by the thresholds (heavy tails); None: Gaussian.
     mean_window, scale_window : int, default 20, 100
         Memory (evaluations) of the prediction and of its error variance.
-    min_history : int, default 20
+    min_history : int, default 40
         Accepted values before a stream's CUSUM runs.
     trusted_after : int, default 100
         Accepted values (of every stream) before ``calibrating`` turns False.
     jump : float, default log(30)
         Absolute check: a move this large (stream units; log units for log signals) from the
-        baseline mean fires at once, from the second value of a stream on (so a x100 move of a
-        log signal fires even while the CUSUM is not live yet).
+        baseline mean fires at once (WATCH; twice as large reaches the COLLAPSE threshold), so a
+        x100 move of a log signal fires even while the CUSUM is not live yet.
+    jump_after : int, default 5
+        Accepted values of a stream before its jump check runs (the first optimizer steps of a
+        healthy run can move a layer by orders of magnitude).
+    jump_sd : float, default 3.0
+        A jump must also exceed this many prediction-error sd of its stream: right after a
+        large healthy transient the stream's own history is not settled yet.
     absorb_after : int, default 30
         Age (evaluations) at which a held shift is absorbed; also the buffer length (>= 4).
     hold_z : float, default 4.0
@@ -161,8 +170,10 @@ class ChangeDetector:
         Alarm age (evaluations) at which WATCH becomes COLLAPSE.
     clear_below : float, default 0.5
         The alarm ends when the statistic falls below ``clear_below * h_watch_``.
-    min_std : float, default 1e-3
-        Floor of every prediction-error sd (stream units).
+    min_std : float, default 0.01
+        Floor of every prediction-error sd (stream units; 1 % for log signals). A median-relative
+        layer stream is exactly 0 while that layer is the median (odd layer counts), so a
+        smaller floor (1e-3) made a change of median layer a large residual.
     autocorr : bool, default False
         Divide residuals by the long-run sd factor ``sqrt((1 + rho) / (1 - rho))``.
     z_cap : float, default inf
@@ -182,8 +193,11 @@ class ChangeDetector:
     >>> states = [det.update(rng.normal(size=2))[0] for _ in range(50)]
     >>> states.count("HEALTHY"), det.calibrating
     (50, True)
-    >>> det.update([0.0, 10.0])  # stream 1 jumps far beyond its baseline: fires at once
-    ('COLLAPSE', inf, (1,), 1)
+    >>> state, stat, streams, direction = det.update([0.0, 10.0])  # stream 1 jumps: at once
+    >>> state, round(stat, 1), streams, direction, det.jumped
+    ('COLLAPSE', 34.4, (1,), 1, True)
+    >>> round(det.h_watch_, 1), round(det.h_collapse_, 1)  # x30 / x900 jumps of a log signal
+    (16.7, 26.0)
     """
 
     def __init__(
@@ -195,14 +209,16 @@ class ChangeDetector:
         tail: float | None = 1.6,
         mean_window: int = 20,
         scale_window: int = 100,
-        min_history: int = 20,
+        min_history: int = 40,
         trusted_after: int = 100,
         jump: float = math.log(30.0),
+        jump_after: int = 5,
+        jump_sd: float = 3.0,
         absorb_after: int = 30,
         hold_z: float = 4.0,
         escalate_after: int = 50,
         clear_below: float = 0.5,
-        min_std: float = 1e-3,
+        min_std: float = 0.01,
         autocorr: bool = False,
         z_cap: float = math.inf,
         pending: float = 0.5,
@@ -218,6 +234,8 @@ class ChangeDetector:
         self.min_history = check_positive_int(min_history, "min_history")
         self.trusted_after = check_positive_int(trusted_after, "trusted_after")
         self.jump = _number(jump, "jump", 0.0)
+        self.jump_after = check_positive_int(jump_after, "jump_after")
+        self.jump_sd = _number(jump_sd, "jump_sd", 0.0, lo_open=False)
         self.absorb_after = check_positive_int(absorb_after, "absorb_after", minimum=4)
         self.hold_z = _number(hold_z, "hold_z", 0.0)
         self.escalate_after = check_positive_int(escalate_after, "escalate_after")
@@ -271,6 +289,7 @@ class ChangeDetector:
         )  # fmt: skip
         par[kc.P_PENDING], par[kc.P_WINSOR] = self.pending, self.winsor
         par[kc.P_RESTART] = float(self.restart_on_clear)
+        par[kc.P_JUMP_AFTER], par[kc.P_JUMP_SD] = self.jump_after, self.jump_sd
         self._par = par
         self._out[self._kc.O_CALIBRATING] = 1.0
         self._code = 0
@@ -365,8 +384,14 @@ class ChangeDetector:
 
     @property
     def stat(self) -> float:
-        """The statistic of the last call: the largest CUSUM (inf on a jump or non-finite)."""
+        """The statistic of the last call: the largest per-stream statistic (CUSUM or jump
+        check; inf on a non-finite value)."""
         return float(self._out[0])
+
+    @property
+    def jumped(self) -> bool:
+        """The statistic of the last call is a jump check's (see ``jump``)."""
+        return bool(self._out[self._kc.O_JUMPED])
 
     @property
     def direction(self) -> int:
@@ -402,15 +427,21 @@ class ChangeDetector:
         return tuple(self._order[:n].tolist())
 
     def stream_stat(self, j: int) -> float:
-        """Stream ``j``'s own CUSUM statistic (the larger side) at the last call."""
-        return float(self._f[self._kc.S, j])
+        """Stream ``j``'s own statistic at the last call: the larger CUSUM side, or its jump
+        check's statistic when that is larger."""
+        kc = self._kc
+        return float(max(self._f[kc.S, j], self._f[kc.JMP, j]))
+
+    def stream_move(self, j: int) -> float:
+        """Stream ``j``'s last value minus its baseline mean (stream units)."""
+        return float(self._f[self._kc.DEV, j])
 
     # -- the per-evaluation call ----------------------------------------------------------------
     def update(self, x: Any, label: int | None = None) -> tuple[str, float, tuple[int, ...], int]:
         """Score one evaluation's stream values.
 
         Returns ``(state, statistic, streams, direction)``: ``"HEALTHY"``/``"WATCH"``/
-        ``"COLLAPSE"``, the largest CUSUM (inf on a non-finite value or a jump), the streams over
+        ``"COLLAPSE"``, the statistic (see :attr:`stat`), the streams over
         ``h_watch_`` (see :meth:`streams`) and +1 / -1 / 0. ``label`` (default: the evaluation
         index) names this evaluation in :attr:`alarm_start` and :attr:`absorbed_start`.
         """

@@ -181,19 +181,50 @@ def test_a_x100_jump_fires_within_two_evaluations(t_jump):
     assert d.streams()[0] == 4 and d.direction == 1
 
 
-@pytest.mark.parametrize("t_jump", [1, 5, 12, 19])
+@pytest.mark.parametrize("t_jump", [5, 12, 19])
 @pytest.mark.kernel
 def test_a_x100_jump_fires_in_the_first_twenty_evaluations(t_jump):
-    """Before ``min_history`` no CUSUM runs: the absolute check (a move of more than log 30
-    against the stream's own first values) fires at once."""
+    """Before ``min_history`` (40) no CUSUM runs: once a stream has ``jump_after`` (5) values, the
+    absolute check (a move of more than log 30 against its own first values) fires at once:
+    WATCH with a finite statistic, between the two thresholds for a x100 move."""
     rng = np.random.default_rng(t_jump)
     x = healthy(rng, 25, 4)
     x[t_jump:, 2] -= math.log(100.0)
     d = ChangeDetector(4)
     states = [d.update(v)[0] for v in x[: t_jump + 1]]
     assert all(s == "HEALTHY" for s in states[:t_jump])
-    assert states[t_jump] != "HEALTHY" and d.calibrating
-    assert d.streams() == (2,) and d.direction == -1 and d.stat == math.inf
+    assert states[t_jump] == "WATCH" and d.calibrating and d.jumped
+    assert d.streams() == (2,) and d.direction == -1
+    assert d.h_watch_ < d.stat < d.h_collapse_
+    assert d.stream_move(2) == pytest.approx(-math.log(100.0), abs=0.2)
+
+
+@pytest.mark.parametrize("t_jump", [1, 2, 3, 4])
+@pytest.mark.kernel
+def test_the_first_steps_can_move_by_orders_of_magnitude(t_jump):
+    """The first optimizer steps of a healthy run can move a layer x300 from its value at
+    initialisation; before a stream has ``jump_after`` values that is not an alarm."""
+    rng = np.random.default_rng(t_jump)
+    x = healthy(rng, 30, 6)
+    x[t_jump:, 5] += math.log(300.0)
+    d = ChangeDetector(6)
+    assert all(d.update(v)[0] == "HEALTHY" for v in x)
+
+
+@pytest.mark.kernel
+def test_a_x1000_jump_reaches_the_collapse_threshold_and_a_x30_one_watch():
+    """The jump check's statistic is h_watch at a move of ``jump`` (x30) and h_collapse at
+    twice that (x900): a x1000 move is COLLAPSE by the threshold, not by an infinite value."""
+    rng = np.random.default_rng(3)
+    for factor, state in ((1000.0, "COLLAPSE"), (40.0, "WATCH")):
+        x = healthy(rng, 12, 3)
+        x[10:, 1] += math.log(factor)
+        d = ChangeDetector(3, min_history=50)  # the CUSUM is not live yet
+        states = [d.update(v)[0] for v in x]
+        assert states[:10] == ["HEALTHY"] * 10 and states[10] == state
+        assert d.jumped and math.isfinite(d.stat)
+        lo, hi = d.h_watch_, d.h_collapse_
+        assert d.stat == pytest.approx(lo + (hi - lo) * (abs(d.stream_move(1)) / d.jump - 1.0))
 
 
 @pytest.mark.kernel
@@ -299,9 +330,9 @@ def test_cusum_monitor_matches_the_reference_fed_the_same_streams():
     assert {"HEALTHY", "WATCH", "COLLAPSE", "absorbed"} <= seen
 
 
-@pytest.mark.parametrize("t_jump", [3, 8, 19, 30, 120])
+@pytest.mark.parametrize("t_jump", [5, 8, 19, 30, 120])
 def test_cusum_monitor_fires_on_a_x100_layer_within_two_evaluations(t_jump):
-    """From the first evaluations (the absolute check, before the CUSUM is live at 20) and
+    """From the 6th evaluation (the absolute check, before the CUSUM is live at 40) and
     after, a layer moving x100 fires within two evaluations and is named. The check sees the
     median-relative value: one layer of 8 moving x100 also moves the median, so its
     median-relative move is about x46, over the check's x30."""

@@ -22,11 +22,15 @@ layer, the layer's median-relative log value). Per stream and per evaluation:
    for h); the default ``tail=1.6`` takes Laplace z of scale 1.6: residuals of real training
    signals have far heavier tails than Gaussian (calibrated on the digits seeds 0-19, see
    benchmarks/evaluation/CHANGEPOINT.md).
-5. **Live from evaluation 0**: a non-finite value is COLLAPSE at once; a stream moving by more
-   than ``jump`` (log units; default log 30, so a x100 move fires at once) from its baseline
-   mean is WATCH at once (layer streams are median-relative, so this is "against its own
-   history and against the other layers"); the CUSUM runs once a stream has ``min_history``
-   accepted values; ``calibrating`` is True until every stream has ``trusted_after``.
+5. **Live from evaluation 0**: a non-finite value is COLLAPSE at once. Once a stream has a
+   settled own history (``jump_after`` accepted values, and the move exceeds ``jump_sd``
+   prediction-error sd), a move of more than ``jump`` (log units; default log 30, so a x100
+   move fires at once) from its baseline mean is WATCH at once
+   (layer streams are median-relative, so this is "against its own history and against the
+   other layers"), with the finite statistic ``h_watch + (h_collapse - h_watch) (|move| / jump
+   - 1)``: the WATCH threshold at x30, the COLLAPSE threshold at x900 (twice ``jump``). The
+   CUSUM runs once a stream has ``min_history`` accepted values; ``calibrating`` is True until
+   every stream has ``trusted_after``.
 6. **Baseline hygiene**: a value enters its stream's baseline only when no alarm is active and
    the stream's statistic is at most ``pending * h_watch`` (0.5). An alarm ends when the
    statistic falls below ``clear_below * h_watch``; the CUSUMs then restart from 0. During an
@@ -128,12 +132,18 @@ class ChangeDetector:
         CUSUM reference (half the shift, in long-run sd, the detector is tuned for).
     mean_window, scale_window : int, default 50, 200
         Memory (evaluations) of the prediction and of its error variance.
-    min_history : int, default 20
+    min_history : int, default 40
         Accepted values before a stream's CUSUM runs.
     trusted_after : int, default 100
         Accepted values before ``calibrating`` turns False.
     jump : float, default log(30)
-        Absolute check (log units): a move this large from the baseline mean is WATCH at once.
+        Absolute check (log units): a move this large from the baseline mean is WATCH at once;
+        twice as large reaches the COLLAPSE threshold.
+    jump_after : int, default 5
+        Accepted values of a stream before its jump check runs.
+    jump_sd : float, default 3.0
+        A jump must also exceed this many prediction-error sd (a settled own history: right
+        after a large healthy transient the stream's scatter is still large).
     absorb_after : int, default 30
         Age (evaluations) at which a held shift is absorbed.
     hold_z : float, default 4.0
@@ -142,8 +152,10 @@ class ChangeDetector:
         Alarm age at which WATCH becomes COLLAPSE.
     clear_below : float, default 0.5
         The alarm ends when the statistic falls below ``clear_below * h_watch``.
-    min_std : float, default 1e-3
-        Floor of every prediction-error sd (log units).
+    min_std : float, default 0.01
+        Floor of every prediction-error sd (stream units; 1 % for log signals). A median-relative
+        layer stream is exactly 0 while that layer is the median (odd layer counts), so a
+        smaller floor (1e-3) made a change of median layer a large residual.
     """
 
     def __init__(
@@ -154,14 +166,16 @@ class ChangeDetector:
         k: float = 2.0,
         mean_window: int = 20,
         scale_window: int = 100,
-        min_history: int = 20,
+        min_history: int = 40,
         trusted_after: int = 100,
         jump: float = math.log(30.0),
+        jump_after: int = 5,
+        jump_sd: float = 3.0,
         absorb_after: int = 30,
         hold_z: float = 4.0,
         escalate_after: int = 50,
         clear_below: float = 0.5,
-        min_std: float = 1e-3,
+        min_std: float = 0.01,
         autocorr: bool = False,
         z_cap: float = math.inf,
         tail: float | None = 1.6,
@@ -181,6 +195,7 @@ class ChangeDetector:
         )
         self.mean_window, self.scale_window = int(mean_window), int(scale_window)
         self.min_history, self.trusted_after = int(min_history), int(trusted_after)
+        self.jump_after, self.jump_sd = int(jump_after), float(jump_sd)
         self.jump, self.absorb_after, self.hold_z = float(jump), int(absorb_after), float(hold_z)
         self.escalate_after, self.clear_below = int(escalate_after), float(clear_below)
         self.min_std, self.autocorr = float(min_std), bool(autocorr)
@@ -205,6 +220,8 @@ class ChangeDetector:
         self.absorbed_step = -1  # start of the last absorbed shift
         self.buf: deque = deque(maxlen=self.absorb_after)
         self.last_z = np.zeros(n)
+        self.key = np.zeros(n)  # per-stream statistic of the last call: max(CUSUM, jump)
+        self.jumped = False  # the last statistic came from the jump check
 
     def state_dict(self) -> dict:
         """Plain floats/lists/ints (JSON-serialisable)."""
@@ -235,10 +252,10 @@ class ChangeDetector:
     def update(self, x) -> tuple[int, float, tuple[int, ...], int]:
         """Score one evaluation's stream values.
 
-        Returns ``(state, statistic, streams, direction)``: the state code, the largest CUSUM
-        statistic (inf on a non-finite value or a jump), the indices of the streams over
-        ``h_watch`` (largest first; the non-finite or jumping ones when those fired) and +1 /
-        -1 / 0 for the direction of the largest statistic.
+        Returns ``(state, statistic, streams, direction)``: the state code, the largest
+        per-stream statistic (CUSUM or jump check; inf on a non-finite value), the indices of
+        the streams over ``h_watch`` (largest first; the non-finite ones when those fired) and
+        +1 / -1 / 0 for the direction of the largest statistic.
         """
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.n,):
@@ -247,26 +264,37 @@ class ChangeDetector:
         self.t += 1
         bad = ~np.isfinite(x)
         if bad.any():  # absolute check: non-finite is COLLAPSE, nothing enters a baseline
+            self.jumped = False
             self._enter_alarm(t, COLLAPSE)
             return COLLAPSE, math.inf, tuple(np.flatnonzero(bad).tolist()), 0
         seen = ~np.isnan(self.m)
         if not seen.all():  # first value of a stream: it is its own baseline
             self.m[~seen] = x[~seen]
         dev = x - self.m
-        jumped = seen & (np.abs(dev) > self.jump)
+        n_mean = np.minimum(np.maximum(self.cnt, 1.0), 2.0 * self.mean_window - 1.0)
+        sd = np.sqrt(np.maximum(self.v, self.min_std**2) * (1.0 + 1.0 / n_mean))
+        big = np.abs(dev) > self.jump
+        jumped = (self.cnt >= self.jump_after) & big & (np.abs(dev) > self.jump_sd * sd)
         z = self._residual(dev)
         live = self.cnt >= self.min_history
         zl = np.where(live, np.clip(z, -self.z_cap, self.z_cap), 0.0)
         self.sp = np.where(live, np.maximum(0.0, self.sp + zl - self.k), 0.0)
         self.sn = np.where(live, np.maximum(0.0, self.sn - zl - self.k), 0.0)
         s = np.maximum(self.sp, self.sn)
-        stat = float(s.max())
-        top = int(np.argmax(s))
-        direction = 0 if stat == 0 else (1 if self.sp[top] >= self.sn[top] else -1)
-        if jumped.any():
-            stat = math.inf
-            j = int(np.argmax(np.where(jumped, np.abs(dev), -1.0)))
-            direction = 1 if dev[j] > 0 else -1
+        # the jump check's statistic: h_watch at a move of `jump`, h_collapse at twice that
+        hw, hc = self.h_watch, self.h_collapse
+        js = np.where(jumped, hw + (hc - hw) * (np.abs(dev) / self.jump - 1.0), 0.0)
+        key = np.maximum(s, js)
+        self.key = key
+        stat = float(key.max())
+        top = int(np.argmax(key))
+        if stat == 0:
+            direction = 0
+        elif js[top] > s[top]:
+            direction = 1 if dev[top] > 0 else -1
+        else:
+            direction = 1 if self.sp[top] >= self.sn[top] else -1
+        self.jumped = bool(js[top] > s[top])
         # state
         if stat >= self.h_collapse:
             level = COLLAPSE
@@ -286,6 +314,7 @@ class ChangeDetector:
             age = t - self.alarm_start + 1
             if age >= self.absorb_after and len(self.buf) >= 4 and self._held():
                 self._absorb()
+                self.jumped = False
                 return HEALTHY, 0.0, (), 0
             if age >= self.escalate_after:
                 self.state = COLLAPSE
@@ -293,8 +322,8 @@ class ChangeDetector:
         if not self.state:
             accept = s <= self.pending * self.h_watch
             self._accept(x, dev, z, accept)
-        over = np.flatnonzero(jumped | (s >= self.h_watch))
-        streams = tuple(over[np.argsort(-np.where(jumped, np.inf, s)[over])].tolist())
+        over = np.flatnonzero(key >= self.h_watch)
+        streams = tuple(over[np.argsort(-key[over], kind="stable")].tolist())
         return self.state, stat, streams, direction
 
     # -- pieces --------------------------------------------------------------------------------

@@ -5,12 +5,16 @@ Notation: N streams (one value each per evaluation), A the absorption buffer len
 rows CNT (accepted values), MEAN (the prediction m; NaN before a stream's first value), VAR (the
 prediction-error variance v), NV (errors in v), RHO (lag-1 autocorrelation of the residuals),
 ZPREV (the last clipped residual), SP/SN (the upward/downward CUSUMs), Z (the last residual);
-ZRAW, DEV, S and JMP are per-call scratch. ``ist`` holds the int64 scalars (t, state, alarm
+ZRAW, DEV, S (the larger CUSUM side) and JMP (the jump check's statistic, 0 when the stream did
+not jump) are per-call scratch. ``ist`` holds the int64 scalars (t, state, alarm
 start, ...), ``par`` the float64 parameters, ``buf`` the (A, N) ring of the vectors seen during
 an alarm. Per stream and evaluation: residual ``r = x - m``; Student-t value
 ``r / sqrt(v (1 + 1/n))`` (n the effective count of the mean, at most ``2 mean_window - 1``)
 mapped to a normal quantile (Wallace 1959); CUSUM ``S+ = max(0, S+ + z - k)``,
-``S- = max(0, S- - z - k)``; the statistic is the largest S over streams and sides.
+``S- = max(0, S- - z - k)``; a stream's statistic is the larger of its S and its jump check's
+``h_watch + (h_collapse - h_watch) (|r| / jump - 1)`` (when ``|r| > jump`` and
+``|r| > jump_sd sqrt(v (1 + 1/n))`` after ``jump_after`` accepted values); the statistic is the
+largest over streams.
 
 Exactness: this is a transcription of the pure-numpy reference
 (``tests/naive_changepoint.py``, from ``benchmarks/evaluation/changepoint.py``), element by
@@ -38,12 +42,12 @@ NI = 8
 (
     P_K, P_H_WATCH, P_H_COLLAPSE, P_MEAN_WINDOW, P_SCALE_WINDOW, P_MIN_HISTORY, P_TRUSTED_AFTER,
     P_JUMP, P_HOLD_Z, P_ESCALATE_AFTER, P_CLEAR_BELOW, P_MIN_STD, P_AUTOCORR, P_Z_CAP, P_PENDING,
-    P_WINSOR, P_RESTART,
-) = range(17)  # fmt: skip
-NP = 17
+    P_WINSOR, P_RESTART, P_JUMP_AFTER, P_JUMP_SD,
+) = range(19)  # fmt: skip
+NP = 19
 # entries of out
-O_STAT, O_DIRECTION, O_N_OVER, O_CALIBRATING, O_ABSORBED = range(5)
-NO = 5
+O_STAT, O_DIRECTION, O_N_OVER, O_CALIBRATING, O_ABSORBED, O_JUMPED = range(6)
+NO = 6
 HEALTHY, WATCH, COLLAPSE = 0, 1, 2
 
 
@@ -201,8 +205,8 @@ def _accept(f, par):
 
 @jit
 def _over_streams(f, par, order, nonfinite, x):
-    """Write into ``order`` the streams over ``h_watch`` (or jumping / non-finite), largest
-    statistic first (jumps rank as inf; ties by index); return how many."""
+    """Write into ``order`` the streams whose statistic (CUSUM or jump) is over ``h_watch``
+    (the non-finite ones when ``nonfinite``), largest first (ties by index); return how many."""
     N = f.shape[1]
     h_watch = par[P_H_WATCH]
     n = 0
@@ -211,14 +215,14 @@ def _over_streams(f, par, order, nonfinite, x):
             hit = not math.isfinite(x[j])
             key = 0.0
         else:
-            hit = f[JMP, j] > 0.0 or f[S, j] >= h_watch
-            key = math.inf if f[JMP, j] > 0.0 else f[S, j]
+            key = _maximum(f[S, j], f[JMP, j])
+            hit = key >= h_watch
         if not hit:
             continue
         k = n  # insertion: stable, descending by key
         while k > 0:
             p = order[k - 1]
-            kp = math.inf if f[JMP, p] > 0.0 else f[S, p]
+            kp = _maximum(f[S, p], f[JMP, p])
             if nonfinite or kp >= key:
                 break
             order[k] = p
@@ -241,11 +245,12 @@ def _calibrating(f, par):
 def changepoint_step(x, f, ist, par, buf, out, order, label):
     """Score one evaluation's N stream values ``x``; return the state code (0/1/2).
 
-    ``out`` receives the statistic (inf on a non-finite value or a jump), the direction of its
-    largest contributor (+1/-1/0), the number of streams written to ``order`` (over
-    ``h_watch``, largest first; the non-finite or jumping ones when those fired), whether the
-    detector is still calibrating, and 1.0 when a held shift was absorbed at this call
-    (``ist[ABSORBED]``/``ist[ABSORBED_LABEL]`` then hold its first evaluation / label).
+    ``out`` receives the statistic (inf on a non-finite value), the direction of its largest
+    contributor (+1/-1/0), the number of streams written to ``order`` (over ``h_watch``,
+    largest first; the non-finite ones when those fired), whether the detector is still
+    calibrating, 1.0 when a held shift was absorbed at this call (``ist[ABSORBED]``/
+    ``ist[ABSORBED_LABEL]`` then hold its first evaluation / label) and 1.0 when the statistic
+    is a jump check's.
     ``label`` is the caller's name for this evaluation (e.g. its training step), recorded at
     alarm start.
     """
@@ -253,6 +258,7 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
     t = ist[T]
     ist[T] = t + 1
     out[O_ABSORBED] = 0.0
+    out[O_JUMPED] = 0.0
     for j in range(N):
         if not math.isfinite(x[j]):  # absolute check: COLLAPSE, nothing enters a baseline
             _enter_alarm(ist, t, label, COLLAPSE)
@@ -263,6 +269,10 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
             return COLLAPSE
     k = par[P_K]
     jump = par[P_JUMP]
+    jump_after = par[P_JUMP_AFTER]
+    jump_sd = par[P_JUMP_SD]
+    h_w = par[P_H_WATCH]
+    h_span = par[P_H_COLLAPSE] - h_w
     min_history = par[P_MIN_HISTORY]
     min_var = par[P_MIN_STD] * par[P_MIN_STD]
     z_cap = par[P_Z_CAP]
@@ -272,30 +282,23 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
     k2_margin = 0.98 * k * k
     stat = 0.0
     top = 0
-    jumped = False
-    jtop = -1
-    jbest = -1.0
     first_stat = True
     for j in range(N):
         xj = x[j]
-        seen = not math.isnan(f[MEAN, j])
-        if not seen:  # first value of a stream: it is its own baseline (counted on acceptance)
+        if math.isnan(f[MEAN, j]):  # first value of a stream: its own baseline (counted later)
             f[MEAN, j] = xj
         dev = xj - f[MEAN, j]
         f[DEV, j] = dev
-        jmp = seen and abs(dev) > jump
-        f[JMP, j] = 1.0 if jmp else 0.0
-        if jmp:
-            jumped = True
-            if abs(dev) > jbest:
-                jbest = abs(dev)
-                jtop = j
-        # small-sample residual
         cnt = f[CNT, j]
         nv = f[NV, j]
         live = cnt >= min_history
         n_mean = _minimum(_maximum(cnt, 1.0), n_mean_max)
         var = _maximum(f[VAR, j], min_var) * (1.0 + 1.0 / n_mean)
+        js = 0.0
+        if cnt >= jump_after and abs(dev) > jump and abs(dev) > jump_sd * math.sqrt(var):
+            js = h_w + h_span * (abs(dev) / jump - 1.0)  # the jump check of a settled stream
+        f[JMP, j] = js
+        # small-sample residual
         if not autocorr and (
             not live or (f[SP, j] == 0.0 and f[SN, j] == 0.0 and dev * dev < k2_margin * var)
         ):
@@ -305,8 +308,8 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
             f[SN, j] = 0.0
             f[S, j] = 0.0
             f[Z, j] = math.nan
-            if first_stat or 0.0 > stat:
-                stat = 0.0
+            if first_stat or js > stat:
+                stat = js
                 top = j
                 first_stat = False
             continue
@@ -331,16 +334,18 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
             f[SN, j] = 0.0
         s = _maximum(f[SP, j], f[SN, j])
         f[S, j] = s
-        if first_stat or s > stat or (s != s and stat == stat):
-            stat = s
+        key = _maximum(s, js)
+        if first_stat or key > stat or (key != key and stat == stat):
+            stat = key
             top = j
             first_stat = False
     direction = 0.0
     if stat != 0.0:
-        direction = 1.0 if f[SP, top] >= f[SN, top] else -1.0
-    if jumped:
-        stat = math.inf
-        direction = 1.0 if f[DEV, jtop] > 0.0 else -1.0
+        if f[JMP, top] > f[S, top]:
+            direction = 1.0 if f[DEV, top] > 0.0 else -1.0
+            out[O_JUMPED] = 1.0
+        else:
+            direction = 1.0 if f[SP, top] >= f[SN, top] else -1.0
     # state
     if stat >= par[P_H_COLLAPSE]:
         level = COLLAPSE
@@ -376,6 +381,7 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
             out[O_N_OVER] = 0.0
             out[O_CALIBRATING] = _calibrating(f, par)
             out[O_ABSORBED] = 1.0
+            out[O_JUMPED] = 0.0
             return HEALTHY
         if age >= par[P_ESCALATE_AFTER]:
             ist[STATE] = COLLAPSE

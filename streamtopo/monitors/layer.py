@@ -30,7 +30,6 @@ import numpy as np
 from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, layer_step
 from .._validation import check_choice, check_positive_int, describe
 from ..alarms import (
-    ChangeDetector,
     Patience,
     PeakRule,
     RollingBaseline,
@@ -42,7 +41,7 @@ from ..config import read_config
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
-from ._cusum_reason import cusum_reason
+from ._cusum_rule import CusumRule
 from ._inputs import as_stream, fill_row, missing_mask, split_absent
 from ._records import RunSummary, status_frame
 from ._status import LayerStatus
@@ -89,11 +88,12 @@ class LayerMonitor(Monitor):
         runs recorded before the change detector): z-scores against the previous ``baseline``
         values, raised after ``raise_after`` consecutive evaluations. ``"cusum"``: a two-sided
         CUSUM on ``log h0`` and every layer's median-relative log value, live from the first
-        evaluation: a non-finite value is COLLAPSE and a layer moving x100 against its own
-        history fires at once, a small persistent shift once its evidence accumulates, a
-        drift by its slope; a shift that holds for 30 evaluations is absorbed (the reason
-        says "shift at step N absorbed"). ``status.calibrating`` stays True until every stream
-        has 100 accepted values. ``"peak"``: ph-training's ratio to the peak.
+        evaluation: a non-finite value is COLLAPSE at once; from a layer's 6th evaluation a
+        x30 move against its own history is WATCH at once (x900: COLLAPSE); from its 41st a
+        small persistent shift fires once its evidence accumulates; a shift that holds for 30
+        evaluations is absorbed (the reason says "shift at step N absorbed").
+        ``status.calibrating`` stays True until every stream has 100 accepted values.
+        ``"peak"``: ph-training's ratio to the peak.
     baseline : int, default 200
         K, the number of previous accepted values each z-score is taken against (alarms are
         active once K values exist). Calibrated on recorded digits runs
@@ -155,7 +155,8 @@ class LayerMonitor(Monitor):
     fa_per_1k : float, default 0.1
         ``rule="cusum"``'s knob: expected false alarms per 1,000 evaluations of a healthy run
         (sets the CUSUM thresholds; COLLAPSE is the threshold of a 100x smaller rate). Larger
-        is faster and noisier. ``escalate_after`` and ``min_std`` apply to it too.
+        is faster and noisier. ``escalate_after`` applies to it too; its floor of the
+        prediction-error sd is its own (0.01 log units, ``ChangeDetector(min_std=)``).
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     name : str, optional
@@ -197,7 +198,8 @@ class LayerMonitor(Monitor):
     >>> status.reason.split(":")[0]
     'topology+layer'
 
-    The change detector sees the same jump at once, and is live (``calibrating``) from step 0:
+    The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
+    and is live (``calibrating``) from step 0; the CUSUM reaches COLLAPSE as the jump holds:
 
     >>> mon = LayerMonitor(8, rule="cusum", layer_names=[f"fc{i}" for i in range(8)])
     >>> for t in range(45):
@@ -205,10 +207,11 @@ class LayerMonitor(Monitor):
     ...     if t >= 40:
     ...         x[3] *= 100.0
     ...     status = mon.check(x)
-    ...     if t in (39, 40):
+    ...     if t in (39, 40, 44):
     ...         print(t, status.state.value, status.calibrating, status.culprits)
     39 HEALTHY True ()
-    40 COLLAPSE True ('fc3',)
+    40 WATCH True ('fc3',)
+    44 COLLAPSE True ('fc3',)
     """
 
     kind = "layer"
@@ -396,12 +399,7 @@ class LayerMonitor(Monitor):
         self._cusum = self.rule == "cusum"
         self._detector = None
         if self._cusum:  # streams: log h0, then every (signal, layer)'s median-relative value
-            n = 1 + (S * L if self.layer_rule else 0)
-            self._detector = ChangeDetector(
-                n, self.fa_per_1k, min_std=self.min_std, escalate_after=self.escalate_after
-            )
-            self._cx = np.zeros(n)
-            self._cx_u = self._cx[1:].reshape(S, L) if self.layer_rule else None
+            self._detector = CusumRule(S, L, self.layer_rule, self.fa_per_1k, self.escalate_after)
         self._bind_kernel_args()
 
     def _bind_kernel_args(self) -> None:
@@ -699,35 +697,19 @@ class LayerMonitor(Monitor):
         ``self._u`` by the kernel) to the change detector. Steps with a layer left out of H0
         are not comparable: the detector holds (its alarm, if any, persists)."""
         excluded = excluded or bool(nonfinite)
-        det = self._detector
-        logh = math.log(h0) if h0 > 0.0 else -math.inf
+        rule = self._detector
         self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
-        if excluded:
-            state = _STATES[det.code]
-        else:
-            self._cx[0] = logh
-            if self._cx_u is not None:
-                np.copyto(self._cx_u, self._u)
-            state = _STATES[det.step(self._cx, step)]
+        state = rule.state if excluded else rule.update(step, h0, self._u)
         if nonfinite and self.nonfinite == "collapse":
             state = State.COLLAPSE
-        calibrating = det.calibrating
-        direction, culprits, stat = "", (), math.nan
+        calibrating = rule.detector.calibrating
         if excluded:
+            direction, culprits, stat = "", (), math.nan
             reason = self._reason(state, math.nan, math.nan, -1, nonfinite, excluded)
-        elif state is State.HEALTHY:
-            stat = det.stat
-            reason = "ok"
-            if calibrating:
-                reason = f"ok, calibrating ({det.history}/{det.trusted_after} baseline values)"
-            if det.absorbed:
-                reason += f"; shift at step {det.absorbed_start} absorbed"
         else:
-            stat = det.stat
-            direction = "rising" if det.direction > 0 else "falling" if det.direction < 0 else ""
-            culprits, reason = cusum_reason(
-                det, state, direction, self.layer_names, self.signals, self.max_culprits,
-                self.escalate_after,
+            direction, culprits, reason, stat = rule.describe(
+                state, self.layer_names, self.signals, self.max_culprits, self.escalate_after,
+                self.transform == "log",
             )  # fmt: skip
         self._patience.update(state)
         status = LayerStatus(
