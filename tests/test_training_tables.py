@@ -115,3 +115,25 @@ def test_acknowledge_after_a_rollback_lands_on_the_next_layer_row(tmp_path, ever
     assert events["table"].to_list() == ["layer"] * 3
     out = replay(tm.run_dir_)  # replays (a rollback is not replayed; the acks are applied)
     assert out["step"].to_list() == layer_steps
+
+
+def test_acknowledging_the_attention_monitor_logs_an_event_of_its_table(tmp_path):
+    """The attention LayerMonitor's acknowledge() row used to meet the attention-row converter
+    (a raw KeyError); it is an events row of table ``attention`` at that table's next step."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    tm = TrainingMonitor(model, log_dir=tmp_path, signals=("grad_norm", "attn_entropy"), every=2)
+    for t in range(7):
+        loss = model(torch.randn(4, 5, 16)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tm.step(loss.detach())
+        if t == 2:
+            tm.attention_monitor.acknowledge()
+    tm.close()
+    events = read_run(tm.run_dir_, table="events").collect()
+    assert events["table"].to_list() == ["attention"] and events["step"].to_list() == [4]
+    assert read_run(tm.run_dir_, table="attention").collect()["step"].to_list() == [0, 2, 4, 6]
