@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from streamtopo import CentroidMonitor, Guard, State  # noqa: E402
+from streamtopo import CentroidMonitor, CollapseMonitor, Guard, State  # noqa: E402
 from streamtopo.errors import InputError  # noqa: E402
 from streamtopo.integrations.training import TrainingMonitor, TrainingStatus  # noqa: E402
 from streamtopo.io import RunWriter, read_run, replay  # noqa: E402
@@ -61,6 +61,18 @@ def test_second_unnamed_training_monitor_on_one_writer_is_refused(tmp_path):
                 m2, writer=w, layer={"name": "eval"}, loss={"name": "eval"}, centroid=c2
             )
         assert c2.writer is None and _hooks(m2) == 0
+        # the centroid claimed, the collapse refused: neither given monitor is changed
+        k1, k2, c3 = CollapseMonitor(), CollapseMonitor(), CentroidMonitor(3, name="x")
+        tm3 = TrainingMonitor(
+            _model(2), writer=w, layer={"name": "c"}, loss={"name": "c"}, collapse=k1
+        )
+        with pytest.raises(InputError, match="table 'collapse'"):
+            TrainingMonitor(
+                m2, writer=w, layer={"name": "d"}, loss={"name": "d"}, centroid=c3, collapse=k2
+            )
+        assert c3.writer is None and k2.writer is None and _hooks(m2) == 0
+        tm3.close()
+        del tm3
         tm2 = TrainingMonitor(m2, writer=w, layer={"name": "eval"}, loss={"name": "eval"})
         opt1 = torch.optim.SGD(m1.parameters(), lr=0.01)
         opt2 = torch.optim.SGD(m2.parameters(), lr=0.01)

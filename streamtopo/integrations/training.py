@@ -356,10 +356,13 @@ class TrainingMonitor:
         self.loss_monitor = make_loss(loss, writer)
         self.centroid_monitor = centroid
         self.collapse_monitor = collapse
-        for m in (centroid, collapse):  # log them into the same run unless they have a writer
-            if m is not None and writer is not None and m.writer is None:
-                writer.claim_table(m.table_, m)
-                m.writer = writer
+        # log them into the same run unless they have a writer (both claimed before either is
+        # changed: a refused claim leaves the given monitors as they were)
+        fed = [m for m in (centroid, collapse) if m is not None and m.writer is None]
+        for m in fed if writer is not None else ():
+            writer.claim_table(m.table_, m)
+        for m in fed if writer is not None else ():
+            m.writer = writer
 
     def _make_attention(self) -> Any:
         from ..monitors.layer import LayerMonitor
