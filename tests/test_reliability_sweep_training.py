@@ -125,3 +125,45 @@ def test_bad_training_monitor_labels(call, name):
         call(tm)
     assert name in str(info.value), str(info.value)
     assert json.dumps(tm.state_dict(), sort_keys=True, default=str) == before
+
+
+# issue 16 leftovers: refused before any hook or file (the options are checked first)
+CTOR_MORE = [
+    ({"layer": {"nope": 1}}, "layer"),
+    ({"layer": {"nope": 1}, "log_dir": "LOG"}, "nope"),
+    ({"layer": {"n_layers": 3}}, "n_layers"),
+    ({"layer": {"signals": ("act_norm",)}}, "signals"),
+    ({"layer": {5: 1}}, "layer"),
+    ({"centroid": 5}, "centroid"),
+    ({"centroid": 5, "log_dir": "LOG"}, "CentroidMonitor"),
+    ({"collapse": 5}, "collapse"),
+    ({"collapse": "x", "log_dir": "LOG"}, "CollapseMonitor"),
+    ({"collapse": CentroidMonitor(3)}, "collapse"),
+    ({"centroid": LossRiseDetector()}, "centroid"),
+]
+
+
+@pytest.mark.parametrize(
+    "kwargs,name", CTOR_MORE, ids=[f"ctor-more-{i}" for i in range(len(CTOR_MORE))]
+)
+def test_bad_layer_and_feature_monitor_arguments(tmp_path, kwargs, name):
+    test_bad_training_monitor_arguments(tmp_path, kwargs, name)
+
+
+LABELS_MORE = [  # out of the centroid monitor's classes: refused before the call counter moves
+    (lambda tm: tm.step(1.0, labels=torch.full((16,), 7)), "labels"),
+    (lambda tm: tm.step(1.0, labels=torch.full((16,), 3)), "n_classes=3"),
+    (lambda tm: tm.step(1.0, labels=torch.full((16,), -1)), "labels"),
+]
+
+
+@pytest.mark.parametrize(
+    "call,name", LABELS_MORE, ids=[f"labels-more-{i}" for i in range(len(LABELS_MORE))]
+)
+def test_labels_outside_the_centroid_classes_change_nothing(call, name):
+    _, tm = _monitor(centroid=CentroidMonitor(3, warmup=0, baseline_checks=1))
+    calls = tm.step_
+    test_bad_training_monitor_labels(call, name)  # the same checks on a fresh monitor
+    with pytest.raises(StreamtopoError, match=name):
+        call(tm)
+    assert tm.step_ == calls

@@ -27,6 +27,8 @@ __all__ = [
     "add_collectors",
     "at_step",
     "attention_row",
+    "check_feature_monitor",
+    "check_layer",
     "check_signals",
     "check_step",
     "layer_group_names",
@@ -109,32 +111,73 @@ class RowSink:
     step before a monitor runs, and each row with a step is stamped with it, so the layer, loss,
     attention, centroid, collapse and interventions tables share one axis. A row at or before
     its table's last written step (``check_centroid()`` twice between two steps) goes right
-    after it.
+    after it. An ``events`` row (an ``acknowledge()``; its step is "the next check of table
+    ``row['table']``") is held until that table's next row and written with that row's step,
+    so replay applies it before the same row the live monitor did, after a rollback too;
+    :meth:`flush` writes the held ones (at their table's last step + 1) when the run ends.
+
+    A RunWriter's ``claim_table`` is passed on, so a second live monitor on one table is
+    refused at construction through this sink too.
     """
 
     def __init__(self, writer: Callable[[dict[str, Any]], Any] | None) -> None:
         self.writer = writer
         self.at: int | None = None  # the training step of the rows being written
         self._last: dict[str, int] = {}  # table -> last step written
+        self._held: list[dict[str, Any]] = []  # events rows waiting for their table's next row
 
     @property
     def written(self) -> bool:
         """Whether a row went through this sink."""
         return bool(self._last)
 
+    def claim_table(self, table: Any, owner: object) -> None:
+        """The writer's ``claim_table`` (if it has one); the refusal says how a TrainingMonitor
+        names its layer and loss monitors."""
+        claim = getattr(self.writer, "claim_table", None)
+        if claim is None:
+            return
+        try:
+            claim(table, owner)
+        except InputError as exc:
+            kind = str(table).split(".")[0]
+            if kind not in ("layer", "loss"):
+                raise
+            raise InputError(
+                f"{exc}; through a TrainingMonitor, name its {kind} monitor with "
+                f"TrainingMonitor(..., {kind}={{'name': 'eval'}}) (writes table '{kind}.eval')"
+            ) from None
+
     def __call__(self, row: dict[str, Any]) -> None:
         kind, step = row.get("monitor"), row.get("step")
         if not (isinstance(step, int) and isinstance(kind, str)):
             self.writer(row)
+            return
+        if kind == "events" and isinstance(row.get("table"), str):
+            self._held.append(row)  # its step is that of its table's next row
             return
         if self.at is not None:
             step = self.at
         last = self._last.get(kind)
         if last is not None and step <= last:
             step = last + 1
+        self._write_held(kind, step)
         row["step"] = step
         self.writer(row)
         self._last[kind] = step
+
+    def _write_held(self, table: str, step: int) -> None:
+        while any(e["table"] == table for e in self._held):
+            event = next(e for e in self._held if e["table"] == table)
+            self.writer({**event, "step": step})
+            self._held.remove(event)
+
+    def flush(self) -> None:
+        """Write the held events rows whose table got no row since (the run ended first)."""
+        while self._held:
+            table = self._held[0]["table"]
+            last = self._last.get(table, self.at if self.at is not None else -1)
+            self._write_held(table, last + 1)
 
 
 def at_step(status: Any, step: int) -> Any:
@@ -211,6 +254,40 @@ def check_signals(signals: Any) -> tuple[str, ...]:
     if unknown or not signals or len(set(signals)) != len(signals):
         raise InputError(f"signals must be distinct names from {SIGNALS}, got {signals!r}")
     return signals
+
+
+def check_layer(layer: Any) -> None:
+    """``TrainingMonitor(layer=)``: None, a LayerMonitor, or a dict of LayerMonitor keyword
+    options; checked before any hook or file exists, an unknown option refused by name."""
+    import inspect
+
+    from ..monitors.layer import LayerMonitor
+
+    if layer is None or isinstance(layer, LayerMonitor):
+        return
+    if not isinstance(layer, Mapping):
+        raise InputTypeError(
+            f"layer must be a dict of LayerMonitor options or a LayerMonitor, got {describe(layer)}"
+        )
+    own = ("n_layers", "signals", "signal_name")  # set by the TrainingMonitor
+    options = [p for p in inspect.signature(LayerMonitor).parameters if p not in own]
+    bad = [k for k in layer if k not in options]
+    if bad:
+        raise InputError(
+            f"layer has unknown LayerMonitor option(s) {bad!r}; expected keys from {options} "
+            f"({', '.join(own)} come from the model and signals=)"
+        )
+
+
+def check_feature_monitor(monitor: Any, name: str) -> None:
+    """``TrainingMonitor(centroid=)`` is a CentroidMonitor or None, ``collapse=`` a
+    CollapseMonitor or None."""
+    from ..monitors.centroid import CentroidMonitor
+    from ..monitors.collapse import CollapseMonitor
+
+    cls = CentroidMonitor if name == "centroid" else CollapseMonitor
+    if monitor is not None and not isinstance(monitor, cls):
+        raise InputTypeError(f"{name} must be a {cls.__name__} or None, got {describe(monitor)}")
 
 
 def make_layer(layer: Any, names: tuple[str, ...], signals: tuple[str, ...], writer: Any) -> Any:

@@ -38,6 +38,8 @@ from ._training_parts import (
     add_collectors,
     at_step,
     attention_row,
+    check_feature_monitor,
+    check_layer,
     check_signals,
     check_step,
     layer_group_names,
@@ -135,12 +137,16 @@ class TrainingMonitor:
     groups : "auto", regex or list of module names
         Layer groups (see :func:`~streamtopo.integrations.torch.layer_groups`).
     layer : dict or LayerMonitor, optional
-        Keyword arguments for the LayerMonitor, or a ready one (its ``n_layers`` and
-        ``signals`` must match).
+        Keyword arguments for the LayerMonitor (an unknown one is refused here), or a ready one
+        (its ``n_layers`` and ``signals`` must match).
     loss : bool, dict or LossRiseDetector
         The loss-rise alarm (on by default; used when :meth:`step` gets a loss).
     writer : callable, optional
-        A row sink instead of ``log_dir`` (any callable; see the writer contract).
+        A row sink instead of ``log_dir`` (any callable; see the writer contract). Two
+        TrainingMonitors on one RunWriter (train and eval) must not share a table: the second
+        is refused unless named, ``layer={"name": "eval"}, loss={"name": "eval"}`` (tables
+        ``layer.eval`` and ``loss.eval``; a CentroidMonitor or CollapseMonitor takes its own
+        ``name=``).
     run_id : str, optional
         Run id for the RunWriter.
     resume : {"never", "allow", "must"}
@@ -277,6 +283,9 @@ class TrainingMonitor:
         for name, given in (("stop_on", self.stop_on), ("guard_on", self.guard_on)):
             if any(n not in MONITORS for n in given):
                 raise InputError(f"{name} must name monitors from {MONITORS}, got {given!r}")
+        check_layer(layer)
+        check_feature_monitor(centroid, "centroid")
+        check_feature_monitor(collapse, "collapse")
         self.rank = st_torch.rank()
         layer_sigs = tuple(s for s in self.signals if s in LAYER_SIGNALS)
         self.layer_names = layer_group_names(model, groups, layer_sigs)
@@ -364,9 +373,13 @@ class TrainingMonitor:
         self.loss_monitor = make_loss(loss, writer)
         self.centroid_monitor = centroid
         self.collapse_monitor = collapse
-        for m in (centroid, collapse):  # log them into the same run unless they have a writer
-            if m is not None and writer is not None and m.writer is None:
-                m.writer = writer
+        # log them into the same run unless they have a writer (both claimed before either is
+        # changed: a refused claim leaves the given monitors as they were)
+        fed = [m for m in (centroid, collapse) if m is not None and m.writer is None]
+        for m in fed if writer is not None else ():
+            writer.claim_table(m.table_, m)
+        for m in fed if writer is not None else ():
+            m.writer = writer
 
     def _make_attention(self) -> Any:
         from ..monitors.layer import LayerMonitor
@@ -390,6 +403,9 @@ class TrainingMonitor:
         self._last: dict[str, Any] = {}
 
     def _attention_row(self, row: dict[str, Any]) -> None:
+        if row.get("monitor") == "events":  # an acknowledge(): of the attention table
+            self._sink({**row, "table": "attention"})
+            return
         self._sink(attention_row(row))
 
     def attach_guard(
@@ -586,6 +602,13 @@ class TrainingMonitor:
             raise InputError(
                 f"labels must be a 1-D integer array of {len(feats)} labels (one per row of the "
                 f"last forward pass's features), got {describe(labels)}"
+            )
+        n = None if self.centroid_monitor is None else self.centroid_monitor.n_classes
+        if n is not None and y.size and (y.min() < 0 or y.max() >= n):
+            bad = y[(y < 0) | (y >= n)]
+            raise InputError(
+                f"labels must be in [0, n_classes={n}) (the centroid monitor's classes), got "
+                f"{bad.size} label(s) out of range (e.g. {int(bad[0])})"
             )
         return y
 
@@ -787,6 +810,7 @@ class TrainingMonitor:
         self._closed = True
         try:
             self._flush_losses()
+            self._sink.flush()  # acknowledgements after the last check
         finally:
             self._close_collectors()
             self._reporter.close()

@@ -260,6 +260,7 @@ class RunWriter:
             ref = self._owners.get(table)
             other = None if ref is None else ref()
             if other is not None and other is not owner:
+                other = None  # no strong reference while collecting: it would keep it alive
                 gc.collect()  # a monitor dropped in a reference cycle is not a live owner
                 other = ref()
             if other is not None and other is not owner:
