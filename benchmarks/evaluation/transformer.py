@@ -455,6 +455,7 @@ PLANS = {
 }  # fmt: skip
 EVAL_STEPS = 700
 EVAL_DIR = ".eval-cache/transformer-eval"
+PILOT_DIR = ".eval-cache/transformer"
 
 
 def plan_jobs(plan: str) -> list[tuple[str, int]]:

@@ -181,6 +181,8 @@ def summarise(rows: list[tuple]) -> dict:
         "in_alarm": sum(s["in_alarm"] for _, _, s in rows) / max(hs, 1),
         "healthy_runs_in_alarm": sum(s["in_alarm"] for _, s in hr)
         / max(sum(s["healthy_steps"] for _, s in hr), 1),
+        "healthy_runs_fa": sum(s["fa"] for _, s in hr),
+        "healthy_runs_steps": sum(s["healthy_steps"] for _, s in hr),
         "scenarios": {},
     }
     for fault in dict.fromkeys(r.config.fault for r, _, _ in rows):
@@ -204,10 +206,11 @@ def table(res: dict, scenarios: list[str]) -> str:
     """Markdown: one row per detector."""
     head = (
         "| detector | FA episodes / 1k healthy steps (95% upper) | healthy steps in alarm | "
+        "healthy runs only: FA / 1k (95% upper), in alarm | "
         + " | ".join(f"{s}: det/visible, median lead, masked" for s in scenarios)
         + " | all visible: det | attn_logit_growth: det/all runs |"
     )
-    lines = [head, "|---" * (5 + len(scenarios)) + "|"]
+    lines = [head, "|---" * (6 + len(scenarios)) + "|"]
     for name, rows in res.items():
         m = summarise(rows)
         cells = []
@@ -222,10 +225,45 @@ def table(res: dict, scenarios: list[str]) -> str:
         vis_all = sum(c["visible"] for c in m["scenarios"].values())
         g = m["scenarios"].get("attn_logit_growth")
         growth = f"{g['any_detected']}/{g['runs']}" if g else "—"
+        hk, hn = m["healthy_runs_fa"], max(m["healthy_runs_steps"], 1)
+        only = (
+            f"{1000 * hk / hn:.2f} ({1000 * poisson_upper(hk) / hn:.2f}), "
+            f"{100 * m['healthy_runs_in_alarm']:.2f}%"
+        )
         lines.append(
             f"| {name} | {m['fa_per_1k']:.2f} ({m['fa_upper']:.2f}) | {100 * m['in_alarm']:.2f}% | "
-            + " | ".join(cells)
-            + f" | {det_all}/{vis_all} | {growth} |"
+            f"{only} | " + " | ".join(cells) + f" | {det_all}/{vis_all} | {growth} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def first_sources(res: dict, parts: dict[str, str]) -> str:
+    """Per scenario, which part fires first: ``parts`` maps a label to a detector name of
+    ``res``; a run counts for every part tied at the earliest detection (or "none")."""
+    names = list(parts)
+    lines = [
+        "| scenario | runs | " + " | ".join(f"{n} first" for n in names) + " | none |",
+        "|---" * (3 + len(names)) + "|",
+    ]
+    rows0 = res[parts[names[0]]]
+    for fault in dict.fromkeys(r.config.fault for r, _, _ in rows0):
+        if fault == "healthy":
+            continue
+        idx = [i for i, (r, _, _) in enumerate(rows0) if r.config.fault == fault]
+        counts = dict.fromkeys([*names, "none"], 0)
+        for i in idx:
+            firsts = {n: res[parts[n]][i][2]["first"] for n in names}
+            hit = {n: f for n, f in firsts.items() if f is not None}
+            if not hit:
+                counts["none"] += 1
+                continue
+            best = min(hit.values())
+            for n, f in hit.items():
+                counts[n] += f == best
+        lines.append(
+            f"| {fault} | {len(idx)} | "
+            + " | ".join(str(counts[n]) for n in [*names, "none"])
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -259,8 +297,22 @@ def load_set(plan: str, cache: str | None = None) -> list[TransformerRecord]:
     """The records of a plan that exist on disk, in the plan's scenario order."""
     from pathlib import Path
 
-    from .transformer import EVAL_DIR, EVAL_STEPS, FAULTS, PLANS, load, record_path
+    from .transformer import (
+        EVAL_DIR,
+        EVAL_STEPS,
+        EVALUATED,
+        FAULTS,
+        PILOT_DIR,
+        PLANS,
+        load,
+        record_path,
+    )
 
+    if plan == "pilot":  # the pilot's records (grid "pilot", 1,000 steps): every evaluated one
+        paths = sorted(Path(cache or PILOT_DIR).glob("*.npz"))
+        recs = [r for r in map(load, paths) if r.config.fault in EVALUATED]
+        recs.sort(key=lambda r: (FAULTS.index(r.config.fault), r.config.seed))
+        return recs
     out = Path(cache or EVAL_DIR)
     recs = []
     for fault, seeds in PLANS[plan].items():
@@ -286,7 +338,7 @@ def main(argv=None) -> int:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    ap.add_argument("plan", choices=tuple(PLANS))
+    ap.add_argument("plan", choices=(*PLANS, "pilot"))
     ap.add_argument(
         "--cache", default=None, help="records directory (.eval-cache/transformer-eval)"
     )
@@ -308,6 +360,17 @@ def main(argv=None) -> int:
         f"## {args.plan}: {len(records)} runs ({n_h} healthy), default rule today: "
         f"{default_rule()!r}\n\n" + run_summary(records) + "\n" + table(res, scenarios)
     )
+    for rule in RULES:
+        parts = {
+            "loss_rise": "loss_rise",
+            f"{rule} [act+grad]": f"{rule} [act+grad]",
+            f"{rule} [upd]": f"{rule} [upd]",
+            f"{rule} [logit+ent]": f"{rule} [logit+ent]",
+        }
+        if all(v in res for v in parts.values()):
+            text += f"\nWho fires first ({rule}; ties count for each):\n\n" + first_sources(
+                res, parts
+            )
     hs = summarise(next(iter(res.values())))["healthy_steps"]
     text += (
         f"\nHealthy steps: {hs} (healthy runs + steps before the injection or the LR ramp). "
