@@ -131,3 +131,15 @@ def test_demo_transformer_default_is_attention_growth_caught_by_attention_not_lo
     assert res["fault_at"] <= res["first_alarm"]["attention"], res["first_alarm"]
     assert "loss" not in res["first_alarm"], res["first_alarm"]
     assert "loss-rise alarm: never" in out.getvalue()
+
+
+def test_demo_fault_must_fit_the_model(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from streamtopo.app.cli import main
+
+    assert main(["demo", "--fault", "attn-growth", "--out", str(tmp_path / "a")]) == 1
+    assert "fault must be one of" in capsys.readouterr().err
+    args = ["demo", "--model", "transformer", "--fault", "dead-relu", "--out", str(tmp_path)]
+    assert main(args) == 1
+    assert "model='transformer'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()  # nothing written before the fault is checked

@@ -1,4 +1,4 @@
-"""The calibrated transformer evaluation: scoring semantics and the entry point, on synthetic records."""
+"""The calibrated transformer evaluation: scoring semantics and the entry point (synthetic runs)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_library_detectors_replay_the_records_and_catch_a_jump():
     healthy, faulty = _record("healthy", 1), _record("lr_spike", 1, jump_at=300)
     res = te.evaluate([healthy, faulty], {k: dets[k] for k in ("cusum [grad]", "streak [grad]")})
     for name, rows in res.items():
-        (_, o_h, s_h), (_, o_f, s_f) = rows
+        (_, o_h, s_h), (_, _, s_f) = rows
         assert o_h is None and s_h["fa"] == 0, name
         assert s_f["first"] is not None and 300 <= s_f["first"] <= 330, (name, s_f)
         m = te.summarise(rows)
