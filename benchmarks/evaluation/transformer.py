@@ -448,7 +448,7 @@ PLANS = {
         ("lr_spike", "random_tokens", "stuck_loader", "early_lr_spike", "early_random_tokens"),
         range(1),
     )},
-    "fresh": {"healthy": range(1000, 1006), "attn_logit_growth": range(1000, 1005), **dict.fromkeys(
+    "fresh": {"healthy": range(1000, 1012), "attn_logit_growth": range(1000, 1010), **dict.fromkeys(
         ("lr_spike", "random_tokens", "stuck_loader", "early_lr_spike", "early_random_tokens"),
         range(1000, 1003),
     )},
