@@ -1,7 +1,12 @@
 """Char-level decoder-only transformers on the standard library's source, recorded step by step.
 
-    python -m benchmarks.evaluation.transformer FAULT SEED [SEED ...] [--steps 1000] \
-        [--out .eval-cache/transformer]      # one run at a time, writes FAULT-SEED-STEPS.npz
+    python -m benchmarks.evaluation.transformer {calib,fresh}     # a recorded set (resumable)
+    python -m benchmarks.evaluation.transformer FAULT SEED [SEED ...] [--steps 700] \
+        [--grid eval|pilot] [--out DIR]      # one run at a time, writes FAULT-SEED-STEPS.npz
+
+Grid "eval" (the evaluation, TRANSFORMER.md; 700 steps, ``.eval-cache/transformer-eval``):
+width 64/96, depth 3/4, batch 8/12; grid "pilot" (TRANSFORMER_PILOT.md; 1,000 steps,
+``.eval-cache/transformer``): width 64-128, depth 3-6, batch 8/16. The rest below is shared.
 
 Text: every top-level ``*.py`` file of the installed standard library
 (``sysconfig.get_paths()["stdlib"]``), sorted by name and concatenated (no download); bytes
@@ -17,13 +22,13 @@ and unmasked keys of |q.k|/sqrt(d_head), after qk-layernorm when used), ``update
 (||W_after - W_before|| / ||W_before|| of the block's parameters around ``optimizer.step()``);
 and per step the training loss, ``out_logit_max`` (max |logit| of the head) and
 ``out_logit_mean`` (mean logit). Every ``eval_every`` steps: ``test_loss``, the held-out loss
-on 4 fixed batches of 32. The signals are computed from the full batch inside the model (the
-evaluation measures signals, not the collectors' sampling).
+on ``held_batches`` fixed batches of 32 (4 pilot, 2 eval). The signals are computed from the
+full batch inside the model (the evaluation measures signals, not the collectors' sampling).
 
 Scenarios (``FAULTS``); hyper-parameters vary with the seed (``make_config``):
 
-- ``healthy``: peak LR 1e-3..3e-3, warm-up 5–15% of the run, width 64/96/128, depth 3–6,
-  batch 8/16, qk-layernorm on half the seeds.
+- ``healthy``: peak LR 1e-3..3e-3, warm-up 5–15% of the run, width/depth/batch of the grid,
+  qk-layernorm on half the seeds.
 - ``attn_logit_growth``: no qk-layernorm, no weight decay; the run follows its healthy
   schedule until 30% of the steps (so the model has learned something), then the LR ramps
   linearly to a peak of 1e-2, 2e-2 or 3e-2 at 60% and holds there (emergent: ``t0`` is None).
