@@ -2,6 +2,11 @@
 
     python benchmarks/eval_detection.py --quick      # <= 10 min, small subset (CI smoke test)
     python benchmarks/eval_detection.py              # full run (by hand)
+    python benchmarks/eval_detection.py transformer {calib,fresh}   # the transformer evaluation
+
+The transformer evaluation (issue 18) scores char-level transformer runs recorded beforehand
+by ``python -m benchmarks.evaluation.transformer {calib,fresh}``; see
+``benchmarks/evaluation/transformer_eval.py`` and ``benchmarks/evaluation/TRANSFORMER.md``.
 
 Trains MLPs on the bundled digits with and without injected failures
 (``benchmarks/evaluation/scenarios.py``), fixes the failure onset from the loss/accuracy curves
@@ -42,6 +47,11 @@ def streamtopo_detectors() -> dict:
 
 def main(argv=None) -> int:
     """Run the scenarios, score every detector, write runs.parquet and table.md."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["transformer"]:
+        from benchmarks.evaluation import transformer_eval
+
+        return transformer_eval.main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 seeds per fault, 600 steps")
     ap.add_argument("--smoke", action="store_true", help="1 seed per fault, 300 steps (tests)")

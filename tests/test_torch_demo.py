@@ -100,7 +100,8 @@ def test_demo_transformer_shows_attention_signals_and_the_guard(tmp_path, capsys
     pytest.importorskip("torch")
     from streamtopo.app.cli import main
 
-    args = ["demo", "--model", "transformer", "--guard", "--steps", "400", "--out", str(tmp_path)]
+    args = ["demo", "--model", "transformer", "--fault", "lr-spike", "--guard", "--steps", "400"]
+    args += ["--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "max attn logit" in out and "min attn entropy" in out
@@ -112,3 +113,33 @@ def test_demo_transformer_shows_attention_signals_and_the_guard(tmp_path, capsys
     assert line.startswith("guard: 1 intervention(s)") and with_guard < without, line
     with pytest.raises(SystemExit):
         main(["demo", "--model", "transformer", "--fault", "meteor"])
+
+
+def test_demo_transformer_default_is_attention_growth_caught_by_attention_not_loss(tmp_path):
+    pytest.importorskip("torch")
+    import io
+
+    from streamtopo.app.demo_transformer import run_transformer_demo
+
+    out = io.StringIO()
+    res = run_transformer_demo("attn-growth", 600, tmp_path, stream=out)
+    a = res["attention"]
+    # the LR ramp without qk-layernorm: attention logits grow, one block's entropy collapses
+    assert a["max_logit_after"] > 4 * a["max_logit_before"], a
+    assert a["min_entropy_after"] < 0.5 * a["min_entropy_before"], a
+    # the attention monitor raises an alarm after the ramp starts; the loss-rise rule never does
+    assert res["fault_at"] <= res["first_alarm"]["attention"], res["first_alarm"]
+    assert "loss" not in res["first_alarm"], res["first_alarm"]
+    assert "loss-rise alarm: never" in out.getvalue()
+
+
+def test_demo_fault_must_fit_the_model(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from streamtopo.app.cli import main
+
+    assert main(["demo", "--fault", "attn-growth", "--out", str(tmp_path / "a")]) == 1
+    assert "fault must be one of" in capsys.readouterr().err
+    args = ["demo", "--model", "transformer", "--fault", "dead-relu", "--out", str(tmp_path)]
+    assert main(args) == 1
+    assert "model='transformer'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()  # nothing written before the fault is checked

@@ -1,7 +1,12 @@
 """Char-level decoder-only transformers on the standard library's source, recorded step by step.
 
-    python -m benchmarks.evaluation.transformer FAULT SEED [SEED ...] [--steps 1000] \
-        [--out .eval-cache/transformer]      # one run at a time, writes FAULT-SEED-STEPS.npz
+    python -m benchmarks.evaluation.transformer {calib,fresh}     # a recorded set (resumable)
+    python -m benchmarks.evaluation.transformer FAULT SEED [SEED ...] [--steps 700] \
+        [--grid eval|pilot] [--out DIR]      # one run at a time, writes FAULT-SEED-STEPS.npz
+
+Grid "eval" (the evaluation, TRANSFORMER.md; 700 steps, ``.eval-cache/transformer-eval``):
+width 64/96, depth 3/4, batch 8/12; grid "pilot" (TRANSFORMER_PILOT.md; 1,000 steps,
+``.eval-cache/transformer``): width 64-128, depth 3-6, batch 8/16. The rest below is shared.
 
 Text: every top-level ``*.py`` file of the installed standard library
 (``sysconfig.get_paths()["stdlib"]``), sorted by name and concatenated (no download); bytes
@@ -17,13 +22,13 @@ and unmasked keys of |q.k|/sqrt(d_head), after qk-layernorm when used), ``update
 (||W_after - W_before|| / ||W_before|| of the block's parameters around ``optimizer.step()``);
 and per step the training loss, ``out_logit_max`` (max |logit| of the head) and
 ``out_logit_mean`` (mean logit). Every ``eval_every`` steps: ``test_loss``, the held-out loss
-on 4 fixed batches of 32. The signals are computed from the full batch inside the model (the
-evaluation measures signals, not the collectors' sampling).
+on ``held_batches`` fixed batches of 32 (4 pilot, 2 eval). The signals are computed from the
+full batch inside the model (the evaluation measures signals, not the collectors' sampling).
 
 Scenarios (``FAULTS``); hyper-parameters vary with the seed (``make_config``):
 
-- ``healthy``: peak LR 1e-3..3e-3, warm-up 5–15% of the run, width 64/96/128, depth 3–6,
-  batch 8/16, qk-layernorm on half the seeds.
+- ``healthy``: peak LR 1e-3..3e-3, warm-up 5–15% of the run, width/depth/batch of the grid,
+  qk-layernorm on half the seeds.
 - ``attn_logit_growth``: no qk-layernorm, no weight decay; the run follows its healthy
   schedule until 30% of the steps (so the model has learned something), then the LR ramps
   linearly to a peak of 1e-2, 2e-2 or 3e-2 at 60% and holds there (emergent: ``t0`` is None).
@@ -95,6 +100,7 @@ class TransformerConfig:
     head_lr_mult: float = 1.0
     bf16: bool = False
     eval_every: int = 25
+    held_batches: int = 4
     fault_params: dict = field(default_factory=dict)
 
     @property
@@ -121,17 +127,33 @@ class TransformerRecord:
     test_loss: np.ndarray  # (E,)
 
 
-def make_config(fault: str, seed: int, steps: int = 1000) -> TransformerConfig:
-    """The scenario grid: every seed picks its hyper-parameters deterministically."""
+GRIDS = ("eval", "pilot")
+
+
+def make_config(fault: str, seed: int, steps: int = 1000, grid: str = "eval") -> TransformerConfig:
+    """The scenario grid: every seed picks its hyper-parameters deterministically.
+
+    ``grid="pilot"`` is the grid of TRANSFORMER_PILOT.md (width 64-128, depth 3-6, batch 8/16:
+    3-5 CPU minutes per 1,000 steps); ``grid="eval"`` (the evaluation, TRANSFORMER.md) keeps a
+    run under about a CPU minute: width 64/96, depth 3/4, batch 8/12, 2 held-out batches.
+    """
     if fault not in FAULTS:
         raise ValueError(f"fault must be one of {FAULTS}, got {fault!r}")
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
     rng = np.random.default_rng(20_000 + seed)
     cfg = TransformerConfig(fault=fault, seed=seed, steps=steps)
-    cfg.width = int(rng.choice([64, 96, 128]))
-    cfg.depth = int(rng.choice([3, 4, 5, 6]))
-    while cfg.width * cfg.width * cfg.depth > 128 * 128 * 3:  # a run stays a few CPU minutes
-        cfg.depth -= 1
-    cfg.batch = int(rng.choice([8, 16]))
+    if grid == "pilot":
+        cfg.width = int(rng.choice([64, 96, 128]))
+        cfg.depth = int(rng.choice([3, 4, 5, 6]))
+        while cfg.width * cfg.width * cfg.depth > 128 * 128 * 3:  # a few CPU minutes per run
+            cfg.depth -= 1
+        cfg.batch = int(rng.choice([8, 16]))
+    else:
+        cfg.width = int(rng.choice([64, 96]))
+        cfg.depth = int(rng.choice([3, 4]))
+        cfg.batch = int(rng.choice([8, 12]))
+        cfg.held_batches = 2
     cfg.lr = float(rng.choice([1e-3, 2e-3, 3e-3]))
     cfg.warmup = int(rng.uniform(0.05, 0.15) * steps)
     cfg.qk_norm = bool(rng.random() < 0.5)
@@ -252,7 +274,7 @@ def run(cfg: TransformerConfig) -> TransformerRecord:
         torch.from_numpy(held.astype(np.int64)),
     )
     g = np.random.default_rng(12345)
-    held_starts = g.integers(0, len(held) - CTX - 1, size=(4, 32))
+    held_starts = g.integers(0, len(held) - CTX - 1, size=(cfg.held_batches, 32))
 
     model = build_model(cfg)
     blocks = list(model.blocks)
@@ -424,32 +446,81 @@ def load(path: Path) -> TransformerRecord:
     return TransformerRecord(config=cfg, **arrays)
 
 
+#: the recorded sets: calibration seeds (choices are made on them) and fresh report seeds
+#: (scored once, after every choice is fixed); scenario -> seeds
+PLANS = {
+    "calib": {"healthy": range(3), "attn_logit_growth": range(2), **dict.fromkeys(
+        ("lr_spike", "random_tokens", "stuck_loader", "early_lr_spike", "early_random_tokens"),
+        range(1),
+    )},
+    "fresh": {"healthy": range(1000, 1012), "attn_logit_growth": range(1000, 1010), **dict.fromkeys(
+        ("lr_spike", "random_tokens", "stuck_loader", "early_lr_spike", "early_random_tokens"),
+        range(1000, 1003),
+    )},
+}  # fmt: skip
+EVAL_STEPS = 700
+EVAL_DIR = ".eval-cache/transformer-eval"
+PILOT_DIR = ".eval-cache/transformer"
+
+
+def plan_jobs(plan: str) -> list[tuple[str, int]]:
+    """(scenario, seed) of a plan, interleaved (seed rank outer) so a cut-off set stays balanced."""
+    seeds = PLANS[plan]
+    n = max(len(s) for s in seeds.values())
+    return [(f, list(s)[i]) for i in range(n) for f, s in seeds.items() if i < len(s)]
+
+
+def record_path(out: Path, fault: str, seed: int, steps: int) -> Path:
+    return out / f"{fault}-{seed}-{steps}.npz"
+
+
+def record_one(fault: str, seed: int, steps: int, out: Path, grid: str = "eval") -> Path:
+    """Run one scenario and write its record (atomically: a cut-off run leaves no file)."""
+    cfg = make_config(fault, seed, steps, grid)
+    t_start = time.process_time()
+    rec = run(cfg)
+    path = record_path(out, fault, seed, steps)
+    tmp = path.with_name(path.stem + ".part.npz")
+    save(rec, tmp)
+    tmp.replace(path)
+    onset = failure_onset(rec)
+    print(
+        f"{fault} seed={seed} {time.process_time() - t_start:.0f} CPU-s d={cfg.width} "
+        f"L={cfg.depth} b={cfg.batch} lr={cfg.lr:g} wu={cfg.warmup} qkln={cfg.qk_norm} "
+        f"t0={cfg.t0} onset={onset} loss {rec.loss[:20].mean():.2f}->"
+        f"{rec.loss[-20:].mean():.2f} test min {rec.test_loss.min():.2f} last "
+        f"{rec.test_loss[-1]:.2f} max attn_logit {np.nanmax(rec.attn_logit):.1f} "
+        f"min ent {np.nanmin(rec.attn_entropy):.2f} max |out logit| "
+        f"{np.nanmax(rec.out_logit_max):.1f} -> {path}",
+        flush=True,
+    )
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("fault", choices=FAULTS)
-    ap.add_argument("seeds", type=int, nargs="+")
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--out", default=".eval-cache/transformer")
+    ap.add_argument("fault", help=f"one of {FAULTS}, or a plan: {tuple(PLANS)}")
+    ap.add_argument("seeds", type=int, nargs="*", help="seeds (a plan has its own)")
+    ap.add_argument("--steps", type=int, default=None, help=f"default {EVAL_STEPS} (pilot 1000)")
+    ap.add_argument("--grid", choices=GRIDS, default="eval")
+    ap.add_argument(
+        "--out", default=None, help=f"default {EVAL_DIR} (pilot .eval-cache/transformer)"
+    )
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    pilot = args.grid == "pilot"
+    steps = args.steps or (1000 if pilot else EVAL_STEPS)
+    out = Path(args.out or (".eval-cache/transformer" if pilot else EVAL_DIR))
     out.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
-        cfg = make_config(args.fault, seed, args.steps)
-        t_start = time.perf_counter()
-        rec = run(cfg)
-        path = out / f"{args.fault}-{seed}-{args.steps}.npz"
-        save(rec, path)
-        onset = failure_onset(rec)
-        print(
-            f"{args.fault} seed={seed} {time.perf_counter() - t_start:.0f}s d={cfg.width} "
-            f"L={cfg.depth} b={cfg.batch} lr={cfg.lr:g} wu={cfg.warmup} qkln={cfg.qk_norm} "
-            f"t0={cfg.t0} onset={onset} loss {rec.loss[:20].mean():.2f}->"
-            f"{rec.loss[-20:].mean():.2f} test min {rec.test_loss.min():.2f} last "
-            f"{rec.test_loss[-1]:.2f} max attn_logit {np.nanmax(rec.attn_logit):.1f} "
-            f"min ent {np.nanmin(rec.attn_entropy):.2f} max |out logit| "
-            f"{np.nanmax(rec.out_logit_max):.1f} -> {path}",
-            flush=True,
-        )
+    if args.fault in PLANS:
+        jobs = plan_jobs(args.fault)
+    elif args.fault in FAULTS and args.seeds:
+        jobs = [(args.fault, s) for s in args.seeds]
+    else:
+        ap.error(f"fault must be one of {FAULTS} with seeds, or a plan {tuple(PLANS)}")
+    for fault, seed in jobs:
+        if record_path(out, fault, seed, steps).exists():  # resumable: recorded runs stay
+            continue
+        record_one(fault, seed, steps, out, args.grid)
     return 0
 
 

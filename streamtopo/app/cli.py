@@ -251,15 +251,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.model == "transformer":
         from .demo_transformer import run_transformer_demo
 
-        run_transformer_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
+        fault = args.fault or "attn-growth"
+        run_transformer_demo(fault, args.steps, args.out, seed=args.seed, guard=args.guard)
         return 0
-    run_demo(args.fault, args.steps, args.out, seed=args.seed, guard=args.guard)
+    run_demo(args.fault or "lr-spike", args.steps, args.out, seed=args.seed, guard=args.guard)
 
 
 def _configure_demo(p: argparse.ArgumentParser) -> None:
     from .demo import FAULTS
 
-    p.add_argument("--fault", default="lr-spike", choices=FAULTS, help="failure to inject")
+    p.add_argument(
+        "--fault",
+        choices=(*FAULTS, "attn-growth"),
+        help="failure to inject (default: lr-spike; attn-growth with --model transformer)",
+    )
     p.add_argument("--steps", type=at_least(50), default=600, help="training steps, >= 50")
     p.add_argument("--out", default="./streamtopo-demo", help="output directory")
     p.add_argument("--seed", type=at_least(0), default=0, help="random seed")
@@ -274,7 +279,7 @@ def _configure_demo(p: argparse.ArgumentParser) -> None:
         default="mlp",
         choices=("mlp", "transformer"),
         help="mlp: digits MLP; transformer: char-level transformer on the standard "
-        "library's source, with attention signals (faults lr-spike or none)",
+        "library's source, with attention signals (faults attn-growth, lr-spike or none)",
     )
 
 

@@ -1,9 +1,18 @@
-"""``streamtopo demo --model transformer``: a char-level transformer, an LR spike, the signals.
+"""``streamtopo demo --model transformer``: a char-level transformer, an instability, the signals.
 
 A small decoder-only transformer (stock ``nn.TransformerEncoderLayer`` blocks, pre-LN, causal
-mask, untied head) learns the next byte of the installed standard library's ``*.py`` files (no
-download). At 60% of the steps the learning rate jumps ×30 for ``steps // 12`` steps
-(``--fault lr-spike``; ``none`` keeps it healthy). A TrainingMonitor watches every signal:
+mask, untied head, no qk-layernorm) learns the next byte of the installed standard library's
+``*.py`` files (no download). Faults:
+
+- ``attn-growth`` (the default with ``--model transformer``): from 30% of the steps the
+  learning rate ramps to ×30 its peak by 45% and stays there; without qk-layernorm the
+  attention logits grow by orders of magnitude and one block's attention entropy collapses
+  while the loss only stalls (Wortsman et al. 2023). The attention signals carry the warning.
+- ``lr-spike``: at 60% of the steps the learning rate jumps ×30 for ``steps // 12`` steps (an
+  abrupt fault: the loss-rise rule sees it first, the layer and attention monitors within a
+  few steps).
+- ``none`` keeps it healthy.
+ A TrainingMonitor watches every signal:
 activation, gradient and update-ratio norms per block (LayerMonitor), attention entropy and
 max attention logit per attention module (the ``attention`` monitor), output-logit statistics
 (logged), and the loss. With ``guard=True`` a :class:`~streamtopo.Guard` rolls the run back
@@ -23,9 +32,10 @@ import numpy as np
 
 __all__ = ["FAULTS", "run_transformer_demo"]
 
-FAULTS = ("lr-spike", "none")
+FAULTS = ("attn-growth", "lr-spike", "none")
 _VOCAB, _CTX, _WIDTH, _DEPTH, _HEADS, _BATCH = 128, 64, 64, 3, 4, 16
 _LR = 3e-3
+_GROWTH = 30.0  # attn-growth: the LR multiplier reached at the end of the ramp
 
 
 def _text(max_bytes: int = 2_000_000) -> np.ndarray:
@@ -76,7 +86,7 @@ def _build_model(torch: Any) -> Any:
 
 
 def run_transformer_demo(
-    fault: str = "lr-spike",
+    fault: str = "attn-growth",
     steps: int = 600,
     out: str | Path = "streamtopo-demo",
     *,
@@ -122,12 +132,17 @@ def run_transformer_demo(
             guard=Guard() if guard else None,
         )
         fault_at, spike_len = int(steps * 0.6), max(10, steps // 12)
+        ramp = (int(steps * 0.3), int(steps * 0.45))  # attn-growth: LR x1 -> x_GROWTH
+        if fault == "attn-growth":
+            fault_at = ramp[0]
         warm = max(10, steps // 10)
         say(
             f"training a {_DEPTH}-block char-level transformer (width {_WIDTH}, context {_CTX}) "
             f"on the standard library's source for {steps} steps; fault '{fault}' at {fault_at}"
         )
         first: dict[str, int] = {}
+        logit_max: list[float] = []
+        entropy_min: list[float] = []
         losses: list[float] = []
         shadow_losses: list[float] = []
         status = None
@@ -136,6 +151,8 @@ def run_transformer_demo(
                 lr = _LR * min(1.0, (step + 1) / warm)
                 if fault == "lr-spike" and fault_at <= step < fault_at + spike_len:
                     lr *= 30
+                elif fault == "attn-growth" and step >= ramp[0]:
+                    lr *= 1 + (_GROWTH - 1) * min(1.0, (step - ramp[0] + 1) / (ramp[1] - ramp[0]))
                 starts = torch.from_numpy(rng.integers(0, len(tokens) - _CTX - 1, _BATCH))
                 batch = torch.stack([tokens[s : s + _CTX + 1] for s in starts.tolist()])
                 for o in (opt, sopt) if guard else (opt,):
@@ -150,8 +167,10 @@ def run_transformer_demo(
                     first.setdefault(name, step)
                 if status.intervention is not None:
                     say(f"  >>> guard: {status.intervention.message}")
+                v = tm.values_
+                logit_max.append(float(np.nanmax(v["attn_logit"])))
+                entropy_min.append(float(np.nanmin(v["attn_entropy"])))
                 if step % max(10, steps // 20) == 0 or step == steps - 1:
-                    v = tm.values_
                     say(
                         f"{step + 1:>5}/{steps} loss {losses[-1]:6.3f} | max attn logit "
                         f"{np.nanmax(v['attn_logit']):7.2f} | min attn entropy "
@@ -178,6 +197,26 @@ def run_transformer_demo(
         alarms = ", ".join(f"{k} at step {v}" for k, v in sorted(first.items())) or "none"
         say("")
         say(f"fault '{fault}' at step {fault_at}; first alarms: {alarms}")
+        if fault != "none" and fault_at < len(losses):
+            before = slice(max(0, fault_at - 50), fault_at)
+            result["attention"] = {
+                "max_logit_before": max(logit_max[before]),
+                "max_logit_after": max(logit_max[fault_at:]),
+                "min_entropy_before": min(entropy_min[before]),
+                "min_entropy_after": min(entropy_min[fault_at:]),
+            }
+            a = result["attention"]
+            say(
+                f"attention: max logit {a['max_logit_before']:.1f} in the 50 steps before the "
+                f"fault -> {a['max_logit_after']:.1f} after; min block entropy "
+                f"{a['min_entropy_before']:.2f} -> {a['min_entropy_after']:.2f} nats"
+            )
+            if "loss" not in first:
+                say(
+                    "loss-rise alarm: never (training loss "
+                    f"{np.mean(losses[before]):.2f} before the fault, "
+                    f"{np.mean(losses[-tail:]):.2f} at the end): the loss stalled, it did not rise"
+                )
         if guard:
             say(
                 f"guard: {len(result['interventions'])} intervention(s); final training loss "
