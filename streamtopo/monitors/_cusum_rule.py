@@ -34,6 +34,11 @@ class CusumRule:
         self._x = np.zeros(n)
         self._u = self._x[1:].reshape(n_signals, n_layers) if layer_rule else None
 
+    @property
+    def stream_buffer(self) -> np.ndarray:
+        """The (N,) stream vector :meth:`update` fills (the fused replay writes it in place)."""
+        return self._x
+
     def reset(self) -> None:
         self.detector.reset()
 

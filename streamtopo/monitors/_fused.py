@@ -103,8 +103,8 @@ def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
     step0 = mon.step_
     if mon._cusum:
         code, done = kr.replay_cusum(
-            x[a:b], ist, fst, par, args_f, *common, log_mode, raise_nf, mon._cx,
-            mon._detector.kernel_arrays(), of[a:b], oi[a:b],
+            x[a:b], ist, fst, par, args_f, *common, log_mode, raise_nf, mon._detector.stream_buffer,
+            mon._detector.detector.kernel_arrays(), of[a:b], oi[a:b],
         )  # fmt: skip
     else:
         code, done = kr.replay_zscore(
@@ -135,7 +135,7 @@ def _reasons(mon, count: np.ndarray, flags: np.ndarray, kr) -> np.ndarray:
         fmt, total = "warmup ({}/{} steps)", mon.warmup
     else:
         warm = np.flatnonzero(evaluated & ((flags & kr.CALIBRATING) > 0))
-        fmt, total = "ok, calibrating ({}/{} baseline values)", mon._detector.trusted_after
+        fmt, total = "ok, calibrating ({}/{} baseline values)", mon._detector.detector.trusted_after
     if warm.size:
         reason[warm] = [fmt.format(c, total) for c in count[warm].tolist()]
     return reason
@@ -152,12 +152,13 @@ def _finish(mon: LayerMonitor) -> LayerStatus:
         mon._rows += 1
     _, _, h0, top, excluded, lzt = mon._out.tolist()
     if mon._cusum:
-        det = mon._detector
-        mon._detector = _Scored(det, int(det.code))
+        rule = mon._detector
+        det = rule.detector
+        rule.detector = _Scored(det, int(det.code))
         try:
             status = mon._evaluate_cusum(step, (), h0, excluded > 0.0)
         finally:
-            mon._detector = det
+            rule.detector = det
     else:
         status = mon._evaluate(step, (), h0, int(top), lzt, excluded > 0.0)
     mon._last = status
