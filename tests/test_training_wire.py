@@ -351,6 +351,7 @@ def test_transformer_signals_on_a_healthy_run(kind, tmp_path):
         assert all(np.isfinite(x).all() for x in v.values())
     assert statuses[-1].attention.absent == () and statuses[-1].layer.absent == ()
     assert tm.attention_monitor.signals == ("attn_entropy", "attn_logit")
+    assert tm.attention_monitor.escalate_after == 10**6
     assert tm.layer_monitor.signals == ("act_norm", "grad_norm", "update_ratio")
     assert out_logit["step"].to_list() == list(range(steps))
     assert np.isfinite(out_logit["max_abs"].to_numpy()).all()
@@ -471,3 +472,19 @@ def test_absent_layers_under_every_rule(rule):
         assert st.state.value != "COLLAPSE" and not mon.should_stop
         if t >= 30:
             assert st.absent == ("b",) and "layers [b] absent (no value this step)" in st.reason
+
+
+def test_a_held_attention_drift_stays_watch_and_does_not_stop_the_run():
+    """Issue 18: one block's entropy sharpens and stays there (as in healthy transformer runs);
+    the layer monitor's default turns 50 steps of WATCH into COLLAPSE, the attention monitor's
+    setting does not (it would stop a healthy training)."""
+    from streamtopo import LayerMonitor
+
+    rng = np.random.default_rng(0)
+    x = 2.5 + 0.1 * rng.normal(size=(600, 2, 4))
+    x[300:, 0, 3] -= 0.5  # block 3's entropy drops by 0.5 nats and holds
+    default = LayerMonitor(4, ("attn_entropy", "attn_logit"))
+    attention = LayerMonitor(4, ("attn_entropy", "attn_logit"), escalate_after=10**6)
+    d, a = default.run(x)["state"].to_list(), attention.run(x)["state"].to_list()
+    assert "COLLAPSE" in d and default.should_stop  # the layer monitor's default escalates
+    assert "WATCH" in a and "COLLAPSE" not in a and not attention.should_stop

@@ -29,6 +29,7 @@ from ..guard import check_guard
 from ..monitors import LossRiseDetector, LossStatus, MonitorStatus
 from . import torch as st_torch
 from ._training_parts import (
+    ATTN_ESCALATE_AFTER,
     ATTN_SIGNALS,
     LAYER_SIGNALS,
     MONITORS,
@@ -118,7 +119,8 @@ class TrainingMonitor:
         :class:`~streamtopo.integrations.torch.AttentionLogitCollector`; one shared
         :class:`~streamtopo.integrations.torch.AttentionSampler`: first batch element, every
         head, at most 32 queries) feed a second LayerMonitor, reported as ``"attention"``,
-        because its layers differ. ``"out_logit"`` (max |logit| and mean logit of the
+        because its layers differ; a long WATCH of it is never escalated to COLLAPSE (attention
+        entropy drifts in healthy training). ``"out_logit"`` (max |logit| and mean logit of the
         language-model head) is logged as a table of its own and not alarmed on. A signal
         this model cannot give (no attention module streamtopo can observe, no ``optimizer``
         for ``"update_ratio"``, no head) fails here, at construction.
@@ -388,6 +390,7 @@ class TrainingMonitor:
             self._attn.n_layers,
             tuple(s for s in self.signals if s in ATTN_SIGNALS),
             layer_names=self._attn.layer_names,
+            escalate_after=ATTN_ESCALATE_AFTER,  # drifts stay WATCH (see its definition)
             writer=self._attention_row if self.writer is not None else None,
         )
 
