@@ -90,7 +90,7 @@ def _acks(run_dir):
 
 
 def _run_with_rollback_and_acknowledge(log_dir, every, ack_after):
-    """A real Adam run; the guard rolls back to step 30 at step 32 (an injected WATCH, as in
+    """A real Adam run; the guard rolls back to step 30 at step 32 (an injected COLLAPSE, as in
     test_guard); the layer monitor is acknowledged after each call in ``ack_after``."""
     model = _model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -99,7 +99,7 @@ def _run_with_rollback_and_acknowledge(log_dir, every, ack_after):
     statuses, acked_at = [], []
     for t in range(60):
         st = _train(model, tm, opt, t)
-        seen = TrainingStatus(t, State.WATCH, "injected", fired=("loss",)) if t == 32 else st
+        seen = TrainingStatus(t, State.COLLAPSE, "injected", fired=("loss",)) if t == 32 else st
         action = guard.step(t, seen)
         if t == 32:
             assert action is not None and action.action == "rollback"
