@@ -50,6 +50,9 @@ def worker(rank: int, world: int, port: int, steps: int, out: str) -> None:
     if rank == 0:
         print(f"[rank 0] run written to {tm.run_dir_}", flush=True)
     tm.close()
+    # both ranks reach this point before the group goes (destroying it while the peer is still
+    # in its last collective can make gloo abort that process at exit)
+    dist.barrier()
     dist.destroy_process_group()
 
 
