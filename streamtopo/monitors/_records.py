@@ -106,22 +106,7 @@ def status_frame(statuses: Sequence[LayerStatus]) -> Any:
             "calibrating": [s.calibrating for s in statuses],
             "evaluated": [s.evaluated for s in statuses],
         },
-        schema={
-            "step": pl.Int64,
-            "h0": pl.Float64,
-            "z": pl.Float64,
-            "ratio": pl.Float64,
-            "peak": pl.Float64,
-            "state": pl.String,
-            "direction": pl.String,
-            "culprits": pl.List(pl.String),
-            "reason": pl.String,
-            "nonfinite": pl.List(pl.Int64),
-            "layer_z": pl.Float64,
-            "stat": pl.Float64,
-            "calibrating": pl.Boolean,
-            "evaluated": pl.Boolean,
-        },
+        schema=_schema(),
     )
 
 
