@@ -173,3 +173,36 @@ def test_headline_counts_the_centroid_gap_rule_not_its_test_loss_patience():
     patience_only = centroid.with_columns(pl.lit(False).alias("alert"))
     h = headline({"layer": layer, "centroid": patience_only})
     assert h.healthy and h.verdict == "Healthy: no alarm in 4 recorded steps."
+
+
+def test_the_lead_ignores_an_alarm_that_ended_before_the_loss_rule_fired():
+    """A monitor's false alarm long before the failure is not a lead (the demo's collapse
+    monitor at step 300, the loss rule at 366, the layer monitor at 367 said 'a lead of 66')."""
+    import polars as pl
+
+    from streamtopo.report.headline import headline
+
+    steps = list(range(400))
+    late = [t >= 367 for t in steps]
+    layer = pl.DataFrame(
+        {
+            "step": steps,
+            "state": ["COLLAPSE" if x else "HEALTHY" for x in late],
+            "reason": ["layer: 3 z=+9" if x else "ok" for x in late],
+        }
+    )
+    collapse = pl.DataFrame({"step": [200, 300, 320], "state": ["HEALTHY", "WATCH", "HEALTHY"],
+                             "reason": ["ok", "persistence_entropy fell", "ok"]})  # fmt: skip
+    loss = pl.DataFrame(
+        {"step": steps, "state": ["WATCH" if t >= 366 else "HEALTHY" for t in steps]}
+    )
+    h = headline({"layer": layer, "collapse": collapse, "loss": loss})
+    assert h.first_alarm_step == 300  # the first alarm is still reported as such
+    assert h.lead == "Lag: the topology alarm came 1 steps after the loss rule (step 366)."
+    running = pl.DataFrame({"step": [300, 366, 380], "state": ["WATCH", "WATCH", "WATCH"],
+                            "reason": ["x", "x", "x"]})  # fmt: skip
+    h = headline({"layer": layer, "collapse": running, "loss": loss})
+    assert h.lead == "Lead: the topology alarm came 66 steps before the loss rule (step 366)."
+    h = headline({"layer": layer.with_columns(state=pl.lit("HEALTHY")), "collapse": collapse,
+                  "loss": loss})  # fmt: skip
+    assert h.lead == "The loss rule fired at step 366; no topology alarm was running then or after."

@@ -31,6 +31,39 @@ class Headline:
 NOT_TOPOLOGY = frozenset({"loss", "interventions"})
 
 
+def _alarm_mask(df: Any) -> list[bool]:
+    """Per row: an alarm as :func:`_first_alarm` counts one."""
+    mask = (df["state"] != "HEALTHY").fill_null(False)
+    if "calibrating" in df.columns:
+        mask = mask & ~df["calibrating"].fill_null(False)
+    if "alert" in df.columns:
+        mask = mask & df["alert"].fill_null(False)
+    return mask.to_list()
+
+
+def _episode_around(tables: dict[str, Any], kinds: list[str], at: int) -> dict[str, Any] | None:
+    """The topology alarm to compare with the loss rule's first alarm at step ``at``: of the
+    alarm episodes (runs of consecutive alarm rows) still running at ``at`` or starting after
+    it, the one that starts first. An episode that ended before ``at`` was about something
+    else (e.g. a false alarm long before the failure): it earns no lead."""
+    best: dict[str, Any] | None = None
+    for k in kinds:
+        df = tables[k]
+        steps, mask = df["step"].to_list(), _alarm_mask(df)
+        i = 0
+        while i < len(mask):
+            if not mask[i]:
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(mask) and mask[j + 1]:
+                j += 1
+            if steps[j] >= at and (best is None or steps[i] < best["step"]):
+                best = {"step": steps[i]}
+            i = j + 1
+    return best
+
+
 def _first_alarm(df: Any) -> dict[str, Any] | None:
     """The first non-HEALTHY row of a table with a ``state`` column, calibration excluded, and
     for a table with an ``alert`` column (the centroid gap) only rows where the rule alerted
@@ -56,7 +89,7 @@ def _lead(first: dict[str, Any] | None, loss_first: dict[str, Any] | None) -> st
         return "The loss rule never fired."
     at = int(loss_first["step"])
     if first is None:
-        return f"The loss rule fired at step {at}; the topology did not."
+        return f"The loss rule fired at step {at}; no topology alarm was running then or after."
     d = at - int(first["step"])
     if d > 0:
         return f"Lead: the topology alarm came {d} steps before the loss rule (step {at})."
@@ -134,7 +167,12 @@ def headline(tables: dict[str, Any]) -> Headline:
             lines.append(f"The layer monitor was calibrating until step {int(ready['step'][0])}.")
     if loss is not None:
         h["loss_alarm_step"] = None if loss_first is None else int(loss_first["step"])
-        h["lead"] = _lead(first, loss_first)
+        near = (
+            None
+            if loss_first is None
+            else _episode_around(tables, list(firsts), int(loss_first["step"]))
+        )
+        h["lead"] = _lead(near, loss_first)
         lines.append(h["lead"])
     else:
         lines.append("No loss table in this run: no lead/lag against the loss rule.")
