@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.evaluation import detectors as det
 from benchmarks.evaluation.cache import CACHE, Recorded, load_set
 from benchmarks.evaluation.changepoint import ChangeDetector
+from benchmarks.evaluation.metrics import poisson_upper
 
 FEAT = CACHE / "feat"
 SIGS = {"act": ("act_norm",), "grad": ("grad_norm",), "act+grad": ("act_norm", "grad_norm")}
@@ -131,13 +132,6 @@ def evaluate(runs: list[Recorded], detectors: dict) -> dict:
     for name, fn in detectors.items():
         res[name] = [(r, score(fn(r), r)) for r in runs]
     return res
-
-
-def poisson_upper(k: int, conf: float = 0.95) -> float:
-    """Exact one-sided upper confidence bound of a Poisson mean with k observed events."""
-    from scipy.stats import chi2
-
-    return float(chi2.ppf(conf, 2 * (k + 1)) / 2)
 
 
 def table(res: dict, scenarios: list[str]) -> str:

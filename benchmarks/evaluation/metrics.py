@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def poisson_upper(k: int, conf: float = 0.95) -> float:
+    """Exact one-sided upper confidence bound of a Poisson mean with k observed events."""
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(conf, 2 * (k + 1)) / 2)
+
+
 def episodes(alarm: np.ndarray) -> int:
     """Number of alarm episodes (rising edges)."""
     a = np.asarray(alarm, dtype=bool)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import detectors as digits_detectors
+from .metrics import poisson_upper
 from .transformer import TransformerRecord, failure_onset
 from .transformer_detectors import attn_entropy_thr, attn_logit_thr
 
@@ -159,13 +160,6 @@ def evaluate(records: list[TransformerRecord], dets: dict) -> dict[str, list[tup
         name: [(r, o, score(fn(r), r, o)) for r, o in zip(records, onsets, strict=True)]
         for name, fn in dets.items()
     }
-
-
-def poisson_upper(k: int, conf: float = 0.95) -> float:
-    """Exact one-sided upper confidence bound of a Poisson mean with ``k`` observed events."""
-    from scipy.stats import chi2
-
-    return float(chi2.ppf(conf, 2 * (k + 1)) / 2)
 
 
 def summarise(rows: list[tuple]) -> dict:
