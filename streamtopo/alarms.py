@@ -122,10 +122,14 @@ class RollingBaseline:
 
     def zscore(self, x: float) -> float:
         """``(x - mean) / std`` once ready, NaN before (and for non-finite x: +-inf/NaN)."""
-        if self._n < self.size:
+        n = self._n
+        if n < self.size:
             return math.nan
-        sd = self.std
-        d = x - self.mean
+        # self.std and self.mean, inlined (per-step path): the same operations in the same order
+        m = self._s1 / n
+        var = self._s2 / n - m * m
+        sd = max(math.sqrt(var) if var > 0.0 else 0.0, self.min_std)
+        d = x - (self._ref + m)
         if sd == 0.0:
             return 0.0 if d == 0.0 else math.copysign(math.inf, d)
         return d / sd
@@ -443,8 +447,9 @@ class Patience(Streak):
         return self.length
 
     def update(self, state: str) -> bool:  # type: ignore[override]
-        super().update(state == State.COLLAPSE)
-        return self.done
+        # Streak.update and done, inlined (per-step path)
+        count = self.count = self.count + 1 if state == State.COLLAPSE else 0
+        return count >= self.length
 
     @property
     def should_stop(self) -> bool:

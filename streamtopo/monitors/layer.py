@@ -638,32 +638,37 @@ class LayerMonitor(Monitor):
         layers without a value this step)."""
         excluded = excluded or bool(nonfinite) or bool(absent)
         K = self.baseline
+        base, peak, alarm, peak_rule = self._h0_base, self._peak, self._alarm, self._peak_rule
         logh = math.log(h0) if h0 > 0.0 else -math.inf
-        z = math.nan if excluded else self._h0_base.zscore(logh)
-        ratio_state = self._peak.update(math.nan if excluded else h0)
-        alarm_state = self._alarm.update(
+        z = math.nan if excluded else base.zscore(logh)
+        ratio_state = peak.update(math.nan if excluded else h0)
+        alarm_state = alarm.update(
             (
-                math.nan if self._peak_rule else z,
+                math.nan if peak_rule else z,
                 lzt if (self.layer_rule and not excluded) else math.nan,
             )
         )
-        if self._peak_rule and ratio_state.severity > alarm_state.severity:
+        if peak_rule and ratio_state.severity > alarm_state.severity:
             state = ratio_state
         else:
             state = alarm_state
         if nonfinite and self.nonfinite == "collapse":
             state = State.COLLAPSE
+        healthy = state is State.HEALTHY
         direction = ""
         if z == z and abs(z) > self.watch_z:
             direction = "rising" if z > 0 else "falling"
-        elif self.rule == "peak" and ratio_state is not State.HEALTHY:
+        elif peak_rule and ratio_state is not State.HEALTHY:
             direction = "falling"
         culprits: tuple[str, ...] = ()
-        if top >= 0 and (abs(lzt) > self.layer_z_ or state is not State.HEALTHY):
+        if top >= 0 and (not healthy or abs(lzt) > self.layer_z_):
             culprits = self._culprits()
-        reason = self._reason(state, z, lzt, top, nonfinite, excluded)
+        if healthy and not excluded and (not peak.warming_up if peak_rule else base.count == K):
+            reason = "ok"  # what _reason says then, without the call (the per-step case)
+        else:
+            reason = self._reason(state, z, lzt, top, nonfinite, excluded)
         if absent:
-            held = nonfinite or state is not State.HEALTHY
+            held = nonfinite or not healthy
             reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
         # values seen while an alarm is active (or with layers left out) never enter a baseline;
         # per-layer values also stay out while the layer rule is over its threshold but not yet
@@ -671,23 +676,22 @@ class LayerMonitor(Monitor):
         # against (115 -> 5 in four steps) and the wrong layer would be named. The h0 baseline
         # keeps absorbing such values: windowed h0 is autocorrelated, and holding it out turns
         # slow healthy wander into alarms.
-        if state is State.HEALTHY and not excluded:
+        if healthy and not excluded:
             if logh > -math.inf:
-                self._h0_base.push(logh)
-            if not self._alarm.pending(1):
+                base.push(logh)
+            if not alarm.pending(1):
                 # pushed at the start of the next check (one kernel call per step); counts now
-                self._pending = (
-                    self._bpos, self._bn, (self._bpushes * self._chunk) % self._u.size
-                )  # fmt: skip
-                self._bpos = (self._bpos + 1) % K
-                self._bn = min(self._bn + 1, K)
-                self._bpushes += 1
+                bpos, bn, bpushes = self._bpos, self._bn, self._bpushes
+                self._pending = (bpos, bn, (bpushes * self._chunk) % self._u.size)
+                self._bpos = (bpos + 1) % K
+                self._bn = bn + 1 if bn < K else K
+                self._bpushes = bpushes + 1
         self._patience.update(state)
         # calibrating: no trusted baseline yet (z-score baseline filling, or peak warm-up)
-        calibrating = self._peak.warming_up if self._peak_rule else self._h0_base.count < K
+        calibrating = peak.warming_up if peak_rule else base.count < K
         status = _new_status(
-            step, state, reason, True, calibrating, h0, z, self._peak.ratio, self._peak.peak,
-            direction, culprits, nonfinite, lzt, math.nan,
+            step, state, reason, True, calibrating, h0, z, peak.ratio, peak.peak, direction,
+            culprits, nonfinite, lzt, math.nan,
             tuple(self.layer_names[i] for i in absent) if absent else (),
         )  # fmt: skip
         self._summary.record(status)
