@@ -136,19 +136,23 @@ class RollingBaseline:
 
     def push(self, x: float) -> None:
         """Add ``x`` (dropping the oldest value once full)."""
-        if self._n == self.size:
-            d = self._buf[self._pos] - self._ref
-            self._s1 -= d
-            self._s2 -= d * d
+        n, pos, ref = self._n, self._pos, self._ref  # locals: the same operations, per step
+        if n == self.size:
+            d = self._buf[pos] - ref
+            s1 = self._s1 - d
+            s2 = self._s2 - d * d
         else:
-            if self._n == 0:  # centre the sums on the first value: no cancellation from offsets
-                self._ref, self._s1, self._s2 = x, 0.0, 0.0
-            self._n += 1
-        self._buf[self._pos] = x
-        d = x - self._ref
-        self._s1 += d
-        self._s2 += d * d
-        self._pos = (self._pos + 1) % self.size
+            if n == 0:  # centre the sums on the first value: no cancellation from offsets
+                ref, s1, s2 = x, 0.0, 0.0
+                self._ref = x
+            else:
+                s1, s2 = self._s1, self._s2
+            self._n = n + 1
+        self._buf[pos] = x
+        d = x - ref
+        self._s1 = s1 + d
+        self._s2 = s2 + d * d
+        self._pos = (pos + 1) % self.size
         self._pushes += 1
         if self._pushes % (10 * self.size) == 0:  # rare: keeps the exact refresh out of p99
             held = self._buf[: self._n]
@@ -265,24 +269,25 @@ class ZScoreAlarm:
         any_over = False
         any_eval = False
         crit = False
-        over_long = []
+        over_long: list[str] = []
+        over, crits, raise_after = self._over, self._crit, self.raise_after
         for k, z in enumerate(zs):
             if z != z:  # NaN: detector not evaluated this step
-                if self._over[k] > 0:
+                if over[k] > 0:
                     any_over = True
                 continue
             any_eval = True
             a = abs(z)
             if a > self.watch_z[k]:
                 any_over = True
-                self._over[k] += 1
-                self._crit[k] = self._crit[k] + 1 if a > self.collapse_z[k] else 0
+                over[k] += 1
+                crits[k] = crits[k] + 1 if a > self.collapse_z[k] else 0
             else:
-                self._over[k] = 0
-                self._crit[k] = 0
-            if self._over[k] >= self.raise_after:
+                over[k] = 0
+                crits[k] = 0
+            if over[k] >= raise_after:
                 over_long.append(self.detectors[k])
-            if self._crit[k] >= self.raise_after:
+            if crits[k] >= raise_after:
                 crit = True
         if self.state is State.HEALTHY:
             if over_long:

@@ -57,7 +57,7 @@ class CusumRule:
         """Score one evaluation: ``h0`` and the (signals, layers) median-relative values ``u``."""
         self._x[0] = math.log(h0) if h0 > 0.0 else -math.inf
         if self._u is not None:
-            np.copyto(self._u, u)
+            self._u[...] = u  # np.copyto's result, at half its call cost
         return _STATES[self.detector.step(self._x, step)]
 
     def describe(

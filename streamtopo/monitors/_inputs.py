@@ -109,8 +109,9 @@ def fill_row(
             return
     elif type(values) is dict and len(values) == S:
         vecs = [values.get(s) for s in signals]
+        shape = (n,)
         for v in vecs:
-            if not (type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind == "f"):
+            if type(v) is not np.ndarray or v.shape != shape or v.dtype.kind != "f":
                 break
         else:
             rows_out = out_rows if out_rows is not None else list(out)

@@ -502,15 +502,17 @@ class LayerMonitor(Monitor):
                 args = self._kernel_args_keep  # only absent values are NaN: nothing to raise
         step = self._step
         W = self.window
-        pos = step % W
-        full = self._rows == W
+        rows = self._rows
+        full = rows == W
         evaluate = step % self.check_every == 0
-        scale = 1.0 / math.sqrt((W if full else self._rows + 1) * len(self.signals))
+        scale = 1.0 / math.sqrt((W if full else rows + 1) * len(self.signals))
         ring = self.ring_
+        bn = self._bn
+        push_pos, push_n, push_first = self._pending
         layer_step(
-            *args, ring.count_ % self.capacity, step, pos, full,
+            *args, ring.count_ % self.capacity, step, step % W, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
-            self._bn if self._bn == self.baseline and not self._cusum else 0, *self._pending,
+            bn if bn == self.baseline and not self._cusum else 0, push_pos, push_n, push_first,
         )  # fmt: skip
         code, n_bad, h0, top, excluded, lzt = self._out.tolist()
         if code == NEGATIVE:
@@ -529,7 +531,7 @@ class LayerMonitor(Monitor):
         self._pending = _NO_PUSH
         ring.advance()
         if not full:
-            self._rows += 1
+            self._rows = rows + 1
         nonfinite = tuple(np.flatnonzero(self._bad).tolist()) if n_bad else ()
         absent: tuple[int, ...] = ()
         if mask is not None and nonfinite:
