@@ -5,7 +5,8 @@ table: for L layers x S signals x window W, our p50/p99 per ``check()`` call (ev
 conversion, ring, window update, H0, alarms, Status) and steps/s, beside the H0 alone of the
 same points each step by (a) numpy/scipy (pdist + single linkage) and (b) ripser, and the
 ratios of their p50 to ours; also our mean CPU (thread) time per call, which preemption on a
-shared machine does not inflate. First, the same for ``rule="streak"`` against
+shared machine does not inflate (``--against REF``: only ``check()`` of the checkout REF
+against this one, in alternating subprocesses). First, the same for ``rule="streak"`` against
 ``rule="cusum"`` at 64 layers x 3 signals (``--rules``: only that table). Then the bytes a
 monitor holds for 128 layers x 3 signals x capacity 1024.
 """
@@ -153,11 +154,67 @@ def rules(reps: int, steps: int, warm: int) -> None:
         print(f"| {rule} | {p50:.1f} | {p99:.1f} | {cpu:.1f} | {cpu / med['streak'][2]:.2f}x |")
 
 
+def one(L: int, S: int, rule: str) -> None:
+    """One ``bench_ours`` run (64-bit stream seed 2, W=16, 2,000 timed steps): prints
+    ``p50 cpu`` in µs, for :func:`against`."""
+    x = stream(np.random.default_rng(2), 2300, L, S)
+    p50, _, cpu = bench_ours(x, L, S, 16, 300, 2000, rule=rule)
+    print(p50, cpu)
+
+
+def against(ref: str, reps: int) -> None:
+    """``check()`` of the streamtopo in ``ref`` (a checkout's root, e.g. main's) against this
+    checkout's, at 64 x 3 and 8 x 1, W=16, both rules: fresh subprocesses alternating old and
+    new (order swapped every repetition), medians over ``reps`` of p50 and CPU per call."""
+    import statistics
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {"ref": os.path.abspath(ref), "new": here}
+    cfgs = [(64, 3, "streak"), (64, 3, "cusum"), (8, 1, "streak"), (8, 1, "cusum")]
+    got: dict[tuple, list[tuple[float, float]]] = {}
+    for r in range(reps):
+        for cfg in cfgs:
+            for name in ("ref", "new") if r % 2 == 0 else ("new", "ref"):
+                env = {**os.environ, "PYTHONPATH": trees[name]}
+                cmd = [sys.executable, os.path.abspath(__file__), "--one", *map(str, cfg)]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                p50, cpu = map(float, out.stdout.split()[-2:])
+                got.setdefault((cfg, name), []).append((p50, cpu))
+    print(f"check(): {trees['ref']} (ref) vs {here} (new), median of {reps} alternating runs")
+    print()
+    print("| L x S | rule | ref p50 µs | new p50 µs | p50 new/ref | ref CPU µs | new CPU µs |"
+          " CPU new/ref |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for cfg in cfgs:
+        (rp, rc), (np50, nc) = (
+            [statistics.median(v[k] for v in got[(cfg, name)]) for k in (0, 1)]
+            for name in ("ref", "new")
+        )
+        print(
+            f"| {cfg[0]} x {cfg[1]} | {cfg[2]} | {rp:.1f} | {np50:.1f} | {np50 / rp:.2f} |"
+            f" {rc:.1f} | {nc:.1f} | {nc / rc:.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps")
     parser.add_argument("--rules", action="store_true", help="only the streak/cusum comparison")
+    parser.add_argument(
+        "--against", metavar="REF", help="only: check() of the streamtopo checkout REF vs this one"
+    )
+    parser.add_argument("--reps", type=int, default=5, help="repetitions of --against")
+    parser.add_argument("--one", nargs=3, metavar=("L", "S", "RULE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        return one(int(args.one[0]), int(args.one[1]), args.one[2])
+    if args.against:
+        print(f"load average: {os.getloadavg()}, cores: {os.cpu_count()}")
+        against(args.against, args.reps)
+        print(f"load average after: {os.getloadavg()}")
+        return
     steps, ref_steps, warm = (300, 30, 120) if args.quick else (2000, 200, 300)
     rng = np.random.default_rng(0)
     print(f"load average: {os.getloadavg()}, cores: {os.cpu_count()}")
