@@ -48,8 +48,8 @@ def run_ranks(tmp_path: Path, world: int = 2) -> list[dict]:
         )
         for r in range(world)
     ]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
+    errs = [p.communicate(timeout=120)[1] for p in procs]  # read both before asserting
+    for p, err in zip(procs, errs, strict=True):
         assert p.returncode == 0, err.decode()[-2000:]
     return [json.loads(o.read_text()) for o in outs]
 

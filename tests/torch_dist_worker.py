@@ -55,6 +55,9 @@ def main(argv: list[str]) -> None:
     result = {mode: one(torch, mode, rank, world) for mode in ("ddp", "fsdp")}
     with open(out, "w") as fh:
         json.dump(result, fh)
+    # both ranks reach this point before the group goes: destroying it while the peer is still
+    # tearing down made gloo abort a worker ("terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 
