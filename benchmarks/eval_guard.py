@@ -3,6 +3,12 @@
     python benchmarks/eval_guard.py --tune               # knob sweep on seeds 0-9 (choose defaults)
     python benchmarks/eval_guard.py                      # defaults on fresh seeds 1000-1009
     python benchmarks/eval_guard.py --smoke              # 1 seed, 300 steps (tests)
+    python benchmarks/eval_guard.py --model transformer  # char-level transformers, seeds 1000+
+    python benchmarks/eval_guard.py --model transformer --smoke   # 1 seed, 60 steps (tests)
+
+Transformer mode: ``benchmarks/evaluation/guard_transformer.py`` (scenarios healthy, lr_spike,
+attn_logit_growth, random_tokens of ``benchmarks/evaluation/transformer.py``, 700 steps; saved =
+final held-out loss <= 1.02 x the same seed's healthy run without guard); default Guard() only.
 
 The scenarios are ``benchmarks/evaluation/scenarios.py``'s (same configs, data split, batches,
 cosine LR and fault injection), but run *live*: a :class:`TrainingMonitor` with today's defaults
@@ -168,8 +174,12 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=None, help="comma-separated subset of the sweep")
     ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of faults")
     ap.add_argument("--out", default="eval-guard-out")
+    ap.add_argument("--model", choices=("digits", "transformer"), default="digits")
     args = ap.parse_args(argv)
     import torch
+
+    if args.model == "transformer":
+        return main_transformer(args)
 
     torch.set_num_threads(1)
     offset = args.seed_offset if args.seed_offset is not None else (0 if args.tune else 1000)
@@ -208,6 +218,53 @@ def main(argv=None) -> int:
     seeds = range(offset, offset + args.seeds)
     rows = [r for r in rows if r["steps"] == args.steps and r["seed"] in seeds]
     table = summarise(rows)
+    (out / "table.md").write_text(table)
+    print(table)
+    return 0
+
+
+def main_transformer(args) -> int:
+    """``--model transformer``: healthy / fault x {no guard, Guard()} per seed, seed outer."""
+    import torch
+
+    from benchmarks.evaluation import guard_transformer as gt
+
+    torch.set_num_threads(1)
+    offset = 1000 if args.seed_offset is None else args.seed_offset
+    steps = 700 if args.steps == 1500 else args.steps  # 1500 is the digits default
+    faults = gt.FAULTS if args.faults == ",".join(FAULTS) else tuple(args.faults.split(","))
+    if args.smoke:
+        args.seeds, steps, faults = 1, 60, ("healthy", "lr_spike")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    done = set()
+    if rows_path.exists():  # resumable
+        for line in rows_path.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["fault"], r["seed"], r["variant"], r["steps"]))
+    start = time.perf_counter()
+    seeds = range(offset, offset + args.seeds)
+    with rows_path.open("a") as fh:
+        for seed in seeds:
+            for fault in faults:
+                for name, kw in (("none", None), ("default", {})):
+                    if (fault, seed, name, steps) in done:
+                        continue
+                    r = gt.live_run(fault, seed, steps, kw)
+                    r.update(fault=fault, seed=seed, variant=name, steps=steps)
+                    fh.write(json.dumps(r) + "\n")
+                    fh.flush()
+                    print(
+                        f"[{time.perf_counter() - start:7.1f}s] {fault:17s} seed={seed:4d} "
+                        f"{name:8s} {r['arch']} held-out={r['test_loss']:.4f} "
+                        f"rollbacks={r['rollbacks']} redone={r['steps_redone']} "
+                        f"stop={r['stopped_at']} cpu={r['cpu_s']:.0f}s",
+                        flush=True,
+                    )
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
+    rows = [r for r in rows if r["steps"] == steps and r["seed"] in seeds]
+    table = gt.summarise(rows)
     (out / "table.md").write_text(table)
     print(table)
     return 0

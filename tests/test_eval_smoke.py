@@ -51,3 +51,23 @@ def test_eval_guard_smoke(tmp_path):
     assert healthy["default"]["loss_hash"] == healthy["none"]["loss_hash"]
     table = (tmp_path / "table.md").read_text()
     assert table.count("| default | ") == 6  # 5 faults + the abrupt total
+
+
+def test_eval_guard_transformer_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "eval_guard.py"), "--model", "transformer",
+         "--smoke", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    # healthy and lr_spike x {no guard, Guard()}, one seed, 60 steps
+    assert sorted((r["fault"], r["variant"], r["steps"]) for r in rows) == sorted(
+        (f, v, 60) for f in ("healthy", "lr_spike") for v in ("none", "default")
+    )
+    healthy = {r["variant"]: r for r in rows if r["fault"] == "healthy"}
+    assert healthy["default"]["interventions"] == []
+    assert healthy["default"]["loss_hash"] == healthy["none"]["loss_hash"]
+    assert all(0.0 < r["test_loss"] < 10.0 for r in rows)  # a held-out loss, not the 1e9 marker
+    table = (tmp_path / "table.md").read_text()
+    assert table.count("| default | ") == 2 and table.count("| none | ") == 2

@@ -260,6 +260,39 @@ def build_model(cfg: TransformerConfig):
     return Decoder()
 
 
+def fault_active(cfg: TransformerConfig, t: int) -> bool:
+    """Whether step ``t`` lies in the injected fault's window (never for emergent scenarios)."""
+    t0 = cfg.t0
+    return t0 is not None and t0 <= t < t0 + cfg.fault_params.get("window", 0)
+
+
+def lr_at(cfg: TransformerConfig, t: int) -> float:
+    """The peak-group learning rate of step ``t``: warm-up, cosine, ramp and LR spike included."""
+    T, fp = cfg.steps, cfg.fault_params
+    lr = cfg.lr * min(1.0, (t + 1) / max(cfg.warmup, 1))
+    if t >= cfg.warmup:
+        frac = (t - cfg.warmup) / max(T - cfg.warmup, 1)
+        lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    if "ramp" in fp:  # emergent scenarios: the LR climbs to an unstable peak, then holds
+        a, b = (int(f * T) for f in fp["ramp"])
+        if t >= a:
+            lr = max(lr, fp["peak"] * min(1.0, (t - a + 1) / max(b - a, 1)))
+    if fault_active(cfg, t) and cfg.fault.endswith("lr_spike"):
+        lr *= fp["mult"]
+    return lr
+
+
+def param_groups(model, cfg: TransformerConfig) -> list[dict]:
+    """AdamW groups: decay on matrices, none on vectors, the head with its own LR multiplier."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("head")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and not n.startswith("head")]
+    return [
+        {"params": decay, "weight_decay": cfg.weight_decay, "mult": 1.0},
+        {"params": no_decay, "weight_decay": 0.0, "mult": 1.0},
+        {"params": list(model.head.parameters()), "weight_decay": 0.0, "mult": cfg.head_lr_mult},
+    ]
+
+
 def run(cfg: TransformerConfig) -> TransformerRecord:
     """Train one char-level transformer under ``cfg`` and record every signal."""
     import torch
@@ -278,14 +311,7 @@ def run(cfg: TransformerConfig) -> TransformerRecord:
 
     model = build_model(cfg)
     blocks = list(model.blocks)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("head")]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and not n.startswith("head")]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay, "mult": 1.0},
-        {"params": no_decay, "weight_decay": 0.0, "mult": 1.0},
-        {"params": list(model.head.parameters()), "weight_decay": 0.0, "mult": cfg.head_lr_mult},
-    ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.95))
     lossf = nn.CrossEntropyLoss()
     block_params = [list(b.parameters()) for b in blocks]
 
@@ -293,7 +319,6 @@ def run(cfg: TransformerConfig) -> TransformerRecord:
     rec = {k: np.zeros((T, L)) for k in PER_STEP}
     loss_rec, omax, omean = np.zeros(T), np.zeros(T), np.zeros(T)
     eval_steps, test_loss = [], []
-    t0, fp = cfg.t0, cfg.fault_params
     stuck = None
 
     def batch_at(starts):
@@ -301,17 +326,8 @@ def run(cfg: TransformerConfig) -> TransformerRecord:
         return ix
 
     for t in range(T):
-        lr = cfg.lr * min(1.0, (t + 1) / max(cfg.warmup, 1))
-        if t >= cfg.warmup:
-            frac = (t - cfg.warmup) / max(T - cfg.warmup, 1)
-            lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        if "ramp" in fp:  # emergent scenarios: the LR climbs to an unstable peak, then holds
-            a, b = (int(f * T) for f in fp["ramp"])
-            if t >= a:
-                lr = max(lr, fp["peak"] * min(1.0, (t - a + 1) / max(b - a, 1)))
-        in_fault = t0 is not None and t0 <= t < t0 + fp.get("window", 0)
-        if in_fault and cfg.fault.endswith("lr_spike"):
-            lr *= fp["mult"]
+        lr = lr_at(cfg, t)
+        in_fault = fault_active(cfg, t)
         for grp in opt.param_groups:
             grp["lr"] = lr * grp["mult"]
         starts = rng.integers(0, len(train) - CTX - 1, size=cfg.batch)
