@@ -31,14 +31,16 @@ class Headline:
 NOT_TOPOLOGY = frozenset({"loss", "interventions"})
 
 
-def _alarm_mask(df: Any) -> list[bool]:
-    """Per row: an alarm as :func:`_first_alarm` counts one."""
+def _alarm_mask(df: Any) -> Any:
+    """Per row (a boolean Series): an alarm — not HEALTHY, not calibrating, and for a table
+    with an ``alert`` column (the centroid gap) only where the rule alerted (its state also
+    carries test-loss patience, which is early stopping, not an alarm)."""
     mask = (df["state"] != "HEALTHY").fill_null(False)
     if "calibrating" in df.columns:
         mask = mask & ~df["calibrating"].fill_null(False)
     if "alert" in df.columns:
         mask = mask & df["alert"].fill_null(False)
-    return mask.to_list()
+    return mask
 
 
 def _episode_around(tables: dict[str, Any], kinds: list[str], at: int) -> dict[str, Any] | None:
@@ -49,32 +51,25 @@ def _episode_around(tables: dict[str, Any], kinds: list[str], at: int) -> dict[s
     best: dict[str, Any] | None = None
     for k in kinds:
         df = tables[k]
-        steps, mask = df["step"].to_list(), _alarm_mask(df)
-        i = 0
-        while i < len(mask):
-            if not mask[i]:
-                i += 1
-                continue
-            j = i
-            while j + 1 < len(mask) and mask[j + 1]:
-                j += 1
-            if steps[j] >= at and (best is None or steps[i] < best["step"]):
-                best = {"step": steps[i]}
-            i = j + 1
+        steps, mask = df["step"].to_list(), _alarm_mask(df).to_list()
+        # the episode holding the first alarm row at or after ``at``; back to its start
+        i = next(
+            (i for i, (t, m) in enumerate(zip(steps, mask, strict=True)) if m and t >= at), None
+        )
+        if i is None:
+            continue
+        while i > 0 and mask[i - 1]:
+            i -= 1
+        if best is None or steps[i] < best["step"]:
+            best = {"step": steps[i]}
     return best
 
 
 def _first_alarm(df: Any) -> dict[str, Any] | None:
-    """The first non-HEALTHY row of a table with a ``state`` column, calibration excluded, and
-    for a table with an ``alert`` column (the centroid gap) only rows where the rule alerted
-    (its state also carries test-loss patience, which is early stopping, not an alarm)."""
+    """The first alarm row (see :func:`_alarm_mask`) of a table with a ``state`` column."""
     if df is None or "state" not in df.columns:
         return None
-    alarms = df.filter(df["state"] != "HEALTHY")
-    if "calibrating" in alarms.columns:
-        alarms = alarms.filter(~alarms["calibrating"].fill_null(False))
-    if "alert" in alarms.columns:
-        alarms = alarms.filter(alarms["alert"].fill_null(False))
+    alarms = df.filter(_alarm_mask(df))
     return alarms.row(0, named=True) if alarms.height else None
 
 
