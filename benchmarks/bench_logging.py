@@ -1,6 +1,7 @@
 """Logging benchmark: RunWriter end to end, its per-step latency, replay, file size.
 
     python benchmarks/bench_logging.py [--quick]
+    python benchmarks/bench_logging.py --against REF [--reps 5]   # old vs new, per-step cost
 
 Prints markdown tables. References measured in the same run:
 - "polars at close": rows kept as Python objects, one ``pl.DataFrame`` + ``write_parquet`` at
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# this checkout's streamtopo, or the one --against runs (STREAMTOPO_TREE)
+sys.path.insert(0, os.environ.get("STREAMTOPO_TREE") or str(Path(__file__).resolve().parents[1]))
 
 from streamtopo.io import RunWriter, read_run
 
@@ -135,18 +137,26 @@ def latency(rows: list[dict], root: Path, pc=time.perf_counter_ns) -> dict[str, 
     # two monitors on the same stream, timed alternately step by step so that load changes on
     # this shared machine hit both alike
     wr = RunWriter(root, run_id=f"lat-check-{pc.__name__}")
+    # plus a second plain monitor: the A/A control of the paired differences (what their p99
+    # is when nothing differs but the noise of two calls)
     plain, logged = LayerMonitor(n_layers=n_layers), LayerMonitor(n_layers=n_layers, writer=wr)
+    plain2 = LayerMonitor(n_layers=n_layers)
     for v in vals[:200]:  # warm-up (numba cache load)
         plain.check(v)
         logged.check(v)
+        plain2.check(v)
     ta = np.empty(len(vals), np.int64)
     tb = np.empty(len(vals), np.int64)
+    tc = np.empty(len(vals), np.int64)
     for i, v in enumerate(vals):
         a = pc()
         plain.check(v)
         b = pc()
         logged.check(v)
-        tb[i] = pc() - b
+        c = pc()
+        plain2.check(v)
+        tc[i] = pc() - c
+        tb[i] = c - b
         ta[i] = b - a
     wr.close()
     for label, t in (("check", ta), ("check+writer", tb)):
@@ -154,6 +164,7 @@ def latency(rows: list[dict], root: Path, pc=time.perf_counter_ns) -> dict[str, 
         out[f"{label} p99"] = np.percentile(t, 99) / 1e3
     out["added per step p50 (paired)"] = np.percentile(tb - ta, 50) / 1e3
     out["added per step p99 (paired)"] = np.percentile(tb - ta, 99) / 1e3
+    out["A/A control: p99 (paired), no writer in either"] = np.percentile(tc - ta, 99) / 1e3
     return out
 
 
@@ -197,10 +208,74 @@ def bench_replay(root: Path, steps: int, n_layers: int = 64) -> dict | None:
     return out
 
 
+def one_latency(steps: int) -> None:
+    """Thread-CPU latencies of check() with and without a RunWriter (one process), as JSON."""
+    import json
+
+    rows = make_rows(steps, 64)
+    root = Path(tempfile.mkdtemp(prefix="bench_logging_"))
+    lat = latency(rows, root, time.thread_time_ns)
+    shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(lat))
+
+
+def against(ref: str, reps: int, steps: int) -> None:
+    """Per-step cost of logging, the streamtopo in checkout ``ref`` against this one: fresh
+    subprocesses alternating old and new (order swapped every repetition), thread CPU time;
+    medians over ``reps`` with the range in brackets."""
+    import json
+    import statistics
+    import subprocess
+
+    here = str(Path(__file__).resolve().parents[1])
+    trees = {"ref": os.path.abspath(ref), "new": here}
+    got: dict[str, list[dict]] = {"ref": [], "new": []}
+    for r in range(reps):
+        for name in ("ref", "new") if r % 2 == 0 else ("new", "ref"):
+            env = {**os.environ, "STREAMTOPO_TREE": trees[name]}
+            cmd = [sys.executable, os.path.abspath(__file__), "--one", str(steps)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            got[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for runs in got.values():
+        for d in runs:
+            d["added p99 (p99 with - p99 without)"] = d["check+writer p99"] - d["check p99"]
+    print(f"logging: {trees['ref']} (ref) vs {here} (new); 64 layers x 1 signal, {steps:,} steps")
+    print(f"per process, thread CPU time; median of {reps} alternating runs [min-max]")
+    print()
+    print("| per step, µs | ref | new | new/ref |")
+    print("|---|---|---|---|")
+    keys = [
+        "check p50", "check p99", "check+writer p50", "check+writer p99",
+        "added per step p50 (paired)", "added p99 (p99 with - p99 without)",
+        "added per step p99 (paired)", "A/A control: p99 (paired), no writer in either",
+        "writer p50", "writer p99",
+    ]  # fmt: skip
+
+    def cell(vals: list[float]) -> str:
+        return f"{statistics.median(vals):.2f} [{min(vals):.2f}-{max(vals):.2f}]"
+
+    for k in keys:
+        a = [d[k] for d in got["ref"]]
+        b = [d[k] for d in got["new"]]
+        ratio = statistics.median(b) / statistics.median(a)
+        print(f"| {k} | {cell(a)} | {cell(b)} | {ratio:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--against", metavar="REF", help="only: logging cost of checkout REF vs this")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of --against")
+    ap.add_argument("--steps", type=int, default=40_000, help="steps per --against run")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one:
+        return one_latency(args.one)
+    if args.against:
+        print(f"load before: {os.getloadavg()}, cores: {os.cpu_count()}")
+        against(args.against, args.reps, args.steps)
+        print(f"\nload after: {os.getloadavg()}")
+        return
     quick = args.quick
     root = Path(tempfile.mkdtemp(prefix="bench_logging_"))
     print(f"load before: {os.getloadavg()}, cores: {os.cpu_count()}")

@@ -59,13 +59,39 @@ class LayerBuffer:
 
     def put(self, i: int, row: dict[str, Any]) -> str:
         """Copy ``row`` into slot ``i`` (not committed until the caller advances); return state."""
-        signals, names, values = row["signals"], row["layer_names"], row["values"]
+        signals, names = row["signals"], row["layer_names"]
         if signals is not self.signals and tuple(signals) != self.signals:
             raise InputError(f"row['signals'] is {describe(signals)}, expected {self.signals}")
         if names is not self.layer_names and tuple(names) != self.layer_names:
             raise InputError(
                 f"row['layer_names'] is {describe(names)}, expected {self.layer_names}"
             )
+        values, state, reason, h0 = row["values"], row["state"], row["reason"], row["h0"]
+        z, stat = row.get("z", math.nan), row.get("stat", math.nan)
+        culprits, direction = row.get("culprits", ()), row.get("direction", "")
+        calibrating = row.get("calibrating", False)
+        return self.put_fields(
+            i, values, h0, state, reason, z, stat, culprits, direction, calibrating,
+            row.get("missing"),
+        )  # fmt: skip
+
+    def put_fields(
+        self,
+        i: int,
+        values: Any,
+        h0: Any,
+        state: Any,
+        reason: Any,
+        z: Any,
+        stat: Any,
+        culprits: Any,
+        direction: Any,
+        calibrating: Any,
+        missing: Any,
+    ) -> str:
+        """:meth:`put` of a row given field by field (no dict: the monitor's hot path).
+
+        Every field is checked before slot ``i`` is touched, so a bad one changes nothing."""
         if getattr(values, "shape", None) != self.shape or (
             values.dtype is not _F32 and values.dtype.kind not in "fiu"
         ):
@@ -73,7 +99,6 @@ class LayerBuffer:
                 f"row['values'] is {describe(values)}, expected a float array of shape "
                 f"{self.shape} (signals, layers)"
             )
-        state, reason, h0 = row["state"], row["reason"], row["h0"]
         if type(state) is not str or type(reason) is not str:
             raise InputTypeError(
                 f"row['state'] and row['reason'] must be str, got {describe(state)}, "
@@ -81,7 +106,6 @@ class LayerBuffer:
             )
         if type(h0) is not float:
             h0 = as_float(h0, "row['h0']")
-        missing = row.get("missing")
         if missing is not None and (
             getattr(missing, "shape", None) != self.shape or missing.dtype != np.bool_
         ):
@@ -89,13 +113,27 @@ class LayerBuffer:
                 f"row['missing'] is {describe(missing)}, expected a bool array of shape "
                 f"{self.shape} (signals, layers)"
             )
+        if type(z) is not float:
+            z = as_float(z, "row['z']")
+        if type(stat) is not float:
+            stat = as_float(stat, "row['stat']")
+        if type(culprits) is not tuple or (culprits and not _all_str(culprits)):
+            culprits = _as_culprits(culprits)
+        if type(direction) is not str:
+            raise InputTypeError(f"row['direction'] must be a str, got {describe(direction)}")
+        if type(calibrating) is not bool:
+            if not isinstance(calibrating, np.bool_):
+                raise InputTypeError(
+                    f"row['calibrating'] must be a bool, got {describe(calibrating)}"
+                )
+            calibrating = bool(calibrating)
+        # checked: from here on nothing raises
         if missing is not None:
             self.missing[i] = missing
             self.has_missing[i] = True
         elif self.has_missing[i]:
             self.missing[i] = False
             self.has_missing[i] = False
-        z, stat, culprits, direction, calibrating = _alarm_fields(row)
         self.h0[i] = h0
         self.z[i], self.stat[i], self.culprits[i] = z, stat, culprits
         self.direction[i], self.calibrating[i] = direction, calibrating
@@ -134,31 +172,21 @@ class LayerBuffer:
         )
 
 
-def _alarm_fields(row: dict[str, Any]) -> tuple[float, float, tuple[str, ...], str, bool]:
-    """The optional alarm fields of a layer row (``z``, ``stat``, ``culprits``, ``direction``,
-    ``calibrating``), checked; absent ones are NaN, NaN, (), "" and False."""
-    z, stat = row.get("z", math.nan), row.get("stat", math.nan)
-    if type(z) is not float:
-        z = as_float(z, "row['z']")
-    if type(stat) is not float:
-        stat = as_float(stat, "row['stat']")
-    culprits = row.get("culprits", ())
-    if type(culprits) is not tuple:
-        if isinstance(culprits, (str, bytes)) or not isinstance(culprits, (list, tuple)):
-            raise InputTypeError(
-                f"row['culprits'] must be a tuple of str, got {describe(culprits)}"
-            )
-        culprits = tuple(culprits)
-    if culprits and not all(type(c) is str for c in culprits):
+def _all_str(items: tuple) -> bool:
+    for c in items:
+        if type(c) is not str:
+            return False
+    return True
+
+
+def _as_culprits(culprits: Any) -> tuple[str, ...]:
+    """``row['culprits']`` as a tuple of str, or an error naming it."""
+    if isinstance(culprits, (str, bytes)) or not isinstance(culprits, (list, tuple)):
         raise InputTypeError(f"row['culprits'] must be a tuple of str, got {describe(culprits)}")
-    direction, calibrating = row.get("direction", ""), row.get("calibrating", False)
-    if type(direction) is not str:
-        raise InputTypeError(f"row['direction'] must be a str, got {describe(direction)}")
-    if type(calibrating) is not bool:
-        if not isinstance(calibrating, np.bool_):
-            raise InputTypeError(f"row['calibrating'] must be a bool, got {describe(calibrating)}")
-        calibrating = bool(calibrating)
-    return z, stat, culprits, direction, calibrating
+    culprits = tuple(culprits)
+    if not _all_str(culprits):
+        raise InputTypeError(f"row['culprits'] must be a tuple of str, got {describe(culprits)}")
+    return culprits
 
 
 _WALL_LIMIT = 9.2e12  # seconds that fit in int64 microseconds

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError, StreamtopoError, WriteError, WriteFailedWarning
-from ._buffers import Table, as_float, as_step, new_buffer
+from ._buffers import LayerBuffer, Table, as_float, as_step, new_buffer
 from ._failures import FailurePolicy, step_span
 from ._journalfile import Journal
 from ._layout import (
@@ -304,6 +304,76 @@ class RunWriter:
             table.n = i + 1  # commit: nothing above changed the writer if it raised
             urgent = state != table.last_state and state in _ALARMS
             table.last_state = state
+            if (
+                urgent
+                or i + 1 >= self.flush_rows
+                or time.monotonic() - self._last_flush >= self.flush_seconds
+            ):
+                self._flush_locked(roll=True)
+        if self._term_pending:
+            self._signal_if_pending()
+
+    def append_layer(
+        self,
+        table: str,
+        step: int,
+        values: Any,
+        h0: float,
+        state: str,
+        reason: str,
+        z: float,
+        stat: float,
+        culprits: tuple[str, ...],
+        direction: str,
+        calibrating: bool,
+        missing: Any,
+        signals: tuple[str, ...],
+        layer_names: tuple[str, ...],
+        config: dict[str, Any],
+    ) -> None:
+        """Append one layer row given field by field: what ``self(row)`` does with the same
+        row as a dict, minus building and unpacking the dict.
+
+        :class:`~streamtopo.monitors.LayerMonitor` logs through this on every step (it copies
+        ``values``, so the monitor passes its own buffer without copying it first). The fields
+        are checked as in ``self(row)``; a bad one raises and changes nothing. The first row of
+        a table (and every row while the writer has something to report) goes through
+        ``self(row)``.
+        """
+        t = self._tables.get(table)
+        if t is None or self._attention or type(t.buf) is not LayerBuffer:
+            row = {
+                "monitor": table, "step": step, "wall_time": time.time(), "signals": signals,
+                "layer_names": layer_names, "values": values, "h0": h0, "state": state,
+                "reason": reason, "z": z, "stat": stat, "culprits": culprits,
+                "direction": direction, "calibrating": calibrating, "config": config,
+            }  # fmt: skip
+            if missing is not None:
+                row["missing"] = missing
+            return self(row)
+        buf = t.buf
+        if (signals is not buf.signals and tuple(signals) != buf.signals) or (
+            layer_names is not buf.layer_names and tuple(layer_names) != buf.layer_names
+        ):
+            raise InputError(
+                f"signals {describe(signals)} and layer_names {describe(layer_names)} do not "
+                f"match table {table!r} ({buf.signals}, {buf.layer_names})"
+            )
+        with self._lock:
+            i = t.n
+            if type(step) is not int:
+                step = as_step(step)
+            stored = step + t.offset
+            if step < 0 or not t.floor < stored < STEP_LIMIT:
+                raise self._step_error(t, step, stored)
+            state = buf.put_fields(
+                i, values, h0, state, reason, z, stat, culprits, direction, calibrating, missing
+            )
+            t.step[i] = stored
+            t.wall[i] = time.time()
+            t.n = i + 1  # commit
+            urgent = state != t.last_state and state in _ALARMS
+            t.last_state = state
             if (
                 urgent
                 or i + 1 >= self.flush_rows

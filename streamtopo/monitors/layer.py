@@ -58,6 +58,7 @@ _NONFINITE = ("collapse", "flag", "raise")
 # the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
 # largest one (float32 resolution is 6e-8, so smaller values are noise anyway).
 _FLOOR_REL = 1e-8
+_STATE_NAME = {s: str(s) for s in State}  # the str of a state, without the enum call per step
 _CONFIG_KEYS = (
     "n_layers", "signals", "window", "transform", "rule", "baseline", "watch_z", "collapse_z",
     "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
@@ -551,7 +552,16 @@ class LayerMonitor(Monitor):
             status = self._skipped(step, nonfinite, absent)
         self._last = status  # what Monitor._record does, inlined on the per-step path
         self._step = step + 1
-        if self.writer is not None:  # no row built (nor values copied) without a writer
+        writer = self.writer
+        append = getattr(writer, "append_layer", None)  # a RunWriter: no dict, no copy
+        if append is not None:
+            append(
+                self._table or self.kind, step, self._row, status.h0, _STATE_NAME[status.state],
+                status.reason, status.z, self._firing_stat(status), status.culprits,
+                status.direction, status.calibrating, mask, self.signals, self.layer_names,
+                self._config_cache,
+            )  # fmt: skip
+        elif writer is not None:  # no row built (nor values copied) without a writer
             self._emit(
                 step,
                 signals=self.signals,
