@@ -338,7 +338,29 @@ class RunWriter:
         ``values``, so the monitor passes its own buffer without copying it first). The fields
         are checked as in ``self(row)``; a bad one raises and changes nothing. The first row of
         a table (and every row while the writer has something to report) goes through
-        ``self(row)``.
+        ``self(row)``. ``wall_time`` is the time of the call.
+
+        Parameters
+        ----------
+        table : str
+            The table (``"layer"``, or ``"layer.<name>"``).
+        step, values, h0, state, reason, z, stat, culprits, direction, calibrating, missing
+            The row's fields (see the class notes); ``missing`` may be None.
+        signals, layer_names : tuple of str
+            Must match the table's.
+        config : dict
+            The monitor's configuration (recorded with the table's first row).
+
+        Examples
+        --------
+        >>> import tempfile, math, numpy as np
+        >>> with RunWriter(tempfile.mkdtemp(), run_id="fields") as writer:
+        ...     writer.append_layer("layer", 0, np.array([[1.0, 2.0]], np.float32), 0.5,
+        ...                         "HEALTHY", "ok", math.nan, math.nan, (), "", False, None,
+        ...                         ("grad_norm",), ("fc1", "fc2"), {})
+        ...     writer.flush()
+        ...     writer.rows_written_
+        1
         """
         t = self._tables.get(table)
         if t is None or self._attention or type(t.buf) is not LayerBuffer:
