@@ -23,7 +23,9 @@ import math
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import compiled, jit
+
+__all__ = ["compiled", "layer_step"]  # compiled: to call layer_step without its dispatcher
 
 
 @jit
@@ -128,7 +130,9 @@ def window_push(y, bad, T, P, Tbad, nbad, D, pos, full, scratch):
     ``(dl_i - dl_j) * (sm_i - sm_j)`` with ``dl = y - o`` and ``sm = y + o`` (in ``scratch``,
     (2, S, L)): one product instead of two squares. Both triangles are updated (the products
     for (i, j) and (j, i) are equal exactly, so ``D`` stays exactly symmetric) and the inner
-    loop runs over contiguous memory, so it vectorises.
+    loop runs over contiguous memory, so it vectorises. Signals are added three per pass over
+    a row of ``D`` (one load and store of ``D[i, j]`` instead of three), each addition rounded
+    in the same order as one signal per pass, so the result is the same to the bit.
     Returns True when a layer's window became free of non-finite values (the caller then
     refreshes ``D``, so substituted values leave no trace).
     """
@@ -143,13 +147,26 @@ def window_push(y, bad, T, P, Tbad, nbad, D, pos, full, scratch):
                 sm[s, j] = y[s, j] + o
         for i in range(L):
             Di = D[i]
-            for s in range(S):
-                a = dl[s, i]
-                b = sm[s, i]
-                dls = dl[s]
-                sms = sm[s]
-                for j in range(L):
-                    Di[j] += (a - dls[j]) * (b - sms[j])
+            s = 0
+            while s < S:
+                if s + 3 <= S:  # three signals per pass over Di: the same additions, in order
+                    a0, a1, a2 = dl[s, i], dl[s + 1, i], dl[s + 2, i]
+                    b0, b1, b2 = sm[s, i], sm[s + 1, i], sm[s + 2, i]
+                    d0, d1, d2 = dl[s], dl[s + 1], dl[s + 2]
+                    m0, m1, m2 = sm[s], sm[s + 1], sm[s + 2]
+                    for j in range(L):
+                        acc = Di[j] + (a0 - d0[j]) * (b0 - m0[j])
+                        acc = acc + (a1 - d1[j]) * (b1 - m1[j])
+                        Di[j] = acc + (a2 - d2[j]) * (b2 - m2[j])
+                    s += 3
+                else:
+                    a = dl[s, i]
+                    b = sm[s, i]
+                    dls = dl[s]
+                    sms = sm[s]
+                    for j in range(L):
+                        Di[j] += (a - dls[j]) * (b - sms[j])
+                    s += 1
     else:
         for i in range(L):
             Di = D[i]
@@ -258,27 +275,38 @@ def range_1d(y, bad):
 
 
 @jit
-def layer_scores(y, med, bad, ref, s1, s2, n, min_std, u, z):
+def layer_scores(y, med, bad, ref, s1, s2, n, min_std, u, z, zs):
     """Per layer, the signed z-score (largest in size over signals) of its median-relative
     value ``u = y - med`` against its baseline (``n`` values summarised by ``ref``, ``s1 =
     sum(x - ref)``, ``s2 = sum((x - ref)^2)``). NaN while ``n == 0`` or the layer is bad.
-    Returns the index of the layer with the largest |z| (-1 if none)."""
+    Returns the index of the layer with the largest |z| (-1 if none).
+
+    The (S, L) z-scores are computed first into the scratch ``zs``, without branches (the loop
+    vectorises: its divisions and square roots are correctly rounded either way), then
+    selected per layer."""
     S, L = y.shape
-    top = -1
-    topv = -1.0
-    for i in range(L):
-        zi = np.nan
+    for s in range(S):
+        ms = med[s]
+        for i in range(L):
+            u[s, i] = y[s, i] - ms
+    if n > 0:
         for s in range(S):
-            u[s, i] = y[s, i] - med[s]
-            if n > 0 and not bad[i]:
+            for i in range(L):
                 m1 = s1[s, i] / n
                 var = s2[s, i] / n - m1 * m1
                 sd = math.sqrt(var) if var > 0.0 else 0.0
                 if sd < min_std:
                     sd = min_std
-                zs = (u[s, i] - (ref[s, i] + m1)) / sd
-                if math.isnan(zi) or abs(zs) > abs(zi):
-                    zi = zs
+                zs[s, i] = (u[s, i] - (ref[s, i] + m1)) / sd
+    top = -1
+    topv = -1.0
+    for i in range(L):
+        zi = np.nan
+        if n > 0 and not bad[i]:
+            for s in range(S):
+                v = zs[s, i]
+                if math.isnan(zi) or abs(v) > abs(zi):
+                    zi = v
         z[i] = zi
         if not math.isnan(zi) and abs(zi) > topv:
             topv = abs(zi)
@@ -398,6 +426,8 @@ def layer_step(raw, row, log_mode, floor_rel, raise_nonfinite, min_std, ring, ri
         out[2] = range_1d(y, bad)
     else:
         out[2] = h0_dense(D, nbad, P, rows * S, scale, lvec[1], livec[1], livec[2])
-    top = layer_scores(y, med, bad, work[2], work[3], work[4], bn, min_std, work[1], lvec[2])
+    top = layer_scores(
+        y, med, bad, work[2], work[3], work[4], bn, min_std, work[1], lvec[2], work[5]
+    )  # work[5]: window_push's scratch, free again
     out[3] = top
     out[5] = lvec[2, top] if top >= 0 else np.nan

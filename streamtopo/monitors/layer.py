@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, layer_step
+from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, compiled, layer_step
 from .._validation import check_choice, check_positive_int, describe
 from ..alarms import (
     Patience,
@@ -417,6 +417,7 @@ class LayerMonitor(Monitor):
         )  # fmt: skip
         # the same with non-finite values kept: a step whose only NaNs are absent values
         self._kernel_args_keep = (*self._kernel_args[:4], False, *self._kernel_args[5:])
+        self._kernel = layer_step  # its compiled function once known (same argument types)
 
     @property
     def step(self) -> int:
@@ -510,11 +511,17 @@ class LayerMonitor(Monitor):
         ring = self.ring_
         bn = self._bn
         push_pos, push_n, push_first = self._pending
-        layer_step(
+        kernel = self._kernel
+        kernel(
             *args, ring.count_ % self.capacity, step, step % W, full,
             (step + 1) % self.refresh_every == 0, evaluate, scale,
             bn if bn == self.baseline and not self._cusum else 0, push_pos, push_n, push_first,
         )  # fmt: skip
+        if kernel is layer_step:  # first call: from now on without the dispatcher
+            self._kernel = compiled(
+                layer_step,
+                (*args, 0, step, 0, full, False, evaluate, scale, 0, push_pos, push_n, 0),
+            )
         code, n_bad, h0, top, excluded, lzt = self._out.tolist()
         if code == NEGATIVE:
             s, i = divmod(int(n_bad), self.n_layers)
