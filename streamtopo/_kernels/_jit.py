@@ -8,8 +8,6 @@ several kernels produce death times that must match a float64 reference to 1e-9 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 
 __all__ = ["compiled", "jit", "jit_parallel", "prange"]
@@ -21,7 +19,7 @@ jit_parallel = numba.njit(
 prange = numba.prange
 
 
-def compiled(kernel: Any, args: tuple) -> Any:
+def compiled(kernel: object, args: tuple) -> object:
     """The compiled function of ``kernel`` for exactly the types of ``args``, callable without
     the dispatcher's per-call type resolution (for a 30-argument kernel ~1.3 µs of each call).
 
