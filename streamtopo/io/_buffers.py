@@ -56,12 +56,8 @@ class LayerBuffer:
     def put(self, i: int, row: dict[str, Any]) -> str:
         """Copy ``row`` into slot ``i`` (not committed until the caller advances); return state."""
         signals, names = row["signals"], row["layer_names"]
-        if signals is not self.signals and tuple(signals) != self.signals:
-            raise InputError(f"row['signals'] is {describe(signals)}, expected {self.signals}")
-        if names is not self.layer_names and tuple(names) != self.layer_names:
-            raise InputError(
-                f"row['layer_names'] is {describe(names)}, expected {self.layer_names}"
-            )
+        if signals is not self.signals or names is not self.layer_names:
+            self.match_names(signals, names)
         values, state, reason, h0 = row["values"], row["state"], row["reason"], row["h0"]
         z, stat = row.get("z", math.nan), row.get("stat", math.nan)
         culprits, direction = row.get("culprits", ()), row.get("direction", "")
@@ -70,6 +66,23 @@ class LayerBuffer:
             i, values, h0, state, reason, z, stat, culprits, direction, calibrating,
             row.get("missing"),
         )  # fmt: skip
+
+    def match_names(self, signals: Any, names: Any) -> None:
+        """Raise unless ``signals`` and ``names`` equal the table's; an equal tuple is kept
+        in their place, so the caller's next rows pass by identity (a monitor passes the same
+        tuples every step)."""
+        if signals is not self.signals:
+            if tuple(signals) != self.signals:
+                raise InputError(f"row['signals'] is {describe(signals)}, expected {self.signals}")
+            if type(signals) is tuple:
+                self.signals = signals
+        if names is not self.layer_names:
+            if tuple(names) != self.layer_names:
+                raise InputError(
+                    f"row['layer_names'] is {describe(names)}, expected {self.layer_names}"
+                )
+            if type(names) is tuple:
+                self.layer_names = names
 
     def put_fields(
         self,

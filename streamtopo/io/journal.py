@@ -374,13 +374,8 @@ class RunWriter:
                 row["missing"] = missing
             return self(row)
         buf = t.buf
-        if (signals is not buf.signals and tuple(signals) != buf.signals) or (
-            layer_names is not buf.layer_names and tuple(layer_names) != buf.layer_names
-        ):
-            raise InputError(
-                f"signals {describe(signals)} and layer_names {describe(layer_names)} do not "
-                f"match table {table!r} ({buf.signals}, {buf.layer_names})"
-            )
+        if signals is not buf.signals or layer_names is not buf.layer_names:
+            buf.match_names(signals, layer_names)
         with self._lock:
             i = t.n
             if type(step) is not int:
