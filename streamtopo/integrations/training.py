@@ -112,7 +112,9 @@ class TrainingMonitor:
     signals : sequence of {"act_norm", "grad_norm", "update_ratio", "attn_entropy", \
 "attn_logit", "out_logit"}
         Per-layer signals. ``"act_norm"``, ``"grad_norm"`` and ``"update_ratio"`` (‖ΔW‖/‖W‖
-        of each layer group per ``optimizer.step()``, needs ``optimizer``) are one value per
+        of each layer group per ``optimizer.step()``, needs ``optimizer``; read on a fixed
+        sample of ≤ 1024 elements per parameter, see
+        :class:`~streamtopo.integrations.torch.UpdateRatioCollector`) are one value per
         layer group and feed the LayerMonitor. ``"attn_entropy"`` and ``"attn_logit"`` (one
         value per attention module, see
         :class:`~streamtopo.integrations.torch.AttentionEntropyCollector` and

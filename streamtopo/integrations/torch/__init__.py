@@ -89,12 +89,8 @@ from ._collect import GradNormCollector, collect, distributed_world
 from ._groups import LayerGroup, layer_groups
 from ._hooks import ActivationNormCollector, AttentionEntropyCollector, FeatureCollector
 from ._snapshot import TorchState, copy_tree, decode_tree, encode_tree
-from ._transformer import (
-    AttentionLogitCollector,
-    AttentionSampler,
-    OutputLogitCollector,
-    UpdateRatioCollector,
-)
+from ._transformer import AttentionLogitCollector, AttentionSampler, OutputLogitCollector
+from ._update import UpdateRatioCollector
 
 __all__ = [
     "ActivationNormCollector",
