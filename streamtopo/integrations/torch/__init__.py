@@ -147,6 +147,8 @@ class LossBuffer:
     @staticmethod
     def prepare(loss: Any) -> torch.Tensor:
         """Check a loss and return it as a 0-d float32 tensor (nothing is buffered)."""
+        if type(loss) is torch.Tensor and loss.ndim == 0 and loss.dtype is torch.float32:
+            return loss.detach()  # the usual loss: no further checks needed
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise InputError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 import numpy as np
@@ -350,8 +352,8 @@ class GradNormCollector(Collector):
         self._stash = None
 
     def _local_sums(self) -> list[torch.Tensor]:
-        grads = [p.grad for p in self._params]
-        if not any(g is None for g in grads) and not distributed_world()[0]:
+        grads = list(map(_GRAD, self._params))  # map + attrgetter: no per-parameter bytecode
+        if all(map(is_not, grads, repeat(None))) and not distributed_world()[0]:
             # common case: one fused norm kernel for every gradient, grouped on the host
             self._per_param = True
             self._missing = np.zeros(self.n_layers, dtype=bool)
@@ -407,6 +409,9 @@ class GradNormCollector(Collector):
         out[self._missing] = np.nan
         self.missing_ = self._missing.copy()  # no gradient this step: not measured
         return out
+
+
+_GRAD = attrgetter("grad")
 
 
 def to_device(values: Any, device: torch.device) -> torch.Tensor:
