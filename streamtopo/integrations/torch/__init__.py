@@ -61,7 +61,8 @@ passes, Hugging Face GPT-2 / BERT-style / Llama-style attention (rotary embeddin
 and :class:`AttentionTap` in custom blocks — recomputing the logits from the module's inputs on
 a sample (first batch element, every head, ≤ 32 queries); share one :class:`AttentionSampler`
 between the two so the sample is computed once. :class:`UpdateRatioCollector`
-(``update_ratio``, ‖ΔW‖/‖W‖ per layer group around ``optimizer.step()``) and
+(``update_ratio``, ‖ΔW‖/‖W‖ per layer group around ``optimizer.step()``, on a fixed sample of
+≤ 1024 elements per parameter by default) and
 :class:`OutputLogitCollector` (``out_logit``: max |logit| and mean logit of the LM head)
 complete the set. Values not observed since the last collection are NaN *and* flagged in the
 collector's ``missing_`` mask; an unflagged NaN is a genuinely non-finite value.
