@@ -14,16 +14,20 @@ workload, each on its own copy of the same model:
 * transformer only, ``transformer signals every=1`` — the collectors alone, no monitor:
   attention entropy and attention logits (one shared ``AttentionSampler``: first batch
   element, every head, <= 32 queries, recomputed from the ``need_weights=False`` encoder
-  layers' inputs), update ratio (optimizer step hooks, a copy of the parameters), output-logit
-  statistics of the head, plus activation and gradient norms, all in one ``collect()`` (one
-  host copy) per step; ``activation + gradient norms every=1`` is the same without the four
-  transformer signals, so the difference of the two rows is their cost.
+  layers' inputs), update ratio (optimizer step hooks, a fixed sample of <= 1024 elements per
+  parameter), output-logit statistics of the head, plus activation and gradient norms, all in
+  one ``collect()`` (one host copy) per step; ``activation + gradient norms every=1`` is the
+  same without the four transformer signals, so the difference of the two rows is their cost;
+* transformer only, ``TrainingMonitor all six signals every=1`` — the same six signals
+  through a TrainingMonitor (layer monitor on act/grad/update, attention monitor, loss rule):
+  what a user who turns every transformer signal on pays.
 
 Variants run interleaved in rounds of ``--steps`` steps (the order reversed every other
 round), so load drift on a shared machine hits all of them alike; the table gives the median
 over rounds of the mean step time, the overhead as the median over rounds of (variant /
-baseline of the same round) − 1 — in wall time and in this thread's CPU time (which leaves out
-the time the process waits for a core: the better guide on a loaded machine) — and the
+baseline of the same round) − 1 — in wall time and in process CPU time (``time.process_time``,
+which leaves out the time the process waits for a core: the better guide on a loaded machine),
+with the interquartile range of the per-round CPU-time ratios as the spread — and the
 median time of the monitoring call itself (``tm.step()`` or the ``.item()`` loop; forward-hook
 time is inside the forward pass and only in the overhead column).
 Host copies per step: ``TrainingMonitor.host_copies_`` (one per monitored step) and one per
@@ -48,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from streamtopo.integrations import torch as st_torch
 from streamtopo.integrations.training import TrainingMonitor
+
+ALL_SIGNALS = ("act_norm", "grad_norm", "update_ratio", "attn_entropy", "attn_logit", "out_logit")
 
 
 def mlp(depth: int = 16, width: int = 256) -> nn.Module:
@@ -103,7 +109,13 @@ class Variant:
         self.model = make()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.tm = TrainingMonitor(self.model, every=every) if kind == "monitor" else None
+        self.tm = None
+        if kind == "monitor":
+            self.tm = TrainingMonitor(self.model, every=every)
+        elif kind == "monitor-all":
+            self.tm = TrainingMonitor(
+                self.model, every=every, signals=ALL_SIGNALS, optimizer=self.opt
+            )
         self.collectors: list = []
         if kind in ("signals", "norms"):
             self.collectors = [
@@ -120,7 +132,7 @@ class Variant:
             ]
         self.copies = 0
         self.times: list[float] = []
-        self.cpu: list[float] = []  # CPU time of this thread per step: no preemption in it
+        self.cpu: list[float] = []  # process CPU time per step: no preemption in it
         self.extra: list[float] = []  # seconds spent in tm.step() / the .item() loop
         self.steps = 0
         self.item_calls = 0
@@ -150,11 +162,11 @@ class Variant:
         self.steps += 1
 
     def run(self, n: int) -> None:
-        t0, c0 = time.perf_counter(), time.thread_time()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             self.step()
         self.times.append((time.perf_counter() - t0) / n)
-        self.cpu.append((time.thread_time() - c0) / n)
+        self.cpu.append((time.process_time() - c0) / n)
 
     def copies_per_step(self) -> float:
         if self.tm is not None:
@@ -187,6 +199,7 @@ def main() -> None:
             variants += [
                 Variant("activation + gradient norms every=1", make, loss_fn, "norms"),
                 Variant("transformer signals every=1", make, loss_fn, "signals"),
+                Variant("TrainingMonitor all six signals every=1", make, loss_fn, "monitor-all"),
             ]
         for v in variants:  # warm-up: numba cache load, allocator, first-call costs
             v.run(5)
@@ -201,7 +214,9 @@ def main() -> None:
         for v in variants:
             # paired: each round's ratio to the baseline of the same round (load drift cancels)
             paired = statistics.median(a / b for a, b in zip(v.times, base, strict=True))
-            paired_cpu = statistics.median(a / b for a, b in zip(v.cpu, base_cpu, strict=True))
+            ratios_cpu = [a / b - 1.0 for a, b in zip(v.cpu, base_cpu, strict=True)]
+            paired_cpu = statistics.median(ratios_cpu) + 1.0
+            q1, _, q3 = statistics.quantiles(ratios_cpu, n=4)
             rows.append(
                 (
                     title,
@@ -209,6 +224,7 @@ def main() -> None:
                     statistics.median(v.times) * 1e3,
                     (paired - 1.0) * 100.0,
                     (paired_cpu - 1.0) * 100.0,
+                    (q1 * 100.0, q3 * 100.0),
                     statistics.median(v.extra) * 1e6,
                     v.copies_per_step(),
                     v.n_layers or "",
@@ -223,18 +239,19 @@ def main() -> None:
     print()
     print(
         "| workload | variant | step ms (median) | overhead vs baseline (paired median) "
-        "| CPU-time overhead (paired median) | in step()/.item() µs (median) "
+        "| CPU-time overhead (paired median) | CPU-time IQR | in step()/.item() µs (median) "
         "| host copies / step | layers | params |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for w, name, ms, over, over_cpu, extra, copies, layers, n_params in rows:
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for w, name, ms, over, over_cpu, (q1, q3), extra, copies, layers, n_params in rows:
         base = name == "baseline"
         over_text = "—" if base else f"{over:+.1f}%"
         cpu_text = "—" if base else f"{over_cpu:+.1f}%"
+        iqr_text = "—" if base else f"{q1:+.1f} .. {q3:+.1f}"
         extra_text = "—" if base else f"{extra:.0f}"
         print(
-            f"| {w} | {name} | {ms:.2f} | {over_text} | {cpu_text} | {extra_text} | {copies:.2f} "
-            f"| {layers} | {n_params} |"
+            f"| {w} | {name} | {ms:.2f} | {over_text} | {cpu_text} | {iqr_text} | {extra_text} "
+            f"| {copies:.2f} | {layers} | {n_params} |"
         )
     print(f"\nload {os.getloadavg()[0]:.2f} at end")
 

@@ -228,6 +228,52 @@ def test_update_ratio_matches_parameter_copies_and_skips_unarmed_steps():
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
 
 
+def test_sampled_update_ratio_matches_the_same_elements_and_is_close_to_the_full_ratio():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(48, 64), nn.Tanh(), nn.Linear(64, 40), nn.Tanh())
+    x = torch.randn(32, 48)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    upd = UpdateRatioCollector(model, optimizer=opt, max_elements=300)
+    full = UpdateRatioCollector(model, optimizer=opt, max_elements=None)
+    w0, w2 = model[0].weight, model[2].weight
+    # 3072 elements in rows of 48: blocks of 32 every 11 * 32 (11 = ceil(3072 / 300), coprime
+    # with 48 / gcd(32, 48) = 3); 2560 in rows of 64: every 9 * 32; the biases whole
+    i0, i2 = upd.sample_of(w0), upd.sample_of(w2)
+    assert i0.tolist() == [b + j for b in range(0, 3072 - 31, 352) for j in range(32)]
+    assert i2.tolist() == [b + j for b in range(0, 2560 - 31, 288) for j in range(32)]
+    assert upd.sample_of(model[0].bias).tolist() == list(range(64))
+    assert full.sample_of(w0).tolist() == list(range(3072))
+    assert set((i0 % 48).tolist()) == set(range(48))  # every column of the weight is read
+    for _ in range(3):
+        groups = [list(model[i].parameters()) for i in (0, 2)]
+        old = [[p.detach().clone() for p in ps] for ps in groups]
+        model(x).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        naive_sampled, naive_full = [], []
+        for ps, olds in zip(groups, old, strict=True):
+            num = den = 0.0
+            for p, o in zip(ps, olds, strict=True):
+                sl = upd.sample_of(p)
+                new_s, old_s = p.detach().reshape(-1)[sl].double(), o.reshape(-1)[sl].double()
+                scale = p.numel() / new_s.numel()
+                num += scale * float((new_s - old_s).square().sum())
+                den += scale * float(old_s.square().sum())
+            naive_sampled.append(math.sqrt(num / den))
+            d = torch.cat([(p.detach() - o).reshape(-1) for p, o in zip(ps, olds, strict=True)])
+            w = torch.cat([o.reshape(-1) for o in olds]).double()
+            naive_full.append(float(d.double().norm() / w.norm()))
+        sampled, exact = collect([upd, full])
+        np.testing.assert_allclose(sampled, naive_sampled, rtol=1e-5)
+        np.testing.assert_allclose(exact, naive_full, rtol=1e-5)
+        np.testing.assert_allclose(sampled, exact, rtol=0.1)  # ~10% of the weights read
+        assert not upd.missing_.any()
+    with pytest.raises(InputError, match="max_elements must be an integer >= 1, got 0"):
+        UpdateRatioCollector(model, max_elements=0)
+    upd.close()
+    full.close()
+
+
 def test_update_ratio_manual_snapshot_and_bad_optimizer():
     model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
     upd = UpdateRatioCollector(model)

@@ -84,19 +84,27 @@ class TrainingStatus(MonitorStatus):
 
 
 _STATUS_FIELDS = tuple(f.name for f in fields(TrainingStatus))
-_set = object.__setattr__
+# the slots' own setters: a frozen dataclass refuses setattr, its slot descriptors do not
+_SETTERS = tuple(getattr(TrainingStatus, name).__set__ for name in _STATUS_FIELDS)
+_REPEATED = {"evaluated": False, "intervention": None}
 
 
 def _repeated(status: TrainingStatus, t: int) -> TrainingStatus:
     """``replace(status, step=t, evaluated=False, intervention=None)`` without ``replace``'s
     per-call introspection: the status of every call between monitored steps."""
     new = object.__new__(TrainingStatus)
-    for name in _STATUS_FIELDS:
-        _set(new, name, getattr(status, name))
-    _set(new, "step", t)
-    _set(new, "evaluated", False)
-    _set(new, "intervention", None)
+    for name, set_ in zip(_STATUS_FIELDS, _SETTERS, strict=True):
+        set_(new, t if name == "step" else _REPEATED.get(name, getattr(status, name)))
     return new
+
+
+_MONITOR_ATTRS = {
+    "layer": "layer_monitor",
+    "attention": "attention_monitor",
+    "loss": "loss_monitor",
+    "centroid": "centroid_monitor",
+    "collapse": "collapse_monitor",
+}
 
 
 class TrainingMonitor:
@@ -112,7 +120,9 @@ class TrainingMonitor:
     signals : sequence of {"act_norm", "grad_norm", "update_ratio", "attn_entropy", \
 "attn_logit", "out_logit"}
         Per-layer signals. ``"act_norm"``, ``"grad_norm"`` and ``"update_ratio"`` (‖ΔW‖/‖W‖
-        of each layer group per ``optimizer.step()``, needs ``optimizer``) are one value per
+        of each layer group per ``optimizer.step()``, needs ``optimizer``; read on a fixed
+        sample of ≤ 1024 elements per parameter, see
+        :class:`~streamtopo.integrations.torch.UpdateRatioCollector`) are one value per
         layer group and feed the LayerMonitor. ``"attn_entropy"`` and ``"attn_logit"`` (one
         value per attention module, see
         :class:`~streamtopo.integrations.torch.AttentionEntropyCollector` and
@@ -400,6 +410,7 @@ class TrainingMonitor:
         self._started = False  # step() was called (load_state_dict then does not resume)
         self._calls = 0
         self._monitored = 0
+        self._armed = True  # the collectors' hooks are on (as built)
         self.host_copies_ = 0
         self.values_: dict[str, Any] = {}
         self.status_: TrainingStatus | None = None
@@ -627,7 +638,12 @@ class TrainingMonitor:
             out["collapse"] = self.collapse_monitor.check(self._features.features_, y)
         return out
 
-    def _arm(self, on: bool) -> None:
+    def _arm(self, on: bool, *, force: bool = False) -> None:
+        """Switch the collectors' hooks on (the next call is monitored) or off; a no-op when
+        they already are (the calls between monitored steps)."""
+        if on == self._armed and not force:
+            return
+        self._armed = on
         for c in self._collectors:
             c.enabled = on
         if self._features is not None:
@@ -680,7 +696,11 @@ class TrainingMonitor:
         rollbacks are used up)."""
         if self.guard is not None and self.guard.should_stop:
             return True
-        return any(m.should_stop for name, m in self.monitors.items() if name in self.stop_on)
+        for name in self.stop_on:  # read on every monitored step: no dict built
+            m = getattr(self, _MONITOR_ATTRS[name])
+            if m is not None and m.should_stop:
+                return True
+        return False
 
     @property
     def interventions_(self) -> list[Any]:
@@ -716,7 +736,7 @@ class TrainingMonitor:
         self._calls = self._monitored = self._global = 0
         self.status_ = None
         self._last = {}
-        self._arm(True)
+        self._arm(True, force=True)
 
     def state_dict(self, *, guard: bool = True) -> dict[str, Any]:
         """Counters, every monitor's ``state_dict()`` (JSON + numpy arrays, no pickle) and,
@@ -782,7 +802,7 @@ class TrainingMonitor:
             for name, m in self.monitors.items()
             if m.last_status_ is not None
         }
-        self._arm(self._calls % self.every == 0)
+        self._arm(self._calls % self.every == 0, force=True)
 
     def _rewind_writer(self, step: int) -> None:
         """Rows from ``step`` on supersede those a resumed run recorded after its checkpoint:

@@ -61,7 +61,8 @@ passes, Hugging Face GPT-2 / BERT-style / Llama-style attention (rotary embeddin
 and :class:`AttentionTap` in custom blocks — recomputing the logits from the module's inputs on
 a sample (first batch element, every head, ≤ 32 queries); share one :class:`AttentionSampler`
 between the two so the sample is computed once. :class:`UpdateRatioCollector`
-(``update_ratio``, ‖ΔW‖/‖W‖ per layer group around ``optimizer.step()``) and
+(``update_ratio``, ‖ΔW‖/‖W‖ per layer group around ``optimizer.step()``, on a fixed sample of
+≤ 1024 elements per parameter by default) and
 :class:`OutputLogitCollector` (``out_logit``: max |logit| and mean logit of the LM head)
 complete the set. Values not observed since the last collection are NaN *and* flagged in the
 collector's ``missing_`` mask; an unflagged NaN is a genuinely non-finite value.
@@ -89,12 +90,8 @@ from ._collect import GradNormCollector, collect, distributed_world
 from ._groups import LayerGroup, layer_groups
 from ._hooks import ActivationNormCollector, AttentionEntropyCollector, FeatureCollector
 from ._snapshot import TorchState, copy_tree, decode_tree, encode_tree
-from ._transformer import (
-    AttentionLogitCollector,
-    AttentionSampler,
-    OutputLogitCollector,
-    UpdateRatioCollector,
-)
+from ._transformer import AttentionLogitCollector, AttentionSampler, OutputLogitCollector
+from ._update import UpdateRatioCollector
 
 __all__ = [
     "ActivationNormCollector",
@@ -151,6 +148,8 @@ class LossBuffer:
     @staticmethod
     def prepare(loss: Any) -> torch.Tensor:
         """Check a loss and return it as a 0-d float32 tensor (nothing is buffered)."""
+        if type(loss) is torch.Tensor and loss.ndim == 0 and loss.dtype is torch.float32:
+            return loss.detach()  # the usual loss: no further checks needed
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise InputError(

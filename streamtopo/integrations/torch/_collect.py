@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 import numpy as np
@@ -187,43 +189,43 @@ def collect(
     ``extra`` (a float32 vector or a list of 0-d tensors, e.g. buffered losses) rides along in
     the same reduction and copy; its reduced, world-averaged value is returned last.
 
-    Every collector's pack is a list of 0-d tensors or one vector; consecutive 0-d values of
-    all collectors are stacked in one op, so a monitored step costs a few device ops
-    whatever the number of layers, then one reduction across ranks and one host copy (see
-    :func:`host_copy` for the CUDA path).
+    Every collector's pack is a list of 0-d tensors or one vector; the 0-d values of all
+    collectors (and losses) are stacked in one op and the vectors appended after them with one
+    ``cat``, so a monitored step costs a few device ops whatever the number of layers and
+    collectors, then one reduction across ranks and one host copy (see :func:`host_copy` for
+    the CUDA path).
     """
     is_dist, world = distributed_world()
-    blocks: list[torch.Tensor] = []
-    run: list[torch.Tensor] = []
-    sizes: list[int] = []
+    scalars: list[torch.Tensor] = []
+    vectors: list[torch.Tensor] = []
+    where: list[tuple[bool, int, int]] = []  # per collector: (a vector?, offset, size)
     device: torch.device | None = None
     for c in collectors:
         pieces = c._pack()
         if pieces[0].dim() == 0:
-            run.extend(pieces)
-            sizes.append(len(pieces))
+            where.append((False, len(scalars), len(pieces)))
+            scalars.extend(pieces)
         else:
-            if run:
-                blocks.append(stack_scalars(run, pieces[0].device))
-                run = []
-            blocks.append(pieces[0].to(torch.float32))
-            sizes.append(pieces[0].numel())
+            where.append((True, sum(v.numel() for v in vectors), pieces[0].numel()))
+            vectors.append(pieces[0].to(torch.float32))
         if device is None:
             device = pieces[0].device
+    extra_vector = isinstance(extra, torch.Tensor) and extra.dim() > 0
+    n_extra = 0  # extra's 0-d values (at the end of the scalars)
     if extra is not None:
-        if not isinstance(extra, torch.Tensor):
-            run.extend(extra)
-        elif extra.dim() == 0:
-            run.append(extra.detach())
+        if extra_vector:
+            vectors.append(extra.detach().to(torch.float32).reshape(-1))
+        elif isinstance(extra, torch.Tensor):
+            scalars.append(extra.detach())
+            n_extra = 1
         else:
-            if run:
-                blocks.append(stack_scalars(run, extra.device))
-                run = []
-            blocks.append(extra.detach().to(torch.float32).reshape(-1))
-    if run:
-        blocks.append(stack_scalars(run, run[0].device if device is None else device))
-    if not blocks:
+            scalars.extend(extra)
+            n_extra = len(extra)
+    if not scalars and not vectors:
         return []
+    if device is None:
+        device = (scalars or vectors)[0].device
+    blocks = ([stack_scalars(scalars, device)] if scalars else []) + vectors
     if len(blocks) == 1:
         flat = blocks[0]
     else:
@@ -234,15 +236,17 @@ def collect(
             flat = flat.cpu()
         torch.distributed.all_reduce(flat)
     host = host_copy(flat).astype(np.float64)  # the one device -> host copy
+    n_scalars = len(scalars)
     out: list[np.ndarray] = []
-    pos = 0
-    for c, k in zip(collectors, sizes, strict=True):
+    for c, (vector, offset, k) in zip(collectors, where, strict=True):
+        pos = n_scalars + offset if vector else offset
         c.host_copies += 1
         out.append(c._unpack(host[pos : pos + k], world).astype(np.float32))
-        pos += k
         c.reset()
-    if extra is not None:
-        out.append((host[pos:] / world).astype(np.float32))
+    if extra is not None:  # the last vector, or the last scalars
+        k = extra.numel() if extra_vector else n_extra
+        pos = len(host) - k if extra_vector else n_scalars - k
+        out.append((host[pos : pos + k] / world).astype(np.float32))
     return out
 
 
@@ -350,8 +354,8 @@ class GradNormCollector(Collector):
         self._stash = None
 
     def _local_sums(self) -> list[torch.Tensor]:
-        grads = [p.grad for p in self._params]
-        if not any(g is None for g in grads) and not distributed_world()[0]:
+        grads = list(map(_GRAD, self._params))  # map + attrgetter: no per-parameter bytecode
+        if all(map(is_not, grads, repeat(None))) and not distributed_world()[0]:
             # common case: one fused norm kernel for every gradient, grouped on the host
             self._per_param = True
             self._missing = np.zeros(self.n_layers, dtype=bool)
@@ -407,6 +411,9 @@ class GradNormCollector(Collector):
         out[self._missing] = np.nan
         self.missing_ = self._missing.copy()  # no gradient this step: not measured
         return out
+
+
+_GRAD = attrgetter("grad")
 
 
 def to_device(values: Any, device: torch.device) -> torch.Tensor:

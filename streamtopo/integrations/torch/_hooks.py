@@ -117,6 +117,7 @@ class _SumCountCollector(Collector):
 
 
 _norm = torch.linalg.vector_norm
+_LOG_FLOOR = -0.5 * torch.finfo(torch.float32).max  # below every finite log-probability
 
 
 class ActivationNormCollector(_SumCountCollector):
@@ -262,13 +263,18 @@ class AttentionEntropyCollector(_SumCountCollector):
         self.sampler.flush()  # calls queued without a forward hook of the model (rare)
         return super()._pack()
 
-    def _on_batch(self, layers: list[int], logits: torch.Tensor, full: bool) -> None:
+    def _on_batch(self, layers: list[int], s: torch.Tensor, full: bool) -> None:
         if not full:
             for j, i in enumerate(layers):
-                self._add_sampled(i, logits[j])
+                self._add_sampled(i, s[j])
             return
-        _, H, Q, _ = logits.shape
-        h = torch.special.entr(logits.softmax(-1)).sum((1, 2, 3))  # per layer: Σ -p log p
+        _, H, Q, _ = s.shape
+        # Σ -p log p per layer: p from softmax (exact zeros on masked keys), log p from
+        # log_softmax with its -inf clamped to a finite floor, so masked keys add exactly 0
+        # (no xlogy / entr pass; exp of the floor instead of softmax would take a slow path)
+        lp = s.log_softmax(-1).clamp_min_(_LOG_FLOOR)
+        p = s.softmax(-1).reshape(len(layers), -1)
+        h = torch.linalg.vecdot(p, lp.reshape(len(layers), -1)).neg_()
         for i, v in zip(layers, h.unbind(), strict=True):
             self._record(i, v, 1, 1.0 / (H * Q))  # the mean row entropy
 
