@@ -94,6 +94,8 @@ def test_lockstep_covers_every_branch():
         {"autocorr": True, "z_cap": 8.0, "mean_window": 5, "scale_window": 30},
         {"min_history": 3, "trusted_after": 10, "absorb_after": 6, "escalate_after": 20},
         {"pending": 0.2, "winsor": 2.0, "clear_below": 0.9, "hold_z": 1.0, "jump": 1.0},
+        {"trusted_after": 500},  # every alarm starts while calibrating: the cap
+        {"trusted_after": 500, "calibration_cap": False},
     ]
     seen = set()
     for kw in kws:
@@ -225,6 +227,32 @@ def test_a_x1000_jump_reaches_the_collapse_threshold_and_a_x30_one_watch():
         assert d.jumped and math.isfinite(d.stat)
         lo, hi = d.h_watch_, d.h_collapse_
         assert d.stat == pytest.approx(lo + (hi - lo) * (abs(d.stream_move(1)) / d.jump - 1.0))
+
+
+@pytest.mark.kernel
+def test_while_calibrating_the_cusum_alone_raises_watch_not_collapse():
+    """A shift of 40 noise sd after the CUSUM is live (evaluation 60) but before the baseline
+    is trusted (100): its CUSUM passes h_collapse within a few evaluations, which is WATCH
+    while calibrating (and no escalation by age); without the cap it is COLLAPSE. A x1000 jump
+    and a non-finite value are COLLAPSE while calibrating all the same."""
+    rng = np.random.default_rng(5)
+    x = healthy(rng, 130, 4)
+    x[60:, 2] += 2.0  # 40 sd: grows the CUSUM by ~8 per evaluation, not a x30 jump
+    capped, free = ChangeDetector(4), ChangeDetector(4, calibration_cap=False)
+    s_cap, stat_cap = zip(*[capped.update(v)[:2] for v in x], strict=True)
+    s_free = [free.update(v)[0] for v in x]
+    assert s_cap[:60] == ("HEALTHY",) * 60 and s_free[:60] == ["HEALTHY"] * 60
+    assert s_free[62:64] == ["WATCH", "COLLAPSE"] and "COLLAPSE" not in s_cap
+    assert s_cap[62:64] == ("WATCH", "WATCH") and stat_cap[63] > capped.h_collapse_
+    assert any(s == "HEALTHY" for s in s_cap[60:])  # the held shift is absorbed, not escalated
+    for bad, factor in ((False, 1000.0), (True, 1.0)):
+        d = ChangeDetector(4)
+        y = healthy(rng, 50, 4)
+        y[45:, 1] += math.log(factor)
+        if bad:
+            y[45, 1] = np.nan
+        states = [d.update(v)[0] for v in y]
+        assert d.calibrating and states[44] == "HEALTHY" and states[45] == "COLLAPSE"
 
 
 @pytest.mark.kernel
