@@ -395,6 +395,42 @@ def test_cusum_monitor_absorbs_a_held_shift_and_says_so():
     assert late.step <= 382 and late.culprits[0] == "4"
 
 
+def test_cusum_monitor_min_history_delays_the_cusum_not_the_jump_check():
+    """``min_history`` (TrainingMonitor's attention monitor: 100) is when a stream's CUSUM
+    runs; a x2 shift (14 noise sd) at evaluation 60 fires with the default 40, not with 100, and
+    a x100 jump fires with either."""
+    rng = np.random.default_rng(2)
+    v = layer_values(rng, 90, 1, 6)
+    v[60:, 0, 3] *= 2.0
+    early = LayerMonitor(6, rule="cusum")
+    late = LayerMonitor(6, rule="cusum", min_history=100)
+    assert early.config["min_history"] == 40 and late.config["min_history"] == 100
+    assert any(early.check(v[t, 0]).state != "HEALTHY" for t in range(90))
+    assert all(late.check(v[t, 0]).state == "HEALTHY" for t in range(90))
+    jump = v.copy()
+    jump[70:, 0, 1] *= 100.0
+    mon = LayerMonitor(6, rule="cusum", min_history=100)
+    states = [mon.check(jump[t, 0]).state for t in range(72)]
+    assert states[69:71] == ["HEALTHY", "WATCH"]
+    with pytest.raises(InputError, match="min_history"):
+        LayerMonitor(6, rule="cusum", min_history=0)
+
+
+def test_a_state_saved_before_a_parameter_existed_loads_when_it_is_at_its_default():
+    rng = np.random.default_rng(3)
+    v = layer_values(rng, 60, 1, 5)
+    a = LayerMonitor(5, rule="cusum")
+    for t in range(30):
+        a.check(v[t, 0])
+    old = a.state_dict()
+    del old["config"]["min_history"]  # as written before min_history was a parameter
+    b = LayerMonitor(5, rule="cusum")
+    b.load_state_dict(old)
+    assert all(a.check(v[t, 0]) == b.check(v[t, 0]) for t in range(30, 60))
+    with pytest.raises(InputError, match=r"differs .* in \['min_history'\]"):
+        LayerMonitor(5, rule="cusum", min_history=100).load_state_dict(old)
+
+
 def test_zscore_is_the_old_name_of_streak():
     rng = np.random.default_rng(1)
     v = layer_values(rng, 260, 1, 5, scale=0.3)
