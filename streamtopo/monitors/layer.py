@@ -208,7 +208,8 @@ class LayerMonitor(Monitor):
     'topology+layer'
 
     The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
-    and is live (``calibrating``) from step 0; the CUSUM reaches COLLAPSE as the jump holds:
+    live from step 0. While it is ``calibrating`` (100 accepted values) the CUSUM alone raises
+    WATCH, not COLLAPSE (a non-finite value or a x900 jump would):
 
     >>> mon = LayerMonitor(8, rule="cusum", layer_names=[f"fc{i}" for i in range(8)])
     >>> for t in range(45):
@@ -220,7 +221,7 @@ class LayerMonitor(Monitor):
     ...         print(t, status.state.value, status.calibrating, status.culprits)
     39 HEALTHY True ()
     40 WATCH True ('fc3',)
-    44 COLLAPSE True ('fc3',)
+    44 WATCH True ('fc3',)
     """
 
     kind = "layer"
