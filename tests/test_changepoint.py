@@ -431,6 +431,30 @@ def test_a_state_saved_before_a_parameter_existed_loads_when_it_is_at_its_defaul
         LayerMonitor(5, rule="cusum", min_history=100).load_state_dict(old)
 
 
+def test_a_run_recorded_without_a_rule_replays_under_streak(tmp_path):
+    """A layer config without a ``rule`` key (written before rules were named) was recorded
+    under the streak rule and replays under it, bit-identically, whatever the default is."""
+    import json
+
+    from streamtopo import RunWriter, replay
+
+    rng = np.random.default_rng(6)
+    v = layer_values(rng, 40, 1, 5, scale=0.3)
+    with RunWriter(tmp_path, run_id="old") as w:
+        mon = LayerMonitor(5, rule="streak", baseline=20, writer=w)
+        live = [mon.check(v[t, 0]) for t in range(40)]
+    meta_path = w.run_dir / "_meta.json"
+    meta = json.loads(meta_path.read_text())
+    for cfg in (meta["tables"]["layer"]["config"], meta.get("monitor_config", {})):
+        cfg.pop("rule", None)
+    meta_path.write_text(json.dumps(meta))
+    out = replay(w.run_dir)
+    assert out["state"].to_list() == [s.state.value for s in live]
+    assert out["reason"].to_list() == [s.reason for s in live]
+    assert out["reason"][0].startswith("warmup (")  # the streak rule's words
+    assert replay(w.run_dir, rule="cusum")["reason"][0].startswith("ok, calibrating")
+
+
 def test_zscore_is_the_old_name_of_streak():
     rng = np.random.default_rng(1)
     v = layer_values(rng, 260, 1, 5, scale=0.3)
