@@ -185,6 +185,15 @@ class ChangeDetector:
         Baseline updates of a live stream are clipped at this many sd.
     restart_on_clear : bool, default True
         Reset the CUSUMs when an alarm ends.
+    calibration_cap : bool, default True
+        While ``calibrating`` (at the start of the call), the CUSUM's own evidence raises WATCH
+        but not COLLAPSE, and an alarm does not escalate by age: the baseline is not trusted
+        yet, and healthy early training moves single layers fast (on 28 small real torch runs
+        the uncapped detector reached COLLAPSE in early training in 4). A non-finite value and
+        a jump check at the COLLAPSE threshold (a x900 move) still raise COLLAPSE. Values seen
+        during an alarm do not count towards ``trusted_after``, so an alarm that starts while
+        calibrating stays WATCH until it ends or is absorbed, unless it jumps or goes
+        non-finite.
 
     Examples
     --------
@@ -224,6 +233,7 @@ class ChangeDetector:
         pending: float = 0.5,
         winsor: float = 3.0,
         restart_on_clear: bool = True,
+        calibration_cap: bool = True,
     ) -> None:
         self.n_streams = check_positive_int(n_streams, "n_streams")
         self.fa_per_1k = _number(fa_per_1k, "fa_per_1k", 0.0, 1000.0)
@@ -241,10 +251,14 @@ class ChangeDetector:
         self.escalate_after = check_positive_int(escalate_after, "escalate_after")
         self.clear_below = _number(clear_below, "clear_below", 0.0, 1.0)
         self.min_std = _number(min_std, "min_std", 0.0)
-        for name, flag in (("autocorr", autocorr), ("restart_on_clear", restart_on_clear)):
+        for name, flag in (
+            ("autocorr", autocorr), ("restart_on_clear", restart_on_clear),
+            ("calibration_cap", calibration_cap),
+        ):  # fmt: skip
             if not isinstance(flag, bool):
                 raise InputTypeError(f"{name} must be True or False, got {describe(flag)}")
         self.autocorr, self.restart_on_clear = autocorr, restart_on_clear
+        self.calibration_cap = calibration_cap
         self.z_cap = _number(z_cap, "z_cap", 0.0)
         self.pending = _number(pending, "pending", 0.0, 1.0, lo_open=False)
         self.winsor = _number(winsor, "winsor", 0.0)
@@ -290,6 +304,7 @@ class ChangeDetector:
         par[kc.P_PENDING], par[kc.P_WINSOR] = self.pending, self.winsor
         par[kc.P_RESTART] = float(self.restart_on_clear)
         par[kc.P_JUMP_AFTER], par[kc.P_JUMP_SD] = self.jump_after, self.jump_sd
+        par[kc.P_CAL_CAP] = float(self.calibration_cap)
         self._par = par
         self._out[self._kc.O_CALIBRATING] = 1.0
         self._code = 0

@@ -94,6 +94,8 @@ def test_lockstep_covers_every_branch():
         {"autocorr": True, "z_cap": 8.0, "mean_window": 5, "scale_window": 30},
         {"min_history": 3, "trusted_after": 10, "absorb_after": 6, "escalate_after": 20},
         {"pending": 0.2, "winsor": 2.0, "clear_below": 0.9, "hold_z": 1.0, "jump": 1.0},
+        {"trusted_after": 500},  # every alarm starts while calibrating: the cap
+        {"trusted_after": 500, "calibration_cap": False},
     ]
     seen = set()
     for kw in kws:
@@ -225,6 +227,32 @@ def test_a_x1000_jump_reaches_the_collapse_threshold_and_a_x30_one_watch():
         assert d.jumped and math.isfinite(d.stat)
         lo, hi = d.h_watch_, d.h_collapse_
         assert d.stat == pytest.approx(lo + (hi - lo) * (abs(d.stream_move(1)) / d.jump - 1.0))
+
+
+@pytest.mark.kernel
+def test_while_calibrating_the_cusum_alone_raises_watch_not_collapse():
+    """A shift of 40 noise sd after the CUSUM is live (evaluation 60) but before the baseline
+    is trusted (100): its CUSUM passes h_collapse within a few evaluations, which is WATCH
+    while calibrating (and no escalation by age); without the cap it is COLLAPSE. A x1000 jump
+    and a non-finite value are COLLAPSE while calibrating all the same."""
+    rng = np.random.default_rng(5)
+    x = healthy(rng, 130, 4)
+    x[60:, 2] += 2.0  # 40 sd: grows the CUSUM by ~8 per evaluation, not a x30 jump
+    capped, free = ChangeDetector(4), ChangeDetector(4, calibration_cap=False)
+    s_cap, stat_cap = zip(*[capped.update(v)[:2] for v in x], strict=True)
+    s_free = [free.update(v)[0] for v in x]
+    assert s_cap[:60] == ("HEALTHY",) * 60 and s_free[:60] == ["HEALTHY"] * 60
+    assert s_free[62:64] == ["WATCH", "COLLAPSE"] and "COLLAPSE" not in s_cap
+    assert s_cap[62:64] == ("WATCH", "WATCH") and stat_cap[63] > capped.h_collapse_
+    assert any(s == "HEALTHY" for s in s_cap[60:])  # the held shift is absorbed, not escalated
+    for bad, factor in ((False, 1000.0), (True, 1.0)):
+        d = ChangeDetector(4)
+        y = healthy(rng, 50, 4)
+        y[45:, 1] += math.log(factor)
+        if bad:
+            y[45, 1] = np.nan
+        states = [d.update(v)[0] for v in y]
+        assert d.calibrating and states[44] == "HEALTHY" and states[45] == "COLLAPSE"
 
 
 @pytest.mark.kernel
@@ -365,6 +393,66 @@ def test_cusum_monitor_absorbs_a_held_shift_and_says_so():
     assert all(s.state == "HEALTHY" for s in statuses[absorbed[0].step : 380])
     late = next(s for s in statuses[380:] if s.state != "HEALTHY")
     assert late.step <= 382 and late.culprits[0] == "4"
+
+
+def test_cusum_monitor_min_history_delays_the_cusum_not_the_jump_check():
+    """``min_history`` (TrainingMonitor's attention monitor: 100) is when a stream's CUSUM
+    runs; a x2 shift (14 noise sd) at evaluation 60 fires with the default 40, not with 100, and
+    a x100 jump fires with either."""
+    rng = np.random.default_rng(2)
+    v = layer_values(rng, 90, 1, 6)
+    v[60:, 0, 3] *= 2.0
+    early = LayerMonitor(6, rule="cusum")
+    late = LayerMonitor(6, rule="cusum", min_history=100)
+    assert early.config["min_history"] == 40 and late.config["min_history"] == 100
+    assert any(early.check(v[t, 0]).state != "HEALTHY" for t in range(90))
+    assert all(late.check(v[t, 0]).state == "HEALTHY" for t in range(90))
+    jump = v.copy()
+    jump[70:, 0, 1] *= 100.0
+    mon = LayerMonitor(6, rule="cusum", min_history=100)
+    states = [mon.check(jump[t, 0]).state for t in range(72)]
+    assert states[69:71] == ["HEALTHY", "WATCH"]
+    with pytest.raises(InputError, match="min_history"):
+        LayerMonitor(6, rule="cusum", min_history=0)
+
+
+def test_a_state_saved_before_a_parameter_existed_loads_when_it_is_at_its_default():
+    rng = np.random.default_rng(3)
+    v = layer_values(rng, 60, 1, 5)
+    a = LayerMonitor(5, rule="cusum")
+    for t in range(30):
+        a.check(v[t, 0])
+    old = a.state_dict()
+    del old["config"]["min_history"]  # as written before min_history was a parameter
+    b = LayerMonitor(5, rule="cusum")
+    b.load_state_dict(old)
+    assert all(a.check(v[t, 0]) == b.check(v[t, 0]) for t in range(30, 60))
+    with pytest.raises(InputError, match=r"differs .* in \['min_history'\]"):
+        LayerMonitor(5, rule="cusum", min_history=100).load_state_dict(old)
+
+
+def test_a_run_recorded_without_a_rule_replays_under_streak(tmp_path):
+    """A layer config without a ``rule`` key (written before rules were named) was recorded
+    under the streak rule and replays under it, bit-identically, whatever the default is."""
+    import json
+
+    from streamtopo import RunWriter, replay
+
+    rng = np.random.default_rng(6)
+    v = layer_values(rng, 40, 1, 5, scale=0.3)
+    with RunWriter(tmp_path, run_id="old") as w:
+        mon = LayerMonitor(5, rule="streak", baseline=20, writer=w)
+        live = [mon.check(v[t, 0]) for t in range(40)]
+    meta_path = w.run_dir / "_meta.json"
+    meta = json.loads(meta_path.read_text())
+    for cfg in (meta["tables"]["layer"]["config"], meta.get("monitor_config", {})):
+        cfg.pop("rule", None)
+    meta_path.write_text(json.dumps(meta))
+    out = replay(w.run_dir)
+    assert out["state"].to_list() == [s.state.value for s in live]
+    assert out["reason"].to_list() == [s.reason for s in live]
+    assert out["reason"][0].startswith("warmup (")  # the streak rule's words
+    assert replay(w.run_dir, rule="cusum")["reason"][0].startswith("ok, calibrating")
 
 
 def test_zscore_is_the_old_name_of_streak():

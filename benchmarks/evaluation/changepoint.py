@@ -156,6 +156,9 @@ class ChangeDetector:
         Floor of every prediction-error sd (stream units; 1 % for log signals). A median-relative
         layer stream is exactly 0 while that layer is the median (odd layer counts), so a
         smaller floor (1e-3) made a change of median layer a large residual.
+    calibration_cap : bool, default True
+        While ``calibrating`` the CUSUM alone raises WATCH, never COLLAPSE, and alarms do not
+        escalate by age; non-finite values and x900 jumps still raise COLLAPSE.
     """
 
     def __init__(
@@ -182,6 +185,7 @@ class ChangeDetector:
         pending: float = 0.5,
         winsor: float = 3.0,
         h: float | None = None,
+        calibration_cap: bool = True,
     ) -> None:
         if n_streams < 1:
             raise ValueError(f"n_streams must be >= 1, got {n_streams!r}")
@@ -200,6 +204,7 @@ class ChangeDetector:
         self.escalate_after, self.clear_below = int(escalate_after), float(clear_below)
         self.min_std, self.autocorr = float(min_std), bool(autocorr)
         self.z_cap = float(z_cap)
+        self.calibration_cap = bool(calibration_cap)
         self.reset()
 
     # -- state ---------------------------------------------------------------------------------
@@ -262,6 +267,7 @@ class ChangeDetector:
             raise ValueError(f"x must have shape ({self.n},), got {x.shape}")
         t = self.t
         self.t += 1
+        capped = self.calibration_cap and self.calibrating  # counts before this call
         bad = ~np.isfinite(x)
         if bad.any():  # absolute check: non-finite is COLLAPSE, nothing enters a baseline
             self.jumped = False
@@ -298,6 +304,8 @@ class ChangeDetector:
         # state
         if stat >= self.h_collapse:
             level = COLLAPSE
+            if capped and not js.max() >= self.h_collapse:  # the CUSUM alone, calibrating
+                level = WATCH
         elif stat >= self.h_watch:
             level = WATCH
         else:
@@ -316,7 +324,7 @@ class ChangeDetector:
                 self._absorb()
                 self.jumped = False
                 return HEALTHY, 0.0, (), 0
-            if age >= self.escalate_after:
+            if age >= self.escalate_after and not capped:
                 self.state = COLLAPSE
         # baseline hygiene: accept only outside alarms and below half the threshold
         if not self.state:

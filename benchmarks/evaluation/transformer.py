@@ -469,6 +469,9 @@ PLANS = {
         ("lr_spike", "random_tokens", "stuck_loader", "early_lr_spike", "early_random_tokens"),
         range(1),
     )},
+    # more calibration runs (det17: the calib set has 3 healthy runs), recorded into
+    # .eval-cache/transformer-calib2: score with --cache .eval-cache/transformer-calib2
+    "calib_more": {"healthy": range(3, 12), "attn_logit_growth": range(2, 5)},
     "fresh": {"healthy": range(1000, 1012), "attn_logit_growth": range(1000, 1010), **dict.fromkeys(
         ("lr_spike", "random_tokens", "stuck_loader", "early_lr_spike", "early_random_tokens"),
         range(1000, 1003),

@@ -124,7 +124,14 @@ def detectors(rules=tuple(RULES)) -> dict[str, Callable[[TransformerRecord], np.
             out[f"{rule} [{feed}] topology only"] = layer_monitor(feed, layer_rule=False, **kw)
         # TrainingMonitor(signals=("act_norm", "grad_norm", "attn_entropy", "attn_logit")):
         # a layer monitor, an attention monitor (its layers differ) and the loss-rise alarm
-        tm = any_of(layer_monitor("act+grad", **kw), layer_monitor("logit+ent", **kw))
+        from streamtopo.integrations.training import ATTN_MIN_HISTORY
+
+        attn_kw = {**kw, "min_history": ATTN_MIN_HISTORY}  # as TrainingMonitor builds it
+        tm = any_of(layer_monitor("act+grad", **kw), layer_monitor("logit+ent", **attn_kw))
+        if rule == "cusum":
+            out[f"{rule} [logit+ent] min_history {ATTN_MIN_HISTORY}"] = layer_monitor(
+                "logit+ent", **attn_kw
+            )
         out[f"{rule} [act+grad] or [logit+ent]"] = tm
         out[f"{rule} [act+grad] or [logit+ent] or loss"] = any_of(tm, library_loss_rise)
     return out

@@ -42,9 +42,9 @@ NI = 8
 (
     P_K, P_H_WATCH, P_H_COLLAPSE, P_MEAN_WINDOW, P_SCALE_WINDOW, P_MIN_HISTORY, P_TRUSTED_AFTER,
     P_JUMP, P_HOLD_Z, P_ESCALATE_AFTER, P_CLEAR_BELOW, P_MIN_STD, P_AUTOCORR, P_Z_CAP, P_PENDING,
-    P_WINSOR, P_RESTART, P_JUMP_AFTER, P_JUMP_SD,
-) = range(19)  # fmt: skip
-NP = 19
+    P_WINSOR, P_RESTART, P_JUMP_AFTER, P_JUMP_SD, P_CAL_CAP,
+) = range(20)  # fmt: skip
+NP = 20
 # entries of out
 O_STAT, O_DIRECTION, O_N_OVER, O_CALIBRATING, O_ABSORBED, O_JUMPED = range(6)
 NO = 6
@@ -283,6 +283,9 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
     stat = 0.0
     top = 0
     first_stat = True
+    jmax = 0.0
+    # the calibration cap reads the counts before this call's values are accepted
+    capped = par[P_CAL_CAP] > 0.0 and _calibrating(f, par) > 0.0
     for j in range(N):
         xj = x[j]
         if math.isnan(f[MEAN, j]):  # first value of a stream: its own baseline (counted later)
@@ -298,6 +301,8 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
         if cnt >= jump_after and abs(dev) > jump and abs(dev) > jump_sd * math.sqrt(var):
             js = h_w + h_span * (abs(dev) / jump - 1.0)  # the jump check of a settled stream
         f[JMP, j] = js
+        if js > jmax:
+            jmax = js
         # small-sample residual
         if not autocorr and (
             not live or (f[SP, j] == 0.0 and f[SN, j] == 0.0 and dev * dev < k2_margin * var)
@@ -349,6 +354,8 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
     # state
     if stat >= par[P_H_COLLAPSE]:
         level = COLLAPSE
+        if capped and not jmax >= par[P_H_COLLAPSE]:  # the CUSUM alone, while calibrating
+            level = WATCH
     elif stat >= par[P_H_WATCH]:
         level = WATCH
     else:
@@ -383,7 +390,7 @@ def changepoint_step(x, f, ist, par, buf, out, order, label):
             out[O_ABSORBED] = 1.0
             out[O_JUMPED] = 0.0
             return HEALTHY
-        if age >= par[P_ESCALATE_AFTER]:
+        if age >= par[P_ESCALATE_AFTER] and not capped:
             ist[STATE] = COLLAPSE
     else:  # baseline hygiene: accept only outside alarms and below the pending level
         _accept(f, par)

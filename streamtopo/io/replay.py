@@ -523,6 +523,9 @@ def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any],
     check_sizes(recorded, rows, recorded=True, where=field)
     check_sizes(overrides, rows, recorded=False, where="")
     config = dict(recorded)
+    # a config without a rule was recorded before rules were named: under the streak rule,
+    # whatever LayerMonitor's default is now (so such runs keep replaying bit-identically)
+    config.setdefault("rule", "streak")
     if "rule" in overrides and "layer_rule" in config and "layer_rule" not in overrides:
         config["layer_rule"] = None  # recorded resolved from the old rule: derive it anew
     config.update(overrides)

@@ -192,12 +192,23 @@ class Monitor:
             raise InputError(f"state could not be loaded: {exc}") from exc
 
     def check_config(self, saved: Any) -> None:
-        """Raise naming the keys where ``saved`` differs from this monitor's config."""
+        """Raise naming the keys where ``saved`` differs from this monitor's config. A key
+        the saved config lacks (a parameter added after it was saved) matches this monitor's
+        value when that is the parameter's default."""
         mine = self.config
         if saved == mine:
             return
         if not isinstance(saved, Mapping):
             raise InputError(f"state['config'] must be a dict, got {describe(saved)}")
+        import inspect
+
+        params = inspect.signature(type(self).__init__).parameters
+        saved = {
+            **{k: _plain(params[k].default) for k in mine if k not in saved and k in params},
+            **saved,
+        }
+        if saved == mine:
+            return
         diff = sorted(k for k in {*mine, *saved} if saved.get(k) != mine.get(k))
         raise InputError(
             f"state['config'] differs from this {type(self).__name__}'s config in {diff}"

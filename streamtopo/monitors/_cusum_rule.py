@@ -28,9 +28,12 @@ class CusumRule:
         layer_rule: bool,
         fa_per_1k: float,
         escalate_after: int,
+        min_history: int = 40,
     ) -> None:
         n = 1 + (n_signals * n_layers if layer_rule else 0)
-        self.detector = ChangeDetector(n, fa_per_1k, escalate_after=escalate_after)
+        self.detector = ChangeDetector(
+            n, fa_per_1k, escalate_after=escalate_after, min_history=min_history
+        )
         self._x = np.zeros(n)
         self._u = self._x[1:].reshape(n_signals, n_layers) if layer_rule else None
 

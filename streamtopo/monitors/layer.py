@@ -63,7 +63,7 @@ _CONFIG_KEYS = (
     "n_layers", "signals", "window", "transform", "rule", "baseline", "watch_z", "collapse_z",
     "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
     "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
-    "refresh_every", "min_std", "max_culprits", "fa_per_1k",
+    "refresh_every", "min_std", "max_culprits", "fa_per_1k", "min_history",
 )  # fmt: skip
 # what a config may set: everything but the network's own description
 _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals", "layer_names"))
@@ -162,6 +162,11 @@ class LayerMonitor(Monitor):
         (sets the CUSUM thresholds; COLLAPSE is the threshold of a 100x smaller rate). Larger
         is faster and noisier. ``escalate_after`` applies to it too; its floor of the
         prediction-error sd is its own (0.01 log units, ``ChangeDetector(min_std=)``).
+    min_history : int, default 40
+        ``rule="cusum"``: accepted values of a stream before its CUSUM runs (the non-finite
+        and jump checks run before). TrainingMonitor's attention monitor uses 100: attention
+        statistics move by factors of 2-3 per block during a transformer's LR warm-up (heads
+        forming), which the CUSUM took for changes (benchmarks/evaluation/CHANGEPOINT.md).
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     name : str, optional
@@ -204,7 +209,8 @@ class LayerMonitor(Monitor):
     'topology+layer'
 
     The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
-    and is live (``calibrating``) from step 0; the CUSUM reaches COLLAPSE as the jump holds:
+    live from step 0. While it is ``calibrating`` (100 accepted values) the CUSUM alone raises
+    WATCH, not COLLAPSE (a non-finite value or a x900 jump would):
 
     >>> mon = LayerMonitor(8, rule="cusum", layer_names=[f"fc{i}" for i in range(8)])
     >>> for t in range(45):
@@ -216,7 +222,7 @@ class LayerMonitor(Monitor):
     ...         print(t, status.state.value, status.calibrating, status.culprits)
     39 HEALTHY True ()
     40 WATCH True ('fc3',)
-    44 COLLAPSE True ('fc3',)
+    44 WATCH True ('fc3',)
     """
 
     kind = "layer"
@@ -256,6 +262,7 @@ class LayerMonitor(Monitor):
         min_std: float = 1e-3,
         max_culprits: int = 3,
         fa_per_1k: float = 0.1,
+        min_history: int = 40,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         name: str | None = None,
         signal_name: str | None = None,
@@ -343,6 +350,7 @@ class LayerMonitor(Monitor):
             raise InputError(f"min_std must be > 0 (and finite), got {min_std!r}")
         self.max_culprits = check_positive_int(max_culprits, "max_culprits")
         self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
+        self.min_history = check_positive_int(min_history, "min_history")
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
         check_names = getattr(writer, "check_layer_names", None)
@@ -404,7 +412,9 @@ class LayerMonitor(Monitor):
         self._cusum = self.rule == "cusum"
         self._detector = None
         if self._cusum:  # streams: log h0, then every (signal, layer)'s median-relative value
-            self._detector = CusumRule(S, L, self.layer_rule, self.fa_per_1k, self.escalate_after)
+            self._detector = CusumRule(
+                S, L, self.layer_rule, self.fa_per_1k, self.escalate_after, self.min_history
+            )
         self._bind_kernel_args()
 
     def _bind_kernel_args(self) -> None:
