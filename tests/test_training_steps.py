@@ -222,3 +222,34 @@ def test_close_checks_the_buffered_losses_unless_training_failed(fails):
     checked = 1 if fails else 3
     assert tm.loss_monitor.step_ == checked and tm.host_copies_ == 1 + (not fails)
     assert tm.status_.loss.step == checked - 1
+
+
+def test_layer_rows_through_the_field_path_equal_the_dict_path(tmp_path):
+    """A RunWriter takes the layer rows field by field (no dict) through TrainingMonitor's sink,
+    stamped with the training step as a dict row is; a plain callable writer gets dict rows.
+    Same run both ways: the same steps, values and states."""
+    rows = []
+    for writer in (None, rows.append):
+        model, opt = mlp()
+        kw = {"writer": writer} if writer else {"log_dir": tmp_path, "run_id": "fields"}
+        tm = TrainingMonitor(model, every=3, **kw)
+        assert (tm._sink.append_layer is None) == (writer is not None)
+        g = torch.Generator().manual_seed(0)
+        for t in range(30):
+            x = torch.randn(32, 8, generator=g)
+            loss = nn.functional.cross_entropy(model(x), (x[:, 0] > 0).long())
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            tm.step(loss, step=1000 + 7 * t)
+        tm.close()
+    got = read_run(tmp_path / "run=fields", table="layer").collect()
+    dict_rows = [r for r in rows if r.get("monitor") == "layer"]
+    assert got["step"].to_list() == [r["step"] for r in dict_rows] == list(range(1000, 1210, 21))
+    assert got["state"].to_list() == [r["state"] for r in dict_rows]
+    for i, row in enumerate(dict_rows):
+        for a, sig in enumerate(row["signals"]):
+            for b, name in enumerate(row["layer_names"]):
+                missing = row.get("missing") is not None and row["missing"][a, b]
+                expected = None if missing else row["values"][a, b]
+                assert got[f"{sig}/{name}"][i] == expected

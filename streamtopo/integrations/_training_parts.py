@@ -164,15 +164,34 @@ class RowSink:
         if kind == "events" and isinstance(row.get("table"), str):
             self._held.append(row)  # its step is that of its table's next row
             return
-        if self.at is not None:
-            step = self.at
-        last = self._last.get(kind)
-        if last is not None and step <= last:
-            step = last + 1
-        self._write_held(kind, step)
+        step = self._stamp(kind, step)
         row["step"] = step
         self.writer(row)
         self._last[kind] = step
+
+    @property
+    def append_layer(self) -> Callable[..., None] | None:
+        """The writer's field-by-field layer path (``RunWriter.append_layer``) with the step
+        stamped as :meth:`__call__` stamps it; None when the writer has none (a LayerMonitor
+        then sends a dict row)."""
+        if getattr(self.writer, "append_layer", None) is None:
+            return None
+        return self._append_layer
+
+    def _append_layer(self, table: str, step: int, *fields: Any) -> None:
+        step = self._stamp(table, step)
+        self.writer.append_layer(table, step, *fields)
+        self._last[table] = step
+
+    def _stamp(self, table: str, step: int) -> int:
+        """The training step a row of ``table`` is written at (held events go first)."""
+        if self.at is not None:
+            step = self.at
+        last = self._last.get(table)
+        if last is not None and step <= last:
+            step = last + 1
+        self._write_held(table, step)
+        return step
 
     def _write_held(self, table: str, step: int) -> None:
         while any(e["table"] == table for e in self._held):
