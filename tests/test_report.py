@@ -198,11 +198,33 @@ def test_the_lead_ignores_an_alarm_that_ended_before_the_loss_rule_fired():
     )
     h = headline({"layer": layer, "collapse": collapse, "loss": loss})
     assert h.first_alarm_step == 300  # the first alarm is still reported as such
-    assert h.lead == "Lag: the topology alarm came 1 steps after the loss rule (step 366)."
+    assert h.lead == "Lag: the topology alarm came 1 step after the loss rule (step 366)."
+    # the first alarm was a WATCH: the headline also names the first COLLAPSE and its rule
+    assert h.first_collapse_step == 367
+    assert "First COLLAPSE: step 367 by rule 'layer'." in h.lines
     running = pl.DataFrame({"step": [300, 366, 380], "state": ["WATCH", "WATCH", "WATCH"],
                             "reason": ["x", "x", "x"]})  # fmt: skip
     h = headline({"layer": layer, "collapse": running, "loss": loss})
     assert h.lead == "Lead: the topology alarm came 66 steps before the loss rule (step 366)."
+    assert h.first_collapse_step == 367  # the collapse monitor never reached COLLAPSE
     h = headline({"layer": layer.with_columns(state=pl.lit("HEALTHY")), "collapse": collapse,
                   "loss": loss})  # fmt: skip
     assert h.lead == "The loss rule fired at step 366; no topology alarm was running then or after."
+
+
+def test_a_diverging_loss_is_drawn_on_a_log_axis():
+    """A loss from 2.3 down to 0.01 and then 1e14 (the demo's LR spike): a linear axis draws
+    the healthy part as a flat line at 0; the loss panel switches to a log axis then only."""
+    import polars as pl
+
+    from streamtopo.report.interactive import figure_html
+
+    steps = list(range(50))
+    layer = pl.DataFrame({"step": steps, "state": ["HEALTHY"] * 50, "h0": [1.0] * 50,
+                          "wall_time": [float(t) for t in steps]})  # fmt: skip
+    diverged = [2.3 * 0.9**t for t in range(45)] + [1e14] * 5
+    for losses, log_axis in ((diverged, True), (diverged[:45], False)):
+        loss = pl.DataFrame({"step": steps[: len(losses)], "loss": losses})
+        html = figure_html({"layer": layer, "loss": loss})
+        assert ('"type":"log"' in html) is log_axis
+        assert ("log scale" in html) is log_axis

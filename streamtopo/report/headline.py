@@ -21,6 +21,7 @@ class Headline:
     first_alarm_rule: str | None = None
     first_alarm_layers: tuple[str, ...] = ()
     first_alarm_direction: str = ""
+    first_collapse_step: int | None = None
     loss_alarm_step: int | None = None
     lead: str = ""
     interventions: list[str] = field(default_factory=list)
@@ -65,12 +66,20 @@ def _episode_around(tables: dict[str, Any], kinds: list[str], at: int) -> dict[s
     return best
 
 
-def _first_alarm(df: Any) -> dict[str, Any] | None:
-    """The first alarm row (see :func:`_alarm_mask`) of a table with a ``state`` column."""
+def _first_alarm(df: Any, state: str | None = None) -> dict[str, Any] | None:
+    """The first alarm row (see :func:`_alarm_mask`) of a table with a ``state`` column; with
+    ``state``, the first alarm row in that state."""
     if df is None or "state" not in df.columns:
         return None
-    alarms = df.filter(_alarm_mask(df))
+    mask = _alarm_mask(df)
+    if state is not None:
+        mask = mask & (df["state"] == state).fill_null(False)
+    alarms = df.filter(mask)
     return alarms.row(0, named=True) if alarms.height else None
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def _rule(reason: str) -> str:
@@ -87,9 +96,9 @@ def _lead(first: dict[str, Any] | None, loss_first: dict[str, Any] | None) -> st
         return f"The loss rule fired at step {at}; no topology alarm was running then or after."
     d = at - int(first["step"])
     if d > 0:
-        return f"Lead: the topology alarm came {d} steps before the loss rule (step {at})."
+        return f"Lead: the topology alarm came {_steps(d)} before the loss rule (step {at})."
     if d < 0:
-        return f"Lag: the topology alarm came {-d} steps after the loss rule (step {at})."
+        return f"Lag: the topology alarm came {_steps(-d)} after the loss rule (step {at})."
     return f"Same step as the loss rule (step {at})."
 
 
@@ -99,14 +108,16 @@ def headline(tables: dict[str, Any]) -> Headline:
 
     >>> import polars as pl
     >>> layer = pl.DataFrame({"step": [0, 1, 2], "state": ["HEALTHY", "WATCH", "COLLAPSE"],
-    ...                       "reason": ["", "layer: fc3 z=+9.1", ""],
+    ...                       "reason": ["", "layer: fc3 z=+9.1", "layer: fc3 z=+30"],
     ...                       "culprits": [[], ["fc3"], ["fc3"]], "direction": ["", "rising", ""]})
     >>> loss = pl.DataFrame({"step": [0, 1, 2], "state": ["HEALTHY", "HEALTHY", "WATCH"]})
     >>> h = headline({"layer": layer, "loss": loss})
     >>> h.healthy, h.first_alarm_step, h.first_alarm_rule, h.first_alarm_layers
     (False, 1, 'layer', ('fc3',))
     >>> h.lead
-    'Lead: the topology alarm came 1 steps before the loss rule (step 2).'
+    'Lead: the topology alarm came 1 step before the loss rule (step 2).'
+    >>> h.first_collapse_step, h.lines[2]
+    (2, "First COLLAPSE: step 2 by rule 'layer'.")
     """
     layer, loss = tables.get("layer"), tables.get("loss")
     firsts = {
@@ -154,6 +165,19 @@ def headline(tables: dict[str, Any]) -> Headline:
         others = [f"{k} at step {int(r['step'])}" for k, r in firsts.items() if k != kind]
         if others:
             lines.append("Other monitors' first alarms: " + ", ".join(others) + ".")
+        if first["state"] != "COLLAPSE":  # the first alarm was a WATCH: the worst came later?
+            worst = [
+                (k, r) for k in firsts if (r := _first_alarm(tables[k], "COLLAPSE")) is not None
+            ]
+            if worst:
+                k, r = min(worst, key=lambda kv: int(kv[1]["step"]))
+                h["first_collapse_step"] = int(r["step"])
+                lines.append(
+                    f"First COLLAPSE: step {int(r['step'])} by rule "
+                    f"'{_rule(str(r.get('reason') or ''))}'"
+                    + ("" if k == "layer" else f" ({k} monitor)")
+                    + "."
+                )
     if layer is not None and "calibrating" in layer.columns and layer.height:
         ready = layer.filter(~layer["calibrating"].fill_null(False))
         if ready.height == 0:

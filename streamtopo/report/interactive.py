@@ -166,6 +166,21 @@ def align(tables: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def wide_positive(y: np.ndarray, decades: float = 3.0) -> bool:
+    """Whether a series is positive where finite and spans more than ``decades`` orders of
+    magnitude (then a log axis shows both its healthy part and a divergence).
+
+    >>> wide_positive(np.array([2.3, 0.1, np.nan, 1e14])), wide_positive(np.array([2.3, 0.1]))
+    (True, False)
+    >>> wide_positive(np.array([-1.0, 1e9]))
+    False
+    """
+    y = y[np.isfinite(y)]
+    if y.size == 0 or (y <= 0).any():
+        return False
+    return bool(np.log10(y.max() / y.min()) > decades)
+
+
 def _numeric(df: Any) -> list[str]:
     import polars as pl
 
@@ -252,6 +267,9 @@ def figure_html(
                                  name="loss EMA", mode="lines", line={"width": 1}),
                     row=r, col=1,
                 )  # fmt: skip
+            if wide_positive(loss[y].cast(float).to_numpy()):
+                # a divergence (1e14) would flatten the healthy part into a line at 0
+                fig.update_yaxes(type="log", title_text="log scale", row=r, col=1)
         elif what == "h0":
             fig.add_trace(
                 _line(x=layer["step"].to_numpy(), y=layer["h0"].to_numpy(), name="h0",
