@@ -299,17 +299,7 @@ class RunWriter:
                 state = table.buf.put(i, row)
             except KeyError as exc:
                 raise InputError(f"row of monitor {table.kind!r} lacks key {exc}") from None
-            table.step[i] = stored
-            table.wall[i] = wall
-            table.n = i + 1  # commit: nothing above changed the writer if it raised
-            urgent = state != table.last_state and state in _ALARMS
-            table.last_state = state
-            if (
-                urgent
-                or i + 1 >= self.flush_rows
-                or time.monotonic() - self._last_flush >= self.flush_seconds
-            ):
-                self._flush_locked(roll=True)
+            self._commit(table, i, stored, wall, state)  # nothing above changed the writer
         if self._term_pending:
             self._signal_if_pending()
 
@@ -386,19 +376,24 @@ class RunWriter:
             state = buf.put_fields(
                 i, values, h0, state, reason, z, stat, culprits, direction, calibrating, missing
             )
-            t.step[i] = stored
-            t.wall[i] = time.time()
-            t.n = i + 1  # commit
-            urgent = state != t.last_state and state in _ALARMS
-            t.last_state = state
-            if (
-                urgent
-                or i + 1 >= self.flush_rows
-                or time.monotonic() - self._last_flush >= self.flush_seconds
-            ):
-                self._flush_locked(roll=True)
+            self._commit(t, i, stored, time.time(), state)
         if self._term_pending:
             self._signal_if_pending()
+
+    def _commit(self, t: Table, i: int, stored: int, wall: float, state: Any) -> None:
+        """Commit row ``i`` of ``t`` (under the lock, its fields already stored), then flush
+        when an alarm starts, the buffer is full or ``flush_seconds`` have passed."""
+        t.step[i] = stored
+        t.wall[i] = wall
+        t.n = i + 1
+        urgent = state != t.last_state and state in _ALARMS
+        t.last_state = state
+        if (
+            urgent
+            or i + 1 >= self.flush_rows
+            or time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self._flush_locked(roll=True)
 
     def _step_error(self, table: Table, step: int, stored: int) -> StreamtopoError:
         return step_error(table.kind, self.rank_dir, step, table.offset, table.floor)
