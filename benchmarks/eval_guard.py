@@ -55,10 +55,16 @@ SWEEP = {
     "watch p10 lr0.1 m0": {**CENTER, "margin": 0},
     "watch p10 lr0.1 e100": {**CENTER, "every": 100},
 }
+# issue 19's cost-aware policy, chosen on transformer seeds 0-5 and digits seeds 0-4
+SHIPPED = {**CENTER, "act_on": "COLLAPSE", "patience": 1}  # Guard() before issue 19
+SWEEP.update({
+    "v0 shipped": SHIPPED,
+})
 
 
-def live_run(cfg, guard_kwargs: dict | None) -> dict:
-    """One scenario run with a live TrainingMonitor (and a Guard unless ``guard_kwargs`` None)."""
+def live_run(cfg, guard_kwargs: dict | None, rule: str | None = None) -> dict:
+    """One scenario run with a live TrainingMonitor (and a Guard unless ``guard_kwargs`` None);
+    ``rule`` is the LayerMonitor's ``rule=`` (None: the library default)."""
     import torch
     from torch import nn
 
@@ -86,7 +92,8 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
     linears = [m for m in body if isinstance(m, (nn.Linear, nn.Conv2d))]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     lossf = nn.CrossEntropyLoss()
-    tm = TrainingMonitor(model)
+    tm = TrainingMonitor(model, layer=None if rule is None else {"rule": rule})
+    states = []
     guard = None
     if guard_kwargs is not None:
         guard = Guard(**guard_kwargs).attach(model=model, optimizer=opt, monitors=[tm])
@@ -127,6 +134,7 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
         losses[t] = float(loss.detach())
         status = tm.step(loss)
         alarm_steps += status.state != "HEALTHY"
+        states.append(str(status.state.value)[0])
         if guard is not None:
             guard.step(t, status)
             if guard.should_stop:
@@ -148,6 +156,8 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
         "rollbacks": 0,
         "steps_redone": 0,
         "interventions": [],
+        "trace_loss": [round(float(x), 4) for x in losses[: len(states)]],
+        "trace_state": "".join(states),
     }
     if guard is not None:
         guard.close()
@@ -175,6 +185,10 @@ def main(argv=None) -> int:
     ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of faults")
     ap.add_argument("--out", default="eval-guard-out")
     ap.add_argument("--model", choices=("digits", "transformer"), default="digits")
+    ap.add_argument(
+        "--rule", choices=("streak", "cusum"), default=None,
+        help="the LayerMonitor's rule= (default: the library's default)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     import torch
 
@@ -204,8 +218,9 @@ def main(argv=None) -> int:
                 for name, kw in {"none": None, **variants}.items():
                     if (fault, seed, name, args.steps) in done:
                         continue
-                    r = live_run(cfg, None if kw is None else kw)
-                    r.update(fault=fault, seed=seed, variant=name, steps=args.steps, arch=cfg.arch)
+                    r = live_run(cfg, None if kw is None else kw, args.rule)
+                    r.update(fault=fault, seed=seed, variant=name, steps=args.steps, arch=cfg.arch,
+                             rule=args.rule or "default")  # fmt: skip
                     fh.write(json.dumps(r) + "\n")
                     fh.flush()
                     print(
@@ -235,6 +250,9 @@ def main_transformer(args) -> int:
     faults = gt.FAULTS if args.faults == ",".join(FAULTS) else tuple(args.faults.split(","))
     if args.smoke:
         args.seeds, steps, faults = 1, 60, ("healthy", "lr_spike")
+    variants = {"default": {}}
+    if args.variants:
+        variants = {k: SWEEP[k] for k in args.variants.split(",")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
@@ -248,11 +266,12 @@ def main_transformer(args) -> int:
     with rows_path.open("a") as fh:
         for seed in seeds:
             for fault in faults:
-                for name, kw in (("none", None), ("default", {})):
+                for name, kw in {"none": None, **variants}.items():
                     if (fault, seed, name, steps) in done:
                         continue
-                    r = gt.live_run(fault, seed, steps, kw)
-                    r.update(fault=fault, seed=seed, variant=name, steps=steps)
+                    r = gt.live_run(fault, seed, steps, kw, args.rule)
+                    r.update(fault=fault, seed=seed, variant=name, steps=steps,
+                             rule=args.rule or "default")  # fmt: skip
                     fh.write(json.dumps(r) + "\n")
                     fh.flush()
                     print(

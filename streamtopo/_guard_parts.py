@@ -3,9 +3,12 @@ knob and state validation (used by :mod:`streamtopo.guard`)."""
 
 from __future__ import annotations
 
+import math
 import os
+import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -14,8 +17,8 @@ from typing import Any, Protocol
 from ._validation import describe
 from .errors import InputError, InputTypeError
 
-__all__ = ["STATE_FORMAT", "GuardState", "Intervention", "check_number", "checked_state",
-           "writable_dir"]  # fmt: skip
+__all__ = ["STATE_FORMAT", "GuardState", "Intervention", "LossLevel", "check_number",
+           "checked_state", "loss_of", "writable_dir"]  # fmt: skip
 
 
 class GuardState(Protocol):
@@ -48,8 +51,11 @@ class Intervention:
     step : int
         Step at which the guard acted (the caller's step number).
     action : str
-        ``"rollback"``, ``"stop"`` (``max_rollbacks`` used up) or ``"no_snapshot"`` (nothing old
-        enough to restore; the run goes on untouched).
+        ``"rollback"``; ``"stop"`` (``max_rollbacks`` used up: the last good snapshot is
+        restored, then training should stop); ``"no_snapshot"`` (nothing old enough to
+        restore; the run goes on untouched); ``"declined"`` (the loss was back near its
+        pre-episode level at the decision step, see ``Guard(still_failing=)``: not rolled
+        back, the alarm stays in the statuses).
     restored_step : int
         Step of the restored snapshot (-1 when nothing was restored).
     onset : int
@@ -88,6 +94,63 @@ class Intervention:
         """The run-log row (``monitor="interventions"``, see the run-writer contract)."""
         return {"monitor": "interventions", "wall_time": time.time(), "state": "COLLAPSE",
                 "config": {}, **asdict(self)}  # fmt: skip
+
+
+def loss_of(status: Any) -> float | None:
+    """The training loss a status carries (``TrainingStatus.loss.loss`` or a ``LossStatus``'s
+    ``loss``), None when it carries none or the step was not evaluated."""
+    if not getattr(status, "evaluated", True):
+        return None
+    value = getattr(status, "loss", None)
+    value = getattr(value, "loss", value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+class LossLevel:
+    """Is the failure still there? The training loss now against its level before the episode.
+
+    ``pre`` = median of the last ``n_pre`` losses of HEALTHY steps (frozen at the episode's
+    onset); ``now`` = median of the last ``n_now`` losses. Medians, because one batch's loss
+    is noisy. A non-finite loss counts as failing.
+    """
+
+    def __init__(self, n_pre: int = 20, n_now: int = 10) -> None:
+        self.healthy: deque[float] = deque(maxlen=n_pre)
+        self.recent: deque[float] = deque(maxlen=n_now)
+        self.pre: float | None = None
+
+    def observe(self, loss: float | None, healthy: bool, onset: bool) -> None:
+        if onset:  # the first step of an episode: freeze the level before it
+            self.pre = statistics.median(self.healthy) if len(self.healthy) >= 5 else None
+        if loss is None:
+            return
+        self.recent.append(loss)
+        if healthy and math.isfinite(loss):
+            self.healthy.append(loss)
+
+    def ratio(self) -> float | None:
+        """``now / pre`` (inf for a non-finite recent loss); None when either is unknown."""
+        if self.pre is None or self.pre <= 0 or len(self.recent) < 3:
+            return None
+        if not all(math.isfinite(v) for v in self.recent):
+            return math.inf
+        return statistics.median(self.recent) / self.pre
+
+    def forget_recent(self) -> None:
+        """After a rollback: the recent losses were the failed state's."""
+        self.recent.clear()
+
+    def state(self) -> dict[str, Any]:
+        return {"healthy": list(self.healthy), "recent": list(self.recent), "pre": self.pre}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.healthy.clear()
+        self.healthy.extend(state["healthy"])
+        self.recent.clear()
+        self.recent.extend(state["recent"])
+        self.pre = state["pre"]
 
 
 def check_number(value: Any, name: str, low: float, high: float, what: str) -> float:
@@ -154,6 +217,29 @@ def checked_state(state: Any) -> dict[str, Any]:
     if steps != sorted(set(steps)):
         raise bad("snapshots", "snapshots in increasing step order")
     out["snapshots"] = [(s["step"], s["path"]) for s in snaps]
+    out["declined"] = state.get("declined", False)  # absent in states before issue 19
+    if not isinstance(out["declined"], bool):
+        raise bad("declined", "bool")
+    level = state.get("loss_level", {"healthy": [], "recent": [], "pre": None})
+
+    def floats(v: Any) -> bool:
+        return isinstance(v, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+        )
+
+    pre = level.get("pre") if isinstance(level, Mapping) else None
+    if (
+        not isinstance(level, Mapping)
+        or not floats(level.get("healthy"))
+        or not floats(level.get("recent"))
+        or not (pre is None or (isinstance(pre, (int, float)) and not isinstance(pre, bool)))
+    ):
+        raise bad("loss_level", "{'healthy': [float], 'recent': [float], 'pre': float or None}")
+    out["loss_level"] = {
+        "healthy": [float(x) for x in level["healthy"]],
+        "recent": [float(x) for x in level["recent"]],
+        "pre": None if pre is None else float(pre),
+    }
     return out
 
 

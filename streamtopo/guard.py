@@ -31,6 +31,7 @@ Decisions depend only on the statuses and the step numbers, so ranks that see th
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -41,8 +42,10 @@ from ._guard_parts import (
     STATE_FORMAT,
     GuardState,
     Intervention,
+    LossLevel,
     check_number,
     checked_state,
+    loss_of,
     writable_dir,
 )
 from ._validation import check_choice, check_positive_int, describe
@@ -169,6 +172,8 @@ class Guard:
         *,
         act_on: str = "COLLAPSE",
         patience: int = 1,
+        still_failing: float | None = 1.1,
+        escalate_lr: bool = True,
         dir: str | os.PathLike[str] | None = None,
         writer: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
@@ -180,6 +185,14 @@ class Guard:
         self.max_rollbacks = check_positive_int(max_rollbacks, "max_rollbacks", minimum=0)
         self.act_on = State(check_choice(act_on, "act_on", ("WATCH", "COLLAPSE")))
         self.patience = check_positive_int(patience, "patience")
+        self.still_failing = (
+            None
+            if still_failing is None
+            else check_number(still_failing, "still_failing", 0.0, math.inf, "> 0 or None")
+        )
+        if not isinstance(escalate_lr, bool):
+            raise InputTypeError(f"escalate_lr must be True or False, got {describe(escalate_lr)}")
+        self.escalate_lr = escalate_lr
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
         self.writer = writer
@@ -194,7 +207,8 @@ class Guard:
             "every": self.every, "keep": self.keep, "margin": self.margin,
             "lr_factor": self.lr_factor, "cooldown": self.cooldown,
             "max_rollbacks": self.max_rollbacks, "act_on": self.act_on.value,
-            "patience": self.patience,
+            "patience": self.patience, "still_failing": self.still_failing,
+            "escalate_lr": self.escalate_lr,
             "dir": None if self.dir is None else str(self.dir),
         }  # fmt: skip
 
@@ -203,6 +217,8 @@ class Guard:
         self._onset: int | None = None
         self._streak = 0  # consecutive steps at act_on or worse
         self._handled = False  # this episode already got a no_snapshot record
+        self._declined = False  # this episode already got a declined record
+        self._level_of_loss = LossLevel()
         self._calls = 0
         self._cool_until = -1
         self._level = 0
@@ -300,8 +316,10 @@ class Guard:
             self._level = 0
         if self.should_stop:
             return None
-        if state is State.HEALTHY:
-            self._onset, self._handled, self._streak = None, False, 0
+        healthy = state is State.HEALTHY
+        self._level_of_loss.observe(loss_of(status), healthy, not healthy and self._onset is None)
+        if healthy:
+            self._onset, self._handled, self._streak, self._declined = None, False, 0, False
             if t % self.every == 0 and (not self._snapshots or self._snapshots[-1].step < t):
                 self._snapshot(t)
             return None
@@ -310,18 +328,24 @@ class Guard:
         self._streak = self._streak + 1 if state.severity >= self.act_on.severity else 0
         if self._streak < self.patience or self._handled:
             return None
-        return self._act(t, str(getattr(status, "reason", "") or state.value))
+        reason = str(getattr(status, "reason", "") or state.value)
+        ratio = self._level_of_loss.ratio()
+        if self.still_failing is not None and ratio is not None and ratio <= self.still_failing:
+            if self._declined:  # said once per episode; checked again every step
+                return None
+            self._declined = True
+            pre = self._level_of_loss.pre
+            return self._record(
+                t, "declined", -1, self._onset if self._onset is not None else t, reason,
+                f"training loss back to x{ratio:.3f} of its level before the alarm "
+                f"({pre:.4g}; still_failing={self.still_failing:g}): not rolled back", 0,
+            )  # fmt: skip
+        return self._act(t, reason)
 
     def _act(self, t: int, reason: str) -> Intervention:
         onset = self._onset if self._onset is not None else t
         if self.rollbacks_ >= self.max_rollbacks:
-            self.should_stop = True
-            self.stop_reason_ = (
-                f"streamtopo guard: the run failed again at step {t} after "
-                f"{self.rollbacks_} rollback(s) (max_rollbacks={self.max_rollbacks}); "
-                f"stopping. Last alarm: {reason}"
-            )
-            return self._record(t, "stop", -1, onset, reason, "stop training", 0)
+            return self._stop(t, onset, reason)
         escalate = self._level > 0 and t < self._cool_until
         if escalate and self._last_restored is not None:
             older = [s for s in self._snapshots if s.step < self._last_restored]
@@ -339,25 +363,48 @@ class Guard:
         older_note = (
             " (no older snapshot held)" if escalate and chosen.step == self._last_restored else ""
         )
-        data = chosen.data if chosen.path is None else self.state.load(chosen.path)
-        self.state.restore(data)
+        self._restore(chosen)
         for s in self._snapshots:
             if s.step > chosen.step and s.path is not None:
                 s.path.unlink(missing_ok=True)
         self._snapshots = [s for s in self._snapshots if s.step <= chosen.step]
         self._level = self._level + 1 if escalate else 1
         if self.cooldown:  # the next ``cooldown`` optimizer steps (t+1 .. t+cooldown) are cut
-            self._set_scale(self.lr_factor**self._level)
+            self._set_scale(self.lr_factor ** (self._level if self.escalate_lr else 1))
         self._cool_until = t + self.cooldown
         self._last_restored = chosen.step
         self.rollbacks_ += 1
         self.steps_redone_ += t - chosen.step
-        self._onset, self._handled, self._streak = None, False, 0
+        self._onset, self._handled, self._streak, self._declined = None, False, 0, False
+        self._level_of_loss.forget_recent()
         policy = (
             f"restored step {chosen.step}{older_note}, lr x{self.lr_scale_:g} "
             f"for {self.cooldown} steps, batches since step {chosen.step} not replayed"
         )
         return self._record(t, "rollback", chosen.step, onset, reason, policy, t - chosen.step)
+
+    def _stop(self, t: int, onset: int, reason: str) -> Intervention:
+        """``max_rollbacks`` used up: restore the last good snapshot, then stop."""
+        fit = [s for s in self._snapshots if s.step + self.margin < onset]
+        chosen = (fit or [s for s in self._snapshots if s.step < onset] or [None])[-1]
+        self.should_stop = True
+        if chosen is not None:
+            self._restore(chosen)
+            kept = f"the model and training state are restored to step {chosen.step}"
+            policy = f"restored step {chosen.step} (the last good snapshot), stop training"
+        else:
+            kept = "no snapshot predates the alarm, the model is left as it is"
+            policy = "nothing restored (no snapshot before the alarm), stop training"
+        self.stop_reason_ = (
+            f"streamtopo guard: the run failed again at step {t} after "
+            f"{self.rollbacks_} rollback(s) (max_rollbacks={self.max_rollbacks}); "
+            f"stopping; {kept}. Last alarm: {reason}"
+        )
+        restored = -1 if chosen is None else chosen.step
+        return self._record(t, "stop", restored, onset, reason, policy, 0)
+
+    def _restore(self, snap: _Snapshot) -> None:
+        self.state.restore(snap.data if snap.path is None else self.state.load(snap.path))
 
     def _record(
         self, t: int, action: str, restored: int, onset: int, reason: str, policy: str, redone: int
@@ -423,6 +470,8 @@ class Guard:
             "onset": self._onset,
             "streak": self._streak,
             "handled": self._handled,
+            "declined": self._declined,
+            "loss_level": self._level_of_loss.state(),
             "cool_until": self._cool_until,
             "level": self._level,
             "last_restored": self._last_restored,
@@ -456,8 +505,10 @@ class Guard:
             else:
                 logger.warning("streamtopo guard: snapshot file %s is gone; dropped", path)
         self._snapshots = kept
-        for key in ("calls", "onset", "streak", "handled", "cool_until", "level", "last_restored"):
+        for key in ("calls", "onset", "streak", "handled", "declined", "cool_until", "level",
+                    "last_restored"):  # fmt: skip
             setattr(self, f"_{key}", new[key])
+        self._level_of_loss.load(new["loss_level"])
         self.rollbacks_, self.steps_redone_ = new["rollbacks"], new["steps_redone"]
         self.should_stop, self.stop_reason_ = new["should_stop"], new["stop_reason"]
         self.interventions_ = [Intervention(**d) for d in new["interventions"]]
