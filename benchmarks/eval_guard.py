@@ -57,9 +57,11 @@ SWEEP = {
 }
 # issue 19's cost-aware policy, chosen on transformer seeds 0-5 and digits seeds 0-4
 SHIPPED = {**CENTER, "act_on": "COLLAPSE", "patience": 1}  # Guard() before issue 19
-SWEEP.update({
-    "v0 shipped": SHIPPED,
-})
+SWEEP.update(
+    {
+        "v0 shipped": SHIPPED,
+    }
+)
 
 
 def live_run(cfg, guard_kwargs: dict | None, rule: str | None = None) -> dict:
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
         args.seeds, args.steps = 1, 300
     variants = dict(SWEEP) if args.tune else {"default": {}}
     if args.variants:
-        variants = {k: SWEEP[k] for k in args.variants.split(",")}
+        variants = {k: SWEEP[k] for k in args.variants.split(",") if k != "none"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
@@ -252,7 +254,7 @@ def main_transformer(args) -> int:
         args.seeds, steps, faults = 1, 60, ("healthy", "lr_spike")
     variants = {"default": {}}
     if args.variants:
-        variants = {k: SWEEP[k] for k in args.variants.split(",")}
+        variants = {k: SWEEP[k] for k in args.variants.split(",") if k != "none"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"

@@ -109,11 +109,12 @@ def loss_of(status: Any) -> float | None:
 
 
 class LossLevel:
-    """Is the failure still there? The training loss now against its level before the episode.
+    """Is the failure still there? The training loss during the alarm against its level before.
 
     ``pre`` = median of the last ``n_pre`` losses of HEALTHY steps (frozen at the episode's
-    onset); ``now`` = median of the last ``n_now`` losses. Medians, because one batch's loss
-    is noisy. A non-finite loss counts as failing.
+    onset); ``now`` = median of the episode's last ``n_now`` losses (from its onset on, so a
+    failure caught at once is not diluted by the healthy steps before it). Medians, because
+    one batch's loss is noisy. A non-finite loss counts as failing.
     """
 
     def __init__(self, n_pre: int = 20, n_now: int = 10) -> None:
@@ -124,15 +125,17 @@ class LossLevel:
     def observe(self, loss: float | None, healthy: bool, onset: bool) -> None:
         if onset:  # the first step of an episode: freeze the level before it
             self.pre = statistics.median(self.healthy) if len(self.healthy) >= 5 else None
+            self.recent.clear()
         if loss is None:
             return
-        self.recent.append(loss)
-        if healthy and math.isfinite(loss):
+        if not healthy:
+            self.recent.append(loss)
+        elif math.isfinite(loss):
             self.healthy.append(loss)
 
     def ratio(self) -> float | None:
         """``now / pre`` (inf for a non-finite recent loss); None when either is unknown."""
-        if self.pre is None or self.pre <= 0 or len(self.recent) < 3:
+        if self.pre is None or self.pre <= 0 or not self.recent:
             return None
         if not all(math.isfinite(v) for v in self.recent):
             return math.inf

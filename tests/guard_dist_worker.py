@@ -35,9 +35,7 @@ def main(argv: list[str]) -> None:
     tm = TrainingMonitor(inner)
     guard = Guard(
         every=10, margin=0, patience=3, cooldown=30, act_on="WATCH", still_failing=None
-    ).attach(
-        model=model, optimizer=opt, monitors=[tm]
-    )
+    ).attach(model=model, optimizer=opt, monitors=[tm])
     g = torch.Generator().manual_seed(100 + rank)  # every rank its own data
     w = torch.randn(8, 4, generator=torch.Generator().manual_seed(7))
     for t in range(220):

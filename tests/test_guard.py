@@ -253,7 +253,12 @@ def test_disk_snapshots_load_with_weights_only_and_restore(tmp_path):
     scaler = torch.amp.GradScaler("cpu")
     tm = TrainingMonitor(model)
     guard = Guard(
-        every=10, keep=2, margin=0, patience=1, dir=tmp_path / "snaps", act_on="WATCH",
+        every=10,
+        keep=2,
+        margin=0,
+        patience=1,
+        dir=tmp_path / "snaps",
+        act_on="WATCH",
         still_failing=None,
     ).attach(model=model, optimizer=opt, scheduler=sched, scaler=scaler, monitors=[tm])
     at = {}
