@@ -44,7 +44,8 @@ FAULTS = ("healthy", "lr_spike", "dead_relu", "explode", "wd_ramp")
 # the sweep gives every knob explicitly, so a later change of the Guard's defaults cannot
 # change what a variant means; "default" is the Guard() of this checkout
 CENTER = {"every": 50, "keep": 4, "margin": 10, "lr_factor": 0.1, "cooldown": 200,
-          "max_rollbacks": 3, "act_on": "WATCH", "patience": 10}  # fmt: skip
+          "max_rollbacks": 3, "act_on": "WATCH", "patience": 10,
+          "still_failing": None, "escalate_lr": True}  # fmt: skip
 SWEEP = {
     "watch p1 lr0.5": {**CENTER, "patience": 1, "lr_factor": 0.5},
     "watch p10 lr0.5": {**CENTER, "lr_factor": 0.5},
@@ -57,11 +58,12 @@ SWEEP = {
 }
 # issue 19's cost-aware policy, chosen on transformer seeds 0-5 and digits seeds 0-4
 SHIPPED = {**CENTER, "act_on": "COLLAPSE", "patience": 1}  # Guard() before issue 19
-SWEEP.update(
-    {
-        "v0 shipped": SHIPPED,
-    }
-)
+SWEEP.update({
+    "v0 shipped": SHIPPED,
+    "sf1.1": {**SHIPPED, "still_failing": 1.1},
+    "sf1.1 cd100": {**SHIPPED, "still_failing": 1.1, "cooldown": 100},
+    "sf1.1 cd100 noesc": {**SHIPPED, "still_failing": 1.1, "cooldown": 100, "escalate_lr": False},
+})  # fmt: skip
 
 
 def live_run(cfg, guard_kwargs: dict | None, rule: str | None = None) -> dict:
@@ -188,6 +190,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="eval-guard-out")
     ap.add_argument("--model", choices=("digits", "transformer"), default="digits")
     ap.add_argument(
+        "--baseline", choices=("all", "healthy"), default="all",
+        help="runs without guard: every scenario, or only the healthy reference",
+    )  # fmt: skip
+    ap.add_argument(
         "--rule", choices=("streak", "cusum"), default=None,
         help="the LayerMonitor's rule= (default: the library's default)",
     )  # fmt: skip
@@ -218,6 +224,8 @@ def main(argv=None) -> int:
             for fault in args.faults.split(","):
                 cfg = make_config(fault, seed, args.steps)
                 for name, kw in {"none": None, **variants}.items():
+                    if kw is None and args.baseline == "healthy" and fault != "healthy":
+                        continue
                     if (fault, seed, name, args.steps) in done:
                         continue
                     r = live_run(cfg, None if kw is None else kw, args.rule)
@@ -269,6 +277,8 @@ def main_transformer(args) -> int:
         for seed in seeds:
             for fault in faults:
                 for name, kw in {"none": None, **variants}.items():
+                    if kw is None and args.baseline == "healthy" and fault != "healthy":
+                        continue
                     if (fault, seed, name, steps) in done:
                         continue
                     r = gt.live_run(fault, seed, steps, kw, args.rule)

@@ -11,16 +11,23 @@ Policy (DESIGN.md §3b)
 * **Snapshots** every ``every`` steps (``step % every == 0``) while the status is HEALTHY; the
   newest ``keep`` are kept (in memory, or as files in ``dir``).
 * **Alarm episode**: consecutive non-HEALTHY steps. Its first step is the *onset*.
-* **Rollback** when the state reaches ``act_on``: restore the newest snapshot taken at least
+* **Still failing?** When the state reaches ``act_on``, the training loss during the alarm
+  (median of the episode's last 10 losses, from the status's loss monitor) is compared with
+  its level before the episode (median of the 20 losses of the HEALTHY steps before it). At
+  most ``still_failing`` times that level, the run has recovered on its own: it is left alone
+  (a ``"declined"`` record; the alarm stays in the monitors' statuses) and checked again at
+  every later step of the episode. Without a loss in the statuses, every alarm is acted on.
+* **Rollback** when the state reaches ``act_on`` and the failure is still there: restore the newest snapshot taken at least
   ``margin`` steps before the onset (``snapshot.step + margin < onset``), drop the newer ones,
   multiply the learning rate by ``lr_factor`` for the next ``cooldown`` steps. The batches since
   the snapshot are not replayed: the caller's loader moves on (PaLM, 2022, skipped the batches
   around a spike the same way).
 * **Escalation**: a new alarm while the cool-down runs means the rollback did not help: restore a
   snapshot older than the last one restored (the same one if none is older), with the learning
-  rate multiplied by ``lr_factor ** level``.
-* **Stop**: an alarm after ``max_rollbacks`` rollbacks sets :attr:`Guard.should_stop` and
-  :attr:`Guard.stop_reason_`.
+  rate multiplied by ``lr_factor ** level`` (``lr_factor`` again with ``escalate_lr=False``).
+* **Stop**: an alarm after ``max_rollbacks`` rollbacks restores the last good snapshot (the
+  newest one before the episode), so the model the user keeps is a healthy one, then sets
+  :attr:`Guard.should_stop` and :attr:`Guard.stop_reason_` (both say what was restored).
 
 Every intervention is an :class:`Intervention` in :attr:`Guard.interventions_`, a WARNING on the
 ``"streamtopo"`` logger and, with ``writer=``, a row of the run's ``interventions`` table.
@@ -117,6 +124,15 @@ class Guard:
         Consecutive steps at ``act_on`` or worse before acting. Default 1 (COLLAPSE is already
         debounced by the monitors). With ``act_on="WATCH"`` use 10: acting on the first WATCH
         step rolled healthy digits runs back (5 times in 2 runs).
+    still_failing : float > 0 or None
+        Act only if the training loss during the alarm (median of its last 10 steps) is above
+        ``still_failing`` x its median over the 20 healthy steps before the alarm; otherwise
+        the run recovered by itself and is left alone (``"declined"``). None: act on every
+        alarm. Needs the loss in the statuses (``tm.step(loss)``); without it every alarm is
+        acted on. Default 1.1 (see ``benchmarks/EVALUATION.md``, "cost-aware policy").
+    escalate_lr : bool
+        A rollback during the cool-down of the previous one multiplies the learning rate by
+        ``lr_factor ** level`` (True) or by ``lr_factor`` again (False). Default True.
     dir : str or Path, optional
         Keep snapshots as files there (``snapshot-<step>-rank<r>.pt``, loadable with
         ``torch.load(weights_only=True)``) instead of in memory. Must be writable (checked here).
