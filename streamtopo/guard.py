@@ -17,11 +17,11 @@ Policy (DESIGN.md §3b)
   most ``still_failing`` times that level, the run has recovered on its own: it is left alone
   (a ``"declined"`` record; the alarm stays in the monitors' statuses) and checked again at
   every later step of the episode. Without a loss in the statuses, every alarm is acted on.
-* **Rollback** when the state reaches ``act_on`` and the failure is still there: restore the newest snapshot taken at least
-  ``margin`` steps before the onset (``snapshot.step + margin < onset``), drop the newer ones,
-  multiply the learning rate by ``lr_factor`` for the next ``cooldown`` steps. The batches since
-  the snapshot are not replayed: the caller's loader moves on (PaLM, 2022, skipped the batches
-  around a spike the same way).
+* **Rollback** when the state reaches ``act_on`` and the failure is still there: restore the
+  newest snapshot taken at least ``margin`` steps before the onset (``snapshot.step + margin <
+  onset``), drop the newer ones, multiply the learning rate by ``lr_factor`` for the next
+  ``cooldown`` steps. The batches since the snapshot are not replayed: the caller's loader
+  moves on (PaLM, 2022, skipped the batches around a spike the same way).
 * **Escalation**: a new alarm while the cool-down runs means the rollback did not help: restore a
   snapshot older than the last one restored (the same one if none is older), with the learning
   rate multiplied by ``lr_factor ** level`` (``lr_factor`` again with ``escalate_lr=False``).
