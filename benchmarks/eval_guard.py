@@ -63,6 +63,9 @@ SWEEP.update({
     "sf1.1": {**SHIPPED, "still_failing": 1.1},
     "sf1.1 cd100": {**SHIPPED, "still_failing": 1.1, "cooldown": 100},
     "sf1.1 cd100 noesc": {**SHIPPED, "still_failing": 1.1, "cooldown": 100, "escalate_lr": False},
+    # the check after its fix (level before = healthy steps >= margin before the onset, a
+    # rolled-back trajectory's losses dropped): "sf1.1 cd100" rows are of the first form
+    "P: sf1.1 cd100": {**SHIPPED, "still_failing": 1.1, "cooldown": 100},
 })  # fmt: skip
 
 

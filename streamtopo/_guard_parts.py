@@ -111,27 +111,39 @@ def loss_of(status: Any) -> float | None:
 class LossLevel:
     """Is the failure still there? The training loss during the alarm against its level before.
 
-    ``pre`` = median of the last ``n_pre`` losses of HEALTHY steps (frozen at the episode's
-    onset); ``now`` = median of the episode's last ``n_now`` losses (from its onset on, so a
-    failure caught at once is not diluted by the healthy steps before it). Medians, because
-    one batch's loss is noisy. A non-finite loss counts as failing.
+    ``pre`` = median of the last ``n_pre`` losses of HEALTHY steps taken more than ``lag`` steps
+    before the episode's onset (frozen at the onset: alarms come a few steps after the damage,
+    so the steps just before the onset may already be failing); ``now`` = median of the
+    episode's last ``n_now`` losses (from its onset on, so a failure caught at once is not
+    diluted by the healthy steps before it). A rollback drops the healthy losses after the
+    restored step (that trajectory was the failing one). Medians, because one batch's loss is
+    noisy. A non-finite loss counts as failing.
     """
 
-    def __init__(self, n_pre: int = 20, n_now: int = 10) -> None:
-        self.healthy: deque[float] = deque(maxlen=n_pre)
+    def __init__(self, n_pre: int = 20, n_now: int = 10, lag: int = 10) -> None:
+        self.n_pre, self.lag = n_pre, lag
+        self.healthy: deque[tuple[int, float]] = deque(maxlen=n_pre + 4 * lag + 64)
         self.recent: deque[float] = deque(maxlen=n_now)
         self.pre: float | None = None
 
-    def observe(self, loss: float | None, healthy: bool, onset: bool) -> None:
+    def observe(self, step: int, loss: float | None, healthy: bool, onset: bool) -> None:
         if onset:  # the first step of an episode: freeze the level before it
-            self.pre = statistics.median(self.healthy) if len(self.healthy) >= 5 else None
+            before = [v for s, v in self.healthy if s < step - self.lag][-self.n_pre :]
+            self.pre = statistics.median(before) if len(before) >= 5 else None
             self.recent.clear()
         if loss is None:
             return
         if not healthy:
             self.recent.append(loss)
         elif math.isfinite(loss):
-            self.healthy.append(loss)
+            self.healthy.append((step, loss))
+
+    def rolled_back(self, restored_step: int) -> None:
+        """After a rollback: the losses since the restored step were the failed trajectory's."""
+        self.recent.clear()
+        kept = [(s, v) for s, v in self.healthy if s <= restored_step]
+        self.healthy.clear()
+        self.healthy.extend(kept)
 
     def ratio(self) -> float | None:
         """``now / pre`` (inf for a non-finite recent loss); None when either is unknown."""
@@ -141,16 +153,16 @@ class LossLevel:
             return math.inf
         return statistics.median(self.recent) / self.pre
 
-    def forget_recent(self) -> None:
-        """After a rollback: the recent losses were the failed state's."""
-        self.recent.clear()
-
     def state(self) -> dict[str, Any]:
-        return {"healthy": list(self.healthy), "recent": list(self.recent), "pre": self.pre}
+        return {
+            "healthy": [[s, v] for s, v in self.healthy],
+            "recent": list(self.recent),
+            "pre": self.pre,
+        }
 
     def load(self, state: Mapping[str, Any]) -> None:
         self.healthy.clear()
-        self.healthy.extend(state["healthy"])
+        self.healthy.extend((int(s), float(v)) for s, v in state["healthy"])
         self.recent.clear()
         self.recent.extend(state["recent"])
         self.pre = state["pre"]
@@ -230,16 +242,24 @@ def checked_state(state: Any) -> dict[str, Any]:
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
         )
 
+    def pairs(v: Any) -> bool:
+        return isinstance(v, list) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and is_int(p[0], 0) and floats([p[1]])
+            for p in v
+        )
+
     pre = level.get("pre") if isinstance(level, Mapping) else None
     if (
         not isinstance(level, Mapping)
-        or not floats(level.get("healthy"))
+        or not pairs(level.get("healthy"))
         or not floats(level.get("recent"))
         or not (pre is None or (isinstance(pre, (int, float)) and not isinstance(pre, bool)))
     ):
-        raise bad("loss_level", "{'healthy': [float], 'recent': [float], 'pre': float or None}")
+        raise bad(
+            "loss_level", "{'healthy': [[step, float]], 'recent': [float], 'pre': float or None}"
+        )
     out["loss_level"] = {
-        "healthy": [float(x) for x in level["healthy"]],
+        "healthy": [[int(p[0]), float(p[1])] for p in level["healthy"]],
         "recent": [float(x) for x in level["recent"]],
         "pre": None if pre is None else float(pre),
     }

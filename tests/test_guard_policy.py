@@ -92,6 +92,24 @@ def test_a_recovered_episode_that_fails_again_is_rolled_back_then():
     assert acted[:2] == [(60, "declined"), (68, "rollback")]
 
 
+def test_failing_steps_the_monitors_called_healthy_do_not_raise_the_level_before():
+    # the monitors flag a failure some steps late (and, restored with the model, again after a
+    # rollback): those steps' losses must not count as the healthy level, else a run that is
+    # still failing looks recovered (seen on a digits LR spike)
+    def plan(t):
+        if t < 40:
+            return "HEALTHY", 1.0
+        if t < 50 or 51 <= t < 63:
+            return "HEALTHY", 30.0 if t < 50 else 20.0  # failing, not flagged yet
+        return "COLLAPSE", 30.0 if t == 50 else 2.0
+
+    guard = Guard(every=10, margin=10, cooldown=100)
+    _, _, actions = run(plan, guard, 64)
+    assert actions[50].action == "rollback" and actions[50].restored_step == 30
+    second = actions[63]  # the level before is still ~1.0 (steps <= 30, 51-52), not 20
+    assert second.action == "rollback" and second.level == 2
+
+
 def test_without_a_loss_or_with_still_failing_none_every_alarm_is_acted_on():
     def episode(t):
         return ("COLLAPSE" if t >= 60 else "WATCH"), 1.0
