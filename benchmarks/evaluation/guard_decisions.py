@@ -8,9 +8,10 @@ the runs without a guard keep their per-step training loss and state (``trace_lo
 snapshots), so its first decision falls on the first COLLAPSE step of the no-guard run. For
 every alarm episode that reaches COLLAPSE this prints the loss ratio ``Guard(still_failing=)``
 compares with its threshold: the median of the episode's last 10 losses over the median of the
-20 healthy losses before the episode, at the first COLLAPSE step and its maximum over the
-episode's later COLLAPSE steps (the guard checks again at each), beside the run's final score
-over the same seed's healthy run (held-out loss for transformers, test accuracy for digits).
+last 20 healthy losses taken 10 (``margin``) or more steps before the episode, at the first
+COLLAPSE step and its maximum over the episode's later COLLAPSE steps (the guard checks again
+at each), beside the run's final score over the same seed's healthy run (held-out loss for
+transformers, test accuracy for digits).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import statistics
 import sys
 
 
-def episodes(states: str, losses: list[float]) -> list[tuple[int, int, float, float]]:
-    """``(onset, first COLLAPSE step, ratio there, max ratio at later COLLAPSE steps)``."""
+def episodes(
+    states: str, losses: list[float], lag: int = 10
+) -> list[tuple[int, int, float, float]]:
+    """``(onset, first COLLAPSE step, ratio there, max ratio at later COLLAPSE steps)``; the
+    level before uses the healthy steps ``lag`` (the Guard's ``margin``) or more before onset."""
     out, healthy, onset, cur, pre = [], [], None, None, None
     for t, (s, value) in enumerate(zip(states, losses, strict=False)):
         if s == "H":
@@ -29,11 +33,12 @@ def episodes(states: str, losses: list[float]) -> list[tuple[int, int, float, fl
                 out.append(tuple(cur))
             onset, cur = None, None
             if value == value:  # finite enough: NaN never enters the level
-                healthy.append(value)
+                healthy.append((t, value))
             continue
         if onset is None:
             onset = t
-            pre = statistics.median(healthy[-20:]) if len(healthy) >= 5 else None
+            before = [v for s_, v in healthy if s_ < t - lag][-20:]
+            pre = statistics.median(before) if len(before) >= 5 else None
         if s == "C" and pre:
             now = statistics.median(losses[onset : t + 1][-10:])
             ratio = now / pre if now == now else float("inf")
