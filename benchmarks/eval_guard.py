@@ -5,6 +5,15 @@
     python benchmarks/eval_guard.py --smoke              # 1 seed, 300 steps (tests)
     python benchmarks/eval_guard.py --model transformer  # char-level transformers, seeds 1000+
     python benchmarks/eval_guard.py --model transformer --smoke   # 1 seed, 60 steps (tests)
+    python benchmarks/eval_guard.py --rule cusum         # the LayerMonitor's rule= (default: the
+                                                         # library's); re-score under a new rule
+    python benchmarks/eval_guard.py --model transformer --seed-offset 0 --variants "P: sf1.1 cd100"
+        # a named SWEEP variant (every knob explicit); --baseline healthy: no-guard runs only
+        # for the healthy reference
+
+Rows keep each step's training loss and state (``trace_loss``, ``trace_state``);
+``python -m benchmarks.evaluation.guard_decisions ROWS.jsonl`` reads them (where the guard
+decides and the loss ratio its ``still_failing`` check sees).
 
 Transformer mode: ``benchmarks/evaluation/guard_transformer.py`` (scenarios healthy, lr_spike,
 attn_logit_growth, random_tokens of ``benchmarks/evaluation/transformer.py``, 700 steps; saved =
@@ -165,6 +174,7 @@ def live_run(cfg, guard_kwargs: dict | None, rule: str | None = None) -> dict:
         "interventions": [],
         "trace_loss": [round(float(x), 4) for x in losses[: len(states)]],
         "trace_state": "".join(states),
+        "layer_rule": str(tm.layer_monitor.rule),
     }
     if guard is not None:
         guard.close()

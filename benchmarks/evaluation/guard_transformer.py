@@ -124,6 +124,7 @@ def live_run(
         "interventions": interventions,
         "trace_loss": [round(float(x), 4) for x in losses[: len(states)]],
         "trace_state": "".join(states),
+        "layer_rule": str(tm.layer_monitor.rule),
         "arch": f"d{cfg.width} L{cfg.depth} b{cfg.batch} lr{cfg.lr:g} qkln={int(cfg.qk_norm)}",
     }
 
