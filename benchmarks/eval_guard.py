@@ -5,6 +5,15 @@
     python benchmarks/eval_guard.py --smoke              # 1 seed, 300 steps (tests)
     python benchmarks/eval_guard.py --model transformer  # char-level transformers, seeds 1000+
     python benchmarks/eval_guard.py --model transformer --smoke   # 1 seed, 60 steps (tests)
+    python benchmarks/eval_guard.py --rule cusum         # the LayerMonitor's rule= (default: the
+                                                         # library's); re-score under a new rule
+    python benchmarks/eval_guard.py --model transformer --seed-offset 0 --variants "P: sf1.1 cd100"
+        # a named SWEEP variant (every knob explicit); --baseline healthy: no-guard runs only
+        # for the healthy reference
+
+Rows keep each step's training loss and state (``trace_loss``, ``trace_state``);
+``python -m benchmarks.evaluation.guard_decisions ROWS.jsonl`` reads them (where the guard
+decides and the loss ratio its ``still_failing`` check sees).
 
 Transformer mode: ``benchmarks/evaluation/guard_transformer.py`` (scenarios healthy, lr_spike,
 attn_logit_growth, random_tokens of ``benchmarks/evaluation/transformer.py``, 700 steps; saved =
@@ -44,7 +53,8 @@ FAULTS = ("healthy", "lr_spike", "dead_relu", "explode", "wd_ramp")
 # the sweep gives every knob explicitly, so a later change of the Guard's defaults cannot
 # change what a variant means; "default" is the Guard() of this checkout
 CENTER = {"every": 50, "keep": 4, "margin": 10, "lr_factor": 0.1, "cooldown": 200,
-          "max_rollbacks": 3, "act_on": "WATCH", "patience": 10}  # fmt: skip
+          "max_rollbacks": 3, "act_on": "WATCH", "patience": 10,
+          "still_failing": None, "escalate_lr": True}  # fmt: skip
 SWEEP = {
     "watch p1 lr0.5": {**CENTER, "patience": 1, "lr_factor": 0.5},
     "watch p10 lr0.5": {**CENTER, "lr_factor": 0.5},
@@ -55,10 +65,22 @@ SWEEP = {
     "watch p10 lr0.1 m0": {**CENTER, "margin": 0},
     "watch p10 lr0.1 e100": {**CENTER, "every": 100},
 }
+# issue 19's cost-aware policy, chosen on transformer seeds 0-5 and digits seeds 0-4
+SHIPPED = {**CENTER, "act_on": "COLLAPSE", "patience": 1}  # Guard() before issue 19
+SWEEP.update({
+    "v0 shipped": SHIPPED,
+    "sf1.1": {**SHIPPED, "still_failing": 1.1},
+    "sf1.1 cd100": {**SHIPPED, "still_failing": 1.1, "cooldown": 100},
+    "sf1.1 cd100 noesc": {**SHIPPED, "still_failing": 1.1, "cooldown": 100, "escalate_lr": False},
+    # the check after its fix (level before = healthy steps >= margin before the onset, a
+    # rolled-back trajectory's losses dropped): "sf1.1 cd100" rows are of the first form
+    "P: sf1.1 cd100": {**SHIPPED, "still_failing": 1.1, "cooldown": 100},
+})  # fmt: skip
 
 
-def live_run(cfg, guard_kwargs: dict | None) -> dict:
-    """One scenario run with a live TrainingMonitor (and a Guard unless ``guard_kwargs`` None)."""
+def live_run(cfg, guard_kwargs: dict | None, rule: str | None = None) -> dict:
+    """One scenario run with a live TrainingMonitor (and a Guard unless ``guard_kwargs`` None);
+    ``rule`` is the LayerMonitor's ``rule=`` (None: the library default)."""
     import torch
     from torch import nn
 
@@ -86,7 +108,8 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
     linears = [m for m in body if isinstance(m, (nn.Linear, nn.Conv2d))]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     lossf = nn.CrossEntropyLoss()
-    tm = TrainingMonitor(model)
+    tm = TrainingMonitor(model, layer=None if rule is None else {"rule": rule})
+    states = []
     guard = None
     if guard_kwargs is not None:
         guard = Guard(**guard_kwargs).attach(model=model, optimizer=opt, monitors=[tm])
@@ -127,6 +150,7 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
         losses[t] = float(loss.detach())
         status = tm.step(loss)
         alarm_steps += status.state != "HEALTHY"
+        states.append(str(status.state.value)[0])
         if guard is not None:
             guard.step(t, status)
             if guard.should_stop:
@@ -148,6 +172,9 @@ def live_run(cfg, guard_kwargs: dict | None) -> dict:
         "rollbacks": 0,
         "steps_redone": 0,
         "interventions": [],
+        "trace_loss": [round(float(x), 4) for x in losses[: len(states)]],
+        "trace_state": "".join(states),
+        "layer_rule": str(tm.layer_monitor.rule),
     }
     if guard is not None:
         guard.close()
@@ -175,6 +202,14 @@ def main(argv=None) -> int:
     ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of faults")
     ap.add_argument("--out", default="eval-guard-out")
     ap.add_argument("--model", choices=("digits", "transformer"), default="digits")
+    ap.add_argument(
+        "--baseline", choices=("all", "healthy"), default="all",
+        help="runs without guard: every scenario, or only the healthy reference",
+    )  # fmt: skip
+    ap.add_argument(
+        "--rule", choices=("streak", "cusum"), default=None,
+        help="the LayerMonitor's rule= (default: the library's default)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     import torch
 
@@ -187,7 +222,7 @@ def main(argv=None) -> int:
         args.seeds, args.steps = 1, 300
     variants = dict(SWEEP) if args.tune else {"default": {}}
     if args.variants:
-        variants = {k: SWEEP[k] for k in args.variants.split(",")}
+        variants = {k: SWEEP[k] for k in args.variants.split(",") if k != "none"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
@@ -202,10 +237,13 @@ def main(argv=None) -> int:
             for fault in args.faults.split(","):
                 cfg = make_config(fault, seed, args.steps)
                 for name, kw in {"none": None, **variants}.items():
+                    if kw is None and args.baseline == "healthy" and fault != "healthy":
+                        continue
                     if (fault, seed, name, args.steps) in done:
                         continue
-                    r = live_run(cfg, None if kw is None else kw)
-                    r.update(fault=fault, seed=seed, variant=name, steps=args.steps, arch=cfg.arch)
+                    r = live_run(cfg, None if kw is None else kw, args.rule)
+                    r.update(fault=fault, seed=seed, variant=name, steps=args.steps, arch=cfg.arch,
+                             rule=args.rule or "default")  # fmt: skip
                     fh.write(json.dumps(r) + "\n")
                     fh.flush()
                     print(
@@ -235,6 +273,9 @@ def main_transformer(args) -> int:
     faults = gt.FAULTS if args.faults == ",".join(FAULTS) else tuple(args.faults.split(","))
     if args.smoke:
         args.seeds, steps, faults = 1, 60, ("healthy", "lr_spike")
+    variants = {"default": {}}
+    if args.variants:
+        variants = {k: SWEEP[k] for k in args.variants.split(",") if k != "none"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
@@ -248,11 +289,14 @@ def main_transformer(args) -> int:
     with rows_path.open("a") as fh:
         for seed in seeds:
             for fault in faults:
-                for name, kw in (("none", None), ("default", {})):
+                for name, kw in {"none": None, **variants}.items():
+                    if kw is None and args.baseline == "healthy" and fault != "healthy":
+                        continue
                     if (fault, seed, name, steps) in done:
                         continue
-                    r = gt.live_run(fault, seed, steps, kw)
-                    r.update(fault=fault, seed=seed, variant=name, steps=steps)
+                    r = gt.live_run(fault, seed, steps, kw, args.rule)
+                    r.update(fault=fault, seed=seed, variant=name, steps=steps,
+                             rule=args.rule or "default")  # fmt: skip
                     fh.write(json.dumps(r) + "\n")
                     fh.flush()
                     print(

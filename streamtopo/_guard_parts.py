@@ -3,9 +3,12 @@ knob and state validation (used by :mod:`streamtopo.guard`)."""
 
 from __future__ import annotations
 
+import math
 import os
+import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -14,8 +17,8 @@ from typing import Any, Protocol
 from ._validation import describe
 from .errors import InputError, InputTypeError
 
-__all__ = ["STATE_FORMAT", "GuardState", "Intervention", "check_number", "checked_state",
-           "writable_dir"]  # fmt: skip
+__all__ = ["STATE_FORMAT", "GuardState", "Intervention", "LossLevel", "check_number",
+           "checked_state", "loss_of", "writable_dir"]  # fmt: skip
 
 
 class GuardState(Protocol):
@@ -48,8 +51,11 @@ class Intervention:
     step : int
         Step at which the guard acted (the caller's step number).
     action : str
-        ``"rollback"``, ``"stop"`` (``max_rollbacks`` used up) or ``"no_snapshot"`` (nothing old
-        enough to restore; the run goes on untouched).
+        ``"rollback"``; ``"stop"`` (``max_rollbacks`` used up: the last good snapshot is
+        restored, then training should stop); ``"no_snapshot"`` (nothing old enough to
+        restore; the run goes on untouched); ``"declined"`` (the loss was back near its
+        pre-episode level at the decision step, see ``Guard(still_failing=)``: not rolled
+        back, the alarm stays in the statuses).
     restored_step : int
         Step of the restored snapshot (-1 when nothing was restored).
     onset : int
@@ -88,6 +94,78 @@ class Intervention:
         """The run-log row (``monitor="interventions"``, see the run-writer contract)."""
         return {"monitor": "interventions", "wall_time": time.time(), "state": "COLLAPSE",
                 "config": {}, **asdict(self)}  # fmt: skip
+
+
+def loss_of(status: Any) -> float | None:
+    """The training loss a status carries (``TrainingStatus.loss.loss`` or a ``LossStatus``'s
+    ``loss``), None when it carries none or the step was not evaluated."""
+    if not getattr(status, "evaluated", True):
+        return None
+    value = getattr(status, "loss", None)
+    value = getattr(value, "loss", value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+class LossLevel:
+    """Is the failure still there? The training loss during the alarm against its level before.
+
+    ``pre`` = median of the last ``n_pre`` losses of HEALTHY steps taken more than ``lag`` steps
+    before the episode's onset (frozen at the onset: alarms come a few steps after the damage,
+    so the steps just before the onset may already be failing); ``now`` = median of the
+    episode's last ``n_now`` losses (from its onset on, so a failure caught at once is not
+    diluted by the healthy steps before it). A rollback drops the healthy losses after the
+    restored step (that trajectory was the failing one). Medians, because one batch's loss is
+    noisy. A non-finite loss counts as failing.
+    """
+
+    def __init__(self, n_pre: int = 20, n_now: int = 10, lag: int = 10) -> None:
+        self.n_pre, self.lag = n_pre, lag
+        self.healthy: deque[tuple[int, float]] = deque(maxlen=n_pre + 4 * lag + 64)
+        self.recent: deque[float] = deque(maxlen=n_now)
+        self.pre: float | None = None
+
+    def observe(self, step: int, loss: float | None, healthy: bool, onset: bool) -> None:
+        if onset:  # the first step of an episode: freeze the level before it
+            before = [v for s, v in self.healthy if s < step - self.lag][-self.n_pre :]
+            self.pre = statistics.median(before) if len(before) >= 5 else None
+            self.recent.clear()
+        if loss is None:
+            return
+        if not healthy:
+            self.recent.append(loss)
+        elif math.isfinite(loss):
+            self.healthy.append((step, loss))
+
+    def rolled_back(self, restored_step: int) -> None:
+        """After a rollback: the losses since the restored step were the failed trajectory's."""
+        self.recent.clear()
+        kept = [(s, v) for s, v in self.healthy if s <= restored_step]
+        self.healthy.clear()
+        self.healthy.extend(kept)
+
+    def ratio(self) -> float | None:
+        """``now / pre`` (inf for a non-finite recent loss); None when either is unknown."""
+        if self.pre is None or self.pre <= 0 or not self.recent:
+            return None
+        if not all(math.isfinite(v) for v in self.recent):
+            return math.inf
+        return statistics.median(self.recent) / self.pre
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "healthy": [[s, v] for s, v in self.healthy],
+            "recent": list(self.recent),
+            "pre": self.pre,
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.healthy.clear()
+        self.healthy.extend((int(s), float(v)) for s, v in state["healthy"])
+        self.recent.clear()
+        self.recent.extend(state["recent"])
+        self.pre = state["pre"]
 
 
 def check_number(value: Any, name: str, low: float, high: float, what: str) -> float:
@@ -154,6 +232,37 @@ def checked_state(state: Any) -> dict[str, Any]:
     if steps != sorted(set(steps)):
         raise bad("snapshots", "snapshots in increasing step order")
     out["snapshots"] = [(s["step"], s["path"]) for s in snaps]
+    out["declined"] = state.get("declined", False)  # absent in states before issue 19
+    if not isinstance(out["declined"], bool):
+        raise bad("declined", "bool")
+    level = state.get("loss_level", {"healthy": [], "recent": [], "pre": None})
+
+    def floats(v: Any) -> bool:
+        return isinstance(v, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+        )
+
+    def pairs(v: Any) -> bool:
+        return isinstance(v, list) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and is_int(p[0], 0) and floats([p[1]])
+            for p in v
+        )
+
+    pre = level.get("pre") if isinstance(level, Mapping) else None
+    if (
+        not isinstance(level, Mapping)
+        or not pairs(level.get("healthy"))
+        or not floats(level.get("recent"))
+        or not (pre is None or (isinstance(pre, (int, float)) and not isinstance(pre, bool)))
+    ):
+        raise bad(
+            "loss_level", "{'healthy': [[step, float]], 'recent': [float], 'pre': float or None}"
+        )
+    out["loss_level"] = {
+        "healthy": [[int(p[0]), float(p[1])] for p in level["healthy"]],
+        "recent": [float(x) for x in level["recent"]],
+        "pre": None if pre is None else float(pre),
+    }
     return out
 
 

@@ -11,16 +11,24 @@ Policy (DESIGN.md §3b)
 * **Snapshots** every ``every`` steps (``step % every == 0``) while the status is HEALTHY; the
   newest ``keep`` are kept (in memory, or as files in ``dir``).
 * **Alarm episode**: consecutive non-HEALTHY steps. Its first step is the *onset*.
-* **Rollback** when the state reaches ``act_on``: restore the newest snapshot taken at least
-  ``margin`` steps before the onset (``snapshot.step + margin < onset``), drop the newer ones,
-  multiply the learning rate by ``lr_factor`` for the next ``cooldown`` steps. The batches since
-  the snapshot are not replayed: the caller's loader moves on (PaLM, 2022, skipped the batches
-  around a spike the same way).
+* **Still failing?** When the state reaches ``act_on``, the training loss during the alarm
+  (median of the episode's last 10 losses, from the status's loss monitor) is compared with
+  its level before the episode (median of the last 20 losses of HEALTHY steps taken ``margin``
+  or more steps before the onset, not counting a rolled-back trajectory's). At
+  most ``still_failing`` times that level, the run has recovered on its own: it is left alone
+  (a ``"declined"`` record; the alarm stays in the monitors' statuses) and checked again at
+  every later step of the episode. Without a loss in the statuses, every alarm is acted on.
+* **Rollback** when the state reaches ``act_on`` and the failure is still there: restore the
+  newest snapshot taken at least ``margin`` steps before the onset (``snapshot.step + margin <
+  onset``), drop the newer ones, multiply the learning rate by ``lr_factor`` for the next
+  ``cooldown`` steps. The batches since the snapshot are not replayed: the caller's loader
+  moves on (PaLM, 2022, skipped the batches around a spike the same way).
 * **Escalation**: a new alarm while the cool-down runs means the rollback did not help: restore a
   snapshot older than the last one restored (the same one if none is older), with the learning
-  rate multiplied by ``lr_factor ** level``.
-* **Stop**: an alarm after ``max_rollbacks`` rollbacks sets :attr:`Guard.should_stop` and
-  :attr:`Guard.stop_reason_`.
+  rate multiplied by ``lr_factor ** level`` (``lr_factor`` again with ``escalate_lr=False``).
+* **Stop**: an alarm after ``max_rollbacks`` rollbacks restores the last good snapshot (the
+  newest one before the episode), so the model the user keeps is a healthy one, then sets
+  :attr:`Guard.should_stop` and :attr:`Guard.stop_reason_` (both say what was restored).
 
 Every intervention is an :class:`Intervention` in :attr:`Guard.interventions_`, a WARNING on the
 ``"streamtopo"`` logger and, with ``writer=``, a row of the run's ``interventions`` table.
@@ -31,6 +39,7 @@ Decisions depend only on the statuses and the step numbers, so ranks that see th
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -41,8 +50,10 @@ from ._guard_parts import (
     STATE_FORMAT,
     GuardState,
     Intervention,
+    LossLevel,
     check_number,
     checked_state,
+    loss_of,
     writable_dir,
 )
 from ._validation import check_choice, check_positive_int, describe
@@ -96,7 +107,8 @@ class Guard:
         diverge), 0.1 rescued both.
     cooldown : int
         Steps the cut learning rate stays in force after a rollback; an alarm within them
-        escalates. Default 200.
+        escalates. Default 100 (was 200: on the transformer calibration runs 200 steps of
+        LR x0.1 were 29% of the run; 100 covers the 50-step LR spikes of both evaluations).
     max_rollbacks : int
         Rollbacks allowed in the run; the next alarm sets :attr:`should_stop`. Default 3.
     act_on : {"WATCH", "COLLAPSE"}
@@ -114,6 +126,16 @@ class Guard:
         Consecutive steps at ``act_on`` or worse before acting. Default 1 (COLLAPSE is already
         debounced by the monitors). With ``act_on="WATCH"`` use 10: acting on the first WATCH
         step rolled healthy digits runs back (5 times in 2 runs).
+    still_failing : float > 0 or None
+        Act only if the training loss during the alarm (median of its last 10 steps) is above
+        ``still_failing`` x its median over the last 20 healthy steps ``margin`` or more steps
+        before the alarm (a rolled-back trajectory's losses left out); otherwise
+        the run recovered by itself and is left alone (``"declined"``). None: act on every
+        alarm. Needs the loss in the statuses (``tm.step(loss)``); without it every alarm is
+        acted on. Default 1.1 (see ``benchmarks/EVALUATION.md``, "cost-aware policy").
+    escalate_lr : bool
+        A rollback during the cool-down of the previous one multiplies the learning rate by
+        ``lr_factor ** level`` (True) or by ``lr_factor`` again (False). Default True.
     dir : str or Path, optional
         Keep snapshots as files there (``snapshot-<step>-rank<r>.pt``, loadable with
         ``torch.load(weights_only=True)``) instead of in memory. Must be writable (checked here).
@@ -164,11 +186,13 @@ class Guard:
         keep: int = 4,
         margin: int = 10,
         lr_factor: float = 0.1,
-        cooldown: int = 200,
+        cooldown: int = 100,
         max_rollbacks: int = 3,
         *,
         act_on: str = "COLLAPSE",
         patience: int = 1,
+        still_failing: float | None = 1.1,
+        escalate_lr: bool = True,
         dir: str | os.PathLike[str] | None = None,
         writer: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
@@ -180,6 +204,14 @@ class Guard:
         self.max_rollbacks = check_positive_int(max_rollbacks, "max_rollbacks", minimum=0)
         self.act_on = State(check_choice(act_on, "act_on", ("WATCH", "COLLAPSE")))
         self.patience = check_positive_int(patience, "patience")
+        self.still_failing = (
+            None
+            if still_failing is None
+            else check_number(still_failing, "still_failing", 0.0, math.inf, "> 0 or None")
+        )
+        if not isinstance(escalate_lr, bool):
+            raise InputTypeError(f"escalate_lr must be True or False, got {describe(escalate_lr)}")
+        self.escalate_lr = escalate_lr
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable, got {describe(writer)}")
         self.writer = writer
@@ -194,7 +226,8 @@ class Guard:
             "every": self.every, "keep": self.keep, "margin": self.margin,
             "lr_factor": self.lr_factor, "cooldown": self.cooldown,
             "max_rollbacks": self.max_rollbacks, "act_on": self.act_on.value,
-            "patience": self.patience,
+            "patience": self.patience, "still_failing": self.still_failing,
+            "escalate_lr": self.escalate_lr,
             "dir": None if self.dir is None else str(self.dir),
         }  # fmt: skip
 
@@ -203,6 +236,8 @@ class Guard:
         self._onset: int | None = None
         self._streak = 0  # consecutive steps at act_on or worse
         self._handled = False  # this episode already got a no_snapshot record
+        self._declined = False  # this episode already got a declined record
+        self._level_of_loss = LossLevel(lag=self.margin)
         self._calls = 0
         self._cool_until = -1
         self._level = 0
@@ -300,8 +335,12 @@ class Guard:
             self._level = 0
         if self.should_stop:
             return None
-        if state is State.HEALTHY:
-            self._onset, self._handled, self._streak = None, False, 0
+        healthy = state is State.HEALTHY
+        self._level_of_loss.observe(
+            t, loss_of(status), healthy, not healthy and self._onset is None
+        )
+        if healthy:
+            self._onset, self._handled, self._streak, self._declined = None, False, 0, False
             if t % self.every == 0 and (not self._snapshots or self._snapshots[-1].step < t):
                 self._snapshot(t)
             return None
@@ -310,18 +349,24 @@ class Guard:
         self._streak = self._streak + 1 if state.severity >= self.act_on.severity else 0
         if self._streak < self.patience or self._handled:
             return None
-        return self._act(t, str(getattr(status, "reason", "") or state.value))
+        reason = str(getattr(status, "reason", "") or state.value)
+        ratio = self._level_of_loss.ratio()
+        if self.still_failing is not None and ratio is not None and ratio <= self.still_failing:
+            if self._declined:  # said once per episode; checked again every step
+                return None
+            self._declined = True
+            pre = self._level_of_loss.pre
+            return self._record(
+                t, "declined", -1, self._onset if self._onset is not None else t, reason,
+                f"training loss back to x{ratio:.3f} of its level before the alarm "
+                f"({pre:.4g}; still_failing={self.still_failing:g}): not rolled back", 0,
+            )  # fmt: skip
+        return self._act(t, reason)
 
     def _act(self, t: int, reason: str) -> Intervention:
         onset = self._onset if self._onset is not None else t
         if self.rollbacks_ >= self.max_rollbacks:
-            self.should_stop = True
-            self.stop_reason_ = (
-                f"streamtopo guard: the run failed again at step {t} after "
-                f"{self.rollbacks_} rollback(s) (max_rollbacks={self.max_rollbacks}); "
-                f"stopping. Last alarm: {reason}"
-            )
-            return self._record(t, "stop", -1, onset, reason, "stop training", 0)
+            return self._stop(t, onset, reason)
         escalate = self._level > 0 and t < self._cool_until
         if escalate and self._last_restored is not None:
             older = [s for s in self._snapshots if s.step < self._last_restored]
@@ -339,25 +384,48 @@ class Guard:
         older_note = (
             " (no older snapshot held)" if escalate and chosen.step == self._last_restored else ""
         )
-        data = chosen.data if chosen.path is None else self.state.load(chosen.path)
-        self.state.restore(data)
+        self._restore(chosen)
         for s in self._snapshots:
             if s.step > chosen.step and s.path is not None:
                 s.path.unlink(missing_ok=True)
         self._snapshots = [s for s in self._snapshots if s.step <= chosen.step]
         self._level = self._level + 1 if escalate else 1
         if self.cooldown:  # the next ``cooldown`` optimizer steps (t+1 .. t+cooldown) are cut
-            self._set_scale(self.lr_factor**self._level)
+            self._set_scale(self.lr_factor ** (self._level if self.escalate_lr else 1))
         self._cool_until = t + self.cooldown
         self._last_restored = chosen.step
         self.rollbacks_ += 1
         self.steps_redone_ += t - chosen.step
-        self._onset, self._handled, self._streak = None, False, 0
+        self._onset, self._handled, self._streak, self._declined = None, False, 0, False
+        self._level_of_loss.rolled_back(chosen.step)
         policy = (
             f"restored step {chosen.step}{older_note}, lr x{self.lr_scale_:g} "
             f"for {self.cooldown} steps, batches since step {chosen.step} not replayed"
         )
         return self._record(t, "rollback", chosen.step, onset, reason, policy, t - chosen.step)
+
+    def _stop(self, t: int, onset: int, reason: str) -> Intervention:
+        """``max_rollbacks`` used up: restore the last good snapshot, then stop."""
+        fit = [s for s in self._snapshots if s.step + self.margin < onset]
+        chosen = (fit or [s for s in self._snapshots if s.step < onset] or [None])[-1]
+        self.should_stop = True
+        if chosen is not None:
+            self._restore(chosen)
+            kept = f"the model and training state are restored to step {chosen.step}"
+            policy = f"restored step {chosen.step} (the last good snapshot), stop training"
+        else:
+            kept = "no snapshot predates the alarm, the model is left as it is"
+            policy = "nothing restored (no snapshot before the alarm), stop training"
+        self.stop_reason_ = (
+            f"streamtopo guard: the run failed again at step {t} after "
+            f"{self.rollbacks_} rollback(s) (max_rollbacks={self.max_rollbacks}); "
+            f"stopping; {kept}. Last alarm: {reason}"
+        )
+        restored = -1 if chosen is None else chosen.step
+        return self._record(t, "stop", restored, onset, reason, policy, 0)
+
+    def _restore(self, snap: _Snapshot) -> None:
+        self.state.restore(snap.data if snap.path is None else self.state.load(snap.path))
 
     def _record(
         self, t: int, action: str, restored: int, onset: int, reason: str, policy: str, redone: int
@@ -423,6 +491,8 @@ class Guard:
             "onset": self._onset,
             "streak": self._streak,
             "handled": self._handled,
+            "declined": self._declined,
+            "loss_level": self._level_of_loss.state(),
             "cool_until": self._cool_until,
             "level": self._level,
             "last_restored": self._last_restored,
@@ -456,8 +526,10 @@ class Guard:
             else:
                 logger.warning("streamtopo guard: snapshot file %s is gone; dropped", path)
         self._snapshots = kept
-        for key in ("calls", "onset", "streak", "handled", "cool_until", "level", "last_restored"):
+        for key in ("calls", "onset", "streak", "handled", "declined", "cool_until", "level",
+                    "last_restored"):  # fmt: skip
             setattr(self, f"_{key}", new[key])
+        self._level_of_loss.load(new["loss_level"])
         self.rollbacks_, self.steps_redone_ = new["rollbacks"], new["steps_redone"]
         self.should_stop, self.stop_reason_ = new["should_stop"], new["stop_reason"]
         self.interventions_ = [Intervention(**d) for d in new["interventions"]]

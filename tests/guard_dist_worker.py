@@ -33,9 +33,9 @@ def main(argv: list[str]) -> None:
     model = nn.parallel.DistributedDataParallel(inner)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     tm = TrainingMonitor(inner)
-    guard = Guard(every=10, margin=0, patience=3, cooldown=30, act_on="WATCH").attach(
-        model=model, optimizer=opt, monitors=[tm]
-    )
+    guard = Guard(
+        every=10, margin=0, patience=3, cooldown=30, act_on="WATCH", still_failing=None
+    ).attach(model=model, optimizer=opt, monitors=[tm])
     g = torch.Generator().manual_seed(100 + rank)  # every rank its own data
     w = torch.randn(8, 4, generator=torch.Generator().manual_seed(7))
     for t in range(220):

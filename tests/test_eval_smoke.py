@@ -56,7 +56,7 @@ def test_eval_guard_smoke(tmp_path):
 def test_eval_guard_transformer_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "eval_guard.py"), "--model", "transformer",
-         "--smoke", "--out", str(tmp_path)],
+         "--smoke", "--rule", "cusum", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -69,5 +69,8 @@ def test_eval_guard_transformer_smoke(tmp_path):
     assert healthy["default"]["interventions"] == []
     assert healthy["default"]["loss_hash"] == healthy["none"]["loss_hash"]
     assert all(0.0 < r["test_loss"] < 10.0 for r in rows)  # a held-out loss, not the 1e9 marker
+    # --rule reaches the LayerMonitor; every step's loss and state are kept for analysis
+    assert {(r["rule"], r["layer_rule"]) for r in rows} == {("cusum", "cusum")}
+    assert all(len(r["trace_loss"]) == len(r["trace_state"]) == 60 for r in rows)
     table = (tmp_path / "table.md").read_text()
     assert table.count("| default | ") == 2 and table.count("| none | ") == 2

@@ -102,7 +102,7 @@ def test_rollback_continues_like_a_restart_from_the_snapshot():
     model, opt, sched = make()
     tm = TrainingMonitor(model)
     guard = Guard(every=10, margin=0, patience=1, lr_factor=cut["factor"],
-                  cooldown=cut["cooldown"], act_on="WATCH").attach(
+                  cooldown=cut["cooldown"], act_on="WATCH", still_failing=None).attach(
         model=model, optimizer=opt, scheduler=sched, monitors=[tm]
     )  # fmt: skip
     losses_a = {}
@@ -253,7 +253,13 @@ def test_disk_snapshots_load_with_weights_only_and_restore(tmp_path):
     scaler = torch.amp.GradScaler("cpu")
     tm = TrainingMonitor(model)
     guard = Guard(
-        every=10, keep=2, margin=0, patience=1, dir=tmp_path / "snaps", act_on="WATCH"
+        every=10,
+        keep=2,
+        margin=0,
+        patience=1,
+        dir=tmp_path / "snaps",
+        act_on="WATCH",
+        still_failing=None,
     ).attach(model=model, optimizer=opt, scheduler=sched, scaler=scaler, monitors=[tm])
     at = {}
     for t in range(36):

@@ -15,7 +15,9 @@ from streamtopo.integrations.training import TrainingMonitor  # noqa: E402
 from streamtopo.io import read_run, replay, run_summary  # noqa: E402
 
 nn = torch.nn
-KNOBS = {"every": 10, "keep": 8, "margin": 0, "patience": 3, "cooldown": 30, "act_on": "WATCH"}
+# an injected alarm on a healthy loss: still_failing=None so the guard acts on it
+KNOBS = {"every": 10, "keep": 8, "margin": 0, "patience": 3, "cooldown": 30, "act_on": "WATCH",
+         "still_failing": None}  # fmt: skip
 
 
 def lasting_fault_run(

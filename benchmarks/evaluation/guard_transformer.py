@@ -40,8 +40,14 @@ FAULTS = ("healthy", "lr_spike", "attn_logit_growth", "random_tokens")
 FINAL_HELD = 8
 
 
-def live_run(fault: str, seed: int, steps: int, guard_kwargs: dict | None) -> dict:
-    """One scenario run under a live TrainingMonitor (and a Guard unless ``guard_kwargs`` None)."""
+def live_run(
+    fault: str, seed: int, steps: int, guard_kwargs: dict | None, rule: str | None = None
+) -> dict:
+    """One scenario run under a live TrainingMonitor (and a Guard unless ``guard_kwargs`` None).
+
+    ``rule`` is the LayerMonitor's ``rule=`` (None: the library default). The row keeps the
+    per-step training loss and state (``trace_loss``, ``trace_state``: H/W/C) for analysis.
+    """
     import torch
     from torch import nn
 
@@ -63,7 +69,9 @@ def live_run(fault: str, seed: int, steps: int, guard_kwargs: dict | None) -> di
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=(0.9, 0.95))
     lossf = nn.CrossEntropyLoss()
     guard = None if guard_kwargs is None else Guard(**guard_kwargs)
-    tm = TrainingMonitor(model, optimizer=opt, guard=guard)
+    layer_kw = None if rule is None else {"rule": rule}
+    tm = TrainingMonitor(model, optimizer=opt, guard=guard, layer=layer_kw)
+    states = []
 
     losses = np.full(steps, np.nan)
     alarm_steps = 0
@@ -86,6 +94,7 @@ def live_run(fault: str, seed: int, steps: int, guard_kwargs: dict | None) -> di
             losses[t] = float(loss.detach())
             status = tm.step(loss)
             alarm_steps += status.state != "HEALTHY"
+            states.append(str(status.state.value)[0])
             if guard is not None and guard.should_stop:  # tm.should_stop is the alarm itself
                 stopped_at = t
                 break
@@ -113,6 +122,9 @@ def live_run(fault: str, seed: int, steps: int, guard_kwargs: dict | None) -> di
         "rollbacks": 0 if guard is None else guard.rollbacks_,
         "steps_redone": 0 if guard is None else guard.steps_redone_,
         "interventions": interventions,
+        "trace_loss": [round(float(x), 4) for x in losses[: len(states)]],
+        "trace_state": "".join(states),
+        "layer_rule": str(tm.layer_monitor.rule),
         "arch": f"d{cfg.width} L{cfg.depth} b{cfg.batch} lr{cfg.lr:g} qkln={int(cfg.qk_norm)}",
     }
 
@@ -132,7 +144,8 @@ def summarise(rows: list[dict]) -> str:
         for r in rows
         if r["variant"] == "none" and r["seed"] in healthy
     }
-    for v in ("none", "default"):
+    order = sorted({r["variant"] for r in rows}, key=lambda v: (v != "none", v != "default", v))
+    for v in order:
         for f in FAULTS:
             fr = [r for r in rows if r["variant"] == v and r["fault"] == f and r["seed"] in healthy]
             if not fr:
