@@ -330,8 +330,12 @@ def test_bad_attach_registers_nothing():
         guard.step(4, "HEALTHY")
 
 
-# ---------------------------------------------------------------------------------- DDP
-def test_two_gloo_ranks_take_the_same_decisions(tmp_path):
+# ----------------------------------------------------------------------------- DDP / FSDP2
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_gloo_ranks_take_the_same_decisions(tmp_path, mode):
+    """Two gloo ranks with a lasting fault from step 120: the same interventions on both ranks,
+    the first a rollback after the fault, and the (gathered) parameters still equal. FSDP2:
+    each rank snapshots and restores its own parameter and optimizer-state shards."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     outs = [tmp_path / f"rank-{r}.json" for r in range(2)]
@@ -344,6 +348,7 @@ def test_two_gloo_ranks_take_the_same_decisions(tmp_path):
                 "2",
                 port,
                 str(outs[r]),
+                mode,
             ],
             env=env,
             stdout=subprocess.PIPE,
@@ -359,3 +364,8 @@ def test_two_gloo_ranks_take_the_same_decisions(tmp_path):
     assert [i[1] for i in r0["interventions"]][:1] == ["rollback"]
     assert r0["interventions"][0][0] >= 120  # after the injected fault, not before
     assert r0["params"] == r1["params"]  # ranks still in lockstep after the rollbacks
+    # the lasting fault uses up the rollbacks: the stop restores the newest good snapshot, and
+    # the parameters every rank ends with are exactly those of that step
+    stop = r0["interventions"][-1]
+    assert stop[1] == "stop" and stop[2] is not None
+    assert r0["params"] == r0["seen"][str(stop[2])] != r0["seen"][str(stop[0])]
