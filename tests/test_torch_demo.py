@@ -92,7 +92,8 @@ def test_demo_guard_saves_the_lr_spike_run(tmp_path, capsys):
     line = next(s for s in out.splitlines() if s.startswith("guard: "))
     assert line.startswith("guard: the guard SAVED the run (1 intervention(s))"), line
     assert "same fault without the guard nan" in line  # the unguarded copy diverged
-    assert "identical to live = True" in out  # replay agrees up to the rollback
+    # replay applies the recorded rollback: the whole run replays as it ran live
+    assert "replayed 300 steps from the run directory: identical to live = True" in out
     assert "the guard SAVED the run" in (tmp_path / "summary.md").read_text()
 
 

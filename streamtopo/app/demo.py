@@ -223,7 +223,6 @@ def _train(
     before_rule: dict[str, str] = {}  # ... and the rule that raised it
     firing: set[str] = set()  # monitors in alarm at the previous step
     live_layer: list[Any] = []
-    statuses: list[Any] = []
     acc = float("nan")
     status = None
     try:
@@ -254,7 +253,6 @@ def _train(
             if status.intervention is not None:
                 say(f"  >>> guard: {status.intervention.message}")
             live_layer.append(status.layer)
-            statuses.append(status)
             for name in set(status.fired) - firing:  # an alarm that starts at this step
                 (first if step >= fault_at else before).setdefault(name, step)
                 if step < fault_at:
@@ -291,10 +289,7 @@ def _train(
     if shadows is not None:
         result["guard"] = shadows.verdict(_test_metrics(torch, model, Xte, yte), Xte, yte)
         result["guard"]["interventions"] = [i.message for i in tm.interventions_]
-    rollback_at = next(
-        (i for i, st in enumerate(statuses) if st.intervention is not None), len(statuses)
-    )
-    result["replay_identical"] = _replay(run_dir, live_layer, say, rollback_at)
+    result["replay_identical"] = _replay(run_dir, live_layer, say)
     result["files"] = _write_outputs(out, run_dir, result, say)
     say("")
     say(_verdict(fault, fault_at, first, before_rule))
@@ -485,17 +480,14 @@ def _alarm_text(fault: str, fault_at: int, first: dict[str, int], before: dict[s
     )
 
 
-def _replay(run_dir: Any, live: list[Any], say: Any, upto: int | None = None) -> bool | None:
-    """Replay the run and compare with the live statuses (the first ``upto`` of them: after a
-    guard's rollback the live monitors continued from a restored state, a replay does not)."""
+def _replay(run_dir: Any, live: list[Any], say: Any) -> bool | None:
+    """Replay the run and compare with the live statuses (a guard's rollbacks are in the run's
+    ``interventions`` table, and replay restores the monitors' state where the live run did)."""
     if run_dir is None:
         return None
     from ..io.replay import replay
 
     rep = replay(run_dir)
-    if upto is not None and upto < len(live):
-        rep, live = rep.head(upto), live[:upto]
-        say(f"the guard restored the monitors' state at step {upto}: replay compared up to it")
     live_h0 = np.array([s.h0 for s in live if s is not None], dtype=np.float64)
     live_state = [s.state.value for s in live if s is not None]
     same = rep.height == len(live_h0) and bool(
