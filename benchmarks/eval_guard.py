@@ -223,39 +223,58 @@ def main(argv=None) -> int:
     variants = dict(SWEEP) if args.tune else {"default": {}}
     if args.variants:
         variants = {k: SWEEP[k] for k in args.variants.split(",") if k != "none"}
+
+    def one(fault: str, seed: int, kw: dict | None) -> dict:
+        cfg = make_config(fault, seed, args.steps)
+        r = live_run(cfg, kw, args.rule)
+        r["arch"] = cfg.arch
+        return r
+
+    def line(r: dict) -> str:
+        return (
+            f"{r['fault']:9s} seed={r['seed']:4d} {r['variant']:16s} acc={r['test_acc']:.3f} "
+            f"rollbacks={r['rollbacks']} stop={r['stopped_at']}"
+        )
+
+    seeds = range(offset, offset + args.seeds)
+    faults = tuple(args.faults.split(","))
+    rows = sweep(args, seeds, faults, args.steps, variants, one, line)
+    return write_table(Path(args.out), summarise(rows))
+
+
+def sweep(args, seeds, faults, steps: int, variants: dict, one, line) -> list[dict]:
+    """Run ``one(fault, seed, kw)`` (``kw`` None: no guard) for every seed x fault x variant
+    not yet in ``OUT/rows.jsonl`` (resumable: a cut-off sweep continues where it stopped),
+    append each row as it finishes, and return the rows of these seeds and steps."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
     done = set()
-    if rows_path.exists():  # resumable: a cut-off sweep continues where it stopped
-        for line in rows_path.read_text().splitlines():
-            r = json.loads(line)
+    if rows_path.exists():
+        for text in rows_path.read_text().splitlines():
+            r = json.loads(text)
             done.add((r["fault"], r["seed"], r["variant"], r["steps"]))
     start = time.perf_counter()
     with rows_path.open("a") as fh:
-        for seed in range(offset, offset + args.seeds):
-            for fault in args.faults.split(","):
-                cfg = make_config(fault, seed, args.steps)
+        for seed in seeds:
+            for fault in faults:
                 for name, kw in {"none": None, **variants}.items():
                     if kw is None and args.baseline == "healthy" and fault != "healthy":
                         continue
-                    if (fault, seed, name, args.steps) in done:
+                    if (fault, seed, name, steps) in done:
                         continue
-                    r = live_run(cfg, None if kw is None else kw, args.rule)
-                    r.update(fault=fault, seed=seed, variant=name, steps=args.steps, arch=cfg.arch,
+                    r = one(fault, seed, kw)
+                    r.update(fault=fault, seed=seed, variant=name, steps=steps,
                              rule=args.rule or "default")  # fmt: skip
                     fh.write(json.dumps(r) + "\n")
                     fh.flush()
-                    print(
-                        f"[{time.perf_counter() - start:7.1f}s] {fault:9s} seed={seed:4d} "
-                        f"{name:16s} acc={r['test_acc']:.3f} rollbacks={r['rollbacks']} "
-                        f"stop={r['stopped_at']}",
-                        flush=True,
-                    )
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
-    seeds = range(offset, offset + args.seeds)
-    rows = [r for r in rows if r["steps"] == args.steps and r["seed"] in seeds]
-    table = summarise(rows)
+                    print(f"[{time.perf_counter() - start:7.1f}s] {line(r)}", flush=True)
+    rows = [json.loads(text) for text in rows_path.read_text().splitlines()]
+    return [r for r in rows if r["steps"] == steps and r["seed"] in seeds]
+
+
+def write_table(out: Path, table: str) -> int:
+    """Write ``table.md`` beside the rows and print it."""
     (out / "table.md").write_text(table)
     print(table)
     return 0
@@ -276,42 +295,20 @@ def main_transformer(args) -> int:
     variants = {"default": {}}
     if args.variants:
         variants = {k: SWEEP[k] for k in args.variants.split(",") if k != "none"}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows_path = out / "rows.jsonl"
-    done = set()
-    if rows_path.exists():  # resumable
-        for line in rows_path.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["fault"], r["seed"], r["variant"], r["steps"]))
-    start = time.perf_counter()
+
+    def line(r: dict) -> str:
+        return (
+            f"{r['fault']:17s} seed={r['seed']:4d} {r['variant']:8s} {r['arch']} "
+            f"held-out={r['test_loss']:.4f} rollbacks={r['rollbacks']} "
+            f"redone={r['steps_redone']} stop={r['stopped_at']} cpu={r['cpu_s']:.0f}s"
+        )
+
+    def one(fault: str, seed: int, kw: dict | None) -> dict:
+        return gt.live_run(fault, seed, steps, kw, args.rule)
+
     seeds = range(offset, offset + args.seeds)
-    with rows_path.open("a") as fh:
-        for seed in seeds:
-            for fault in faults:
-                for name, kw in {"none": None, **variants}.items():
-                    if kw is None and args.baseline == "healthy" and fault != "healthy":
-                        continue
-                    if (fault, seed, name, steps) in done:
-                        continue
-                    r = gt.live_run(fault, seed, steps, kw, args.rule)
-                    r.update(fault=fault, seed=seed, variant=name, steps=steps,
-                             rule=args.rule or "default")  # fmt: skip
-                    fh.write(json.dumps(r) + "\n")
-                    fh.flush()
-                    print(
-                        f"[{time.perf_counter() - start:7.1f}s] {fault:17s} seed={seed:4d} "
-                        f"{name:8s} {r['arch']} held-out={r['test_loss']:.4f} "
-                        f"rollbacks={r['rollbacks']} redone={r['steps_redone']} "
-                        f"stop={r['stopped_at']} cpu={r['cpu_s']:.0f}s",
-                        flush=True,
-                    )
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
-    rows = [r for r in rows if r["steps"] == steps and r["seed"] in seeds]
-    table = gt.summarise(rows)
-    (out / "table.md").write_text(table)
-    print(table)
-    return 0
+    rows = sweep(args, seeds, faults, steps, variants, one, line)
+    return write_table(Path(args.out), gt.summarise(rows))
 
 
 def summarise(rows: list[dict]) -> str:
