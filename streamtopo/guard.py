@@ -373,8 +373,7 @@ class Guard:
             same = [s for s in self._snapshots if s.step == self._last_restored]
             chosen = (older or same or [None])[-1]
         else:
-            fit = [s for s in self._snapshots if s.step + self.margin < onset]
-            chosen = fit[-1] if fit else None
+            chosen = (self._predating(onset) or [None])[-1]
         if chosen is None:
             self._handled = True
             return self._record(
@@ -406,8 +405,8 @@ class Guard:
 
     def _stop(self, t: int, onset: int, reason: str) -> Intervention:
         """``max_rollbacks`` used up: restore the last good snapshot, then stop."""
-        fit = [s for s in self._snapshots if s.step + self.margin < onset]
-        chosen = (fit or [s for s in self._snapshots if s.step < onset] or [None])[-1]
+        before = [s for s in self._snapshots if s.step < onset]
+        chosen = (self._predating(onset) or before or [None])[-1]
         self.should_stop = True
         if chosen is not None:
             self._restore(chosen)
@@ -423,6 +422,10 @@ class Guard:
         )
         restored = -1 if chosen is None else chosen.step
         return self._record(t, "stop", restored, onset, reason, policy, 0)
+
+    def _predating(self, onset: int) -> list[_Snapshot]:
+        """The snapshots taken ``margin`` or more steps before ``onset``, oldest first."""
+        return [s for s in self._snapshots if s.step + self.margin < onset]
 
     def _restore(self, snap: _Snapshot) -> None:
         self.state.restore(snap.data if snap.path is None else self.state.load(snap.path))

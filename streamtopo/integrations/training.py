@@ -106,13 +106,7 @@ def _repeated(status: TrainingStatus, t: int) -> TrainingStatus:
     return new
 
 
-_MONITOR_ATTRS = {
-    "layer": "layer_monitor",
-    "attention": "attention_monitor",
-    "loss": "loss_monitor",
-    "centroid": "centroid_monitor",
-    "collapse": "collapse_monitor",
-}
+_MONITOR_ATTRS = {name: f"{name}_monitor" for name in MONITORS}  # "layer": "layer_monitor"
 
 
 class TrainingMonitor:
@@ -690,13 +684,7 @@ class TrainingMonitor:
     @property
     def monitors(self) -> dict[str, Any]:
         """The active monitors by name."""
-        found = {
-            "layer": self.layer_monitor,
-            "attention": self.attention_monitor,
-            "loss": self.loss_monitor,
-            "centroid": self.centroid_monitor,
-            "collapse": self.collapse_monitor,
-        }
+        found = {name: getattr(self, attr) for name, attr in _MONITOR_ATTRS.items()}
         return {k: v for k, v in found.items() if v is not None}
 
     @property

@@ -289,11 +289,7 @@ class RunWriter:
             i = table.n
             try:
                 step, wall = row["step"], row["wall_time"]
-                if type(step) is not int:
-                    step = as_step(step)
-                stored = step + table.offset
-                if step < 0 or not table.floor < stored < STEP_LIMIT:
-                    raise self._step_error(table, step, stored)
+                stored = self._stored(table, step)
                 if type(wall) is not float:
                     wall = as_float(wall, "row['wall_time']")
                 state = table.buf.put(i, row)
@@ -368,17 +364,22 @@ class RunWriter:
             buf.match_names(signals, layer_names)
         with self._lock:
             i = t.n
-            if type(step) is not int:
-                step = as_step(step)
-            stored = step + t.offset
-            if step < 0 or not t.floor < stored < STEP_LIMIT:
-                raise self._step_error(t, step, stored)
+            stored = self._stored(t, step)
             state = buf.put_fields(
                 i, values, h0, state, reason, z, stat, culprits, direction, calibrating, missing
             )
             self._commit(t, i, stored, time.time(), state)
         if self._term_pending:
             self._signal_if_pending()
+
+    def _stored(self, t: Table, step: Any) -> int:
+        """``step`` as stored in ``t`` (offset by a resume), or the error naming it."""
+        if type(step) is not int:
+            step = as_step(step)
+        stored = step + t.offset
+        if step < 0 or not t.floor < stored < STEP_LIMIT:
+            raise self._step_error(t, step, stored)
+        return stored
 
     def _commit(self, t: Table, i: int, stored: int, wall: float, state: Any) -> None:
         """Commit row ``i`` of ``t`` (under the lock, its fields already stored), then flush

@@ -85,9 +85,9 @@ class UpdateRatioCollector(Collector):
     ``W`` is the group's parameters before ``optimizer.step()`` (all of them as one vector),
     ΔW the change the step made. Sampling (bounded cost, see
     :mod:`streamtopo.integrations.torch._update`): each parameter with more than
-    ``max_elements`` elements is read on a fixed lattice of about ``max_elements`` elements
-    (stride ⌈n/max_elements⌉ made coprime with the row length, so every column is read
-    evenly), and its sums of squares are scaled by n/k; smaller parameters are read whole.
+    ``max_elements`` elements is read in blocks of 32 consecutive elements, every s-th block
+    (s ≈ n / max_elements, made coprime with the row length so every column is read evenly),
+    and its sums of squares are scaled by n/k; smaller parameters are read whole.
     :meth:`sample_of` gives the slice read. With ``optimizer`` given, step pre/post hooks do
     the work on monitored steps only (:attr:`enabled`): the pre-hook copies the sampled
     elements into a buffer kept on the device, the post-hook turns the difference into two
@@ -175,8 +175,7 @@ class UpdateRatioCollector(Collector):
                 # the logical index of every element, laid out in memory as p is
                 where = torch.empty_strided(p.shape, p.stride(), dtype=torch.long)
                 where.copy_(torch.arange(p.numel()).reshape(p.shape))
-                blocks, step = layout
-                return torch.as_strided(where, (blocks, BLOCK), (step, 1)).reshape(-1).numpy()
+                return _blocks(where, layout).reshape(-1).numpy()
         raise InputTypeError(f"param is not a parameter of this collector, got {describe(param)}")
 
     def _layout(self) -> list[_Part]:
@@ -198,9 +197,8 @@ class UpdateRatioCollector(Collector):
                 if layout is None:
                     views.append(p)
                 else:
-                    blocks, step = layout
-                    views.append(torch.as_strided(p, (blocks, BLOCK), (step, 1)))
-                    scale[i] = p.numel() / (blocks * BLOCK)
+                    views.append(_blocks(p, layout))
+                    scale[i] = p.numel() / views[-1].numel()
             if self.max_elements is None:  # exact: a copy of each parameter, no padding
                 parts.append(_Part(views, None, [v.clone() for v in views], []))
             else:
@@ -301,6 +299,13 @@ class UpdateRatioCollector(Collector):
         out = np.full(L, np.nan)
         np.divide(host[:L], host[L:], out=out, where=host[L:] > 0)
         return np.sqrt(out)
+
+
+def _blocks(t: torch.Tensor, layout: tuple[int, int]) -> torch.Tensor:
+    """The sampled elements of ``t`` (laid out in memory as the parameter) as a (blocks, BLOCK)
+    view, for a :func:`sample_layout` ``(blocks, step)``."""
+    blocks, step = layout
+    return torch.as_strided(t, (blocks, BLOCK), (step, 1))
 
 
 _DATA_PTR = torch.Tensor.data_ptr
