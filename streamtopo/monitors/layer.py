@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -234,7 +234,7 @@ class LayerMonitor(Monitor):
     kind = "layer"
     _config_keys = _CONFIG_KEYS
     # runs and states from before the early rule ran without it (and replay bit-identically)
-    legacy_defaults = {"early_rule": "none", "min_history": 40}
+    legacy_defaults: ClassVar[dict[str, Any]] = {"early_rule": "none", "min_history": 40}
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
     _state_ = (
         "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
@@ -770,6 +770,9 @@ class LayerMonitor(Monitor):
         rule = self._detector
         self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
         state = rule.state if excluded else rule.update(step, h0, self._u)
+        capped = state is State.COLLAPSE and rule.detector.stat != math.inf
+        if capped:  # calibrating: the early rule warns; only a non-finite value collapses
+            state = State.WATCH
         if nonfinite and self.nonfinite == "collapse":
             state = State.COLLAPSE
         healthy = state is State.HEALTHY
@@ -786,6 +789,8 @@ class LayerMonitor(Monitor):
                 _, absorbed, note = reason.partition("; ")
                 reason = f"ok, calibrating ({count}/{self.baseline} baseline values, change "
                 reason += "detector on)" + (f"; {note}" if absorbed else "")
+            elif capped and state is State.WATCH:
+                reason += f"; WATCH while calibrating ({count}/{self.baseline} baseline values)"
         if absent:
             held = nonfinite or not healthy
             reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
