@@ -104,7 +104,8 @@ class LayerMonitor(Monitor):
         small persistent shift fires once its evidence accumulates; a shift that holds for 30
         evaluations is absorbed (the reason says "shift at step N absorbed").
         ``status.calibrating`` stays True until every stream has 100 accepted values.
-        ``"peak"``: ph-training's ratio to the peak.
+        ``"peak"``: ph-training's ratio to the peak. See ``early_rule`` for what the streak
+        rule does before its baseline is full.
     baseline : int, default 200
         K, the number of previous accepted values each z-score is taken against (alarms are
         active once K values exist). Calibrated on recorded digits runs
@@ -168,11 +169,27 @@ class LayerMonitor(Monitor):
         (sets the CUSUM thresholds; COLLAPSE is the threshold of a 100x smaller rate). Larger
         is faster and noisier. ``escalate_after`` applies to it too; its floor of the
         prediction-error sd is its own (0.01 log units, ``ChangeDetector(min_std=)``).
-    min_history : int, default 40
-        ``rule="cusum"``: accepted values of a stream before its CUSUM runs (the non-finite
-        and jump checks run before). TrainingMonitor's attention monitor uses 100: attention
-        statistics move by factors of 2-3 per block during a transformer's LR warm-up (heads
-        forming), which the CUSUM took for changes (benchmarks/evaluation/CHANGEPOINT.md).
+    min_history : int or None, default None
+        Accepted values of a stream before the change detector's CUSUM runs (the non-finite
+        and jump checks run before). None: 40 under ``rule="cusum"``, 100 for the streak
+        rule's early detector (a transformer's healthy LR warm-up moves one block's update ratio
+        against the others; with 40 the transformer demo was stopped before its fault).
+        TrainingMonitor's attention monitor uses 100 under ``"cusum"`` and 200 under
+        ``"streak"``: attention statistics move by factors of 2-3 per block during the LR
+        warm-up (heads forming), which the CUSUM took for changes
+        (benchmarks/evaluation/CHANGEPOINT.md).
+    early_rule : {"cusum", "none"} or None, default None
+        ``rule="streak"`` only: what decides while the streak rule's ``log h0`` baseline fills
+        (its first ``baseline`` accepted evaluations, when it has no z-score yet). ``"cusum"``
+        (None's value under ``"streak"``): the change detector of ``rule="cusum"`` on the same
+        streams, so the monitor is live from step 0: a non-finite value is COLLAPSE at once; a
+        x30 move of a layer against its own first values is WATCH from its 6th evaluation; a
+        persistent shift is WATCH once its evidence accumulates (from the ``min_history``-th
+        value). Its alarms are WATCH at most (the monitor is still calibrating); values seen
+        during them do not enter the streak baselines, so a failure in the first evaluations
+        is not what the run is later judged against. ``"none"``: the streak rule alone, blind
+        (HEALTHY, reason ``warmup (n/K baseline values)``) until the baseline is full -- how
+        runs recorded before this parameter replay. Measured in README "Does it warn early?".
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     name : str, optional
