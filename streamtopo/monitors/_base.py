@@ -73,6 +73,9 @@ class Monitor:
     kind: ClassVar[str] = "monitor"
     _config_keys: ClassVar[tuple[str, ...]] = ()
     _state_: ClassVar[tuple[str, ...]] = ()
+    #: Attributes of ``_state_`` a state saved before they existed may lack (they keep their
+    #: initial value on load).
+    _optional_state_: ClassVar[tuple[str, ...]] = ()
     #: What a monitor saved or recorded before a parameter existed ran with, where that is not
     #: the parameter's default today (a missing key takes this value, else the default).
     legacy_defaults: ClassVar[dict[str, Any]] = {}
@@ -182,7 +185,11 @@ class Monitor:
         missing = [k for k in ("step", "last", "state") if k not in state]
         inner = state.get("state")
         if not missing and isinstance(inner, Mapping):
-            missing = [f"state[{n!r}]" for n in self._state_ if n not in inner]
+            missing = [
+                f"state[{n!r}]"
+                for n in self._state_
+                if n not in inner and n not in self._optional_state_
+            ]
         if missing:
             raise InputError(f"state is missing {missing} (not a {type(self).__name__} state?)")
         backup = self.state_dict()
@@ -226,7 +233,8 @@ class Monitor:
         last = None if state["last"] is None else status_from_dict(state["last"])
         self.reset()
         for name in self._state_:
-            _assign(self, name, state["state"][name])
+            if name in state["state"] or name not in self._optional_state_:
+                _assign(self, name, state["state"][name])
         self._step = step
         self._last = last
         self._after_load()

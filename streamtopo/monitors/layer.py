@@ -42,6 +42,7 @@ from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
 from ._cusum_rule import CusumRule
+from ._held import HeldShift
 from ._inputs import as_stream, fill_row, missing_mask, split_absent
 from ._records import RunSummary, status_frame
 from ._status import LayerStatus, positional_constructor
@@ -57,6 +58,7 @@ _EARLY_RULES = ("cusum", "none")
 # update ratio rising against the others) was stopped at step 132, before its fault at 180;
 # with 100 its first alarm is the fault's (CHANGEPOINT.md, "Early rule").
 _EARLY_MIN_HISTORY = 100
+_ABSORB_AFTER = 30  # the streak rule's default (see absorb_after)
 DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
 _NONFINITE = ("collapse", "flag", "raise")
@@ -70,6 +72,7 @@ _CONFIG_KEYS = (
     "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
     "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
     "refresh_every", "min_std", "max_culprits", "fa_per_1k", "min_history", "early_rule",
+    "absorb_after",
 )  # fmt: skip
 # what a config may set: everything but the network's own description
 _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals", "layer_names"))
@@ -251,12 +254,15 @@ class LayerMonitor(Monitor):
     kind = "layer"
     _config_keys = _CONFIG_KEYS
     # runs and states from before the early rule ran without it (and replay bit-identically)
-    legacy_defaults: ClassVar[dict[str, Any]] = {"early_rule": "none", "min_history": 40}
+    legacy_defaults: ClassVar[dict[str, Any]] = {
+        "early_rule": "none", "min_history": 40, "absorb_after": 0,
+    }  # fmt: skip
+    _optional_state_: ClassVar[tuple[str, ...]] = ("_held",)  # absent from older states
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
     _state_ = (
         "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
         "_summary", "ring_", "_T", "_P", "_Tbad", "_nbad", "_D", "_B", "_ref", "_s1", "_s2",
-        "_detector",
+        "_detector", "_held",
     )  # fmt: skip
 
     def __init__(
@@ -289,6 +295,7 @@ class LayerMonitor(Monitor):
         fa_per_1k: float = 0.1,
         min_history: int | None = None,
         early_rule: str | None = None,
+        absorb_after: int | None = None,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         name: str | None = None,
         signal_name: str | None = None,
@@ -387,6 +394,14 @@ class LayerMonitor(Monitor):
                 f"early_rule={self.early_rule!r} needs rule='streak' (it decides while the "
                 f"streak rule's baseline fills), got rule={self.rule!r}; use early_rule='none'"
             )
+        if absorb_after is None:
+            absorb_after = _ABSORB_AFTER if self.rule == "streak" else 0
+        self.absorb_after = check_positive_int(absorb_after, "absorb_after", minimum=0)
+        if self.absorb_after and (self.rule != "streak" or self.absorb_after < 4):
+            raise InputError(
+                "absorb_after must be 0 (off) or an int >= 4 with rule='streak', got "
+                f"absorb_after={absorb_after!r} with rule={self.rule!r}"
+            )
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
         check_names = getattr(writer, "check_layer_names", None)
@@ -452,6 +467,9 @@ class LayerMonitor(Monitor):
             self._detector = CusumRule(
                 S, L, self.layer_rule, self.fa_per_1k, self.escalate_after, self.min_history
             )
+        # the streak rule's held-shift test: log h0, then every (signal, layer)'s value
+        self._held = HeldShift(max(self.absorb_after, 1), 1 + S * L, min_std=self.min_std)
+        self._hrow = np.zeros(1 + S * L)
         self._bind_kernel_args()
 
     def _bind_kernel_args(self) -> None:
@@ -508,6 +526,11 @@ class LayerMonitor(Monitor):
                     "event": "acknowledge",
                 }
             )
+        self._forget()
+
+    def _forget(self) -> None:
+        """Baselines, alarm, change detector and patience start afresh (acknowledge, absorb)."""
+        self._held.reset()
         if self._detector is not None:
             self._detector.reset()
         self._alarm.reset()
@@ -722,6 +745,8 @@ class LayerMonitor(Monitor):
             state = alarm_state
         if nonfinite and self.nonfinite == "collapse":
             state = State.COLLAPSE
+        if self.absorb_after and not excluded and self._holds(step, state, logh):
+            return self._absorbed(step, h0, z, lzt)
         healthy = state is State.HEALTHY
         direction = ""
         if z == z and abs(z) > self.watch_z:
@@ -770,6 +795,40 @@ class LayerMonitor(Monitor):
             self._bpos = (bpos + 1) % K
             self._bn = bn + 1 if bn < K else K
             self._bpushes = bpushes + 1
+
+    def _holds(self, step: int, state: State, logh: float) -> bool:
+        """Feed an alarm's evaluation to the held-shift test; True when a WATCH has held one
+        level for ``absorb_after`` evaluations (the shift is then absorbed)."""
+        held = self._held
+        if state is State.HEALTHY:
+            if held.count:
+                held.reset()
+            return False
+        row = self._hrow
+        row[0] = logh
+        row[1:] = self._u.ravel()
+        if not np.isfinite(row).all():  # h0 = 0: no level to compare
+            return False
+        held.push(row, step)
+        return state is State.WATCH and held.held()
+
+    def _absorbed(self, step: int, h0: float, z: float, lzt: float) -> LayerStatus:
+        """Absorb the held shift: the baselines (and the early detector) restart from the next
+        evaluation, as after :meth:`acknowledge`; this evaluation is HEALTHY and says so."""
+        start = self._held.start
+        self._forget()
+        reason = (
+            f"shift at step {start} absorbed (held {self.absorb_after} evaluations); ok, "
+            f"calibrating (0/{self.baseline} baseline values"
+            + (", change detector on)" if self._early else ")")
+        )
+        peak = self._peak
+        status = _new_status(
+            step, State.HEALTHY, reason, True, True, h0, z, peak.ratio, peak.peak, "", (), (),
+            lzt, math.nan, (),
+        )  # fmt: skip
+        self._summary.record(status)
+        return status
 
     def _evaluate_early(
         self,
