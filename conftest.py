@@ -38,5 +38,6 @@ except ImportError:
         "streamtopo/integrations/lightning.py",
         "streamtopo/integrations/_training_parts.py",
         "streamtopo/integrations/_training_hooks.py",
+        "streamtopo/integrations/_training_losses.py",
         "tests/naive_attention.py",
     ]

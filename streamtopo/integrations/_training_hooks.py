@@ -156,6 +156,16 @@ class ModelHooks:
             self.close()
             raise
 
+    def labels_for(self, labels: Any, n_classes: int | None) -> np.ndarray | None:
+        """``labels`` as a host int array checked against the last forward pass's features
+        (:func:`check_labels`); None without labels or features."""
+        if labels is None or self.features is None:
+            return None
+        feats = self.features.features_
+        if feats is None:
+            return None
+        return check_labels(labels, feats, n_classes)
+
     def arm(self, on: bool, *, force: bool = False) -> None:
         """Switch the hooks on (the next call is monitored) or off; a no-op when they already
         are (the calls between monitored steps)."""

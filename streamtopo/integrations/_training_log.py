@@ -170,6 +170,18 @@ class RunLog:
             return
         self.sink(attention_row(row))
 
+    def adopt(self, monitors: list[Any]) -> None:
+        """Log ``monitors`` (a CentroidMonitor, a CollapseMonitor) into this run unless they
+        have a writer; all are claimed before any is changed, so a refused claim leaves the
+        given monitors as they were."""
+        if self.writer is None:
+            return
+        fed = [m for m in monitors if m.writer is None]
+        for m in fed:
+            self.sink.claim_table(m.table_, m)
+        for m in fed:
+            m.writer = self.sink
+
     def rewind(self, step: int) -> None:
         """Rows from ``step`` on supersede those a resumed run recorded after its checkpoint:
         the owned RunWriter, unused so far, reopens with ``rewind_to=step``."""

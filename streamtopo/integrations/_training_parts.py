@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import describe
+from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
 from ..monitors import LossRiseDetector
 
@@ -27,6 +27,7 @@ __all__ = [
     "at_step",
     "check_feature_monitor",
     "check_layer",
+    "check_options",
     "check_signals",
     "check_state",
     "check_step",
@@ -126,6 +127,38 @@ def check_signals(signals: Any) -> tuple[str, ...]:
     if unknown or not signals or len(set(signals)) != len(signals):
         raise InputError(f"signals must be distinct names from {SIGNALS}, got {signals!r}")
     return signals
+
+
+def check_options(
+    signals: Any,
+    optimizer: Any,
+    every: Any,
+    feature_warmup: Any,
+    centroid_every: Any,
+    writer: Any,
+    log_dir: Any,
+    resume: Any,
+) -> tuple[tuple[str, ...], int, int, int | None, str]:
+    """The ``TrainingMonitor(...)`` options checked before anything is built: ``(signals,
+    every, feature_warmup, centroid_every, resume)``."""
+    signals = check_signals(signals)
+    if "update_ratio" in signals and optimizer is None:
+        raise InputError(
+            "signals includes 'update_ratio' but optimizer is None; pass "
+            "TrainingMonitor(..., optimizer=opt) so its step() can be observed"
+        )
+    every = check_positive_int(every, "every")
+    feature_warmup = check_positive_int(feature_warmup, "feature_warmup", minimum=0)
+    if centroid_every is not None:
+        centroid_every = check_positive_int(centroid_every, "centroid_every")
+    if writer is not None and not callable(writer):
+        raise InputTypeError(f"writer must be callable, got {describe(writer)}")
+    if writer is not None and log_dir is not None:
+        raise InputError("give log_dir or writer, not both")
+    resume = check_choice(resume, "resume", RESUME)
+    if resume != "never" and log_dir is None:
+        raise InputError(f"resume={resume!r} needs log_dir (it is the RunWriter's policy)")
+    return signals, every, feature_warmup, centroid_every, resume
 
 
 def check_layer(layer: Any) -> None:

@@ -22,23 +22,22 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError
 from ..guard import check_guard
-from ..monitors import LossRiseDetector, LossStatus
+from ..monitors import LossRiseDetector
 from . import torch as st_torch
-from ._training_hooks import ModelHooks, check_labels, layer_group_names
+from ._training_hooks import ModelHooks, layer_group_names
 from ._training_log import RunLog, out_logit_row
+from ._training_losses import LossFeed
 from ._training_parts import (  # ATTN_MIN_HISTORY: imported from here by the benchmarks
     ATTN_MIN_HISTORY,  # noqa: F401
     LAYER_SIGNALS,
     MONITORS,
-    RESUME,
     SUMMARISED,
     at_step,
     check_feature_monitor,
     check_layer,
-    check_signals,
+    check_options,
     check_state,
     check_step,
     layer_options,
@@ -217,24 +216,9 @@ class TrainingMonitor:
         guard = check_guard(guard)
         if guard is not None and guard.state is not None:
             raise InputError("guard is already attached; make one Guard per training loop")
-        self.signals = check_signals(signals)
-        if "update_ratio" in self.signals and optimizer is None:
-            raise InputError(
-                "signals includes 'update_ratio' but optimizer is None; pass "
-                "TrainingMonitor(..., optimizer=opt) so its step() can be observed"
-            )
-        self.every = check_positive_int(every, "every")
-        self.feature_warmup = check_positive_int(feature_warmup, "feature_warmup", minimum=0)
-        self.centroid_every = (
-            None if centroid_every is None else check_positive_int(centroid_every, "centroid_every")
+        self.signals, self.every, self.feature_warmup, self.centroid_every, resume = check_options(
+            signals, optimizer, every, feature_warmup, centroid_every, writer, log_dir, resume
         )
-        if writer is not None and not callable(writer):
-            raise InputTypeError(f"writer must be callable, got {describe(writer)}")
-        if writer is not None and log_dir is not None:
-            raise InputError("give log_dir or writer, not both")
-        resume = check_choice(resume, "resume", RESUME)
-        if resume != "never" and log_dir is None:
-            raise InputError(f"resume={resume!r} needs log_dir (it is the RunWriter's policy)")
         self.stop_on = tuple(stop_on)
         self._reporter = AlarmReporter(loggers, on_alarm, should_stop=lambda: self.should_stop)
         self.guard_on = self.stop_on if guard_on is None else tuple(guard_on)
@@ -265,7 +249,7 @@ class TrainingMonitor:
             if config is not None and layer_sigs:  # the LayerMonitor reads and checks it
                 layer = layer_options(layer, config)
             self._build_monitors(layer, layer_sigs, loss, centroid, collapse)
-            self._losses = st_torch.LossBuffer()
+            self._losses = LossFeed(self.loss_monitor, self._sink)
             self._init_counters()
             self.model = model
             if guard is not None:
@@ -292,17 +276,10 @@ class TrainingMonitor:
         self.loss_monitor = make_loss(loss, writer)
         self.centroid_monitor = centroid
         self.collapse_monitor = collapse
-        # log them into the same run unless they have a writer (both claimed before either is
-        # changed: a refused claim leaves the given monitors as they were)
-        fed = [m for m in (centroid, collapse) if m is not None and m.writer is None]
-        for m in fed if writer is not None else ():
-            writer.claim_table(m.table_, m)
-        for m in fed if writer is not None else ():
-            m.writer = writer
+        self._log.adopt([m for m in (centroid, collapse) if m is not None])
 
     def _init_counters(self) -> None:
         self._global = 0  # the next training step: never rewound by a guard's rollback
-        self._loss_steps: list[int] = []  # training steps of the buffered losses
         self._started = False  # step() was called (load_state_dict then does not resume)
         self._calls = 0
         self._monitored = 0
@@ -388,17 +365,14 @@ class TrainingMonitor:
         t = self._calls
         g = self._global if step is None else check_step(step, self._global)
         monitored = t % self.every == 0
-        item = None
-        if loss is not None and self.loss_monitor is not None:
-            item = self._losses.prepare(loss)
+        item = self._losses.prepare(loss)
         y = None
         if monitored:
             y = self._check_labels(labels, t)
         if not self._started and step is not None:
             self._rewind_writer(g)  # a resumed run's first step: its rows supersede from g on
         if item is not None:
-            self._losses.append(item)
-            self._loss_steps.append(g)
+            self._losses.append(item, g)
         self._global = g + 1
         self._calls += 1
         self._started = True
@@ -406,12 +380,12 @@ class TrainingMonitor:
         if not monitored:
             self._hooks.arm(self._calls % self.every == 0)
             return self._guarded(self._repeat(g))
-        extra = self._losses.take_items()
+        extra = self._losses.buffer.take_items()
         values = self._hooks.collect(extra)
         self.host_copies_ += 1
         statuses: dict[str, Any] = {}
         if self.loss_monitor is not None and extra is not None:
-            self._last["loss"] = self._check_losses(values[-1])
+            self._last["loss"] = self._losses.check(values[-1])
             self._sink.at = g
         by_signal = self._hooks.by_signal(values)
         self.values_ = by_signal
@@ -477,25 +451,13 @@ class TrainingMonitor:
         self._last["centroid"] = status
         return status
 
-    def _check_losses(self, losses: Any) -> LossStatus:
-        """Feed the buffered losses (host values) to the loss monitor, each at its step."""
-        status, steps, self._loss_steps = None, self._loss_steps, []
-        for v, s in zip(losses, steps, strict=True):
-            self._sink.at = s
-            status = at_step(self.loss_monitor.check(float(v)), s)
-        return status
-
     def _check_labels(self, labels: Any, t: int) -> Any:
         """The labels as a host int array when the feature monitors will read them (else None);
         raises on labels that do not fit the last forward pass's features."""
-        features = self._hooks.features
-        if labels is None or features is None or t < self.feature_warmup:
-            return None
-        feats = features.features_
-        if feats is None:
+        if t < self.feature_warmup:
             return None
         n = None if self.centroid_monitor is None else self.centroid_monitor.n_classes
-        return check_labels(labels, feats, n)
+        return self._hooks.labels_for(labels, n)
 
     def _feed_features(self, y: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -562,7 +524,6 @@ class TrainingMonitor:
             m.reset()
         self._hooks.reset()
         self._losses.clear()
-        self._loss_steps.clear()
         self._calls = self._monitored = self._global = 0
         self.status_ = None
         self._last = {}
@@ -609,7 +570,6 @@ class TrainingMonitor:
         # a resumed run continues the checkpoint's steps; a guard's restore never goes back
         self._global = step if not self._started else max(self._global, step)
         self._losses.clear()
-        self._loss_steps.clear()
         self.status_ = None
         # each monitor's last status is part of its state: the combined status continues
         self._last = {
@@ -651,11 +611,11 @@ class TrainingMonitor:
     def _flush_losses(self) -> None:
         """The loss monitor checks the losses of the steps after the last monitored one (one
         host copy, averaged across ranks as at a monitored step); the status is reported."""
-        extra = self._losses.take()
+        extra = self._losses.buffer.take()
         if extra is None:
             return
         self.host_copies_ += 1
-        self._last["loss"] = self._check_losses(st_torch.collect([], extra=extra)[-1])
+        self._last["loss"] = self._losses.check(st_torch.collect([], extra=extra)[-1])
         self.status_ = combine(self._last, self._global - 1, evaluated=True)
         self._reporter.report(self.status_)
 
@@ -670,5 +630,5 @@ class TrainingMonitor:
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is not None:  # training failed: no collective for its buffered losses
-            self._losses.clear()
+            self._losses.buffer.clear()
         self.close()
