@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import detectors as digits_detectors
-from .metrics import alarm_rates, rate_cells
+from .metrics import alarm_rates, poisson_upper, rate_cells  # noqa: F401 (te.poisson_upper)
 from .transformer import TransformerRecord, failure_onset
 from .transformer_detectors import attn_entropy_thr, attn_logit_thr
 
