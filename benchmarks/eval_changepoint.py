@@ -47,7 +47,7 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
     from streamtopo import LayerMonitor
 
     vals = _values(rec, SIGS[sig])
-    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig], rule="streak")
+    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig], rule="streak", early_rule="none")
     df = mon.run(vals)
     h0 = df["h0"].to_numpy().astype(np.float64)
     with np.errstate(divide="ignore"):
@@ -55,6 +55,23 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
     streak = df["state"].to_numpy() != "HEALTHY"
     np.savez(p, logh0=logh0, streak=streak)
     return logh0, streak
+
+
+def streak_early(rec: Recorded, sig: str) -> np.ndarray:
+    """The streak rule with its early change detector (``early_rule="cusum"``): alarm (T,),
+    cached per run."""
+    FEAT.mkdir(parents=True, exist_ok=True)
+    p = FEAT / f"{rec.scenario}_s{rec.seed}_T{rec.steps}_{sig}_early.npz"
+    if p.exists():
+        with np.load(p, allow_pickle=False) as z:
+            return z["alarm"]
+    from streamtopo import LayerMonitor
+
+    vals = _values(rec, SIGS[sig])
+    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig], rule="streak", early_rule="cusum")
+    alarm = mon.run(vals)["state"].to_numpy() != "HEALTHY"
+    np.savez(p, alarm=alarm)
+    return alarm
 
 
 def median_relative(rec: Recorded, sig: str) -> np.ndarray:
@@ -172,8 +189,12 @@ def detectors(kw: dict) -> dict:
         return lambda r: run_detector(streams(r, sig, parts), **kw)[0]
 
     return {
-        "streak (default) [act]": lambda r: layer_features(r, "act")[1],
-        "streak (default) [act+grad]": lambda r: layer_features(r, "act+grad")[1],
+        "streak, no early rule [act]": lambda r: layer_features(r, "act")[1],
+        "streak, no early rule [act+grad]": lambda r: layer_features(r, "act+grad")[1],
+        "streak + early cusum [act]": lambda r: streak_early(r, "act"),
+        "streak + early cusum [act+grad]": lambda r: streak_early(r, "act+grad"),
+        "streak, no early rule [grad]": lambda r: layer_features(r, "grad")[1],
+        "streak + early cusum [grad]": lambda r: streak_early(r, "grad"),
         "loss_rise": loss_rise,
         "changepoint [act+grad]": cp("act+grad"),
         "changepoint [act]": cp("act"),

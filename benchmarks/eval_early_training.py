@@ -183,7 +183,8 @@ def _uncapped():
 
 
 RULES = {
-    "streak": ({"rule": "streak"}, contextlib.nullcontext),
+    "streak, no early rule": ({"rule": "streak", "early_rule": "none"}, contextlib.nullcontext),
+    "streak + early cusum": ({"rule": "streak", "early_rule": "cusum"}, contextlib.nullcontext),
     "cusum, no calibration cap": ({"rule": "cusum"}, _uncapped),
     "cusum": ({"rule": "cusum"}, contextlib.nullcontext),
 }

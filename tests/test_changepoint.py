@@ -441,12 +441,13 @@ def test_a_run_recorded_without_a_rule_replays_under_streak(tmp_path):
     rng = np.random.default_rng(6)
     v = layer_values(rng, 40, 1, 5, scale=0.3)
     with RunWriter(tmp_path, run_id="old") as w:
-        mon = LayerMonitor(5, rule="streak", baseline=20, writer=w)
+        mon = LayerMonitor(5, rule="streak", early_rule="none", baseline=20, writer=w)
         live = [mon.check(v[t, 0]) for t in range(40)]
     meta_path = w.run_dir / "_meta.json"
     meta = json.loads(meta_path.read_text())
     for cfg in (meta["tables"]["layer"]["config"], meta.get("monitor_config", {})):
         cfg.pop("rule", None)
+        cfg.pop("early_rule", None)  # nor an early rule (added later still)
     meta_path.write_text(json.dumps(meta))
     out = replay(w.run_dir)
     assert out["state"].to_list() == [s.state.value for s in live]

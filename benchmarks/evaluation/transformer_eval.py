@@ -47,7 +47,11 @@ FEEDS = (
     "act+grad+upd+logit+ent",
 )
 TOPOLOGY_ONLY = ("act+grad", "logit+ent", "act+grad+upd+logit+ent")
-RULES = {"streak": {"rule": "streak"}, "cusum": {"rule": "cusum", "fa_per_1k": 0.1}}
+RULES = {
+    "streak": {"rule": "streak", "early_rule": "none"},
+    "streak+early": {"rule": "streak", "early_rule": "cusum"},
+    "cusum": {"rule": "cusum", "fa_per_1k": 0.1},
+}
 
 
 def healthy_end(rec: TransformerRecord) -> int:
@@ -126,10 +130,10 @@ def detectors(rules=tuple(RULES)) -> dict[str, Callable[[TransformerRecord], np.
         # a layer monitor, an attention monitor (its layers differ) and the loss-rise alarm
         from streamtopo.integrations.training import ATTN_MIN_HISTORY
 
-        attn_kw = {**kw, "min_history": ATTN_MIN_HISTORY}  # as TrainingMonitor builds it
+        attn_kw = {**kw, "min_history": ATTN_MIN_HISTORY[kw["rule"]]}  # as TrainingMonitor does
         tm = any_of(layer_monitor("act+grad", **kw), layer_monitor("logit+ent", **attn_kw))
         if rule == "cusum":
-            out[f"{rule} [logit+ent] min_history {ATTN_MIN_HISTORY}"] = layer_monitor(
+            out[f"{rule} [logit+ent] min_history {attn_kw['min_history']}"] = layer_monitor(
                 "logit+ent", **attn_kw
             )
         out[f"{rule} [act+grad] or [logit+ent]"] = tm

@@ -313,6 +313,8 @@ def _base_config(paths: list[Path], rule: str, overrides: dict[str, Any]) -> dic
     config.pop("writer", None)
     if config.get("rule") != rule and "layer_rule" not in overrides:
         config["layer_rule"] = None  # recorded resolved from the run's rule: derive it anew
+    if "early_rule" not in overrides:  # scored as a monitor built with this config runs
+        config["early_rule"] = None
     config.update(overrides, rule=rule)
     config["signals"], config["n_layers"] = list(first[1][0]), first[1][1]
     config["layer_names"] = list(first[3])

@@ -48,13 +48,18 @@ ATTN_SIGNALS = ("attn_entropy", "attn_logit")  # one value per attention module
 # still raised (WATCH), 4/10 reached COLLAPSE on their own evidence (9/10 with escalation);
 # benchmarks/evaluation/TRANSFORMER.md, "Escalation of the attention monitor".
 ATTN_ESCALATE_AFTER = 1_000_000
-# rule="cusum": the attention monitor's CUSUM runs after 100 accepted values (the layer
-# monitor's after 40). A block's max attention logit moves by x2-x3 against the others during
+# Accepted values before the attention monitor's CUSUM runs, per rule (the layer monitor's: 40).
+# rule="cusum": 100. A block's max attention logit moves by x2-x3 against the others during
 # the LR warm-up of a healthy transformer (heads forming), which the CUSUM took for changes;
 # on the transformer calibration runs 100 cut the attention monitor's false alarms from 0.64
 # to 0.45 per 1k healthy steps and its share of healthy steps in alarm from 6.6% to 2.6%, with
 # the same detections of TrainingMonitor (benchmarks/evaluation/CHANGEPOINT.md).
-ATTN_MIN_HISTORY = 100
+# rule="streak" (with its early change detector): 200, the streak rule's baseline, so while it
+# calibrates only the early rule's jump and non-finite checks watch attention. With the CUSUM
+# from value 100, TrainingMonitor's false alarms on the 12 extra transformer calibration runs
+# rose from 0.72 to 1.30 per 1k healthy steps; with 200 they stay at 0.72 and the early LR
+# spike of the calibration set is still caught (CHANGEPOINT.md, "Early rule").
+ATTN_MIN_HISTORY = {"cusum": 100, "streak": 200}
 MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
 SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 STEP_LIMIT = 2**62  # steps a RunWriter accepts
@@ -227,14 +232,14 @@ def layer_options(layer: Any, config: Any) -> Any:
 def make_attention(attn: Any, signals: Sequence[str], writer: Any) -> Any:
     """The attention LayerMonitor over the sites of ``attn`` (the first attention collector)
     with the attention signals among ``signals``; its long WATCH never escalates."""
-    from ..monitors.layer import LayerMonitor
+    from ..monitors.layer import DEFAULT_RULE, LayerMonitor
 
     return LayerMonitor(
         attn.n_layers,
         tuple(s for s in signals if s in ATTN_SIGNALS),
         layer_names=attn.layer_names,
         escalate_after=ATTN_ESCALATE_AFTER,  # drifts stay WATCH (see its definition)
-        min_history=ATTN_MIN_HISTORY,
+        min_history=ATTN_MIN_HISTORY[DEFAULT_RULE],
         writer=writer,
     )
 

@@ -526,8 +526,12 @@ def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any],
     # a config without a rule was recorded before rules were named: under the streak rule,
     # whatever LayerMonitor's default is now (so such runs keep replaying bit-identically)
     config.setdefault("rule", "streak")
-    if "rule" in overrides and "layer_rule" in config and "layer_rule" not in overrides:
-        config["layer_rule"] = None  # recorded resolved from the old rule: derive it anew
+    for key, value in cls.legacy_defaults.items():  # parameters added after such runs
+        config.setdefault(key, value)
+    if overrides.get("rule", config["rule"]) != config["rule"]:
+        for key in ("layer_rule", "early_rule"):  # recorded resolved from the old rule
+            if key in config and key not in overrides:
+                config[key] = None  # derived anew from the new one
     config.update(overrides)
     try:
         return cls(**config)

@@ -73,6 +73,9 @@ class Monitor:
     kind: ClassVar[str] = "monitor"
     _config_keys: ClassVar[tuple[str, ...]] = ()
     _state_: ClassVar[tuple[str, ...]] = ()
+    #: What a monitor saved or recorded before a parameter existed ran with, where that is not
+    #: the parameter's default today (a missing key takes this value, else the default).
+    legacy_defaults: ClassVar[dict[str, Any]] = {}
 
     writer: Callable[[dict[str, Any]], Any] | None
     name: str | None = None  # identity in the run log: rows go to table <kind>.<name>
@@ -194,7 +197,7 @@ class Monitor:
     def check_config(self, saved: Any) -> None:
         """Raise naming the keys where ``saved`` differs from this monitor's config. A key
         the saved config lacks (a parameter added after it was saved) matches this monitor's
-        value when that is the parameter's default."""
+        value when that is the parameter's default (or its ``legacy_defaults`` value)."""
         mine = self.config
         if saved == mine:
             return
@@ -203,8 +206,10 @@ class Monitor:
         import inspect
 
         params = inspect.signature(type(self).__init__).parameters
+        legacy = self.legacy_defaults
         saved = {
             **{k: _plain(params[k].default) for k in mine if k not in saved and k in params},
+            **{k: v for k, v in legacy.items() if k in mine and k not in saved},
             **saved,
         }
         if saved == mine:

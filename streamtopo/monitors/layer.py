@@ -51,7 +51,13 @@ __all__ = ["LayerMonitor", "status_frame"]
 _TRANSFORMS = ("log", "none")
 _RULES = ("streak", "cusum", "peak")
 _RULE_ALIASES = {"zscore": "streak"}  # runs recorded before the rename replay bit-identically
-_DEFAULT_RULE = "streak"  # the lead flips this to "cusum" after the evaluation
+_EARLY_RULES = ("cusum", "none")
+# The early rule's CUSUM starts after 100 accepted values (rule="cusum": 40). Chosen on the
+# calibration runs and the transformer demo: with 40 the demo's healthy LR warm-up (one block's
+# update ratio rising against the others) was stopped at step 132, before its fault at 180;
+# with 100 its first alarm is the fault's (CHANGEPOINT.md, "Early rule").
+_EARLY_MIN_HISTORY = 100
+DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
 _NONFINITE = ("collapse", "flag", "raise")
 # Zeros are floored at this fraction of the step's largest value before the log: relative, so
@@ -63,7 +69,7 @@ _CONFIG_KEYS = (
     "n_layers", "signals", "window", "transform", "rule", "baseline", "watch_z", "collapse_z",
     "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
     "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
-    "refresh_every", "min_std", "max_culprits", "fa_per_1k", "min_history",
+    "refresh_every", "min_std", "max_culprits", "fa_per_1k", "min_history", "early_rule",
 )  # fmt: skip
 # what a config may set: everything but the network's own description
 _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals", "layer_names"))
@@ -227,6 +233,8 @@ class LayerMonitor(Monitor):
 
     kind = "layer"
     _config_keys = _CONFIG_KEYS
+    # runs and states from before the early rule ran without it (and replay bit-identically)
+    legacy_defaults = {"early_rule": "none", "min_history": 40}
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
     _state_ = (
         "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
@@ -241,7 +249,7 @@ class LayerMonitor(Monitor):
         *,
         window: int = 16,
         transform: str = "log",
-        rule: str = _DEFAULT_RULE,
+        rule: str = DEFAULT_RULE,
         baseline: int = 200,
         watch_z: float = 3.0,
         collapse_z: float = 6.0,
@@ -262,7 +270,8 @@ class LayerMonitor(Monitor):
         min_std: float = 1e-3,
         max_culprits: int = 3,
         fa_per_1k: float = 0.1,
-        min_history: int = 40,
+        min_history: int | None = None,
+        early_rule: str | None = None,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         name: str | None = None,
         signal_name: str | None = None,
@@ -350,7 +359,17 @@ class LayerMonitor(Monitor):
             raise InputError(f"min_std must be > 0 (and finite), got {min_std!r}")
         self.max_culprits = check_positive_int(max_culprits, "max_culprits")
         self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
+        if min_history is None:
+            min_history = 40 if self.rule == "cusum" else _EARLY_MIN_HISTORY
         self.min_history = check_positive_int(min_history, "min_history")
+        if early_rule is None:
+            early_rule = "cusum" if self.rule == "streak" else "none"
+        self.early_rule = check_choice(early_rule, "early_rule", _EARLY_RULES)
+        if self.early_rule != "none" and self.rule != "streak":
+            raise InputError(
+                f"early_rule={self.early_rule!r} needs rule='streak' (it decides while the "
+                f"streak rule's baseline fills), got rule={self.rule!r}; use early_rule='none'"
+            )
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
         check_names = getattr(writer, "check_layer_names", None)
@@ -410,8 +429,9 @@ class LayerMonitor(Monitor):
         self._summary = RunSummary()
         self._peak_rule = self.rule == "peak"
         self._cusum = self.rule == "cusum"
+        self._early = self.early_rule == "cusum"
         self._detector = None
-        if self._cusum:  # streams: log h0, then every (signal, layer)'s median-relative value
+        if self._cusum or self._early:  # streams: log h0, then each layer's median-relative value
             self._detector = CusumRule(
                 S, L, self.layer_rule, self.fa_per_1k, self.escalate_after, self.min_history
             )
@@ -605,7 +625,7 @@ class LayerMonitor(Monitor):
             return math.nan
         if self.rule == "peak":
             return float(status.ratio)
-        if self.rule == "cusum":
+        if self.rule == "cusum" or status.stat == status.stat:  # (streak: its early rule)
             return float(status.stat)  # the CUSUM statistic S that crossed its threshold
         z = float(status.z)
         return z if abs(z) >= self.watch_z else float(status.layer_z)
@@ -668,6 +688,8 @@ class LayerMonitor(Monitor):
         excluded = excluded or bool(nonfinite) or bool(absent)
         K = self.baseline
         base, peak, alarm, peak_rule = self._h0_base, self._peak, self._alarm, self._peak_rule
+        if self._early and base.count < K:
+            return self._evaluate_early(step, nonfinite, h0, excluded, absent)
         logh = math.log(h0) if h0 > 0.0 else -math.inf
         z = math.nan if excluded else base.zscore(logh)
         ratio_state = peak.update(math.nan if excluded else h0)
@@ -706,21 +728,73 @@ class LayerMonitor(Monitor):
         # keeps absorbing such values: windowed h0 is autocorrelated, and holding it out turns
         # slow healthy wander into alarms.
         if healthy and not excluded:
-            if logh > -math.inf:
-                base.push(logh)
-            if not alarm.pending(1):
-                # pushed at the start of the next check (one kernel call per step); counts now
-                bpos, bn, bpushes = self._bpos, self._bn, self._bpushes
-                self._pending = (bpos, bn, (bpushes * self._chunk) % self._u.size)
-                self._bpos = (bpos + 1) % K
-                self._bn = bn + 1 if bn < K else K
-                self._bpushes = bpushes + 1
+            self._accept(logh, not alarm.pending(1))
         self._patience.update(state)
         # calibrating: no trusted baseline yet (z-score baseline filling, or peak warm-up)
         calibrating = peak.warming_up if peak_rule else base.count < K
         status = _new_status(
             step, state, reason, True, calibrating, h0, z, peak.ratio, peak.peak, direction,
             culprits, nonfinite, lzt, math.nan,
+            tuple(self.layer_names[i] for i in absent) if absent else (),
+        )  # fmt: skip
+        self._summary.record(status)
+        return status
+
+    def _accept(self, logh: float, layers: bool) -> None:
+        """Let this evaluation's values into the streak rule's baselines: ``log h0`` now, the
+        per-layer values (when ``layers``) at the start of the next check (one kernel call per
+        step; the counts move now)."""
+        if logh > -math.inf:
+            self._h0_base.push(logh)
+        if layers:
+            K = self.baseline
+            bpos, bn, bpushes = self._bpos, self._bn, self._bpushes
+            self._pending = (bpos, bn, (bpushes * self._chunk) % self._u.size)
+            self._bpos = (bpos + 1) % K
+            self._bn = bn + 1 if bn < K else K
+            self._bpushes = bpushes + 1
+
+    def _evaluate_early(
+        self,
+        step: int,
+        nonfinite: tuple[int, ...],
+        h0: float,
+        excluded: bool,
+        absent: tuple[int, ...],
+    ) -> LayerStatus:
+        """``rule="streak"`` while its ``log h0`` baseline fills, with ``early_rule="cusum"``:
+        the change detector decides (the streak rule has no z yet). A value enters the streak
+        baselines only while the detector is HEALTHY, so a failure in the first evaluations
+        does not become the baseline it is later judged against; once the baseline holds
+        ``baseline`` values the streak rule takes over."""
+        rule = self._detector
+        self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
+        state = rule.state if excluded else rule.update(step, h0, self._u)
+        if nonfinite and self.nonfinite == "collapse":
+            state = State.COLLAPSE
+        healthy = state is State.HEALTHY
+        count = self._h0_base.count
+        if excluded:
+            direction, culprits, stat = "", (), math.nan
+            reason = self._reason(state, math.nan, math.nan, -1, nonfinite, excluded)
+        else:
+            direction, culprits, reason, stat = rule.describe(
+                state, self.layer_names, self.signals, self.max_culprits, self.escalate_after,
+                self.transform == "log",
+            )  # fmt: skip
+            if healthy:  # the streak's count, and an absorbed shift if the detector says so
+                _, absorbed, note = reason.partition("; ")
+                reason = f"ok, calibrating ({count}/{self.baseline} baseline values, change "
+                reason += "detector on)" + (f"; {note}" if absorbed else "")
+        if absent:
+            held = nonfinite or not healthy
+            reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
+        if healthy and not excluded:
+            self._accept(math.log(h0) if h0 > 0.0 else -math.inf, True)
+        self._patience.update(state)
+        status = _new_status(
+            step, state, reason, True, True, h0, math.nan, self._peak.ratio, self._peak.peak,
+            direction, culprits, nonfinite, math.nan, stat,
             tuple(self.layer_names[i] for i in absent) if absent else (),
         )  # fmt: skip
         self._summary.record(status)
