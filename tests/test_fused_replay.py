@@ -55,6 +55,9 @@ CONFIGS = {
     "streak": dict(window=4, baseline=30, raise_after=3),
     "streak-refresh": dict(window=3, baseline=2, raise_after=2, refresh_every=7),
     "streak-no-layer-rule": dict(window=4, baseline=20, layer_rule=False),
+    "streak-no-early-rule": dict(window=4, baseline=30, raise_after=3, early_rule="none"),
+    # the jump at row 120 falls in the streak's warm-up: the early change detector decides
+    "streak-early-cusum": dict(window=4, baseline=150, min_history=20),
     "peak": dict(rule="peak", warmup=5),
     "peak-none": dict(rule="peak", transform="none", window=1, warmup=3),
     "every-3": dict(window=4, baseline=20, raise_after=2, check_every=3),

@@ -100,7 +100,8 @@ def test_rollback_continues_like_a_restart_from_the_snapshot():
     data = batches(80)
     cut = {"factor": 0.5, "cooldown": 20}
     model, opt, sched = make()
-    tm = TrainingMonitor(model)
+    # the status is scripted (WATCH at step 32); the early rule would see the x50 at step 31
+    tm = TrainingMonitor(model, layer={"early_rule": "none"})
     guard = Guard(every=10, margin=0, patience=1, lr_factor=cut["factor"],
                   cooldown=cut["cooldown"], act_on="WATCH", still_failing=None).attach(
         model=model, optimizer=opt, scheduler=sched, monitors=[tm]

@@ -106,8 +106,13 @@ def test_hf_guard_rolls_back_and_stops(tmp_path):
     guard = Guard(every=10, patience=3, act_on="WATCH")
     cb = StreamtopoTrainerCallback(guard=guard, signals=("grad_norm",), log_dir=tmp_path / "r")
     trainer, model = hf_train_with(tmp_path, cb, Faulty())
-    assert [i.action for i in guard.interventions_][:1] == ["rollback"]
-    assert guard.interventions_[0].step >= 81  # not before the fault (HF's step 81)
+    # the early change detector warns in the first 20 steps (the tiny net's gradient norms
+    # move x48-x1e7 as it leaves its initialisation): the guard takes nothing back for it
+    acted = [i for i in guard.interventions_ if i.action in ("rollback", "stop")]
+    early = [i.action for i in guard.interventions_ if i.step < 81]
+    assert set(early) <= {"no_snapshot", "declined"}
+    assert acted[0].action == "rollback"
+    assert acted[0].step >= 81  # not before the fault (HF's step 81)
     assert guard.interventions_[-1].action == "stop" and guard.should_stop
     assert trainer.state.global_step < 400
     assert guard.state.model is model and guard.state.scaler is None  # no fp16 on the CPU
@@ -136,8 +141,9 @@ def test_hf_guard_restores_the_accelerators_grad_scaler(tmp_path):
     trainer.train()
     assert guard.state.scaler is scaler is trainer.accelerator.scaler
     assert scaler.get_scale() > 2.0**10  # it ran: the scale grew every 20 clean steps
-    rollback = guard.interventions_[0]
+    rollback = next(i for i in guard.interventions_ if i.action in ("rollback", "stop"))
     assert rollback.action == "rollback" and rollback.restored_step % 10 == 0
+    assert rollback.step > 60  # the fault's, not the early detector's warning (see above)
 
 
 def hf_trainer_with(tmp_path, callback, model, max_steps=400):

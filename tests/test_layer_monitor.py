@@ -343,7 +343,7 @@ def test_signal_name_alias_and_status_compat():
     mon = LayerMonitor(n_layers=4, signal_name="grad_norm")
     st = mon.check([1.0, 2.0, 3.0, 4.0])
     assert mon.signals == ("grad_norm",)
-    assert st.status == "HEALTHY" and not st.alert and st.reason.startswith("warmup")
+    assert st.status == "HEALTHY" and not st.alert and st.reason.startswith("ok, calibrating")
     with pytest.raises(AttributeError):
         st.h0 = 1.0  # frozen
 

@@ -352,7 +352,9 @@ def test_transformer_signals_on_a_healthy_run(kind, tmp_path):
     assert statuses[-1].attention.absent == () and statuses[-1].layer.absent == ()
     assert tm.attention_monitor.signals == ("attn_entropy", "attn_logit")
     assert tm.attention_monitor.escalate_after == 10**6
-    assert tm.attention_monitor.min_history == 100 and tm.layer_monitor.min_history == 40
+    # the streak rule's early change detector: CUSUM after 100 values (layers), 200 (attention)
+    assert tm.attention_monitor.early_rule == "cusum" == tm.layer_monitor.early_rule
+    assert tm.attention_monitor.min_history == 200 and tm.layer_monitor.min_history == 100
     assert tm.layer_monitor.signals == ("act_norm", "grad_norm", "update_ratio")
     assert out_logit["step"].to_list() == list(range(steps))
     assert np.isfinite(out_logit["max_abs"].to_numpy()).all()

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -104,7 +104,8 @@ class LayerMonitor(Monitor):
         small persistent shift fires once its evidence accumulates; a shift that holds for 30
         evaluations is absorbed (the reason says "shift at step N absorbed").
         ``status.calibrating`` stays True until every stream has 100 accepted values.
-        ``"peak"``: ph-training's ratio to the peak.
+        ``"peak"``: ph-training's ratio to the peak. See ``early_rule`` for what the streak
+        rule does before its baseline is full.
     baseline : int, default 200
         K, the number of previous accepted values each z-score is taken against (alarms are
         active once K values exist). Calibrated on recorded digits runs
@@ -168,11 +169,27 @@ class LayerMonitor(Monitor):
         (sets the CUSUM thresholds; COLLAPSE is the threshold of a 100x smaller rate). Larger
         is faster and noisier. ``escalate_after`` applies to it too; its floor of the
         prediction-error sd is its own (0.01 log units, ``ChangeDetector(min_std=)``).
-    min_history : int, default 40
-        ``rule="cusum"``: accepted values of a stream before its CUSUM runs (the non-finite
-        and jump checks run before). TrainingMonitor's attention monitor uses 100: attention
-        statistics move by factors of 2-3 per block during a transformer's LR warm-up (heads
-        forming), which the CUSUM took for changes (benchmarks/evaluation/CHANGEPOINT.md).
+    min_history : int or None, default None
+        Accepted values of a stream before the change detector's CUSUM runs (the non-finite
+        and jump checks run before). None: 40 under ``rule="cusum"``, 100 for the streak
+        rule's early detector (a transformer's healthy LR warm-up moves one block's update ratio
+        against the others; with 40 the transformer demo was stopped before its fault).
+        TrainingMonitor's attention monitor uses 100 under ``"cusum"`` and 200 under
+        ``"streak"``: attention statistics move by factors of 2-3 per block during the LR
+        warm-up (heads forming), which the CUSUM took for changes
+        (benchmarks/evaluation/CHANGEPOINT.md).
+    early_rule : {"cusum", "none"} or None, default None
+        ``rule="streak"`` only: what decides while the streak rule's ``log h0`` baseline fills
+        (its first ``baseline`` accepted evaluations, when it has no z-score yet). ``"cusum"``
+        (None's value under ``"streak"``): the change detector of ``rule="cusum"`` on the same
+        streams, so the monitor is live from step 0: a non-finite value is COLLAPSE at once; a
+        x30 move of a layer against its own first values is WATCH from its 6th evaluation; a
+        persistent shift is WATCH once its evidence accumulates (from the ``min_history``-th
+        value). Its alarms are WATCH at most (the monitor is still calibrating); values seen
+        during them do not enter the streak baselines, so a failure in the first evaluations
+        is not what the run is later judged against. ``"none"``: the streak rule alone, blind
+        (HEALTHY, reason ``warmup (n/K baseline values)``) until the baseline is full -- how
+        runs recorded before this parameter replay. Measured in README "Does it warn early?".
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     name : str, optional
@@ -234,7 +251,7 @@ class LayerMonitor(Monitor):
     kind = "layer"
     _config_keys = _CONFIG_KEYS
     # runs and states from before the early rule ran without it (and replay bit-identically)
-    legacy_defaults = {"early_rule": "none", "min_history": 40}
+    legacy_defaults: ClassVar[dict[str, Any]] = {"early_rule": "none", "min_history": 40}
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
     _state_ = (
         "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
@@ -770,6 +787,9 @@ class LayerMonitor(Monitor):
         rule = self._detector
         self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
         state = rule.state if excluded else rule.update(step, h0, self._u)
+        capped = state is State.COLLAPSE and rule.detector.stat != math.inf
+        if capped:  # calibrating: the early rule warns; only a non-finite value collapses
+            state = State.WATCH
         if nonfinite and self.nonfinite == "collapse":
             state = State.COLLAPSE
         healthy = state is State.HEALTHY
@@ -786,6 +806,8 @@ class LayerMonitor(Monitor):
                 _, absorbed, note = reason.partition("; ")
                 reason = f"ok, calibrating ({count}/{self.baseline} baseline values, change "
                 reason += "detector on)" + (f"; {note}" if absorbed else "")
+            elif capped and state is State.WATCH:
+                reason += f"; WATCH while calibrating ({count}/{self.baseline} baseline values)"
         if absent:
             held = nonfinite or not healthy
             reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
