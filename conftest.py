@@ -37,5 +37,7 @@ except ImportError:
         "streamtopo/integrations/hf.py",
         "streamtopo/integrations/lightning.py",
         "streamtopo/integrations/_training_parts.py",
+        "streamtopo/integrations/_training_hooks.py",
+        "streamtopo/integrations/_training_losses.py",
         "tests/naive_attention.py",
     ]

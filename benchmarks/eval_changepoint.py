@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.evaluation import detectors as det
 from benchmarks.evaluation.cache import CACHE, Recorded, load_set
 from benchmarks.evaluation.changepoint import ChangeDetector
-from benchmarks.evaluation.metrics import poisson_upper
+from benchmarks.evaluation.metrics import alarm_rates, rate_cells
 
 FEAT = CACHE / "feat"
 SIGS = {"act": ("act_norm",), "grad": ("grad_norm",), "act+grad": ("act_norm", "grad_norm")}
@@ -160,9 +160,7 @@ def table(res: dict, scenarios: list[str]) -> str:
     )
     lines = [head, "|---" * (4 + len(scenarios)) + "|"]
     for name, rows in res.items():
-        hs = sum(s["healthy_steps"] for _, s in rows)
-        fa = sum(s["fa"] for _, s in rows)
-        ina = sum(s["in_alarm"] for _, s in rows)
+        m = alarm_rates([s for _, s in rows], [r.fault == "healthy" for r, _ in rows])
         cells = []
         for sc in scenarios:
             sub = [(r, s) for r, s in rows if r.scenario == sc and r.onset is not None]
@@ -171,18 +169,7 @@ def table(res: dict, scenarios: list[str]) -> str:
             med = f"{np.median(leads):+.0f}" if leads else "—"
             masked = sum(s["masked"] for _, s in sub)
             cells.append(f"{len(hit)}/{len(sub)}, {med}, {masked}")
-        up = 1000 * poisson_upper(fa) / hs
-        hr = [s for r, s in rows if r.fault == "healthy"]
-        hs_h = max(sum(s["healthy_steps"] for s in hr), 1)
-        fa_h = sum(s["fa"] for s in hr)
-        in_h = sum(s["in_alarm"] for s in hr)
-        up_h = 1000 * poisson_upper(fa_h) / hs_h
-        lines.append(
-            f"| {name} | {1000 * fa / hs:.3f} ({up:.3f}) | {100 * ina / hs:.2f}% | "
-            f"{1000 * fa_h / hs_h:.3f} ({up_h:.3f}), {100 * in_h / hs_h:.2f}% | "
-            + " | ".join(cells)
-            + " |"
-        )
+        lines.append(f"| {name} | {rate_cells(m, 3)} | " + " | ".join(cells) + " |")
     first = next(iter(res.values()))
     hs = sum(s["healthy_steps"] for _, s in first)
     hs_h = sum(s["healthy_steps"] for r, s in first if r.fault == "healthy")

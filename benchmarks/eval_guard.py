@@ -47,6 +47,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.evaluation.guard_table import (
+    reference_runs,
+    rollback_columns,
+    saved_without_guard,
+    scenario_groups,
+    variant_order,
+)
 from benchmarks.evaluation.scenarios import build_body, make_config
 
 FAULTS = ("healthy", "lr_spike", "dead_relu", "explode", "wd_ramp")
@@ -313,8 +320,7 @@ def main_transformer(args) -> int:
 
 def summarise(rows: list[dict]) -> str:
     """Per variant x fault: runs saved (acc, loss), stops, rollbacks, steps redone."""
-    healthy = {r["seed"]: r for r in rows if r["fault"] == "healthy" and r["variant"] == "none"}
-    variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "none", v != "default", v))
+    healthy = reference_runs(rows)
     lines = [
         "| variant | fault | runs | saved (acc) | saved (loss) | stopped (acc ok) "
         "| final acc / healthy acc (mean, min) | rollbacks "
@@ -322,18 +328,10 @@ def summarise(rows: list[dict]) -> str:
         "| rescued (failed without guard) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    bare = {
-        (r["fault"], r["seed"]): r["test_acc"] >= 0.98 * healthy[r["seed"]]["test_acc"]
-        for r in rows
-        if r["variant"] == "none" and r["seed"] in healthy
-    }
-    for v in variants:
+    bare = saved_without_guard(rows, healthy, lambda r, h: r["test_acc"] >= 0.98 * h["test_acc"])
+    for v in variant_order(rows):
         abrupt = [0, 0, 0, 0]
-        for f in FAULTS:
-            fr = [r for r in rows if r["variant"] == v and r["fault"] == f and r["seed"] in healthy]
-            if not fr:
-                continue
-            ref = [healthy[r["seed"]] for r in fr]
+        for f, fr, ref in scenario_groups(rows, v, FAULTS, healthy):
             done = [r["stopped_at"] is None for r in fr]
             acc = [r["test_acc"] >= 0.98 * h["test_acc"] for r, h in zip(fr, ref, strict=True)]
             los = [r["test_loss"] <= 1.02 * h["test_loss"] for r, h in zip(fr, ref, strict=True)]
@@ -343,10 +341,8 @@ def summarise(rows: list[dict]) -> str:
             stopped_ok = sum(not d and a for d, a in zip(done, acc, strict=True))
             ratios = [r["test_acc"] / h["test_acc"] for r, h in zip(fr, ref, strict=True)]
             ratio = f"{sum(ratios) / len(ratios):.3f}, {min(ratios):.3f}"
-            rb = sum(r["rollbacks"] for r in fr)
-            redone = sum(r["steps_redone"] for r in fr) / rb if rb else 0.0
+            rb, redone, same = rollback_columns(fr, ref)
             n_int = sum(len(r["interventions"]) for r in fr)
-            same = sum(r["loss_hash"] == h["loss_hash"] for r, h in zip(fr, ref, strict=True))
             same_txt = f"{same}/{len(fr)}" if f == "healthy" else ""
             failed = [bare.get((f, r["seed"])) is False for r in fr]
             rescued = sum(x and d and a for x, d, a in zip(failed, done, acc, strict=True))

@@ -200,20 +200,20 @@ def test_sigterm_inside_a_writer_call_waits_for_the_call_to_end(tmp_path, monkey
     """The handler runs between bytecodes of the main thread, possibly inside a writer call:
     it must not flush a half-appended buffer, but finish the call first, then flush and chain.
     (In-process: the previous handler is a recording function, no signal is sent.)"""
-    from streamtopo.io import journal
+    from streamtopo.io import _process_hooks as hooks
 
     calls = []
     w = RunWriter(tmp_path, run_id="defer", flush_rows=100)  # installs the handler
-    monkeypatch.setattr(journal, "_PREVIOUS_HANDLER", lambda signum, frame: calls.append(signum))
+    monkeypatch.setattr(hooks, "PREVIOUS_HANDLER", lambda signum, frame: calls.append(signum))
     for s in range(5):
         w(layer_row(s))
     with w._lock:  # the state the handler finds when it interrupts a call
-        journal._on_sigterm(signal.SIGTERM, None)
+        hooks.on_sigterm(signal.SIGTERM, None)
         assert calls == [] and w.flushed_step_ == -1  # deferred: nothing touched
     w(layer_row(5))  # the interrupted call ends: flush everything, then the previous handler
     assert calls == [signal.SIGTERM] and w.flushed_step_ == 5
     w(layer_row(6))
-    journal._on_sigterm(signal.SIGTERM, None)  # outside any call: at once
+    hooks.on_sigterm(signal.SIGTERM, None)  # outside any call: at once
     assert calls == [signal.SIGTERM] * 2 and w.flushed_step_ == 6
     w.close()
     assert read_run(w.run_dir).collect()["step"].to_list() == list(range(7))

@@ -26,6 +26,13 @@ import time
 
 import numpy as np
 
+from benchmarks.evaluation.guard_table import (
+    reference_runs,
+    rollback_columns,
+    saved_without_guard,
+    scenario_groups,
+    variant_order,
+)
 from benchmarks.evaluation.transformer import (
     CTX,
     build_model,
@@ -131,33 +138,25 @@ def live_run(
 
 def summarise(rows: list[dict]) -> str:
     """Per variant x scenario: runs saved, stops, rollbacks, steps redone, healthy identity."""
-    healthy = {r["seed"]: r for r in rows if r["fault"] == "healthy" and r["variant"] == "none"}
+    healthy = reference_runs(rows)
     lines = [
         "| variant | scenario | runs | saved | stopped | final held-out loss / healthy "
         "(mean, max) | rollbacks | steps redone (mean per rollback) | interventions "
         "| same losses as no guard | rescued (failed without guard) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    bare = {
-        (r["fault"], r["seed"]): r["stopped_at"] is None
-        and r["test_loss"] <= 1.02 * healthy[r["seed"]]["test_loss"]
-        for r in rows
-        if r["variant"] == "none" and r["seed"] in healthy
-    }
-    order = sorted({r["variant"] for r in rows}, key=lambda v: (v != "none", v != "default", v))
-    for v in order:
-        for f in FAULTS:
-            fr = [r for r in rows if r["variant"] == v and r["fault"] == f and r["seed"] in healthy]
-            if not fr:
-                continue
-            ref = [healthy[r["seed"]] for r in fr]
+    bare = saved_without_guard(
+        rows,
+        healthy,
+        lambda r, h: r["stopped_at"] is None and r["test_loss"] <= 1.02 * h["test_loss"],
+    )
+    for v in variant_order(rows):
+        for f, fr, ref in scenario_groups(rows, v, FAULTS, healthy):
             done = [r["stopped_at"] is None for r in fr]
             ok = [r["test_loss"] <= 1.02 * h["test_loss"] for r, h in zip(fr, ref, strict=True)]
             saved = sum(d and x for d, x in zip(done, ok, strict=True))
             ratios = [r["test_loss"] / h["test_loss"] for r, h in zip(fr, ref, strict=True)]
-            rb = sum(r["rollbacks"] for r in fr)
-            redone = sum(r["steps_redone"] for r in fr) / rb if rb else 0.0
-            same = sum(r["loss_hash"] == h["loss_hash"] for r, h in zip(fr, ref, strict=True))
+            rb, redone, same = rollback_columns(fr, ref)
             failed = [bare.get((f, r["seed"])) is False for r in fr]
             good = [d and o for d, o in zip(done, ok, strict=True)]
             rescued = sum(x and g for x, g in zip(failed, good, strict=True))

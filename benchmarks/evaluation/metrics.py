@@ -1,6 +1,9 @@
-"""Per-run scores of one detector: detection, lead time, false-alarm episodes."""
+"""Per-run scores of one detector (detection, lead time, false-alarm episodes) and their
+aggregates over runs."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,3 +43,41 @@ def score(alarm: np.ndarray, t0: int | None, onset: int | None, fault: str = "")
             if onset is not None:
                 out["lead"] = int(onset - out["first_alarm"])
     return out
+
+
+def alarm_rates(scores: Sequence[dict], healthy_run: Sequence[bool]) -> dict:
+    """False-alarm rate and alarm share of one detector over its scored runs.
+
+    ``scores`` are per-run dicts with ``healthy_steps``, ``fa`` (false-alarm episodes) and
+    ``in_alarm`` (healthy steps in alarm); ``healthy_run`` says which runs are healthy ones.
+    Rates are per 1k healthy steps with the exact 95% Poisson upper bound, shares are fractions
+    of the healthy steps; the ``healthy_runs_`` keys count the healthy runs only.
+    """
+    hs = sum(s["healthy_steps"] for s in scores)
+    fa = sum(s["fa"] for s in scores)
+    hr = [s for s, h in zip(scores, healthy_run, strict=True) if h]
+    hs_h = sum(s["healthy_steps"] for s in hr)
+    fa_h = sum(s["fa"] for s in hr)
+    return {
+        "healthy_steps": hs,
+        "fa": fa,
+        "fa_per_1k": 1000 * fa / max(hs, 1),
+        "fa_upper": 1000 * poisson_upper(fa) / max(hs, 1),
+        "in_alarm": sum(s["in_alarm"] for s in scores) / max(hs, 1),
+        "healthy_runs_steps": hs_h,
+        "healthy_runs_fa": fa_h,
+        "healthy_runs_fa_per_1k": 1000 * fa_h / max(hs_h, 1),
+        "healthy_runs_fa_upper": 1000 * poisson_upper(fa_h) / max(hs_h, 1),
+        "healthy_runs_in_alarm": sum(s["in_alarm"] for s in hr) / max(hs_h, 1),
+    }
+
+
+def rate_cells(rates: dict, digits: int) -> str:
+    """The three table cells of :func:`alarm_rates`: FA / 1k (95% upper), healthy steps in
+    alarm, and both for the healthy runs only (rates with ``digits`` decimals)."""
+    d, r = digits, rates
+    return (
+        f"{r['fa_per_1k']:.{d}f} ({r['fa_upper']:.{d}f}) | {100 * r['in_alarm']:.2f}% | "
+        f"{r['healthy_runs_fa_per_1k']:.{d}f} ({r['healthy_runs_fa_upper']:.{d}f}), "
+        f"{100 * r['healthy_runs_in_alarm']:.2f}%"
+    )

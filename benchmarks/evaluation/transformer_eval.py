@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import detectors as digits_detectors
-from .metrics import poisson_upper
+from .metrics import alarm_rates, poisson_upper, rate_cells  # noqa: F401 (te.poisson_upper)
 from .transformer import TransformerRecord, failure_onset
 from .transformer_detectors import attn_entropy_thr, attn_logit_thr
 
@@ -175,21 +175,9 @@ def evaluate(records: list[TransformerRecord], dets: dict) -> dict[str, list[tup
 
 def summarise(rows: list[tuple]) -> dict:
     """Aggregates of one detector: FA rate and bound, alarm share, per scenario detections."""
-    hs = sum(s["healthy_steps"] for _, _, s in rows)
-    fa = sum(s["fa"] for _, _, s in rows)
-    hr = [(r, s) for r, _, s in rows if r.config.fault == "healthy"]
-    out = {
-        "healthy_steps": hs,
-        "fa": fa,
-        "fa_per_1k": 1000 * fa / max(hs, 1),
-        "fa_upper": 1000 * poisson_upper(fa) / max(hs, 1),
-        "in_alarm": sum(s["in_alarm"] for _, _, s in rows) / max(hs, 1),
-        "healthy_runs_in_alarm": sum(s["in_alarm"] for _, s in hr)
-        / max(sum(s["healthy_steps"] for _, s in hr), 1),
-        "healthy_runs_fa": sum(s["fa"] for _, s in hr),
-        "healthy_runs_steps": sum(s["healthy_steps"] for _, s in hr),
-        "scenarios": {},
-    }
+    scores = [s for _, _, s in rows]
+    out = alarm_rates(scores, [r.config.fault == "healthy" for r, _, _ in rows])
+    out["scenarios"] = {}
     for fault in dict.fromkeys(r.config.fault for r, _, _ in rows):
         if fault == "healthy":
             continue
@@ -230,14 +218,10 @@ def table(res: dict, scenarios: list[str]) -> str:
         vis_all = sum(c["visible"] for c in m["scenarios"].values())
         g = m["scenarios"].get("attn_logit_growth")
         growth = f"{g['any_detected']}/{g['runs']}" if g else "—"
-        hk, hn = m["healthy_runs_fa"], max(m["healthy_runs_steps"], 1)
-        only = (
-            f"{1000 * hk / hn:.2f} ({1000 * poisson_upper(hk) / hn:.2f}), "
-            f"{100 * m['healthy_runs_in_alarm']:.2f}%"
-        )
         lines.append(
-            f"| {name} | {m['fa_per_1k']:.2f} ({m['fa_upper']:.2f}) | {100 * m['in_alarm']:.2f}% | "
-            f"{only} | " + " | ".join(cells) + f" | {det_all}/{vis_all} | {growth} |"
+            f"| {name} | {rate_cells(m, 2)} | "
+            + " | ".join(cells)
+            + f" | {det_all}/{vis_all} | {growth} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ from ..errors import InputError, InputTypeError
 from ._layout import (
     LAYER,
     WALL,
+    check_kind,
     check_names,
     column_name_ok,
     kind_of,
@@ -360,8 +361,14 @@ def _step_range(batch: pa.RecordBatch) -> tuple[int, int]:
     return int(pc.min(steps).as_py()), int(pc.max(steps).as_py())
 
 
-def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str, Any]]:
-    """The buffer of a new table and its ``_meta.json`` description, from its first row."""
+def new_buffer(row: Any, cap: int) -> tuple[str, Any, dict[str, Any]]:
+    """The table (kind) of a first row, its buffer and its ``_meta.json`` description."""
+    if not isinstance(row, dict) or "monitor" not in row:
+        raise InputTypeError(f"row must be a dict with a 'monitor' key, got {describe(row)}")
+    kind = check_kind(row["monitor"])
+    for key in ("step", "wall_time", "config"):
+        if key not in row:
+            raise InputError(f"row of monitor {kind!r} lacks key {key!r}")
     try:
         config = json.loads(json.dumps(row["config"], allow_nan=False))
     except (TypeError, ValueError, RecursionError) as exc:
@@ -390,4 +397,4 @@ def new_buffer(kind: str, row: dict[str, Any], cap: int) -> tuple[Any, dict[str,
             "config": config,
             "schema": table_schema_json(buf.table_schema),
         }
-    return buf, info
+    return kind, buf, info

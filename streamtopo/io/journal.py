@@ -7,52 +7,41 @@ holds ``roll_rows`` rows it is closed and a background thread turns it into
 flush has written survives ``kill -9`` (the page cache keeps it; ``fsync`` guards against power
 loss too), and :func:`~streamtopo.io.recovery.recover`, run on every open, turns leftover
 journals into parts. When the disk refuses a write, the policy of ``_failures.py`` applies; the
-run-id reuse policy and the step floor of a reopened rank are in ``_resume.py``.
+run-id reuse policy and the step floor of a reopened rank are in ``_resume.py``; the journals
+and the background thread that rolls them are ``_spool.py``'s; the flush on SIGTERM, the close
+at exit and the fork guard are ``_process_hooks.py``'s.
 """
 
 from __future__ import annotations
 
-import atexit
-import gc
 import os
-import queue
 import secrets
 import signal
 import threading
 import time
 import warnings
-import weakref
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._validation import check_choice, check_positive_int, describe
 from ..errors import InputError, InputTypeError, StreamtopoError, WriteError, WriteFailedWarning
 from ._buffers import LayerBuffer, Table, as_float, as_step, new_buffer
+from ._claims import TableClaims
 from ._failures import FailurePolicy, step_span
-from ._journalfile import Journal
-from ._layout import (
-    JOURNAL_EXT,
-    LAYER,
-    check_kind,
-    check_names,
-    check_run_id,
-    file_name,
-    run_path,
-    table_path,
-)
+from ._layout import LAYER, check_kind, check_names, check_run_id, run_path, table_path
 from ._meta import register_table
+from ._process_hooks import on_sigterm, register, unregister
 from ._resume import STEP_LIMIT, check_resume_args, open_rank, start_steps, step_error
-from .recovery import RecoveryReport, convert_journal, recover
+from ._spool import JournalSpool
+from .recovery import recover
 
 __all__ = ["RunWriter", "recover"]
 
 _ALARMS = frozenset({"WATCH", "COLLAPSE"})
 _FSYNC = ("never", "part", "flush")
 _ON_ERROR = ("warn", "raise")
-_STOP = object()
 
 
 class RunWriter:
@@ -220,26 +209,29 @@ class RunWriter:
         )
 
         self._tables: dict[str, Table] = {}
-        self._owners: dict[str, weakref.ref[Any]] = {}
+        self._claims = TableClaims()
         self._lock = threading.RLock()
         self._term_pending = False
         self._closed = False
         self._attention = False  # closed, or a failure to deliver: checked once per row
         self._failures = FailurePolicy(self.on_error, self.rank_dir)
-        self._leftover: list[tuple[Path, pa.Schema]] = []  # journals not yet rolled to parts
-        self._leftover_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._pid = os.getpid()
-        self.rows_written_ = 0
-        self.flushed_step_ = -1
-        self.parts_: list[Path] = []
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self._thread = threading.Thread(
-            target=self._background, name=f"streamtopo-writer-{rank}", daemon=True
+        self._spool = JournalSpool(
+            self.run_dir,
+            rank,
+            self.fsync,
+            roll_rows=self.roll_rows,
+            roll_bytes=self.roll_bytes,
+            tick_seconds=min(max(self.flush_seconds / 4, 0.05), 1.0),
+            tick=self._timed_flush,
+            roll_failed=self._roll_failed,
         )
-        self._failures.thread = self._thread
-        self._thread.start()
-        _register(self, handle_sigterm)
+        self.parts_: list[Path] = self._spool.parts
+        self._failures.thread = self._spool.thread
+        self._spool.start()
+        self._live = _Live(self)
+        register(self._live, handle_sigterm)
 
     def check_layer_names(self, signals: Any, layer_names: Any) -> None:
         """Raise now (naming the bad name) if a layer table with these signal and layer names
@@ -257,20 +249,7 @@ class RunWriter:
         """
         table = check_kind(table)
         with self._lock:
-            ref = self._owners.get(table)
-            other = None if ref is None else ref()
-            if other is not None and other is not owner:
-                other = None  # no strong reference while collecting: it would keep it alive
-                gc.collect()  # a monitor dropped in a reference cycle is not a live owner
-                other = ref()
-            if other is not None and other is not owner:
-                raise InputError(
-                    f"RunWriter {self.run_dir} already has a {type(other).__name__} writing "
-                    f"table {table!r}; two monitors on one table mix their steps: give this "
-                    f"one a name (name='eval' writes table '{table.split('.')[0]}.eval'), or "
-                    "log it to another RunWriter"
-                )
-            self._owners[table] = weakref.ref(owner)
+            self._claims.claim(table, owner, self.run_dir)
 
     # -- the hot path ----------------------------------------------------------------------
     def __call__(self, row: dict[str, Any]) -> None:
@@ -378,7 +357,7 @@ class RunWriter:
             step = as_step(step)
         stored = step + t.offset
         if step < 0 or not t.floor < stored < STEP_LIMIT:
-            raise self._step_error(t, step, stored)
+            raise step_error(t.kind, self.rank_dir, step, t.offset, t.floor)
         return stored
 
     def _commit(self, t: Table, i: int, stored: int, wall: float, state: Any) -> None:
@@ -396,9 +375,6 @@ class RunWriter:
         ):
             self._flush_locked(roll=True)
 
-    def _step_error(self, table: Table, step: int, stored: int) -> StreamtopoError:
-        return step_error(table.kind, self.rank_dir, step, table.offset, table.floor)
-
     def _attend(self, *, row: bool = True) -> None:
         """The writer is closed, or a failure noticed in the background is to be delivered
         (before this call's ``row`` is taken)."""
@@ -411,18 +387,12 @@ class RunWriter:
         """Handle a SIGTERM that arrived while this thread was inside the writer."""
         if self._term_pending:
             self._term_pending = False
-            _on_sigterm(signal.SIGTERM, None)
+            on_sigterm(signal.SIGTERM, None)
 
     # -- tables ----------------------------------------------------------------------------
     def _open_table(self, row: Any) -> Table:
-        if not isinstance(row, dict) or "monitor" not in row:
-            raise InputTypeError(f"row must be a dict with a 'monitor' key, got {describe(row)}")
-        kind = check_kind(row["monitor"])
-        for key in ("step", "wall_time", "config"):
-            if key not in row:
-                raise InputError(f"row of monitor {kind!r} lacks key {key!r}")
         cap = self.flush_rows
-        buf, info = new_buffer(kind, row, cap)
+        kind, buf, info = new_buffer(row, cap)
         with self._lock:
             if kind in self._tables:  # another thread got here first
                 return self._tables[kind]
@@ -435,10 +405,7 @@ class RunWriter:
                 table.last_step, self.step_offset, self.rewind_to
             )
             # the whole first row is checked before _meta.json registers the table
-            step = row["step"]
-            step = step if type(step) is int else as_step(step)
-            if step < 0 or not table.floor < step + table.offset < STEP_LIMIT:
-                raise self._step_error(table, step, step + table.offset)
+            self._stored(table, row["step"])
             if type(row["wall_time"]) is not float:
                 as_float(row["wall_time"], "row['wall_time']")
             buf.put(0, row)
@@ -466,6 +433,16 @@ class RunWriter:
             return last + 1
 
     @property
+    def rows_written_(self) -> int:
+        """Rows flushed to journals so far."""
+        return self._spool.rows_written
+
+    @property
+    def flushed_step_(self) -> int:
+        """Step of the last row a completed flush wrote (-1 before the first flush)."""
+        return self._spool.flushed_step
+
+    @property
     def pending_rows_(self) -> int:
         """Rows kept in memory because the disk refused them."""
         with self._lock:
@@ -486,76 +463,17 @@ class RunWriter:
 
         A table the disk refuses keeps its rows (see ``on_error``); the others are written.
         """
-        failed: tuple[Table, BaseException, int] | None = None
-        written = 0
-        for table in self._tables.values():
-            if table.n == 0 and not table.pending:
-                continue
-            before = table.pending_rows + table.n
-            try:
-                self._write_table(table)
-            except Exception as exc:
-                self._keep(table)
-                if failed is None:
-                    failed = (table, exc, before)
-                continue
-            written += before
-            if roll and (
-                table.journal.rows >= self.roll_rows
-                or table.journal.rows * table.buf.row_bytes >= self.roll_bytes
-            ):
-                job = self._close_journal(table)
-                if threading.current_thread() is self._thread:
-                    with self._leftover_lock:  # never wait on our own queue
-                        self._leftover.append(job)
-                else:
-                    self._queue.put(job)  # blocks: backpressure
+        failed, written = self._spool.flush(self._tables.values(), self._keep, roll=roll)
         self._last_flush = time.monotonic()
         if failed is not None:
-            table, exc, _ = failed
-            background = threading.current_thread() is self._thread
+            table, exc = failed
+            background = self._spool.in_thread()
             self._failures.flush_failed(
                 table.kind, exc, list(self._tables.values()), self.flushed_step_, background
             )
             self._attention = self._attention or background
         elif self._failures.failing and not any(t.pending for t in self._tables.values()):
             self._failures.recovered(written)
-
-    def _write_table(self, table: Table) -> None:
-        if table.journal is None:
-            folder = table_path(self.run_dir, table.kind, self.rank)
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / file_name(table.kind, table.index, JOURNAL_EXT)
-            table.journal = Journal(path, table.buf.schema, fsync=self.fsync == "flush")
-            table.index += 1
-        while table.pending:
-            self._append(table, table.pending[0])
-            batch = table.pending.popleft()
-            table.pending_rows -= batch.num_rows
-            self._count(batch.num_rows, int(pc.max(batch.column(0)).as_py()))
-        n = table.n
-        if n:
-            self._append(table, table.buf.batch(0, n, table.step, table.wall))
-            table.n = 0
-            self._count(n, int(table.step[n - 1]))
-        table.last_step = max(table.last_step, self.flushed_step_)
-
-    def _append(self, table: Table, batch: pa.RecordBatch) -> None:
-        journal = table.journal
-        try:
-            journal.append(batch)
-        except BaseException:
-            table.journal = None
-            if journal.abandoned == 0:
-                table.index -= 1  # the file is gone: its index is free again
-            elif journal.rows:
-                with self._leftover_lock:
-                    self._leftover.append((journal.path, journal.schema))
-            raise
-
-    def _count(self, n: int, last: int) -> None:
-        self.rows_written_ += n
-        self.flushed_step_ = last
 
     def _keep(self, table: Table) -> None:
         """Move the buffered rows of a refused flush into the table's bounded memory."""
@@ -565,38 +483,7 @@ class RunWriter:
             self._failures.dropped_rows_(dropped, step_span(first, last), bound, table.kind)
             self._attention = True
 
-    def _close_journal(self, table: Table) -> tuple[Path, pa.Schema]:
-        job = table.journal.close()
-        table.journal = None
-        return job
-
-    # -- background thread: Parquet parts and timed flushes --------------------------------
-    def _background(self) -> None:
-        tick = min(max(self.flush_seconds / 4, 0.05), 1.0)
-        while True:
-            try:
-                job = self._queue.get(timeout=tick)
-            except queue.Empty:
-                job = None
-            if job is _STOP:
-                return
-            if job is None:
-                self._timed_flush()
-                continue
-            self._convert(*job)
-
-    def _convert(self, path: Path, schema: pa.Schema) -> None:
-        report = RecoveryReport()
-        try:
-            convert_journal(path, schema, report, fsync=self.fsync != "never", validate=False)
-        except Exception as exc:  # the journal stays; never take the writer lock here
-            with self._leftover_lock:
-                self._leftover.append((path, schema))
-            self._failures.roll_failed(path, exc, self.run_dir)
-            self._attention = True
-        else:
-            self.parts_.extend(path.parent / p for p in report.parts_written)
-
+    # -- the spool's background thread: timed flushes, failed rolls --------------------------
     def _timed_flush(self) -> None:
         if time.monotonic() - self._last_flush < self.flush_seconds:
             return
@@ -608,6 +495,11 @@ class RunWriter:
                 self._flush_locked(roll=False)
         finally:
             self._lock.release()
+
+    def _roll_failed(self, path: Path, exc: BaseException) -> None:
+        """A journal could not be rolled into a part (it is left over for close/recovery)."""
+        self._failures.roll_failed(path, exc, self.run_dir)
+        self._attention = True
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -634,21 +526,16 @@ class RunWriter:
                 )
                 for table in self._tables.values():
                     if table.journal is not None:
-                        jobs.append(self._close_journal(table))
-                with self._leftover_lock:
-                    jobs += self._leftover
-                    self._leftover = []
+                        jobs.append(self._spool.close_journal(table))
+                jobs += self._spool.take_leftover()
             finally:
                 self._closed = self._attention = True
         self._signal_if_pending()
         try:
-            for job in jobs:
-                self._queue.put(job)
-            self._queue.put(_STOP)
-            self._thread.join()
+            self._spool.finish(jobs)
         finally:
             self._rank_lock.release()
-            _unregister(self)
+            unregister(self._live)
         self._failures.deliver(row_taken=True)
         if lost:
             msg = (
@@ -685,73 +572,30 @@ class RunWriter:
                 self._flush_locked(roll=False)
 
 
-# -- process-wide hooks: atexit, SIGTERM, fork -----------------------------------------------
-_LIVE: set[RunWriter] = set()
-_REGISTRY_LOCK = threading.Lock()
-_PREVIOUS_HANDLER: Any = None
-_HANDLER_INSTALLED = False
+class _Live:
+    """A writer as the process-wide hooks (``_process_hooks.py``) see it."""
 
+    __slots__ = ("writer",)
 
-def _register(writer: RunWriter, handle_sigterm: bool) -> None:
-    global _HANDLER_INSTALLED, _PREVIOUS_HANDLER
-    with _REGISTRY_LOCK:
-        _LIVE.add(writer)
-    if (
-        handle_sigterm
-        and not _HANDLER_INSTALLED
-        and threading.current_thread() is threading.main_thread()
-    ):
-        _PREVIOUS_HANDLER = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        _HANDLER_INSTALLED = True
+    def __init__(self, writer: RunWriter) -> None:
+        self.writer = writer
 
+    def busy(self) -> bool:
+        # RLock._is_owned: held by the current thread (the test threading.Condition uses)
+        return self.writer._lock._is_owned()
 
-def _unregister(writer: RunWriter) -> None:
-    with _REGISTRY_LOCK:
-        _LIVE.discard(writer)
+    def defer_sigterm(self) -> None:
+        self.writer._term_pending = True
 
+    def flush_for_signal(self) -> None:
+        self.writer._flush_for_signal()
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """Flush every writer, then do what the previous handler would have done."""
-    writers = list(_LIVE)
-    # the handler runs in the main thread: if that thread holds a writer's lock, we have
-    # interrupted it inside a writer call (RLock._is_owned: the test threading.Condition uses)
-    busy = [w for w in writers if w._lock._is_owned()]
-    if busy:
-        # we interrupted this thread inside a writer: finish that call first, then flush
-        for w in busy:
-            w._term_pending = True
-        return
-    for w in writers:
-        try:
-            w._flush_for_signal()
-        except Exception:  # pragma: no cover - never block termination on a logging error
-            pass
-    previous = _PREVIOUS_HANDLER
-    if callable(previous):
-        previous(signum, frame)
-    elif previous is None or previous == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+    def close_at_exit(self) -> None:
+        if self.writer._pid == os.getpid():
+            self.writer.close()
 
+    def disown(self) -> None:
+        self.writer._closed = self.writer._attention = True
 
-@atexit.register
-def _close_all() -> None:
-    for w in list(_LIVE):
-        if w._pid == os.getpid():
-            try:
-                w.close()
-            except Exception as exc:  # pragma: no cover - report, never mask the exit
-                import sys
-
-                print(f"streamtopo: closing {w!r} failed: {exc!r}", file=sys.stderr)
-
-
-def _after_fork_in_child() -> None:
-    # a forked child (e.g. a DataLoader worker) must never write the parent's files
-    for w in list(_LIVE):
-        w._closed = w._attention = True
-    _LIVE.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    def __repr__(self) -> str:
+        return repr(self.writer)
