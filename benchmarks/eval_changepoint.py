@@ -47,7 +47,9 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
     from streamtopo import LayerMonitor
 
     vals = _values(rec, SIGS[sig])
-    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig], rule="streak", early_rule="none")
+    mon = LayerMonitor(
+        n_layers=vals.shape[2], signals=SIGS[sig], rule="streak", early_rule="none", absorb_after=0
+    )
     df = mon.run(vals)
     h0 = df["h0"].to_numpy().astype(np.float64)
     with np.errstate(divide="ignore"):
@@ -57,18 +59,23 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
     return logh0, streak
 
 
-def streak_early(rec: Recorded, sig: str) -> np.ndarray:
-    """The streak rule with its early change detector (``early_rule="cusum"``): alarm (T,),
-    cached per run."""
+VARIANTS = {  # the streak rule's variants (LayerMonitor arguments) and their cache suffix
+    "early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0},
+    "default": {"rule": "streak"},  # today: the early detector and absorption (absorb_after 30)
+}
+
+
+def streak_variant(rec: Recorded, sig: str, variant: str) -> np.ndarray:
+    """Alarm (T,) of a LayerMonitor variant (``VARIANTS``), cached per run."""
     FEAT.mkdir(parents=True, exist_ok=True)
-    p = FEAT / f"{rec.scenario}_s{rec.seed}_T{rec.steps}_{sig}_early.npz"
+    p = FEAT / f"{rec.scenario}_s{rec.seed}_T{rec.steps}_{sig}_{variant}.npz"
     if p.exists():
         with np.load(p, allow_pickle=False) as z:
             return z["alarm"]
     from streamtopo import LayerMonitor
 
     vals = _values(rec, SIGS[sig])
-    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig], rule="streak", early_rule="cusum")
+    mon = LayerMonitor(n_layers=vals.shape[2], signals=SIGS[sig], **VARIANTS[variant])
     alarm = mon.run(vals)["state"].to_numpy() != "HEALTHY"
     np.savez(p, alarm=alarm)
     return alarm
@@ -189,12 +196,21 @@ def detectors(kw: dict) -> dict:
         return lambda r: run_detector(streams(r, sig, parts), **kw)[0]
 
     return {
-        "streak, no early rule [act]": lambda r: layer_features(r, "act")[1],
-        "streak, no early rule [act+grad]": lambda r: layer_features(r, "act+grad")[1],
-        "streak + early cusum [act]": lambda r: streak_early(r, "act"),
-        "streak + early cusum [act+grad]": lambda r: streak_early(r, "act+grad"),
-        "streak, no early rule [grad]": lambda r: layer_features(r, "grad")[1],
-        "streak + early cusum [grad]": lambda r: streak_early(r, "grad"),
+        "streak before (no early rule, no absorption) [act]": lambda r: layer_features(r, "act")[1],
+        "streak + early cusum [act]": lambda r: streak_variant(r, "act", "early"),
+        "default: streak + early + absorb [act]": lambda r: streak_variant(r, "act", "default"),
+        "streak before (no early rule, no absorption) [act+grad]": lambda r: layer_features(
+            r, "act+grad"
+        )[1],
+        "streak + early cusum [act+grad]": lambda r: streak_variant(r, "act+grad", "early"),
+        "default: streak + early + absorb [act+grad]": lambda r: streak_variant(
+            r, "act+grad", "default"
+        ),
+        "streak before (no early rule, no absorption) [grad]": lambda r: layer_features(r, "grad")[
+            1
+        ],
+        "streak + early cusum [grad]": lambda r: streak_variant(r, "grad", "early"),
+        "default: streak + early + absorb [grad]": lambda r: streak_variant(r, "grad", "default"),
         "loss_rise": loss_rise,
         "changepoint [act+grad]": cp("act+grad"),
         "changepoint [act]": cp("act"),

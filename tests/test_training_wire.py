@@ -479,15 +479,27 @@ def test_absent_layers_under_every_rule(rule):
 
 def test_a_held_attention_drift_stays_watch_and_does_not_stop_the_run():
     """Issue 18: one block's entropy sharpens and stays there (as in healthy transformer runs);
-    the layer monitor's default turns 50 steps of WATCH into COLLAPSE, the attention monitor's
-    setting does not (it would stop a healthy training)."""
+    without absorption the layer monitor turns 50 steps of WATCH into COLLAPSE and the
+    attention monitor's setting holds WATCH to the end; with the default absorption (issue 17)
+    both absorb the held shift after 30 evaluations and end the alarm."""
     from streamtopo import LayerMonitor
 
     rng = np.random.default_rng(0)
     x = 2.5 + 0.1 * rng.normal(size=(600, 2, 4))
     x[300:, 0, 3] -= 0.5  # block 3's entropy drops by 0.5 nats and holds
-    default = LayerMonitor(4, ("attn_entropy", "attn_logit"))
-    attention = LayerMonitor(4, ("attn_entropy", "attn_logit"), escalate_after=10**6)
-    d, a = default.run(x)["state"].to_list(), attention.run(x)["state"].to_list()
-    assert "COLLAPSE" in d and default.should_stop  # the layer monitor's default escalates
-    assert "WATCH" in a and "COLLAPSE" not in a and not attention.should_stop
+    sigs = ("attn_entropy", "attn_logit")
+    old = LayerMonitor(4, sigs, absorb_after=0)
+    attention_old = LayerMonitor(4, sigs, escalate_after=10**6, absorb_after=0)
+    d, a = old.run(x)["state"].to_list(), attention_old.run(x)["state"].to_list()
+    assert "COLLAPSE" in d and old.should_stop  # the layer monitor escalates
+    assert "WATCH" in a and "COLLAPSE" not in a and not attention_old.should_stop
+    assert a[-1] == "WATCH"  # an alarm that never ends
+    for mon in (LayerMonitor(4, sigs), LayerMonitor(4, sigs, escalate_after=10**6)):
+        frame = mon.run(x)
+        states, reasons = frame["state"].to_list(), frame["reason"].to_list()
+        start = states.index("WATCH")
+        assert 300 <= start < 320 and "COLLAPSE" not in states and not mon.should_stop
+        end = states.index("HEALTHY", start)
+        assert 30 <= end - start <= 40  # absorbed once 30 evaluations hold one level
+        assert reasons[end].startswith(f"shift at step {start} absorbed (held 30 evaluations)")
+        assert states[-1] == "HEALTHY"

@@ -48,8 +48,9 @@ FEEDS = (
 )
 TOPOLOGY_ONLY = ("act+grad", "logit+ent", "act+grad+upd+logit+ent")
 RULES = {
-    "streak": {"rule": "streak", "early_rule": "none"},
-    "streak+early": {"rule": "streak", "early_rule": "cusum"},
+    "streak": {"rule": "streak", "early_rule": "none", "absorb_after": 0},  # before issue 17
+    "streak+early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0},
+    "default": {"rule": "streak"},  # + the held-shift absorption (absorb_after=30)
     "cusum": {"rule": "cusum", "fa_per_1k": 0.1},
 }
 
@@ -128,9 +129,13 @@ def detectors(rules=tuple(RULES)) -> dict[str, Callable[[TransformerRecord], np.
             out[f"{rule} [{feed}] topology only"] = layer_monitor(feed, layer_rule=False, **kw)
         # TrainingMonitor(signals=("act_norm", "grad_norm", "attn_entropy", "attn_logit")):
         # a layer monitor, an attention monitor (its layers differ) and the loss-rise alarm
-        from streamtopo.integrations.training import ATTN_MIN_HISTORY
+        from streamtopo.integrations._training_parts import ATTN_ESCALATE_AFTER, ATTN_MIN_HISTORY
 
-        attn_kw = {**kw, "min_history": ATTN_MIN_HISTORY[kw["rule"]]}  # as TrainingMonitor does
+        attn_kw = {  # as TrainingMonitor builds it (a WATCH never escalates)
+            **kw,
+            "min_history": ATTN_MIN_HISTORY[kw["rule"]],
+            "escalate_after": ATTN_ESCALATE_AFTER,
+        }
         tm = any_of(layer_monitor("act+grad", **kw), layer_monitor("logit+ent", **attn_kw))
         if rule == "cusum":
             out[f"{rule} [logit+ent] min_history {attn_kw['min_history']}"] = layer_monitor(

@@ -311,10 +311,12 @@ def _base_config(paths: list[Path], rule: str, overrides: dict[str, Any]) -> dic
     assert first is not None
     config = first[2]
     config.pop("writer", None)
-    if config.get("rule") != rule and "layer_rule" not in overrides:
-        config["layer_rule"] = None  # recorded resolved from the run's rule: derive it anew
-    if "early_rule" not in overrides:  # scored as a monitor built with this config runs
-        config["early_rule"] = None
+    from ..monitors.layer import LayerMonitor
+
+    changed = config.get("rule") != rule  # recorded resolved from the run's rule, or absent
+    for key in LayerMonitor.rule_derived:  # (recorded before it existed): derived anew, as a
+        if key not in overrides and (changed or key not in config):  # monitor built now does
+            config[key] = None
     config.update(overrides, rule=rule)
     config["signals"], config["n_layers"] = list(first[1][0]), first[1][1]
     config["layer_names"] = list(first[3])

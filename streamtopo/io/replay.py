@@ -529,7 +529,7 @@ def _rebuild(run_dir: Path, recorded: dict[str, Any], overrides: dict[str, Any],
     for key, value in cls.legacy_defaults.items():  # parameters added after such runs
         config.setdefault(key, value)
     if overrides.get("rule", config["rule"]) != config["rule"]:
-        for key in ("layer_rule", "early_rule"):  # recorded resolved from the old rule
+        for key in cls.rule_derived:  # recorded resolved from the old rule
             if key in config and key not in overrides:
                 config[key] = None  # derived anew from the new one
     config.update(overrides)

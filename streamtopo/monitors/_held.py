@@ -70,6 +70,12 @@ class HeldShift:
         move = np.abs(c.mean(axis=0) - a.mean(axis=0))
         return bool(np.all(move <= self.hold_z * np.maximum(se, self.min_std)))
 
+    def level(self) -> np.ndarray:
+        """The held level: each stream's mean over the second half of the buffer."""
+        A = self.size
+        rows = self._buf[(self.pos + np.arange(A)) % A]
+        return rows[A // 2 :].mean(axis=0)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "buf": self._buf.ravel().tolist(),

@@ -59,6 +59,7 @@ _EARLY_RULES = ("cusum", "none")
 # with 100 its first alarm is the fault's (CHANGEPOINT.md, "Early rule").
 _EARLY_MIN_HISTORY = 100
 _ABSORB_AFTER = 30  # the streak rule's default (see absorb_after)
+_ABSORB_MAX = math.log(30.0)  # larger held moves (log units) are not absorbed
 DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
 _NONFINITE = ("collapse", "flag", "raise")
@@ -257,6 +258,11 @@ class LayerMonitor(Monitor):
     legacy_defaults: ClassVar[dict[str, Any]] = {
         "early_rule": "none", "min_history": 40, "absorb_after": 0,
     }  # fmt: skip
+    #: Parameters whose default depends on ``rule``: a config whose rule is changed (replay
+    #: or calibrate with another rule) derives them anew unless they are given too.
+    rule_derived: ClassVar[tuple[str, ...]] = (
+        "layer_rule", "early_rule", "min_history", "absorb_after",
+    )  # fmt: skip
     _optional_state_: ClassVar[tuple[str, ...]] = ("_held",)  # absent from older states
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
     _state_ = (
@@ -810,7 +816,15 @@ class LayerMonitor(Monitor):
         if not np.isfinite(row).all():  # h0 = 0: no level to compare
             return False
         held.push(row, step)
-        return state is State.WATCH and held.held()
+        if state is not State.WATCH or not held.held():
+            return False
+        if self.transform != "log" or self._bn == 0:
+            return True
+        # a shift of orders of magnitude is a failure, not a new level: it is not absorbed
+        base = self._hrow
+        base[0] = self._h0_base.mean
+        base[1:] = (self._ref + self._s1 / self._bn).ravel()
+        return bool(np.abs(held.level() - base).max() <= _ABSORB_MAX)
 
     def _absorbed(self, step: int, h0: float, z: float, lzt: float) -> LayerStatus:
         """Absorb the held shift: the baselines (and the early detector) restart from the next
