@@ -194,6 +194,17 @@ class LayerMonitor(Monitor):
         is not what the run is later judged against. ``"none"``: the streak rule alone, blind
         (HEALTHY, reason ``warmup (n/K baseline values)``) until the baseline is full -- how
         runs recorded before this parameter replay. Measured in README "Does it warn early?".
+    absorb_after : int or None, default None
+        ``rule="streak"`` only: a WATCH whose evaluations hold one level for this many of them
+        (every stream's mean -- ``log h0`` and each layer's median-relative value -- equal in
+        both halves, within 4 standard errors) is absorbed: the state returns to HEALTHY with
+        the reason ``shift at step N absorbed (held A evaluations)`` and the baselines (and
+        the early detector) start afresh, as after :meth:`acknowledge`. A shift that keeps
+        moving, a held move beyond x30 (``transform="log"``) and a COLLAPSE are not absorbed.
+        None: 30 under ``"streak"`` (on the transformer calibration runs the share of healthy
+        steps in alarm fell from 30% to 3.5%; 50: 5.8%, 100: 21%), else 0 (off; how runs
+        recorded before this parameter replay). With ``escalate_after`` <= ``absorb_after`` a
+        held WATCH escalates before it can be absorbed.
     writer : callable, optional
         Called with one row dict after every :meth:`check` (see ``streamtopo.io``).
     name : str, optional
