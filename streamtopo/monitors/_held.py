@@ -28,11 +28,12 @@ class HeldShift:
     Examples
     --------
     >>> h = HeldShift(4, 2)
-    >>> for x in ([1.0, 0.0], [1.1, 0.0], [1.0, 0.1], [1.1, 0.1]):
-    ...     h.push(x, step=7)
+    >>> for t, x in enumerate(([1.0, 0.0], [1.1, 0.1], [1.0, 0.0], [1.1, 0.1])):
+    ...     h.push(x, step=7 + t)
     >>> h.held(), h.start
     (True, 7)
-    >>> h.push([9.0, 0.1], step=8)  # the level moves: not held
+    >>> for t in (11, 12):
+    ...     h.push([9.0, 0.1], step=t)  # the level moves: not held
     >>> h.held()
     False
     """
