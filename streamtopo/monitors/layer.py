@@ -762,7 +762,12 @@ class LayerMonitor(Monitor):
             state = alarm_state
         if nonfinite and self.nonfinite == "collapse":
             state = State.COLLAPSE
-        if self.absorb_after and not excluded and self._holds(step, state, logh):
+        if (
+            self.absorb_after
+            and not excluded
+            and (state is not State.HEALTHY or self._held.count)  # else nothing to do
+            and self._holds(step, state, logh)
+        ):
             return self._absorbed(step, h0, z, lzt)
         healthy = state is State.HEALTHY
         direction = ""
