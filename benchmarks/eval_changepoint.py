@@ -47,8 +47,13 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
     from streamtopo import LayerMonitor
 
     vals = _values(rec, SIGS[sig])
-    mon = LayerMonitor(
-        n_layers=vals.shape[2], signals=SIGS[sig], rule="streak", early_rule="none", absorb_after=0
+    mon = LayerMonitor(  # the streak rule before issue 17 (cached as "before")
+        n_layers=vals.shape[2],
+        signals=SIGS[sig],
+        rule="streak",
+        early_rule="none",
+        absorb_after=0,
+        jump=0,
     )
     df = mon.run(vals)
     h0 = df["h0"].to_numpy().astype(np.float64)
@@ -191,26 +196,30 @@ def table(res: dict, scenarios: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+STREAK_LABELS = {  # VARIANTS' rows, in the order the streak rule gained them (issue 17)
+    "before": "streak before (no early rule, no absorption, no jump)",
+    "early": "streak + early cusum",
+    "absorb": "streak + early + absorb",
+    "default": "default: + jump",
+}
+
+
 def detectors(kw: dict) -> dict:
     def cp(sig: str, parts: str = "both"):
         return lambda r: run_detector(streams(r, sig, parts), **kw)[0]
 
+    def streak(sig: str, variant: str):
+        if variant == "before":
+            return lambda r: layer_features(r, sig)[1]
+        return lambda r: streak_variant(r, sig, variant)
+
+    out = {
+        f"{label} [{sig}]": streak(sig, variant)
+        for sig in ("act", "act+grad", "grad")
+        for variant, label in STREAK_LABELS.items()
+    }
     return {
-        "streak before (no early rule, no absorption) [act]": lambda r: layer_features(r, "act")[1],
-        "streak + early cusum [act]": lambda r: streak_variant(r, "act", "early"),
-        "default: streak + early + absorb [act]": lambda r: streak_variant(r, "act", "default"),
-        "streak before (no early rule, no absorption) [act+grad]": lambda r: layer_features(
-            r, "act+grad"
-        )[1],
-        "streak + early cusum [act+grad]": lambda r: streak_variant(r, "act+grad", "early"),
-        "default: streak + early + absorb [act+grad]": lambda r: streak_variant(
-            r, "act+grad", "default"
-        ),
-        "streak before (no early rule, no absorption) [grad]": lambda r: layer_features(r, "grad")[
-            1
-        ],
-        "streak + early cusum [grad]": lambda r: streak_variant(r, "grad", "early"),
-        "default: streak + early + absorb [grad]": lambda r: streak_variant(r, "grad", "default"),
+        **out,
         "loss_rise": loss_rise,
         "changepoint [act+grad]": cp("act+grad"),
         "changepoint [act]": cp("act"),

@@ -264,6 +264,22 @@ class ZScoreAlarm:
         """Steps of the current alarm with some detector over its WATCH threshold."""
         return self._over_steps
 
+    def raise_now(self, k: int) -> State:
+        """Raise WATCH at once on detector ``k`` (a jump too large to wait ``raise_after``
+        steps for), as if it had been over its threshold that long; an active alarm is kept.
+
+        >>> alarm = ZScoreAlarm(("topology", "layer"), raise_after=8)
+        >>> alarm.update((0.0, 9.0)), alarm.raise_now(1), alarm.raised_by
+        (<State.HEALTHY: 'HEALTHY'>, <State.WATCH: 'WATCH'>, ('layer',))
+        """
+        if self.state is State.HEALTHY:
+            self._over[k] = max(self._over[k], self.raise_after)
+            self.state = State.WATCH
+            self.raised_by = (self.detectors[k],)
+            self._over_steps = 1
+            self._calm = 0
+        return self.state
+
     def update(self, zs: Sequence[float]) -> State:
         """Feed this step's z-scores (one per detector, NaN = hold); return the new state."""
         any_over = False

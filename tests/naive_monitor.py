@@ -62,6 +62,7 @@ class NaiveLayerMonitor:
         patience=3,
         nonfinite="collapse",
         min_std=1e-3,
+        jump=0.0,
     ):
         self.L, self.S, self.W = n_layers, n_signals, window
         self.log = transform == "log"
@@ -75,6 +76,7 @@ class NaiveLayerMonitor:
         self.layer_rule = layer_rule
         self.watch_ratio, self.collapse_ratio, self.warmup = watch_ratio, collapse_ratio, warmup
         self.patience, self.nonfinite, self.min_std = patience, nonfinite, min_std
+        self.jump = jump  # a layer moving more than x jump beyond layer_z: WATCH at once
         self.rows: list[np.ndarray] = []  # transformed rows, whole history
         self.h_base: list[float] = []
         self.l_base: list[np.ndarray] = []
@@ -135,6 +137,18 @@ class NaiveLayerMonitor:
         zt = z if self.rule == "zscore" else math.nan
         zl = lzt if (self.layer_rule and not excluded) else math.nan
         self._alarm(zt, zl)
+        if (
+            self.jump
+            and self.log
+            and not self.active
+            and not excluded
+            and not math.isnan(zl)
+            and abs(zl) > self.layer_z
+        ):
+            mean = np.stack(self.l_base[-self.K :]).mean(axis=0)
+            if np.abs(u[:, top] - mean[:, top]).max() > math.log(self.jump):
+                self.over["layer"] = max(self.over["layer"], self.raise_after)
+                self.active, self.state, self.over_steps, self.calm = True, "WATCH", 1, 0
         state = self.state
         sev = {"HEALTHY": 0, "WATCH": 1, "COLLAPSE": 2}
         if self.rule == "peak" and sev[pstate] > sev[state]:

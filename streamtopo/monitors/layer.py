@@ -60,6 +60,7 @@ _EARLY_RULES = ("cusum", "none")
 _EARLY_MIN_HISTORY = 100
 _ABSORB_AFTER = 30  # the streak rule's default (see absorb_after)
 _ABSORB_MAX = math.log(30.0)  # larger held moves (log units) are not absorbed
+_JUMP = 30.0  # the streak rule's default jump (see jump)
 DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
 _NONFINITE = ("collapse", "flag", "raise")
@@ -73,7 +74,7 @@ _CONFIG_KEYS = (
     "raise_after", "escalate_after", "clear_after", "layer_rule", "layer_z", "watch_ratio",
     "collapse_ratio", "warmup", "patience", "check_every", "nonfinite", "capacity", "layer_names",
     "refresh_every", "min_std", "max_culprits", "fa_per_1k", "min_history", "early_rule",
-    "absorb_after",
+    "absorb_after", "jump",
 )  # fmt: skip
 # what a config may set: everything but the network's own description
 _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals", "layer_names"))
@@ -267,12 +268,12 @@ class LayerMonitor(Monitor):
     _config_keys = _CONFIG_KEYS
     # runs and states from before the early rule ran without it (and replay bit-identically)
     legacy_defaults: ClassVar[dict[str, Any]] = {
-        "early_rule": "none", "min_history": 40, "absorb_after": 0,
+        "early_rule": "none", "min_history": 40, "absorb_after": 0, "jump": 0.0,
     }  # fmt: skip
     #: Parameters whose default depends on ``rule``: a config whose rule is changed (replay
     #: or calibrate with another rule) derives them anew unless they are given too.
     rule_derived: ClassVar[tuple[str, ...]] = (
-        "layer_rule", "early_rule", "min_history", "absorb_after",
+        "layer_rule", "early_rule", "min_history", "absorb_after", "jump",
     )  # fmt: skip
     _optional_state_: ClassVar[tuple[str, ...]] = ("_held",)  # absent from older states
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
@@ -313,6 +314,7 @@ class LayerMonitor(Monitor):
         min_history: int | None = None,
         early_rule: str | None = None,
         absorb_after: int | None = None,
+        jump: float | None = None,
         writer: Callable[[dict[str, Any]], Any] | None = None,
         name: str | None = None,
         signal_name: str | None = None,
@@ -414,6 +416,15 @@ class LayerMonitor(Monitor):
         if absorb_after is None:
             absorb_after = _ABSORB_AFTER if self.rule == "streak" else 0
         self.absorb_after = check_positive_int(absorb_after, "absorb_after", minimum=0)
+        if jump is None:
+            jump = _JUMP if self.rule == "streak" else 0.0
+        self.jump = _number(jump, "jump")
+        if self.jump and (self.rule != "streak" or not 1.0 < self.jump < math.inf):
+            raise InputError(
+                "jump must be 0 (off) or a factor > 1 with rule='streak', got "
+                f"jump={jump!r} with rule={self.rule!r}"
+            )
+        self._jump_log = math.log(self.jump) if self.jump and self.transform == "log" else 0.0
         if self.absorb_after and (self.rule != "streak" or self.absorb_after < 4):
             raise InputError(
                 "absorb_after must be 0 (off) or an int >= 4 with rule='streak', got "
@@ -756,6 +767,20 @@ class LayerMonitor(Monitor):
                 lzt if (self.layer_rule and not excluded) else math.nan,
             )
         )
+        jumped = 0.0
+        if (
+            self._jump_log
+            and alarm_state is State.HEALTHY
+            and not excluded
+            and top >= 0
+            and abs(lzt) > self.layer_z_
+            and self.layer_rule
+        ):
+            jumped = self._jump_move(top)
+            if jumped > self._jump_log:  # orders of magnitude: WATCH now, not in 8 steps
+                alarm_state = alarm.raise_now(1)
+            else:
+                jumped = 0.0
         if peak_rule and ratio_state.severity > alarm_state.severity:
             state = ratio_state
         else:
@@ -782,6 +807,8 @@ class LayerMonitor(Monitor):
             reason = "ok"  # what _reason says then, without the call (the per-step case)
         else:
             reason = self._reason(state, z, lzt, top, nonfinite, excluded)
+        if jumped:
+            reason += f" (jump x{math.exp(min(jumped, 700.0)):.0f} > x{self.jump:g})"
         if absent:
             held = nonfinite or not healthy
             reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
@@ -817,6 +844,13 @@ class LayerMonitor(Monitor):
             self._bpos = (bpos + 1) % K
             self._bn = bn + 1 if bn < K else K
             self._bpushes = bpushes + 1
+
+    def _jump_move(self, i: int) -> float:
+        """Layer ``i``'s largest move (over signals, log units) of its median-relative value
+        from its baseline mean."""
+        n = self._bn
+        mean = self._ref[:, i] + self._s1[:, i] / n
+        return float(np.abs(self._u[:, i] - mean).max())
 
     def _holds(self, step: int, state: State, logh: float) -> bool:
         """Feed an alarm's evaluation to the held-shift test; True when a WATCH has held one
