@@ -47,10 +47,11 @@ FEEDS = (
     "act+grad+upd+logit+ent",
 )
 TOPOLOGY_ONLY = ("act+grad", "logit+ent", "act+grad+upd+logit+ent")
-RULES = {
-    "streak": {"rule": "streak", "early_rule": "none", "absorb_after": 0},  # before issue 17
-    "streak+early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0},
-    "default": {"rule": "streak"},  # + the held-shift absorption (absorb_after=30)
+RULES = {  # the streak rule as it gained its parts (issue 17), then the change detector
+    "streak": {"rule": "streak", "early_rule": "none", "absorb_after": 0, "jump": 0},
+    "streak+early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0, "jump": 0},
+    "streak+early+absorb": {"rule": "streak", "early_rule": "cusum", "jump": 0},
+    "default": {"rule": "streak"},  # early detector, absorption (30), jump (x30)
     "cusum": {"rule": "cusum", "fa_per_1k": 0.1},
 }
 
