@@ -206,3 +206,34 @@ def test_wandb_offline_run_receives_the_keys(tmp_path, monkeypatch):
         summary
     )
     assert list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def test_an_absorbed_shift_ends_the_alarm_with_its_reason(caplog):
+    """A held shift absorbed by the streak rule ends the episode: the INFO record says so."""
+    import numpy as np
+
+    from streamtopo import LayerMonitor
+
+    rng = np.random.default_rng(0)
+    x = 2.5 + 0.1 * rng.normal(size=(400, 2, 4))
+    x[300:, 0, 3] -= 0.5  # one block's entropy drops and holds
+    mon = LayerMonitor(4, ("attn_entropy", "attn_logit"), escalate_after=10**6)
+    reporter = AlarmReporter()
+    with caplog.at_level(logging.INFO, logger="streamtopo"):
+        for v in x:
+            reporter.report(mon.check(v))
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1
+    assert infos[0].startswith("streamtopo alarm ends at step ")
+    assert "(HEALTHY: shift at step 3" in infos[0] and "absorbed (held 30 evaluations)" in infos[0]
+
+
+def test_training_status_says_a_monitor_absorbed_a_shift():
+    from streamtopo.integrations._training_status import combine
+
+    absorbed = MonitorStatus(7, State.HEALTHY, "shift at step 3 absorbed (held 30 evaluations)")
+    plain = MonitorStatus(7, State.HEALTHY, "ok")
+    st = combine({"layer": plain, "attention": absorbed}, 7, True)
+    assert st.state is State.HEALTHY and st.fired == ()
+    assert st.reason == "attention: shift at step 3 absorbed (held 30 evaluations)"
+    assert combine({"layer": plain}, 7, True).reason == ""

@@ -73,7 +73,8 @@ def combine(
         if state is not State.HEALTHY:
             fired.append(name)
             reasons.append(f"{name}: {st.reason or state.value}")
-        elif getattr(st, "absent", ()):  # healthy, but say which layers were not measured
+        elif getattr(st, "absent", ()) or " absorbed (" in st.reason:
+            # healthy, but say which layers were not measured, or that a shift was absorbed
             reasons.append(f"{name}: {st.reason}")
     return TrainingStatus(
         t,

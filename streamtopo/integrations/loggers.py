@@ -230,7 +230,11 @@ class AlarmReporter:
         elif severity > self._severity:
             self.logger.warning("streamtopo alarm escalates at %s", _describe_alarm(status))
         elif self._severity and not severity:
-            self.logger.info("streamtopo alarm ends at step %s (HEALTHY)", status.step)
+            why = str(getattr(status, "reason", "") or "")
+            if "absorbed" in why:  # not a plain recovery: the new level was accepted
+                self.logger.info("streamtopo alarm ends at step %s (HEALTHY: %s)", status.step, why)
+            else:
+                self.logger.info("streamtopo alarm ends at step %s (HEALTHY)", status.step)
         self._severity = severity
         if stop is None:
             stop = bool(self._should_stop()) if self._should_stop is not None else False
