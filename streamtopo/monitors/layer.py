@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from .._kernels.layer import NEGATIVE, NONFINITE, baseline_push, compiled, layer_step
-from .._validation import check_choice, check_positive_int, describe
+from .._validation import describe
 from ..alarms import (
     Patience,
     PeakRule,
     RollingBaseline,
     State,
     ZScoreAlarm,
-    sidak_z,
 )
 from ..config import read_config
 from ..errors import InputError, InputTypeError
@@ -44,26 +43,14 @@ from ._base import Monitor
 from ._cusum_rule import CusumRule
 from ._held import HeldShift
 from ._inputs import as_stream, fill_row, missing_mask, split_absent
+from ._layer_settings import DEFAULT_RULE, SETTINGS_ARGS, layer_settings
 from ._records import RunSummary, status_frame
 from ._status import LayerStatus, positional_constructor
 
 __all__ = ["LayerMonitor", "status_frame"]
 
-_TRANSFORMS = ("log", "none")
-_RULES = ("streak", "cusum", "peak")
-_RULE_ALIASES = {"zscore": "streak"}  # runs recorded before the rename replay bit-identically
-_EARLY_RULES = ("cusum", "none")
-# The early rule's CUSUM starts after 100 accepted values (rule="cusum": 40). Chosen on the
-# calibration runs and the transformer demo: with 40 the demo's healthy LR warm-up (one block's
-# update ratio rising against the others) was stopped at step 132, before its fault at 180;
-# with 100 its first alarm is the fault's (CHANGEPOINT.md, "Early rule").
-_EARLY_MIN_HISTORY = 100
-_ABSORB_AFTER = 30  # the streak rule's default (see absorb_after)
 _ABSORB_MAX = math.log(30.0)  # larger held moves (log units) are not absorbed
-_JUMP = 30.0  # the streak rule's default jump (see jump)
-DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
-_NONFINITE = ("collapse", "flag", "raise")
 # Zeros are floored at this fraction of the step's largest value before the log: relative, so
 # the transform stays exactly scale-invariant; 1e-8 caps a zero layer 18.4 log units below the
 # largest one (float32 resolution is 6e-8, so smaller values are noise anyway).
@@ -332,112 +319,9 @@ class LayerMonitor(Monitor):
             args = {k: v for k, v in locals().items() if k not in ("self", "config")}
             LayerMonitor.__init__(self, **{**args, **read_config(config, "layer", _FROM_CONFIG)})
             return
-        self.n_layers = check_positive_int(n_layers, "n_layers", minimum=2)
-        if signal_name is not None:
-            signals = (signal_name,)
-        if (
-            isinstance(signals, str)
-            or not isinstance(signals, Iterable)
-            or not all(isinstance(s, str) for s in signals)
-        ):
-            raise InputTypeError(f"signals must be a sequence of str, got {describe(signals)}")
-        self.signals = tuple(signals)
-        if not self.signals or len(set(self.signals)) != len(self.signals):
-            raise InputError(f"signals must be non-empty and unique, got {self.signals!r}")
-        self.window = check_positive_int(window, "window")
-        self.transform = check_choice(transform, "transform", _TRANSFORMS)
-        self.rule = check_choice(
-            _RULE_ALIASES.get(rule, rule) if isinstance(rule, str) else rule, "rule", _RULES
-        )
-        self.baseline = check_positive_int(baseline, "baseline", minimum=2)
-        self.watch_z, self.collapse_z = (
-            _positive(watch_z, "watch_z"),
-            _positive(collapse_z, "collapse_z"),
-        )
-        if self.collapse_z <= self.watch_z:
-            raise InputError(
-                f"collapse_z must be greater than watch_z={self.watch_z}, got {self.collapse_z}"
-            )
-        self.raise_after = check_positive_int(raise_after, "raise_after")
-        self.escalate_after = check_positive_int(escalate_after, "escalate_after")
-        self.clear_after = check_positive_int(clear_after, "clear_after")
-        if layer_rule is not None and not isinstance(layer_rule, bool):
-            raise InputTypeError(
-                f"layer_rule must be True, False or None, got {describe(layer_rule)}"
-            )
-        self.layer_rule = (self.rule != "peak") if layer_rule is None else layer_rule
-        self.layer_z = None if layer_z is None else _positive(layer_z, "layer_z")
-        self.layer_z_ = (
-            sidak_z(3.0, self.n_layers * len(self.signals)) if layer_z is None else self.layer_z
-        )
-        self.watch_ratio = _number(watch_ratio, "watch_ratio")
-        self.collapse_ratio = _number(collapse_ratio, "collapse_ratio")
-        if not 0.0 <= self.collapse_ratio < self.watch_ratio <= 1.0:
-            raise InputError(
-                "ratios must satisfy 0 <= collapse_ratio < watch_ratio <= 1, got "
-                f"collapse_ratio={collapse_ratio!r}, watch_ratio={watch_ratio!r}"
-            )
-        self.warmup = check_positive_int(warmup, "warmup", minimum=0)
-        self.patience = check_positive_int(patience, "patience")
-        self.check_every = check_positive_int(check_every, "check_every")
-        self.nonfinite = check_choice(nonfinite, "nonfinite", _NONFINITE)
-        self.capacity = check_positive_int(capacity, "capacity")
-        if self.capacity < self.window:
-            raise InputError(f"capacity must be >= window={self.window}, got {self.capacity}")
-        if layer_names is None:
-            self.layer_names = tuple(str(i) for i in range(self.n_layers))
-        else:
-            if (
-                isinstance(layer_names, str)
-                or not isinstance(layer_names, Iterable)
-                or not all(isinstance(n, str) for n in layer_names)
-            ):
-                raise InputTypeError(
-                    f"layer_names must be a sequence of str, got {describe(layer_names)}"
-                )
-            self.layer_names = tuple(layer_names)
-            if len(self.layer_names) != self.n_layers:
-                raise InputError(
-                    f"layer_names has {len(self.layer_names)} names, expected n_layers="
-                    f"{self.n_layers}"
-                )
-            if len(set(self.layer_names)) != self.n_layers:
-                dup = sorted({n for n in self.layer_names if self.layer_names.count(n) > 1})
-                raise InputError(f"layer_names must be unique, got duplicates {dup}")
-        self.refresh_every = check_positive_int(refresh_every, "refresh_every")
-        self.min_std = _number(min_std, "min_std")
-        if not 0.0 < self.min_std < math.inf:
-            raise InputError(f"min_std must be > 0 (and finite), got {min_std!r}")
-        self.max_culprits = check_positive_int(max_culprits, "max_culprits")
-        self.fa_per_1k = _positive(fa_per_1k, "fa_per_1k")
-        if min_history is None:
-            min_history = 40 if self.rule == "cusum" else _EARLY_MIN_HISTORY
-        self.min_history = check_positive_int(min_history, "min_history")
-        if early_rule is None:
-            early_rule = "cusum" if self.rule == "streak" else "none"
-        self.early_rule = check_choice(early_rule, "early_rule", _EARLY_RULES)
-        if self.early_rule != "none" and self.rule != "streak":
-            raise InputError(
-                f"early_rule={self.early_rule!r} needs rule='streak' (it decides while the "
-                f"streak rule's baseline fills), got rule={self.rule!r}; use early_rule='none'"
-            )
-        if absorb_after is None:
-            absorb_after = _ABSORB_AFTER if self.rule == "streak" else 0
-        self.absorb_after = check_positive_int(absorb_after, "absorb_after", minimum=0)
-        if jump is None:
-            jump = _JUMP if self.rule == "streak" else 0.0
-        self.jump = _number(jump, "jump")
-        if self.jump and (self.rule != "streak" or not 1.0 < self.jump < math.inf):
-            raise InputError(
-                "jump must be 0 (off) or a factor > 1 with rule='streak', got "
-                f"jump={jump!r} with rule={self.rule!r}"
-            )
-        self._jump_log = math.log(self.jump) if self.jump and self.transform == "log" else 0.0
-        if self.absorb_after and (self.rule != "streak" or self.absorb_after < 4):
-            raise InputError(
-                "absorb_after must be 0 (off) or an int >= 4 with rule='streak', got "
-                f"absorb_after={absorb_after!r} with rule={self.rule!r}"
-            )
+        settings = layer_settings(**{k: v for k, v in locals().items() if k in SETTINGS_ARGS})
+        for key, value in settings.items():
+            setattr(self, key, value)
         if writer is not None and not callable(writer):
             raise InputTypeError(f"writer must be callable or None, got {describe(writer)}")
         check_names = getattr(writer, "check_layer_names", None)
@@ -915,24 +799,12 @@ class LayerMonitor(Monitor):
         baselines only while the detector is HEALTHY, so a failure in the first evaluations
         does not become the baseline it is later judged against; once the baseline holds
         ``baseline`` values the streak rule takes over."""
-        rule = self._detector
-        self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
-        state = rule.state if excluded else rule.update(step, h0, self._u)
-        capped = state is State.COLLAPSE and rule.detector.stat != math.inf
-        if capped:  # calibrating: the early rule warns; only a non-finite value collapses
-            state = State.WATCH
-        if nonfinite and self.nonfinite == "collapse":
-            state = State.COLLAPSE
+        state, capped, direction, culprits, reason, stat = self._detector_step(
+            step, nonfinite, h0, excluded, cap=True
+        )
         healthy = state is State.HEALTHY
         count = self._h0_base.count
-        if excluded:
-            direction, culprits, stat = "", (), math.nan
-            reason = self._reason(state, math.nan, math.nan, -1, nonfinite, excluded)
-        else:
-            direction, culprits, reason, stat = rule.describe(
-                state, self.layer_names, self.signals, self.max_culprits, self.escalate_after,
-                self.transform == "log",
-            )  # fmt: skip
+        if not excluded:
             if healthy:  # the streak's count, and an absorbed shift if the detector says so
                 _, absorbed, note = reason.partition("; ")
                 reason = f"ok, calibrating ({count}/{self.baseline} baseline values, change "
@@ -953,6 +825,29 @@ class LayerMonitor(Monitor):
         self._summary.record(status)
         return status
 
+    def _detector_step(
+        self, step: int, nonfinite: tuple[int, ...], h0: float, excluded: bool, *, cap: bool
+    ) -> tuple[State, bool, str, tuple[str, ...], str, float]:
+        """The change detector's verdict on this evaluation (it holds on an ``excluded`` one):
+        ``(state, capped, direction, culprits, reason, statistic)``; with ``cap`` a COLLAPSE
+        of finite evidence is WATCH (``capped``)."""
+        rule = self._detector
+        self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
+        state = rule.state if excluded else rule.update(step, h0, self._u)
+        capped = cap and state is State.COLLAPSE and rule.detector.stat != math.inf
+        if capped:  # calibrating: the early rule warns; only a non-finite value collapses
+            state = State.WATCH
+        if nonfinite and self.nonfinite == "collapse":
+            state = State.COLLAPSE
+        if excluded:
+            reason = self._reason(state, math.nan, math.nan, -1, nonfinite, excluded)
+            return state, capped, "", (), reason, math.nan
+        direction, culprits, reason, stat = rule.describe(
+            state, self.layer_names, self.signals, self.max_culprits, self.escalate_after,
+            self.transform == "log",
+        )  # fmt: skip
+        return state, capped, direction, culprits, reason, stat
+
     def _evaluate_cusum(
         self, step: int, nonfinite: tuple[int, ...], h0: float, excluded: bool
     ) -> LayerStatus:
@@ -960,20 +855,10 @@ class LayerMonitor(Monitor):
         ``self._u`` by the kernel) to the change detector. Steps with a layer left out of H0
         are not comparable: the detector holds (its alarm, if any, persists)."""
         excluded = excluded or bool(nonfinite)
-        rule = self._detector
-        self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
-        state = rule.state if excluded else rule.update(step, h0, self._u)
-        if nonfinite and self.nonfinite == "collapse":
-            state = State.COLLAPSE
-        calibrating = rule.detector.calibrating
-        if excluded:
-            direction, culprits, stat = "", (), math.nan
-            reason = self._reason(state, math.nan, math.nan, -1, nonfinite, excluded)
-        else:
-            direction, culprits, reason, stat = rule.describe(
-                state, self.layer_names, self.signals, self.max_culprits, self.escalate_after,
-                self.transform == "log",
-            )  # fmt: skip
+        state, _, direction, culprits, reason, stat = self._detector_step(
+            step, nonfinite, h0, excluded, cap=False
+        )
+        calibrating = self._detector.detector.calibrating
         self._patience.update(state)
         status = _new_status(
             step, state, reason, True, calibrating, h0, math.nan, self._peak.ratio,
@@ -1090,18 +975,3 @@ class LayerMonitor(Monitor):
 
     def _before_state_dict(self) -> None:
         self._flush_pending()  # the saved baseline already holds the last accepted value
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InputTypeError(f"{name} must be a number, got {describe(value)}")
-    return float(value)
-
-
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InputTypeError(f"{name} must be a positive number, got {describe(value)}")
-    if not value > 0 or not math.isfinite(value):
-        raise InputError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
