@@ -66,7 +66,8 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
 
 VARIANTS = {  # the streak rule's variants (LayerMonitor arguments) and their cache suffix
     "early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0},
-    "default": {"rule": "streak"},  # today: the early detector and absorption (absorb_after 30)
+    "absorb": {"rule": "streak"},  # today's default: the early detector and absorption (30)
+    "jump": {"rule": "streak", "jump": 30},  # + the jump (x30), off by default
 }
 
 
@@ -199,8 +200,8 @@ def table(res: dict, scenarios: list[str]) -> str:
 STREAK_LABELS = {  # VARIANTS' rows, in the order the streak rule gained them (issue 17)
     "before": "streak before (no early rule, no absorption, no jump)",
     "early": "streak + early cusum",
-    "absorb": "streak + early + absorb",
-    "default": "default: + jump",
+    "absorb": "default: streak + early + absorb",
+    "jump": "default + jump x30 (off by default)",
 }
 
 

@@ -1,6 +1,6 @@
-"""The streak rule's jump (``jump``, default x30): once its baseline is full, a layer moving by
-more than x30 against its baseline (and beyond ``layer_z``) raises WATCH at that evaluation,
-not ``raise_after`` evaluations later; smaller moves keep the debounce."""
+"""The streak rule's jump (``jump=30``; off by default): once its baseline is full, a layer
+moving by more than x30 against its baseline (and beyond ``layer_z``) raises WATCH at that
+evaluation, not ``raise_after`` evaluations later; smaller moves keep the debounce."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def stream(factor: float, at: int = 300, T: int = 330, seed: int = 0) -> np.ndar
     return x
 
 
-def first_alarm(x, **kw):
-    mon = LayerMonitor(8, layer_names=NAMES, **kw)
+def first_alarm(x, jump=30.0, **kw):
+    mon = LayerMonitor(8, layer_names=NAMES, jump=jump, **kw)
     got = [mon.check(v) for v in x]
     t = next(t for t, s in enumerate(got) if s.state.value != "HEALTHY")
     return t, got[t]
@@ -43,9 +43,10 @@ def test_a_x5_move_keeps_the_debounce():
 
 def test_run_equals_check_with_a_jump():
     x = stream(100.0, T=360)
-    live = LayerMonitor(8, layer_names=NAMES)
+    live = LayerMonitor(8, layer_names=NAMES, jump=30)
     want = [live.check(v) for v in x]
-    got = LayerMonitor(8, layer_names=NAMES).run(x)
+    assert "(jump x" in want[300].reason
+    got = LayerMonitor(8, layer_names=NAMES, jump=30).run(x)
     assert got["reason"].to_list() == [s.reason for s in want]
     assert got["state"].to_list() == [s.state.value for s in want]
 
@@ -57,15 +58,15 @@ def test_bad_jump_is_refused_and_defaults_follow_the_rule():
         LayerMonitor(8, rule="cusum", jump=30.0)
     with pytest.raises(InputTypeError, match="jump must be a number"):
         LayerMonitor(8, jump="30")
-    assert LayerMonitor(8).jump == 30.0 and LayerMonitor(8, rule="peak").jump == 0.0
+    assert LayerMonitor(8).jump == 0.0 and LayerMonitor(8, jump=30).jump == 30.0
 
 
-def test_a_state_saved_before_the_jump_existed_needs_jump_0():
+def test_a_state_saved_before_the_jump_existed_loads_without_it():
     old_mon = LayerMonitor(8, layer_names=NAMES, jump=0)
     for v in stream(1.0, T=20):
         old_mon.check(v)
     old = old_mon.state_dict()
     del old["config"]["jump"]
-    LayerMonitor(8, layer_names=NAMES, jump=0).load_state_dict(old)
+    LayerMonitor(8, layer_names=NAMES).load_state_dict(old)
     with pytest.raises(InputError, match=r"differs .* in \['jump'\]"):
-        LayerMonitor(8, layer_names=NAMES).load_state_dict(old)
+        LayerMonitor(8, layer_names=NAMES, jump=30).load_state_dict(old)

@@ -25,11 +25,10 @@ def test_quick_start_names_the_diverging_layer():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(_python_blocks()[0], "README quick start", "exec"), {})
-    first, second = out.getvalue().splitlines()[:2]
+    first = out.getvalue().splitlines()[0]
     step, *_ = first.split()
-    assert int(step) == 300, first  # a x50 jump: WATCH at once (the streak rule's jump)
-    assert "('7',)" in first and "jump x" in first
-    assert second.split()[1] == "COLLAPSE" and "layers diverging" in second
+    assert 300 <= int(step) <= 310, first
+    assert "('7',)" in first and "layers diverging" in first
 
 
 def test_the_log_reading_snippet_reads_the_run_layout(tmp_path, monkeypatch):

@@ -50,8 +50,8 @@ TOPOLOGY_ONLY = ("act+grad", "logit+ent", "act+grad+upd+logit+ent")
 RULES = {  # the streak rule as it gained its parts (issue 17), then the change detector
     "streak": {"rule": "streak", "early_rule": "none", "absorb_after": 0, "jump": 0},
     "streak+early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0, "jump": 0},
-    "streak+early+absorb": {"rule": "streak", "early_rule": "cusum", "jump": 0},
-    "default": {"rule": "streak"},  # early detector, absorption (30), jump (x30)
+    "default": {"rule": "streak"},  # the early detector and absorption (30)
+    "default+jump": {"rule": "streak", "jump": 30.0},  # the jump (x30), off by default
     "cusum": {"rule": "cusum", "fa_per_1k": 0.1},
 }
 

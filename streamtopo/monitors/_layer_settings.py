@@ -26,7 +26,6 @@ _EARLY_RULES = ("cusum", "none")
 # with 100 its first alarm is the fault's (CHANGEPOINT.md, "Early rule").
 _EARLY_MIN_HISTORY = 100
 _ABSORB_AFTER = 30  # the streak rule's default (see absorb_after)
-_JUMP = 30.0  # the streak rule's default jump (see jump)
 DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _NONFINITE = ("collapse", "flag", "raise")
 
@@ -66,12 +65,12 @@ def layer_settings(
 ) -> dict[str, Any]:
     """LayerMonitor's arguments checked and resolved: ``{attribute: value}``. A bad argument
     raises a streamtopo error naming it (nothing is set). Defaults that depend on ``rule``
-    (``layer_rule``, ``min_history``, ``early_rule``, ``absorb_after``, ``jump``) are resolved
+    (``layer_rule``, ``min_history``, ``early_rule``, ``absorb_after``) are resolved
     here; the monitor records the resolved values in its config.
 
     >>> s = layer_settings(4)
     >>> s["rule"], s["early_rule"], s["min_history"], s["absorb_after"], s["jump"]
-    ('streak', 'cusum', 100, 30, 30.0)
+    ('streak', 'cusum', 100, 30, 0.0)
     >>> layer_settings(4, rule="cusum")["min_history"]
     40
     """
@@ -161,9 +160,7 @@ def layer_settings(
     if absorb_after is None:
         absorb_after = _ABSORB_AFTER if s.rule == "streak" else 0
     s.absorb_after = check_positive_int(absorb_after, "absorb_after", minimum=0)
-    if jump is None:
-        jump = _JUMP if s.rule == "streak" else 0.0
-    s.jump = _number(jump, "jump")
+    s.jump = 0.0 if jump is None else _number(jump, "jump")  # off unless asked for
     if s.jump and (s.rule != "streak" or not 1.0 < s.jump < math.inf):
         raise InputError(
             "jump must be 0 (off) or a factor > 1 with rule='streak', got "
