@@ -139,7 +139,8 @@ def test_demo_fault_must_fit_the_model(tmp_path, capsys):
     from streamtopo.app.cli import main
 
     assert main(["demo", "--fault", "attn-growth", "--out", str(tmp_path / "a")]) == 1
-    assert "fault must be one of" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fault must be one of" in err and "needs model='transformer'" in err
     args = ["demo", "--model", "transformer", "--fault", "dead-relu", "--out", str(tmp_path)]
     assert main(args) == 1
     assert "model='transformer'" in capsys.readouterr().err

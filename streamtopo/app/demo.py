@@ -130,7 +130,11 @@ def run_demo(
     if fault not in FAULTS:
         from ..errors import InputError
 
-        raise InputError(f"fault must be one of {FAULTS}, got {fault!r}")
+        hint = " (attn-growth needs model='transformer', --model transformer)"
+        raise InputError(
+            f"fault must be one of {FAULTS} with the MLP demo, got {fault!r}"
+            + (hint if fault == "attn-growth" else "")
+        )
     stream = sys.stdout if stream is None else stream
 
     def say(text: str) -> None:
