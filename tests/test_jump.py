@@ -70,3 +70,13 @@ def test_a_state_saved_before_the_jump_existed_loads_without_it():
     LayerMonitor(8, layer_names=NAMES).load_state_dict(old)
     with pytest.raises(InputError, match=r"differs .* in \['jump'\]"):
         LayerMonitor(8, layer_names=NAMES, jump=30).load_state_dict(old)
+
+
+@pytest.mark.parametrize("rule", ["streak", "cusum", "peak"])
+def test_a_non_finite_collapse_names_the_layer(rule):
+    x = stream(1.0, T=40)
+    x[20, 1] = np.nan
+    mon = LayerMonitor(8, layer_names=NAMES, rule=rule)
+    got = [mon.check(v) for v in x]
+    assert got[20].state.value == "COLLAPSE" and got[20].culprits == ("fc1",)
+    assert LayerMonitor(8, layer_names=NAMES, rule=rule).run(x)["culprits"][20].to_list() == ["fc1"]

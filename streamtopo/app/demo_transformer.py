@@ -207,15 +207,16 @@ def run_transformer_demo(
             }
             a = result["attention"]
             say(
-                f"attention: max logit {a['max_logit_before']:.1f} in the 50 steps before the "
-                f"fault -> {a['max_logit_after']:.1f} after; min block entropy "
+                f"attention: max logit {a['max_logit_before']:.1f} in the {fault_at - before.start}"
+                f" steps before the fault -> {a['max_logit_after']:.1f} after; min entropy "
                 f"{a['min_entropy_before']:.2f} -> {a['min_entropy_after']:.2f} nats"
             )
             if "loss" not in first:
+                lb, le = float(np.mean(losses[before])), float(np.mean(losses[-tail:]))
+                how = "it did not rise" if le <= lb else "it rose too little for the rule"
                 say(
-                    "loss-rise alarm: never (training loss "
-                    f"{np.mean(losses[before]):.2f} before the fault, "
-                    f"{np.mean(losses[-tail:]):.2f} at the end): the loss stalled, it did not rise"
+                    f"loss-rise alarm: never (training loss {lb:.2f} before the fault, "
+                    f"{le:.2f} at the end): {how}"
                 )
         if guard:
             say(

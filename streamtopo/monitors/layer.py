@@ -548,6 +548,10 @@ class LayerMonitor(Monitor):
             status = self._evaluate(step, nonfinite, h0, int(top), lzt, excluded > 0.0, absent)
         else:
             status = self._skipped(step, nonfinite, absent)
+        if nonfinite and status.state is State.COLLAPSE and not status.culprits:
+            # the non-finite layers are what the COLLAPSE is about
+            culprits = tuple(self.layer_names[i] for i in nonfinite[: self.max_culprits])
+            status = replace(status, culprits=culprits)
         self._last = status  # what Monitor._record does, inlined on the per-step path
         self._step = step + 1
         writer = self.writer
