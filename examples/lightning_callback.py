@@ -3,10 +3,18 @@
 
     python examples/lightning_callback.py [--steps 300]
 
-A small MLP learns the bundled digits; at 60% of the steps the learning rate jumps ×50.
+A small MLP learns the bundled digits; at 60% of the steps the learning rate jumps ×50. The
+callback's statuses go to Lightning's own logger (a CSVLogger here: ``streamtopo/state`` and
+friends, every step) and its alarms to the ``streamtopo`` logging logger (WARNING). The monitor
+is calibrating for its first 200 steps: the change detector watches then, and may raise a
+WATCH on a healthy phase (with the default settings, one at step 146: ``net.0``'s activation
+norm falling while the net learns; README "Live from step 0, and alarms that end").
 """
 
 import argparse
+import csv
+import tempfile
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -43,10 +51,12 @@ def main(steps: int = 300) -> None:
     module = DigitsMLP(spike_at=int(steps * 0.6))
     module.net(torch.zeros(1, 64))  # materialise the lazy layers before the callback hooks them
     cb = StreamtopoCallback(stop=True)
+    logs = tempfile.mkdtemp(prefix="streamtopo-lightning-")
     trainer = pl.Trainer(
         max_steps=steps,
         accelerator="cpu",
-        logger=False,
+        logger=pl.loggers.CSVLogger(logs, name="digits"),
+        log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -56,6 +66,15 @@ def main(steps: int = 300) -> None:
     print(
         f"stopped at step {trainer.global_step} of {steps}: {cb.status_.state} "
         f"({cb.status_.reason})"
+    )
+    # what reached Lightning's logger: the steps whose streamtopo state was not HEALTHY
+    metrics = Path(trainer.logger.log_dir) / "metrics.csv"
+    with metrics.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("streamtopo/state")]
+    alarms = [int(r["step"]) for r in rows if float(r["streamtopo/state"]) > 0]
+    print(
+        f"Lightning's CSVLogger ({metrics}): {len(rows)} steps with streamtopo/state, "
+        f"alarm steps {alarms[:3]}{' ...' if len(alarms) > 3 else ''}"
     )
 
 

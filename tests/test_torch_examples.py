@@ -51,7 +51,9 @@ def test_lightning_example(monkeypatch, capsys):
     import lightning  # noqa: F401  (dev extra)
 
     run_example("lightning_callback.py", "--steps", "20", monkeypatch=monkeypatch)
-    assert "stopped at step 20 of 20" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stopped at step 20 of 20" in out
+    assert "Lightning's CSVLogger (" in out and "20 steps with streamtopo/state" in out
 
 
 def test_hf_example(monkeypatch, capsys):
