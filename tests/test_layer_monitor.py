@@ -574,3 +574,25 @@ def test_jump_of_one_layer_keeps_its_z_until_the_alarm_names_it():
     assert 250 <= first.step <= 250 + mon.raise_after
     assert first.culprits[0] == "2" and first.layer_z > 50
     assert "2 z=" in first.reason
+
+
+def test_a_one_step_spike_names_the_spiked_layer():
+    """A x100 spike of one layer at one step leaves this step's values at once but stays in
+    the 16-step window: the topology rule fires on it, and the culprit is the layer most
+    isolated in the window, not the largest |z| of the current (normal) values."""
+    rng = np.random.default_rng(0)
+    levels = rng.normal(size=(2, 12))
+    mon = LayerMonitor(12, ("act_norm", "grad_norm"))
+    alarms = []
+    for step in range(330):
+        x = np.exp(levels + 0.05 * rng.normal(size=(2, 12)))
+        if step == 300:
+            x[:, 2] *= 100.0
+        st = mon.check({"act_norm": x[0], "grad_norm": x[1]})
+        if st.state is not State.HEALTHY:
+            alarms.append(st)
+    assert alarms and 300 < alarms[0].step < 300 + mon.window
+    assert all(s.step <= 300 + mon.window + 2 * mon.clear_after for s in alarms)  # it ends
+    inside = [s for s in alarms if s.step < 300 + mon.window]  # the spike still in the window
+    assert inside and all(s.reason.startswith("topology:") for s in inside)
+    assert all(s.direction == "rising" and s.culprits[0] == "2" for s in inside)

@@ -699,7 +699,7 @@ class LayerMonitor(Monitor):
             direction = "falling"
         culprits: tuple[str, ...] = ()
         if top >= 0 and (not healthy or abs(lzt) > self.layer_z_):
-            culprits = self._culprits()
+            culprits = self._culprits(diverging=not healthy and direction == "rising")
         if healthy and not excluded and (not peak.warming_up if peak_rule else base.count == K):
             reason = "ok"  # what _reason says then, without the call (the per-step case)
         else:
@@ -872,13 +872,28 @@ class LayerMonitor(Monitor):
         self._summary.record(status)
         return status
 
-    def _culprits(self) -> tuple[str, ...]:
+    def _culprits(self, diverging: bool = False) -> tuple[str, ...]:
+        """The layers behind the state: those over the layer rule's threshold now (largest
+        |z| first); with none over and the layers ``diverging`` (log h0 rising), the layers
+        most isolated in the window (a spike that left this step's values but not the
+        window); else the largest |z|."""
         a = np.abs(self._lz)
         a[np.isnan(a)] = -1.0
         order = np.argsort(-a, kind="stable")[: self.max_culprits]
         over = [i for i in order if a[i] > self.layer_z_]
+        if not over and diverging:
+            return self._isolated()
         chosen = over if over else [i for i in order if a[i] >= 0.0]
         return tuple(self.layer_names[i] for i in chosen)
+
+    def _isolated(self) -> tuple[str, ...]:
+        """Layers by their distance to their nearest neighbour in the window, largest first
+        (the MST edges that make h0 large); layers left out of H0 are not named."""
+        d = self._D + np.diag(np.full(self.n_layers, np.inf))
+        nearest = d.min(axis=1)
+        nearest[self._nbad > 0] = -1.0
+        order = np.argsort(-nearest, kind="stable")[: self.max_culprits]
+        return tuple(self.layer_names[i] for i in order if nearest[i] >= 0.0)
 
     def _reason(self, state, z, lzt, top, nonfinite, excluded) -> str:
         if nonfinite:
