@@ -169,7 +169,15 @@ def test_headline_counts_the_centroid_gap_rule_not_its_test_loss_patience():
                              "reason": ["loss", "loss", "gap"]})  # fmt: skip
     h = headline({"layer": layer, "centroid": centroid})
     assert not h.healthy and h.first_alarm_step == 3 and "(centroid monitor)" in h.lines[1]
-    assert "The layer monitor was calibrating until step 2." in h.lines
+    assert (
+        "The layer monitor was calibrating until step 2 (its change detector watched meanwhile)."
+        in h.lines
+    )
+    blind = layer.with_columns(
+        pl.Series("reason", ["warmup (0/2 baseline values)"] * 2 + ["ok"] * 2)
+    )
+    h_blind = headline({"layer": blind, "centroid": centroid})
+    assert "The layer monitor was calibrating until step 2 (no alarm possible)." in h_blind.lines
     patience_only = centroid.with_columns(pl.lit(False).alias("alert"))
     h = headline({"layer": layer, "centroid": patience_only})
     assert h.healthy and h.verdict == "Healthy: no alarm in 4 recorded steps."

@@ -85,7 +85,7 @@ def _steps(n: int) -> str:
 def _rule(reason: str) -> str:
     """The rule of an alarm: its reason up to the first colon, at most 60 characters."""
     head = reason.split(":", 1)[0].strip() or reason.strip()
-    return head if len(head) <= 60 else head[:57] + "..."
+    return head if len(head) <= 60 else head[:57].rsplit(" ", 1)[0] + " ..."  # at a word
 
 
 def _lead(first: dict[str, Any] | None, loss_first: dict[str, Any] | None) -> str:
@@ -180,10 +180,17 @@ def headline(tables: dict[str, Any]) -> Headline:
                 )
     if layer is not None and "calibrating" in layer.columns and layer.height:
         ready = layer.filter(~layer["calibrating"].fill_null(False))
+        # blind while calibrating only under the streak rule without its early detector
+        blind = "reason" in layer.columns and bool(
+            layer["reason"].fill_null("").str.starts_with("warmup (").any()
+        )
+        how = " (no alarm possible)" if blind else " (its change detector watched meanwhile)"
         if ready.height == 0:
-            lines.append("The layer monitor was calibrating for the whole run (no alarm possible).")
+            lines.append(f"The layer monitor was calibrating for the whole run{how}.")
         elif int(ready["step"][0]) > int(layer["step"][0]):
-            lines.append(f"The layer monitor was calibrating until step {int(ready['step'][0])}.")
+            lines.append(
+                f"The layer monitor was calibrating until step {int(ready['step'][0])}{how}."
+            )
     if loss is not None:
         h["loss_alarm_step"] = None if loss_first is None else int(loss_first["step"])
         near = (
