@@ -31,47 +31,49 @@ _NONFINITE = ("collapse", "flag", "raise")
 
 
 def layer_settings(
-    n_layers: int,
-    signals: Sequence[str] = ("grad_norm",),
     *,
-    window: int = 16,
-    transform: str = "log",
-    rule: str = DEFAULT_RULE,
-    baseline: int = 200,
-    watch_z: float = 3.0,
-    collapse_z: float = 6.0,
-    raise_after: int = 8,
-    escalate_after: int = 50,
-    clear_after: int = 5,
-    layer_rule: bool | None = None,
-    layer_z: float | None = None,
-    watch_ratio: float = 0.6,
-    collapse_ratio: float = 0.3,
-    warmup: int = 10,
-    patience: int = 3,
-    check_every: int = 1,
-    nonfinite: str = "collapse",
-    capacity: int = 1024,
-    layer_names: Sequence[str] | None = None,
-    refresh_every: int = 1024,
-    min_std: float = 1e-3,
-    max_culprits: int = 3,
-    fa_per_1k: float = 0.1,
-    min_history: int | None = None,
-    early_rule: str | None = None,
-    absorb_after: int | None = None,
-    jump: float | None = None,
-    signal_name: str | None = None,
+    n_layers: int,
+    signals: Sequence[str],
+    window: int,
+    transform: str,
+    rule: str,
+    baseline: int,
+    watch_z: float,
+    collapse_z: float,
+    raise_after: int,
+    escalate_after: int,
+    clear_after: int,
+    layer_rule: bool | None,
+    layer_z: float | None,
+    watch_ratio: float,
+    collapse_ratio: float,
+    warmup: int,
+    patience: int,
+    check_every: int,
+    nonfinite: str,
+    capacity: int,
+    layer_names: Sequence[str] | None,
+    refresh_every: int,
+    min_std: float,
+    max_culprits: int,
+    fa_per_1k: float,
+    min_history: int | None,
+    early_rule: str | None,
+    absorb_after: int | None,
+    jump: float | None,
+    signal_name: str | None,
 ) -> dict[str, Any]:
-    """LayerMonitor's arguments checked and resolved: ``{attribute: value}``. A bad argument
+    """LayerMonitor's arguments (every one, with the defaults of its signature, the one
+    place they are declared) checked and resolved: ``{attribute: value}``. A bad argument
     raises a streamtopo error naming it (nothing is set). Defaults that depend on ``rule``
-    (``layer_rule``, ``min_history``, ``early_rule``, ``absorb_after``) are resolved
-    here; the monitor records the resolved values in its config.
+    (``layer_rule``, ``min_history``, ``early_rule``, ``absorb_after``) are resolved here;
+    the monitor records the resolved values in its config.
 
-    >>> s = layer_settings(4)
-    >>> s["rule"], s["early_rule"], s["min_history"], s["absorb_after"], s["jump"]
+    >>> from streamtopo import LayerMonitor
+    >>> m = LayerMonitor(4)
+    >>> m.rule, m.early_rule, m.min_history, m.absorb_after, m.jump
     ('streak', 'cusum', 100, 30, 0.0)
-    >>> layer_settings(4, rule="cusum")["min_history"]
+    >>> LayerMonitor(4, rule="cusum").min_history
     40
     """
     s = SimpleNamespace()
@@ -176,7 +178,7 @@ def layer_settings(
 
 
 _CODE = layer_settings.__code__
-SETTINGS_ARGS = _CODE.co_varnames[: _CODE.co_argcount + _CODE.co_kwonlyargcount]  # its names
+SETTINGS_ARGS = _CODE.co_varnames[: _CODE.co_kwonlyargcount]  # its argument names
 
 
 def _number(value: Any, name: str) -> float:
