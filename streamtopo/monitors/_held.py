@@ -64,7 +64,7 @@ class HeldShift:
         A = self.size
         if self.count < A or A < 4:
             return False
-        rows = self._buf[(self.pos + np.arange(A)) % A]  # oldest first
+        rows = self._ordered()
         h = A // 2
         a, c = rows[:h], rows[h:]
         se = np.sqrt(a.var(axis=0, ddof=1) / h + c.var(axis=0, ddof=1) / (A - h))
@@ -73,9 +73,11 @@ class HeldShift:
 
     def level(self) -> np.ndarray:
         """The held level: each stream's mean over the second half of the buffer."""
-        A = self.size
-        rows = self._buf[(self.pos + np.arange(A)) % A]
-        return rows[A // 2 :].mean(axis=0)
+        return self._ordered()[self.size // 2 :].mean(axis=0)
+
+    def _ordered(self) -> np.ndarray:
+        """The buffered evaluations, oldest first (the buffer is full)."""
+        return self._buf[(self.pos + np.arange(self.size)) % self.size]
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -742,12 +742,14 @@ class LayerMonitor(Monitor):
             self._bn = bn + 1 if bn < K else K
             self._bpushes = bpushes + 1
 
+    def _layer_means(self) -> np.ndarray:
+        """(signals, layers) means of the per-layer baseline (``_bn`` > 0 values)."""
+        return self._ref + self._s1 / self._bn
+
     def _jump_move(self, i: int) -> float:
         """Layer ``i``'s largest move (over signals, log units) of its median-relative value
         from its baseline mean."""
-        n = self._bn
-        mean = self._ref[:, i] + self._s1[:, i] / n
-        return float(np.abs(self._u[:, i] - mean).max())
+        return float(np.abs(self._u[:, i] - self._layer_means()[:, i]).max())
 
     def _holds(self, step: int, state: State, logh: float) -> bool:
         """Feed an alarm's evaluation to the held-shift test; True when a WATCH has held one
@@ -770,7 +772,7 @@ class LayerMonitor(Monitor):
         # a shift of orders of magnitude is a failure, not a new level: it is not absorbed
         base = self._hrow
         base[0] = self._h0_base.mean
-        base[1:] = (self._ref + self._s1 / self._bn).ravel()
+        base[1:] = self._layer_means().ravel()
         return bool(np.abs(held.level() - base).max() <= _ABSORB_MAX)
 
     def _absorbed(self, step: int, h0: float, z: float, lzt: float) -> LayerStatus:
