@@ -32,7 +32,7 @@ def stream(T: int = 900, seed: int = 0, shift: float = -0.5, at: int = 300, drif
 
 
 def run_states(x, **kw):
-    mon = LayerMonitor(6, layer_names=NAMES, escalate_after=10**6, **kw)
+    mon = LayerMonitor(6, layer_names=NAMES, keep_detector=False, escalate_after=10**6, **kw)
     return mon, [mon.check(v) for v in x]
 
 
@@ -70,23 +70,23 @@ def test_moves_of_orders_of_magnitude_and_collapse_are_not_absorbed():
     assert "WATCH" in states and not any("absorbed" in s.reason for s in got)
     assert states[-1] != "HEALTHY"
     # the default escalation turns a long WATCH into COLLAPSE, which is never absorbed
-    mon = LayerMonitor(6, layer_names=NAMES, escalate_after=20, absorb_after=30)
+    mon = LayerMonitor(6, layer_names=NAMES, keep_detector=False, escalate_after=20, absorb_after=30)
     states = [mon.check(v).state.value for v in stream()]
     assert "COLLAPSE" in states and states[-1] == "COLLAPSE"
 
 
 def test_run_and_a_restored_state_equal_live_checks():
     x = stream(seed=2)
-    live = LayerMonitor(6, layer_names=NAMES, escalate_after=10**6)
+    live = LayerMonitor(6, layer_names=NAMES, keep_detector=False, escalate_after=10**6)
     want = status_frame([live.check(v) for v in x])
     assert any(r.startswith("shift at step") for r in want["reason"].to_list())
-    mon = LayerMonitor(6, layer_names=NAMES, escalate_after=10**6)
+    mon = LayerMonitor(6, layer_names=NAMES, keep_detector=False, escalate_after=10**6)
     same(mon.run(x), want)
     # restored in the middle of the alarm (the held buffer travels with the state)
-    a = LayerMonitor(6, layer_names=NAMES, escalate_after=10**6)
+    a = LayerMonitor(6, layer_names=NAMES, keep_detector=False, escalate_after=10**6)
     first = a.run(x[:320])
     assert first["state"][-1] == "WATCH"
-    b = LayerMonitor(6, layer_names=NAMES, escalate_after=10**6)
+    b = LayerMonitor(6, layer_names=NAMES, keep_detector=False, escalate_after=10**6)
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     import polars as pl
 

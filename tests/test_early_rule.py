@@ -62,13 +62,13 @@ def test_early_alarms_are_watch_unless_a_value_is_non_finite():
 
 
 def test_the_streak_rule_takes_over_once_the_baseline_is_full():
-    mon = LayerMonitor(8, layer_names=NAMES, baseline=50)
+    mon = LayerMonitor(8, layer_names=NAMES, baseline=50, keep_detector=False)
     got = states(mon, values(120, seed=2))
     assert got[49].calibrating and not got[50].calibrating
     assert got[50].reason == "ok" and np.isnan(got[50].stat)
     assert all(s.state.value == "HEALTHY" for s in got)
     # a jump after the warm-up goes to the streak rule (z-scores), not the change detector
-    mon2 = LayerMonitor(8, layer_names=NAMES, baseline=50)
+    mon2 = LayerMonitor(8, layer_names=NAMES, baseline=50, keep_detector=False)
     late = states(mon2, values(120, seed=2, jump_at=100))
     alarms = [s for s in late if s.state.value != "HEALTHY"]
     assert alarms and all(not s.reason.startswith("cusum") for s in alarms)
@@ -90,9 +90,13 @@ def test_a_state_saved_before_the_early_rule_needs_early_rule_none():
     old_mon = LayerMonitor(8, layer_names=NAMES, early_rule="none")
     states(old_mon, values(20))
     old = old_mon.state_dict()
-    del old["config"]["early_rule"]  # as written before the parameter existed
+    del old["config"]["early_rule"]  # as written before the parameters existed
+    del old["config"]["keep_detector"]
     old["config"]["min_history"] = 40  # its old default
-    with pytest.raises(InputError, match=r"differs .* in \['early_rule', 'min_history'\]"):
+    with pytest.raises(
+        InputError,
+        match=r"differs .* in \['early_rule', 'keep_detector', 'min_history', 'raise_after'\]",
+    ):
         LayerMonitor(8, layer_names=NAMES).load_state_dict(old)
     LayerMonitor(8, layer_names=NAMES, early_rule="none", min_history=40).load_state_dict(old)
     # a rule="cusum" state from then loads as it is (early_rule "none", min_history 40)
@@ -129,5 +133,6 @@ def test_a_recorded_run_replays_with_its_early_rule_and_an_old_one_without(tmp_p
     meta = json.loads(meta_path.read_text())
     for cfg in (meta["tables"]["layer"]["config"], meta.get("monitor_config", {})):
         cfg.pop("early_rule", None)
+        cfg.pop("keep_detector", None)
     meta_path.write_text(json.dumps(meta))
     assert set(replay(w.run_dir)["state"].to_list()) == {"HEALTHY"}

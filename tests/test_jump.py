@@ -21,7 +21,7 @@ def stream(factor: float, at: int = 300, T: int = 330, seed: int = 0) -> np.ndar
 
 
 def first_alarm(x, jump=30.0, **kw):
-    mon = LayerMonitor(8, layer_names=NAMES, jump=jump, **kw)
+    mon = LayerMonitor(8, layer_names=NAMES, keep_detector=False, jump=jump, **kw)
     got = [mon.check(v) for v in x]
     t = next(t for t, s in enumerate(got) if s.state.value != "HEALTHY")
     return t, got[t]
@@ -43,10 +43,10 @@ def test_a_x5_move_keeps_the_debounce():
 
 def test_run_equals_check_with_a_jump():
     x = stream(100.0, T=360)
-    live = LayerMonitor(8, layer_names=NAMES, jump=30)
+    live = LayerMonitor(8, layer_names=NAMES, keep_detector=False, jump=30)
     want = [live.check(v) for v in x]
     assert "(jump x" in want[300].reason
-    got = LayerMonitor(8, layer_names=NAMES, jump=30).run(x)
+    got = LayerMonitor(8, layer_names=NAMES, keep_detector=False, jump=30).run(x)
     assert got["reason"].to_list() == [s.reason for s in want]
     assert got["state"].to_list() == [s.state.value for s in want]
 
@@ -62,14 +62,14 @@ def test_bad_jump_is_refused_and_defaults_follow_the_rule():
 
 
 def test_a_state_saved_before_the_jump_existed_loads_without_it():
-    old_mon = LayerMonitor(8, layer_names=NAMES, jump=0)
+    old_mon = LayerMonitor(8, layer_names=NAMES, keep_detector=False, jump=0)
     for v in stream(1.0, T=20):
         old_mon.check(v)
     old = old_mon.state_dict()
     del old["config"]["jump"]
-    LayerMonitor(8, layer_names=NAMES).load_state_dict(old)
+    LayerMonitor(8, layer_names=NAMES, keep_detector=False).load_state_dict(old)
     with pytest.raises(InputError, match=r"differs .* in \['jump'\]"):
-        LayerMonitor(8, layer_names=NAMES, jump=30).load_state_dict(old)
+        LayerMonitor(8, layer_names=NAMES, keep_detector=False, jump=30).load_state_dict(old)
 
 
 @pytest.mark.parametrize("rule", ["streak", "cusum", "peak"])

@@ -73,7 +73,7 @@ def test_lockstep_with_naive_twin(seed, L, S, W, transform, rule):
     x[nan_step + 40, S - 1, 2] = np.inf
     kw = {**SMALL, "window": W, "transform": transform, "rule": rule, "warmup": 5}
     jump = 30.0 if rule == "zscore" else 0.0  # the streak rule's jump (off by default)
-    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], refresh_every=37, jump=jump, **kw)
+    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], refresh_every=37, jump=jump, keep_detector=False, **kw)
     twin = NaiveLayerMonitor(L, S, layer_rule=rule == "zscore", jump=jump, **kw)
     states = set()
     for t in range(x.shape[0]):
@@ -183,11 +183,17 @@ def test_one_layer_diverging_raises_names_it_and_clears():
     statuses = [mon.check(x[t]) for t in range(x.shape[0])]
     assert all(s.state is State.HEALTHY for s in statuses[:onset])
     raised = next(t for t in range(onset, 500) if statuses[t].state is not State.HEALTHY)
-    assert raised - onset < 10
+    assert raised == onset  # the change detector: a x100 jump at once
     during = statuses[raised : onset + length]
     assert all(s.state is not State.HEALTHY for s in during)
     assert all(s.culprits and s.culprits[0] == "block5" for s in during)
-    assert "layer" in statuses[raised].reason and "block5" in statuses[raised].reason
+    first = statuses[raised]
+    assert first.reason.startswith("cusum: block5") and "jump x" in first.reason
+    assert first.stat == first.stat and first.direction == "rising"
+    # the streak rule alone (the detector off after the warm-up) waits for its debounce
+    alone = LayerMonitor(L, layer_names=names, keep_detector=False)
+    late = next(s for s in (alone.check(v) for v in x) if s.state is not State.HEALTHY)
+    assert onset < late.step < onset + 10 and "layer" in late.reason and "block5" in late.reason
     # after the event, once its values left the window, the alarm clears and stays clear
     flushed = onset + length + mon.window
     cleared = next(t for t in range(flushed, 500) if statuses[t].state is State.HEALTHY)
@@ -504,7 +510,7 @@ def test_converging_layers_zscore_rule_says_falling_and_why():
     levels = np.linspace(-2.0, 2.0, L)
     spread = np.concatenate([np.ones(200), np.linspace(1.0, 0.05, 100), np.full(100, 0.05)])
     x = np.exp(spread[:, None] * levels[None] + 0.02 * rng.normal(size=(T, L)))
-    mon = LayerMonitor(L)
+    mon = LayerMonitor(L, keep_detector=False)  # the streak rule's topology reason
     statuses = [mon.check(x[t]) for t in range(T)]
     assert all(s.state is State.HEALTHY for s in statuses[:200])
     alarmed = [s for s in statuses[200:] if s.state is not State.HEALTHY]
@@ -563,7 +569,7 @@ def test_jump_of_one_layer_keeps_its_z_until_the_alarm_names_it():
     # the first outliers of an event must not enter the per-layer baselines before the alarm
     # fires (raise_after steps), or the jumping layer's z collapses and another layer is named
     rng = np.random.default_rng(0)
-    mon = LayerMonitor(n_layers=6, signals=("act_norm",))
+    mon = LayerMonitor(n_layers=6, signals=("act_norm",), keep_detector=False)
     statuses = []
     for t in range(300):
         v = np.exp(rng.normal(0, 0.05, 6)) * np.arange(1, 7)
@@ -582,8 +588,9 @@ def test_a_one_step_spike_names_the_spiked_layer():
     isolated in the window, not the largest |z| of the current (normal) values."""
     rng = np.random.default_rng(0)
     levels = rng.normal(size=(2, 12))
-    mon = LayerMonitor(12, ("act_norm", "grad_norm"))
-    alarms = []
+    mon = LayerMonitor(12, ("act_norm", "grad_norm"), keep_detector=False)  # the streak rule
+    default = LayerMonitor(12, ("act_norm", "grad_norm"))
+    alarms, first = [], []
     for step in range(330):
         x = np.exp(levels + 0.05 * rng.normal(size=(2, 12)))
         if step == 300:
@@ -591,6 +598,12 @@ def test_a_one_step_spike_names_the_spiked_layer():
         st = mon.check({"act_norm": x[0], "grad_norm": x[1]})
         if st.state is not State.HEALTHY:
             alarms.append(st)
+        st = default.check({"act_norm": x[0], "grad_norm": x[1]})
+        if st.state is not State.HEALTHY:
+            first.append(st)
+    # by default the change detector names the spiked layer at the spike; a WATCH that ends
+    assert first[0].step == 300 and first[0].culprits[0] == "2"
+    assert {s.state for s in first} == {State.WATCH} and default.last_status_.state is State.HEALTHY
     assert alarms and 300 < alarms[0].step < 300 + mon.window
     assert all(s.step <= 300 + mon.window + 2 * mon.clear_after for s in alarms)  # it ends
     inside = [s for s in alarms if s.step < 300 + mon.window]  # the spike still in the window

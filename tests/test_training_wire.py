@@ -488,8 +488,8 @@ def test_a_held_attention_drift_stays_watch_and_does_not_stop_the_run():
     x = 2.5 + 0.1 * rng.normal(size=(600, 2, 4))
     x[300:, 0, 3] -= 0.5  # block 3's entropy drops by 0.5 nats and holds
     sigs = ("attn_entropy", "attn_logit")
-    old = LayerMonitor(4, sigs, absorb_after=0)
-    attention_old = LayerMonitor(4, sigs, escalate_after=10**6, absorb_after=0)
+    old = LayerMonitor(4, sigs, absorb_after=0, keep_detector=False)
+    attention_old = LayerMonitor(4, sigs, escalate_after=10**6, absorb_after=0, keep_detector=False)
     d, a = old.run(x)["state"].to_list(), attention_old.run(x)["state"].to_list()
     assert "COLLAPSE" in d and old.should_stop  # the layer monitor escalates
     assert "WATCH" in a and "COLLAPSE" not in a and not attention_old.should_stop

@@ -2,6 +2,7 @@
 
     python -m benchmarks.evaluation.cache calib     # seeds 0-19 healthy, 0-9 per fault (late+early)
     python -m benchmarks.evaluation.cache fresh     # seeds 1000+ (report set)
+    python -m benchmarks.evaluation.cache fresh2 100  # healthy seeds 2000+ (a second report set)
 
 Runs are written to ``.eval-cache/`` (which ignores itself), one file per (fault, early, seed,
 steps); a file that exists is not recorded again, so the command can be interrupted and resumed.
@@ -105,6 +106,8 @@ def plan(which: str, n_healthy: int = 130, n_fault: int = 10) -> list[tuple[str,
     fault seed its 8 runs (4 faults, late and early), then healthy runs in proportion."""
     if which == "calib":
         seeds_h, seeds_f = list(range(0, 20)), list(range(0, 10))
+    elif which == "fresh2":  # healthy runs only: the false-alarm rate of a choice made on fresh
+        seeds_h, seeds_f = list(range(2000, 2000 + n_healthy)), []
     else:
         seeds_h = list(range(1000, 1000 + n_healthy))
         seeds_f = list(range(1000, 1000 + n_fault))
@@ -119,8 +122,7 @@ def plan(which: str, n_healthy: int = 130, n_fault: int = 10) -> list[tuple[str,
 
 def load_set(which: str, steps: int = 1500) -> list[Recorded]:
     """Every cached run of a set (whatever has been recorded so far)."""
-    lo = 0 if which == "calib" else 1000
-    hi = 1000 if which == "calib" else 10**6
+    lo, hi = {"calib": (0, 1000), "fresh": (1000, 2000), "fresh2": (2000, 3000)}[which]
     out = []
     for p in sorted(CACHE.glob("*_T*.npz")):
         seed = int(p.stem.split("_s")[-1].split("_T")[0])

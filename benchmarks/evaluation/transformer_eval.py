@@ -50,8 +50,12 @@ TOPOLOGY_ONLY = ("act+grad", "logit+ent", "act+grad+upd+logit+ent")
 RULES = {  # the streak rule as it gained its parts (issue 17), then the change detector
     "streak": {"rule": "streak", "early_rule": "none", "absorb_after": 0, "jump": 0},
     "streak+early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0, "jump": 0},
-    "default": {"rule": "streak"},  # the early detector and absorption (30)
-    "default+jump": {"rule": "streak", "jump": 30.0},  # the jump (x30), off by default
+    # session 5's default: the early detector and absorption (30)
+    "streak+early+absorb": {"rule": "streak", "keep_detector": False},
+    "default+jump": {"rule": "streak", "keep_detector": False, "jump": 30.0},  # off by default
+    # the change detector kept on after the warm-up (layers only), the streak rule's debounce
+    # window + 4 (20): today's default
+    "default": {"rule": "streak"},
     "cusum": {"rule": "cusum", "fa_per_1k": 0.1},
 }
 

@@ -19,7 +19,10 @@ _STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
 class CusumRule:
     """The change detector of a LayerMonitor: stream 0 is ``log h0``, stream ``1 + s * L + i``
     layer i's median-relative value of signal s (when ``layer_rule``). Saved and restored as
-    the detector itself (its ``state_dict``)."""
+    the detector itself (its ``state_dict``). Without ``topology`` stream 0 is held at 0 (it
+    never alarms): the streak rule's kept detector watches the layers only, because ``h0`` of
+    a 16-step window turns a one-step spike of one layer into a 16-step shift, which the
+    CUSUM took for a lasting change (COLLAPSE for ~120 evaluations)."""
 
     def __init__(
         self,
@@ -29,7 +32,9 @@ class CusumRule:
         fa_per_1k: float,
         escalate_after: int,
         min_history: int = 40,
+        topology: bool = True,
     ) -> None:
+        self._topology = topology
         n = 1 + (n_signals * n_layers if layer_rule else 0)
         self.detector = ChangeDetector(
             n, fa_per_1k, escalate_after=escalate_after, min_history=min_history
@@ -58,7 +63,8 @@ class CusumRule:
 
     def update(self, step: int, h0: float, u: np.ndarray) -> State:
         """Score one evaluation: ``h0`` and the (signals, layers) median-relative values ``u``."""
-        self._x[0] = math.log(h0) if h0 > 0.0 else -math.inf
+        if self._topology:
+            self._x[0] = math.log(h0) if h0 > 0.0 else -math.inf
         if self._u is not None:
             self._u[...] = u  # np.copyto's result, at half its call cost
         return _STATES[self.detector.step(self._x, step)]

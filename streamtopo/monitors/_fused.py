@@ -72,7 +72,7 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
         last = mon.last_status_
         held = last is not None and last.state is not State.HEALTHY
         # the streak rule's early change detector has no fused twin: its rows run in check()
-        held = held or (mon._early and mon._h0_base.count < mon.baseline)
+        held = held or (mon._early and (mon.keep_detector or mon._h0_base.count < mon.baseline))
         k = int(np.searchsorted(stops, i))
         if held or (k < stops.size and stops[k] == i):
             m = None if missing is None else missing[i]

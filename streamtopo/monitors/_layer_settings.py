@@ -26,6 +26,13 @@ _EARLY_RULES = ("cusum", "none")
 # with 100 its first alarm is the fault's (CHANGEPOINT.md, "Early rule").
 _EARLY_MIN_HISTORY = 100
 _ABSORB_AFTER = 30  # the streak rule's default (see absorb_after)
+# The streak rule's debounce with the change detector kept on (which takes the abrupt changes):
+# the window + 4, so that a one-step spike (which holds the windowed h0 up for exactly
+# ``window`` evaluations) is the detector's alarm only. Chosen on the digits runs of seeds
+# 1000+ (8 / 16 / 20: 0.156 / 0.059 / 0.051 false alarms per 1k healthy steps, 1.24 / 1.09 /
+# 0.38% of healthy steps in alarm; slow failures 12 steps later), reported on seeds 2000+
+# (benchmarks/evaluation/CHANGEPOINT.md, "Kept detector").
+_RAISE_AFTER_OVER_WINDOW = 4
 DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _NONFINITE = ("collapse", "flag", "raise")
 
@@ -40,7 +47,7 @@ def layer_settings(
     baseline: int,
     watch_z: float,
     collapse_z: float,
-    raise_after: int,
+    raise_after: int | None,
     escalate_after: int,
     clear_after: int,
     layer_rule: bool | None,
@@ -59,6 +66,7 @@ def layer_settings(
     fa_per_1k: float,
     min_history: int | None,
     early_rule: str | None,
+    keep_detector: bool | None,
     absorb_after: int | None,
     jump: float | None,
     signal_name: str | None,
@@ -66,13 +74,14 @@ def layer_settings(
     """LayerMonitor's arguments (every one, with the defaults of its signature, the one
     place they are declared) checked and resolved: ``{attribute: value}``. A bad argument
     raises a streamtopo error naming it (nothing is set). Defaults that depend on ``rule``
-    (``layer_rule``, ``min_history``, ``early_rule``, ``absorb_after``) are resolved here;
+    (``layer_rule``, ``min_history``, ``early_rule``, ``keep_detector``, ``raise_after``,
+    ``absorb_after``) are resolved here;
     the monitor records the resolved values in its config.
 
     >>> from streamtopo import LayerMonitor
     >>> m = LayerMonitor(4)
-    >>> m.rule, m.early_rule, m.min_history, m.absorb_after, m.jump
-    ('streak', 'cusum', 100, 30, 0.0)
+    >>> m.rule, m.early_rule, m.keep_detector, m.min_history, m.absorb_after, m.jump
+    ('streak', 'cusum', True, 100, 30, 0.0)
     >>> LayerMonitor(4, rule="cusum").min_history
     40
     """
@@ -101,7 +110,6 @@ def layer_settings(
     )
     if s.collapse_z <= s.watch_z:
         raise InputError(f"collapse_z must be greater than watch_z={s.watch_z}, got {s.collapse_z}")
-    s.raise_after = check_positive_int(raise_after, "raise_after")
     s.escalate_after = check_positive_int(escalate_after, "escalate_after")
     s.clear_after = check_positive_int(clear_after, "clear_after")
     if layer_rule is not None and not isinstance(layer_rule, bool):
@@ -159,6 +167,19 @@ def layer_settings(
             f"early_rule={s.early_rule!r} needs rule='streak' (it decides while the "
             f"streak rule's baseline fills), got rule={s.rule!r}; use early_rule='none'"
         )
+    if keep_detector is not None and not isinstance(keep_detector, bool):
+        raise InputTypeError(
+            f"keep_detector must be True, False or None, got {describe(keep_detector)}"
+        )
+    s.keep_detector = s.early_rule == "cusum" if keep_detector is None else keep_detector
+    if s.keep_detector and s.early_rule == "none":
+        raise InputError(
+            "keep_detector=True keeps the streak rule's early change detector on after its "
+            f"warm-up: it needs early_rule='cusum', got early_rule={s.early_rule!r}"
+        )
+    if raise_after is None:  # the streak rule's debounce: longer when the detector takes jumps
+        raise_after = s.window + _RAISE_AFTER_OVER_WINDOW if s.keep_detector else 8
+    s.raise_after = check_positive_int(raise_after, "raise_after")
     if absorb_after is None:
         absorb_after = _ABSORB_AFTER if s.rule == "streak" else 0
     s.absorb_after = check_positive_int(absorb_after, "absorb_after", minimum=0)
