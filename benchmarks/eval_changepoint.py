@@ -3,6 +3,7 @@
     python -m benchmarks.evaluation.cache calib      # record (once; CPU-heavy, resumable)
     python benchmarks/eval_changepoint.py calib      # score on the calibration seeds (0-19)
     python benchmarks/eval_changepoint.py fresh      # score on the report seeds (1000+)
+    python benchmarks/eval_changepoint.py fresh2     # healthy seeds 2000+ (false alarms only)
 
 Every run is replayed through LayerMonitor (read-only) for its per-evaluation h0 and its
 ``rule="streak"`` alarm (the default); the change detector
@@ -65,9 +66,13 @@ def layer_features(rec: Recorded, sig: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 VARIANTS = {  # the streak rule's variants (LayerMonitor arguments) and their cache suffix
-    "early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0},
-    "absorb": {"rule": "streak"},  # today's default: the early detector and absorption (30)
-    "jump": {"rule": "streak", "jump": 30},  # + the jump (x30), off by default
+    "early": {"rule": "streak", "early_rule": "cusum", "absorb_after": 0, "keep_detector": False},
+    # session 5's default: the early detector and absorption (30)
+    "absorb": {"rule": "streak", "keep_detector": False},
+    "jump": {"rule": "streak", "keep_detector": False, "jump": 30},  # + the jump (x30), off
+    # today's default: the change detector kept on after the warm-up (layers only), the streak
+    # rule's debounce window + 4 = 20
+    "kept20": {"rule": "streak"},
 }
 
 
@@ -200,8 +205,9 @@ def table(res: dict, scenarios: list[str]) -> str:
 STREAK_LABELS = {  # VARIANTS' rows, in the order the streak rule gained them (issue 17)
     "before": "streak before (no early rule, no absorption, no jump)",
     "early": "streak + early cusum",
-    "absorb": "default: streak + early + absorb",
-    "jump": "default + jump x30 (off by default)",
+    "absorb": "streak + early + absorb (session 5's default)",
+    "jump": "streak + early + absorb + jump x30 (off by default)",
+    "kept20": "default: streak (debounce 20) + change detector kept on",
 }
 
 
@@ -237,7 +243,7 @@ SCENARIOS = [
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("which", choices=("calib", "fresh"))
+    ap.add_argument("which", choices=("calib", "fresh", "fresh2"))
     ap.add_argument("--fa-per-1k", type=float, default=0.1)
     ap.add_argument("--k", type=float, default=2.0)
     ap.add_argument("--out", default=None)

@@ -184,7 +184,13 @@ def _uncapped():
 
 RULES = {
     "streak, no early rule": ({"rule": "streak", "early_rule": "none"}, contextlib.nullcontext),
-    "streak + early cusum": ({"rule": "streak", "early_rule": "cusum"}, contextlib.nullcontext),
+    "streak + early cusum (session 5)": (
+        {"rule": "streak", "early_rule": "cusum", "keep_detector": False},
+        contextlib.nullcontext,
+    ),
+    # today's default: the detector watches the layers only (no log h0 stream), and is kept on
+    # after the warm-up (not reached in these 150 steps)
+    "default (streak + kept detector)": ({"rule": "streak"}, contextlib.nullcontext),
     "cusum, no calibration cap": ({"rule": "cusum"}, _uncapped),
     "cusum": ({"rule": "cusum"}, contextlib.nullcontext),
 }

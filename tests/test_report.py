@@ -39,7 +39,7 @@ def test_static_report_html_and_markdown(run_dir):
     assert "Alarm episodes" in md and "centroid (last row of 1)" in md
     # the injected layer (index 2, named "2") is named in the first alarm episode's reason
     first_episode = md.split("Alarm episodes (why each began):")[1].strip().splitlines()[0]
-    assert "2 z=" in first_episode, first_episode
+    assert "cusum: 2 \\[act_norm" in first_episode, first_episode
     assert f"| first_collapse_step | {summary['first_collapse_step']} |" in md
 
 

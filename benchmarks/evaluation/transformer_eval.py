@@ -134,9 +134,14 @@ def detectors(rules=tuple(RULES)) -> dict[str, Callable[[TransformerRecord], np.
             out[f"{rule} [{feed}] topology only"] = layer_monitor(feed, layer_rule=False, **kw)
         # TrainingMonitor(signals=("act_norm", "grad_norm", "attn_entropy", "attn_logit")):
         # a layer monitor, an attention monitor (its layers differ) and the loss-rise alarm
-        from streamtopo.integrations._training_parts import ATTN_ESCALATE_AFTER, ATTN_MIN_HISTORY
+        from streamtopo.integrations._training_parts import (
+            ATTN_ESCALATE_AFTER,
+            ATTN_KEEP_DETECTOR,
+            ATTN_MIN_HISTORY,
+        )
 
         attn_kw = {  # as TrainingMonitor builds it (a WATCH never escalates)
+            "keep_detector": ATTN_KEEP_DETECTOR,
             **kw,
             "min_history": ATTN_MIN_HISTORY[kw["rule"]],
             "escalate_after": ATTN_ESCALATE_AFTER,

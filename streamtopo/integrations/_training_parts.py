@@ -17,6 +17,7 @@ from ..monitors import LossRiseDetector
 
 __all__ = [
     "ATTN_ESCALATE_AFTER",
+    "ATTN_KEEP_DETECTOR",
     "ATTN_MIN_HISTORY",
     "ATTN_SIGNALS",
     "LAYER_SIGNALS",
@@ -60,6 +61,12 @@ ATTN_ESCALATE_AFTER = 1_000_000
 # rose from 0.72 to 1.30 per 1k healthy steps; with 200 they stay at 0.72 and the early LR
 # spike of the calibration set is still caught (CHANGEPOINT.md, "Early rule").
 ATTN_MIN_HISTORY = {"cusum": 100, "streak": 200}
+# The attention monitor keeps the streak rule alone after its warm-up (``keep_detector=False``,
+# so ``raise_after`` 8): attention logits grow slowly, and the layer monitor's setting (the
+# change detector kept on, the streak rule's debounce 20) found the growth later on the
+# transformer calibration runs (calib_more, growth runs: median lead +16 -> +4 steps before
+# the loss; CHANGEPOINT.md, "Kept detector").
+ATTN_KEEP_DETECTOR = False
 MONITORS = ("layer", "attention", "loss", "centroid", "collapse")
 SUMMARISED = ("layer", "attention", "centroid")  # the monitors with a summary()
 STEP_LIMIT = 2**62  # steps a RunWriter accepts
@@ -240,6 +247,7 @@ def make_attention(attn: Any, signals: Sequence[str], writer: Any) -> Any:
         layer_names=attn.layer_names,
         escalate_after=ATTN_ESCALATE_AFTER,  # drifts stay WATCH (see its definition)
         min_history=ATTN_MIN_HISTORY[DEFAULT_RULE],
+        keep_detector=ATTN_KEEP_DETECTOR,
         writer=writer,
     )
 

@@ -57,6 +57,12 @@ def repeated(status: TrainingStatus, t: int) -> TrainingStatus:
     return new
 
 
+def _named(name: str, reason: str) -> str:
+    """A monitor's reason prefixed by its name, once (the layer rule's reason already starts
+    with ``layer:``)."""
+    return reason if reason.startswith(f"{name}: ") else f"{name}: {reason}"
+
+
 def combine(
     last: Mapping[str, Any], t: int, evaluated: bool, names: Sequence[str] = MONITORS
 ) -> TrainingStatus:
@@ -72,10 +78,10 @@ def combine(
             worst = state
         if state is not State.HEALTHY:
             fired.append(name)
-            reasons.append(f"{name}: {st.reason or state.value}")
+            reasons.append(_named(name, st.reason or state.value))
         elif getattr(st, "absent", ()) or " absorbed (" in st.reason:
             # healthy, but say which layers were not measured, or that a shift was absorbed
-            reasons.append(f"{name}: {st.reason}")
+            reasons.append(_named(name, st.reason))
     return TrainingStatus(
         t,
         worst,

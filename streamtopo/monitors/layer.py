@@ -245,8 +245,10 @@ class LayerMonitor(Monitor):
     >>> mon.summary()["collapse_events"]
     1
 
-    The default: log signals over a 16-step window, z-score rules against the previous 200
-    accepted values. Layer fc3 blows up at step 240:
+    The default: log signals over a 16-step window; the change detector on each layer's
+    median-relative value from step 0 and, once 200 values are accepted, the z-score rules
+    against them too. Layer fc3 blows up at step 240 (x100: WATCH at once, COLLAPSE as a move
+    beyond x30):
 
     >>> rng = np.random.default_rng(0)
     >>> mon = LayerMonitor(8, ("grad_norm", "act_norm"), layer_names=[f"fc{i}" for i in range(8)])
@@ -259,7 +261,7 @@ class LayerMonitor(Monitor):
     >>> status.state.value, status.culprits[0], status.direction, mon.should_stop
     ('COLLAPSE', 'fc3', 'rising', True)
     >>> status.reason.split(":")[0]
-    'topology+layer'
+    'cusum'
 
     The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
     live from step 0. While it is ``calibrating`` (100 accepted values) the CUSUM alone raises
