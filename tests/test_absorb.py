@@ -70,7 +70,9 @@ def test_moves_of_orders_of_magnitude_and_collapse_are_not_absorbed():
     assert "WATCH" in states and not any("absorbed" in s.reason for s in got)
     assert states[-1] != "HEALTHY"
     # the default escalation turns a long WATCH into COLLAPSE, which is never absorbed
-    mon = LayerMonitor(6, layer_names=NAMES, keep_detector=False, escalate_after=20, absorb_after=30)
+    mon = LayerMonitor(
+        6, layer_names=NAMES, keep_detector=False, escalate_after=20, absorb_after=30
+    )
     states = [mon.check(v).state.value for v in stream()]
     assert "COLLAPSE" in states and states[-1] == "COLLAPSE"
 

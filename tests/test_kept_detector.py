@@ -33,7 +33,7 @@ def test_settings_resolve_and_bad_ones_are_refused():
     assert m.config["keep_detector"] is True and m.config["raise_after"] == 20
     with pytest.raises(InputTypeError, match="keep_detector must be True, False or None"):
         LayerMonitor(8, keep_detector="yes")
-    with pytest.raises(InputError, match="keep_detector=True .* needs early_rule='cusum'"):
+    with pytest.raises(InputError, match=r"keep_detector=True .* needs early_rule=.cusum."):
         LayerMonitor(8, early_rule="none", keep_detector=True)
 
 

@@ -73,7 +73,9 @@ def test_lockstep_with_naive_twin(seed, L, S, W, transform, rule):
     x[nan_step + 40, S - 1, 2] = np.inf
     kw = {**SMALL, "window": W, "transform": transform, "rule": rule, "warmup": 5}
     jump = 30.0 if rule == "zscore" else 0.0  # the streak rule's jump (off by default)
-    mon = LayerMonitor(L, [f"s{k}" for k in range(S)], refresh_every=37, jump=jump, keep_detector=False, **kw)
+    mon = LayerMonitor(
+        L, [f"s{k}" for k in range(S)], refresh_every=37, jump=jump, keep_detector=False, **kw
+    )
     twin = NaiveLayerMonitor(L, S, layer_rule=rule == "zscore", jump=jump, **kw)
     states = set()
     for t in range(x.shape[0]):
