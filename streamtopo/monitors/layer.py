@@ -293,12 +293,12 @@ class LayerMonitor(Monitor):
         "layer_rule", "early_rule", "keep_detector", "raise_after", "min_history",
         "absorb_after", "jump",
     )  # fmt: skip
-    _optional_state_: ClassVar[tuple[str, ...]] = ("_held",)  # absent from older states
+    _optional_state_: ClassVar[tuple[str, ...]] = ("_held", "_abrupt")  # absent from older states
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
     _state_ = (
         "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
         "_summary", "ring_", "_T", "_P", "_Tbad", "_nbad", "_D", "_B", "_ref", "_s1", "_s2",
-        "_detector", "_held",
+        "_detector", "_held", "_abrupt",
     )  # fmt: skip
 
     def __init__(
@@ -414,6 +414,7 @@ class LayerMonitor(Monitor):
             )  # fmt: skip
         # the streak rule's held-shift test: log h0, then every (signal, layer)'s value
         self._held = HeldShift(max(self.absorb_after, 1), 1 + S * L, min_std=self.min_std)
+        self._abrupt = False  # the kept detector's alarm began with a jump beyond x30
         self._hrow = np.zeros(1 + S * L)
         self._bind_kernel_args()
 
@@ -476,6 +477,7 @@ class LayerMonitor(Monitor):
     def _forget(self) -> None:
         """Baselines, alarm, change detector and patience start afresh (acknowledge, absorb)."""
         self._held.reset()
+        self._abrupt = False
         if self._detector is not None:
             self._detector.reset()
         self._alarm.reset()
@@ -885,24 +887,29 @@ class LayerMonitor(Monitor):
     ) -> tuple[State, bool, str, tuple[str, ...], str, float]:
         """The change detector's verdict on this evaluation (it holds on an ``excluded`` one):
         ``(state, capped, direction, culprits, reason, statistic)``; with ``cap`` a COLLAPSE
-        of finite evidence is WATCH (``capped``); with ``small`` (log units) so is one whose
-        streams over the threshold moved less than that from their baseline (a CUSUM over its
-        COLLAPSE threshold, not an escalation: any held shift gets there in a few evaluations;
-        COLLAPSE is kept for moves of orders of magnitude); ``peak``: also feed the peak
-        tracker (the streak rule's own evaluation does that after its warm-up)."""
+        of finite evidence is WATCH (``capped``); with ``small`` (log units) so is a CUSUM over
+        its COLLAPSE threshold (not an escalation) unless the alarm began with a jump of more
+        than ``small`` and the streams are still that far from their baseline: any held shift
+        reaches the COLLAPSE threshold a few evaluations after the WATCH one, and a slow
+        growth past x30 (an exploding layer) is not what a rollback cures, so COLLAPSE is kept
+        for abrupt moves of orders of magnitude; ``peak``: also feed the peak tracker (the
+        streak rule's own evaluation does that after its warm-up)."""
         rule = self._detector
         if peak:
             self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
         state = rule.state if excluded else rule.update(step, h0, self._u)
         d = rule.detector
         capped = state is State.COLLAPSE and d.stat != math.inf
-        if capped and not cap:
-            capped = (
-                small > 0.0
-                and not excluded
-                and d.stat >= d.h_collapse_
-                and max((abs(d.stream_move(j)) for j in d.streams()), default=0.0) < small
-            )
+        if small > 0.0 and not excluded:
+            move = max((abs(d.stream_move(j)) for j in d.streams()), default=0.0)
+            if state is State.HEALTHY:
+                self._abrupt = False
+            elif d.jumped and move >= small:
+                self._abrupt = True
+            if capped and not cap:
+                capped = d.stat >= d.h_collapse_ and not (self._abrupt and move >= small)
+        elif capped and not cap:
+            capped = False
         if capped:  # calibrating: the early rule warns; only a non-finite value collapses
             state = State.WATCH
         if nonfinite and self.nonfinite == "collapse":
