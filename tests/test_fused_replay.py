@@ -58,6 +58,9 @@ CONFIGS = {
     "streak-no-early-rule": dict(window=4, baseline=30, raise_after=3, early_rule="none"),
     # the jump at row 120 falls in the streak's warm-up: the early change detector decides
     "streak-early-cusum": dict(window=4, baseline=150, min_history=20),
+    # the kept change detector after the warm-up (the default), its CUSUM live from value 20
+    "streak-kept": dict(window=4, baseline=30, min_history=20),
+    "streak-kept-off": dict(window=4, baseline=30, min_history=20, keep_detector=False),
     "peak": dict(rule="peak", warmup=5),
     "peak-none": dict(rule="peak", transform="none", window=1, warmup=3),
     "every-3": dict(window=4, baseline=20, raise_after=2, check_every=3),
@@ -148,3 +151,26 @@ def test_replay_draws_a_progress_bar_per_rank(tmp_path, capsys):
     out = replay(w.run_dir, progress=True, chunk=32)
     assert "replay rank 0" in capsys.readouterr().err
     same(out.select(want.columns), want)
+
+
+def test_the_kept_detector_runs_in_the_compiled_loop(monkeypatch):
+    """After the warm-up the default's rows go through the fused loop (the detector's kernel
+    called there), not row by row through check()."""
+    rng = np.random.default_rng(11)
+    x = np.exp(rng.normal(size=(1, 2, L)) + 0.05 * rng.normal(size=(600, 2, L)))
+    x[400:420, :, 3] *= 100.0  # an alarm after the warm-up: FINISH rows, then check() rows
+    calls = []
+    real = LayerMonitor.check
+
+    def counted(self, values, *, missing=None):
+        calls.append(self.step_)
+        return real(self, values, missing=missing)
+
+    live = LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20)
+    want = status_frame([live.check(v) for v in x])
+    monkeypatch.setattr(LayerMonitor, "check", counted)
+    mon = LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20)
+    same(mon.run(x), want)
+    assert state(mon) == state(live)
+    assert set(want["state"][400:]) >= {"WATCH", "COLLAPSE"}
+    assert mon.keep_detector and len(calls) < 0.3 * len(x), len(calls)

@@ -177,8 +177,13 @@ def _counter(z, k, ist, par):
 
 @jit
 def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps, work, med, lvec,
-                  livec, T, P, Tbad, D, B, out, log_mode, raise_nonfinite, of, oi):  # fmt: skip
-    """Rules ``"streak"`` and ``"peak"`` over ``values``; returns ``(code, i)`` (module doc)."""
+                  livec, T, P, Tbad, D, B, out, log_mode, raise_nonfinite, of, oi, keep, cx,
+                  det):  # fmt: skip
+    """Rules ``"streak"`` and ``"peak"`` over ``values``; returns ``(code, i)`` (module doc).
+    With ``keep`` (the streak rule's kept change detector) every evaluation first calls the
+    detector's kernel on ``cx`` (stream 0 held, then the median-relative values; ``det`` as in
+    :func:`replay_cusum`), and a row it does not leave HEALTHY is ``FINISH``: every ``FINISH``
+    row has then been scored by the detector."""
     n = values.shape[0]
     K = hb.shape[0]
     S, L = raw.shape
@@ -187,6 +192,8 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
     raise_after = int(par[Q_RAISE])
     peak_rule = par[Q_PEAK_RULE] > 0.0
     layer_rule = par[Q_LAYER_RULE] > 0.0
+    dout = det[4]
+    u = work[1]
     for r in range(n):
         bn = ist[I_BN]
         bn_arg = bn if bn == K else 0
@@ -199,6 +206,13 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
             oi[r, C_FLAGS] = 0
             _advance(ist, par)
             continue
+        if keep:
+            if layer_rule:
+                for s in range(S):
+                    for i in range(L):
+                        cx[1 + s * L + i] = u[s, i]
+            if changepoint_step(cx, *det, step) != 0 or dout[O_ABSORBED] > 0.0:
+                return FINISH, r
         h0 = out[2]
         top = int(out[3])
         lzt = out[5]

@@ -72,7 +72,7 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
         last = mon.last_status_
         held = last is not None and last.state is not State.HEALTHY
         # the streak rule's early change detector has no fused twin: its rows run in check()
-        held = held or (mon._early and (mon.keep_detector or mon._h0_base.count < mon.baseline))
+        held = held or (mon._early and mon._h0_base.count < mon.baseline)
         k = int(np.searchsorted(stops, i))
         if held or (k < stops.size and stops[k] == i):
             m = None if missing is None else missing[i]
@@ -109,9 +109,11 @@ def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
             mon._detector.detector.kernel_arrays(), of[a:b], oi[a:b],
         )  # fmt: skip
     else:
+        cx, det = _kept_detector(mon)
         code, done = kr.replay_zscore(
-            x[a:b], ist, fst, hb, par, args_f, *common, log_mode, raise_nf, of[a:b], oi[a:b]
-        )
+            x[a:b], ist, fst, hb, par, args_f, *common, log_mode, raise_nf, of[a:b], oi[a:b],
+            mon.keep_detector, cx, det,
+        )  # fmt: skip
     _unpack(mon, kr, ist, fst, hb, done)
     if done:
         evaluated = (oi[a : a + done, kr.C_FLAGS] & kr.EVALUATED) > 0
@@ -123,6 +125,23 @@ def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
         )  # fmt: skip
         mon._last = cols.row_status(a + done - 1)
     return int(code), int(done)
+
+
+_NO_DETECTOR: tuple[np.ndarray, tuple[np.ndarray, ...]] | None = None
+
+
+def _kept_detector(mon: LayerMonitor) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """The stream vector and kernel arrays of the streak rule's kept change detector; a
+    monitor without one passes a 1-stream stand-in the loop never calls (one signature)."""
+    global _NO_DETECTOR
+    if mon.keep_detector:
+        rule = mon._detector
+        return rule.stream_buffer, rule.detector.kernel_arrays()
+    if _NO_DETECTOR is None:
+        from ..alarms import ChangeDetector
+
+        _NO_DETECTOR = (np.zeros(1), ChangeDetector(1).kernel_arrays())
+    return _NO_DETECTOR
 
 
 def _reasons(mon, count: np.ndarray, flags: np.ndarray, kr) -> np.ndarray:
@@ -153,12 +172,15 @@ def _finish(mon: LayerMonitor) -> LayerStatus:
     if not full:
         mon._rows += 1
     _, _, h0, top, excluded, lzt = mon._out.tolist()
-    if mon._cusum:
+    if mon._cusum or mon.keep_detector:  # the loop has made this row's detector call
         rule = mon._detector
         det = rule.detector
         rule.detector = _Scored(det, int(det.code))
         try:
-            status = mon._evaluate_cusum(step, (), h0, excluded > 0.0)
+            if mon._cusum:
+                status = mon._evaluate_cusum(step, (), h0, excluded > 0.0)
+            else:
+                status = mon._evaluate(step, (), h0, int(top), lzt, excluded > 0.0)
         finally:
             rule.detector = det
     else:
