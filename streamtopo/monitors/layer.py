@@ -196,8 +196,11 @@ class LayerMonitor(Monitor):
         and catches abrupt changes (a x30 jump at once, a persistent shift once its evidence
         accumulates; reason ``cusum: ...`` with its statistic ``S``); the streak rule (with
         ``raise_after`` 20) catches the slow drifts that the detector's adaptive scale
-        follows, and owns the topology (``log h0``) stream. Values seen during either rule's
-        alarm stay out of the streak baselines. On the digits runs of seeds 1000+ the first
+        follows, and owns the topology (``log h0``) stream. The detector's COLLAPSE needs an
+        alarm that began with a jump beyond x30 and stays beyond it (any held shift crosses
+        the CUSUM's COLLAPSE threshold soon after its WATCH one); otherwise it is WATCH, which
+        the absorption can end. Values seen during either rule's alarm stay out of the streak
+        baselines. On the digits runs of seeds 1000+ the first
         alarm after an LR spike came 4 steps after the loss showed it (streak alone: 8),
         after dead ReLUs 1 (7); README "Does it warn early?".
     absorb_after : int or None, default None
@@ -741,6 +744,9 @@ class LayerMonitor(Monitor):
         if jumped:
             reason += f" (jump x{math.exp(min(jumped, 700.0)):.0f} > x{self.jump:g})"
         stat = math.nan
+        if det is not None and self._detector.detector.absorbed:
+            reason += f"; change detector: shift at step {self._detector.detector.absorbed_start}"
+            reason += " absorbed"
         if det is not None and det[0] is not State.HEALTHY and not nonfinite:
             # the change detector's alarm: its statistic, direction and layers (the streak
             # rule's reason first when both rules are over their thresholds)
@@ -899,6 +905,9 @@ class LayerMonitor(Monitor):
             self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
         state = rule.state if excluded else rule.update(step, h0, self._u)
         d = rule.detector
+        if small > 0.0 and state is State.HEALTHY and not excluded and not nonfinite:
+            self._abrupt = False  # the kept detector's usual step: nothing to describe
+            return state, False, "", (), "ok", math.nan
         capped = state is State.COLLAPSE and d.stat != math.inf
         if small > 0.0 and not excluded:
             move = max((abs(d.stream_move(j)) for j in d.streams()), default=0.0)
