@@ -51,8 +51,9 @@ FAULTS: tuple[tuple[str, str, float], ...] = (
     ("drift x10", "drift", 10.0),
 )
 CUSUM_GRID = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+# raise_after 20: the streak rule's default beside the kept change detector (window 16 + 4)
 STREAK_GRID = tuple(
-    {"watch_z": w, "raise_after": r} for w in (3.0, 3.5, 4.0) for r in (3, 5, 8, 12)
+    {"watch_z": w, "raise_after": r} for w in (3.0, 3.5, 4.0) for r in (3, 5, 8, 12, 20)
 )
 _NETWORK = ("n_layers", "signals", "layer_names")  # the run's own description, not settings
 
@@ -63,7 +64,7 @@ def candidates(rule: str) -> list[dict[str, Any]]:
     >>> [c["fa_per_1k"] for c in candidates("cusum")][:3]
     [0.002, 0.005, 0.01]
     >>> len(candidates("streak")), candidates("streak")[0]
-    (12, {'watch_z': 3.0, 'raise_after': 3})
+    (15, {'watch_z': 3.0, 'raise_after': 3})
     """
     rule = check_choice(rule, "rule", ("cusum", "streak"))
     if rule == "cusum":
