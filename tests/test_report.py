@@ -206,14 +206,14 @@ def test_the_lead_ignores_an_alarm_that_ended_before_the_loss_rule_fired():
     )
     h = headline({"layer": layer, "collapse": collapse, "loss": loss})
     assert h.first_alarm_step == 300  # the first alarm is still reported as such
-    assert h.lead == "Lag: the topology alarm came 1 step after the loss rule (step 366)."
+    assert h.lead == "Lag: the layer monitor alarmed 1 step after the loss rule (step 366)."
     # the first alarm was a WATCH: the headline also names the first COLLAPSE and its rule
     assert h.first_collapse_step == 367
     assert "First COLLAPSE: step 367 by rule 'layer'." in h.lines
     running = pl.DataFrame({"step": [300, 366, 380], "state": ["WATCH", "WATCH", "WATCH"],
                             "reason": ["x", "x", "x"]})  # fmt: skip
     h = headline({"layer": layer, "collapse": running, "loss": loss})
-    assert h.lead == "Lead: the topology alarm came 66 steps before the loss rule (step 366)."
+    assert h.lead == "Lead: the layer monitor alarmed 66 steps before the loss rule (step 366)."
     assert h.first_collapse_step == 367  # the collapse monitor never reached COLLAPSE
     h = headline({"layer": layer.with_columns(state=pl.lit("HEALTHY")), "collapse": collapse,
                   "loss": loss})  # fmt: skip

@@ -96,9 +96,9 @@ def _lead(first: dict[str, Any] | None, loss_first: dict[str, Any] | None) -> st
         return f"The loss rule fired at step {at}; no topology alarm was running then or after."
     d = at - int(first["step"])
     if d > 0:
-        return f"Lead: the topology alarm came {_steps(d)} before the loss rule (step {at})."
+        return f"Lead: the layer monitor alarmed {_steps(d)} before the loss rule (step {at})."
     if d < 0:
-        return f"Lag: the topology alarm came {_steps(-d)} after the loss rule (step {at})."
+        return f"Lag: the layer monitor alarmed {_steps(-d)} after the loss rule (step {at})."
     return f"Same step as the loss rule (step {at})."
 
 
@@ -115,7 +115,7 @@ def headline(tables: dict[str, Any]) -> Headline:
     >>> h.healthy, h.first_alarm_step, h.first_alarm_rule, h.first_alarm_layers
     (False, 1, 'layer', ('fc3',))
     >>> h.lead
-    'Lead: the topology alarm came 1 step before the loss rule (step 2).'
+    'Lead: the layer monitor alarmed 1 step before the loss rule (step 2).'
     >>> h.first_collapse_step, h.lines[2]
     (2, "First COLLAPSE: step 2 by rule 'layer'.")
     """
