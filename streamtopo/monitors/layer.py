@@ -6,10 +6,14 @@ i becomes the point ``p_i = (f(v_s[i, t-W+1..t]) for s in signals)`` and the mon
 with ``f = log`` (zeros floored at ``1e-8`` x the step's largest value), so a global rescaling
 of every layer (LR decay, loss scaling, clipping) leaves h0 unchanged. See DESIGN.md §2.
 
-Alarms (``rule="streak"``, default; ``"zscore"`` is its old name): a two-sided z-score of
-``log h0`` against the previous ``baseline`` accepted values (the *topology* rule) and, per
-layer, a z-score of its own median-relative log value (the *layer* rule, which also names the
-culprits), raised after ``raise_after`` consecutive evaluations. ``rule="cusum"``: the same
+Alarms (``rule="streak"``, default; ``"zscore"`` is its old name): the alarm engine's
+sequential change detector (:class:`~streamtopo.alarms.ChangeDetector`) on every layer's
+median-relative value decides from the first evaluation (``early_rule``, ``keep_detector``);
+beside it, once ``baseline`` values are accepted, a two-sided z-score of ``log h0`` against
+them (the *topology* rule) and, per layer, a z-score of its own median-relative log value (the
+*layer* rule, which also names the culprits), raised after ``raise_after`` consecutive
+evaluations, catches slow drifts; the state is the more severe of the two. ``rule="cusum"``: the
+same
 streams (``log h0`` and every layer's median-relative value) feed the alarm engine's sequential
 change detector (:class:`~streamtopo.alarms.ChangeDetector`), live from the first evaluation,
 with one knob ``fa_per_1k``. ``rule="peak"`` is ph-training's ratio-to-peak rule; with
@@ -96,8 +100,8 @@ class LayerMonitor(Monitor):
         small persistent shift fires once its evidence accumulates; a shift that holds for 30
         evaluations is absorbed (the reason says "shift at step N absorbed").
         ``status.calibrating`` stays True until every stream has 100 accepted values.
-        ``"peak"``: ph-training's ratio to the peak. See ``early_rule`` for what the streak
-        rule does before its baseline is full.
+        ``"peak"``: ph-training's ratio to the peak. See ``early_rule`` and
+        ``keep_detector`` for the change detector that decides beside the streak rule.
     baseline : int, default 200
         K, the number of previous accepted values each z-score is taken against (alarms are
         active once K values exist). Calibrated on recorded digits runs
