@@ -154,9 +154,29 @@ def rules(reps: int, steps: int, warm: int) -> None:
         print(f"| {rule} | {p50:.1f} | {p99:.1f} | {cpu:.1f} | {cpu / med['streak'][2]:.2f}x |")
 
 
+def _use_tree() -> None:
+    """In :func:`against`'s subprocesses: import streamtopo from ``STREAMTOPO_TREE``. An
+    editable install's import hook (``__editable__`` finder) outranks ``PYTHONPATH``, so
+    without this both sides would measure the installed checkout."""
+    import sys
+
+    tree = os.environ.get("STREAMTOPO_TREE")
+    if not tree:
+        return
+    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable")]
+    sys.path.insert(0, tree)
+    import streamtopo
+
+    where = os.path.abspath(streamtopo.__file__)
+    if not where.startswith(os.path.join(tree, "")):
+        raise SystemExit(f"streamtopo imported from {where}, not from {tree}")
+    print(f"streamtopo: {where}", file=sys.stderr)
+
+
 def one(L: int, S: int, rule: str) -> None:
     """One ``bench_ours`` run (64-bit stream seed 2, W=16, 2,000 timed steps): prints
     ``p50 cpu`` in µs, for :func:`against`."""
+    _use_tree()
     x = stream(np.random.default_rng(2), 2300, L, S)
     p50, _, cpu = bench_ours(x, L, S, 16, 300, 2000, rule=rule)
     print(p50, cpu)
@@ -172,14 +192,17 @@ def against(ref: str, reps: int) -> None:
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     trees = {"ref": os.path.abspath(ref), "new": here}
+    if not os.path.isfile(os.path.join(trees["ref"], "streamtopo", "__init__.py")):
+        raise SystemExit(f"--against {ref}: not a streamtopo checkout (git worktree add DIR REV)")
     cfgs = [(64, 3, "streak"), (64, 3, "cusum"), (8, 1, "streak"), (8, 1, "cusum")]
     got: dict[tuple, list[tuple[float, float]]] = {}
     for r in range(reps):
         for cfg in cfgs:
             for name in ("ref", "new") if r % 2 == 0 else ("new", "ref"):
-                env = {**os.environ, "PYTHONPATH": trees[name]}
+                env = {**os.environ, "STREAMTOPO_TREE": trees[name]}
                 cmd = [sys.executable, os.path.abspath(__file__), "--one", *map(str, cfg)]
                 out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                assert f"streamtopo: {trees[name]}" in out.stderr, out.stderr  # the right tree
                 p50, cpu = map(float, out.stdout.split()[-2:])
                 got.setdefault((cfg, name), []).append((p50, cpu))
     print(f"check(): {trees['ref']} (ref) vs {here} (new), median of {reps} alternating runs")

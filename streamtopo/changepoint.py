@@ -311,14 +311,23 @@ class ChangeDetector:
         self.step = self._bind()
 
     def _bind(self):
-        """``step(x, label) -> state code``: the kernel with this detector's arrays bound."""
+        """``step(x, label) -> state code``: the kernel with this detector's arrays bound
+        (after its first call, its compiled function for these argument types: no
+        dispatcher type resolution per call)."""
         kernel = self._kc.changepoint_step
         f, ist, par, buf, out, order = (
             self._f, self._ist, self._par, self._buf, self._out, self._order,
         )  # fmt: skip
+        fn = kernel
 
         def step(x: np.ndarray, label: int) -> int:
-            return kernel(x, f, ist, par, buf, out, order, label)
+            nonlocal fn
+            code = fn(x, f, ist, par, buf, out, order, label)
+            if fn is kernel:
+                from ._kernels._jit import compiled
+
+                fn = compiled(kernel, (x, f, ist, par, buf, out, order, label))
+            return code
 
         return step
 

@@ -74,6 +74,7 @@ _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals",
 # frozen dataclass __init__, once per step
 _new_status = positional_constructor(LayerStatus)
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
+_DETECTOR_STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)  # by the detector's state code
 
 
 class LayerMonitor(Monitor):
@@ -719,12 +720,19 @@ class LayerMonitor(Monitor):
             state = State.COLLAPSE
         streak_state, det = state, None
         if self.keep_detector:  # the change detector keeps deciding after the warm-up
-            det = self._detector_step(
-                step, nonfinite, h0, excluded, cap=self._detector.detector.calibrating,
-                peak=False, small=_ABSORB_MAX if self.transform == "log" else 0.0,
-            )  # fmt: skip
-            if det[0].severity > state.severity:
-                state = det[0]
+            rule = self._detector
+            code = -1
+            if not (excluded or nonfinite or rule._u is None):
+                code = rule.score(step, self._u)  # the usual step: HEALTHY, nothing to say
+            if code != 0 or rule.absorbed_now:
+                det = self._detector_step(
+                    step, nonfinite, h0, excluded, cap=rule.detector.calibrating, peak=False,
+                    small=_ABSORB_MAX if self.transform == "log" else 0.0, code=code,
+                )  # fmt: skip
+                if det[0].severity > state.severity:
+                    state = det[0]
+            else:
+                self._abrupt = False
         if (
             self.absorb_after
             and not excluded
@@ -894,6 +902,7 @@ class LayerMonitor(Monitor):
         cap: bool,
         peak: bool = True,
         small: float = 0.0,
+        code: int = -1,
     ) -> tuple[State, bool, str, tuple[str, ...], str, float]:
         """The change detector's verdict on this evaluation (it holds on an ``excluded`` one):
         ``(state, capped, direction, culprits, reason, statistic)``; with ``cap`` a COLLAPSE
@@ -903,11 +912,15 @@ class LayerMonitor(Monitor):
         reaches the COLLAPSE threshold a few evaluations after the WATCH one, and a slow
         growth past x30 (an exploding layer) is not what a rollback cures, so COLLAPSE is kept
         for abrupt moves of orders of magnitude; ``peak``: also feed the peak tracker (the
-        streak rule's own evaluation does that after its warm-up)."""
+        streak rule's own evaluation does that after its warm-up); ``code`` >= 0: the
+        detector has already scored this evaluation (:meth:`CusumRule.score`)."""
         rule = self._detector
         if peak:
             self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
-        state = rule.state if excluded else rule.update(step, h0, self._u)
+        if code >= 0:
+            state = _DETECTOR_STATES[code]
+        else:
+            state = rule.state if excluded else rule.update(step, h0, self._u)
         d = rule.detector
         if small > 0.0 and state is State.HEALTHY and not excluded and not nonfinite:
             self._abrupt = False  # the kept detector's usual step: nothing to describe
