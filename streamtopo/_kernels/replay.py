@@ -53,9 +53,9 @@ NF = 9
 # par: float64 parameters
 (
     Q_W, Q_REFRESH, Q_EVERY, Q_WATCH_Z, Q_COLLAPSE_Z, Q_LAYER_Z, Q_RAISE, Q_WARMUP,
-    Q_MIN_STD, Q_PEAK_RULE, Q_LAYER_RULE, Q_WATCH_RATIO, Q_COLLAPSE_RATIO,
-) = range(13)  # fmt: skip
-NQ = 13
+    Q_MIN_STD, Q_PEAK_RULE, Q_LAYER_RULE, Q_WATCH_RATIO, Q_COLLAPSE_RATIO, Q_COLLAPSE_AFTER,
+) = range(14)  # fmt: skip
+NQ = 14
 # of columns
 O_H0, O_Z, O_RATIO, O_PEAK, O_LZ, O_STAT_COL = range(6)
 # oi columns and flags
@@ -190,6 +190,7 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
     chunk = int(args_f[2])
     u_size = S * L
     raise_after = int(par[Q_RAISE])
+    collapse_after = int(par[Q_COLLAPSE_AFTER])
     peak_rule = par[Q_PEAK_RULE] > 0.0
     layer_rule = par[Q_LAYER_RULE] > 0.0
     dout = det[4]
@@ -221,7 +222,7 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
         # clean needs: no counter reaching raise_after, no culprit, and no fsum refresh
         o0, c0 = _counter(np.nan if peak_rule else z, 0, ist, par)
         o1, c1 = _counter(lzt if layer_rule else np.nan, 1, ist, par)
-        if o0 >= raise_after or o1 >= raise_after:
+        if o0 >= raise_after or o1 >= raise_after or max(c0, c1) >= collapse_after:
             return FINISH, r
         if top >= 0 and abs(lzt) > par[Q_LAYER_Z]:
             return FINISH, r

@@ -41,7 +41,6 @@ class CusumRule:
         )
         self._x = np.zeros(n)
         self._u = self._x[1:].reshape(n_signals, n_layers) if layer_rule else None
-        self._out = self.detector.kernel_arrays()[4]
         self._absorbed = self.detector._kc.O_ABSORBED
 
     @property
@@ -79,8 +78,9 @@ class CusumRule:
 
     @property
     def absorbed_now(self) -> bool:
-        """The last call absorbed a held shift (the detector's ``absorbed``, read directly)."""
-        return self._out[self._absorbed] > 0.0
+        """The last call absorbed a held shift (the detector's ``absorbed``, read directly:
+        ``reset()`` gives the detector new arrays, so none is cached here)."""
+        return self.detector._out[self._absorbed] > 0.0
 
     def describe(
         self,

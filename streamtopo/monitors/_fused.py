@@ -241,6 +241,7 @@ def _pack(mon, kr) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     )  # fmt: skip
     par[kr.Q_PEAK_RULE], par[kr.Q_LAYER_RULE] = float(mon.rule == "peak"), float(mon.layer_rule)
     par[kr.Q_WATCH_RATIO], par[kr.Q_COLLAPSE_RATIO] = mon.watch_ratio, mon.collapse_ratio
+    par[kr.Q_COLLAPSE_AFTER] = mon._alarm.collapse_after
     return ist, fst, hb, par
 
 

@@ -75,6 +75,7 @@ _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals",
 _new_status = positional_constructor(LayerStatus)
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 _DETECTOR_STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)  # by the detector's state code
+_COLLAPSE_AFTER_KEPT = 8  # the streak rule's COLLAPSE debounce beside the kept detector
 
 
 class LayerMonitor(Monitor):
@@ -201,11 +202,11 @@ class LayerMonitor(Monitor):
         and catches abrupt changes (a x30 jump at once, a persistent shift once its evidence
         accumulates; reason ``cusum: ...`` with its statistic ``S``); the streak rule (with
         ``raise_after`` 20) catches the slow drifts that the detector's adaptive scale
-        follows, and owns the topology (``log h0``) stream. The detector's COLLAPSE needs an
-        alarm that began with a jump beyond x30 and stays beyond it (any held shift crosses
-        the CUSUM's COLLAPSE threshold soon after its WATCH one); otherwise it is WATCH, which
-        the absorption can end. Values seen during either rule's alarm stay out of the streak
-        baselines. On the digits runs of seeds 1000+ the first
+        follows, and owns the topology (``log h0``) stream. The detector's alarms are WATCH
+        (a non-finite value: COLLAPSE), which the absorption can end; COLLAPSE, which stops a
+        run and triggers a guard, is the streak rule's (topology |z| > ``collapse_z`` for 8
+        evaluations, or a WATCH lasting ``escalate_after``). Values seen during either rule's
+        alarm stay out of the streak baselines. On the digits runs of seeds 1000+ the first
         alarm after an LR spike came 4 steps after the loss showed it (streak alone: 8),
         after dead ReLUs 1 (7); README "Does it warn early?".
     absorb_after : int or None, default None
@@ -255,8 +256,8 @@ class LayerMonitor(Monitor):
 
     The default: log signals over a 16-step window; the change detector on each layer's
     median-relative value from step 0 and, once 200 values are accepted, the z-score rules
-    against them too. Layer fc3 blows up at step 240 (x100: WATCH at once, COLLAPSE as a move
-    beyond x30):
+    against them too. Layer fc3 blows up at step 240 (x100: the change detector's WATCH at
+    once, the topology rule's COLLAPSE 8 evaluations later):
 
     >>> rng = np.random.default_rng(0)
     >>> mon = LayerMonitor(8, ("grad_norm", "act_norm"), layer_names=[f"fc{i}" for i in range(8)])
@@ -269,7 +270,7 @@ class LayerMonitor(Monitor):
     >>> status.state.value, status.culprits[0], status.direction, mon.should_stop
     ('COLLAPSE', 'fc3', 'rising', True)
     >>> status.reason.split(":")[0]
-    'cusum'
+    'topology'
 
     The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
     live from step 0. While it is ``calibrating`` (100 accepted values) the CUSUM alone raises
@@ -301,12 +302,12 @@ class LayerMonitor(Monitor):
         "layer_rule", "early_rule", "keep_detector", "raise_after", "min_history",
         "absorb_after", "jump",
     )  # fmt: skip
-    _optional_state_: ClassVar[tuple[str, ...]] = ("_held", "_abrupt")  # absent from older states
+    _optional_state_: ClassVar[tuple[str, ...]] = ("_held",)  # absent from older states
     # the declared state (DESIGN.md: declared once; reset/state_dict/load_state_dict follow)
     _state_ = (
         "_rows", "_bn", "_bpos", "_bpushes", "_h0_base", "_alarm", "_peak", "_patience",
         "_summary", "ring_", "_T", "_P", "_Tbad", "_nbad", "_D", "_B", "_ref", "_s1", "_s2",
-        "_detector", "_held", "_abrupt",
+        "_detector", "_held",
     )  # fmt: skip
 
     def __init__(
@@ -405,6 +406,11 @@ class LayerMonitor(Monitor):
             raise_after=self.raise_after,
             escalate_after=self.escalate_after,
             clear_after=self.clear_after,
+            # with the detector kept, COLLAPSE (|z| > collapse_z) keeps the 8-evaluation
+            # debounce the guard and should_stop were calibrated with; only WATCH waits longer
+            collapse_after=(
+                min(self.raise_after, _COLLAPSE_AFTER_KEPT) if self.keep_detector else None
+            ),
         )
         self._peak = PeakRule(
             watch_ratio=self.watch_ratio, collapse_ratio=self.collapse_ratio, warmup=self.warmup
@@ -422,7 +428,6 @@ class LayerMonitor(Monitor):
             )  # fmt: skip
         # the streak rule's held-shift test: log h0, then every (signal, layer)'s value
         self._held = HeldShift(max(self.absorb_after, 1), 1 + S * L, min_std=self.min_std)
-        self._abrupt = False  # the kept detector's alarm began with a jump beyond x30
         self._hrow = np.zeros(1 + S * L)
         self._bind_kernel_args()
 
@@ -485,7 +490,6 @@ class LayerMonitor(Monitor):
     def _forget(self) -> None:
         """Baselines, alarm, change detector and patience start afresh (acknowledge, absorb)."""
         self._held.reset()
-        self._abrupt = False
         if self._detector is not None:
             self._detector.reset()
         self._alarm.reset()
@@ -725,14 +729,18 @@ class LayerMonitor(Monitor):
             if not (excluded or nonfinite or rule._u is None):
                 code = rule.score(step, self._u)  # the usual step: HEALTHY, nothing to say
             if code != 0 or rule.absorbed_now:
+                # its alarms are WATCH (only a non-finite value collapses): COLLAPSE, which
+                # stops a run and triggers a guard, stays the streak rule's (CHANGEPOINT.md,
+                # "Kept detector": a detector COLLAPSE made the guard stop exploding-layer runs)
                 det = self._detector_step(
-                    step, nonfinite, h0, excluded, cap=rule.detector.calibrating, peak=False,
-                    small=_ABSORB_MAX if self.transform == "log" else 0.0, code=code,
-                )  # fmt: skip
+                    step, nonfinite, h0, excluded, cap=True, peak=False, code=code
+                )
                 if det[0].severity > state.severity:
                     state = det[0]
-            else:
-                self._abrupt = False
+                if rule.absorbed_now and state is State.HEALTHY:
+                    # the detector absorbed its held shift: the streak baselines (which held
+                    # its values out) restart too, as when the held-shift test absorbs one
+                    return self._absorbed(step, h0, z, lzt, rule.detector.absorbed_start)
         if (
             self.absorb_after
             and not excluded
@@ -756,9 +764,6 @@ class LayerMonitor(Monitor):
         if jumped:
             reason += f" (jump x{math.exp(min(jumped, 700.0)):.0f} > x{self.jump:g})"
         stat = math.nan
-        if det is not None and self._detector.detector.absorbed:
-            reason += f"; change detector: shift at step {self._detector.detector.absorbed_start}"
-            reason += " absorbed"
         if det is not None and det[0] is not State.HEALTHY and not nonfinite:
             # the change detector's alarm: its statistic, direction and layers (the streak
             # rule's reason first when both rules are over their thresholds)
@@ -774,9 +779,14 @@ class LayerMonitor(Monitor):
         # for raise_after steps, or a jump of one layer would inflate the spread it is judged
         # against (115 -> 5 in four steps) and the wrong layer would be named. The h0 baseline
         # keeps absorbing such values: windowed h0 is autocorrelated, and holding it out turns
-        # slow healthy wander into alarms.
+        # slow healthy wander into alarms. It also keeps absorbing during the change
+        # detector's own alarm (the streak rule HEALTHY): a one-step spike of one layer holds
+        # the windowed h0 up for `window` evaluations, and held out of the baseline that made
+        # a 16-evaluation topology COLLAPSE of it.
         if healthy and not excluded:
             self._accept(logh, not alarm.pending(1))
+        elif streak_state is State.HEALTHY and not excluded:
+            self._accept(logh, False)
         self._patience.update(state)
         # calibrating: no trusted baseline yet (z-score baseline filling, or peak warm-up)
         calibrating = peak.warming_up if peak_rule else base.count < K
@@ -835,10 +845,13 @@ class LayerMonitor(Monitor):
         base[1:] = self._layer_means().ravel()
         return bool(np.abs(held.level() - base).max() <= _ABSORB_MAX)
 
-    def _absorbed(self, step: int, h0: float, z: float, lzt: float) -> LayerStatus:
-        """Absorb the held shift: the baselines (and the early detector) restart from the next
-        evaluation, as after :meth:`acknowledge`; this evaluation is HEALTHY and says so."""
-        start = self._held.start
+    def _absorbed(
+        self, step: int, h0: float, z: float, lzt: float, start: int | None = None
+    ) -> LayerStatus:
+        """Absorb the held shift (that started at ``start``; default: the held-shift test's):
+        the baselines (and the early detector) restart from the next evaluation, as after
+        :meth:`acknowledge`; this evaluation is HEALTHY and says so."""
+        start = self._held.start if start is None else start
         self._forget()
         reason = (
             f"shift at step {start} absorbed (held {self.absorb_after} evaluations); ok, "
@@ -901,17 +914,11 @@ class LayerMonitor(Monitor):
         *,
         cap: bool,
         peak: bool = True,
-        small: float = 0.0,
         code: int = -1,
     ) -> tuple[State, bool, str, tuple[str, ...], str, float]:
         """The change detector's verdict on this evaluation (it holds on an ``excluded`` one):
         ``(state, capped, direction, culprits, reason, statistic)``; with ``cap`` a COLLAPSE
-        of finite evidence is WATCH (``capped``); with ``small`` (log units) so is a CUSUM over
-        its COLLAPSE threshold (not an escalation) unless the alarm began with a jump of more
-        than ``small`` and the streams are still that far from their baseline: any held shift
-        reaches the COLLAPSE threshold a few evaluations after the WATCH one, and a slow
-        growth past x30 (an exploding layer) is not what a rollback cures, so COLLAPSE is kept
-        for abrupt moves of orders of magnitude; ``peak``: also feed the peak tracker (the
+        of finite evidence is WATCH (``capped``); ``peak``: also feed the peak tracker (the
         streak rule's own evaluation does that after its warm-up); ``code`` >= 0: the
         detector has already scored this evaluation (:meth:`CusumRule.score`)."""
         rule = self._detector
@@ -921,21 +928,7 @@ class LayerMonitor(Monitor):
             state = _DETECTOR_STATES[code]
         else:
             state = rule.state if excluded else rule.update(step, h0, self._u)
-        d = rule.detector
-        if small > 0.0 and state is State.HEALTHY and not excluded and not nonfinite:
-            self._abrupt = False  # the kept detector's usual step: nothing to describe
-            return state, False, "", (), "ok", math.nan
-        capped = state is State.COLLAPSE and d.stat != math.inf
-        if small > 0.0 and not excluded:
-            move = max((abs(d.stream_move(j)) for j in d.streams()), default=0.0)
-            if state is State.HEALTHY:
-                self._abrupt = False
-            elif d.jumped and move >= small:
-                self._abrupt = True
-            if capped and not cap:
-                capped = d.stat >= d.h_collapse_ and not (self._abrupt and move >= small)
-        elif capped and not cap:
-            capped = False
+        capped = cap and state is State.COLLAPSE and rule.detector.stat != math.inf
         if capped:  # calibrating: the early rule warns; only a non-finite value collapses
             state = State.WATCH
         if nonfinite and self.nonfinite == "collapse":
