@@ -121,3 +121,36 @@ def test_a_run_recorded_before_the_kept_detector_replays_without_it(tmp_path):
     LayerMonitor(8, layer_names=NAMES, keep_detector=False).load_state_dict(state)
     with pytest.raises(InputError, match=r"differs .* in \['keep_detector', 'raise_after'\]"):
         LayerMonitor(8, layer_names=NAMES).load_state_dict(state)
+
+
+def test_dead_layers_are_not_forgotten_when_the_detector_restarts():
+    """A held move beyond x30 (a layer's signal x1e-4): the detector WATCH at once, the
+    topology rule's COLLAPSE 7-8 evaluations later; when the detector absorbs its own held
+    shift the streak rule keeps its memory, so the COLLAPSE (and should_stop) remain."""
+    x = stream(500)
+    x[300:, 2] *= 1e-4
+    mon = LayerMonitor(8, layer_names=NAMES)
+    got = [mon.check(v) for v in x]
+    assert got[300].state is State.WATCH and "jump x" in got[300].reason
+    first_collapse = next(s.step for s in got if s.state is State.COLLAPSE)
+    assert 305 <= first_collapse <= 310
+    restarted = [s for s in got if "change detector: shift at step 300 absorbed" in s.reason]
+    assert restarted and all(s.state is State.COLLAPSE for s in got[first_collapse:])
+    assert mon.should_stop
+
+
+def test_a_held_shift_within_x30_is_absorbed_once():
+    """One layer x2 and held: one WATCH episode (the detector's), then HEALTHY with the
+    baselines restarted -- not a second alarm from the streak rule."""
+    x = stream(520)
+    x[300:, 6] *= 2.0
+    mon = LayerMonitor(8, layer_names=NAMES)
+    states = [mon.check(v).state for v in x]
+    starts = [
+        t
+        for t in range(1, len(x))
+        if states[t] is not State.HEALTHY and states[t - 1] is State.HEALTHY
+    ]
+    assert len(starts) == 1 and 300 <= starts[0] <= 305
+    assert State.COLLAPSE not in states and states[-1] is State.HEALTHY
+    assert mon.last_status_.calibrating  # the baselines restarted at the absorption

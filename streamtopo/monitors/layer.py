@@ -399,18 +399,22 @@ class LayerMonitor(Monitor):
         self._pending = _NO_PUSH
         self._rows = 0
         self._h0_base = RollingBaseline(K, min_std=self.min_std)
+        # With the detector kept, everything that leads to COLLAPSE (which stops a run and
+        # triggers a guard) keeps the timing of the 8-evaluation debounce the guard was
+        # calibrated with: |z| > collapse_z for 8 evaluations, and a WATCH escalating 50
+        # evaluations after that debounce would have raised it; only WATCH waits longer.
+        collapse_after, escalate_after = None, self.escalate_after
+        if self.keep_detector:
+            collapse_after = min(self.raise_after, _COLLAPSE_AFTER_KEPT)
+            escalate_after = max(1, self.escalate_after - (self.raise_after - collapse_after))
         self._alarm = ZScoreAlarm(
             ("topology", "layer"),
             watch_z=(self.watch_z, self.layer_z_),
             collapse_z=(self.collapse_z, math.inf),
             raise_after=self.raise_after,
-            escalate_after=self.escalate_after,
+            escalate_after=escalate_after,
             clear_after=self.clear_after,
-            # with the detector kept, COLLAPSE (|z| > collapse_z) keeps the 8-evaluation
-            # debounce the guard and should_stop were calibrated with; only WATCH waits longer
-            collapse_after=(
-                min(self.raise_after, _COLLAPSE_AFTER_KEPT) if self.keep_detector else None
-            ),
+            collapse_after=collapse_after,
         )
         self._peak = PeakRule(
             watch_ratio=self.watch_ratio, collapse_ratio=self.collapse_ratio, warmup=self.warmup
@@ -737,9 +741,12 @@ class LayerMonitor(Monitor):
                 )
                 if det[0].severity > state.severity:
                     state = det[0]
-                if rule.absorbed_now and state is State.HEALTHY:
-                    # the detector absorbed its held shift: the streak baselines (which held
-                    # its values out) restart too, as when the held-shift test absorbs one
+                if (
+                    state is State.HEALTHY
+                    and rule.absorbed_now
+                    and self._held.count
+                    and self._held_within_bound()
+                ):  # the detector absorbed a held shift the streak rule would absorb too
                     return self._absorbed(step, h0, z, lzt, rule.detector.absorbed_start)
         if (
             self.absorb_after
@@ -764,6 +771,12 @@ class LayerMonitor(Monitor):
         if jumped:
             reason += f" (jump x{math.exp(min(jumped, 700.0)):.0f} > x{self.jump:g})"
         stat = math.nan
+        if det is not None and det[0] is State.HEALTHY and self._detector.absorbed_now:
+            # the detector restarts on its own; the streak rule keeps its memory (a held move
+            # beyond x30 -- dead layers -- must still escalate and reach a guard) -- or the
+            # detector absorbed with no held-shift record (absorb_after=0)
+            start = self._detector.detector.absorbed_start
+            reason += f"; change detector: shift at step {start} absorbed"
         if det is not None and det[0] is not State.HEALTHY and not nonfinite:
             # the change detector's alarm: its statistic, direction and layers (the streak
             # rule's reason first when both rules are over their thresholds)
@@ -837,13 +850,17 @@ class LayerMonitor(Monitor):
         held.push(row, step)
         if state is not State.WATCH or not held.held():
             return False
+        return self._held_within_bound()
+
+    def _held_within_bound(self) -> bool:
+        """The held level is within x30 of the baselines (``transform="log"``): a shift of
+        orders of magnitude is a failure, not a new level, and is not absorbed."""
         if self.transform != "log" or self._bn == 0:
             return True
-        # a shift of orders of magnitude is a failure, not a new level: it is not absorbed
         base = self._hrow
         base[0] = self._h0_base.mean
         base[1:] = self._layer_means().ravel()
-        return bool(np.abs(held.level() - base).max() <= _ABSORB_MAX)
+        return bool(np.abs(self._held.level() - base).max() <= _ABSORB_MAX)
 
     def _absorbed(
         self, step: int, h0: float, z: float, lzt: float, start: int | None = None
@@ -1010,8 +1027,8 @@ class LayerMonitor(Monitor):
             parts.append(f"layer: {self.layer_names[top]} z={lzt:+.2f}")
         label = "+".join(dict.fromkeys(p.split(":")[0] for p in parts)) or "alarm"
         text = "; ".join(p.split(": ", 1)[1] for p in parts) or "alarm held (no rule over now)"
-        if state is State.COLLAPSE and self._alarm.over_steps > self.escalate_after:
-            text += f"; WATCH lasted > {self.escalate_after} steps"
+        if state is State.COLLAPSE and self._alarm.over_steps > self._alarm.escalate_after:
+            text += f"; WATCH lasted > {self._alarm.escalate_after} steps"
         return f"{label}: {text}"
 
     def _flush_pending(self) -> None:
