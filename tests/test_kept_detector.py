@@ -139,18 +139,19 @@ def test_dead_layers_are_not_forgotten_when_the_detector_restarts():
     assert mon.should_stop
 
 
-def test_a_held_shift_within_x30_is_absorbed_once():
-    """One layer x2 and held: one WATCH episode (the detector's), then HEALTHY with the
-    baselines restarted -- not a second alarm from the streak rule."""
+def test_a_small_held_shift_is_one_episode_that_is_absorbed():
+    """One layer x1.3 and held (under the detector's evidence threshold): one WATCH episode,
+    the streak rule's, absorbed after 30 evaluations with the baselines restarted. (A held
+    shift that the detector itself absorbs: ``test_training_wire``'s attention drift.)"""
     x = stream(520)
-    x[300:, 6] *= 2.0
+    x[300:, 6] *= 1.3
     mon = LayerMonitor(8, layer_names=NAMES)
-    states = [mon.check(v).state for v in x]
+    got = [mon.check(v) for v in x]
+    states = [s.state for s in got]
     starts = [
-        t
-        for t in range(1, len(x))
-        if states[t] is not State.HEALTHY and states[t - 1] is State.HEALTHY
+        t for t in range(1, len(x)) if states[t] is not State.HEALTHY and not states[t - 1].severity
     ]
-    assert len(starts) == 1 and 300 <= starts[0] <= 305
+    assert len(starts) == 1 and 300 <= starts[0] <= 325
     assert State.COLLAPSE not in states and states[-1] is State.HEALTHY
+    assert any(f"shift at step {starts[0]} absorbed" in s.reason for s in got)
     assert mon.last_status_.calibrating  # the baselines restarted at the absorption
