@@ -75,7 +75,7 @@ _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals",
 _new_status = positional_constructor(LayerStatus)
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 _DETECTOR_STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)  # by the detector's state code
-_COLLAPSE_AFTER_KEPT = 8  # the streak rule's COLLAPSE debounce beside the kept detector
+_DEBOUNCE_BEFORE = 8  # the streak rule's debounce before the detector was kept
 
 
 class LayerMonitor(Monitor):
@@ -204,11 +204,13 @@ class LayerMonitor(Monitor):
         ``raise_after`` 20) catches the slow drifts that the detector's adaptive scale
         follows, and owns the topology (``log h0``) stream. The detector's alarms are WATCH
         (a non-finite value: COLLAPSE), which the absorption can end; COLLAPSE, which stops a
-        run and triggers a guard, is the streak rule's (topology |z| > ``collapse_z`` for 8
-        evaluations, or a WATCH lasting ``escalate_after``). Values seen during either rule's
-        alarm stay out of the streak baselines. On the digits runs of seeds 1000+ the first
-        alarm after an LR spike came 4 steps after the loss showed it (streak alone: 8),
-        after dead ReLUs 1 (7); README "Does it warn early?".
+        run and triggers a guard, is the streak rule's (topology |z| > ``collapse_z`` for
+        ``raise_after`` evaluations, or a WATCH escalating ``escalate_after`` evaluations
+        after the old 8-evaluation debounce). Values seen during either rule's alarm stay
+        out of the streak baselines (``log h0`` only while it is beyond ``collapse_z``). On
+        the digits runs of seeds 1000+ the first alarm after an LR spike came 4 steps after
+        the loss showed it (streak alone: 8), after dead ReLUs 1 (7); README "Does it warn
+        early?".
     absorb_after : int or None, default None
         ``rule="streak"`` only: a WATCH whose evaluations hold one level for this many of them
         (every stream's mean -- ``log h0`` and each layer's median-relative value -- equal in
@@ -257,12 +259,12 @@ class LayerMonitor(Monitor):
     The default: log signals over a 16-step window; the change detector on each layer's
     median-relative value from step 0 and, once 200 values are accepted, the z-score rules
     against them too. Layer fc3 blows up at step 240 (x100: the change detector's WATCH at
-    once, the topology rule's COLLAPSE 8 evaluations later):
+    once, the topology rule's COLLAPSE 20 evaluations later):
 
     >>> rng = np.random.default_rng(0)
     >>> mon = LayerMonitor(8, ("grad_norm", "act_norm"), layer_names=[f"fc{i}" for i in range(8)])
     >>> levels = rng.normal(size=(2, 8))
-    >>> for t in range(250):
+    >>> for t in range(270):
     ...     x = np.exp(levels + 0.05 * rng.normal(size=(2, 8)))
     ...     if t >= 240:
     ...         x[:, 3] *= 100.0
@@ -270,7 +272,7 @@ class LayerMonitor(Monitor):
     >>> status.state.value, status.culprits[0], status.direction, mon.should_stop
     ('COLLAPSE', 'fc3', 'rising', True)
     >>> status.reason.split(":")[0]
-    'topology'
+    'topology+layer'
 
     The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
     live from step 0. While it is ``calibrating`` (100 accepted values) the CUSUM alone raises
@@ -399,14 +401,13 @@ class LayerMonitor(Monitor):
         self._pending = _NO_PUSH
         self._rows = 0
         self._h0_base = RollingBaseline(K, min_std=self.min_std)
-        # With the detector kept, everything that leads to COLLAPSE (which stops a run and
-        # triggers a guard) keeps the timing of the 8-evaluation debounce the guard was
-        # calibrated with: |z| > collapse_z for 8 evaluations, and a WATCH escalating 50
-        # evaluations after that debounce would have raised it; only WATCH waits longer.
-        collapse_after, escalate_after = None, self.escalate_after
+        # With the detector kept, a long WATCH escalates 50 evaluations after the old
+        # 8-evaluation debounce would have raised it (the timing the guard was calibrated
+        # with), not 50 after the 20-evaluation one.
+        escalate_after = self.escalate_after
         if self.keep_detector:
-            collapse_after = min(self.raise_after, _COLLAPSE_AFTER_KEPT)
-            escalate_after = max(1, self.escalate_after - (self.raise_after - collapse_after))
+            lag = max(0, self.raise_after - _DEBOUNCE_BEFORE)
+            escalate_after = max(1, self.escalate_after - lag)
         self._alarm = ZScoreAlarm(
             ("topology", "layer"),
             watch_z=(self.watch_z, self.layer_z_),
@@ -414,7 +415,6 @@ class LayerMonitor(Monitor):
             raise_after=self.raise_after,
             escalate_after=escalate_after,
             clear_after=self.clear_after,
-            collapse_after=collapse_after,
         )
         self._peak = PeakRule(
             watch_ratio=self.watch_ratio, collapse_ratio=self.collapse_ratio, warmup=self.warmup
@@ -796,6 +796,12 @@ class LayerMonitor(Monitor):
         # detector's own alarm (the streak rule HEALTHY): a one-step spike of one layer holds
         # the windowed h0 up for `window` evaluations, and held out of the baseline that made
         # a 16-evaluation topology COLLAPSE of it.
+        # With the detector kept (the streak rule's debounce 20), a log h0 beyond collapse_z
+        # stays out too: 20 such values let in while the debounce runs pulled the topology z
+        # under collapse_z, and LR spikes never reached COLLAPSE (the guard never acted;
+        # CHANGEPOINT.md "Kept detector"). A one-step spike (16 windows) cannot reach 20.
+        if self.keep_detector and z == z and abs(z) > self.collapse_z:
+            logh = -math.inf
         if healthy and not excluded:
             self._accept(logh, not alarm.pending(1))
         elif streak_state is State.HEALTHY and not excluded:
