@@ -268,6 +268,11 @@ class ZScoreAlarm:
         return self._over[k] > 0
 
     @property
+    def longest_over(self) -> int:
+        """The largest count of consecutive steps over the WATCH threshold, over detectors."""
+        return max(self._over)
+
+    @property
     def over_steps(self) -> int:
         """Steps of the current alarm with some detector over its WATCH threshold."""
         return self._over_steps

@@ -29,8 +29,8 @@ def test_quick_start_names_the_diverging_layer():
     step, *_ = first.split()
     assert int(step) == 300, first  # the change detector: a x50 jump at once
     assert "WATCH ('7',) cusum: 7 [" in first and "jump x" in first
-    step, state, culprits, rule = second.split()[:4]  # the streak rule: |z| > 6 for 20
-    assert state == "COLLAPSE" and 315 <= int(step) <= 325 and culprits == "('7',)", second
+    step, state, culprits, rule = second.split()[:4]  # the streak rule: |z| > 6 for 8
+    assert state == "COLLAPSE" and 305 <= int(step) <= 310 and culprits == "('7',)", second
     assert rule.startswith("topology"), second
 
 

@@ -224,7 +224,7 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
         o1, c1 = _counter(lzt if layer_rule else np.nan, 1, ist, par)
         if o0 >= raise_after or o1 >= raise_after or max(c0, c1) >= collapse_after:
             return FINISH, r
-        if keep and z == z and abs(z) > par[Q_COLLAPSE_Z]:  # log h0 held out: the caller's
+        if keep and max(o0, o1) >= collapse_after:  # log h0 held out: the caller's
             return FINISH, r
         if top >= 0 and abs(lzt) > par[Q_LAYER_Z]:
             return FINISH, r

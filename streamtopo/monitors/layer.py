@@ -204,10 +204,11 @@ class LayerMonitor(Monitor):
         ``raise_after`` 20) catches the slow drifts that the detector's adaptive scale
         follows, and owns the topology (``log h0``) stream. The detector's alarms are WATCH
         (a non-finite value: COLLAPSE), which the absorption can end; COLLAPSE, which stops a
-        run and triggers a guard, is the streak rule's (topology |z| > ``collapse_z`` for
-        ``raise_after`` evaluations, or a WATCH escalating ``escalate_after`` evaluations
-        after the old 8-evaluation debounce). Values seen during either rule's alarm stay
-        out of the streak baselines (``log h0`` only while it is beyond ``collapse_z``). On
+        run and triggers a guard, is the streak rule's and keeps the timing of the old
+        8-evaluation debounce (topology |z| > ``collapse_z`` for 8 evaluations, a WATCH
+        escalating ``escalate_after`` evaluations after that debounce); only its WATCH waits
+        ``raise_after``. Values seen during either rule's alarm stay out of the per-layer
+        baselines; ``log h0`` enters its own as it did with the 8-evaluation debounce. On
         the digits runs of seeds 1000+ the first alarm after an LR spike came 4 steps after
         the loss showed it (streak alone: 8), after dead ReLUs 1 (7); README "Does it warn
         early?".
@@ -259,12 +260,12 @@ class LayerMonitor(Monitor):
     The default: log signals over a 16-step window; the change detector on each layer's
     median-relative value from step 0 and, once 200 values are accepted, the z-score rules
     against them too. Layer fc3 blows up at step 240 (x100: the change detector's WATCH at
-    once, the topology rule's COLLAPSE 20 evaluations later):
+    once, the topology rule's COLLAPSE 8 evaluations later):
 
     >>> rng = np.random.default_rng(0)
     >>> mon = LayerMonitor(8, ("grad_norm", "act_norm"), layer_names=[f"fc{i}" for i in range(8)])
     >>> levels = rng.normal(size=(2, 8))
-    >>> for t in range(270):
+    >>> for t in range(250):
     ...     x = np.exp(levels + 0.05 * rng.normal(size=(2, 8)))
     ...     if t >= 240:
     ...         x[:, 3] *= 100.0
@@ -272,7 +273,7 @@ class LayerMonitor(Monitor):
     >>> status.state.value, status.culprits[0], status.direction, mon.should_stop
     ('COLLAPSE', 'fc3', 'rising', True)
     >>> status.reason.split(":")[0]
-    'topology+layer'
+    'topology'
 
     The change detector sees the same jump at once (WATCH: a x30-x900 jump of a settled layer),
     live from step 0. While it is ``calibrating`` (100 accepted values) the CUSUM alone raises
@@ -401,13 +402,15 @@ class LayerMonitor(Monitor):
         self._pending = _NO_PUSH
         self._rows = 0
         self._h0_base = RollingBaseline(K, min_std=self.min_std)
-        # With the detector kept, a long WATCH escalates 50 evaluations after the old
-        # 8-evaluation debounce would have raised it (the timing the guard was calibrated
-        # with), not 50 after the 20-evaluation one.
-        escalate_after = self.escalate_after
-        if self.keep_detector:
-            lag = max(0, self.raise_after - _DEBOUNCE_BEFORE)
-            escalate_after = max(1, self.escalate_after - lag)
+        # With the detector kept, everything that leads to COLLAPSE (which stops a run and
+        # triggers a guard) keeps the timing of the 8-evaluation debounce the guard was
+        # calibrated with: |z| > collapse_z for 8 evaluations, a WATCH escalating 50 after
+        # that debounce would have raised it (and log h0 held out from then, below); only
+        # the WATCH waits 20.
+        escalate_after, collapse_after = self.escalate_after, None
+        if self.keep_detector:  # COLLAPSE (|z| > collapse_z) keeps the 8-evaluation debounce
+            collapse_after = min(self.raise_after, _DEBOUNCE_BEFORE)
+            escalate_after = max(1, self.escalate_after - (self.raise_after - collapse_after))
         self._alarm = ZScoreAlarm(
             ("topology", "layer"),
             watch_z=(self.watch_z, self.layer_z_),
@@ -415,6 +418,7 @@ class LayerMonitor(Monitor):
             raise_after=self.raise_after,
             escalate_after=escalate_after,
             clear_after=self.clear_after,
+            collapse_after=collapse_after,
         )
         self._peak = PeakRule(
             watch_ratio=self.watch_ratio, collapse_ratio=self.collapse_ratio, warmup=self.warmup
@@ -796,11 +800,13 @@ class LayerMonitor(Monitor):
         # detector's own alarm (the streak rule HEALTHY): a one-step spike of one layer holds
         # the windowed h0 up for `window` evaluations, and held out of the baseline that made
         # a 16-evaluation topology COLLAPSE of it.
-        # With the detector kept (the streak rule's debounce 20), a log h0 beyond collapse_z
-        # stays out too: 20 such values let in while the debounce runs pulled the topology z
-        # under collapse_z, and LR spikes never reached COLLAPSE (the guard never acted;
-        # CHANGEPOINT.md "Kept detector"). A one-step spike (16 windows) cannot reach 20.
-        if self.keep_detector and z == z and abs(z) > self.collapse_z:
+        # With the detector kept (the streak rule's debounce 20), log h0 enters its baseline
+        # as it did with the 8-evaluation debounce: while no detector has been over for 8
+        # evaluations (then that debounce raised the alarm, and values stopped entering). So
+        # the topology z -- and COLLAPSE, |z| > 6 for 8 -- evolve as before; letting 20
+        # values in pulled the z of LR spikes under 6 and the guard never acted
+        # (CHANGEPOINT.md "Kept detector").
+        if self.keep_detector and (alarm.active or alarm.longest_over >= alarm.collapse_after):
             logh = -math.inf
         if healthy and not excluded:
             self._accept(logh, not alarm.pending(1))
