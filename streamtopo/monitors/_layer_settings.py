@@ -29,9 +29,9 @@ _ABSORB_AFTER = 30  # the streak rule's default (see absorb_after)
 # The streak rule's debounce with the change detector kept on (which takes the abrupt changes):
 # the window + 4, so that a one-step spike (which holds the windowed h0 up for exactly
 # ``window`` evaluations) is the detector's alarm only. Chosen on the digits runs of seeds
-# 1000+ (8 / 16 / 20: 0.156 / 0.059 / 0.051 false alarms per 1k healthy steps, 1.24 / 1.09 /
-# 0.38% of healthy steps in alarm; slow failures 12 steps later), reported on seeds 2000+
-# (benchmarks/evaluation/CHANGEPOINT.md, "Kept detector").
+# 1000+ (first kept version, 8 / 16 / 20: 0.156 / 0.059 / 0.051 false alarms per 1k healthy
+# steps; with the final COLLAPSE timing 20 gives 0.063), reported on seeds 2000+ (0.067;
+# benchmarks/evaluation/CHANGEPOINT.md, "Kept detector").
 _RAISE_AFTER_OVER_WINDOW = 4
 DEFAULT_RULE = "streak"  # LayerMonitor's rule when none is given
 _NONFINITE = ("collapse", "flag", "raise")
