@@ -61,6 +61,8 @@ CONFIGS = {
     # the kept change detector after the warm-up (the default), its CUSUM live from value 20
     "streak-kept": dict(window=4, baseline=30, min_history=20),
     "streak-kept-off": dict(window=4, baseline=30, min_history=20, keep_detector=False),
+    # window 16: WATCH after 20, COLLAPSE and log h0 hold-out on the 8-evaluation timing
+    "streak-kept-w16": dict(window=16, baseline=30, min_history=20),
     "peak": dict(rule="peak", warmup=5),
     "peak-none": dict(rule="peak", transform="none", window=1, warmup=3),
     "every-3": dict(window=4, baseline=20, raise_after=2, check_every=3),
