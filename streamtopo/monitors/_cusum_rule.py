@@ -41,7 +41,6 @@ class CusumRule:
         )
         self._x = np.zeros(n)
         self._u = self._x[1:].reshape(n_signals, n_layers) if layer_rule else None
-        self._absorbed = self.detector._kc.O_ABSORBED
 
     @property
     def stream_buffer(self) -> np.ndarray:
@@ -70,17 +69,11 @@ class CusumRule:
             self._u[...] = u  # np.copyto's result, at half its call cost
         return _STATES[self.detector.step(self._x, step)]
 
-    def score(self, step: int, u: np.ndarray) -> int:
-        """:meth:`update` without ``log h0`` (``topology=False``), returning the state code
-        (0/1/2) and leaving :attr:`absorbed_now`: the kept detector's per-step call."""
+    def score(self, step: int, u: np.ndarray) -> State:
+        """:meth:`update` without ``log h0`` (``topology=False``): the kept detector's
+        per-step call."""
         self._u[...] = u
-        return self.detector.step(self._x, step)
-
-    @property
-    def absorbed_now(self) -> bool:
-        """The last call absorbed a held shift (the detector's ``absorbed``, read directly:
-        ``reset()`` gives the detector new arrays, so none is cached here)."""
-        return self.detector._out[self._absorbed] > 0.0
+        return _STATES[self.detector.step(self._x, step)]
 
     def describe(
         self,

@@ -74,7 +74,6 @@ _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals",
 # frozen dataclass __init__, once per step
 _new_status = positional_constructor(LayerStatus)
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
-_DETECTOR_STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)  # by the detector's state code
 _DEBOUNCE_BEFORE = 8  # the streak rule's debounce before the detector was kept
 
 
@@ -731,24 +730,25 @@ class LayerMonitor(Monitor):
             state = alarm_state
         if nonfinite and self.nonfinite == "collapse":
             state = State.COLLAPSE
-        streak_state, det = state, None
+        streak_state, det, absorbed = state, None, False
         if self.keep_detector:  # the change detector keeps deciding after the warm-up
             rule = self._detector
-            code = -1
+            scored = None
             if not (excluded or nonfinite or rule._u is None):
-                code = rule.score(step, self._u)  # the usual step: HEALTHY, nothing to say
-            if code != 0 or rule.absorbed_now:
+                scored = rule.score(step, self._u)  # the usual step: HEALTHY, nothing to say
+                absorbed = rule.detector.absorbed  # (this call's: stale on a held step)
+            if scored is not State.HEALTHY or absorbed:
                 # its alarms are WATCH (only a non-finite value collapses): COLLAPSE, which
                 # stops a run and triggers a guard, stays the streak rule's (CHANGEPOINT.md,
                 # "Kept detector": a detector COLLAPSE made the guard stop exploding-layer runs)
                 det = self._detector_step(
-                    step, nonfinite, h0, excluded, cap=True, peak=False, code=code
+                    step, nonfinite, h0, excluded, cap=True, peak=False, scored=scored
                 )
                 if det[0].severity > state.severity:
                     state = det[0]
                 if (
                     state is State.HEALTHY
-                    and rule.absorbed_now
+                    and absorbed
                     and self._held.count
                     and self._held_within_bound()
                 ):  # the detector absorbed a held shift the streak rule would absorb too
@@ -776,7 +776,7 @@ class LayerMonitor(Monitor):
         if jumped:
             reason += f" (jump x{math.exp(min(jumped, 700.0)):.0f} > x{self.jump:g})"
         stat = math.nan
-        if det is not None and det[0] is State.HEALTHY and self._detector.absorbed_now:
+        if det is not None and det[0] is State.HEALTHY and absorbed:
             # the detector restarts on its own; the streak rule keeps its memory (a held move
             # beyond x30 -- dead layers -- must still escalate and reach a guard) -- or the
             # detector absorbed with no held-shift record (absorb_after=0)
@@ -797,16 +797,13 @@ class LayerMonitor(Monitor):
         # for raise_after steps, or a jump of one layer would inflate the spread it is judged
         # against (115 -> 5 in four steps) and the wrong layer would be named. The h0 baseline
         # keeps absorbing such values: windowed h0 is autocorrelated, and holding it out turns
-        # slow healthy wander into alarms. It also keeps absorbing during the change
-        # detector's own alarm (the streak rule HEALTHY): a one-step spike of one layer holds
-        # the windowed h0 up for `window` evaluations, and held out of the baseline that made
-        # a 16-evaluation topology COLLAPSE of it.
-        # With the detector kept (the streak rule's debounce 20), log h0 enters its baseline
-        # as it did with the 8-evaluation debounce: while no detector has been over for 8
-        # evaluations (then that debounce raised the alarm, and values stopped entering). So
-        # the topology z -- and COLLAPSE, |z| > 6 for 8 -- evolve as before; letting 20
-        # values in pulled the z of LR spikes under 6 and the guard never acted
-        # (CHANGEPOINT.md "Kept detector").
+        # slow healthy wander into alarms. With the detector kept, the detector's own alarm
+        # does not stop it (held out, a one-step spike's `window` evaluations made a topology
+        # COLLAPSE), and the streak rule's 20-evaluation debounce does not extend it: log h0
+        # enters as it did with the 8-evaluation debounce, until a detector has been over
+        # for 8 evaluations. So the topology z -- and COLLAPSE, |z| > 6 for 8 -- evolve as
+        # before; letting 20 values in pulled the z of LR spikes under 6 and the guard never
+        # acted (CHANGEPOINT.md "Kept detector").
         if self.keep_detector and (alarm.active or alarm.longest_over >= alarm.collapse_after):
             logh = -math.inf
         if healthy and not excluded:
@@ -944,18 +941,18 @@ class LayerMonitor(Monitor):
         *,
         cap: bool,
         peak: bool = True,
-        code: int = -1,
+        scored: State | None = None,
     ) -> tuple[State, bool, str, tuple[str, ...], str, float]:
         """The change detector's verdict on this evaluation (it holds on an ``excluded`` one):
         ``(state, capped, direction, culprits, reason, statistic)``; with ``cap`` a COLLAPSE
         of finite evidence is WATCH (``capped``); ``peak``: also feed the peak tracker (the
-        streak rule's own evaluation does that after its warm-up); ``code`` >= 0: the
-        detector has already scored this evaluation (:meth:`CusumRule.score`)."""
+        streak rule's own evaluation does that after its warm-up); ``scored``: the
+        detector has already scored this evaluation (:meth:`CusumRule.score`'s state)."""
         rule = self._detector
         if peak:
             self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
-        if code >= 0:
-            state = _DETECTOR_STATES[code]
+        if scored is not None:
+            state = scored
         else:
             state = rule.state if excluded else rule.update(step, h0, self._u)
         capped = cap and state is State.COLLAPSE and rule.detector.stat != math.inf
