@@ -33,9 +33,15 @@ def make_rows(n: int, n_cols: int) -> list[dict]:
     rng = np.random.default_rng(0)
     names = tuple(f"layer{i}" for i in range(n_cols))
     signals = ("grad_norm",)
-    # log-space random walks: per-layer norms drift slowly, as recorded norms do
-    walk = np.cumsum(rng.normal(scale=0.01, size=(n, 1, n_cols)), axis=0)
-    values = np.exp(walk + rng.normal(size=(1, 1, n_cols))).astype(np.float32)
+    # healthy norms: per-layer levels, AR(1) noise in log space, a slow shared decay (an LR
+    # schedule). Until 2026-12-06 independent random walks per layer: they drift apart, and the
+    # layer monitor was in COLLAPSE on 98 % of the steps, so check() was timed on its alarm path
+    ar = np.zeros((n, 1, n_cols))
+    e = rng.normal(scale=0.03, size=(n, 1, n_cols))
+    for t in range(1, n):
+        ar[t] = 0.9 * ar[t - 1] + e[t]
+    decay = -np.linspace(0.0, 2.0, n)[:, None, None]
+    values = np.exp(ar + decay + rng.normal(size=(1, 1, n_cols))).astype(np.float32)
     config = {"window": 16}
     return [
         {

@@ -55,7 +55,8 @@ def evaluate_group(L, kept, faulty, args, work) -> tuple[int, int]:
         else:
             held.append(x)
     t = time.perf_counter()
-    cal = calibrate(cal_dirs, args.target_fa, rule=args.rule, workers=args.workers)
+    rule = None if args.rule == "recorded" else args.rule
+    cal = calibrate(cal_dirs, args.target_fa, rule=rule, workers=args.workers)
     took = time.perf_counter() - t
     print(f"### {L} layers: {len(cal_dirs)} calibration runs, {len(held)} held out\n")
     print(cal.table())
@@ -100,7 +101,11 @@ def interval(alarms: int, steps: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target-fa", type=float, default=0.1)
-    ap.add_argument("--rule", default="cusum", choices=("cusum", "streak"))
+    ap.add_argument(
+        "--rule", default="cusum", choices=("cusum", "streak", "recorded"),
+        help="recorded: the runs' own rule (the default monitor: streak + kept change detector, "
+        "whose fa_per_1k is chosen with the streak knobs)",
+    )  # fmt: skip
     ap.add_argument("--runs", type=int, default=108, help="healthy runs used (both halves)")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()

@@ -58,6 +58,13 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cal(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("cfg") / "streamtopo.json"
+    return calibrate(runs, target_fa=TARGET, rule="cusum", workers=1, horizon=100, out=out)
+
+
+@pytest.fixture(scope="module")
+def kept(runs, tmp_path_factory):
+    """The runs' own rule: the default monitor (streak rule + kept change detector)."""
+    out = tmp_path_factory.mktemp("cfg") / "kept.json"
     return calibrate(runs, target_fa=TARGET, workers=1, horizon=100, out=out)
 
 
@@ -107,6 +114,32 @@ def test_the_config_loads_into_layer_and_training_monitors(cal):
         TrainingMonitor(model, config=cal.path, layer={"config": cal.path})
 
 
+def test_the_default_monitor_is_calibrated_with_its_change_detector(kept):
+    # the runs recorded the default (streak + kept detector): both rules' knobs are chosen
+    assert kept.rule == "streak" and kept.certified
+    assert [r["knob"] for r in kept.rows] == candidates("streak", detector=True)
+    assert set(kept.knob) == {"watch_z", "raise_after", "fa_per_1k"}
+    chosen = [r for r in kept.rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["upper"] <= TARGET
+    # the detector's knob is live: at fixed streak knobs a larger fa_per_1k finds the x30
+    # jump sooner (the detector, not the streak rule, catches it first)
+    by = {tuple(r["knob"].values()): r for r in kept.rows}
+    slow = by[(3.0, 20, 0.02)]["faults"]["jump x30"]["median_delay"]
+    fast = by[(3.0, 20, 0.5)]["faults"]["jump x30"]["median_delay"]
+    assert fast < slow
+    # the written config is the default monitor with the chosen knobs
+    mon = LayerMonitor(L, SIGNALS, config=kept.path)
+    assert mon.rule == "streak" and mon.keep_detector and mon.early_rule == "cusum"
+    assert {k: getattr(mon, k) for k in kept.knob} == kept.knob
+    # held-out healthy runs with it: near or under the target
+    steps = alarms = 0
+    for k in range(100, 110):
+        x = healthy(k)
+        alarms += episodes(LayerMonitor(L, SIGNALS, config=kept.path).run(x)["state"].to_numpy())
+        steps += x.shape[0]
+    assert 1000.0 * alarms / steps <= 2.0 * TARGET
+
+
 def test_bad_configs_raise_naming_the_key(tmp_path):
     with pytest.raises(InputError, match=r"unknown key\(s\) \['fa_per_1000'\]"):
         LayerMonitor(L, config={"fa_per_1000": 0.1})
@@ -128,17 +161,22 @@ def test_bad_configs_raise_naming_the_key(tmp_path):
 
 
 def test_streak_knobs_and_an_uncertifiable_target(runs):
-    one = calibrate(runs[:2], target_fa=1.0, rule="streak", workers=1, horizon=30)
+    # a streak monitor without the kept detector: the streak knobs alone
+    one = calibrate(
+        runs[:2], target_fa=1.0, rule="streak", workers=1, horizon=30,
+        overrides={"keep_detector": False},
+    )  # fmt: skip
     assert [r["knob"] for r in one.rows] == candidates("streak")
     assert set(one.knob) == {"watch_z", "raise_after"}
+    assert one.config["layer"]["keep_detector"] is False
     # 1,400 evaluations cannot bound 1 per 1k at 95 % (that needs 2,996 even with no alarm)
     assert not one.certified and "needs >= 2,996" in one.note
     assert not any(r["meets"] for r in one.rows)
 
 
 def test_parallel_workers_give_the_serial_result(runs):
-    serial = calibrate(runs[:2], target_fa=3.0, workers=1, horizon=20)
-    parallel = calibrate(runs[:2], target_fa=3.0, workers=2, horizon=20)
+    serial = calibrate(runs[:2], target_fa=3.0, rule="cusum", workers=1, horizon=20)
+    parallel = calibrate(runs[:2], target_fa=3.0, rule="cusum", workers=2, horizon=20)
     assert parallel.rows == serial.rows and parallel.knob == serial.knob
 
 
@@ -152,6 +190,13 @@ def test_bad_arguments_raise(runs, tmp_path):
     other = write(tmp_path, "other", healthy(0, 60)[:, :, :3].copy() + 0.0)
     with pytest.raises(InputError, match="3 layers"):
         calibrate([runs[0], other])
+    with RunWriter(tmp_path, run_id="peak") as w:  # a rule calibrate has no knobs for
+        mon = LayerMonitor(L, SIGNALS, window=8, rule="peak", writer=w)
+        for row in healthy(1, 60):
+            mon.check(row)
+    with pytest.raises(InputError, match=r"records rule='peak'.*pass rule="):
+        calibrate(w.run_dir)
+    assert calibrate(w.run_dir, target_fa=50.0, rule="cusum", workers=1, horizon=10).runs == 1
 
 
 def test_cli_prints_the_table_and_json(runs, tmp_path, capsys):
@@ -159,10 +204,11 @@ def test_cli_prints_the_table_and_json(runs, tmp_path, capsys):
     args = ["calibrate", *map(str, runs[:2]), "--target-fa", "5", "--workers", "1"]
     assert main([*args, "--horizon", "50", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "chosen: rule='cusum'" in text and "| knob |" in text and str(out) in text
-    assert main([*args, "--horizon", "50", "--json"]) == 0
+    assert "chosen: rule='streak'" in text and "| knob |" in text and str(out) in text
+    assert main([*args, "--horizon", "50", "--rule", "cusum", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["schema"] == "streamtopo.calibrate/1" and payload["runs"] == 2
+    assert payload["rule"] == "cusum" and set(payload["knob"]) == {"fa_per_1k"}
     assert payload["config"]["layer"]["fa_per_1k"] == payload["knob"]["fa_per_1k"]
 
 

@@ -1,8 +1,10 @@
 """``streamtopo calibrate``: choose the layer monitor's alarm knob from a user's own healthy runs.
 
 For every candidate knob (``fa_per_1k`` of ``rule="cusum"``; ``watch_z`` x ``raise_after`` of
-``rule="streak"``) each run is replayed (the fused replay of :meth:`LayerMonitor.run`) with the
-run's recorded configuration:
+``rule="streak"``, and with them the change detector's ``fa_per_1k`` when the streak monitor
+keeps one, as the default does) each run is replayed (the fused replay of
+:meth:`LayerMonitor.run`) with the run's recorded configuration. The rule is the one the runs
+recorded unless ``rule`` says otherwise:
 
 - **False alarms.** Every alarm episode (a HEALTHY evaluation followed by a WATCH/COLLAPSE one)
   of a healthy run is a false alarm. The rate is per 1,000 evaluations, with the exact
@@ -55,21 +57,35 @@ CUSUM_GRID = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0
 STREAK_GRID = tuple(
     {"watch_z": w, "raise_after": r} for w in (3.0, 3.5, 4.0) for r in (3, 5, 8, 12, 20)
 )
+# the default monitor (streak rule + kept change detector): both rules raise alarms, so the
+# detector's fa_per_1k is chosen with the streak knobs; raise_after 8 (the streak rule alone's
+# default) and 20 (its default beside the detector), the values the evaluation could tell apart
+KEPT_GRID = tuple(
+    {"watch_z": w, "raise_after": r, "fa_per_1k": f}
+    for w in (3.0, 3.5, 4.0)
+    for r in (8, 20)
+    for f in (0.02, 0.05, 0.1, 0.2, 0.5)
+)
 _NETWORK = ("n_layers", "signals", "layer_names")  # the run's own description, not settings
 
 
-def candidates(rule: str) -> list[dict[str, Any]]:
+def candidates(rule: str, detector: bool = False) -> list[dict[str, Any]]:
     """The knob settings tried for ``rule``.
+
+    ``detector``: the streak monitor keeps its change detector on (``keep_detector=True``, the
+    default), so the detector's ``fa_per_1k`` is a knob too.
 
     >>> [c["fa_per_1k"] for c in candidates("cusum")][:3]
     [0.002, 0.005, 0.01]
     >>> len(candidates("streak")), candidates("streak")[0]
     (15, {'watch_z': 3.0, 'raise_after': 3})
+    >>> len(candidates("streak", detector=True)), candidates("streak", detector=True)[0]
+    (30, {'watch_z': 3.0, 'raise_after': 8, 'fa_per_1k': 0.02})
     """
     rule = check_choice(rule, "rule", ("cusum", "streak"))
     if rule == "cusum":
         return [{"fa_per_1k": v} for v in CUSUM_GRID]
-    return [dict(c) for c in STREAK_GRID]
+    return [dict(c) for c in (KEPT_GRID if detector else STREAK_GRID)]
 
 
 def garwood_upper(k: int, confidence: float = 0.95) -> float:
@@ -92,7 +108,8 @@ class Calibration:
     rule : str
         ``"cusum"`` or ``"streak"``.
     knob : dict
-        The chosen setting (``{"fa_per_1k": ...}`` or ``{"watch_z": ..., "raise_after": ...}``).
+        The chosen setting (``{"fa_per_1k": ...}``, ``{"watch_z": ..., "raise_after": ...}``, and
+        with a kept change detector also its ``fa_per_1k``).
     certified : bool
         The chosen knob's upper confidence bound is at most ``target_fa``.
     rows : list of dict
@@ -150,7 +167,7 @@ def calibrate(
     runs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     target_fa: float = 0.1,
     *,
-    rule: str = "cusum",
+    rule: str | None = None,
     confidence: float = 0.95,
     out: str | os.PathLike[str] | None = None,
     workers: int | None = None,
@@ -170,8 +187,10 @@ def calibrate(
         signals and number of layers.
     target_fa : float, default 0.1
         Target false alarms per 1,000 evaluations.
-    rule : {"cusum", "streak"}, default "cusum"
-        The rule whose knob is chosen (see :func:`candidates`).
+    rule : {"cusum", "streak"}, optional
+        The rule whose knobs are chosen (see :func:`candidates`); default: the rule the runs
+        recorded (``"streak"`` for the default monitor, whose kept change detector's
+        ``fa_per_1k`` is then chosen with ``watch_z`` and ``raise_after``).
     confidence : float, default 0.95
         Level of the upper confidence bound that must not exceed the target.
     out : path, optional
@@ -200,7 +219,7 @@ def calibrate(
     ...         mon = LayerMonitor(4, window=4, writer=w)
     ...         for _ in range(400):
     ...             _ = mon.check(np.exp(rng.normal(0.0, 0.05, 4) + np.arange(4)))
-    >>> cal = calibrate(log_dir, target_fa=5.0, workers=1)
+    >>> cal = calibrate(log_dir, target_fa=5.0, rule="cusum", workers=1)
     >>> cal.rule, cal.runs, cal.steps, cal.config["layer"]["rule"]
     ('cusum', 2, 800, 'cusum')
     """
@@ -209,7 +228,8 @@ def calibrate(
     confidence = _positive(confidence, "confidence")
     if not confidence < 1.0:
         raise InputError(f"confidence must be in (0, 1), got {confidence!r}")
-    rule = check_choice(rule, "rule", ("cusum", "streak"))
+    if rule is not None:
+        rule = check_choice(rule, "rule", ("cusum", "streak"))
     horizon = check_positive_int(horizon, "horizon", minimum=10)
     inject_at = _positive(inject_at, "inject_at")
     if not inject_at < 1.0:
@@ -224,14 +244,15 @@ def calibrate(
         if not parent.is_dir() or Path(out).is_dir():
             raise InputError(f"out must be a file path in an existing directory, got {str(out)!r}")
     base = _base_config(paths, rule, dict(overrides or {}))
-    cands = candidates(rule)
+    rule = base["rule"]
+    from ..monitors.layer import LayerMonitor
+
+    cands = candidates(rule, detector=rule == "streak" and LayerMonitor(**base).keep_detector)
     jobs = [(str(p), i, base, cands, horizon, inject_at, seed) for i, p in enumerate(paths)]
     results = _map(jobs, workers)
     rows = _aggregate(results, cands, confidence, target_fa)
     chosen, certified, note = _choose(rows, target_fa, confidence)
     steps = rows[0]["steps"]
-    from ..monitors.layer import LayerMonitor
-
     settings = {k: v for k, v in base.items() if k not in _NETWORK}
     mon = LayerMonitor(**{**base, **rows[chosen]["knob"]})
     layer = {k: v for k, v in mon.config.items() if k not in (*_NETWORK, "capacity")}
@@ -292,8 +313,11 @@ def _expand(runs: Any) -> list[Path]:
     return out
 
 
-def _base_config(paths: list[Path], rule: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The LayerMonitor arguments shared by every run (the first run's recorded config)."""
+def _base_config(
+    paths: list[Path], rule: str | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """The LayerMonitor arguments shared by every run (the first run's recorded config); rule
+    None: the recorded one."""
     from ..io.replay import read_meta
 
     first = None
@@ -314,6 +338,16 @@ def _base_config(paths: list[Path], rule: str, overrides: dict[str, Any]) -> dic
     config.pop("writer", None)
     from ..monitors.layer import LayerMonitor
 
+    if rule is None:  # the recorded rule (runs from before the rule existed: the z-score one)
+        from ..monitors._layer_settings import _RULE_ALIASES
+
+        rule = overrides.get("rule", config.get("rule", "streak"))
+        rule = _RULE_ALIASES.get(rule, rule)
+        if rule not in ("cusum", "streak"):
+            raise InputError(
+                f"runs: {first[0]} records rule={rule!r}; calibrate chooses the knobs of "
+                "rule='cusum' or 'streak': pass rule="
+            )
     changed = config.get("rule") != rule  # recorded resolved from the run's rule, or absent
     for key in LayerMonitor.rule_derived:  # (recorded before it existed): derived anew, as a
         if key not in overrides and (changed or key not in config):  # monitor built now does

@@ -495,7 +495,11 @@ def _configure_calibrate(p: argparse.ArgumentParser) -> None:
         "--target-fa", type=float, default=0.1, dest="target_fa",
         help="target false alarms per 1,000 evaluations",
     )  # fmt: skip
-    p.add_argument("--rule", choices=("cusum", "streak"), default="cusum", help="rule to tune")
+    p.add_argument(
+        "--rule", choices=("cusum", "streak"),
+        help="rule to tune (default: the one the runs recorded; the default monitor's is streak, "
+        "tuned with its change detector's fa_per_1k)",
+    )  # fmt: skip
     p.add_argument("--confidence", type=float, default=0.95, help="level of the upper bound")
     p.add_argument("--out", help="write the config (JSON) here")
     p.add_argument("--workers", type=int, help="parallel processes (default: usable cores)")
