@@ -313,9 +313,7 @@ def _expand(runs: Any) -> list[Path]:
     return out
 
 
-def _base_config(
-    paths: list[Path], rule: str | None, overrides: dict[str, Any]
-) -> dict[str, Any]:
+def _base_config(paths: list[Path], rule: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """The LayerMonitor arguments shared by every run (the first run's recorded config); rule
     None: the recorded one."""
     from ..io.replay import read_meta
