@@ -1,4 +1,4 @@
-"""``streamtopo calibrate``: choose the layer monitor's alarm knob from a user's own healthy runs.
+"""``streamtopo calibrate``: choose the layer monitor's alarm knobs from a user's own healthy runs.
 
 For every candidate knob (``fa_per_1k`` of ``rule="cusum"``; ``watch_z`` x ``raise_after`` of
 ``rule="streak"``, and with them the change detector's ``fa_per_1k`` when the streak monitor

@@ -453,7 +453,7 @@ _cmd_replay.configure = _configure_replay
 
 @command(
     "calibrate",
-    "choose the layer monitor's alarm knob from your own healthy runs for a target false-alarm "
+    "choose the layer monitor's alarm knobs from your own healthy runs for a target false-alarm "
     "rate, estimate its delay on injected faults, and write a config",
 )
 def _cmd_calibrate(args: argparse.Namespace) -> int:
