@@ -337,10 +337,10 @@ def _base_config(paths: list[Path], rule: str | None, overrides: dict[str, Any])
     from ..monitors.layer import LayerMonitor
 
     if rule is None:  # the recorded rule (runs from before the rule existed: the z-score one)
-        from ..monitors._layer_settings import _RULE_ALIASES
+        from ..monitors._layer_settings import RULE_ALIASES
 
         rule = overrides.get("rule", config.get("rule", "streak"))
-        rule = _RULE_ALIASES.get(rule, rule)
+        rule = RULE_ALIASES.get(rule, rule)
         if rule not in ("cusum", "streak"):
             raise InputError(
                 f"runs: {first[0]} records rule={rule!r}; calibrate chooses the knobs of "

@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_RULE", "SETTINGS_ARGS", "layer_settings"]
 
 _TRANSFORMS = ("log", "none")
 _RULES = ("streak", "cusum", "peak")
-_RULE_ALIASES = {"zscore": "streak"}  # runs recorded before the rename replay bit-identically
+RULE_ALIASES = {"zscore": "streak"}  # runs recorded before the rename replay bit-identically
 _EARLY_RULES = ("cusum", "none")
 # The early rule's CUSUM starts after 100 accepted values (rule="cusum": 40). Chosen on the
 # calibration runs and the transformer demo: with 40 the demo's healthy LR warm-up (one block's
@@ -101,7 +101,7 @@ def layer_settings(
     s.window = check_positive_int(window, "window")
     s.transform = check_choice(transform, "transform", _TRANSFORMS)
     s.rule = check_choice(
-        _RULE_ALIASES.get(rule, rule) if isinstance(rule, str) else rule, "rule", _RULES
+        RULE_ALIASES.get(rule, rule) if isinstance(rule, str) else rule, "rule", _RULES
     )
     s.baseline = check_positive_int(baseline, "baseline", minimum=2)
     s.watch_z, s.collapse_z = (
