@@ -199,7 +199,8 @@ def test_default_moves_on_forced_low_rank_sequence_where_seed000_does_not():
     d_states = [str(default_mon.check(X).state) for X in seq3]
     s_states = [str(seed_mon.check(X).state) for X in seq3]
     assert d_states[:3] == ["HEALTHY"] * 3 and d_states[-1] == "COLLAPSE"
-    assert default_mon.collapse_step_ is not None and default_mon.collapse_step_ <= 4
+    # two consecutive checks toward collapse beyond collapse_z (the one-check rule: step 4)
+    assert default_mon.collapse_step_ is not None and default_mon.collapse_step_ <= 5
     assert s_states == ["HEALTHY"] * len(seq3)
 
 
@@ -366,8 +367,10 @@ def test_seed_mode_trend_logic_on_a_scripted_sequence():
 def test_baseline_mode_directions_on_scripted_components():
     base = [{"effective_rank": 20.0 + e, "anisotropy": 10.0} for e in (0.0, 0.3, -0.2)]
 
-    def run(direction, later):
-        mon = CollapseMonitor(check_every=1, direction=direction, baseline_checks=3)
+    def run(direction, later, confirm=1):
+        mon = CollapseMonitor(
+            check_every=1, direction=direction, baseline_checks=3, confirm=confirm
+        )
         out = [mon.check(ci=0.0, components=c) for c in base]
         return out + [mon.check(ci=ci, components=c) for ci, c in later]
 
@@ -375,10 +378,10 @@ def test_baseline_mode_directions_on_scripted_components():
     rise = (0.0, {"effective_rank": 30.0, "anisotropy": 10.0})  # away from collapse
     small = (0.0, {"effective_rank": 19.0, "anisotropy": 10.3})  # |z| < 3 (sigma floor 1.0)
     ci_up = (0.5, {"effective_rank": 20.0, "anisotropy": 10.0})  # CI floor 0.02
+    # confirm=1 (the rule before 2026-12-06): first check beyond z: WATCH; away from
+    # collapse: WATCH; toward collapse again while the alarm holds: COLLAPSE
     got = run("both", [small, fall, rise, ci_up])
     assert [s.reason for s in got[:3]] == ["baseline 1/3", "baseline 2/3", "baseline 3/3"]
-    # first check beyond z: WATCH; away from collapse: WATCH; toward collapse again while the
-    # alarm holds: COLLAPSE
     assert _states(got[3:]) == ["HEALTHY", "WATCH", "WATCH", "COLLAPSE"]
     assert got[4].dominant == "effective_rank" and got[4].z == pytest.approx(-10.0)
     assert "dimensionality collapse" in got[4].reason and "fell to 10" in got[4].reason
@@ -386,6 +389,35 @@ def test_baseline_mode_directions_on_scripted_components():
     assert got[6].z == pytest.approx(25.0) and got[6].reason.startswith("ci rose to 0.5")
     assert _states(run("up", [fall, fall, rise])[3:]) == ["WATCH", "COLLAPSE", "HEALTHY"]
     assert _states(run("down", [fall, rise, rise])[3:]) == ["HEALTHY", "WATCH", "WATCH"]
+    # the default (confirm=2, collapse_z=6): one check beyond z is HEALTHY and says so; two
+    # consecutive are WATCH; COLLAPSE when both move toward collapse beyond 6
+    got = run("both", [small, fall, rise, ci_up], confirm=2)
+    assert _states(got[3:]) == ["HEALTHY", "HEALTHY", "WATCH", "WATCH"]
+    assert got[4].reason == (
+        "effective_rank z=-10.0 beyond 3.0 on 1 of 2 consecutive checks (not yet an alarm)"
+    )
+    assert got[4].dominant == "effective_rank" and got[4].z == pytest.approx(-10.0)
+    assert "away from collapse" in got[5].reason and got[6].reason.startswith("ci rose to 0.5")
+    assert _states(run("up", [fall, fall, rise], confirm=2)[3:]) == [
+        "HEALTHY", "COLLAPSE", "HEALTHY",
+    ]  # fmt: skip
+    assert _states(run("down", [fall, rise, rise], confirm=2)[3:]) == [
+        "HEALTHY", "HEALTHY", "WATCH",
+    ]  # fmt: skip
+    mid = (0.0, {"effective_rank": 15.0, "anisotropy": 10.0})  # toward collapse, z = -5 < 6
+    assert _states(run("both", [mid, mid, mid, fall, fall], confirm=2)[3:]) == [
+        "HEALTHY", "WATCH", "WATCH", "WATCH", "COLLAPSE",
+    ]  # fmt: skip
+    # an outlier check between healthy ones never alarms; with confirm=1 it was WATCH
+    assert _states(run("both", [small, fall, small], confirm=2)[3:]) == ["HEALTHY"] * 3
+    assert _states(run("both", [small, fall, small])[3:]) == ["HEALTHY", "WATCH", "HEALTHY"]
+    three = CollapseMonitor(check_every=1, baseline_checks=3, confirm=3)
+    for c in base:
+        three.check(ci=0.0, components=c)
+    assert [str(three.check(ci=0.0, components=fall[1]).state) for _ in range(3)] == [
+        "HEALTHY", "HEALTHY", "COLLAPSE",
+    ]  # fmt: skip
+    assert "on 2 of 3 consecutive" in three.history["reason"][-2]
     # a CI above threshold without an excursion is WATCH
     mon = CollapseMonitor(check_every=1, baseline_checks=1)
     mon.update(0.8)
@@ -403,13 +435,14 @@ def test_check_schedule_and_real_embeddings():
     assert not mon.due() and mon.due(6) and not mon.due(7)
     assert [s.step for s in out] == [0, 1, 2, 3, 4]
     squashed = rng.normal(size=(80, 6)) * [1, 1, 1e-3, 1e-3, 1e-3, 1e-3]
-    s = mon.check(squashed, step=6)
-    assert s.state == State.WATCH and s.dominant in ("anisotropy", "effective_rank")
+    s = mon.check(squashed, step=6)  # one check beyond z: not yet an alarm (confirm=2)
+    assert s.state == State.HEALTHY and s.dominant in ("anisotropy", "effective_rank")
+    assert "on 1 of 2 consecutive checks" in s.reason
     s = mon.check(rng.normal(size=(80, 6)) * [1, 1, 1e-3, 1e-3, 1e-3, 1e-3], step=8)
     assert s.state == State.COLLAPSE and s.dominant in ("anisotropy", "effective_rank")
     h = mon.history
     assert h["step"].to_list() == [0, 2, 4, 6, 8] and h.height == 5
-    assert h["state"].to_list()[-2:] == ["WATCH", "COLLAPSE"]
+    assert h["state"].to_list()[-2:] == ["HEALTHY", "COLLAPSE"]
     assert len(rows) == 5 and rows[-1]["monitor"] == "collapse" and rows[-1]["step"] == 8
     for r in rows:
         json.dumps(r["config"])
@@ -624,3 +657,25 @@ def test_monitor_rejects_a_change_of_feature_dimension_and_keeps_it_in_state():
     other.load_state_dict(mon.state_dict())
     with pytest.raises(ValueError, match="expected 16"):
         other.check(rng.normal(size=(60, 17)))
+
+
+def test_confirm_and_collapse_z_are_checked_and_old_states_load():
+    with pytest.raises(InputError, match="confirm must be"):
+        CollapseMonitor(confirm=0)
+    with pytest.raises(InputError, match=r"collapse_z must be >= z \(3.0\)"):
+        CollapseMonitor(collapse_z=2.0)
+    with pytest.raises(InputTypeError, match="collapse_z"):
+        CollapseMonitor(collapse_z=[6.0])
+    # a state saved before confirm/collapse_z existed used the one-check rule: it loads into a
+    # monitor with that rule, and a default monitor refuses it (another rule) naming the keys
+    mon = CollapseMonitor(check_every=1, confirm=1, collapse_z=None)
+    for k in range(4):
+        mon.check(ci=0.0, components={"effective_rank": 20.0 + 0.1 * k})
+    old = mon.state_dict()
+    for key in ("confirm", "collapse_z"):
+        del old["config"][key]
+    again = CollapseMonitor(check_every=1, confirm=1, collapse_z=None)
+    again.load_state_dict(old)
+    assert again.history.equals(mon.history)
+    with pytest.raises(InputError, match="confirm"):
+        CollapseMonitor(check_every=1).load_state_dict(old)

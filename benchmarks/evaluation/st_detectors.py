@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def _centroid(rule: str, use: str) -> Callable[[RunRecord], np.ndarray]:
     return detect
 
 
-def _collapse(variant: str, mode: str) -> Callable[[RunRecord], np.ndarray]:
+def _collapse(variant: str, mode: str, **kw: Any) -> Callable[[RunRecord], np.ndarray]:
     """CollapseMonitor on the probe features at every fourth evaluation (every 100 steps; the H1
     part runs ripser on 256 points, the dominant cost of the whole evaluation)."""
     from streamtopo import CollapseMonitor
@@ -69,7 +70,7 @@ def _collapse(variant: str, mode: str) -> Callable[[RunRecord], np.ndarray]:
     from .detectors import _eval_to_steps
 
     def detect(rec: RunRecord) -> np.ndarray:
-        mon = CollapseMonitor(check_every=4, variant=variant, mode=mode)
+        mon = CollapseMonitor(check_every=4, variant=variant, mode=mode, **kw)
         flags, last = [], False
         for e in range(len(rec.eval_steps)):
             s = mon.check(rec.features_train[e], rec.labels_train)
@@ -86,6 +87,10 @@ DETECTORS.update(
         "st_centroid gap (seed rule 0.08)": _centroid("seed", "gap"),
         "st_centroid test-loss patience": _centroid("baseline", "loss"),
         "st_collapse default": _collapse("default", "baseline"),
+        # the one-check rule before 2026-12-06 (confirm=1)
+        "st_collapse default, confirm=1": _collapse(
+            "default", "baseline", confirm=1, collapse_z=None
+        ),
         "st_collapse seed000": _collapse("seed000", "seed"),
     }
 )

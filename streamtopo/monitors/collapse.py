@@ -22,10 +22,18 @@ sampling noise grows like 1/sqrt(n), hence the factor for fewer than 500 points)
 ``ci_floor = 0.02`` is 20× the CI's measured spread (0.001). WATCH when any quantity is more
 than ``z`` σ away in an allowed direction: ``"up"`` = towards collapse (CI, anisotropy, Fisher
 term rise; rank, participation ratio, entropy fall), ``"down"`` = away from it (a sudden rise in
-rank or entropy can also mean trouble), ``"both"``; COLLAPSE when a move towards collapse is
-still there at the next check (a single check of a 3-check baseline fired on healthy runs of
-``streamtopo demo``; moves away from collapse stay WATCH). WATCH also when the CI is above
-``threshold`` without such an excursion. The baseline never moves after it is set. Measured with the
+rank or entropy can also mean trouble), ``"both"`` — once ``confirm`` (2) consecutive checks are
+beyond ``z``; COLLAPSE when a move towards collapse beyond ``collapse_z`` (6) is in ``confirm``
+consecutive checks (moves away from collapse stay WATCH). A single check beyond ``z`` is
+HEALTHY with a reason saying so: the checks in a training loop are statistics of one batch (64
+samples, ~6 per class, in ``streamtopo demo``), whose outliers are single checks. Measured on the
+MLP demo (digits, 600 steps, collapse checks every 10 from step 180; seeds 0–19 chose, fresh
+seeds 20–39 reported): healthy runs with any collapse alarm 18/20 → 4/20, with a COLLAPSE (which
+stops a ``TrainingMonitor`` run by default) 3/20 → 0/20; dead ReLUs and an LR spike still
+COLLAPSE 20/20 one check after the fault, label noise 18/20 (was 20/20); the first alarm on dead
+ReLUs and label noise comes one check (10 steps) later (``benchmarks/RESULTS.md``, session 7). ``confirm=1`` is the rule before: one check beyond ``z``
+is WATCH and a move towards collapse right after any alarm is COLLAPSE. WATCH also when the
+CI is above ``threshold`` without such an excursion. The baseline never moves after it is set. Measured with the
 defaults: 0 false COLLAPSE in 400 checks on independent random batches of the digits (n = 100
 and 500, 10 runs × 20 checks after the baseline) and 3 in 400 on independent Gaussian batches
 (100 × 16 and 500 × 64).
@@ -175,6 +183,13 @@ class CollapseMonitor(Monitor):
         σ floors of baseline mode (module docstring).
     topology : bool
         ``False``: eigenvalue-only checks (no ripser; H1 entropy and Betti numbers absent).
+    confirm : int, default 2
+        Baseline mode: consecutive checks beyond ``z`` before WATCH (module docstring); 1 is
+        the rule before 2026-12-06 (one check beyond ``z`` is WATCH, a move toward collapse
+        after any alarm is COLLAPSE, ``collapse_z`` unused).
+    collapse_z : float or None, default 6.0
+        Baseline mode with ``confirm >= 2``: COLLAPSE when a move toward collapse beyond
+        ``collapse_z`` (None: ``z``) is in ``confirm`` consecutive checks.
 
     Examples
     --------
@@ -187,8 +202,8 @@ class CollapseMonitor(Monitor):
     (<State.HEALTHY: 'HEALTHY'>, True)
     >>> squashed = rng.normal(size=(100, 6)) * [1, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3]
     >>> s = mon.check(squashed)
-    >>> s.state, s.dominant, mon.is_collapsing
-    (<State.WATCH: 'WATCH'>, 'anisotropy', False)
+    >>> s.state, s.dominant, s.reason[:41]
+    (<State.HEALTHY: 'HEALTHY'>, 'anisotropy', 'anisotropy z=+104.0 beyond 3.0 on 1 of 2 ')
     >>> s = mon.check(rng.normal(size=(100, 6)) * [1, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3])
     >>> s.state, mon.is_collapsing
     (<State.COLLAPSE: 'COLLAPSE'>, True)
@@ -213,6 +228,8 @@ class CollapseMonitor(Monitor):
         rel_floor: float = 0.05,
         ci_floor: float = 0.02,
         topology: bool = True,
+        confirm: int = 2,
+        collapse_z: float | None = 6.0,
     ) -> None:
         self.check_every = check_positive_int(check_every, "check_every")
         self.threshold = _nonneg(threshold, "threshold")
@@ -225,6 +242,12 @@ class CollapseMonitor(Monitor):
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.rel_floor = _nonneg(rel_floor, "rel_floor")
         self.ci_floor = _nonneg(ci_floor, "ci_floor")
+        self.confirm = check_positive_int(confirm, "confirm")
+        if collapse_z is not None:
+            collapse_z = _nonneg(collapse_z, "collapse_z", positive=True)
+            if collapse_z < self.z:
+                raise InputError(f"collapse_z must be >= z ({self.z}), got {collapse_z!r}")
+        self.collapse_z = collapse_z
         if not isinstance(topology, bool):
             raise InputTypeError(f"topology must be True or False, got {describe(topology)}")
         if self.variant == "seed000" and not topology:
@@ -250,7 +273,11 @@ class CollapseMonitor(Monitor):
         "rel_floor",
         "ci_floor",
         "topology",
+        "confirm",
+        "collapse_z",
     )
+    # states and configs saved before `confirm` existed used the one-check rule
+    legacy_defaults: ClassVar[dict[str, Any]] = {"confirm": 1, "collapse_z": None}
     _state_ = ("_collapse_step", "_d", "_hist")
     _last: CollapseStatus | None
 
@@ -546,7 +573,10 @@ class CollapseMonitor(Monitor):
             return State.WATCH, f"CI {ci:.4f} > {self.threshold} but {why}" + tip, dom, math.nan
         return State.HEALTHY, f"CI {ci:.4f} <= {self.threshold}", dom, math.nan
 
-    def _baseline_rule(self, ci, values, scores, weights):
+    def _excursions(self, ci, values):
+        """Every tracked quantity beyond ``z`` in an allowed direction, largest first, as
+        ``(|z|, name, z, center, value, toward)`` (toward > 0: towards collapse), and the
+        largest |z| of all ``(|z|, name, z, center, value)`` (None when nothing is finite)."""
         tracked = {"ci": (+1, ci, self._base["ci"])}
         for c, sign in self._columns.items():
             if sign:
@@ -554,7 +584,7 @@ class CollapseMonitor(Monitor):
         n_pts = values.get("n_points", math.nan)
         # the floors were measured at n = 500; spectral noise grows like 1/sqrt(n) below that
         small_n = math.sqrt(500.0 / n_pts) if 0 < n_pts < 500 else 1.0
-        worst: tuple[float, str, float, float, int] | None = None
+        worst: tuple[float, str, float, float, float] | None = None
         fired = []
         for name, (sign, v, base) in tracked.items():
             if not base.finite().size or not math.isfinite(v):
@@ -569,8 +599,21 @@ class CollapseMonitor(Monitor):
                 fired.append((abs(zv), name, zv, center, v, toward))
             if worst is None or abs(zv) > worst[0]:
                 worst = (abs(zv), name, zv, center, v)
+        fired.sort(reverse=True)
+        return fired, worst
+
+    def _previous(self, k: int):
+        """The excursions of the k-th last recorded check (k >= 1), or None when that check
+        was a baseline check or does not exist."""
+        h = self._hist
+        n = len(h["step"])
+        if n - k < self.baseline_checks:
+            return None
+        return self._excursions(h["ci"][n - k], {c: h[c][n - k] for c in self._columns})[0]
+
+    def _baseline_rule(self, ci, values, scores, weights):
+        fired, worst = self._excursions(ci, values)
         if fired:
-            fired.sort(reverse=True)
             _, name, zv, center, v, toward = fired[0]
             dom = self._top_score(scores, weights) if name == "ci" else name
             verb = "rose" if v > center else "fell"
@@ -581,12 +624,27 @@ class CollapseMonitor(Monitor):
             )
             if len(fired) > 1:
                 reason += "; also " + ", ".join(f"{f[1]} (z={f[2]:+.1f})" for f in fired[1:])
-            # one check beyond z is WATCH; a move toward collapse that persists into a second
-            # consecutive check is COLLAPSE (a single noisy check of a 3-check baseline fired
-            # in healthy demo runs); moves away from collapse stay WATCH
             prev = self._hist["state"][-1] if self._hist["state"] else State.HEALTHY
-            persists = toward > 0 and prev is not State.HEALTHY
-            return (State.COLLAPSE if persists else State.WATCH), reason, dom, zv
+            if self.confirm == 1:
+                # the rule before `confirm` existed: one check beyond z is WATCH; a move toward
+                # collapse that persists into a second consecutive check is COLLAPSE
+                persists = toward > 0 and prev is not State.HEALTHY
+                return (State.COLLAPSE if persists else State.WATCH), reason, dom, zv
+            # one check of a 64-sample batch beyond z is often noise (its own outlier): WATCH
+            # once `confirm` consecutive checks are beyond z; COLLAPSE once a move towards
+            # collapse beyond collapse_z is in `confirm` consecutive checks
+            earlier = [self._previous(k) for k in range(1, self.confirm)]
+            cz = self.z if self.collapse_z is None else self.collapse_z
+            if all(e for e in earlier):
+                if all(any(f[5] > cz for f in e) for e in [fired, *earlier]):
+                    return State.COLLAPSE, reason, dom, zv
+                return State.WATCH, reason, dom, zv
+            seen = 1 + next(k for k, e in enumerate(earlier) if not e)
+            reason = (
+                f"{name} z={zv:+.1f} beyond {self.z} on {seen} of {self.confirm} consecutive "
+                "checks (not yet an alarm)"
+            )
+            return State.HEALTHY, reason, dom, zv
         top = "" if worst is None else f" (largest: {worst[1]} z={worst[2]:+.1f})"
         dom = "" if worst is None else worst[1]
         zv = math.nan if worst is None else worst[2]
