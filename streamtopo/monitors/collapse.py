@@ -31,10 +31,11 @@ MLP demo (digits, 600 steps, collapse checks every 10 from step 180; seeds 0–1
 seeds 20–39 reported): healthy runs with any collapse alarm 18/20 → 4/20, with a COLLAPSE (which
 stops a ``TrainingMonitor`` run by default) 3/20 → 0/20; dead ReLUs and an LR spike still
 COLLAPSE 20/20 one check after the fault, label noise 18/20 (was 20/20); the first alarm on dead
-ReLUs and label noise comes one check (10 steps) later (``benchmarks/RESULTS.md``, session 7). ``confirm=1`` is the rule before: one check beyond ``z``
-is WATCH and a move towards collapse right after any alarm is COLLAPSE. WATCH also when the
-CI is above ``threshold`` without such an excursion. The baseline never moves after it is set. Measured with the
-defaults: 0 false COLLAPSE in 400 checks on independent random batches of the digits (n = 100
+ReLUs and label noise comes one check (10 steps) later (``benchmarks/RESULTS.md``, session 7).
+``confirm=1`` is the rule before: one check beyond ``z`` is WATCH and a move towards collapse
+right after any alarm is COLLAPSE. WATCH also when the CI is above ``threshold`` without such an
+excursion. The baseline never moves after it is set. Measured with the one-check rule
+(``confirm=1``): 0 false COLLAPSE in 400 checks on independent random batches of the digits (n = 100
 and 500, 10 runs × 20 checks after the baseline) and 3 in 400 on independent Gaussian batches
 (100 × 16 and 500 × 64).
 
