@@ -20,12 +20,12 @@ import numpy as np
 
 from ..alarms import State
 from ._records import StatusColumns, status_frame
+from ._status import LayerStatus, positional_constructor
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._status import LayerStatus
     from .layer import LayerMonitor
 
-__all__ = ["run_rows"]
+__all__ = ["check_fast", "run_rows", "sync_rules"]
 
 BLOCK = 16384  # rows per kernel call: bounds the progress bar's granularity, not the speed
 _NO_PUSH = (-1, 0, 0)
@@ -97,6 +97,7 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
 
 def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
     """One kernel call over rows ``a..b-1``; returns (code, rows committed)."""
+    mon._settle_rules()  # the rule objects hold the state (live check() may have run ahead)
     ist, fst, hb, par = _pack(mon, kr)
     (raw, row, log_mode, floor_rel, raise_nf, min_std, ring, ring_steps, work, med, lvec, livec,
      T, P, Tbad, D, B, chunk, out) = mon._kernel_args  # fmt: skip
@@ -207,11 +208,20 @@ class _Scored:
 
 # -- the rule state as arrays -------------------------------------------------------------------
 def _pack(mon, kr) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    hbs = mon._h0_base.state_dict()
-    al = mon._alarm.state_dict()
-    pk = mon._peak.state_dict()
-    sm = mon._summary.state_dict()
     ist = np.zeros(kr.NI, dtype=np.int64)
+    fst = np.zeros(kr.NF)
+    hb = np.zeros(mon.baseline)
+    pack_into(mon, kr, ist, fst, hb)
+    return ist, fst, hb, _params(mon, kr)
+
+
+def pack_into(mon, kr, ist: np.ndarray, fst: np.ndarray, hb: np.ndarray) -> None:
+    """The monitor's counters and rule objects (which must be current) into the arrays."""
+    h0_base, alarm, peak, patience, summary = mon._rule_objects()
+    hbs = h0_base.state_dict()
+    al = alarm.state_dict()
+    pk = peak.state_dict()
+    sm = summary.state_dict()
     ist[kr.I_STEP], ist[kr.I_ROWS], ist[kr.I_RING] = mon.step_, mon._rows, mon.ring_.count_
     ist[kr.I_BN], ist[kr.I_BPOS], ist[kr.I_BPUSHES] = mon._bn, mon._bpos, mon._bpushes
     ist[kr.I_PUSH_POS], ist[kr.I_PUSH_N], ist[kr.I_PUSH_FIRST] = mon._pending
@@ -219,16 +229,19 @@ def _pack(mon, kr) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     ist[kr.I_OVER0], ist[kr.I_OVER1] = al["over"]
     ist[kr.I_CRIT0], ist[kr.I_CRIT1] = al["crit"]
     ist[kr.I_PEAK_N] = pk["n"]
-    ist[kr.I_PATIENCE] = mon._patience.state_dict()["count"]
+    ist[kr.I_PATIENCE] = patience.state_dict()["count"]
     ist[kr.I_SUM_N] = sm["n"]
     ist[kr.I_SUM_FIRST] = -1 if sm["first_step"] is None else sm["first_step"]
     ist[kr.I_SUM_LAST] = -1 if sm["last_step"] is None else sm["last_step"]
     ist[kr.I_PREV_COLLAPSE] = int(sm["prev_collapse"])
-    fst = np.array(
-        [hbs["ref"], hbs["s1"], hbs["s2"], pk["peak"], pk["ratio"], sm["st"], sm["sh"],
-         sm["stt"], sm["sth"]], dtype=np.float64,
+    fst[:] = (
+        hbs["ref"], hbs["s1"], hbs["s2"], pk["peak"], pk["ratio"], sm["st"], sm["sh"], sm["stt"],
+        sm["sth"],
     )  # fmt: skip
-    hb = np.array(hbs["buf"], dtype=np.float64)
+    hb[:] = hbs["buf"]
+
+
+def _params(mon, kr) -> np.ndarray:
     par = np.zeros(kr.NQ)
     par[kr.Q_W], par[kr.Q_REFRESH], par[kr.Q_EVERY] = (
         mon.window, mon.refresh_every, mon.check_every,
@@ -241,8 +254,8 @@ def _pack(mon, kr) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     )  # fmt: skip
     par[kr.Q_PEAK_RULE], par[kr.Q_LAYER_RULE] = float(mon.rule == "peak"), float(mon.layer_rule)
     par[kr.Q_WATCH_RATIO], par[kr.Q_COLLAPSE_RATIO] = mon.watch_ratio, mon.collapse_ratio
-    par[kr.Q_COLLAPSE_AFTER] = mon._alarm.collapse_after
-    return ist, fst, hb, par
+    par[kr.Q_COLLAPSE_AFTER] = mon._rule_objects()[1].collapse_after
+    return par
 
 
 def _unpack(mon, kr, ist, fst, hb, done: int) -> None:
@@ -254,22 +267,28 @@ def _unpack(mon, kr, ist, fst, hb, done: int) -> None:
     mon._pending = tuple(int(v) for v in ist[[kr.I_PUSH_POS, kr.I_PUSH_N, kr.I_PUSH_FIRST]])
     if mon._pending[0] < 0:
         mon._pending = _NO_PUSH
-    mon._h0_base.load_state_dict(
+    sync_rules(mon, kr, ist, fst, hb)
+
+
+def sync_rules(mon, kr, ist: np.ndarray, fst: np.ndarray, hb: np.ndarray) -> None:
+    """The rule objects from the arrays (the inverse of :func:`pack_into` for them)."""
+    h0_base, alarm, peak, patience, summary = mon._rule_objects()
+    h0_base.load_state_dict(
         {
             "buf": hb.tolist(), "n": int(ist[kr.I_HB_N]), "pos": int(ist[kr.I_HB_POS]),
             "pushes": int(ist[kr.I_HB_PUSHES]), "ref": float(fst[kr.F_HB_REF]),
             "s1": float(fst[kr.F_HB_S1]), "s2": float(fst[kr.F_HB_S2]),
         }
     )  # fmt: skip
-    al = mon._alarm.state_dict()
+    al = alarm.state_dict()
     al["over"] = [int(ist[kr.I_OVER0]), int(ist[kr.I_OVER1])]
     al["crit"] = [int(ist[kr.I_CRIT0]), int(ist[kr.I_CRIT1])]
-    mon._alarm.load_state_dict(al)
-    mon._peak.load_state_dict(
+    alarm.load_state_dict(al)
+    peak.load_state_dict(
         {"n": int(ist[kr.I_PEAK_N]), "peak": float(fst[kr.F_PEAK]), "ratio": float(fst[kr.F_RATIO])}
     )
-    mon._patience.load_state_dict({"count": int(ist[kr.I_PATIENCE])})
-    sm = mon._summary.state_dict()
+    patience.load_state_dict({"count": int(ist[kr.I_PATIENCE])})
+    sm = summary.state_dict()
     first, last = int(ist[kr.I_SUM_FIRST]), int(ist[kr.I_SUM_LAST])
     sm.update(
         n=int(ist[kr.I_SUM_N]), st=float(fst[kr.F_ST]), sh=float(fst[kr.F_SH]),
@@ -277,4 +296,87 @@ def _unpack(mon, kr, ist, fst, hb, done: int) -> None:
         first_step=None if first < 0 else first, last_step=None if last < 0 else last,
         prev_collapse=bool(ist[kr.I_PREV_COLLAPSE]),
     )  # fmt: skip
-    mon._summary.load_state_dict(sm)
+    summary.load_state_dict(sm)
+
+
+# -- live check() through the same loop, one row at a time --------------------------------------
+class FastState:
+    """The arrays of live ``check()``'s compiled path: the rule state (``ist``, ``fst``, ``hb``,
+    as :func:`pack_into` writes them), the parameters, one row's outputs and the loop's full
+    argument tuple (``args``; ``call`` is the loop's compiled function once known)."""
+
+    def __init__(self, mon: LayerMonitor) -> None:
+        from .._kernels import replay as kr
+
+        self.kr = kr
+        self.ist = np.zeros(kr.NI, dtype=np.int64)
+        self.fst = np.zeros(kr.NF)
+        self.hb = np.zeros(mon.baseline)
+        self.of = np.zeros((1, 6))
+        self.oi = np.zeros((1, 3), dtype=np.int64)
+        self.of_row, self.oi_row = self.of[0], self.oi[0]
+        (raw, row, log_mode, floor_rel, raise_nf, min_std, ring, ring_steps, work, med, lvec,
+         livec, T, P, Tbad, D, B, chunk, out) = mon._kernel_args  # fmt: skip
+        cx, det = _kept_detector(mon)
+        args_f = np.array([floor_rel, min_std, chunk], dtype=np.float64)
+        self.args = (
+            raw[None], self.ist, self.fst, self.hb, _params(mon, kr), args_f, raw, row, ring,
+            ring_steps, work, med, lvec, livec, T, P, Tbad, D, B, out, log_mode, raise_nf,
+            self.of, self.oi, mon.keep_detector, cx, det,
+        )  # fmt: skip
+        self.call = kr.replay_zscore
+
+
+_DIRECTION = ("falling", "", "rising")
+_new_status = positional_constructor(LayerStatus)  # as layer.py builds its statuses
+
+
+def check_fast(mon: LayerMonitor) -> LayerStatus | None:
+    """One live ``check()`` of the row already in ``mon._raw`` through the fused loop (the
+    monitor's state HEALTHY, no missing values, past the early rule): the status of a clean
+    row, or of a row the loop recorded but left undecided (the monitor's own evaluation, as
+    :func:`run_rows` does), or None when the loop left the row untouched (``check()``'s own
+    code then runs it; only scratch was written)."""
+    fast = mon._fast
+    if fast is None:
+        fast = mon._fast = FastState(mon)
+    kr = fast.kr
+    if mon._arrays_stale:  # the rule objects moved since the last compiled step
+        pack_into(mon, kr, fast.ist, fast.fst, fast.hb)
+        mon._arrays_stale = False
+    call = fast.call
+    code, _ = call(*fast.args)
+    if call is kr.replay_zscore:  # first call: from now on without the dispatcher
+        from .._kernels._jit import compiled
+
+        fast.call = compiled(call, fast.args)
+    if code == kr.CHECK:
+        return None
+    if code == kr.FINISH:
+        return _finish(mon)
+    mon._rules_ahead = True  # the rule objects are behind the arrays until synced
+    mon.ring_.advance()
+    ist = fast.ist.tolist()
+    mon._rows = ist[kr.I_ROWS]
+    mon._bn, mon._bpos, mon._bpushes = ist[kr.I_BN], ist[kr.I_BPOS], ist[kr.I_BPUSHES]
+    push = ist[kr.I_PUSH_POS]
+    mon._pending = (push, ist[kr.I_PUSH_N], ist[kr.I_PUSH_FIRST]) if push >= 0 else _NO_PUSH
+    step = mon._step
+    count, direction, flags = fast.oi_row.tolist()
+    if not flags & kr.EVALUATED:
+        status = mon._skipped(step, ())
+    else:
+        h0, z, ratio, peak, lz, stat = fast.of_row.tolist()
+        reason = "ok"
+        if mon.rule == "streak":
+            if count < mon.baseline:
+                reason = f"warmup ({count}/{mon.baseline} baseline values)"
+        elif count <= mon.warmup:
+            reason = f"warmup ({count}/{mon.warmup} steps)"
+        status = _new_status(
+            step, State.HEALTHY, reason, True, bool(flags & kr.CALIBRATING), h0, z, ratio, peak,
+            _DIRECTION[direction + 1], (), (), lz, stat, (),
+        )  # fmt: skip
+    mon._last = status
+    mon._step = step + 1
+    return status

@@ -45,6 +45,7 @@ from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
 from ._cusum_rule import CusumRule
+from ._fused import check_fast
 from ._held import HeldShift
 from ._inputs import as_stream, fill_row, missing_mask, split_absent
 from ._layer_settings import DEFAULT_RULE, SETTINGS_ARGS, layer_settings
@@ -75,6 +76,28 @@ _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals",
 _new_status = positional_constructor(LayerStatus)
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 _DEBOUNCE_BEFORE = 8  # the streak rule's debounce before the detector was kept
+
+
+class _RuleState:
+    """A rule object of the streak/peak rules (``log h0`` baseline, alarm counters, peak,
+    patience, run summary) whose state live ``check()``'s compiled path may have moved ahead
+    in arrays (``_fused.FastState``): reading the attribute brings the object up to date
+    first, and marks the arrays stale (the reader may change the object), so every reader --
+    the rules' Python code, ``state_dict``, the summary -- sees exactly the state a
+    row-by-row ``check()`` would have left."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = "_obj" + name
+
+    def __get__(self, mon: Any, owner: type | None = None) -> Any:
+        if mon is None:
+            return self
+        mon._settle_rules()
+        return mon.__dict__[self.key]
+
+    def __set__(self, mon: Any, value: Any) -> None:
+        mon.__dict__[self.key] = value
+        mon._arrays_stale = True
 
 
 class LayerMonitor(Monitor):
@@ -312,6 +335,11 @@ class LayerMonitor(Monitor):
         "_summary", "ring_", "_T", "_P", "_Tbad", "_nbad", "_D", "_B", "_ref", "_s1", "_s2",
         "_detector", "_held",
     )  # fmt: skip
+    _h0_base = _RuleState()
+    _alarm = _RuleState()
+    _peak = _RuleState()
+    _patience = _RuleState()
+    _summary = _RuleState()
 
     def __init__(
         self,
@@ -377,6 +405,11 @@ class LayerMonitor(Monitor):
     def _init_state(self) -> None:
         """Allocate every buffer (once, here, never per step) and zero the counters."""
         S, L, W, K = len(self.signals), self.n_layers, self.window, self.baseline
+        # the compiled path of check() (streak and peak rules): its arrays, built on first use
+        self._fast = None
+        self._rules_ahead = False  # its arrays hold a newer rule state than the rule objects
+        self._arrays_stale = True  # the rule objects hold a newer state than its arrays
+        self._early_done = False  # the early rule's baseline is full (see _early_over)
         self.ring_ = ArrowRing(self.signals, L, self.capacity)
         # window of transformed rows and the summed squared distances between layers
         self._T = np.zeros((W, S, L))
@@ -427,6 +460,7 @@ class LayerMonitor(Monitor):
         self._summary = RunSummary()
         self._peak_rule = self.rule == "peak"
         self._cusum = self.rule == "cusum"
+        self._fast_rule = not self._cusum
         self._early = self.early_rule == "cusum"
         self._detector = None
         if self._cusum or self._early:  # streams: log h0, then each layer's median-relative value
@@ -438,6 +472,37 @@ class LayerMonitor(Monitor):
         self._held = HeldShift(max(self.absorb_after, 1), 1 + S * L, min_std=self.min_std)
         self._hrow = np.zeros(1 + S * L)
         self._bind_kernel_args()
+
+    def _rule_objects(self) -> tuple[Any, ...]:
+        """The rule objects as they are (not brought up to date): for the array packing."""
+        d = self.__dict__
+        return (
+            d["_obj_h0_base"], d["_obj_alarm"], d["_obj_peak"], d["_obj_patience"],
+            d["_obj_summary"],
+        )  # fmt: skip
+
+    def _settle_rules(self) -> None:
+        """Bring the rule objects up to date with the compiled path's arrays; they are then
+        the state (the arrays are re-packed before that path runs again)."""
+        if self._rules_ahead:
+            self._rules_ahead = False
+            from ._fused import sync_rules
+
+            fast = self._fast
+            sync_rules(self, fast.kr, fast.ist, fast.fst, fast.hb)
+        self._arrays_stale = True
+
+    def _baseline_count(self) -> int:
+        """Values in the ``log h0`` baseline, without settling the rule objects."""
+        if self._rules_ahead:
+            return int(self._fast.ist[self._fast.kr.I_HB_N])
+        return self.__dict__["_obj_h0_base"].count
+
+    def _early_over(self) -> bool:
+        """The streak rule's early change detector is done deciding (it has no compiled
+        twin: until then every step runs in ``check()``'s own code)."""
+        self._early_done = not self._early or self._baseline_count() >= self.baseline
+        return self._early_done
 
     def _bind_kernel_args(self) -> None:
         """The fixed leading arguments of ``layer_step`` (buffers are reused, never replaced
@@ -507,6 +572,8 @@ class LayerMonitor(Monitor):
         self._s1.fill(0.0)  # sums over the (now empty) per-layer baseline
         self._s2.fill(0.0)
         self._patience.reset()
+        self._fast = None  # the reset detector has new arrays
+        self._early_done = False
 
     # -- the per-step call -----------------------------------------------------------------
     def check(self, values: Any, *, missing: Any = None) -> LayerStatus:
@@ -532,6 +599,22 @@ class LayerMonitor(Monitor):
         >>> st.state.value, st.absent, st.reason
         ('HEALTHY', ('c',), 'layers [c] absent (no value this step)')
         """
+        last = self._last
+        if (
+            missing is None
+            and self._fast_rule
+            and last is not None
+            and last.state is State.HEALTHY
+            and not self._held.count
+            and (self._early_done or self._early_over())
+        ):  # the usual step: through the fused replay's compiled loop (_fused.check_fast)
+            fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
+            status = check_fast(self)
+            if status is not None:
+                if self.writer is not None:
+                    self._write(status, None)
+                return status
+        self._settle_rules()  # the counters move below, outside the compiled path
         mask = None if missing is None else missing_mask(missing, len(self.signals), self.n_layers)
         fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
         args = self._kernel_args
@@ -600,6 +683,12 @@ class LayerMonitor(Monitor):
             status = replace(status, culprits=culprits)
         self._last = status  # what Monitor._record does, inlined on the per-step path
         self._step = step + 1
+        self._write(status, mask)
+        return status
+
+    def _write(self, status: LayerStatus, mask: np.ndarray | None) -> None:
+        """The writer's row of a checked step (``self._row`` holds its recorded values)."""
+        step = status.step
         writer = self.writer
         append = getattr(writer, "append_layer", None)  # a RunWriter: no dict, no copy
         if append is not None:
@@ -625,7 +714,6 @@ class LayerMonitor(Monitor):
                 calibrating=status.calibrating,
                 **({} if mask is None else {"missing": mask}),
             )
-        return status
 
     def _firing_stat(self, status: LayerStatus) -> float:
         """The statistic of the rule that holds the state: NaN when HEALTHY or for non-finite
@@ -1043,6 +1131,7 @@ class LayerMonitor(Monitor):
 
     def _flush_pending(self) -> None:
         """Do the baseline push the next check would do (same arguments, same result)."""
+        self._settle_rules()
         if self._pending[0] >= 0:
             baseline_push(
                 self._u, self._B, self._ref, self._s1, self._s2, *self._pending, self._chunk
