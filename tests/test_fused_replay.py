@@ -2,6 +2,9 @@
 
 Every test compares bit for bit: the status frame (float columns as int64 bit patterns), the
 summary and the state_dict afterwards. They also run with NUMBA_DISABLE_JIT=1 (kernel marker).
+A live ``check()`` runs its usual HEALTHY step through the same compiled loop, so the reference
+here is ``check()`` with that path off (:func:`python_path`): every step through the rules'
+Python code.
 """
 
 from __future__ import annotations
@@ -51,6 +54,12 @@ def state(mon: LayerMonitor) -> str:
     return json.dumps(mon.state_dict(), sort_keys=True)
 
 
+def python_path(mon: LayerMonitor) -> LayerMonitor:
+    """``mon`` with ``check()``'s compiled path off: the reference of these tests."""
+    mon._fast_rule = False
+    return mon
+
+
 CONFIGS = {
     "streak": dict(window=4, baseline=30, raise_after=3),
     "streak-refresh": dict(window=3, baseline=2, raise_after=2, refresh_every=7),
@@ -75,7 +84,7 @@ CONFIGS = {
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_run_equals_check_row_by_row(name):
     x = stream(240, seed=len(name))
-    live = LayerMonitor(L, SIGNALS, **CONFIGS[name])
+    live = python_path(LayerMonitor(L, SIGNALS, **CONFIGS[name]))
     want = status_frame([live.check(v) for v in x])
     mon = LayerMonitor(L, SIGNALS, **CONFIGS[name])
     got = mon.run(x)
@@ -91,7 +100,7 @@ def test_run_equals_check_row_by_row(name):
 @pytest.mark.parametrize("rule", ["streak", "cusum"])
 def test_run_continues_a_restored_monitor(rule):
     x = stream(200, seed=7)
-    live = LayerMonitor(L, SIGNALS, rule=rule, window=4, baseline=25)
+    live = python_path(LayerMonitor(L, SIGNALS, rule=rule, window=4, baseline=25))
     want = status_frame([live.check(v) for v in x])
     first = LayerMonitor(L, SIGNALS, rule=rule, window=4, baseline=25)
     a = first.run(x[:77])
@@ -168,7 +177,7 @@ def test_the_kept_detector_runs_in_the_compiled_loop(monkeypatch):
         calls.append(self.step_)
         return real(self, values, missing=missing)
 
-    live = LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20)
+    live = python_path(LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20))
     want = status_frame([live.check(v) for v in x])
     monkeypatch.setattr(LayerMonitor, "check", counted)
     mon = LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20)
@@ -176,3 +185,51 @@ def test_the_kept_detector_runs_in_the_compiled_loop(monkeypatch):
     assert state(mon) == state(live)
     assert "WATCH" in set(want["state"][400:])
     assert mon.keep_detector and len(calls) < 0.3 * len(x), len(calls)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_check_through_the_compiled_loop_equals_the_python_path(name, monkeypatch):
+    """Live ``check()`` (its HEALTHY steps through the fused loop, one row per call) against
+    the rules' Python code, step by step: with refused input between steps, the summary read
+    mid-run (the rule objects brought up to date from the loop's arrays), a state saved and
+    restored mid-stream and an acknowledgement."""
+    import streamtopo.monitors.layer as layer_module
+
+    compiled_steps = []
+    real = layer_module.check_fast
+
+    def counted(mon):
+        status = real(mon)
+        compiled_steps.append(status is not None)
+        return status
+
+    monkeypatch.setattr(layer_module, "check_fast", counted)
+    x = stream(400, seed=len(name) + 100)
+    cfg = CONFIGS[name]
+    mon, ref = LayerMonitor(L, SIGNALS, **cfg), python_path(LayerMonitor(L, SIGNALS, **cfg))
+    refused = [{"g": np.ones(L)}] + ([] if cfg.get("transform") == "none" else [-np.ones((2, L))])
+    got, want = [], []
+    for t, v in enumerate(x):
+        if t % 37 == 5:
+            for m in (mon, ref):
+                with pytest.raises((ValueError, TypeError)):
+                    m.check(refused[t % len(refused)])
+        if t == 250:
+            restored = LayerMonitor(L, SIGNALS, **cfg)
+            restored.load_state_dict(mon.state_dict())
+            mon = restored
+        if t == 330:
+            mon.acknowledge()
+            ref.acknowledge()
+        got.append(mon.check(v))
+        want.append(ref.check(v))
+        if t % 25 == 0:
+            assert mon.summary() == ref.summary(), t
+            assert mon.should_stop == ref.should_stop and mon.peak_ == ref.peak_
+    same(status_frame(got), status_frame(want))
+    assert state(mon) == state(ref)
+    assert {str(s.state) for s in want} > {"HEALTHY"}  # the stream exercises the alarms
+    if cfg.get("rule") != "cusum":  # the compiled path ran and decided steps
+        assert sum(compiled_steps) > 0
+    else:
+        assert not compiled_steps
