@@ -317,14 +317,27 @@ class FastState:
         self.of_row, self.oi_row = self.of[0], self.oi[0]
         (raw, row, log_mode, floor_rel, raise_nf, min_std, ring, ring_steps, work, med, lvec,
          livec, T, P, Tbad, D, B, chunk, out) = mon._kernel_args  # fmt: skip
-        cx, det = _kept_detector(mon)
         args_f = np.array([floor_rel, min_std, chunk], dtype=np.float64)
-        self.args = (
-            raw[None], self.ist, self.fst, self.hb, _params(mon, kr), args_f, raw, row, ring,
-            ring_steps, work, med, lvec, livec, T, P, Tbad, D, B, out, log_mode, raise_nf,
-            self.of, self.oi, mon.keep_detector, cx, det,
-        )  # fmt: skip
-        self.call = kr.replay_zscore
+        common = (raw, row, ring, ring_steps, work, med, lvec, livec, T, P, Tbad, D, B, out)
+        par = _params(mon, kr)
+        self.rule = mon.rule
+        if mon._cusum:
+            det = mon._detector.detector
+            self.kernel = kr.replay_cusum
+            self.args = (
+                raw[None], self.ist, self.fst, par, args_f, *common, log_mode, raise_nf,
+                mon._detector.stream_buffer, det.kernel_arrays(), self.of, self.oi,
+            )  # fmt: skip
+            self.total = det.trusted_after
+        else:
+            cx, kept = _kept_detector(mon)
+            self.kernel = kr.replay_zscore
+            self.args = (
+                raw[None], self.ist, self.fst, self.hb, par, args_f, *common, log_mode,
+                raise_nf, self.of, self.oi, mon.keep_detector, cx, kept,
+            )  # fmt: skip
+            self.total = mon.warmup if mon._peak_rule else mon.baseline
+        self.call = self.kernel
 
 
 _DIRECTION = ("falling", "", "rising")
@@ -346,7 +359,7 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         mon._arrays_stale = False
     call = fast.call
     code, _ = call(*fast.args)
-    if call is kr.replay_zscore:  # first call: from now on without the dispatcher
+    if call is fast.kernel:  # first call: from now on without the dispatcher
         from .._kernels._jit import compiled
 
         fast.call = compiled(call, fast.args)
@@ -367,12 +380,16 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         status = mon._skipped(step, ())
     else:
         h0, z, ratio, peak, lz, stat = fast.of_row.tolist()
-        reason = "ok"
-        if mon.rule == "streak":
-            if count < mon.baseline:
-                reason = f"warmup ({count}/{mon.baseline} baseline values)"
-        elif count <= mon.warmup:
-            reason = f"warmup ({count}/{mon.warmup} steps)"
+        reason = "ok"  # or what _reasons says of a warm-up row
+        rule = fast.rule
+        if rule == "streak":
+            if count < fast.total:
+                reason = f"warmup ({count}/{fast.total} baseline values)"
+        elif rule == "peak":
+            if count <= fast.total:
+                reason = f"warmup ({count}/{fast.total} steps)"
+        elif flags & kr.CALIBRATING:
+            reason = f"ok, calibrating ({count}/{fast.total} baseline values)"
         status = _new_status(
             step, State.HEALTHY, reason, True, bool(flags & kr.CALIBRATING), h0, z, ratio, peak,
             _DIRECTION[direction + 1], (), (), lz, stat, (),
