@@ -230,3 +230,27 @@ def test_check_through_the_compiled_loop_equals_the_python_path(name, monkeypatc
     assert state(mon) == state(ref)
     assert {str(s.state) for s in want} > {"HEALTHY"}  # the stream exercises the alarms
     assert sum(compiled_steps) > 0  # the compiled path ran and decided steps
+
+
+def test_the_compiled_culprits_are_the_monitors():
+    """``_kernels.replay.culprits`` against the monitor's rule for a HEALTHY step (numpy's
+    stable argsort of -|z|, NaN last, the first max_culprits over the threshold), on ties,
+    signed zeros and NaN."""
+    from streamtopo._kernels.replay import culprits
+
+    rng = np.random.default_rng(12)
+    for trial in range(300):
+        n = int(rng.integers(1, 12))
+        lz = np.round(rng.normal(scale=3.0, size=n) * 2) / 2  # half-units: many ties
+        lz[rng.random(n) < 0.15] = np.nan
+        lz[rng.random(n) < 0.1] = -0.0
+        threshold = float(rng.choice([0.0, 1.0, 2.5, 4.0]))
+        k = int(rng.integers(1, 5))
+        a = np.abs(lz)
+        a[np.isnan(a)] = -1.0
+        order = np.argsort(-a, kind="stable")[:k]
+        want = [int(i) for i in order if a[i] > threshold]
+        oc = np.full(k, 7, dtype=np.int64)
+        culprits(lz, threshold, oc)
+        got = [int(i) for i in oc if i >= 0]
+        assert got == want and (oc[len(got) :] == -1).all(), (trial, lz, threshold, k)

@@ -64,6 +64,7 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
     cols = StatusColumns(n)
     of = np.zeros((n, 6))
     oi = np.zeros((n, 3), dtype=np.int64)
+    oc = np.full((n, mon.max_culprits), -1, dtype=np.int64)
     stops = np.zeros(0, dtype=np.int64)
     if missing is not None:
         stops = np.flatnonzero(missing.reshape(n, -1).any(axis=1))
@@ -82,7 +83,7 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
                 bar.update(1)
             continue
         b = min(n, i + BLOCK, int(stops[k]) if k < stops.size else n)
-        code, done = _block(mon, kr, x, i, b, of, oi, cols, last)
+        code, done = _block(mon, kr, x, i, b, of, oi, oc, cols, last)
         i += done
         if code == kr.CHECK:
             cols.put(i, mon.check(x[i]))
@@ -95,7 +96,7 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
     return cols.frame()
 
 
-def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
+def _block(mon, kr, x, a, b, of, oi, oc, cols, last) -> tuple[int, int]:
     """One kernel call over rows ``a..b-1``; returns (code, rows committed)."""
     mon._settle_rules()  # the rule objects hold the state (live check() may have run ahead)
     ist, fst, hb, par = _pack(mon, kr)
@@ -113,7 +114,7 @@ def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
         cx, det = _kept_detector(mon)
         code, done = kr.replay_zscore(
             x[a:b], ist, fst, hb, par, args_f, *common, log_mode, raise_nf, of[a:b], oi[a:b],
-            mon.keep_detector, cx, det,
+            oc[a:b], mon.keep_detector, cx, det,
         )  # fmt: skip
     _unpack(mon, kr, ist, fst, hb, done)
     if done:
@@ -124,8 +125,23 @@ def _block(mon, kr, x, a, b, of, oi, cols, last) -> tuple[int, int]:
             _reasons(mon, oi[a : a + done, kr.C_COUNT], oi[a : a + done, kr.C_FLAGS], kr),
             f"not evaluated (check_every={mon.check_every})", last,
         )  # fmt: skip
+        if not mon._cusum:
+            _culprit_names(mon, cols, a, oc[a : a + done], evaluated)
         mon._last = cols.row_status(a + done - 1)
     return int(code), int(done)
+
+
+def _culprit_names(mon, cols, a: int, oc: np.ndarray, evaluated: np.ndarray) -> None:
+    """The culprits of the block's rows that name some (``oc``: layer indices, -1 padded),
+    and of the rows not evaluated after them (which repeat the last evaluation)."""
+    named = oc[:, 0] >= 0
+    if not named.any():
+        return
+    src = np.where(evaluated, np.arange(oc.shape[0]), -1)
+    np.maximum.accumulate(src, out=src)
+    names = mon.layer_names
+    for i in np.flatnonzero((src >= 0) & named[np.maximum(src, 0)]).tolist():
+        cols.culprits[a + i] = [names[j] for j in oc[src[i]].tolist() if j >= 0]
 
 
 _NO_DETECTOR: tuple[np.ndarray, tuple[np.ndarray, ...]] | None = None
@@ -255,6 +271,7 @@ def _params(mon, kr) -> np.ndarray:
     par[kr.Q_PEAK_RULE], par[kr.Q_LAYER_RULE] = float(mon.rule == "peak"), float(mon.layer_rule)
     par[kr.Q_WATCH_RATIO], par[kr.Q_COLLAPSE_RATIO] = mon.watch_ratio, mon.collapse_ratio
     par[kr.Q_COLLAPSE_AFTER] = mon._rule_objects()[1].collapse_after
+    par[kr.Q_JUMP] = float(mon._jump_log > 0.0)
     return par
 
 
@@ -314,7 +331,9 @@ class FastState:
         self.hb = np.zeros(mon.baseline)
         self.of = np.zeros((1, 6))
         self.oi = np.zeros((1, 3), dtype=np.int64)
-        self.of_row, self.oi_row = self.of[0], self.oi[0]
+        self.oc = np.full((1, mon.max_culprits), -1, dtype=np.int64)
+        self.of_row, self.oi_row, self.oc_row = self.of[0], self.oi[0], self.oc[0]
+        self.names = mon.layer_names
         (raw, row, log_mode, floor_rel, raise_nf, min_std, ring, ring_steps, work, med, lvec,
          livec, T, P, Tbad, D, B, chunk, out) = mon._kernel_args  # fmt: skip
         args_f = np.array([floor_rel, min_std, chunk], dtype=np.float64)
@@ -334,7 +353,7 @@ class FastState:
             self.kernel = kr.replay_zscore
             self.args = (
                 raw[None], self.ist, self.fst, self.hb, par, args_f, *common, log_mode,
-                raise_nf, self.of, self.oi, mon.keep_detector, cx, kept,
+                raise_nf, self.of, self.oi, self.oc, mon.keep_detector, cx, kept,
             )  # fmt: skip
             self.total = mon.warmup if mon._peak_rule else mon.baseline
         self.call = self.kernel
@@ -390,9 +409,12 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
                 reason = f"warmup ({count}/{fast.total} steps)"
         elif flags & kr.CALIBRATING:
             reason = f"ok, calibrating ({count}/{fast.total} baseline values)"
+        culprits: tuple[str, ...] = ()
+        if fast.oc_row[0] >= 0:
+            culprits = tuple(fast.names[i] for i in fast.oc_row.tolist() if i >= 0)
         status = _new_status(
             step, State.HEALTHY, reason, True, bool(flags & kr.CALIBRATING), h0, z, ratio, peak,
-            _DIRECTION[direction + 1], (), (), lz, stat, (),
+            _DIRECTION[direction + 1], culprits, (), lz, stat, (),
         )  # fmt: skip
     mon._last = status
     mon._step = step + 1
