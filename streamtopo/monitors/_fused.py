@@ -276,8 +276,7 @@ def _params(mon, kr) -> np.ndarray:
 
 
 def _unpack(mon, kr, ist, fst, hb, done: int) -> None:
-    for _ in range(done):  # the ring's slots were written by the kernel
-        mon.ring_.advance()
+    mon.ring_.advance(done)  # the ring's slots were written by the kernel
     mon._step = int(ist[kr.I_STEP])
     mon._rows = int(ist[kr.I_ROWS])
     mon._bn, mon._bpos, mon._bpushes = (int(v) for v in ist[[kr.I_BN, kr.I_BPOS, kr.I_BPUSHES]])
