@@ -14,6 +14,7 @@ does); it exists so the per-step module stays readable.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -398,6 +399,14 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         status = mon._skipped(step, ())
     else:
         h0, z, ratio, peak, lz, stat = fast.of_row.tolist()
+        # NaN fields as the rules' Python code gives them (the math.nan object, so statuses
+        # compare equal as they did): its z-score and statistic, and cusum's layer z
+        if fast.rule == "cusum":
+            z = lz = math.nan
+        else:
+            stat = math.nan
+            if z != z:
+                z = math.nan
         reason = "ok"  # or what _reasons says of a warm-up row
         rule = fast.rule
         if rule == "streak":
