@@ -6,7 +6,13 @@ hands each other row to the monitor's own per-step code: :meth:`LayerMonitor.che
 the kernel did not touch, the monitor's evaluation (what ``check()`` does after its kernel) for
 a row the kernel recorded but did not decide. The statuses and the final state are therefore
 exactly those of ``check()`` row by row; ``tests/test_fused_replay.py`` compares them bit for
-bit, with and without the JIT.
+bit, with and without the JIT, against ``check()`` with its compiled path off.
+
+Live ``check()`` uses the same loop one row at a time (:func:`check_fast`, for a monitor whose
+last state is HEALTHY): the rule state then lives in :class:`FastState`'s arrays, and the rule
+objects (``log h0`` baseline, alarm counters, peak, patience, summary) are brought up to date
+from them when read (``layer._RuleState``); after a step outside the loop the arrays are
+packed again. A clean step costs one compiled call instead of the rules' Python code.
 
 The module is the batch half of ``layer.py`` (it reads the same private state, as ``check()``
 does); it exists so the per-step module stays readable.
