@@ -189,6 +189,7 @@ def _reasons(mon, count: np.ndarray, flags: np.ndarray, kr) -> np.ndarray:
 def _finish(mon: LayerMonitor) -> LayerStatus:
     """What ``check()`` does after its kernel, for a row the fused loop recorded but left
     undecided (the kernel consumed the pending baseline push; the input was finite)."""
+    mon._settle_rules()  # its evaluation reads the rule objects directly
     step = mon.step_
     full = mon._rows == mon.window
     mon._pending = _NO_PUSH

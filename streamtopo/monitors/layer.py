@@ -83,8 +83,9 @@ class _RuleState:
     patience, run summary) whose state live ``check()``'s compiled path may have moved ahead
     in arrays (``_fused.FastState``): reading the attribute brings the object up to date
     first, and marks the arrays stale (the reader may change the object), so every reader --
-    the rules' Python code, ``state_dict``, the summary -- sees exactly the state a
-    row-by-row ``check()`` would have left."""
+    ``state_dict``, the summary, the batch path -- sees exactly the state a row-by-row
+    ``check()`` would have left. The rules' own per-step code runs only after ``check()`` (or
+    the batch path) has settled the objects, and reads them as ``_obj_<name>`` directly."""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.key = "_obj" + name
@@ -614,7 +615,9 @@ class LayerMonitor(Monitor):
                 if self.writer is not None:
                     self._write(status, None)
                 return status
-        self._settle_rules()  # the counters move below, outside the compiled path
+        if self._rules_ahead:  # the rules' code below reads the rule objects directly
+            self._settle_rules()
+        self._arrays_stale = True  # and the counters move outside the compiled path
         mask = None if missing is None else missing_mask(missing, len(self.signals), self.n_layers)
         fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
         args = self._kernel_args
@@ -683,7 +686,8 @@ class LayerMonitor(Monitor):
             status = replace(status, culprits=culprits)
         self._last = status  # what Monitor._record does, inlined on the per-step path
         self._step = step + 1
-        self._write(status, mask)
+        if self.writer is not None:
+            self._write(status, mask)
         return status
 
     def _write(self, status: LayerStatus, mask: np.ndarray | None) -> None:
@@ -786,7 +790,12 @@ class LayerMonitor(Monitor):
         layers without a value this step)."""
         excluded = excluded or bool(nonfinite) or bool(absent)
         K = self.baseline
-        base, peak, alarm, peak_rule = self._h0_base, self._peak, self._alarm, self._peak_rule
+        base, peak, alarm, peak_rule = (
+            self._obj_h0_base,
+            self._obj_peak,
+            self._obj_alarm,
+            self._peak_rule,
+        )
         if self._early and base.count < K:
             return self._evaluate_early(step, nonfinite, h0, excluded, absent)
         logh = math.log(h0) if h0 > 0.0 else -math.inf
@@ -898,7 +907,7 @@ class LayerMonitor(Monitor):
             self._accept(logh, not alarm.pending(1))
         elif streak_state is State.HEALTHY and not excluded:
             self._accept(logh, False)
-        self._patience.update(state)
+        self._obj_patience.update(state)
         # calibrating: no trusted baseline yet (z-score baseline filling, or peak warm-up)
         calibrating = peak.warming_up if peak_rule else base.count < K
         status = _new_status(
@@ -906,7 +915,7 @@ class LayerMonitor(Monitor):
             culprits, nonfinite, lzt, stat,
             tuple(self.layer_names[i] for i in absent) if absent else (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _accept(self, logh: float, layers: bool) -> None:
@@ -914,7 +923,7 @@ class LayerMonitor(Monitor):
         per-layer values (when ``layers``) at the start of the next check (one kernel call per
         step; the counts move now)."""
         if logh > -math.inf:
-            self._h0_base.push(logh)
+            self._obj_h0_base.push(logh)
         if layers:
             K = self.baseline
             bpos, bn, bpushes = self._bpos, self._bn, self._bpushes
@@ -956,7 +965,7 @@ class LayerMonitor(Monitor):
         if self.transform != "log" or self._bn == 0:
             return True
         base = self._hrow
-        base[0] = self._h0_base.mean
+        base[0] = self._obj_h0_base.mean
         base[1:] = self._layer_means().ravel()
         return bool(np.abs(self._held.level() - base).max() <= _ABSORB_MAX)
 
@@ -973,12 +982,12 @@ class LayerMonitor(Monitor):
             f"calibrating (0/{self.baseline} baseline values"
             + (", change detector on)" if self._early else ")")
         )
-        peak = self._peak
+        peak = self._obj_peak
         status = _new_status(
             step, State.HEALTHY, reason, True, True, h0, z, peak.ratio, peak.peak, "", (), (),
             lzt, math.nan, (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _evaluate_early(
@@ -998,7 +1007,7 @@ class LayerMonitor(Monitor):
             step, nonfinite, h0, excluded, cap=True
         )
         healthy = state is State.HEALTHY
-        count = self._h0_base.count
+        count = self._obj_h0_base.count
         if not excluded:
             if healthy:  # the streak's count, and an absorbed shift if the detector says so
                 _, absorbed, note = reason.partition("; ")
@@ -1011,13 +1020,14 @@ class LayerMonitor(Monitor):
             reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
         if healthy and not excluded:
             self._accept(math.log(h0) if h0 > 0.0 else -math.inf, True)
-        self._patience.update(state)
+        self._obj_patience.update(state)
+        peak = self._obj_peak
         status = _new_status(
-            step, state, reason, True, True, h0, math.nan, self._peak.ratio, self._peak.peak,
+            step, state, reason, True, True, h0, math.nan, peak.ratio, peak.peak,
             direction, culprits, nonfinite, math.nan, stat,
             tuple(self.layer_names[i] for i in absent) if absent else (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _detector_step(
@@ -1038,7 +1048,7 @@ class LayerMonitor(Monitor):
         detector has already scored this evaluation (:meth:`CusumRule.score`'s state)."""
         rule = self._detector
         if peak:
-            self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
+            self._obj_peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
         if scored is not None:
             state = scored
         else:
@@ -1068,12 +1078,12 @@ class LayerMonitor(Monitor):
             step, nonfinite, h0, excluded, cap=False
         )
         calibrating = self._detector.detector.calibrating
-        self._patience.update(state)
+        self._obj_patience.update(state)
         status = _new_status(
-            step, state, reason, True, calibrating, h0, math.nan, self._peak.ratio,
-            self._peak.peak, direction, culprits, nonfinite, math.nan, stat, (),
+            step, state, reason, True, calibrating, h0, math.nan, self._obj_peak.ratio,
+            self._obj_peak.peak, direction, culprits, nonfinite, math.nan, stat, (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _culprits(self, diverging: bool = False) -> tuple[str, ...]:
@@ -1106,27 +1116,29 @@ class LayerMonitor(Monitor):
             names = ", ".join(self.layer_names[i] for i in np.flatnonzero(self._nbad))
             return f"layers [{names}] left out of H0 (non-finite or absent value in window)"
         if state is State.HEALTHY:
-            if self.rule == "streak" and not self._h0_base.ready:
-                return f"warmup ({self._h0_base.count}/{self.baseline} baseline values)"
-            if self.rule == "peak" and self._peak.warming_up:
-                return f"warmup ({self._peak.n}/{self.warmup} steps)"
+            if self.rule == "streak" and not self._obj_h0_base.ready:
+                return f"warmup ({self._obj_h0_base.count}/{self.baseline} baseline values)"
+            if self.rule == "peak" and self._obj_peak.warming_up:
+                return f"warmup ({self._obj_peak.n}/{self.warmup} steps)"
             return "ok"
         parts = []
-        fired = self._alarm.raised_by if self._alarm.active else ()
+        fired = self._obj_alarm.raised_by if self._obj_alarm.active else ()
         if "topology" in fired:
             how = "layers diverging" if z > 0 else "layers converging"
             parts.append(f"topology: log h0 z={z:+.2f} ({how})")
-        if self.rule == "peak" and self._peak.ratio < self.watch_ratio:
+        if self.rule == "peak" and self._obj_peak.ratio < self.watch_ratio:
             thr = (
-                self.collapse_ratio if self._peak.ratio < self.collapse_ratio else self.watch_ratio
+                self.collapse_ratio
+                if self._obj_peak.ratio < self.collapse_ratio
+                else self.watch_ratio
             )
-            parts.append(f"topology: h0 at {self._peak.ratio:.2f} of peak (< {thr})")
+            parts.append(f"topology: h0 at {self._obj_peak.ratio:.2f} of peak (< {thr})")
         if "layer" in fired and top >= 0:
             parts.append(f"layer: {self.layer_names[top]} z={lzt:+.2f}")
         label = "+".join(dict.fromkeys(p.split(":")[0] for p in parts)) or "alarm"
         text = "; ".join(p.split(": ", 1)[1] for p in parts) or "alarm held (no rule over now)"
-        if state is State.COLLAPSE and self._alarm.over_steps > self._alarm.escalate_after:
-            text += f"; WATCH lasted > {self._alarm.escalate_after} steps"
+        if state is State.COLLAPSE and self._obj_alarm.over_steps > self._obj_alarm.escalate_after:
+            text += f"; WATCH lasted > {self._obj_alarm.escalate_after} steps"
         return f"{label}: {text}"
 
     def _flush_pending(self) -> None:
