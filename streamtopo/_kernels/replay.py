@@ -28,8 +28,9 @@ Everything else returns to the caller, which runs the live Python code for that 
 - ``DONE``: every row was clean.
 
 Rows ``< i`` are committed; per row ``of`` receives (h0, z, ratio, peak, layer z, stat), ``oi``
-(count for the reason text, direction -1/0/+1, flags: 1 calibrating, 2 evaluated) and, under the
-z-score rules, ``oc`` the culprits' layer indices (largest |z| first, -1 after the last).
+(count for the reason text, direction -1/0/+1, flags: 1 calibrating, 2 evaluated, 4 decided by
+the streak rule's early change detector) and, under the z-score rules, ``oc`` the culprits'
+layer indices (largest |z| first, -1 after the last).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ NQ = 15
 O_H0, O_Z, O_RATIO, O_PEAK, O_LZ, O_STAT_COL = range(6)
 # oi columns and flags
 C_COUNT, C_DIRECTION, C_FLAGS = range(3)
-CALIBRATING, EVALUATED = 1, 2
+CALIBRATING, EVALUATED, EARLY = 1, 2, 4
 
 
 @jit
@@ -217,8 +218,10 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
     With ``keep`` (the streak rule's kept change detector) every evaluation first calls the
     detector's kernel on ``cx`` (stream 0 held, then the median-relative values; ``det`` as in
     :func:`replay_cusum`), and a row it does not leave HEALTHY is ``FINISH``: every ``FINISH``
-    row has then been scored by the detector. ``oc`` (n, max_culprits) receives each row's
-    culprits."""
+    row has then been scored by the detector. While the ``log h0`` baseline fills (fewer than K
+    values) that detector decides alone, as ``LayerMonitor._evaluate_early`` does: a clean
+    row is then one it leaves HEALTHY, whose values all enter the baselines. ``oc``
+    (n, max_culprits) receives each row's culprits."""
     n = values.shape[0]
     K = hb.shape[0]
     S, L = raw.shape
@@ -255,17 +258,23 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
         top = int(out[3])
         lzt = out[5]
         logh = math.log(h0) if h0 > 0.0 else -math.inf
-        z = _zscore(logh, ist, fst, hb, par)
-        # clean needs: no counter reaching raise_after, no culprit, and no fsum refresh
-        o0, c0 = _counter(np.nan if peak_rule else z, 0, ist, par)
-        o1, c1 = _counter(lzt if layer_rule else np.nan, 1, ist, par)
-        if o0 >= raise_after or o1 >= raise_after or max(c0, c1) >= collapse_after:
-            return FINISH, r
-        if keep and max(o0, o1) >= collapse_after:  # log h0 held out: the caller's
-            return FINISH, r
-        named = top >= 0 and abs(lzt) > par[Q_LAYER_Z]
-        if named and par[Q_JUMP] > 0.0 and layer_rule:  # the jump rule looks at this row
-            return FINISH, r
+        early = keep and ist[I_HB_N] < K  # the early detector alone: no z, counters held
+        if early:
+            z = np.nan
+            o0, c0, o1, c1 = ist[I_OVER0], ist[I_CRIT0], ist[I_OVER1], ist[I_CRIT1]
+            named = False
+        else:
+            z = _zscore(logh, ist, fst, hb, par)
+            # clean needs: no counter reaching raise_after, and no fsum refresh
+            o0, c0 = _counter(np.nan if peak_rule else z, 0, ist, par)
+            o1, c1 = _counter(lzt if layer_rule else np.nan, 1, ist, par)
+            if o0 >= raise_after or o1 >= raise_after or max(c0, c1) >= collapse_after:
+                return FINISH, r
+            if keep and max(o0, o1) >= collapse_after:  # log h0 held out: the caller's
+                return FINISH, r
+            named = top >= 0 and abs(lzt) > par[Q_LAYER_Z]
+            if named and par[Q_JUMP] > 0.0 and layer_rule:  # the jump rule looks at this row
+                return FINISH, r
         refresh = logh > -math.inf and (ist[I_HB_PUSHES] + 1) % (10 * K) == 0
         if refresh:
             return FINISH, r
@@ -297,7 +306,7 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
             ist[I_HB_POS] = (pos + 1) % K
             ist[I_HB_PUSHES] += 1
         push_pos, push_first = -1, 0
-        if o1 == 0:  # per-layer push, done by the next row's layer_step
+        if o1 == 0 or early:  # per-layer push, done by the next row's layer_step
             push_pos = ist[I_BPOS]
             push_first = (ist[I_BPUSHES] * chunk) % u_size
             ist[I_BPOS] = (push_pos + 1) % K
@@ -310,15 +319,16 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
         of[r, O_Z] = z
         of[r, O_RATIO] = fst[F_RATIO]
         of[r, O_PEAK] = fst[F_PEAK]
-        of[r, O_LZ] = lzt
-        of[r, O_STAT_COL] = np.nan
+        of[r, O_LZ] = np.nan if early else lzt
+        of[r, O_STAT_COL] = dout[O_STAT] if early else np.nan
         oi[r, C_COUNT] = warm
         direction = 0
         if z == z and abs(z) > par[Q_WATCH_Z]:
             direction = 1 if z > 0 else -1
         oi[r, C_DIRECTION] = direction
         calibrating = ist[I_PEAK_N] <= int(par[Q_WARMUP]) if peak_rule else ist[I_HB_N] < K
-        oi[r, C_FLAGS] = EVALUATED | (CALIBRATING if calibrating else 0)
+        flags = EVALUATED | (CALIBRATING if calibrating or early else 0)
+        oi[r, C_FLAGS] = flags | (EARLY if early else 0)
         _advance(ist, par)
         if push_pos >= 0:
             ist[I_PUSH_POS], ist[I_PUSH_N], ist[I_PUSH_FIRST] = push_pos, bn, push_first

@@ -79,8 +79,8 @@ def _fused(mon: LayerMonitor, x: np.ndarray, missing: np.ndarray | None, bar: An
     while i < n:
         last = mon.last_status_
         held = last is not None and last.state is not State.HEALTHY
-        # the streak rule's early change detector has no fused twin: its rows run in check()
-        held = held or (mon._early and mon._h0_base.count < mon.baseline)
+        # the streak rule's early change detector has a fused twin only when it is kept
+        held = held or (mon._early_python and mon._h0_base.count < mon.baseline)
         k = int(np.searchsorted(stops, i))
         if held or (k < stops.size and stops[k] == i):
             m = None if missing is None else missing[i]
@@ -173,7 +173,11 @@ def _reasons(mon, count: np.ndarray, flags: np.ndarray, kr) -> np.ndarray:
     reason = np.full(count.shape[0], "ok", dtype=object)
     evaluated = (flags & kr.EVALUATED) > 0
     if mon.rule == "streak":
-        warm = np.flatnonzero(evaluated & (count < mon.baseline))
+        early = np.flatnonzero(evaluated & ((flags & kr.EARLY) > 0))
+        if early.size:  # what _evaluate_early says of a HEALTHY evaluation
+            fmt = "ok, calibrating ({}/{} baseline values, change detector on)"
+            reason[early] = [fmt.format(c, mon.baseline) for c in count[early].tolist()]
+        warm = np.flatnonzero(evaluated & (count < mon.baseline) & ((flags & kr.EARLY) == 0))
         fmt, total = "warmup ({}/{} baseline values)", mon.baseline
     elif mon.rule == "peak":
         warm = np.flatnonzero(evaluated & (count <= mon.warmup))
@@ -410,6 +414,8 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         # compare equal as they did): its z-score and statistic, and cusum's layer z
         if fast.rule == "cusum":
             z = lz = math.nan
+        elif flags & kr.EARLY:  # _evaluate_early: no z, the detector's statistic
+            z = lz = math.nan
         else:
             stat = math.nan
             if z != z:
@@ -417,7 +423,11 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         reason = "ok"  # or what _reasons says of a warm-up row
         rule = fast.rule
         if rule == "streak":
-            if count < fast.total:
+            if flags & kr.EARLY:
+                reason = (
+                    f"ok, calibrating ({count}/{fast.total} baseline values, change detector on)"
+                )
+            elif count < fast.total:
                 reason = f"warmup ({count}/{fast.total} baseline values)"
         elif rule == "peak":
             if count <= fast.total:

@@ -463,6 +463,8 @@ class LayerMonitor(Monitor):
         self._cusum = self.rule == "cusum"
         self._fast_rule = True  # check()'s compiled path is on (the tests' reference: off)
         self._early = self.early_rule == "cusum"
+        # the early change detector of a streak rule that does not keep it: no compiled twin
+        self._early_python = self._early and not self.keep_detector
         self._detector = None
         if self._cusum or self._early:  # streams: log h0, then each layer's median-relative value
             self._detector = CusumRule(
@@ -500,9 +502,11 @@ class LayerMonitor(Monitor):
         return self.__dict__["_obj_h0_base"].count
 
     def _early_over(self) -> bool:
-        """The streak rule's early change detector is done deciding (it has no compiled
-        twin: until then every step runs in ``check()``'s own code)."""
-        self._early_done = not self._early or self._baseline_count() >= self.baseline
+        """The streak rule's early change detector, when it is not kept (it then has no
+        compiled twin: until its baseline is full every step runs in ``check()``'s own code),
+        is done deciding."""
+        if not self._early_done:
+            self._early_done = self._baseline_count() >= self.baseline
         return self._early_done
 
     def _bind_kernel_args(self) -> None:
@@ -607,7 +611,7 @@ class LayerMonitor(Monitor):
             and last is not None
             and last.state is State.HEALTHY
             and not self._held.count
-            and (self._early_done or self._early_over())
+            and (not self._early_python or self._early_over())
         ):  # the usual step: through the fused replay's compiled loop (_fused.check_fast)
             fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
             status = check_fast(self)
