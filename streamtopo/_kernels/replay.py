@@ -29,8 +29,8 @@ Everything else returns to the caller, which runs the live Python code for that 
 
 Rows ``< i`` are committed; per row ``of`` receives (h0, z, ratio, peak, layer z, stat), ``oi``
 (count for the reason text, direction -1/0/+1, flags: 1 calibrating, 2 evaluated, 4 decided by
-the streak rule's early change detector) and, under the z-score rules, ``oc`` the culprits'
-layer indices (largest |z| first, -1 after the last).
+the streak rule's early change detector, 8 names culprits) and, under the z-score rules, ``oc``
+the culprits' layer indices (largest |z| first, -1 after the last).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ NQ = 15
 O_H0, O_Z, O_RATIO, O_PEAK, O_LZ, O_STAT_COL = range(6)
 # oi columns and flags
 C_COUNT, C_DIRECTION, C_FLAGS = range(3)
-CALIBRATING, EVALUATED, EARLY = 1, 2, 4
+CALIBRATING, EVALUATED, EARLY, NAMED = 1, 2, 4, 8
 
 
 @jit
@@ -328,7 +328,7 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
         oi[r, C_DIRECTION] = direction
         calibrating = ist[I_PEAK_N] <= int(par[Q_WARMUP]) if peak_rule else ist[I_HB_N] < K
         flags = EVALUATED | (CALIBRATING if calibrating or early else 0)
-        oi[r, C_FLAGS] = flags | (EARLY if early else 0)
+        oi[r, C_FLAGS] = flags | (EARLY if early else 0) | (NAMED if oc[r, 0] >= 0 else 0)
         _advance(ist, par)
         if push_pos >= 0:
             ist[I_PUSH_POS], ist[I_PUSH_N], ist[I_PUSH_FIRST] = push_pos, bn, push_first

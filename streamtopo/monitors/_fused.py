@@ -25,6 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._kernels.replay import (
+    CALIBRATING,
+    CHECK,
+    EARLY,
+    EVALUATED,
+    I_BN,
+    I_PUSH_FIRST,
+    NAMED,
+)
 from ..alarms import State
 from ._records import StatusColumns, status_frame
 from ._status import LayerStatus, positional_constructor
@@ -344,6 +353,7 @@ class FastState:
         self.oi = np.zeros((1, 3), dtype=np.int64)
         self.oc = np.full((1, mon.max_culprits), -1, dtype=np.int64)
         self.of_row, self.oi_row, self.oc_row = self.of[0], self.oi[0], self.oc[0]
+        self.counters = self.ist[I_BN : I_PUSH_FIRST + 1]  # what check() mirrors per step
         self.names = mon.layer_names
         (raw, row, log_mode, floor_rel, raise_nf, min_std, ring, ring_steps, work, med, lvec,
          livec, T, P, Tbad, D, B, chunk, out) = mon._kernel_args  # fmt: skip
@@ -383,9 +393,8 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
     fast = mon._fast
     if fast is None:
         fast = mon._fast = FastState(mon)
-    kr = fast.kr
     if mon._arrays_stale:  # the rule objects moved since the last compiled step
-        pack_into(mon, kr, fast.ist, fast.fst, fast.hb)
+        pack_into(mon, fast.kr, fast.ist, fast.fst, fast.hb)
         mon._arrays_stale = False
     call = fast.call
     code, _ = call(*fast.args)
@@ -393,20 +402,17 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         from .._kernels._jit import compiled
 
         fast.call = compiled(call, fast.args)
-    if code == kr.CHECK:
-        return None
-    if code == kr.FINISH:
-        return _finish(mon)
+    if code:
+        return None if code == CHECK else _finish(mon)
     mon._rules_ahead = True  # the rule objects are behind the arrays until synced
     mon.ring_.advance()
-    ist = fast.ist.tolist()
-    mon._rows = ist[kr.I_ROWS]
-    mon._bn, mon._bpos, mon._bpushes = ist[kr.I_BN], ist[kr.I_BPOS], ist[kr.I_BPUSHES]
-    push = ist[kr.I_PUSH_POS]
-    mon._pending = (push, ist[kr.I_PUSH_N], ist[kr.I_PUSH_FIRST]) if push >= 0 else _NO_PUSH
+    if mon._rows < mon.window:
+        mon._rows += 1
+    mon._bn, mon._bpos, mon._bpushes, push, push_n, push_first = fast.counters.tolist()
+    mon._pending = (push, push_n, push_first) if push >= 0 else _NO_PUSH
     step = mon._step
     count, direction, flags = fast.oi_row.tolist()
-    if not flags & kr.EVALUATED:
+    if not flags & EVALUATED:
         status = mon._skipped(step, ())
     else:
         h0, z, ratio, peak, lz, stat = fast.of_row.tolist()
@@ -414,7 +420,7 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         # compare equal as they did): its z-score and statistic, and cusum's layer z
         if fast.rule == "cusum":
             z = lz = math.nan
-        elif flags & kr.EARLY:  # _evaluate_early: no z, the detector's statistic
+        elif flags & EARLY:  # _evaluate_early: no z, the detector's statistic
             z = lz = math.nan
         else:
             stat = math.nan
@@ -423,7 +429,7 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         reason = "ok"  # or what _reasons says of a warm-up row
         rule = fast.rule
         if rule == "streak":
-            if flags & kr.EARLY:
+            if flags & EARLY:
                 reason = (
                     f"ok, calibrating ({count}/{fast.total} baseline values, change detector on)"
                 )
@@ -432,13 +438,13 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
         elif rule == "peak":
             if count <= fast.total:
                 reason = f"warmup ({count}/{fast.total} steps)"
-        elif flags & kr.CALIBRATING:
+        elif flags & CALIBRATING:
             reason = f"ok, calibrating ({count}/{fast.total} baseline values)"
         culprits: tuple[str, ...] = ()
-        if fast.oc_row[0] >= 0:
+        if flags & NAMED:
             culprits = tuple(fast.names[i] for i in fast.oc_row.tolist() if i >= 0)
         status = _new_status(
-            step, State.HEALTHY, reason, True, bool(flags & kr.CALIBRATING), h0, z, ratio, peak,
+            step, State.HEALTHY, reason, True, bool(flags & CALIBRATING), h0, z, ratio, peak,
             _DIRECTION[direction + 1], culprits, (), lz, stat, (),
         )  # fmt: skip
     mon._last = status
