@@ -359,7 +359,8 @@ class FastState:
          livec, T, P, Tbad, D, B, chunk, out) = mon._kernel_args  # fmt: skip
         args_f = np.array([floor_rel, min_std, chunk], dtype=np.float64)
         common = (raw, row, ring, ring_steps, work, med, lvec, livec, T, P, Tbad, D, B, out)
-        par = _params(mon, kr)
+        par = self.par = _params(mon, kr)
+        self.args_f = args_f
         self.rule = mon.rule
         if mon._cusum:
             det = mon._detector.detector
@@ -378,6 +379,12 @@ class FastState:
             )  # fmt: skip
             self.total = mon.warmup if mon._peak_rule else mon.baseline
         self.call = self.kernel
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this path owns (the rest are the monitor's)."""
+        own = (self.ist, self.fst, self.hb, self.of, self.oi, self.oc, self.par, self.args_f)
+        return sum(a.nbytes for a in own)
 
 
 _DIRECTION = ("falling", "", "rising")

@@ -528,9 +528,17 @@ class LayerMonitor(Monitor):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held in numpy buffers (ring, window, distances, baselines, scratch)."""
-        return self.ring_.nbytes + sum(
-            v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray) and v.base is None
+        """Bytes held in numpy buffers (ring, window, distances, baselines, scratch, and the
+        compiled path's rule state once it has run)."""
+        fast = 0 if self._fast is None else self._fast.nbytes
+        return (
+            self.ring_.nbytes
+            + fast
+            + sum(
+                v.nbytes
+                for v in vars(self).values()
+                if isinstance(v, np.ndarray) and v.base is None
+            )
         )
 
     @property
