@@ -544,12 +544,18 @@ class LayerMonitor(Monitor):
     @property
     def should_stop(self) -> bool:
         """True after ``patience`` truly consecutive COLLAPSE evaluations."""
-        return self._patience.should_stop
+        if self._rules_ahead:  # read on every training step: from the compiled path's arrays
+            fast = self._fast
+            return int(fast.ist[fast.kr.I_PATIENCE]) >= self.patience
+        return self.__dict__["_obj_patience"].should_stop
 
     @property
     def peak_(self) -> float:
         """Highest h0 after warm-up."""
-        return self._peak.peak
+        if self._rules_ahead:
+            fast = self._fast
+            return float(fast.fst[fast.kr.F_PEAK])
+        return self.__dict__["_obj_peak"].peak
 
     def acknowledge(self) -> None:
         """End the current alarm and re-baseline on purpose: the z-score baselines (or the
