@@ -270,8 +270,10 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
             o1, c1 = _counter(lzt if layer_rule else np.nan, 1, ist, par)
             if o0 >= raise_after or o1 >= raise_after or max(c0, c1) >= collapse_after:
                 return FINISH, r
-            if keep and max(o0, o1) >= collapse_after:  # log h0 held out: the caller's
-                return FINISH, r
+            if keep and max(o0, o1) >= collapse_after:
+                # with the detector kept, log h0 stays out of its baseline once a counter is
+                # past the 8-evaluation debounce (LayerMonitor._evaluate)
+                logh = -math.inf
             named = top >= 0 and abs(lzt) > par[Q_LAYER_Z]
             if named and par[Q_JUMP] > 0.0 and layer_rule:  # the jump rule looks at this row
                 return FINISH, r
