@@ -87,9 +87,10 @@ class ArrowRing:
         """Buffer position the next row goes to (and ``slot + capacity``)."""
         return self.count_ % self.capacity
 
-    def advance(self) -> None:
-        """Count the row a kernel has just written at :attr:`slot`."""
-        self.count_ += 1
+    def advance(self, rows: int = 1) -> None:
+        """Count the row a kernel has just written at :attr:`slot` (or the ``rows`` rows a
+        compiled loop has written from there on)."""
+        self.count_ += rows
 
     def reset(self) -> None:
         """Forget every row (buffers stay allocated)."""

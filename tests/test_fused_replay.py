@@ -2,6 +2,9 @@
 
 Every test compares bit for bit: the status frame (float columns as int64 bit patterns), the
 summary and the state_dict afterwards. They also run with NUMBA_DISABLE_JIT=1 (kernel marker).
+A live ``check()`` runs its usual HEALTHY step through the same compiled loop, so the reference
+here is ``check()`` with that path off (:func:`python_path`): every step through the rules'
+Python code.
 """
 
 from __future__ import annotations
@@ -51,6 +54,12 @@ def state(mon: LayerMonitor) -> str:
     return json.dumps(mon.state_dict(), sort_keys=True)
 
 
+def python_path(mon: LayerMonitor) -> LayerMonitor:
+    """``mon`` with ``check()``'s compiled path off: the reference of these tests."""
+    mon._fast_rule = False
+    return mon
+
+
 CONFIGS = {
     "streak": dict(window=4, baseline=30, raise_after=3),
     "streak-refresh": dict(window=3, baseline=2, raise_after=2, refresh_every=7),
@@ -75,7 +84,7 @@ CONFIGS = {
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_run_equals_check_row_by_row(name):
     x = stream(240, seed=len(name))
-    live = LayerMonitor(L, SIGNALS, **CONFIGS[name])
+    live = python_path(LayerMonitor(L, SIGNALS, **CONFIGS[name]))
     want = status_frame([live.check(v) for v in x])
     mon = LayerMonitor(L, SIGNALS, **CONFIGS[name])
     got = mon.run(x)
@@ -91,7 +100,7 @@ def test_run_equals_check_row_by_row(name):
 @pytest.mark.parametrize("rule", ["streak", "cusum"])
 def test_run_continues_a_restored_monitor(rule):
     x = stream(200, seed=7)
-    live = LayerMonitor(L, SIGNALS, rule=rule, window=4, baseline=25)
+    live = python_path(LayerMonitor(L, SIGNALS, rule=rule, window=4, baseline=25))
     want = status_frame([live.check(v) for v in x])
     first = LayerMonitor(L, SIGNALS, rule=rule, window=4, baseline=25)
     a = first.run(x[:77])
@@ -168,7 +177,7 @@ def test_the_kept_detector_runs_in_the_compiled_loop(monkeypatch):
         calls.append(self.step_)
         return real(self, values, missing=missing)
 
-    live = LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20)
+    live = python_path(LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20))
     want = status_frame([live.check(v) for v in x])
     monkeypatch.setattr(LayerMonitor, "check", counted)
     mon = LayerMonitor(L, SIGNALS, window=4, baseline=30, min_history=20)
@@ -176,3 +185,76 @@ def test_the_kept_detector_runs_in_the_compiled_loop(monkeypatch):
     assert state(mon) == state(live)
     assert "WATCH" in set(want["state"][400:])
     assert mon.keep_detector and len(calls) < 0.3 * len(x), len(calls)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_check_through_the_compiled_loop_equals_the_python_path(name, monkeypatch):
+    """Live ``check()`` (its HEALTHY steps through the fused loop, one row per call) against
+    the rules' Python code, step by step: with refused input between steps, the summary read
+    mid-run (the rule objects brought up to date from the loop's arrays), a state saved and
+    restored mid-stream and an acknowledgement."""
+    import streamtopo.monitors.layer as layer_module
+
+    compiled_steps = []
+    real = layer_module.check_fast
+
+    def counted(mon):
+        status = real(mon)
+        compiled_steps.append(status is not None)
+        return status
+
+    monkeypatch.setattr(layer_module, "check_fast", counted)
+    x = stream(400, seed=len(name) + 100)
+    cfg = CONFIGS[name]
+    mon, ref = LayerMonitor(L, SIGNALS, **cfg), python_path(LayerMonitor(L, SIGNALS, **cfg))
+    refused = [{"g": np.ones(L)}] + ([] if cfg.get("transform") == "none" else [-np.ones((2, L))])
+    got, want = [], []
+    for t, v in enumerate(x):
+        if t % 37 == 5:
+            for m in (mon, ref):
+                with pytest.raises((ValueError, TypeError)):
+                    m.check(refused[t % len(refused)])
+        if t == 250:
+            restored = LayerMonitor(L, SIGNALS, **cfg)
+            restored.load_state_dict(mon.state_dict())
+            mon = restored
+        if t == 330:
+            mon.acknowledge()
+            ref.acknowledge()
+        got.append(mon.check(v))
+        want.append(ref.check(v))
+        # should_stop and peak_, read on every training step, do not bring the rule objects
+        # back from the compiled path's arrays (a sync and a re-pack per step)
+        ahead = mon._rules_ahead
+        assert mon.should_stop == ref.should_stop and mon.peak_ == ref.peak_, t
+        assert mon._rules_ahead == ahead
+        if t % 25 == 0:
+            assert mon.summary() == ref.summary(), t
+    same(status_frame(got), status_frame(want))
+    assert state(mon) == state(ref)
+    assert {str(s.state) for s in want} > {"HEALTHY"}  # the stream exercises the alarms
+    assert sum(compiled_steps) > 0  # the compiled path ran and decided steps
+
+
+def test_the_compiled_culprits_are_the_monitors():
+    """``_kernels.replay.culprits`` against the monitor's rule for a HEALTHY step (numpy's
+    stable argsort of -|z|, NaN last, the first max_culprits over the threshold), on ties,
+    signed zeros and NaN."""
+    from streamtopo._kernels.replay import culprits
+
+    rng = np.random.default_rng(12)
+    for trial in range(300):
+        n = int(rng.integers(1, 12))
+        lz = np.round(rng.normal(scale=3.0, size=n) * 2) / 2  # half-units: many ties
+        lz[rng.random(n) < 0.15] = np.nan
+        lz[rng.random(n) < 0.1] = -0.0
+        threshold = float(rng.choice([0.0, 1.0, 2.5, 4.0]))
+        k = int(rng.integers(1, 5))
+        a = np.abs(lz)
+        a[np.isnan(a)] = -1.0
+        order = np.argsort(-a, kind="stable")[:k]
+        want = [int(i) for i in order if a[i] > threshold]
+        oc = np.full(k, 7, dtype=np.int64)
+        culprits(lz, threshold, oc)
+        got = [int(i) for i in oc if i >= 0]
+        assert got == want and (oc[len(got) :] == -1).all(), (trial, lz, threshold, k)

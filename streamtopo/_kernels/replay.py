@@ -6,12 +6,14 @@ Each row goes through exactly the per-step kernel of a live ``check()``
 :func:`streamtopo._kernels.changepoint.changepoint_step`), called from this loop instead of once
 per Python call, so a replay is bit-identical to the live run by construction. What a live
 ``check()`` does in Python around that kernel is transcribed here only for the *clean* case: an
-evaluated step whose input is finite, whose window holds no non-finite value, that starts and
-stays HEALTHY and names no culprit (almost every step of a healthy run). The z-score rules'
-state (the ``log h0`` baseline, the consecutive counters, the peak, patience and the summary
-sums) travels in ``ist``/``fst``/``hb``; the arithmetic is the same IEEE operations, in the same
-order, as :class:`~streamtopo.alarms.RollingBaseline`, :class:`~streamtopo.alarms.ZScoreAlarm`,
-:class:`~streamtopo.alarms.PeakRule` and the monitor's run summary.
+evaluated step whose input is finite, whose window holds no non-finite value, and that starts
+and stays HEALTHY (almost every step of a healthy run; under the z-score rules it may name
+culprits: the layers whose own z is over ``layer_z``, as ``LayerMonitor._culprits`` names
+them). The z-score rules' state (the ``log h0`` baseline, the consecutive counters, the peak,
+patience and the summary sums) travels in ``ist``/``fst``/``hb``; the arithmetic is the same
+IEEE operations, in the same order, as :class:`~streamtopo.alarms.RollingBaseline`,
+:class:`~streamtopo.alarms.ZScoreAlarm`, :class:`~streamtopo.alarms.PeakRule` and the monitor's
+run summary.
 
 Everything else returns to the caller, which runs the live Python code for that one row:
 
@@ -19,13 +21,16 @@ Everything else returns to the caller, which runs the live Python code for that 
   window still holding a non-finite value, or a state that is not HEALTHY before the row. The
   caller calls ``check()``.
 - ``FINISH`` (row ``i`` recorded by ``layer_step``, and for cusum scored by the detector, but
-  no rule state committed): the row raises an alarm, names culprits, is absorbed, or its
-  ``log h0`` push would trigger the baseline's exact (``math.fsum``) refresh. The caller runs
-  the monitor's own evaluation for it.
+  no rule state committed): the row raises an alarm, is absorbed, could jump (``jump``), or its
+  ``log h0`` push would trigger the baseline's exact (``math.fsum``) refresh; under
+  ``rule="cusum"`` also a row that names culprits. The caller runs the monitor's own
+  evaluation for it.
 - ``DONE``: every row was clean.
 
-Rows ``< i`` are committed; per row ``of`` receives (h0, z, ratio, peak, layer z, stat) and ``oi``
-(count for the reason text, direction -1/0/+1, flags: 1 calibrating, 2 evaluated).
+Rows ``< i`` are committed; per row ``of`` receives (h0, z, ratio, peak, layer z, stat), ``oi``
+(count for the reason text, direction -1/0/+1, flags: 1 calibrating, 2 evaluated, 4 decided by
+the streak rule's early change detector, 8 names culprits) and, under the z-score rules, ``oc``
+the culprits' layer indices (largest |z| first, -1 after the last).
 """
 
 from __future__ import annotations
@@ -54,13 +59,14 @@ NF = 9
 (
     Q_W, Q_REFRESH, Q_EVERY, Q_WATCH_Z, Q_COLLAPSE_Z, Q_LAYER_Z, Q_RAISE, Q_WARMUP,
     Q_MIN_STD, Q_PEAK_RULE, Q_LAYER_RULE, Q_WATCH_RATIO, Q_COLLAPSE_RATIO, Q_COLLAPSE_AFTER,
-) = range(14)  # fmt: skip
-NQ = 14
+    Q_JUMP,
+) = range(15)  # fmt: skip
+NQ = 15
 # of columns
 O_H0, O_Z, O_RATIO, O_PEAK, O_LZ, O_STAT_COL = range(6)
 # oi columns and flags
 C_COUNT, C_DIRECTION, C_FLAGS = range(3)
-CALIBRATING, EVALUATED = 1, 2
+CALIBRATING, EVALUATED, EARLY, NAMED = 1, 2, 4, 8
 
 
 @jit
@@ -176,14 +182,46 @@ def _counter(z, k, ist, par):
 
 
 @jit
+def culprits(lz, threshold, oc):
+    """The layers ``LayerMonitor._culprits`` names on a HEALTHY step: by |z| descending (NaN
+    last, ties in layer order: numpy's stable argsort of ``-|z|``), the first ``len(oc)``, of
+    those the ones over ``threshold``, into ``oc`` (-1 after the last)."""
+    L = lz.shape[0]
+    prev_v = np.inf
+    prev_i = -1
+    for c in range(oc.shape[0]):
+        oc[c] = -1
+    for c in range(oc.shape[0]):
+        best_i = -1
+        best_v = 0.0
+        for i in range(L):
+            v = abs(lz[i])
+            if v != v:
+                v = -1.0
+            if v > prev_v or (v == prev_v and i <= prev_i):
+                continue  # already taken: ranks before the previous pick
+            if best_i < 0 or v > best_v:
+                best_i = i
+                best_v = v
+        if best_i < 0 or not best_v > threshold:
+            return
+        oc[c] = best_i
+        prev_v = best_v
+        prev_i = best_i
+
+
+@jit
 def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps, work, med, lvec,
-                  livec, T, P, Tbad, D, B, out, log_mode, raise_nonfinite, of, oi, keep, cx,
+                  livec, T, P, Tbad, D, B, out, log_mode, raise_nonfinite, of, oi, oc, keep, cx,
                   det):  # fmt: skip
     """Rules ``"streak"`` and ``"peak"`` over ``values``; returns ``(code, i)`` (module doc).
     With ``keep`` (the streak rule's kept change detector) every evaluation first calls the
     detector's kernel on ``cx`` (stream 0 held, then the median-relative values; ``det`` as in
     :func:`replay_cusum`), and a row it does not leave HEALTHY is ``FINISH``: every ``FINISH``
-    row has then been scored by the detector."""
+    row has then been scored by the detector. While the ``log h0`` baseline fills (fewer than K
+    values) that detector decides alone, as ``LayerMonitor._evaluate_early`` does: a clean
+    row is then one it leaves HEALTHY, whose values all enter the baselines. ``oc``
+    (n, max_culprits) receives each row's culprits."""
     n = values.shape[0]
     K = hb.shape[0]
     S, L = raw.shape
@@ -196,6 +234,8 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
     dout = det[4]
     u = work[1]
     for r in range(n):
+        for c in range(oc.shape[1]):
+            oc[r, c] = -1
         bn = ist[I_BN]
         bn_arg = bn if bn == K else 0
         if not record_row(values[r], ist, par, args_f, raw, row, ring, ring_steps, work, med,
@@ -218,16 +258,25 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
         top = int(out[3])
         lzt = out[5]
         logh = math.log(h0) if h0 > 0.0 else -math.inf
-        z = _zscore(logh, ist, fst, hb, par)
-        # clean needs: no counter reaching raise_after, no culprit, and no fsum refresh
-        o0, c0 = _counter(np.nan if peak_rule else z, 0, ist, par)
-        o1, c1 = _counter(lzt if layer_rule else np.nan, 1, ist, par)
-        if o0 >= raise_after or o1 >= raise_after or max(c0, c1) >= collapse_after:
-            return FINISH, r
-        if keep and max(o0, o1) >= collapse_after:  # log h0 held out: the caller's
-            return FINISH, r
-        if top >= 0 and abs(lzt) > par[Q_LAYER_Z]:
-            return FINISH, r
+        early = keep and ist[I_HB_N] < K  # the early detector alone: no z, counters held
+        if early:
+            z = np.nan
+            o0, c0, o1, c1 = ist[I_OVER0], ist[I_CRIT0], ist[I_OVER1], ist[I_CRIT1]
+            named = False
+        else:
+            z = _zscore(logh, ist, fst, hb, par)
+            # clean needs: no counter reaching raise_after, and no fsum refresh
+            o0, c0 = _counter(np.nan if peak_rule else z, 0, ist, par)
+            o1, c1 = _counter(lzt if layer_rule else np.nan, 1, ist, par)
+            if o0 >= raise_after or o1 >= raise_after or max(c0, c1) >= collapse_after:
+                return FINISH, r
+            if keep and max(o0, o1) >= collapse_after:
+                # with the detector kept, log h0 stays out of its baseline once a counter is
+                # past the 8-evaluation debounce (LayerMonitor._evaluate)
+                logh = -math.inf
+            named = top >= 0 and abs(lzt) > par[Q_LAYER_Z]
+            if named and par[Q_JUMP] > 0.0 and layer_rule:  # the jump rule looks at this row
+                return FINISH, r
         refresh = logh > -math.inf and (ist[I_HB_PUSHES] + 1) % (10 * K) == 0
         if refresh:
             return FINISH, r
@@ -259,26 +308,29 @@ def replay_zscore(values, ist, fst, hb, par, args_f, raw, row, ring, ring_steps,
             ist[I_HB_POS] = (pos + 1) % K
             ist[I_HB_PUSHES] += 1
         push_pos, push_first = -1, 0
-        if o1 == 0:  # per-layer push, done by the next row's layer_step
+        if o1 == 0 or early:  # per-layer push, done by the next row's layer_step
             push_pos = ist[I_BPOS]
             push_first = (ist[I_BPUSHES] * chunk) % u_size
             ist[I_BPOS] = (push_pos + 1) % K
             ist[I_BN] = min(bn + 1, K)
             ist[I_BPUSHES] += 1
         _summary_record(step, h0, ist, fst)
+        if named:
+            culprits(lvec[2], par[Q_LAYER_Z], oc[r])
         of[r, O_H0] = h0
         of[r, O_Z] = z
         of[r, O_RATIO] = fst[F_RATIO]
         of[r, O_PEAK] = fst[F_PEAK]
-        of[r, O_LZ] = lzt
-        of[r, O_STAT_COL] = np.nan
+        of[r, O_LZ] = np.nan if early else lzt
+        of[r, O_STAT_COL] = dout[O_STAT] if early else np.nan
         oi[r, C_COUNT] = warm
         direction = 0
         if z == z and abs(z) > par[Q_WATCH_Z]:
             direction = 1 if z > 0 else -1
         oi[r, C_DIRECTION] = direction
         calibrating = ist[I_PEAK_N] <= int(par[Q_WARMUP]) if peak_rule else ist[I_HB_N] < K
-        oi[r, C_FLAGS] = EVALUATED | (CALIBRATING if calibrating else 0)
+        flags = EVALUATED | (CALIBRATING if calibrating or early else 0)
+        oi[r, C_FLAGS] = flags | (EARLY if early else 0) | (NAMED if oc[r, 0] >= 0 else 0)
         _advance(ist, par)
         if push_pos >= 0:
             ist[I_PUSH_POS], ist[I_PUSH_N], ist[I_PUSH_FIRST] = push_pos, bn, push_first

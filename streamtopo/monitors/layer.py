@@ -45,6 +45,7 @@ from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
 from ._cusum_rule import CusumRule
+from ._fused import check_fast
 from ._held import HeldShift
 from ._inputs import as_stream, fill_row, missing_mask, split_absent
 from ._layer_settings import DEFAULT_RULE, SETTINGS_ARGS, layer_settings
@@ -75,6 +76,29 @@ _FROM_CONFIG = tuple(k for k in _CONFIG_KEYS if k not in ("n_layers", "signals",
 _new_status = positional_constructor(LayerStatus)
 _NO_PUSH = (-1, 0, 0)  # (slot, values held, first refreshed entry) of a pending baseline push
 _DEBOUNCE_BEFORE = 8  # the streak rule's debounce before the detector was kept
+
+
+class _RuleState:
+    """A rule object of the streak/peak rules (``log h0`` baseline, alarm counters, peak,
+    patience, run summary) whose state live ``check()``'s compiled path may have moved ahead
+    in arrays (``_fused.FastState``): reading the attribute brings the object up to date
+    first, and marks the arrays stale (the reader may change the object), so every reader --
+    ``state_dict``, the summary, the batch path -- sees exactly the state a row-by-row
+    ``check()`` would have left. The rules' own per-step code runs only after ``check()`` (or
+    the batch path) has settled the objects, and reads them as ``_obj_<name>`` directly."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = "_obj" + name
+
+    def __get__(self, mon: Any, owner: type | None = None) -> Any:
+        if mon is None:
+            return self
+        mon._settle_rules()
+        return mon.__dict__[self.key]
+
+    def __set__(self, mon: Any, value: Any) -> None:
+        mon.__dict__[self.key] = value
+        mon._arrays_stale = True
 
 
 class LayerMonitor(Monitor):
@@ -312,6 +336,11 @@ class LayerMonitor(Monitor):
         "_summary", "ring_", "_T", "_P", "_Tbad", "_nbad", "_D", "_B", "_ref", "_s1", "_s2",
         "_detector", "_held",
     )  # fmt: skip
+    _h0_base = _RuleState()
+    _alarm = _RuleState()
+    _peak = _RuleState()
+    _patience = _RuleState()
+    _summary = _RuleState()
 
     def __init__(
         self,
@@ -377,6 +406,11 @@ class LayerMonitor(Monitor):
     def _init_state(self) -> None:
         """Allocate every buffer (once, here, never per step) and zero the counters."""
         S, L, W, K = len(self.signals), self.n_layers, self.window, self.baseline
+        # the compiled path of check() (streak and peak rules): its arrays, built on first use
+        self._fast = None
+        self._rules_ahead = False  # its arrays hold a newer rule state than the rule objects
+        self._arrays_stale = True  # the rule objects hold a newer state than its arrays
+        self._early_done = False  # the early rule's baseline is full (see _early_over)
         self.ring_ = ArrowRing(self.signals, L, self.capacity)
         # window of transformed rows and the summed squared distances between layers
         self._T = np.zeros((W, S, L))
@@ -427,7 +461,10 @@ class LayerMonitor(Monitor):
         self._summary = RunSummary()
         self._peak_rule = self.rule == "peak"
         self._cusum = self.rule == "cusum"
+        self._fast_rule = True  # check()'s compiled path is on (the tests' reference: off)
         self._early = self.early_rule == "cusum"
+        # the early change detector of a streak rule that does not keep it: no compiled twin
+        self._early_python = self._early and not self.keep_detector
         self._detector = None
         if self._cusum or self._early:  # streams: log h0, then each layer's median-relative value
             self._detector = CusumRule(
@@ -438,6 +475,39 @@ class LayerMonitor(Monitor):
         self._held = HeldShift(max(self.absorb_after, 1), 1 + S * L, min_std=self.min_std)
         self._hrow = np.zeros(1 + S * L)
         self._bind_kernel_args()
+
+    def _rule_objects(self) -> tuple[Any, ...]:
+        """The rule objects as they are (not brought up to date): for the array packing."""
+        d = self.__dict__
+        return (
+            d["_obj_h0_base"], d["_obj_alarm"], d["_obj_peak"], d["_obj_patience"],
+            d["_obj_summary"],
+        )  # fmt: skip
+
+    def _settle_rules(self) -> None:
+        """Bring the rule objects up to date with the compiled path's arrays; they are then
+        the state (the arrays are re-packed before that path runs again)."""
+        if self._rules_ahead:
+            self._rules_ahead = False
+            from ._fused import sync_rules
+
+            fast = self._fast
+            sync_rules(self, fast.kr, fast.ist, fast.fst, fast.hb)
+        self._arrays_stale = True
+
+    def _baseline_count(self) -> int:
+        """Values in the ``log h0`` baseline, without settling the rule objects."""
+        if self._rules_ahead:
+            return int(self._fast.ist[self._fast.kr.I_HB_N])
+        return self.__dict__["_obj_h0_base"].count
+
+    def _early_over(self) -> bool:
+        """The streak rule's early change detector, when it is not kept (it then has no
+        compiled twin: until its baseline is full every step runs in ``check()``'s own code),
+        is done deciding."""
+        if not self._early_done:
+            self._early_done = self._baseline_count() >= self.baseline
+        return self._early_done
 
     def _bind_kernel_args(self) -> None:
         """The fixed leading arguments of ``layer_step`` (buffers are reused, never replaced
@@ -458,20 +528,34 @@ class LayerMonitor(Monitor):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held in numpy buffers (ring, window, distances, baselines, scratch)."""
-        return self.ring_.nbytes + sum(
-            v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray) and v.base is None
+        """Bytes held in numpy buffers (ring, window, distances, baselines, scratch, and the
+        compiled path's rule state once it has run)."""
+        fast = 0 if self._fast is None else self._fast.nbytes
+        return (
+            self.ring_.nbytes
+            + fast
+            + sum(
+                v.nbytes
+                for v in vars(self).values()
+                if isinstance(v, np.ndarray) and v.base is None
+            )
         )
 
     @property
     def should_stop(self) -> bool:
         """True after ``patience`` truly consecutive COLLAPSE evaluations."""
-        return self._patience.should_stop
+        if self._rules_ahead:  # read on every training step: from the compiled path's arrays
+            fast = self._fast
+            return int(fast.ist[fast.kr.I_PATIENCE]) >= self.patience
+        return self.__dict__["_obj_patience"].should_stop
 
     @property
     def peak_(self) -> float:
         """Highest h0 after warm-up."""
-        return self._peak.peak
+        if self._rules_ahead:
+            fast = self._fast
+            return float(fast.fst[fast.kr.F_PEAK])
+        return self.__dict__["_obj_peak"].peak
 
     def acknowledge(self) -> None:
         """End the current alarm and re-baseline on purpose: the z-score baselines (or the
@@ -507,6 +591,8 @@ class LayerMonitor(Monitor):
         self._s1.fill(0.0)  # sums over the (now empty) per-layer baseline
         self._s2.fill(0.0)
         self._patience.reset()
+        self._fast = None  # the reset detector has new arrays
+        self._early_done = False
 
     # -- the per-step call -----------------------------------------------------------------
     def check(self, values: Any, *, missing: Any = None) -> LayerStatus:
@@ -532,6 +618,24 @@ class LayerMonitor(Monitor):
         >>> st.state.value, st.absent, st.reason
         ('HEALTHY', ('c',), 'layers [c] absent (no value this step)')
         """
+        last = self._last
+        if (
+            missing is None
+            and self._fast_rule
+            and last is not None
+            and last.state is State.HEALTHY
+            and not self._held.count
+            and (not self._early_python or self._early_over())
+        ):  # the usual step: through the fused replay's compiled loop (_fused.check_fast)
+            fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
+            status = check_fast(self)
+            if status is not None:
+                if self.writer is not None:
+                    self._write(status, None)
+                return status
+        if self._rules_ahead:  # the rules' code below reads the rule objects directly
+            self._settle_rules()
+        self._arrays_stale = True  # and the counters move outside the compiled path
         mask = None if missing is None else missing_mask(missing, len(self.signals), self.n_layers)
         fill_row(values, self.signals, self.n_layers, self._raw, self._raw_rows)
         args = self._kernel_args
@@ -600,6 +704,13 @@ class LayerMonitor(Monitor):
             status = replace(status, culprits=culprits)
         self._last = status  # what Monitor._record does, inlined on the per-step path
         self._step = step + 1
+        if self.writer is not None:
+            self._write(status, mask)
+        return status
+
+    def _write(self, status: LayerStatus, mask: np.ndarray | None) -> None:
+        """The writer's row of a checked step (``self._row`` holds its recorded values)."""
+        step = status.step
         writer = self.writer
         append = getattr(writer, "append_layer", None)  # a RunWriter: no dict, no copy
         if append is not None:
@@ -625,7 +736,6 @@ class LayerMonitor(Monitor):
                 calibrating=status.calibrating,
                 **({} if mask is None else {"missing": mask}),
             )
-        return status
 
     def _firing_stat(self, status: LayerStatus) -> float:
         """The statistic of the rule that holds the state: NaN when HEALTHY or for non-finite
@@ -698,7 +808,12 @@ class LayerMonitor(Monitor):
         layers without a value this step)."""
         excluded = excluded or bool(nonfinite) or bool(absent)
         K = self.baseline
-        base, peak, alarm, peak_rule = self._h0_base, self._peak, self._alarm, self._peak_rule
+        base, peak, alarm, peak_rule = (
+            self._obj_h0_base,
+            self._obj_peak,
+            self._obj_alarm,
+            self._peak_rule,
+        )
         if self._early and base.count < K:
             return self._evaluate_early(step, nonfinite, h0, excluded, absent)
         logh = math.log(h0) if h0 > 0.0 else -math.inf
@@ -810,7 +925,7 @@ class LayerMonitor(Monitor):
             self._accept(logh, not alarm.pending(1))
         elif streak_state is State.HEALTHY and not excluded:
             self._accept(logh, False)
-        self._patience.update(state)
+        self._obj_patience.update(state)
         # calibrating: no trusted baseline yet (z-score baseline filling, or peak warm-up)
         calibrating = peak.warming_up if peak_rule else base.count < K
         status = _new_status(
@@ -818,7 +933,7 @@ class LayerMonitor(Monitor):
             culprits, nonfinite, lzt, stat,
             tuple(self.layer_names[i] for i in absent) if absent else (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _accept(self, logh: float, layers: bool) -> None:
@@ -826,7 +941,7 @@ class LayerMonitor(Monitor):
         per-layer values (when ``layers``) at the start of the next check (one kernel call per
         step; the counts move now)."""
         if logh > -math.inf:
-            self._h0_base.push(logh)
+            self._obj_h0_base.push(logh)
         if layers:
             K = self.baseline
             bpos, bn, bpushes = self._bpos, self._bn, self._bpushes
@@ -868,7 +983,7 @@ class LayerMonitor(Monitor):
         if self.transform != "log" or self._bn == 0:
             return True
         base = self._hrow
-        base[0] = self._h0_base.mean
+        base[0] = self._obj_h0_base.mean
         base[1:] = self._layer_means().ravel()
         return bool(np.abs(self._held.level() - base).max() <= _ABSORB_MAX)
 
@@ -885,12 +1000,12 @@ class LayerMonitor(Monitor):
             f"calibrating (0/{self.baseline} baseline values"
             + (", change detector on)" if self._early else ")")
         )
-        peak = self._peak
+        peak = self._obj_peak
         status = _new_status(
             step, State.HEALTHY, reason, True, True, h0, z, peak.ratio, peak.peak, "", (), (),
             lzt, math.nan, (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _evaluate_early(
@@ -910,7 +1025,7 @@ class LayerMonitor(Monitor):
             step, nonfinite, h0, excluded, cap=True
         )
         healthy = state is State.HEALTHY
-        count = self._h0_base.count
+        count = self._obj_h0_base.count
         if not excluded:
             if healthy:  # the streak's count, and an absorbed shift if the detector says so
                 _, absorbed, note = reason.partition("; ")
@@ -923,13 +1038,14 @@ class LayerMonitor(Monitor):
             reason = self._absent_reason(absent) + (f"; {reason}" if held else "")
         if healthy and not excluded:
             self._accept(math.log(h0) if h0 > 0.0 else -math.inf, True)
-        self._patience.update(state)
+        self._obj_patience.update(state)
+        peak = self._obj_peak
         status = _new_status(
-            step, state, reason, True, True, h0, math.nan, self._peak.ratio, self._peak.peak,
+            step, state, reason, True, True, h0, math.nan, peak.ratio, peak.peak,
             direction, culprits, nonfinite, math.nan, stat,
             tuple(self.layer_names[i] for i in absent) if absent else (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _detector_step(
@@ -950,7 +1066,7 @@ class LayerMonitor(Monitor):
         detector has already scored this evaluation (:meth:`CusumRule.score`'s state)."""
         rule = self._detector
         if peak:
-            self._peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
+            self._obj_peak.update(math.nan if excluded else h0)  # peak_h0 of the summary
         if scored is not None:
             state = scored
         else:
@@ -980,12 +1096,12 @@ class LayerMonitor(Monitor):
             step, nonfinite, h0, excluded, cap=False
         )
         calibrating = self._detector.detector.calibrating
-        self._patience.update(state)
+        self._obj_patience.update(state)
         status = _new_status(
-            step, state, reason, True, calibrating, h0, math.nan, self._peak.ratio,
-            self._peak.peak, direction, culprits, nonfinite, math.nan, stat, (),
+            step, state, reason, True, calibrating, h0, math.nan, self._obj_peak.ratio,
+            self._obj_peak.peak, direction, culprits, nonfinite, math.nan, stat, (),
         )  # fmt: skip
-        self._summary.record(status)
+        self._obj_summary.record(status)
         return status
 
     def _culprits(self, diverging: bool = False) -> tuple[str, ...]:
@@ -1018,31 +1134,34 @@ class LayerMonitor(Monitor):
             names = ", ".join(self.layer_names[i] for i in np.flatnonzero(self._nbad))
             return f"layers [{names}] left out of H0 (non-finite or absent value in window)"
         if state is State.HEALTHY:
-            if self.rule == "streak" and not self._h0_base.ready:
-                return f"warmup ({self._h0_base.count}/{self.baseline} baseline values)"
-            if self.rule == "peak" and self._peak.warming_up:
-                return f"warmup ({self._peak.n}/{self.warmup} steps)"
+            if self.rule == "streak" and not self._obj_h0_base.ready:
+                return f"warmup ({self._obj_h0_base.count}/{self.baseline} baseline values)"
+            if self.rule == "peak" and self._obj_peak.warming_up:
+                return f"warmup ({self._obj_peak.n}/{self.warmup} steps)"
             return "ok"
         parts = []
-        fired = self._alarm.raised_by if self._alarm.active else ()
+        fired = self._obj_alarm.raised_by if self._obj_alarm.active else ()
         if "topology" in fired:
             how = "layers diverging" if z > 0 else "layers converging"
             parts.append(f"topology: log h0 z={z:+.2f} ({how})")
-        if self.rule == "peak" and self._peak.ratio < self.watch_ratio:
+        if self.rule == "peak" and self._obj_peak.ratio < self.watch_ratio:
             thr = (
-                self.collapse_ratio if self._peak.ratio < self.collapse_ratio else self.watch_ratio
+                self.collapse_ratio
+                if self._obj_peak.ratio < self.collapse_ratio
+                else self.watch_ratio
             )
-            parts.append(f"topology: h0 at {self._peak.ratio:.2f} of peak (< {thr})")
+            parts.append(f"topology: h0 at {self._obj_peak.ratio:.2f} of peak (< {thr})")
         if "layer" in fired and top >= 0:
             parts.append(f"layer: {self.layer_names[top]} z={lzt:+.2f}")
         label = "+".join(dict.fromkeys(p.split(":")[0] for p in parts)) or "alarm"
         text = "; ".join(p.split(": ", 1)[1] for p in parts) or "alarm held (no rule over now)"
-        if state is State.COLLAPSE and self._alarm.over_steps > self._alarm.escalate_after:
-            text += f"; WATCH lasted > {self._alarm.escalate_after} steps"
+        if state is State.COLLAPSE and self._obj_alarm.over_steps > self._obj_alarm.escalate_after:
+            text += f"; WATCH lasted > {self._obj_alarm.escalate_after} steps"
         return f"{label}: {text}"
 
     def _flush_pending(self) -> None:
         """Do the baseline push the next check would do (same arguments, same result)."""
+        self._settle_rules()
         if self._pending[0] >= 0:
             baseline_push(
                 self._u, self._B, self._ref, self._s1, self._s2, *self._pending, self._chunk
