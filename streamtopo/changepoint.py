@@ -442,6 +442,21 @@ class ChangeDetector:
         """Label of the first evaluation of the running alarm; -1 when there is none."""
         return int(self._ist[self._kc.ALARM_LABEL])
 
+    @property
+    def alarm_length(self) -> int:
+        """Evaluations in the running alarm, the last one included; 0 when there is none."""
+        kc = self._kc
+        start = int(self._ist[kc.ALARM_START])
+        return 0 if start < 0 else int(self._ist[kc.T]) - start
+
+    @property
+    def absorbed_length(self) -> int:
+        """At the call that absorbed a held shift (:attr:`absorbed`): the evaluations it was
+        held, this one included; 0 when no shift was ever absorbed."""
+        kc = self._kc
+        start = int(self._ist[kc.ABSORBED])
+        return 0 if start < 0 else int(self._ist[kc.T]) - start
+
     def streams(self, limit: int | None = None) -> tuple[int, ...]:
         """Streams over ``h_watch_`` at the last call (the jumping or non-finite ones when those
         fired), largest statistic first, at most ``limit``."""

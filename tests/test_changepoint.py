@@ -376,6 +376,21 @@ def test_cusum_monitor_fires_on_a_x100_layer_within_two_evaluations(t_jump):
     assert first.step <= t_jump + 1
     assert first.culprits[0] == "fc5" and first.direction == "rising"
     assert first.reason.startswith("cusum: ") and "fc5 [grad_norm]" in first.reason
+    # how long the alarm has run, in evaluations (a TrainingMonitor's steps are not the
+    # monitor's, so no step number)
+    k = first.step
+    assert first.reason.endswith("(for 1 evaluation)")
+    if statuses[k + 1].state != "HEALTHY":
+        assert statuses[k + 1].reason.endswith("(for 2 evaluations)")
+    longest = max(
+        (s for s in statuses if s.state != "HEALTHY"), key=lambda s: s.step
+    )  # the last alarm row, counted from its episode's first
+    start = longest.step
+    while statuses[start - 1].state != "HEALTHY":
+        start -= 1
+    assert longest.reason.endswith(f"(for {longest.step - start + 1} evaluations)") or (
+        longest.step == start and longest.reason.endswith("(for 1 evaluation)")
+    )
 
 
 def test_cusum_monitor_absorbs_a_held_shift_and_says_so():
@@ -389,7 +404,9 @@ def test_cusum_monitor_absorbs_a_held_shift_and_says_so():
     fired = next(s for s in statuses[200:] if s.state != "HEALTHY")
     absorbed = [s for s in statuses if "absorbed" in s.reason]
     assert len(absorbed) == 1 and absorbed[0].state == "HEALTHY"
-    assert absorbed[0].reason.endswith(f"shift at step {fired.step} absorbed")
+    # held from the first alarm to the absorbing evaluation (check_every=2: steps / 2)
+    held = (absorbed[0].step - fired.step) // 2 + 1
+    assert absorbed[0].reason.endswith(f"shift absorbed (held {held} evaluations)")
     assert all(s.state == "HEALTHY" for s in statuses[absorbed[0].step : 380])
     late = next(s for s in statuses[380:] if s.state != "HEALTHY")
     assert late.step <= 382 and late.culprits[0] == "4"

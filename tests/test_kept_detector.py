@@ -136,7 +136,9 @@ def test_dead_layers_are_not_forgotten_when_the_detector_restarts():
     assert got[300].state is State.WATCH and "jump x" in got[300].reason
     first_collapse = next(s.step for s in got if s.state is State.COLLAPSE)
     assert 305 <= first_collapse <= 310
-    restarted = [s for s in got if "change detector: shift at step 300 absorbed" in s.reason]
+    restarted = [s for s in got if "change detector: shift absorbed (held " in s.reason]
+    # held from step 300 (the jump) to the evaluation that absorbed it
+    assert restarted[0].reason.endswith(f"(held {restarted[0].step - 300 + 1} evaluations)")
     assert restarted and all(s.state is State.COLLAPSE for s in got[first_collapse:])
     assert mon.should_stop
 
@@ -155,5 +157,7 @@ def test_a_small_held_shift_is_one_episode_that_is_absorbed():
     ]
     assert len(starts) == 1 and 300 <= starts[0] <= 325
     assert State.COLLAPSE not in states and states[-1] is State.HEALTHY
-    assert any(f"shift at step {starts[0]} absorbed" in s.reason for s in got)
+    done = [s for s in got if s.reason.startswith("shift absorbed (held ")]
+    assert len(done) == 1
+    assert done[0].reason.startswith(f"shift absorbed (held {done[0].step - starts[0] + 1} ")
     assert mon.last_status_.calibrating  # the baselines restarted at the absorption

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..alarms import ChangeDetector, State
 
-__all__ = ["CusumRule", "cusum_reason"]
+__all__ = ["CusumRule", "cusum_reason", "evaluations"]
 
 _STATES = (State.HEALTHY, State.WATCH, State.COLLAPSE)
 
@@ -91,7 +91,7 @@ class CusumRule:
             if det.calibrating:
                 reason = f"ok, calibrating ({det.history}/{det.trusted_after} baseline values)"
             if det.absorbed:
-                reason += f"; shift at step {det.absorbed_start} absorbed"
+                reason += f"; shift absorbed (held {evaluations(det.absorbed_length)})"
             return "", (), reason, det.stat
         direction = "rising" if det.direction > 0 else "falling" if det.direction < 0 else ""
         culprits, reason = cusum_reason(
@@ -148,6 +148,15 @@ def cusum_reason(
         text = f"{', '.join(what)} {how}, {size}"
     if state is State.COLLAPSE and stat < det.h_collapse_:
         text += f"; alarm older than {escalate_after} evaluations"
-    if det.alarm_start >= 0:
-        text += f" (since step {det.alarm_start})"
+    if det.alarm_length:  # relative: a TrainingMonitor's own steps differ from the monitor's
+        text += f" (for {evaluations(det.alarm_length)})"
     return tuple(names), f"cusum: {text}"
+
+
+def evaluations(n: int) -> str:
+    """``"1 evaluation"`` / ``"n evaluations"``.
+
+    >>> evaluations(1), evaluations(30)
+    ('1 evaluation', '30 evaluations')
+    """
+    return f"{n} evaluation" + ("" if n == 1 else "s")

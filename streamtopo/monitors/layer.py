@@ -44,7 +44,7 @@ from ..config import read_config
 from ..errors import InputError, InputTypeError
 from ..ring import ArrowRing
 from ._base import Monitor
-from ._cusum_rule import CusumRule
+from ._cusum_rule import CusumRule, evaluations
 from ._fused import check_fast
 from ._held import HeldShift
 from ._inputs import as_stream, fill_row, missing_mask, split_absent
@@ -123,7 +123,7 @@ class LayerMonitor(Monitor):
         evaluation: a non-finite value is COLLAPSE at once; from a layer's 6th evaluation a
         x30 move against its own history is WATCH at once (x900: COLLAPSE); from its 41st a
         small persistent shift fires once its evidence accumulates; a shift that holds for 30
-        evaluations is absorbed (the reason says "shift at step N absorbed").
+        evaluations is absorbed (the reason says "shift absorbed (held N evaluations)").
         ``status.calibrating`` stays True until every stream has 100 accepted values.
         ``"peak"``: ph-training's ratio to the peak. See ``early_rule`` and
         ``keep_detector`` for the change detector that decides beside the streak rule.
@@ -240,7 +240,7 @@ class LayerMonitor(Monitor):
         ``rule="streak"`` only: a WATCH whose evaluations hold one level for this many of them
         (every stream's mean -- ``log h0`` and each layer's median-relative value -- equal in
         both halves, within 4 standard errors) is absorbed: the state returns to HEALTHY with
-        the reason ``shift at step N absorbed (held A evaluations)`` and the baselines (and
+        the reason ``shift absorbed (held N evaluations)`` and the baselines (and
         the early detector) start afresh, as after :meth:`acknowledge`. A shift that keeps
         moving, a held move beyond x30 (``transform="log"``) and a COLLAPSE are not absorbed.
         None: 30 under ``"streak"`` (on the transformer calibration runs the share of healthy
@@ -867,7 +867,7 @@ class LayerMonitor(Monitor):
                     and self._held.count
                     and self._held_within_bound()
                 ):  # the detector absorbed a held shift the streak rule would absorb too
-                    return self._absorbed(step, h0, z, lzt, rule.detector.absorbed_start)
+                    return self._absorbed(step, h0, z, lzt, rule.detector.absorbed_length)
         if (
             self.absorb_after
             and not excluded
@@ -895,8 +895,8 @@ class LayerMonitor(Monitor):
             # the detector restarts on its own; the streak rule keeps its memory (a held move
             # beyond x30 -- dead layers -- must still escalate and reach a guard) -- or the
             # detector absorbed with no held-shift record (absorb_after=0)
-            start = self._detector.detector.absorbed_start
-            reason += f"; change detector: shift at step {start} absorbed"
+            held = evaluations(self._detector.detector.absorbed_length)
+            reason += f"; change detector: shift absorbed (held {held})"
         if det is not None and det[0] is not State.HEALTHY and not nonfinite:
             # the change detector's alarm: its statistic, direction and layers (the streak
             # rule's reason first when both rules are over their thresholds)
@@ -988,15 +988,17 @@ class LayerMonitor(Monitor):
         return bool(np.abs(self._held.level() - base).max() <= _ABSORB_MAX)
 
     def _absorbed(
-        self, step: int, h0: float, z: float, lzt: float, start: int | None = None
+        self, step: int, h0: float, z: float, lzt: float, held: int | None = None
     ) -> LayerStatus:
-        """Absorb the held shift (that started at ``start``; default: the held-shift test's):
-        the baselines (and the early detector) restart from the next evaluation, as after
-        :meth:`acknowledge`; this evaluation is HEALTHY and says so."""
-        start = self._held.start if start is None else start
+        """Absorb the held shift (held for ``held`` evaluations, this one included; default:
+        the held-shift test's): the baselines (and the early detector) restart from the next
+        evaluation, as after :meth:`acknowledge`; this evaluation is HEALTHY and says so (in
+        evaluations, not steps: a TrainingMonitor's steps are not the monitor's)."""
+        if held is None:
+            held = (step - self._held.start) // self.check_every + 1
         self._forget()
         reason = (
-            f"shift at step {start} absorbed (held {self.absorb_after} evaluations); ok, "
+            f"shift absorbed (held {evaluations(held)}); ok, "
             f"calibrating (0/{self.baseline} baseline values"
             + (", change detector on)" if self._early else ")")
         )
