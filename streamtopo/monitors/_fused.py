@@ -181,22 +181,37 @@ def _reasons(mon, count: np.ndarray, flags: np.ndarray, kr) -> np.ndarray:
     """The reason of each clean row (what ``check()`` says of a HEALTHY evaluation)."""
     reason = np.full(count.shape[0], "ok", dtype=object)
     evaluated = (flags & kr.EVALUATED) > 0
-    if mon.rule == "streak":
-        early = np.flatnonzero(evaluated & ((flags & kr.EARLY) > 0))
-        if early.size:  # what _evaluate_early says of a HEALTHY evaluation
-            fmt = "ok, calibrating ({}/{} baseline values, change detector on)"
-            reason[early] = [fmt.format(c, mon.baseline) for c in count[early].tolist()]
-        warm = np.flatnonzero(evaluated & (count < mon.baseline) & ((flags & kr.EARLY) == 0))
-        fmt, total = "warmup ({}/{} baseline values)", mon.baseline
+    if mon.rule == "streak":  # the change detector's warm-up rows, then the streak rule's
+        said = evaluated & (((flags & kr.EARLY) > 0) | (count < mon.baseline))
+        total = mon.baseline
     elif mon.rule == "peak":
-        warm = np.flatnonzero(evaluated & (count <= mon.warmup))
-        fmt, total = "warmup ({}/{} steps)", mon.warmup
+        said, total = evaluated & (count <= mon.warmup), mon.warmup
     else:
-        warm = np.flatnonzero(evaluated & ((flags & kr.CALIBRATING) > 0))
-        fmt, total = "ok, calibrating ({}/{} baseline values)", mon._detector.detector.trusted_after
-    if warm.size:
-        reason[warm] = [fmt.format(c, total) for c in count[warm].tolist()]
+        said = evaluated & ((flags & kr.CALIBRATING) > 0)
+        total = mon._detector.detector.trusted_after
+    rows = np.flatnonzero(said)
+    if rows.size:
+        reason[rows] = [
+            _clean_reason(mon.rule, f, c, total, kr)
+            for c, f in zip(count[rows].tolist(), flags[rows].tolist(), strict=True)
+        ]
     return reason
+
+
+def _clean_reason(rule: str, flags: int, count: int, total: int, kr) -> str:
+    """The reason of one clean evaluated row: ``count`` of ``total`` baseline values (steps
+    for the peak rule's warm-up); "ok" once the rule's warm-up is over."""
+    if rule == "streak":
+        if flags & kr.EARLY:  # what _evaluate_early says of a HEALTHY evaluation
+            return f"ok, calibrating ({count}/{total} baseline values, change detector on)"
+        if count < total:
+            return f"warmup ({count}/{total} baseline values)"
+    elif rule == "peak":
+        if count <= total:
+            return f"warmup ({count}/{total} steps)"
+    elif flags & kr.CALIBRATING:
+        return f"ok, calibrating ({count}/{total} baseline values)"
+    return "ok"
 
 
 def _finish(mon: LayerMonitor) -> LayerStatus:
@@ -433,20 +448,7 @@ def check_fast(mon: LayerMonitor) -> LayerStatus | None:
             stat = math.nan
             if z != z:
                 z = math.nan
-        reason = "ok"  # or what _reasons says of a warm-up row
-        rule = fast.rule
-        if rule == "streak":
-            if flags & EARLY:
-                reason = (
-                    f"ok, calibrating ({count}/{fast.total} baseline values, change detector on)"
-                )
-            elif count < fast.total:
-                reason = f"warmup ({count}/{fast.total} baseline values)"
-        elif rule == "peak":
-            if count <= fast.total:
-                reason = f"warmup ({count}/{fast.total} steps)"
-        elif flags & CALIBRATING:
-            reason = f"ok, calibrating ({count}/{fast.total} baseline values)"
+        reason = _clean_reason(fast.rule, flags, count, fast.total, fast.kr)
         culprits: tuple[str, ...] = ()
         if flags & NAMED:
             culprits = tuple(fast.names[i] for i in fast.oc_row.tolist() if i >= 0)
