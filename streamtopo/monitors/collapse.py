@@ -625,10 +625,10 @@ class CollapseMonitor(Monitor):
             )
             if len(fired) > 1:
                 reason += "; also " + ", ".join(f"{f[1]} (z={f[2]:+.1f})" for f in fired[1:])
-            prev = self._hist["state"][-1] if self._hist["state"] else State.HEALTHY
             if self.confirm == 1:
                 # the rule before `confirm` existed: one check beyond z is WATCH; a move toward
                 # collapse that persists into a second consecutive check is COLLAPSE
+                prev = self._hist["state"][-1] if self._hist["state"] else State.HEALTHY
                 persists = toward > 0 and prev is not State.HEALTHY
                 return (State.COLLAPSE if persists else State.WATCH), reason, dom, zv
             # one check of a 64-sample batch beyond z is often noise (its own outlier): WATCH
